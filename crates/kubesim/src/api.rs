@@ -1,0 +1,461 @@
+//! Routing and handlers: an HTTP-independent request in, a response out.
+//!
+//! The HTTP layer (`http.rs`) and the in-process [`crate::ServerHandle::request`] both call
+//! [`handle`], so tests that skip the network exercise exactly the same code.
+
+use crate::error::{ApiError, reason_for};
+use crate::faults::Faults;
+use crate::registry::ResourceType;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{Filter, Part, PatchKind, Store, WatchEvent, WatchStart};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// The Kubernetes version the server reports (and helm's `kubeVersion` checks see).
+pub const KUBE_MINOR: u32 = 33;
+
+#[derive(Debug, Clone, Default)]
+pub struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub user_agent: Option<String>,
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        matches!(self.param(name), Some("true" | "True" | "1"))
+    }
+
+    pub fn is_watch(&self) -> bool {
+        self.method == "GET" && self.flag("watch")
+    }
+}
+
+/// What a watch needs to stream; the HTTP layer runs it.
+pub struct WatchSpec {
+    pub rt: ResourceType,
+    pub namespace: Option<String>,
+    pub filter: Filter,
+    pub initial: Vec<Arc<WatchEvent>>,
+    pub rx: broadcast::Receiver<Arc<WatchEvent>>,
+    /// Sent as the only event (then the stream ends): a 410 for a start point that is too old.
+    pub error: Option<Value>,
+    pub timeout: Duration,
+    pub bookmarks: bool,
+    pub start_rv: u64,
+}
+
+pub enum ApiBody {
+    Json(Value),
+    Text(String),
+    Watch(Box<WatchSpec>),
+}
+
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: ApiBody,
+    pub retry_after: Option<u32>,
+}
+
+impl ApiResponse {
+    fn json(status: u16, v: Value) -> Self {
+        ApiResponse {
+            status,
+            body: ApiBody::Json(v),
+            retry_after: None,
+        }
+    }
+
+    pub fn error(e: &ApiError) -> Self {
+        ApiResponse {
+            status: e.code,
+            body: ApiBody::Json(e.to_status()),
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+/// One served request, kept for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    pub user_agent: String,
+}
+
+pub struct State {
+    pub store: Store,
+    pub faults: Faults,
+    pub watch_timeout: (Duration, Duration),
+    pub bookmark_interval: Duration,
+    pub addr: Mutex<String>,
+    log: Mutex<VecDeque<RequestRecord>>,
+}
+
+const REQUEST_LOG: usize = 20_000;
+
+impl State {
+    pub fn new(store: Store, faults: Faults, watch_timeout: (Duration, Duration), bookmark_interval: Duration) -> State {
+        State {
+            store,
+            faults,
+            watch_timeout,
+            bookmark_interval,
+            addr: Mutex::new(String::new()),
+            log: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn record(&self, req: &ApiRequest, status: u16) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() >= REQUEST_LOG {
+            log.pop_front();
+        }
+        log.push_back(RequestRecord {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: form_urlencoded::Serializer::new(String::new()).extend_pairs(req.query.iter()).finish(),
+            status,
+            user_agent: req.user_agent.clone().unwrap_or_default(),
+        });
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+}
+
+/// Handles one request (faults are applied by the caller, which may need to sleep).
+pub fn handle(state: &State, req: &ApiRequest) -> ApiResponse {
+    let resp = match route(state, req) {
+        Ok(r) => r,
+        Err(e) => ApiResponse::error(&e),
+    };
+    state.record(req, resp.status);
+    resp
+}
+
+/// A `Status` for an injected failure.
+pub fn injected_failure(status: u16, retry_after: Option<u32>) -> ApiResponse {
+    let mut e = ApiError::new(status, reason_for(status), format!("injected failure ({status})"));
+    e.retry_after = retry_after;
+    ApiResponse::error(&e)
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect()
+}
+
+fn route(state: &State, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let segs = segments(&req.path);
+    let store = &state.store;
+    match segs.as_slice() {
+        ["version"] => Ok(ApiResponse::json(200, version())),
+        ["healthz" | "livez" | "readyz", ..] => Ok(ApiResponse {
+            status: 200,
+            body: ApiBody::Text("ok".into()),
+            retry_after: None,
+        }),
+        ["kubesim", "faults"] => admin_faults(state, req),
+        ["openapi", "v3"] => Ok(ApiResponse::json(200, crate::openapi::root(&store.registry()))),
+        ["openapi", "v3", "api", version] => crate::openapi::group_version(&store.registry(), "", version)
+            .map(|d| ApiResponse::json(200, d))
+            .ok_or_else(ApiError::path_not_found),
+        ["openapi", "v3", "apis", group, version] => crate::openapi::group_version(&store.registry(), group, version)
+            .map(|d| ApiResponse::json(200, d))
+            .ok_or_else(ApiError::path_not_found),
+        ["api"] => Ok(ApiResponse::json(
+            200,
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": state.addr.lock().unwrap_or_else(|p| p.into_inner()).clone()}
+            ]}),
+        )),
+        ["api", "v1"] => Ok(ApiResponse::json(200, store.registry().resource_list("", "v1"))),
+        ["api", "v1", rest @ ..] => resource(state, req, "", "v1", rest),
+        ["apis"] => Ok(ApiResponse::json(200, store.registry().group_list())),
+        ["apis", group] => store
+            .registry()
+            .group(group)
+            .map(|g| ApiResponse::json(200, g))
+            .ok_or_else(ApiError::path_not_found),
+        ["apis", group, version] if store.registry().has_group_version(group, version) => {
+            Ok(ApiResponse::json(200, store.registry().resource_list(group, version)))
+        }
+        ["apis", group, version, rest @ ..] if store.registry().has_group_version(group, version) => {
+            resource(state, req, group, version, rest)
+        }
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBE_MINOR.to_string(),
+        "gitVersion": format!("v1.{KUBE_MINOR}.0"),
+        "gitCommit": "kubesim",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+        "emulator": format!("kubesim {}", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+struct Target<'a> {
+    rt: ResourceType,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+    sub: Option<&'a str>,
+}
+
+/// Resolves `rest` (the path after `/api/v1` or `/apis/g/v`) to a resource, namespace, name and
+/// subresource. `namespaces/{ns}/status` is the namespace's status, not a resource called status.
+fn target<'a>(store: &Store, group: &str, version: &str, rest: &[&'a str]) -> Result<Target<'a>, ApiError> {
+    let namespaced_type = |plural: &str| store.resolve(group, version, plural).filter(|rt| rt.namespaced);
+    if let ["namespaces", ns, plural, tail @ ..] = rest
+        && let Some(rt) = namespaced_type(plural)
+    {
+        return match tail {
+            [] => Ok(Target { rt, namespace: Some(ns), name: None, sub: None }),
+            [name] => Ok(Target { rt, namespace: Some(ns), name: Some(name), sub: None }),
+            [name, sub] => Ok(Target { rt, namespace: Some(ns), name: Some(name), sub: Some(sub) }),
+            _ => Err(ApiError::path_not_found()),
+        };
+    }
+    let (plural, tail) = rest.split_first().ok_or_else(ApiError::path_not_found)?;
+    let rt = store.resolve(group, version, plural).ok_or_else(ApiError::path_not_found)?;
+    match tail {
+        [] => Ok(Target { rt, namespace: None, name: None, sub: None }),
+        [name] if !rt.namespaced => Ok(Target { rt, namespace: None, name: Some(name), sub: None }),
+        [name, sub] if !rt.namespaced => Ok(Target { rt, namespace: None, name: Some(name), sub: Some(sub) }),
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+fn filter(req: &ApiRequest) -> Result<Filter, ApiError> {
+    let labels = match req.param("labelSelector") {
+        Some(s) if !s.is_empty() => Some(
+            LabelSelector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        ),
+        _ => None,
+    };
+    let fields = match req.param("fieldSelector") {
+        Some(s) if !s.is_empty() => Some(
+            FieldSelector::parse(s).map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?,
+        ),
+        _ => None,
+    };
+    Ok(Filter { labels, fields })
+}
+
+/// Parses a request body: JSON (also when no Content-Type is sent, as Patroni does) or YAML.
+fn body(req: &ApiRequest) -> Result<Value, ApiError> {
+    let ct = req.content_type.as_deref().unwrap_or("application/json");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let yaml = media.ends_with("yaml");
+    let json_like = media == "application/json" || media.ends_with("+json") || media == "*/*" || media.is_empty();
+    if yaml {
+        let text = std::str::from_utf8(&req.body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+        serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+    } else if media == "application/vnd.kubernetes.protobuf" {
+        crate::protobuf::decode(&req.body).map_err(|e| {
+            let mut err = ApiError::unsupported_media_type(ct);
+            err.message = format!("{}: {e}", err.message);
+            err
+        })
+    } else if json_like {
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))
+    } else {
+        Err(ApiError::unsupported_media_type(ct))
+    }
+}
+
+fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64) -> Value {
+    json!({
+        "kind": format!("{}List", rt.kind),
+        "apiVersion": rt.api_version(),
+        "metadata": {"resourceVersion": rv.to_string()},
+        "items": items,
+    })
+}
+
+fn resource(state: &State, req: &ApiRequest, group: &str, version: &str, rest: &[&str]) -> Result<ApiResponse, ApiError> {
+    let store = &state.store;
+    let t = target(store, group, version, rest)?;
+    let rt = &t.rt;
+    let dry_run = req.param("dryRun") == Some("All");
+    if let Some(d) = req.param("dryRun")
+        && d != "All"
+    {
+        return Err(ApiError::bad_request(format!("dryRun: Unsupported value: \"{d}\": supported values: \"All\"")));
+    }
+    let ns = t.namespace.unwrap_or("");
+    let part = match t.sub {
+        None => Part::Main,
+        Some("status") if rt.status_subresource => Part::Status,
+        Some(_) => return Err(ApiError::path_not_found()),
+    };
+    match (req.method.as_str(), t.name) {
+        ("GET", None) if req.is_watch() => watch(state, req, rt, t.namespace),
+        ("GET", None) => {
+            let f = filter(req)?;
+            let (items, rv) = store.list(rt, t.namespace, &f);
+            Ok(ApiResponse::json(200, list_body(rt, items, rv)))
+        }
+        ("POST", None) => {
+            if rt.namespaced && t.namespace.is_none() {
+                return Err(ApiError::method_not_allowed("POST"));
+            }
+            let obj = body(req)?;
+            Ok(ApiResponse::json(201, store.create(rt, ns, obj, dry_run)?))
+        }
+        ("DELETE", None) => {
+            let f = filter(req)?;
+            let (items, rv) = store.delete_collection(rt, t.namespace, &f, dry_run)?;
+            Ok(ApiResponse::json(200, list_body(rt, items, rv)))
+        }
+        ("GET", Some(name)) => Ok(ApiResponse::json(200, store.get(rt, ns, name)?)),
+        ("PUT", Some(name)) => {
+            let obj = body(req)?;
+            Ok(ApiResponse::json(200, store.update(rt, ns, name, obj, part, dry_run)?))
+        }
+        ("PATCH", Some(name)) => {
+            let ct = req.content_type.as_deref().unwrap_or("");
+            let kind = PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+            if kind == PatchKind::Apply && req.param("fieldManager").is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            let patch = body(req)?;
+            let (obj, created) = store.patch(rt, ns, name, kind, &patch, part, dry_run)?;
+            Ok(ApiResponse::json(if created { 201 } else { 200 }, obj))
+        }
+        ("DELETE", Some(name)) => {
+            if part == Part::Status {
+                return Err(ApiError::method_not_allowed("DELETE"));
+            }
+            let opts = if req.body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { body(req)? };
+            let rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+            let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
+            let dry_run = dry_run || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.contains(&json!("All")));
+            Ok(ApiResponse::json(200, store.delete(rt, ns, name, rv, uid, dry_run)?))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m)),
+    }
+}
+
+fn watch(state: &State, req: &ApiRequest, rt: &ResourceType, ns: Option<&str>) -> Result<ApiResponse, ApiError> {
+    let f = filter(req)?;
+    let start = match req.param("resourceVersion") {
+        None | Some("" | "0") => WatchStart::Current,
+        Some(rv) => WatchStart::After(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("resourceVersion: Invalid value: \"{rv}\": must be an integer")))?,
+        ),
+    };
+    let timeout = match req.param("timeoutSeconds") {
+        Some(s) => Duration::from_secs(
+            s.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds: Invalid value: \"{s}\"")))?,
+        ),
+        None => {
+            // Like the real server: a random time between the bounds, so clients re-list apart.
+            let (lo, hi) = state.watch_timeout;
+            if hi > lo { lo + (hi - lo).mul_f64(rand::random::<f64>()) } else { lo }
+        }
+    };
+    // A start point older than the log is not an HTTP error: the real server answers 200 and
+    // sends one ERROR event with code 410, which is what clients (Patroni) look for.
+    let (initial, rx, start_rv, error) = match state.store.watch(rt, ns, start) {
+        Ok((i, rx, rv)) => (i, rx, rv, None),
+        Err(e) if e.code == 410 => {
+            let (_, rx, rv) = state.store.watch(rt, ns, WatchStart::After(u64::MAX - 1))?;
+            (vec![], rx, rv, Some(e.to_status()))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(ApiResponse {
+        status: 200,
+        body: ApiBody::Watch(Box::new(WatchSpec {
+            rt: rt.clone(),
+            namespace: ns.map(str::to_string),
+            filter: f,
+            initial,
+            rx,
+            error,
+            timeout,
+            bookmarks: req.flag("allowWatchBookmarks"),
+            start_rv,
+        })),
+        retry_after: None,
+    })
+}
+
+/// `/kubesim/faults`: GET lists rules, POST adds one (`{"rule": Rule}`, `{"cut_watches": true}`
+/// or `{"refuse_ms": N}`), DELETE clears everything.
+fn admin_faults(state: &State, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let faults = &state.faults;
+    match req.method.as_str() {
+        "GET" => Ok(ApiResponse::json(200, json!({"rules": faults.rules()}))),
+        "DELETE" => {
+            faults.clear();
+            Ok(ApiResponse::json(200, json!({"cleared": true})))
+        }
+        "POST" => {
+            let b = body(req)?;
+            if let Some(rule) = b.get("rule") {
+                let rule = serde_json::from_value(rule.clone())
+                    .map_err(|e| ApiError::bad_request(format!("rule: {e}")))?;
+                faults.add(rule);
+            } else if b.get("cut_watches").and_then(Value::as_bool) == Some(true) {
+                faults.cut_watches();
+            } else if let Some(ms) = b.get("refuse_ms").and_then(Value::as_u64) {
+                faults.refuse_for(Duration::from_millis(ms));
+            } else {
+                return Err(ApiError::bad_request("expected one of: rule, cut_watches, refuse_ms"));
+            }
+            Ok(ApiResponse::json(200, json!({"rules": faults.rules()})))
+        }
+        m => Err(ApiError::method_not_allowed(m)),
+    }
+}
+
+/// What a watcher with `filter` sees of `ev`: an object entering the selection is ADDED, one
+/// leaving it DELETED, as the real server does.
+pub fn translate(ev: &WatchEvent, filter: &Filter) -> Option<&'static str> {
+    use crate::store::EventType::*;
+    let now = filter.matches(&ev.object);
+    match ev.kind {
+        Added => now.then_some("ADDED"),
+        Deleted => now.then_some("DELETED"),
+        Modified => {
+            let before = ev.previous.as_ref().is_some_and(|p| filter.matches(p));
+            match (before, now) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! An in-memory Kubernetes API server: the one stand-in of this project.
+//!
+//! It behaves like the real API server where Patroni, kubectl, helm and our binaries depend on it:
+//! one global increasing `resourceVersion`, 409 on stale writes, merge semantics, label and field
+//! selectors, chunked watches with replay and 410, `Status` errors, CRDs, and fault injection.
+#![forbid(unsafe_code)]
+
+pub mod patch;
+pub mod selector;
+pub mod api;
+pub mod error;
+pub mod faults;
+mod http;
+mod openapi;
+mod protobuf;
+pub mod registry;
+pub mod store;
+
+pub use api::RequestRecord;
+pub use faults::{Action, Faults, Rule};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How a server is started.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Loopback address and port (port 0 picks a free one).
+    pub bind: SocketAddr,
+    /// Watches without `timeoutSeconds` end after a random time between `watch_timeout` and
+    /// twice that, as the real server's `--min-request-timeout` does; clients then re-list.
+    pub watch_timeout: Duration,
+    /// How many past events are kept for watch replay; older start points get 410 Gone.
+    pub event_log_capacity: usize,
+    /// How often BOOKMARK events are sent to watches that asked for them.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            watch_timeout: Duration::from_secs(60),
+            event_log_capacity: 10_000,
+            bookmark_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An in-memory API server.
+pub struct Server;
+
+impl Server {
+    /// Starts a server on its own thread and Tokio runtime, so that it keeps serving whatever
+    /// the caller does (blocking tests, other runtimes). Dropping the handle stops it.
+    pub fn spawn(cfg: Config) -> std::io::Result<ServerHandle> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("kubesim-{}", cfg.bind))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match Server::start(cfg).await {
+                        Ok((handle, fut)) => {
+                            let _ = ready_tx.send(Ok(handle));
+                            fut.await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })?;
+        let mut handle = ready_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("kubesim thread died during start"))??;
+        handle.thread = Some(thread);
+        Ok(handle)
+    }
+
+    /// Binds and returns a handle plus the future that serves (run it on the current runtime).
+    pub async fn start(
+        cfg: Config,
+    ) -> std::io::Result<(ServerHandle, impl std::future::Future<Output = ()> + Send)> {
+        let listener = http::bind(cfg.bind).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(api::State::new(
+            store::Store::new(cfg.event_log_capacity),
+            Faults::default(),
+            (cfg.watch_timeout, cfg.watch_timeout * 2),
+            cfg.bookmark_interval,
+        ));
+        *state.addr.lock().unwrap_or_else(|p| p.into_inner()) = addr.to_string();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let fut = http::serve(listener, state.clone(), shutdown_rx);
+        let handle = ServerHandle {
+            addr,
+            state,
+            shutdown: shutdown_tx,
+            thread: None,
+        };
+        Ok((handle, fut))
+    }
+}
+
+/// A running server. Dropping it stops the server (and its thread, if it has one).
+pub struct ServerHandle {
+    addr: SocketAddr,
+    state: Arc<api::State>,
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig whose cluster, context and user are all named `context`. The user has no
+    /// credentials (`user: {}`), which Patroni, kubectl, helm and kube-rs all accept.
+    pub fn kubeconfig_yaml(&self, context: &str, namespace: &str) -> String {
+        kubeconfig_yaml(&self.url(), context, namespace)
+    }
+
+    /// In-process request through the same router as HTTP (no network, no faults).
+    /// Returns the status and the JSON body; watches are not available this way.
+    pub fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let req = api::ApiRequest {
+            method: method.to_uppercase(),
+            path: path.to_string(),
+            query: form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+            content_type: content_type.map(str::to_string),
+            user_agent: Some("kubesim-in-process".into()),
+            body: body
+                .map(|b| bytes::Bytes::from(serde_json::to_vec(b).expect("JSON values serialize")))
+                .unwrap_or_default(),
+        };
+        if req.is_watch() {
+            return (400, error::ApiError::bad_request("watch is not available in-process").to_status());
+        }
+        let resp = api::handle(&self.state, &req);
+        match resp.body {
+            api::ApiBody::Json(v) => (resp.status, v),
+            api::ApiBody::Text(t) => (resp.status, serde_json::Value::String(t)),
+            api::ApiBody::Watch(_) => unreachable!("watch handled above"),
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.state.faults.clone()
+    }
+
+    /// Requests served so far (most recent last; the oldest are dropped after 20 000).
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.state.requests()
+    }
+
+    /// The current (global) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.state.store.current_rv()
+    }
+
+    /// Stops serving; open watches end. Also done on drop.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// See [`ServerHandle::kubeconfig_yaml`].
+pub fn kubeconfig_yaml(server: &str, context: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {server}\n\
+         contexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\n    namespace: {namespace}\n\
+         current-context: {context}\npreferences: {{}}\nusers:\n- name: {context}\n  user: {{}}\n"
+    )
+}
