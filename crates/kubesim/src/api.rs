@@ -30,7 +30,10 @@ pub struct ApiRequest {
 
 impl ApiRequest {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn flag(&self, name: &str) -> bool {
@@ -108,7 +111,12 @@ pub struct State {
 const REQUEST_LOG: usize = 20_000;
 
 impl State {
-    pub fn new(store: Store, faults: Faults, watch_timeout: (Duration, Duration), bookmark_interval: Duration) -> State {
+    pub fn new(
+        store: Store,
+        faults: Faults,
+        watch_timeout: (Duration, Duration),
+        bookmark_interval: Duration,
+    ) -> State {
         State {
             store,
             faults,
@@ -127,14 +135,21 @@ impl State {
         log.push_back(RequestRecord {
             method: req.method.clone(),
             path: req.path.clone(),
-            query: form_urlencoded::Serializer::new(String::new()).extend_pairs(req.query.iter()).finish(),
+            query: form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(req.query.iter())
+                .finish(),
             status,
             user_agent: req.user_agent.clone().unwrap_or_default(),
         });
     }
 
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -150,13 +165,20 @@ pub fn handle(state: &State, req: &ApiRequest) -> ApiResponse {
 
 /// A `Status` for an injected failure.
 pub fn injected_failure(status: u16, retry_after: Option<u32>) -> ApiResponse {
-    let mut e = ApiError::new(status, reason_for(status), format!("injected failure ({status})"));
+    let mut e = ApiError::new(
+        status,
+        reason_for(status),
+        format!("injected failure ({status})"),
+    );
     e.retry_after = retry_after;
     ApiResponse::error(&e)
 }
 
 fn segments(path: &str) -> Vec<&str> {
-    path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect()
+    path.trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn route(state: &State, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
@@ -170,20 +192,30 @@ fn route(state: &State, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
             retry_after: None,
         }),
         ["kubesim", "faults"] => admin_faults(state, req),
-        ["openapi", "v3"] => Ok(ApiResponse::json(200, crate::openapi::root(&store.registry()))),
-        ["openapi", "v3", "api", version] => crate::openapi::group_version(&store.registry(), "", version)
-            .map(|d| ApiResponse::json(200, d))
-            .ok_or_else(ApiError::path_not_found),
-        ["openapi", "v3", "apis", group, version] => crate::openapi::group_version(&store.registry(), group, version)
-            .map(|d| ApiResponse::json(200, d))
-            .ok_or_else(ApiError::path_not_found),
+        ["openapi", "v3"] => Ok(ApiResponse::json(
+            200,
+            crate::openapi::root(&store.registry()),
+        )),
+        ["openapi", "v3", "api", version] => {
+            crate::openapi::group_version(&store.registry(), "", version)
+                .map(|d| ApiResponse::json(200, d))
+                .ok_or_else(ApiError::path_not_found)
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            crate::openapi::group_version(&store.registry(), group, version)
+                .map(|d| ApiResponse::json(200, d))
+                .ok_or_else(ApiError::path_not_found)
+        }
         ["api"] => Ok(ApiResponse::json(
             200,
             json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": state.addr.lock().unwrap_or_else(|p| p.into_inner()).clone()}
             ]}),
         )),
-        ["api", "v1"] => Ok(ApiResponse::json(200, store.registry().resource_list("", "v1"))),
+        ["api", "v1"] => Ok(ApiResponse::json(
+            200,
+            store.registry().resource_list("", "v1"),
+        )),
         ["api", "v1", rest @ ..] => resource(state, req, "", "v1", rest),
         ["apis"] => Ok(ApiResponse::json(200, store.registry().group_list())),
         ["apis", group] => store
@@ -191,10 +223,12 @@ fn route(state: &State, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
             .group(group)
             .map(|g| ApiResponse::json(200, g))
             .ok_or_else(ApiError::path_not_found),
-        ["apis", group, version] if store.registry().has_group_version(group, version) => {
-            Ok(ApiResponse::json(200, store.registry().resource_list(group, version)))
-        }
-        ["apis", group, version, rest @ ..] if store.registry().has_group_version(group, version) => {
+        ["apis", group, version] if store.registry().has_group_version(group, version) => Ok(
+            ApiResponse::json(200, store.registry().resource_list(group, version)),
+        ),
+        ["apis", group, version, rest @ ..]
+            if store.registry().has_group_version(group, version) =>
+        {
             resource(state, req, group, version, rest)
         }
         _ => Err(ApiError::path_not_found()),
@@ -225,40 +259,80 @@ struct Target<'a> {
 
 /// Resolves `rest` (the path after `/api/v1` or `/apis/g/v`) to a resource, namespace, name and
 /// subresource. `namespaces/{ns}/status` is the namespace's status, not a resource called status.
-fn target<'a>(store: &Store, group: &str, version: &str, rest: &[&'a str]) -> Result<Target<'a>, ApiError> {
-    let namespaced_type = |plural: &str| store.resolve(group, version, plural).filter(|rt| rt.namespaced);
+fn target<'a>(
+    store: &Store,
+    group: &str,
+    version: &str,
+    rest: &[&'a str],
+) -> Result<Target<'a>, ApiError> {
+    let namespaced_type = |plural: &str| {
+        store
+            .resolve(group, version, plural)
+            .filter(|rt| rt.namespaced)
+    };
     if let ["namespaces", ns, plural, tail @ ..] = rest
         && let Some(rt) = namespaced_type(plural)
     {
         return match tail {
-            [] => Ok(Target { rt, namespace: Some(ns), name: None, sub: None }),
-            [name] => Ok(Target { rt, namespace: Some(ns), name: Some(name), sub: None }),
-            [name, sub] => Ok(Target { rt, namespace: Some(ns), name: Some(name), sub: Some(sub) }),
+            [] => Ok(Target {
+                rt,
+                namespace: Some(ns),
+                name: None,
+                sub: None,
+            }),
+            [name] => Ok(Target {
+                rt,
+                namespace: Some(ns),
+                name: Some(name),
+                sub: None,
+            }),
+            [name, sub] => Ok(Target {
+                rt,
+                namespace: Some(ns),
+                name: Some(name),
+                sub: Some(sub),
+            }),
             _ => Err(ApiError::path_not_found()),
         };
     }
     let (plural, tail) = rest.split_first().ok_or_else(ApiError::path_not_found)?;
-    let rt = store.resolve(group, version, plural).ok_or_else(ApiError::path_not_found)?;
+    let rt = store
+        .resolve(group, version, plural)
+        .ok_or_else(ApiError::path_not_found)?;
     match tail {
-        [] => Ok(Target { rt, namespace: None, name: None, sub: None }),
-        [name] if !rt.namespaced => Ok(Target { rt, namespace: None, name: Some(name), sub: None }),
-        [name, sub] if !rt.namespaced => Ok(Target { rt, namespace: None, name: Some(name), sub: Some(sub) }),
+        [] => Ok(Target {
+            rt,
+            namespace: None,
+            name: None,
+            sub: None,
+        }),
+        [name] if !rt.namespaced => Ok(Target {
+            rt,
+            namespace: None,
+            name: Some(name),
+            sub: None,
+        }),
+        [name, sub] if !rt.namespaced => Ok(Target {
+            rt,
+            namespace: None,
+            name: Some(name),
+            sub: Some(sub),
+        }),
         _ => Err(ApiError::path_not_found()),
     }
 }
 
 fn filter(req: &ApiRequest) -> Result<Filter, ApiError> {
     let labels = match req.param("labelSelector") {
-        Some(s) if !s.is_empty() => Some(
-            LabelSelector::parse(s)
-                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
-        ),
+        Some(s) if !s.is_empty() => {
+            Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?)
+        }
         _ => None,
     };
     let fields = match req.param("fieldSelector") {
-        Some(s) if !s.is_empty() => Some(
-            FieldSelector::parse(s).map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?,
-        ),
+        Some(s) if !s.is_empty() => {
+            Some(FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?)
+        }
         _ => None,
     };
     Ok(Filter { labels, fields })
@@ -272,10 +346,15 @@ fn body(req: &ApiRequest) -> Result<Value, ApiError> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     let yaml = media.ends_with("yaml");
-    let json_like = media == "application/json" || media.ends_with("+json") || media == "*/*" || media.is_empty();
+    let json_like = media == "application/json"
+        || media.ends_with("+json")
+        || media == "*/*"
+        || media.is_empty();
     if yaml {
-        let text = std::str::from_utf8(&req.body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
-        serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+        let text = std::str::from_utf8(&req.body)
+            .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+        serde_saphyr::from_str::<Value>(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
     } else if media == "application/vnd.kubernetes.protobuf" {
         crate::protobuf::decode(&req.body).map_err(|e| {
             let mut err = ApiError::unsupported_media_type(ct);
@@ -283,8 +362,9 @@ fn body(req: &ApiRequest) -> Result<Value, ApiError> {
             err
         })
     } else if json_like {
-        serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))
+        serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })
     } else {
         Err(ApiError::unsupported_media_type(ct))
     }
@@ -299,7 +379,13 @@ fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64) -> Value {
     })
 }
 
-fn resource(state: &State, req: &ApiRequest, group: &str, version: &str, rest: &[&str]) -> Result<ApiResponse, ApiError> {
+fn resource(
+    state: &State,
+    req: &ApiRequest,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<ApiResponse, ApiError> {
     let store = &state.store;
     let t = target(store, group, version, rest)?;
     let rt = &t.rt;
@@ -307,7 +393,9 @@ fn resource(state: &State, req: &ApiRequest, group: &str, version: &str, rest: &
     if let Some(d) = req.param("dryRun")
         && d != "All"
     {
-        return Err(ApiError::bad_request(format!("dryRun: Unsupported value: \"{d}\": supported values: \"All\"")));
+        return Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: \"{d}\": supported values: \"All\""
+        )));
     }
     let ns = t.namespace.unwrap_or("");
     let part = match t.sub {
@@ -337,11 +425,15 @@ fn resource(state: &State, req: &ApiRequest, group: &str, version: &str, rest: &
         ("GET", Some(name)) => Ok(ApiResponse::json(200, store.get(rt, ns, name)?)),
         ("PUT", Some(name)) => {
             let obj = body(req)?;
-            Ok(ApiResponse::json(200, store.update(rt, ns, name, obj, part, dry_run)?))
+            Ok(ApiResponse::json(
+                200,
+                store.update(rt, ns, name, obj, part, dry_run)?,
+            ))
         }
         ("PATCH", Some(name)) => {
             let ct = req.content_type.as_deref().unwrap_or("");
-            let kind = PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+            let kind = PatchKind::from_content_type(ct)
+                .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
             if kind == PatchKind::Apply && req.param("fieldManager").is_none_or(str::is_empty) {
                 return Err(ApiError::bad_request(
                     "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
@@ -355,45 +447,62 @@ fn resource(state: &State, req: &ApiRequest, group: &str, version: &str, rest: &
             if part == Part::Status {
                 return Err(ApiError::method_not_allowed("DELETE"));
             }
-            let opts = if req.body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { body(req)? };
-            let rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+            let opts = if req.body.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                body(req)?
+            };
+            let rv = opts
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str);
             let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
-            let dry_run = dry_run || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.contains(&json!("All")));
-            Ok(ApiResponse::json(200, store.delete(rt, ns, name, rv, uid, dry_run)?))
+            let dry_run = dry_run
+                || opts
+                    .get("dryRun")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.contains(&json!("All")));
+            Ok(ApiResponse::json(
+                200,
+                store.delete(rt, ns, name, rv, uid, dry_run)?,
+            ))
         }
         (m, _) => Err(ApiError::method_not_allowed(m)),
     }
 }
 
-fn watch(state: &State, req: &ApiRequest, rt: &ResourceType, ns: Option<&str>) -> Result<ApiResponse, ApiError> {
+fn watch(
+    state: &State,
+    req: &ApiRequest,
+    rt: &ResourceType,
+    ns: Option<&str>,
+) -> Result<ApiResponse, ApiError> {
     let f = filter(req)?;
     let start = match req.param("resourceVersion") {
         None | Some("" | "0") => WatchStart::Current,
-        Some(rv) => WatchStart::After(
-            rv.parse()
-                .map_err(|_| ApiError::bad_request(format!("resourceVersion: Invalid value: \"{rv}\": must be an integer")))?,
-        ),
+        Some(rv) => WatchStart::After(rv.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "resourceVersion: Invalid value: \"{rv}\": must be an integer"
+            ))
+        })?),
     };
     let timeout = match req.param("timeoutSeconds") {
-        Some(s) => Duration::from_secs(
-            s.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds: Invalid value: \"{s}\"")))?,
-        ),
+        Some(s) => Duration::from_secs(s.parse().map_err(|_| {
+            ApiError::bad_request(format!("timeoutSeconds: Invalid value: \"{s}\""))
+        })?),
         None => {
             // Like the real server: a random time between the bounds, so clients re-list apart.
             let (lo, hi) = state.watch_timeout;
-            if hi > lo { lo + (hi - lo).mul_f64(rand::random::<f64>()) } else { lo }
+            if hi > lo {
+                lo + (hi - lo).mul_f64(rand::random::<f64>())
+            } else {
+                lo
+            }
         }
     };
     // A start point older than the log is not an HTTP error: the real server answers 200 and
     // sends one ERROR event with code 410, which is what clients (Patroni) look for.
-    let (initial, rx, start_rv, error) = match state.store.watch(rt, ns, start) {
-        Ok((i, rx, rv)) => (i, rx, rv, None),
-        Err(e) if e.code == 410 => {
-            let (_, rx, rv) = state.store.watch(rt, ns, WatchStart::After(u64::MAX - 1))?;
-            (vec![], rx, rv, Some(e.to_status()))
-        }
-        Err(e) => return Err(e),
-    };
+    let w = state.store.watch(rt, ns, start);
+    let (initial, rx, start_rv, error) = (w.initial, w.rx, w.rv, w.gone.map(|e| e.to_status()));
     Ok(ApiResponse {
         status: 200,
         body: ApiBody::Watch(Box::new(WatchSpec {
@@ -432,7 +541,9 @@ fn admin_faults(state: &State, req: &ApiRequest) -> Result<ApiResponse, ApiError
             } else if let Some(ms) = b.get("refuse_ms").and_then(Value::as_u64) {
                 faults.refuse_for(Duration::from_millis(ms));
             } else {
-                return Err(ApiError::bad_request("expected one of: rule, cut_watches, refuse_ms"));
+                return Err(ApiError::bad_request(
+                    "expected one of: rule, cut_watches, refuse_ms",
+                ));
             }
             Ok(ApiResponse::json(200, json!({"rules": faults.rules()})))
         }

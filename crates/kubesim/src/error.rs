@@ -36,12 +36,17 @@ impl ApiError {
 
     /// `resource` is the qualified plural (`configmaps`, `statefulsets.apps`).
     pub fn not_found(resource: &str, plural: &str, group: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found")).about(plural, group, name)
+        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
+            .about(plural, group, name)
     }
 
     pub fn already_exists(resource: &str, plural: &str, group: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{resource} \"{name}\" already exists"))
-            .about(plural, group, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{resource} \"{name}\" already exists"),
+        )
+        .about(plural, group, name)
     }
 
     pub fn conflict(resource: &str, plural: &str, group: &str, name: &str) -> Self {
@@ -56,7 +61,12 @@ impl ApiError {
     }
 
     pub fn invalid(kind: &str, name: &str, cause: impl std::fmt::Display) -> Self {
-        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {cause}")).about(kind, "", name)
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {cause}"),
+        )
+        .about(kind, "", name)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -67,16 +77,26 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"),
+            format!(
+                "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+            ),
         )
     }
 
     pub fn method_not_allowed(method: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )
     }
 
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {

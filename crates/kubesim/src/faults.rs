@@ -97,18 +97,29 @@ impl Default for Faults {
 
 impl Faults {
     pub fn add(&self, rule: Rule) {
-        let expires = rule.for_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        let expires = rule
+            .for_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
         self.lock().push(Active { rule, expires });
     }
 
     /// Every request fails with `status` until [`Faults::clear`].
     pub fn fail_all(&self, status: u16, retry_after: Option<u32>) {
-        self.add(Rule::new(Action::Fail { status, retry_after }));
+        self.add(Rule::new(Action::Fail {
+            status,
+            retry_after,
+        }));
     }
 
     /// The next `n` requests fail with `status`.
     pub fn fail_next(&self, n: u32, status: u16, retry_after: Option<u32>) {
-        self.add(Rule::new(Action::Fail { status, retry_after }).times(n));
+        self.add(
+            Rule::new(Action::Fail {
+                status,
+                retry_after,
+            })
+            .times(n),
+        );
     }
 
     /// Every request is delayed by `d` until [`Faults::clear`].
@@ -152,7 +163,12 @@ impl Faults {
     }
 
     /// The delay to apply (sum of matching delays) and the failure to answer with, if any.
-    pub(crate) fn check(&self, method: &str, path: &str, is_watch: bool) -> (Duration, Option<Action>) {
+    pub(crate) fn check(
+        &self,
+        method: &str,
+        path: &str,
+        is_watch: bool,
+    ) -> (Duration, Option<Action>) {
         let now = Instant::now();
         let mut rules = self.lock();
         rules.retain(|a| a.expires.is_none_or(|e| e > now) && a.rule.times != Some(0));
@@ -160,7 +176,10 @@ impl Faults {
         let mut fail = None;
         for a in rules.iter_mut() {
             let r = &a.rule;
-            let matches = r.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            let matches = r
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
                 && r.path_contains.as_deref().is_none_or(|p| path.contains(p))
                 && r.watch.is_none_or(|w| w == is_watch);
             if !matches {
@@ -195,7 +214,13 @@ mod tests {
         assert!(f.check("GET", "/api/v1", false).1.is_some());
         let (d, fail) = f.check("PATCH", "/api/v1", false);
         assert_eq!(d, Duration::from_millis(5));
-        assert_eq!(fail, Some(Action::Fail { status: 503, retry_after: Some(1) }));
+        assert_eq!(
+            fail,
+            Some(Action::Fail {
+                status: 503,
+                retry_after: Some(1)
+            })
+        );
         assert!(f.check("GET", "/api/v1", false).1.is_none());
         f.clear();
         assert_eq!(f.check("PATCH", "/", false), (Duration::ZERO, None));
@@ -204,11 +229,27 @@ mod tests {
     #[test]
     fn rules_match_on_path_and_watch() {
         let f = Faults::default();
-        let mut r = Rule::new(Action::Fail { status: 500, retry_after: None }).path_contains("/configmaps");
+        let mut r = Rule::new(Action::Fail {
+            status: 500,
+            retry_after: None,
+        })
+        .path_contains("/configmaps");
         r.watch = Some(true);
         f.add(r);
-        assert!(f.check("GET", "/api/v1/namespaces/default/configmaps", false).1.is_none());
-        assert!(f.check("GET", "/api/v1/namespaces/default/configmaps", true).1.is_some());
-        assert!(f.check("GET", "/api/v1/namespaces/default/pods", true).1.is_none());
+        assert!(
+            f.check("GET", "/api/v1/namespaces/default/configmaps", false)
+                .1
+                .is_none()
+        );
+        assert!(
+            f.check("GET", "/api/v1/namespaces/default/configmaps", true)
+                .1
+                .is_some()
+        );
+        assert!(
+            f.check("GET", "/api/v1/namespaces/default/pods", true)
+                .1
+                .is_none()
+        );
     }
 }

@@ -26,7 +26,9 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Serves until `shutdown` turns true. During an outage the listener is closed (connections are
 /// refused), open connections are dropped, and the same address is bound again afterwards.
 pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
-    let addr = listener.local_addr().expect("bound listener has an address");
+    let addr = listener
+        .local_addr()
+        .expect("bound listener has an address");
     let mut listener = Some(listener);
     let mut outage = state.faults.outage_signal();
     // Each connection watches this; bumping it drops them all.
@@ -86,7 +88,11 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
 async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let (parts, incoming) = req.into_parts();
     let header = |name: hyper::header::HeaderName| {
-        parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     };
     let query = parts
         .uri
@@ -96,7 +102,11 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let body = match Limited::new(incoming, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            let e = crate::error::ApiError::new(413, "RequestEntityTooLarge", "the request body is too large");
+            let e = crate::error::ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                "the request body is too large",
+            );
             return to_http(ApiResponse::error(&e), &state);
         }
     };
@@ -111,12 +121,17 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let resp = if api_req.path.starts_with("/kubesim/") {
         api::handle(&state, &api_req)
     } else {
-        let (delay, fail) = state.faults.check(&api_req.method, &api_req.path, api_req.is_watch());
+        let (delay, fail) = state
+            .faults
+            .check(&api_req.method, &api_req.path, api_req.is_watch());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         match fail {
-            Some(Action::Fail { status, retry_after }) => {
+            Some(Action::Fail {
+                status,
+                retry_after,
+            }) => {
                 state.record(&api_req, status);
                 api::injected_failure(status, retry_after)
             }
@@ -142,7 +157,10 @@ fn to_http(resp: ApiResponse, state: &Arc<State>) -> Response<Body> {
             Full::new(Bytes::from(bytes)).boxed()
         }
         ApiBody::Text(t) => {
-            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            builder = builder.header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             Full::new(Bytes::from(t)).boxed()
         }
         ApiBody::Watch(spec) => {
@@ -151,7 +169,9 @@ fn to_http(resp: ApiResponse, state: &Arc<State>) -> Response<Body> {
             let (tx, rx) = mpsc::channel::<Bytes>(64);
             tokio::spawn(run_watch(*spec, tx, state.clone()));
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
             });
             StreamBody::new(stream).boxed()
         }
@@ -160,7 +180,8 @@ fn to_http(resp: ApiResponse, state: &Arc<State>) -> Response<Body> {
 }
 
 fn event_line(ty: &str, object: &Value) -> Bytes {
-    let mut b = serde_json::to_vec(&json!({"type": ty, "object": object})).expect("JSON values serialize");
+    let mut b =
+        serde_json::to_vec(&json!({"type": ty, "object": object})).expect("JSON values serialize");
     b.push(b'\n');
     Bytes::from(b)
 }

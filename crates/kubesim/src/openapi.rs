@@ -34,7 +34,10 @@ pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<
     let field_validation = json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}});
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    for rt in registry.all().filter(|rt| rt.group == group && rt.version == version) {
+    for rt in registry
+        .all()
+        .filter(|rt| rt.group == group && rt.version == version)
+    {
         let gvk = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
         let op = json!({
             "x-kubernetes-group-version-kind": gvk,
@@ -42,12 +45,19 @@ pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<
             "responses": {"200": {"description": "OK"}},
         });
         let base = if rt.namespaced {
-            format!("/{}/namespaces/{{namespace}}/{}", gv_path(group, version), rt.plural)
+            format!(
+                "/{}/namespaces/{{namespace}}/{}",
+                gv_path(group, version),
+                rt.plural
+            )
         } else {
             format!("/{}/{}", gv_path(group, version), rt.plural)
         };
         paths.insert(base.clone(), json!({"post": op, "get": op}));
-        paths.insert(format!("{base}/{{name}}"), json!({"put": op, "patch": op, "get": op, "delete": op}));
+        paths.insert(
+            format!("{base}/{{name}}"),
+            json!({"put": op, "patch": op, "get": op, "delete": op}),
+        );
         let group_part = if group.is_empty() { "core" } else { group };
         schemas.insert(
             format!("kubesim.{group_part}.{version}.{}", rt.kind),

@@ -63,19 +63,25 @@ fn varint(b: &mut &[u8]) -> Result<u64, String> {
 
 fn string(w: Wire<'_>) -> Result<String, String> {
     match w {
-        Wire::Bytes(b) => String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8".to_string()),
+        Wire::Bytes(b) => {
+            String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8".to_string())
+        }
         _ => Err("expected a string".into()),
     }
 }
 
 /// A map entry message {1: key, 2: value}; `bytes` values are base64-encoded (JSON form).
 fn map_entry(w: Wire<'_>, bytes: bool, into: &mut Map<String, Value>) -> Result<(), String> {
-    let Wire::Bytes(b) = w else { return Err("expected a map entry".into()) };
+    let Wire::Bytes(b) = w else {
+        return Err("expected a map entry".into());
+    };
     let (mut k, mut v) = (String::new(), Value::String(String::new()));
     for (f, x) in fields(b)? {
         match (f, x) {
             (1, x) => k = string(x)?,
-            (2, Wire::Bytes(raw)) if bytes => v = json!(base64::engine::general_purpose::STANDARD.encode(raw)),
+            (2, Wire::Bytes(raw)) if bytes => {
+                v = json!(base64::engine::general_purpose::STANDARD.encode(raw))
+            }
             (2, x) => v = json!(string(x)?),
             _ => {}
         }
@@ -113,7 +119,9 @@ fn object_meta(b: &[u8]) -> Result<Value, String> {
 
 /// Decodes a protobuf request body into the JSON form of the object.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
-    let inner = body.strip_prefix(MAGIC).ok_or("missing the k8s protobuf envelope")?;
+    let inner = body
+        .strip_prefix(MAGIC)
+        .ok_or("missing the k8s protobuf envelope")?;
     let (mut kind, mut api_version, mut raw) = (String::new(), String::new(), None);
     for (f, w) in fields(inner)? {
         match (f, w) {
@@ -150,10 +158,18 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             ("Secret", 3) => drop(obj.insert("type".into(), json!(string(w)?))),
             ("Secret", 4) => map_entry(w, false, &mut string_data)?,
             ("ConfigMap" | "Secret" | "Namespace", _) => {}
-            (other, _) => return Err(format!("protobuf bodies are understood only for ConfigMap, Secret and Namespace, not {other}; send JSON")),
+            (other, _) => {
+                return Err(format!(
+                    "protobuf bodies are understood only for ConfigMap, Secret and Namespace, not {other}; send JSON"
+                ));
+            }
         }
     }
-    for (name, m) in [("data", data), ("binaryData", binary), ("stringData", string_data)] {
+    for (name, m) in [
+        ("data", data),
+        ("binaryData", binary),
+        ("stringData", string_data),
+    ] {
         if !m.is_empty() {
             obj.insert(name.into(), Value::Object(m));
         }
@@ -174,7 +190,12 @@ mod tests {
     #[test]
     fn decodes_a_configmap_like_kubectl_sends() {
         let entry = [field(1, b"a"), field(2, b"b")].concat();
-        let meta = [field(1, b"foo"), field(3, b"default"), field(11, &[field(1, b"app"), field(2, b"x")].concat())].concat();
+        let meta = [
+            field(1, b"foo"),
+            field(3, b"default"),
+            field(11, &[field(1, b"app"), field(2, b"x")].concat()),
+        ]
+        .concat();
         let cm = [field(1, &meta), field(2, &entry)].concat();
         let tm = [field(1, b"v1"), field(2, b"ConfigMap")].concat();
         let body = [MAGIC.to_vec(), field(1, &tm), field(2, &cm)].concat();

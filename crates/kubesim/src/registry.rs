@@ -88,7 +88,15 @@ pub struct Registry {
     types: BTreeMap<(String, String, String), ResourceType>,
 }
 
-struct Builtin(&'static str, &'static str, &'static str, &'static str, bool, &'static [&'static str], bool);
+struct Builtin(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    bool,
+);
 
 // (group, version, plural, kind, namespaced, short names, status subresource)
 const BUILTINS: &[Builtin] = &[
@@ -98,18 +106,90 @@ const BUILTINS: &[Builtin] = &[
     Builtin("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
     Builtin("", "v1", "pods", "Pod", true, &["po"], true),
     Builtin("", "v1", "events", "Event", true, &["ev"], false),
-    Builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], false),
+    Builtin(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        false,
+    ),
     Builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true),
-    Builtin("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, &["pvc"], true),
-    Builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], true),
-    Builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"], true),
+    Builtin(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+        &["pvc"],
+        true,
+    ),
+    Builtin(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        true,
+        &["sts"],
+        true,
+    ),
+    Builtin(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        &["deploy"],
+        true,
+    ),
     Builtin("batch", "v1", "jobs", "Job", true, &[], true),
     Builtin("batch", "v1", "cronjobs", "CronJob", true, &["cj"], true),
-    Builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], true),
-    Builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"], false),
-    Builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[], false),
-    Builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[], false),
-    Builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false),
+    Builtin(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        true,
+    ),
+    Builtin(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+        &["netpol"],
+        false,
+    ),
+    Builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "Role",
+        true,
+        &[],
+        false,
+    ),
+    Builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        &[],
+        false,
+    ),
+    Builtin(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        true,
+        &[],
+        false,
+    ),
     Builtin(
         "apiextensions.k8s.io",
         "v1",
@@ -136,7 +216,10 @@ impl Default for Registry {
                 status_subresource: b.6,
                 custom: false,
             };
-            types.insert((rt.group.clone(), rt.version.clone(), rt.plural.clone()), rt);
+            types.insert(
+                (rt.group.clone(), rt.version.clone(), rt.plural.clone()),
+                rt,
+            );
         }
         Registry { types }
     }
@@ -176,7 +259,11 @@ impl Registry {
         let short_names: Vec<String> = names
             .get("shortNames")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let namespaced = match spec.get("scope").and_then(Value::as_str) {
             Some("Namespaced") => true,
@@ -184,7 +271,10 @@ impl Registry {
             _ => return Err("spec.scope: Unsupported value: must be Namespaced or Cluster".into()),
         };
         let expected_name = format!("{plural}.{group}");
-        let name = crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let name = crd
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if name != expected_name {
             return Err(format!(
                 "metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group (\"{expected_name}\")"
@@ -221,8 +311,10 @@ impl Registry {
         self.types
             .retain(|(g, _, p), rt| !(rt.custom && g == group && p == plural));
         for rt in types {
-            self.types
-                .insert((rt.group.clone(), rt.version.clone(), rt.plural.clone()), rt);
+            self.types.insert(
+                (rt.group.clone(), rt.version.clone(), rt.plural.clone()),
+                rt,
+            );
         }
     }
 
@@ -319,7 +411,14 @@ mod tests {
         let mut r = Registry::default();
         assert!(!r.has_group_version("porter.devops.gov.bc.ca", "v1alpha1"));
         r.set_custom("porter.devops.gov.bc.ca", "transportserverclaims", t);
-        assert!(r.get("porter.devops.gov.bc.ca", "v1alpha1", "transportserverclaims").is_some());
+        assert!(
+            r.get(
+                "porter.devops.gov.bc.ca",
+                "v1alpha1",
+                "transportserverclaims"
+            )
+            .is_some()
+        );
         assert!(r.group("porter.devops.gov.bc.ca").is_some());
         r.set_custom("porter.devops.gov.bc.ca", "transportserverclaims", vec![]);
         assert!(r.group("porter.devops.gov.bc.ca").is_none());
@@ -327,8 +426,11 @@ mod tests {
 
     #[test]
     fn crd_errors_name_the_field() {
-        let e = Registry::types_from_crd(&crd("Galaxy", "transportserverclaims.porter.devops.gov.bc.ca"))
-            .unwrap_err();
+        let e = Registry::types_from_crd(&crd(
+            "Galaxy",
+            "transportserverclaims.porter.devops.gov.bc.ca",
+        ))
+        .unwrap_err();
         assert!(e.contains("spec.scope"), "{e}");
         let e = Registry::types_from_crd(&crd("Namespaced", "wrong")).unwrap_err();
         assert!(e.contains("metadata.name"), "{e}");
@@ -347,6 +449,12 @@ mod tests {
         assert!(names.contains(&"pods/status") && names.contains(&"configmaps"));
         assert!(!names.contains(&"configmaps/status"));
         let groups = r.group_list();
-        assert!(groups["groups"].as_array().unwrap().iter().any(|g| g["name"] == "batch"));
+        assert!(
+            groups["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["name"] == "batch")
+        );
     }
 }

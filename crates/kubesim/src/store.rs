@@ -59,7 +59,9 @@ impl PatchKind {
             "application/json-patch+json" => Some(PatchKind::Json),
             "application/merge-patch+json" => Some(PatchKind::Merge),
             "application/strategic-merge-patch+json" => Some(PatchKind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(PatchKind::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                Some(PatchKind::Apply)
+            }
             _ => None,
         }
     }
@@ -98,6 +100,16 @@ pub enum WatchStart {
     After(u64),
 }
 
+/// What a new watch starts from: see [`Store::watch`].
+pub struct WatchStartup {
+    pub initial: Vec<Arc<WatchEvent>>,
+    pub rx: broadcast::Receiver<Arc<WatchEvent>>,
+    /// The store's resourceVersion when the watch started.
+    pub rv: u64,
+    /// Set when the requested start point is no longer in the log (410 Expired).
+    pub gone: Option<ApiError>,
+}
+
 type Key = (String, String, String);
 
 pub(crate) struct Inner {
@@ -119,11 +131,21 @@ pub struct Store {
 }
 
 fn key(rt: &ResourceType, ns: &str, name: &str) -> Key {
-    (rt.storage_id(), if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string())
+    (
+        rt.storage_id(),
+        if rt.namespaced {
+            ns.to_string()
+        } else {
+            String::new()
+        },
+        name.to_string(),
+    )
 }
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -134,7 +156,9 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// DNS-1123 subdomain (most names) or the looser ConfigMap/Secret key rules.
@@ -157,7 +181,9 @@ fn valid_name(name: &str, loose: bool) -> bool {
 fn valid_label_part(s: &str, max: usize) -> bool {
     s.len() <= max
         && (s.is_empty()
-            || (s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || (s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                 && s.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && s.ends_with(|c: char| c.is_ascii_alphanumeric())))
 }
@@ -167,11 +193,18 @@ fn validate_label(k: &str, v: &str) -> Result<(), String> {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
     };
-    if name.is_empty() || !valid_label_part(name, 63) || prefix.is_some_and(|p| !valid_name(p, false)) {
-        return Err(format!("metadata.labels: Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', must start and end with an alphanumeric character and be at most 63 characters"));
+    if name.is_empty()
+        || !valid_label_part(name, 63)
+        || prefix.is_some_and(|p| !valid_name(p, false))
+    {
+        return Err(format!(
+            "metadata.labels: Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', must start and end with an alphanumeric character and be at most 63 characters"
+        ));
     }
     if !valid_label_part(v, 63) {
-        return Err(format!("metadata.labels: Invalid value: \"{v}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', must start and end with an alphanumeric character, and be at most 63 characters"));
+        return Err(format!(
+            "metadata.labels: Invalid value: \"{v}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', must start and end with an alphanumeric character, and be at most 63 characters"
+        ));
     }
     Ok(())
 }
@@ -225,7 +258,9 @@ fn drop_nulls(meta: &mut Map<String, Value>, field: &str) {
 fn drop_empty(obj: &mut Value, fields: &[&str]) {
     if let Some(o) = obj.as_object_mut() {
         for f in fields {
-            if o.get(*f).is_some_and(|v| v.as_object().is_some_and(Map::is_empty) || v.is_null()) {
+            if o.get(*f)
+                .is_some_and(|v| v.as_object().is_some_and(Map::is_empty) || v.is_null())
+            {
                 o.remove(*f);
             }
         }
@@ -269,7 +304,9 @@ impl Store {
             }),
             tx,
         };
-        let ns = store.resolve("", "v1", "namespaces").expect("namespaces is built in");
+        let ns = store
+            .resolve("", "v1", "namespaces")
+            .expect("namespaces is built in");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             store
                 .create(&ns, "", json!({"metadata": {"name": name}}), false)
@@ -296,7 +333,13 @@ impl Store {
         self.lock().rv
     }
 
-    pub fn create(&self, rt: &ResourceType, ns: &str, obj: Value, dry_run: bool) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         inner.create(rt, ns, obj, dry_run)
     }
@@ -331,9 +374,15 @@ impl Store {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        let old = inner.objects.get(&key(rt, ns, name)).cloned().ok_or_else(|| not_found(rt, name))?;
+        let old = inner
+            .objects
+            .get(&key(rt, ns, name))
+            .cloned()
+            .ok_or_else(|| not_found(rt, name))?;
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         if let Some(body_name) = meta_str(&obj, "name")
             && body_name != name
@@ -385,9 +434,15 @@ impl Store {
         // `new` started as a copy of `old`, so its resourceVersion differs only when the patch
         // set one: that is the precondition, checked in `write` (absent = unconditional).
         if meta_str(&new, "name") != Some(name) {
-            return Err(ApiError::invalid(&rt.kind, name, "metadata.name: Invalid value: field is immutable"));
+            return Err(ApiError::invalid(
+                &rt.kind,
+                name,
+                "metadata.name: Invalid value: field is immutable",
+            ));
         }
-        inner.write(rt, ns, name, Some(&old), new, part, dry_run).map(|o| (o, false))
+        inner
+            .write(rt, ns, name, Some(&old), new, part, dry_run)
+            .map(|o| (o, false))
     }
 
     /// Deletes one object; `precondition_rv` / `precondition_uid` come from DeleteOptions.
@@ -401,7 +456,11 @@ impl Store {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        let old = inner.objects.get(&key(rt, ns, name)).cloned().ok_or_else(|| not_found(rt, name))?;
+        let old = inner
+            .objects
+            .get(&key(rt, ns, name))
+            .cloned()
+            .ok_or_else(|| not_found(rt, name))?;
         if precondition_rv.is_some_and(|rv| Some(rv) != meta_str(&old, "resourceVersion"))
             || precondition_uid.is_some_and(|uid| Some(uid) != meta_str(&old, "uid"))
         {
@@ -418,7 +477,11 @@ impl Store {
         dry_run: bool,
     ) -> Result<(Vec<Value>, u64), ApiError> {
         let mut inner = self.lock();
-        let victims: Vec<Value> = inner.scan(rt, ns).filter(|o| filter.matches(o)).cloned().collect();
+        let victims: Vec<Value> = inner
+            .scan(rt, ns)
+            .filter(|o| filter.matches(o))
+            .cloned()
+            .collect();
         let mut out = Vec::new();
         for v in victims {
             let name = meta_str(&v, "name").unwrap_or_default().to_string();
@@ -429,22 +492,21 @@ impl Store {
     }
 
     /// The events a new watch must send first, and a receiver for what follows. Both are taken
-    /// under the lock, so nothing falls between them. 410 when `After(rv)` is older than the log.
-    pub fn watch(
-        &self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        start: WatchStart,
-    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>, u64), ApiError> {
+    /// under the lock, so nothing falls between them. When `After(rv)` is older than the log,
+    /// `gone` is set and nothing is to be replayed (the client must re-list).
+    pub fn watch(&self, rt: &ResourceType, ns: Option<&str>, start: WatchStart) -> WatchStartup {
         let inner = self.lock();
         let rx = self.tx.subscribe();
         let sid = rt.storage_id();
+        let mut gone = None;
         let initial = match start {
             WatchStart::Current => inner
                 .scan(rt, ns)
                 .map(|o| {
                     Arc::new(WatchEvent {
-                        rv: meta_str(o, "resourceVersion").and_then(|s| s.parse().ok()).unwrap_or(0),
+                        rv: meta_str(o, "resourceVersion")
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0),
                         kind: EventType::Added,
                         storage_id: sid.clone(),
                         namespace: meta_str(o, "namespace").unwrap_or_default().to_string(),
@@ -453,22 +515,26 @@ impl Store {
                     })
                 })
                 .collect(),
-            WatchStart::After(rv) => {
-                if rv + 1 < inner.log_start {
-                    return Err(ApiError::gone(format!(
-                        "too old resource version: {rv} ({})",
-                        inner.log_start - 1
-                    )));
-                }
-                inner
-                    .log
-                    .iter()
-                    .filter(|e| e.rv > rv && e.storage_id == sid && ns.is_none_or(|n| e.namespace == n))
-                    .cloned()
-                    .collect()
+            WatchStart::After(rv) if rv + 1 < inner.log_start => {
+                gone = Some(ApiError::gone(format!(
+                    "too old resource version: {rv} ({})",
+                    inner.log_start - 1
+                )));
+                vec![]
             }
+            WatchStart::After(rv) => inner
+                .log
+                .iter()
+                .filter(|e| e.rv > rv && e.storage_id == sid && ns.is_none_or(|n| e.namespace == n))
+                .cloned()
+                .collect(),
         };
-        Ok((initial, rx, inner.rv))
+        WatchStartup {
+            initial,
+            rx,
+            rv: inner.rv,
+            gone,
+        }
     }
 
     /// Renders an object as served under `rt` (apiVersion of the requested version).
@@ -486,7 +552,11 @@ fn conflict(rt: &ResourceType, name: &str) -> ApiError {
 }
 
 impl Inner {
-    fn scan<'a>(&'a self, rt: &ResourceType, ns: Option<&'a str>) -> impl Iterator<Item = &'a Value> + 'a {
+    fn scan<'a>(
+        &'a self,
+        rt: &ResourceType,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
         let sid = rt.storage_id();
         let lo: Key = (sid.clone(), ns.unwrap_or("").to_string(), String::new());
         self.objects
@@ -502,12 +572,23 @@ impl Inner {
         o
     }
 
-    fn create(&mut self, rt: &ResourceType, ns: &str, mut obj: Value, dry_run: bool) -> Result<Value, ApiError> {
+    fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let meta = meta_mut(&mut obj);
-        if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty)
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
             && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
         {
             let suffix: String = (0..5)
@@ -518,16 +599,31 @@ impl Inner {
                 .collect();
             meta.insert("name".into(), json!(format!("{prefix}{suffix}")));
         }
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
-            return Err(ApiError::invalid(&rt.kind, "", "metadata.name: Required value: name or generateName is required"));
+            return Err(ApiError::invalid(
+                &rt.kind,
+                "",
+                "metadata.name: Required value: name or generateName is required",
+            ));
         }
         if self.objects.contains_key(&key(rt, ns, &name)) {
-            return Err(ApiError::already_exists(&rt.qualified_name(), &rt.plural, &rt.group, &name));
+            return Err(ApiError::already_exists(
+                &rt.qualified_name(),
+                &rt.plural,
+                &rt.group,
+                &name,
+            ));
         }
         if rt.custom {
             // CRDs with a status subresource ignore status on create.
-            if rt.status_subresource && let Some(m) = obj.as_object_mut() {
+            if rt.status_subresource
+                && let Some(m) = obj.as_object_mut()
+            {
                 m.remove("status");
             }
         }
@@ -548,22 +644,32 @@ impl Inner {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let Some(obj) = new.as_object_mut() else {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         };
         // kind/apiVersion in a body must match the URL when given (Patroni never sends them).
         for (field, want) in [("kind", rt.kind.clone()), ("apiVersion", rt.api_version())] {
             if let Some(got) = obj.get(field).and_then(Value::as_str)
                 && got != want
-                && !(field == "apiVersion" && got.split('/').next() == want.split('/').next() && rt.custom)
+                && !(field == "apiVersion"
+                    && got.split('/').next() == want.split('/').next()
+                    && rt.custom)
             {
                 return Err(ApiError::bad_request(format!(
                     "the {what} in the data ({got}) does not match the expected {what} ({want})",
-                    what = if field == "kind" { "kind" } else { "API version" }
+                    what = if field == "kind" {
+                        "kind"
+                    } else {
+                        "API version"
+                    }
                 )));
             }
         }
         if !obj.get("metadata").is_none_or(Value::is_object) {
-            return Err(ApiError::bad_request("json: cannot unmarshal metadata: must be an object"));
+            return Err(ApiError::bad_request(
+                "json: cannot unmarshal metadata: must be an object",
+            ));
         }
         {
             let meta = meta_mut(&mut new);
@@ -593,26 +699,45 @@ impl Inner {
             return Err(ApiError::invalid(
                 &rt.kind,
                 name,
-                format!("metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
+                format!(
+                    "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                ),
             ));
         }
         if let Some(labels) = new.pointer("/metadata/labels").and_then(Value::as_object) {
             for (k, v) in labels {
-                validate_label(k, v.as_str().unwrap_or_default()).map_err(|e| ApiError::invalid(&rt.kind, name, e))?;
+                validate_label(k, v.as_str().unwrap_or_default())
+                    .map_err(|e| ApiError::invalid(&rt.kind, name, e))?;
             }
         }
         let annotations_size: usize = new
             .pointer("/metadata/annotations")
             .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                    .sum()
+            })
             .unwrap_or(0);
         if annotations_size > 256 * 1024 {
-            return Err(ApiError::invalid(&rt.kind, name, "metadata.annotations: Too long: must have at most 262144 bytes"));
+            return Err(ApiError::invalid(
+                &rt.kind,
+                name,
+                "metadata.annotations: Too long: must have at most 262144 bytes",
+            ));
         }
         if rt.namespaced && ns.is_empty() {
-            return Err(ApiError::bad_request("the namespace of the object must be set"));
+            return Err(ApiError::bad_request(
+                "the namespace of the object must be set",
+            ));
         }
-        if rt.namespaced && !self.objects.contains_key(&(String::from("/namespaces"), String::new(), ns.to_string())) {
+        if rt.namespaced
+            && !self.objects.contains_key(&(
+                String::from("/namespaces"),
+                String::new(),
+                ns.to_string(),
+            ))
+        {
             return Err(ApiError::not_found("namespaces", "namespaces", "", ns));
         }
         self.type_rules(rt, name, &mut new, old)?;
@@ -645,7 +770,11 @@ impl Inner {
                     return Err(ApiError::new(
                         409,
                         "Conflict",
-                        format!("Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}", rt.qualified_name(), meta_str(old, "uid").unwrap_or_default()),
+                        format!(
+                            "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            rt.qualified_name(),
+                            meta_str(old, "uid").unwrap_or_default()
+                        ),
                     ));
                 }
                 let mut merged = match part {
@@ -676,7 +805,13 @@ impl Inner {
                     Part::Main => new,
                 };
                 let meta = meta_mut(&mut merged);
-                for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                for f in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
                     match old.get("metadata").and_then(|m| m.get(f)) {
                         Some(v) => meta.insert(f.into(), v.clone()),
                         None => meta.remove(f),
@@ -696,7 +831,10 @@ impl Inner {
                     && without(&merged, &["metadata", "status", "kind", "apiVersion"])
                         != without(old, &["metadata", "status", "kind", "apiVersion"])
                 {
-                    let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+                    let g = old
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
                     meta_mut(&mut merged).insert("generation".into(), json!(g + 1));
                 }
                 merged
@@ -711,28 +849,43 @@ impl Inner {
             }
             // Finalizers gone from an object being deleted: it goes now.
             if new.pointer("/metadata/deletionTimestamp").is_some()
-                && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+                && new
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
             {
                 return self.remove(rt, ns, name, new, dry_run);
             }
         }
         if dry_run {
             if let Some(old) = old {
-                let rv = meta_str(old, "resourceVersion").unwrap_or_default().to_string();
+                let rv = meta_str(old, "resourceVersion")
+                    .unwrap_or_default()
+                    .to_string();
                 meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
             } else {
                 meta_mut(&mut new).remove("resourceVersion");
             }
             return Ok(new);
         }
-        let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         let stored = self.commit(rt, ns, name, new, old.cloned(), kind);
         self.after_write(rt, &stored, kind);
         Ok(self.render(rt, &stored))
     }
 
     /// Per-type defaults and checks (the part of admission/strategy our users depend on).
-    fn type_rules(&mut self, rt: &ResourceType, name: &str, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    fn type_rules(
+        &mut self,
+        rt: &ResourceType,
+        name: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "configmaps") => {
                 drop_empty(obj, &["data", "binaryData"]);
@@ -763,7 +916,9 @@ impl Inner {
                 }
                 if let Some(Value::Object(m)) = obj.get("data") {
                     for (k, v) in m {
-                        let ok = v.as_str().is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+                        let ok = v.as_str().is_some_and(|s| {
+                            base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+                        });
                         if !ok {
                             return Err(ApiError::bad_request(format!(
                                 "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data[\"{k}\"]"
@@ -785,7 +940,8 @@ impl Inner {
             }
             ("", "services") => self.service_defaults(rt, name, obj, old)?,
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                let types = Registry::types_from_crd(obj).map_err(|e| ApiError::invalid(&rt.kind, name, e))?;
+                let types = Registry::types_from_crd(obj)
+                    .map_err(|e| ApiError::invalid(&rt.kind, name, e))?;
                 let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
                 obj["status"] = json!({
                     "acceptedNames": names,
@@ -801,19 +957,32 @@ impl Inner {
         Ok(())
     }
 
-    fn service_defaults(&mut self, rt: &ResourceType, name: &str, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    fn service_defaults(
+        &mut self,
+        rt: &ResourceType,
+        name: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         if !obj.get("spec").is_some_and(Value::is_object) {
             obj["spec"] = json!({});
         }
         let spec = obj["spec"].as_object_mut().expect("spec is an object");
-        let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let ty = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
         spec.insert("type".into(), json!(ty));
         spec.entry("sessionAffinity").or_insert(json!("None"));
         let old_spec = old.and_then(|o| o.get("spec"));
         if ty != "ExternalName" {
             let ip = match spec.get("clusterIP").and_then(Value::as_str) {
                 Some(ip) if !ip.is_empty() => ip.to_string(),
-                _ => match old_spec.and_then(|s| s.get("clusterIP")).and_then(Value::as_str) {
+                _ => match old_spec
+                    .and_then(|s| s.get("clusterIP"))
+                    .and_then(Value::as_str)
+                {
                     Some(ip) => ip.to_string(),
                     None => {
                         let n = self.next_cluster_ip;
@@ -828,10 +997,20 @@ impl Inner {
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for (i, p) in ports.iter_mut().enumerate() {
                 let Some(port) = p.get("port").and_then(Value::as_i64) else {
-                    return Err(ApiError::invalid(&rt.kind, name, format!("spec.ports[{i}].port: Required value")));
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        name,
+                        format!("spec.ports[{i}].port: Required value"),
+                    ));
                 };
                 if !(1..=65535).contains(&port) {
-                    return Err(ApiError::invalid(&rt.kind, name, format!("spec.ports[{i}].port: Invalid value: {port}: must be between 1 and 65535, inclusive")));
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        name,
+                        format!(
+                            "spec.ports[{i}].port: Invalid value: {port}: must be between 1 and 65535, inclusive"
+                        ),
+                    ));
                 }
                 let pm = p.as_object_mut().expect("port entries are objects");
                 pm.entry("protocol").or_insert(json!("TCP"));
@@ -842,7 +1021,11 @@ impl Inner {
                         .and_then(Value::as_array)
                         .and_then(|ps| ps.iter().find(|op| op.get("port") == pm.get("port")))
                         .and_then(|op| op.get("nodePort").cloned());
-                    if !pm.get("nodePort").is_some_and(|v| v.as_i64().is_some_and(|n| n > 0)) {
+                    if pm
+                        .get("nodePort")
+                        .and_then(Value::as_i64)
+                        .is_none_or(|n| n <= 0)
+                    {
                         let np = keep.unwrap_or_else(|| {
                             let n = self.next_node_port;
                             self.next_node_port = if n >= 32767 { 30000 } else { n + 1 };
@@ -861,8 +1044,16 @@ impl Inner {
     /// Side effects of committed writes: CRDs change what is served.
     fn after_write(&mut self, rt: &ResourceType, obj: &Value, kind: EventType) {
         if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
-            let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_string();
-            let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default().to_string();
+            let group = obj
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let plural = obj
+                .pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let types = if kind == EventType::Deleted {
                 vec![]
             } else {
@@ -870,7 +1061,11 @@ impl Inner {
             };
             if kind == EventType::Deleted {
                 // Custom objects go with their definition.
-                let crt = self.registry.all().find(|t| t.custom && t.group == group && t.plural == plural).cloned();
+                let crt = self
+                    .registry
+                    .all()
+                    .find(|t| t.custom && t.group == group && t.plural == plural)
+                    .cloned();
                 if let Some(crt) = crt {
                     let victims: Vec<Value> = self.scan(&crt, None).cloned().collect();
                     for v in victims {
@@ -889,7 +1084,11 @@ impl Inner {
                 .iter()
                 .filter(|((_, n, _), _)| *n == ns)
                 .filter_map(|((sid, _, _), v)| {
-                    let t = self.registry.all().find(|t| t.storage_id() == *sid && t.namespaced)?.clone();
+                    let t = self
+                        .registry
+                        .all()
+                        .find(|t| t.storage_id() == *sid && t.namespaced)?
+                        .clone();
                     Some((t, v.clone()))
                 })
                 .collect();
@@ -900,8 +1099,18 @@ impl Inner {
         }
     }
 
-    fn delete(&mut self, rt: &ResourceType, ns: &str, name: &str, old: Value, dry_run: bool) -> Result<Value, ApiError> {
-        let has_finalizers = old.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        old: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let has_finalizers = old
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
         if has_finalizers {
             if old.pointer("/metadata/deletionTimestamp").is_some() || dry_run {
                 return Ok(self.render(rt, &old));
@@ -916,7 +1125,14 @@ impl Inner {
         self.remove(rt, ns, name, old, dry_run)
     }
 
-    fn remove(&mut self, rt: &ResourceType, ns: &str, name: &str, obj: Value, dry_run: bool) -> Result<Value, ApiError> {
+    fn remove(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         if dry_run {
             return Ok(self.render(rt, &obj));
         }
@@ -927,7 +1143,15 @@ impl Inner {
     }
 
     /// Assigns the next resourceVersion, stores (or removes) the object, logs and broadcasts.
-    fn commit(&mut self, rt: &ResourceType, ns: &str, name: &str, mut obj: Value, previous: Option<Value>, kind: EventType) -> Value {
+    fn commit(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        previous: Option<Value>,
+        kind: EventType,
+    ) -> Value {
         self.rv += 1;
         let rv = self.rv;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -969,19 +1193,49 @@ mod tests {
     fn resource_versions_increase_and_conflicts_are_409() {
         let s = Store::new(100);
         let rt = cm(&s);
-        let a = s.create(&rt, "default", json!({"metadata": {"name": "a"}}), false).unwrap();
-        let rv1: u64 = a["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        let a = s
+            .create(&rt, "default", json!({"metadata": {"name": "a"}}), false)
+            .unwrap();
+        let rv1: u64 = a["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let b = s
-            .patch(&rt, "default", "a", PatchKind::Merge, &json!({"data": {"k": "v"}}), Part::Main, false)
+            .patch(
+                &rt,
+                "default",
+                "a",
+                PatchKind::Merge,
+                &json!({"data": {"k": "v"}}),
+                Part::Main,
+                false,
+            )
             .unwrap()
             .0;
-        let rv2: u64 = b["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        let rv2: u64 = b["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(rv2 > rv1);
         let stale = json!({"metadata": {"resourceVersion": rv1.to_string()}, "data": {"k": "w"}});
-        let e = s.patch(&rt, "default", "a", PatchKind::Merge, &stale, Part::Main, false).unwrap_err();
+        let e = s
+            .patch(
+                &rt,
+                "default",
+                "a",
+                PatchKind::Merge,
+                &stale,
+                Part::Main,
+                false,
+            )
+            .unwrap_err();
         assert_eq!((e.code, e.reason), (409, "Conflict"));
         assert_eq!(s.get(&rt, "default", "a").unwrap()["data"]["k"], "v");
-        let e = s.create(&rt, "default", json!({"metadata": {"name": "a"}}), false).unwrap_err();
+        let e = s
+            .create(&rt, "default", json!({"metadata": {"name": "a"}}), false)
+            .unwrap_err();
         assert_eq!((e.code, e.reason), (409, "AlreadyExists"));
     }
 
@@ -989,10 +1243,24 @@ mod tests {
     fn noop_patch_keeps_resource_version() {
         let s = Store::new(100);
         let rt = cm(&s);
-        s.create(&rt, "default", json!({"metadata": {"name": "a", "labels": {"x": "1"}}}), false).unwrap();
+        s.create(
+            &rt,
+            "default",
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}}),
+            false,
+        )
+        .unwrap();
         let before = s.current_rv();
-        s.patch(&rt, "default", "a", PatchKind::Strategic, &json!({"metadata": {"labels": {"x": "1"}}}), Part::Main, false)
-            .unwrap();
+        s.patch(
+            &rt,
+            "default",
+            "a",
+            PatchKind::Strategic,
+            &json!({"metadata": {"labels": {"x": "1"}}}),
+            Part::Main,
+            false,
+        )
+        .unwrap();
         assert_eq!(s.current_rv(), before);
     }
 
@@ -1002,26 +1270,44 @@ mod tests {
         let rt = cm(&s);
         let start = s.current_rv();
         for i in 0..5 {
-            s.create(&rt, "default", json!({"metadata": {"name": format!("c{i}")}}), false).unwrap();
+            s.create(
+                &rt,
+                "default",
+                json!({"metadata": {"name": format!("c{i}")}}),
+                false,
+            )
+            .unwrap();
         }
-        let (ev, _, _) = s.watch(&rt, Some("default"), WatchStart::After(start + 2)).unwrap();
-        assert_eq!(ev.len(), 3);
+        let w = s.watch(&rt, Some("default"), WatchStart::After(start + 2));
+        assert_eq!(w.initial.len(), 3);
+        assert!(w.gone.is_none());
         for i in 5..40 {
-            s.create(&rt, "default", json!({"metadata": {"name": format!("c{i}")}}), false).unwrap();
+            s.create(
+                &rt,
+                "default",
+                json!({"metadata": {"name": format!("c{i}")}}),
+                false,
+            )
+            .unwrap();
         }
-        let e = s.watch(&rt, Some("default"), WatchStart::After(start)).unwrap_err();
-        assert_eq!(e.code, 410);
+        let w = s.watch(&rt, Some("default"), WatchStart::After(start));
+        assert_eq!(w.gone.map(|e| e.code), Some(410));
+        assert!(w.initial.is_empty());
     }
 
     #[test]
     fn namespace_must_exist_and_deleting_it_deletes_contents() {
         let s = Store::new(100);
         let rt = cm(&s);
-        let e = s.create(&rt, "nope", json!({"metadata": {"name": "a"}}), false).unwrap_err();
+        let e = s
+            .create(&rt, "nope", json!({"metadata": {"name": "a"}}), false)
+            .unwrap_err();
         assert_eq!(e.code, 404);
         let ns = s.resolve("", "v1", "namespaces").unwrap();
-        s.create(&ns, "", json!({"metadata": {"name": "t"}}), false).unwrap();
-        s.create(&rt, "t", json!({"metadata": {"name": "a"}}), false).unwrap();
+        s.create(&ns, "", json!({"metadata": {"name": "t"}}), false)
+            .unwrap();
+        s.create(&rt, "t", json!({"metadata": {"name": "a"}}), false)
+            .unwrap();
         s.delete(&ns, "", "t", None, None, false).unwrap();
         assert_eq!(s.get(&rt, "t", "a").unwrap_err().code, 404);
     }
@@ -1030,14 +1316,36 @@ mod tests {
     fn status_subresource_separates_writes() {
         let s = Store::new(100);
         let pods = s.resolve("", "v1", "pods").unwrap();
-        s.create(&pods, "default", json!({"metadata": {"name": "p"}, "spec": {"x": 1}}), false).unwrap();
+        s.create(
+            &pods,
+            "default",
+            json!({"metadata": {"name": "p"}, "spec": {"x": 1}}),
+            false,
+        )
+        .unwrap();
         let (p, _) = s
-            .patch(&pods, "default", "p", PatchKind::Merge, &json!({"status": {"phase": "Running"}, "spec": {"x": 2}}), Part::Main, false)
+            .patch(
+                &pods,
+                "default",
+                "p",
+                PatchKind::Merge,
+                &json!({"status": {"phase": "Running"}, "spec": {"x": 2}}),
+                Part::Main,
+                false,
+            )
             .unwrap();
         assert_eq!(p["spec"]["x"], 2);
         assert!(p.get("status").is_none());
         let (p, _) = s
-            .patch(&pods, "default", "p", PatchKind::Merge, &json!({"status": {"phase": "Running"}, "spec": {"x": 3}}), Part::Status, false)
+            .patch(
+                &pods,
+                "default",
+                "p",
+                PatchKind::Merge,
+                &json!({"status": {"phase": "Running"}, "spec": {"x": 3}}),
+                Part::Status,
+                false,
+            )
             .unwrap();
         assert_eq!(p["spec"]["x"], 2);
         assert_eq!(p["status"]["phase"], "Running");
@@ -1047,10 +1355,24 @@ mod tests {
     fn secrets_encode_string_data_and_reject_bad_base64() {
         let s = Store::new(100);
         let rt = s.resolve("", "v1", "secrets").unwrap();
-        let o = s.create(&rt, "default", json!({"metadata": {"name": "s"}, "stringData": {"p": "pw"}}), false).unwrap();
+        let o = s
+            .create(
+                &rt,
+                "default",
+                json!({"metadata": {"name": "s"}, "stringData": {"p": "pw"}}),
+                false,
+            )
+            .unwrap();
         assert_eq!(o["data"]["p"], "cHc=");
         assert!(o.get("stringData").is_none());
-        let e = s.create(&rt, "default", json!({"metadata": {"name": "t"}, "data": {"p": "!!"}}), false).unwrap_err();
+        let e = s
+            .create(
+                &rt,
+                "default",
+                json!({"metadata": {"name": "t"}, "data": {"p": "!!"}}),
+                false,
+            )
+            .unwrap_err();
         assert_eq!(e.code, 400);
         assert_eq!(s.get(&rt, "default", "t").unwrap_err().code, 404);
     }
@@ -1076,12 +1398,26 @@ mod tests {
     fn finalizers_delay_deletion() {
         let s = Store::new(100);
         let rt = cm(&s);
-        s.create(&rt, "default", json!({"metadata": {"name": "f", "finalizers": ["x/y"]}}), false).unwrap();
+        s.create(
+            &rt,
+            "default",
+            json!({"metadata": {"name": "f", "finalizers": ["x/y"]}}),
+            false,
+        )
+        .unwrap();
         let o = s.delete(&rt, "default", "f", None, None, false).unwrap();
         assert!(o["metadata"]["deletionTimestamp"].is_string());
         assert!(s.get(&rt, "default", "f").is_ok());
-        s.patch(&rt, "default", "f", PatchKind::Merge, &json!({"metadata": {"finalizers": null}}), Part::Main, false)
-            .unwrap();
+        s.patch(
+            &rt,
+            "default",
+            "f",
+            PatchKind::Merge,
+            &json!({"metadata": {"finalizers": null}}),
+            Part::Main,
+            false,
+        )
+        .unwrap();
         assert_eq!(s.get(&rt, "default", "f").unwrap_err().code, 404);
     }
 }

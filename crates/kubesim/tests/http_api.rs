@@ -40,7 +40,10 @@ async fn send(
     let r = rb.send().await.expect("request sent");
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn rv(v: &Value) -> u64 {
@@ -56,7 +59,10 @@ fn assert_status(body: &Value, code: u16, reason: &str) {
     assert_eq!(body["status"], "Failure", "{body}");
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["reason"], reason, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -77,10 +83,21 @@ async fn create_without_content_type_then_cas_conflict() {
     assert_eq!(obj["kind"], "ConfigMap");
     assert_eq!(obj["apiVersion"], "v1");
     assert!(obj["metadata"]["uid"].is_string() && obj["metadata"]["creationTimestamp"].is_string());
-    assert!(obj["metadata"]["annotations"].get("gone").is_none(), "null annotations are dropped");
+    assert!(
+        obj["metadata"]["annotations"].get("gone").is_none(),
+        "null annotations are dropped"
+    );
     let rv1 = rv(&obj);
 
-    let (st, body) = send(&c, &s, "POST", CM, None, Some(json!({"metadata": {"name": "demo-config"}}))).await;
+    let (st, body) = send(
+        &c,
+        &s,
+        "POST",
+        CM,
+        None,
+        Some(json!({"metadata": {"name": "demo-config"}})),
+    )
+    .await;
     assert_eq!(st, 409);
     assert_status(&body, 409, "AlreadyExists");
     assert_eq!(body["details"]["name"], "demo-config");
@@ -88,24 +105,59 @@ async fn create_without_content_type_then_cas_conflict() {
     // CAS write with the right RV succeeds, then the same RV is stale.
     let smp = Some("application/strategic-merge-patch+json");
     let patch = json!({"metadata": {"annotations": {"initialize": "123"}, "resourceVersion": rv1.to_string()}});
-    let (st, obj2) = send(&c, &s, "PATCH", &format!("{CM}/demo-config"), smp, Some(patch.clone())).await;
+    let (st, obj2) = send(
+        &c,
+        &s,
+        "PATCH",
+        &format!("{CM}/demo-config"),
+        smp,
+        Some(patch.clone()),
+    )
+    .await;
     assert_eq!(st, 200, "{obj2}");
     assert!(rv(&obj2) > rv1);
     let stale = json!({"metadata": {"annotations": {"initialize": "999"}, "resourceVersion": rv1.to_string()}});
-    let (st, body) = send(&c, &s, "PATCH", &format!("{CM}/demo-config"), smp, Some(stale)).await;
+    let (st, body) = send(
+        &c,
+        &s,
+        "PATCH",
+        &format!("{CM}/demo-config"),
+        smp,
+        Some(stale),
+    )
+    .await;
     assert_eq!(st, 409);
     assert_status(&body, 409, "Conflict");
     let (_, now) = send(&c, &s, "GET", &format!("{CM}/demo-config"), None, None).await;
-    assert_eq!(now["metadata"]["annotations"]["initialize"], "123", "a conflicting write changes nothing");
+    assert_eq!(
+        now["metadata"]["annotations"]["initialize"], "123",
+        "a conflicting write changes nothing"
+    );
 
     // PUT with a stale RV is a conflict too; PUT with the current one works.
     let mut put = now.clone();
     put["metadata"]["resourceVersion"] = json!(rv1.to_string());
-    let (st, _) = send(&c, &s, "PUT", &format!("{CM}/demo-config"), Some("application/json"), Some(put)).await;
+    let (st, _) = send(
+        &c,
+        &s,
+        "PUT",
+        &format!("{CM}/demo-config"),
+        Some("application/json"),
+        Some(put),
+    )
+    .await;
     assert_eq!(st, 409);
     let mut put = now.clone();
     put["data"] = json!({"k": "v"});
-    let (st, obj3) = send(&c, &s, "PUT", &format!("{CM}/demo-config"), Some("application/json"), Some(put)).await;
+    let (st, obj3) = send(
+        &c,
+        &s,
+        "PUT",
+        &format!("{CM}/demo-config"),
+        Some("application/json"),
+        Some(put),
+    )
+    .await;
     assert_eq!(st, 200, "{obj3}");
     assert_eq!(obj3["data"]["k"], "v");
 }
@@ -120,8 +172,10 @@ async fn merge_null_deletes_and_lists_are_replaced() {
         "POST",
         "/api/v1/namespaces/default/endpoints",
         Some("application/json"),
-        Some(json!({"metadata": {"name": "ep", "annotations": {"leader": "pg0", "ttl": "30"}},
-                    "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]}]})),
+        Some(
+            json!({"metadata": {"name": "ep", "annotations": {"leader": "pg0", "ttl": "30"}},
+                    "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]}]}),
+        ),
     )
     .await;
     let (st, o) = send(
@@ -138,7 +192,11 @@ async fn merge_null_deletes_and_lists_are_replaced() {
     assert!(ann.get("leader").is_none(), "null deletes: {ann}");
     assert_eq!(ann["ttl"], "30");
     assert_eq!(ann["optime"], "5");
-    assert_eq!(o["subsets"], json!([{"addresses": [{"ip": "10.0.0.3"}]}]), "subsets replaced");
+    assert_eq!(
+        o["subsets"],
+        json!([{"addresses": [{"ip": "10.0.0.3"}]}]),
+        "subsets replaced"
+    );
 
     // JSON merge patch and JSON patch.
     let (st, o) = send(
@@ -169,9 +227,26 @@ async fn merge_null_deletes_and_lists_are_replaced() {
 async fn malformed_requests_get_status_errors_and_change_nothing() {
     let s = server();
     let c = client();
-    let (_, created) = send(&c, &s, "POST", CM, None, Some(json!({"metadata": {"name": "keep"}, "data": {"a": "1"}}))).await;
+    let (_, created) = send(
+        &c,
+        &s,
+        "POST",
+        CM,
+        None,
+        Some(json!({"metadata": {"name": "keep"}, "data": {"a": "1"}})),
+    )
+    .await;
     let before = rv(&created);
-    let cases: Vec<(&str, String, Option<&str>, Option<&[u8]>, u16, &str)> = vec![
+    // (method, path, content type, body, expected code, expected reason)
+    type Case<'a> = (
+        &'a str,
+        String,
+        Option<&'a str>,
+        Option<&'a [u8]>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("PATCH", format!("{CM}/keep"), Some("text/plain"), Some(b"{}"), 415, "UnsupportedMediaType"),
         ("PATCH", format!("{CM}/keep"), Some("application/merge-patch+json"), Some(b"{not json"), 400, "BadRequest"),
         ("PATCH", format!("{CM}/keep"), Some("application/json-patch+json"), Some(br#"[{"op":"test","path":"/data/a","value":"2"},{"op":"add","path":"/data/b","value":"x"}]"#), 422, "Invalid"),
@@ -201,9 +276,17 @@ async fn malformed_requests_get_status_errors_and_change_nothing() {
         assert_status(&v, code, reason);
     }
     let (_, after) = send(&c, &s, "GET", &format!("{CM}/keep"), None, None).await;
-    assert_eq!(rv(&after), before, "no malformed request changed the object");
+    assert_eq!(
+        rv(&after),
+        before,
+        "no malformed request changed the object"
+    );
     assert_eq!(after["data"], json!({"a": "1"}));
-    assert_eq!(s.resource_version(), before, "nothing else was written either");
+    assert_eq!(
+        s.resource_version(),
+        before,
+        "nothing else was written either"
+    );
 }
 
 #[tokio::test]
@@ -211,38 +294,107 @@ async fn selectors_filter_lists_and_delete_collection() {
     let s = server();
     let c = client();
     for (name, labels) in [
-        ("a", json!({"application": "patroni", "cluster-name": "demo", "role": "primary"})),
-        ("b", json!({"application": "patroni", "cluster-name": "demo", "role": "replica"})),
-        ("c", json!({"application": "patroni", "cluster-name": "other"})),
+        (
+            "a",
+            json!({"application": "patroni", "cluster-name": "demo", "role": "primary"}),
+        ),
+        (
+            "b",
+            json!({"application": "patroni", "cluster-name": "demo", "role": "replica"}),
+        ),
+        (
+            "c",
+            json!({"application": "patroni", "cluster-name": "other"}),
+        ),
         ("d", json!({"app": "web"})),
     ] {
-        let (st, _) = send(&c, &s, "POST", CM, None, Some(json!({"metadata": {"name": name, "labels": labels}}))).await;
+        let (st, _) = send(
+            &c,
+            &s,
+            "POST",
+            CM,
+            None,
+            Some(json!({"metadata": {"name": name, "labels": labels}})),
+        )
+        .await;
         assert_eq!(st, 201);
     }
     let names = |v: &Value| -> Vec<String> {
-        v["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect()
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
     };
     for (sel, want) in [
-        ("application%3Dpatroni%2Ccluster-name%3Ddemo", vec!["a", "b"]),
+        (
+            "application%3Dpatroni%2Ccluster-name%3Ddemo",
+            vec!["a", "b"],
+        ),
         ("role%21%3Dprimary", vec!["b", "c", "d"]),
         ("role%20in%20(primary%2Creplica)", vec!["a", "b"]),
         ("!role", vec!["c", "d"]),
         ("cluster-name", vec!["a", "b", "c"]),
         ("cluster-name%20notin%20(demo)", vec!["c", "d"]),
     ] {
-        let (st, l) = send(&c, &s, "GET", &format!("{CM}?labelSelector={sel}"), None, None).await;
+        let (st, l) = send(
+            &c,
+            &s,
+            "GET",
+            &format!("{CM}?labelSelector={sel}"),
+            None,
+            None,
+        )
+        .await;
         assert_eq!(st, 200);
         assert_eq!(l["kind"], "ConfigMapList");
         assert_eq!(names(&l), want, "selector {sel}");
     }
-    let (_, l) = send(&c, &s, "GET", &format!("{CM}?fieldSelector=metadata.name%3Db"), None, None).await;
+    let (_, l) = send(
+        &c,
+        &s,
+        "GET",
+        &format!("{CM}?fieldSelector=metadata.name%3Db"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(names(&l), vec!["b"]);
-    let (_, l) = send(&c, &s, "GET", "/api/v1/configmaps?fieldSelector=metadata.namespace%3Ddefault", None, None).await;
-    assert_eq!(names(&l).len(), 4, "all-namespaces list with a namespace field selector");
-    let (_, l) = send(&c, &s, "GET", "/api/v1/namespaces/kube-system/configmaps", None, None).await;
+    let (_, l) = send(
+        &c,
+        &s,
+        "GET",
+        "/api/v1/configmaps?fieldSelector=metadata.namespace%3Ddefault",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        names(&l).len(),
+        4,
+        "all-namespaces list with a namespace field selector"
+    );
+    let (_, l) = send(
+        &c,
+        &s,
+        "GET",
+        "/api/v1/namespaces/kube-system/configmaps",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(l["items"], json!([]), "an empty list has an items array");
 
-    let (st, _) = send(&c, &s, "DELETE", &format!("{CM}?labelSelector=application%3Dpatroni%2Ccluster-name%3Ddemo"), None, None).await;
+    let (st, _) = send(
+        &c,
+        &s,
+        "DELETE",
+        &format!("{CM}?labelSelector=application%3Dpatroni%2Ccluster-name%3Ddemo"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     let (_, l) = send(&c, &s, "GET", CM, None, None).await;
     assert_eq!(names(&l), vec!["c", "d"]);
@@ -253,20 +405,66 @@ async fn status_subresource_and_generation() {
     let s = server();
     let c = client();
     let sts = "/apis/apps/v1/namespaces/default/statefulsets";
-    let (st, o) = send(&c, &s, "POST", sts, None, Some(json!({"metadata": {"name": "db"}, "spec": {"replicas": 1}, "status": {"replicas": 9}}))).await;
+    let (st, o) = send(
+        &c,
+        &s,
+        "POST",
+        sts,
+        None,
+        Some(
+            json!({"metadata": {"name": "db"}, "spec": {"replicas": 1}, "status": {"replicas": 9}}),
+        ),
+    )
+    .await;
     assert_eq!(st, 201, "{o}");
     assert_eq!(o["metadata"]["generation"], 1);
     let mp = Some("application/merge-patch+json");
-    let (_, o) = send(&c, &s, "PATCH", &format!("{sts}/db"), mp, Some(json!({"spec": {"replicas": 2}, "status": {"replicas": 5}}))).await;
-    assert_eq!(o["metadata"]["generation"], 2, "spec change bumps generation");
+    let (_, o) = send(
+        &c,
+        &s,
+        "PATCH",
+        &format!("{sts}/db"),
+        mp,
+        Some(json!({"spec": {"replicas": 2}, "status": {"replicas": 5}})),
+    )
+    .await;
+    assert_eq!(
+        o["metadata"]["generation"], 2,
+        "spec change bumps generation"
+    );
     assert_eq!(o["spec"]["replicas"], 2);
-    assert_ne!(o["status"]["replicas"], 5, "status is ignored on the main resource");
-    let (st, o) = send(&c, &s, "PATCH", &format!("{sts}/db/status"), mp, Some(json!({"spec": {"replicas": 7}, "status": {"readyReplicas": 2}}))).await;
+    assert_ne!(
+        o["status"]["replicas"], 5,
+        "status is ignored on the main resource"
+    );
+    let (st, o) = send(
+        &c,
+        &s,
+        "PATCH",
+        &format!("{sts}/db/status"),
+        mp,
+        Some(json!({"spec": {"replicas": 7}, "status": {"readyReplicas": 2}})),
+    )
+    .await;
     assert_eq!(st, 200, "{o}");
     assert_eq!(o["status"]["readyReplicas"], 2);
-    assert_eq!(o["spec"]["replicas"], 2, "spec is ignored on the status subresource");
-    assert_eq!(o["metadata"]["generation"], 2, "status writes do not bump generation");
-    let (st, _) = send(&c, &s, "GET", "/api/v1/namespaces/default/configmaps/x/status", None, None).await;
+    assert_eq!(
+        o["spec"]["replicas"], 2,
+        "spec is ignored on the status subresource"
+    );
+    assert_eq!(
+        o["metadata"]["generation"], 2,
+        "status writes do not bump generation"
+    );
+    let (st, _) = send(
+        &c,
+        &s,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/x/status",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(st, 404, "configmaps have no status subresource");
 }
 
@@ -285,13 +483,47 @@ async fn crd_registration_serves_custom_resources() {
                  "versions": [{"name": "v1alpha1", "served": true, "storage": true, "subresources": {"status": {}},
                                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
     });
-    let (st, o) = send(&c, &s, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", None, Some(crd)).await;
+    let (st, o) = send(
+        &c,
+        &s,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        None,
+        Some(crd),
+    )
+    .await;
     assert_eq!(st, 201, "{o}");
-    assert!(o["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+    assert!(
+        o["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    );
     let (_, groups) = send(&c, &s, "GET", "/apis", None, None).await;
-    assert!(groups["groups"].as_array().unwrap().iter().any(|g| g["name"] == "porter.devops.gov.bc.ca"));
-    let (_, res) = send(&c, &s, "GET", "/apis/porter.devops.gov.bc.ca/v1alpha1", None, None).await;
-    assert!(res["resources"].as_array().unwrap().iter().any(|r| r["name"] == "transportserverclaims" && r["shortNames"] == json!(["tscs"])));
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "porter.devops.gov.bc.ca")
+    );
+    let (_, res) = send(
+        &c,
+        &s,
+        "GET",
+        "/apis/porter.devops.gov.bc.ca/v1alpha1",
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        res["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "transportserverclaims" && r["shortNames"] == json!(["tscs"]))
+    );
     let (st, o) = send(
         &c,
         &s,
@@ -303,8 +535,19 @@ async fn crd_registration_serves_custom_resources() {
     )
     .await;
     assert_eq!(st, 201, "{o}");
-    assert!(o.get("status").is_none(), "status is ignored on create when the CRD has a status subresource");
-    let (st, o) = send(&c, &s, "PATCH", &format!("{tsc}/db/status"), Some("application/merge-patch+json"), Some(json!({"status": {"port": "53292"}}))).await;
+    assert!(
+        o.get("status").is_none(),
+        "status is ignored on create when the CRD has a status subresource"
+    );
+    let (st, o) = send(
+        &c,
+        &s,
+        "PATCH",
+        &format!("{tsc}/db/status"),
+        Some("application/merge-patch+json"),
+        Some(json!({"status": {"port": "53292"}})),
+    )
+    .await;
     assert_eq!(st, 200, "{o}");
     assert_eq!(o["status"]["port"], "53292");
     // Deleting the CRD removes the type and its objects.
@@ -321,8 +564,23 @@ async fn discovery_lists_required_resources() {
     let (_, v) = send(&c, &s, "GET", "/version", None, None).await;
     assert_eq!(v["major"], "1");
     let (_, core) = send(&c, &s, "GET", "/api/v1", None, None).await;
-    let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    for r in ["configmaps", "secrets", "services", "endpoints", "pods", "events", "serviceaccounts", "namespaces", "pods/status"] {
+    let names: Vec<&str> = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for r in [
+        "configmaps",
+        "secrets",
+        "services",
+        "endpoints",
+        "pods",
+        "events",
+        "serviceaccounts",
+        "namespaces",
+        "pods/status",
+    ] {
         assert!(names.contains(&r), "{r} in /api/v1");
     }
     for (gv, r) in [
@@ -338,7 +596,14 @@ async fn discovery_lists_required_resources() {
     ] {
         let (st, l) = send(&c, &s, "GET", &format!("/apis/{gv}"), None, None).await;
         assert_eq!(st, 200);
-        assert!(l["resources"].as_array().unwrap().iter().any(|x| x["name"] == r), "{r} in {gv}");
+        assert!(
+            l["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == r),
+            "{r} in {gv}"
+        );
     }
 }
 
@@ -386,14 +651,20 @@ fn events(sock: &mut TcpStream, n: usize) -> Vec<Value> {
 fn watch_is_chunked_replays_after_rv_and_keeps_the_connection() {
     let s = server();
     let mk = |name: &str| {
-        let (st, o) = s.request("POST", CM, None, Some(&json!({"metadata": {"name": name, "labels": {"application": "patroni"}}})));
+        let (st, o) = s.request(
+            "POST",
+            CM,
+            None,
+            Some(&json!({"metadata": {"name": name, "labels": {"application": "patroni"}}})),
+        );
         assert_eq!(st, 201);
         rv(&o)
     };
     let rv_a = mk("a");
     mk("b");
     let mut sock = TcpStream::connect(s.addr()).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     // Patroni's exact query: capital-T True, selector first.
     write!(
         sock,
@@ -406,20 +677,39 @@ fn watch_is_chunked_replays_after_rv_and_keeps_the_connection() {
     assert!(!head.contains("content-length"), "{head}");
     let ev = events(&mut sock, 1);
     assert_eq!(ev[0]["type"], "ADDED");
-    assert_eq!(ev[0]["object"]["metadata"]["name"], "b", "replayed the change after rv_a only");
+    assert_eq!(
+        ev[0]["object"]["metadata"]["name"], "b",
+        "replayed the change after rv_a only"
+    );
     assert_eq!(ev[0]["object"]["kind"], "ConfigMap");
     // A change made after the watch started arrives live; a label change that leaves the
     // selection arrives as DELETED with a higher resourceVersion.
-    let (_, o) = s.request("PATCH", &format!("{CM}/a"), Some("application/merge-patch+json"), Some(&json!({"data": {"x": "1"}})));
+    let (_, o) = s.request(
+        "PATCH",
+        &format!("{CM}/a"),
+        Some("application/merge-patch+json"),
+        Some(&json!({"data": {"x": "1"}})),
+    );
     let ev = events(&mut sock, 1);
-    assert_eq!((ev[0]["type"].as_str(), rv(&ev[0]["object"])), (Some("MODIFIED"), rv(&o)));
-    s.request("PATCH", &format!("{CM}/a"), Some("application/merge-patch+json"), Some(&json!({"metadata": {"labels": {"application": null}}})));
+    assert_eq!(
+        (ev[0]["type"].as_str(), rv(&ev[0]["object"])),
+        (Some("MODIFIED"), rv(&o))
+    );
+    s.request(
+        "PATCH",
+        &format!("{CM}/a"),
+        Some("application/merge-patch+json"),
+        Some(&json!({"metadata": {"labels": {"application": null}}})),
+    );
     let ev = events(&mut sock, 1);
     assert_eq!(ev[0]["type"], "DELETED");
     s.request("DELETE", &format!("{CM}/b"), None, None);
     let ev = events(&mut sock, 1);
     assert_eq!(ev[0]["type"], "DELETED");
-    assert!(rv(&ev[0]["object"]) > rv(&o), "DELETED carries a new resourceVersion");
+    assert!(
+        rv(&ev[0]["object"]) > rv(&o),
+        "DELETED carries a new resourceVersion"
+    );
     // No BOOKMARK unless asked: cut the watch, the stream ends cleanly with the last chunk.
     s.faults().cut_watches();
     assert_eq!(read_chunk(&mut sock), None, "clean end of stream");
@@ -437,11 +727,21 @@ fn watch_from_a_too_old_rv_gets_410_error_event() {
     })
     .unwrap();
     for i in 0..40 {
-        s.request("POST", CM, None, Some(&json!({"metadata": {"name": format!("c{i}")}})));
+        s.request(
+            "POST",
+            CM,
+            None,
+            Some(&json!({"metadata": {"name": format!("c{i}")}})),
+        );
     }
     let mut sock = TcpStream::connect(s.addr()).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(sock, "GET {CM}?watch=true&resourceVersion=2 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        sock,
+        "GET {CM}?watch=true&resourceVersion=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
     let head = read_head(&mut sock);
     assert!(head.starts_with("http/1.1 200"), "{head}");
     let ev = events(&mut sock, 1);
@@ -460,7 +760,8 @@ fn bookmarks_only_when_asked_and_watch_timeout_honoured() {
     .unwrap();
     let open = |q: &str| {
         let mut sock = TcpStream::connect(s.addr()).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         write!(sock, "GET {CM}?watch=1&{q} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         read_head(&mut sock);
         sock
@@ -471,7 +772,11 @@ fn bookmarks_only_when_asked_and_watch_timeout_honoured() {
     assert!(ev[0]["object"]["metadata"]["resourceVersion"].is_string());
     let started = Instant::now();
     let mut without = open("timeoutSeconds=1");
-    assert_eq!(read_chunk(&mut without), None, "no events, no bookmark: just the end after the timeout");
+    assert_eq!(
+        read_chunk(&mut without),
+        None,
+        "no events, no bookmark: just the end after the timeout"
+    );
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
 
@@ -488,10 +793,32 @@ async fn injected_failures_delays_and_outages() {
     let (st, _) = send(&c, &s, "GET", CM, None, None).await;
     assert_eq!(st, 200, "only the next request failed");
 
-    s.faults().add(Rule::new(Action::Fail { status: 500, retry_after: None }).method("PATCH"));
-    let (st, _) = send(&c, &s, "POST", CM, None, Some(json!({"metadata": {"name": "f"}}))).await;
+    s.faults().add(
+        Rule::new(Action::Fail {
+            status: 500,
+            retry_after: None,
+        })
+        .method("PATCH"),
+    );
+    let (st, _) = send(
+        &c,
+        &s,
+        "POST",
+        CM,
+        None,
+        Some(json!({"metadata": {"name": "f"}})),
+    )
+    .await;
     assert_eq!(st, 201);
-    let (st, _) = send(&c, &s, "PATCH", &format!("{CM}/f"), Some("application/merge-patch+json"), Some(json!({"data": {"a": "b"}}))).await;
+    let (st, _) = send(
+        &c,
+        &s,
+        "PATCH",
+        &format!("{CM}/f"),
+        Some("application/merge-patch+json"),
+        Some(json!({"data": {"a": "b"}})),
+    )
+    .await;
     assert_eq!(st, 500);
     s.faults().clear();
 
@@ -504,13 +831,24 @@ async fn injected_failures_delays_and_outages() {
     // Outage: connections are refused, then the server is back on the same address.
     s.faults().refuse_for(Duration::from_millis(800));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(std::net::TcpStream::connect(s.addr()).is_err(), "connection refused during the outage");
+    assert!(
+        std::net::TcpStream::connect(s.addr()).is_err(),
+        "connection refused during the outage"
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let (st, _) = send(&client(), &s, "GET", CM, None, None).await;
     assert_eq!(st, 200, "serving again after the outage");
 
     // The admin endpoint drives the same faults over HTTP (for separate processes).
-    let (st, _) = send(&c, &s, "POST", "/kubesim/faults", None, Some(json!({"rule": {"action": {"type": "fail", "status": 504}, "times": 1}}))).await;
+    let (st, _) = send(
+        &c,
+        &s,
+        "POST",
+        "/kubesim/faults",
+        None,
+        Some(json!({"rule": {"action": {"type": "fail", "status": 504}, "times": 1}})),
+    )
+    .await;
     assert_eq!(st, 200);
     let (st, _) = send(&c, &s, "GET", CM, None, None).await;
     assert_eq!(st, 504);
@@ -524,7 +862,15 @@ async fn two_servers_are_independent() {
     let b = server();
     assert_ne!(a.addr(), b.addr());
     let c = client();
-    send(&c, &a, "POST", CM, None, Some(json!({"metadata": {"name": "only-a"}}))).await;
+    send(
+        &c,
+        &a,
+        "POST",
+        CM,
+        None,
+        Some(json!({"metadata": {"name": "only-a"}})),
+    )
+    .await;
     let (st, _) = send(&c, &b, "GET", &format!("{CM}/only-a"), None, None).await;
     assert_eq!(st, 404);
 }

