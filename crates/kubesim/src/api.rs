@@ -56,6 +56,9 @@ pub struct WatchSpec {
     pub error: Option<Value>,
     pub timeout: Duration,
     pub bookmarks: bool,
+    /// `sendInitialEvents=true` (streaming lists, used by helm 4's `--wait`): after the initial
+    /// ADDED events, a BOOKMARK annotated `k8s.io/initial-events-end: "true"`.
+    pub initial_events_end: bool,
     pub start_rv: u64,
 }
 
@@ -478,6 +481,7 @@ fn watch(
 ) -> Result<ApiResponse, ApiError> {
     let f = filter(req)?;
     let start = match req.param("resourceVersion") {
+        _ if req.flag("sendInitialEvents") => WatchStart::Current,
         None | Some("" | "0") => WatchStart::Current,
         Some(rv) => WatchStart::After(rv.parse().map_err(|_| {
             ApiError::bad_request(format!(
@@ -514,6 +518,7 @@ fn watch(
             error,
             timeout,
             bookmarks: req.flag("allowWatchBookmarks"),
+            initial_events_end: req.flag("sendInitialEvents"),
             start_rv,
         })),
         retry_after: None,

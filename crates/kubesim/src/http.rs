@@ -209,6 +209,14 @@ async fn run_watch(mut spec: WatchSpec, tx: mpsc::Sender<Bytes>, state: Arc<Stat
         }
         last_rv = last_rv.max(ev.rv);
     }
+    if spec.initial_events_end {
+        let end = json!({"kind": spec.rt.kind, "apiVersion": spec.rt.api_version(), "metadata": {
+            "resourceVersion": last_rv.to_string(),
+            "annotations": {"k8s.io/initial-events-end": "true"}}});
+        if tx.send(event_line("BOOKMARK", &end)).await.is_err() {
+            return;
+        }
+    }
     let mut cut = state.faults.cut_signal();
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let mut bookmark = tokio::time::interval(state.bookmark_interval);

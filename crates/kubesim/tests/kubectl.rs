@@ -247,3 +247,82 @@ spec:
         "5432"
     );
 }
+
+#[test]
+fn helm_install_wait_upgrade_uninstall() {
+    let s = Server::spawn(Config::default()).unwrap();
+    let k = Kubectl::new(&s);
+    let helm = k.bin.with_file_name("helm");
+    assert!(
+        helm.exists(),
+        "helm not found next to kubectl: run `make deps` first"
+    );
+    let chart = k.dir.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: probe\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/objects.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  v: {{ .Values.v | default \"1\" | quote }}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}-primary\nspec:\n  type: NodePort\n  selector: {app: db}\n  ports: [{name: pg, port: 5432}]\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&helm)
+            .args(args)
+            .env("KUBECONFIG", k.kubeconfig.path())
+            .env("HOME", k.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let chart = chart.to_string_lossy().to_string();
+    // --wait exercises streaming-list watches (sendInitialEvents + the end-of-initial-events bookmark).
+    run(&[
+        "upgrade",
+        "--install",
+        "r",
+        &chart,
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
+    let (_, svc) = get(&s, "/api/v1/namespaces/default/services/r-primary");
+    let node_port = svc["spec"]["ports"][0]["nodePort"].clone();
+    assert!(node_port.as_i64().is_some_and(|p| p >= 30000), "{svc}");
+    run(&[
+        "upgrade",
+        "--install",
+        "r",
+        &chart,
+        "--set",
+        "v=2",
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
+    assert_eq!(
+        get(&s, "/api/v1/namespaces/default/configmaps/r-cm").1["data"]["v"],
+        "2"
+    );
+    let (_, svc) = get(&s, "/api/v1/namespaces/default/services/r-primary");
+    assert_eq!(
+        svc["spec"]["ports"][0]["nodePort"], node_port,
+        "an upgrade keeps the allocated nodePort"
+    );
+    // The release record round-trips through a Secret.
+    let (_, secrets) = get(
+        &s,
+        "/api/v1/namespaces/default/secrets?labelSelector=owner%3Dhelm",
+    );
+    assert_eq!(secrets["items"].as_array().unwrap().len(), 2, "{secrets}");
+    run(&["uninstall", "r", "--wait"]);
+    assert_eq!(get(&s, "/api/v1/namespaces/default/configmaps/r-cm").0, 404);
+}
