@@ -39,6 +39,9 @@ pub struct Config {
     pub event_log_capacity: usize,
     /// How often BOOKMARK events are sent to watches that asked for them.
     pub bookmark_interval: Duration,
+    /// First two octets of the ClusterIPs given to Services (`10.96` like kind; the drill
+    /// picks a loopback prefix such as `127.96` so it can serve them on this machine).
+    pub cluster_ip_prefix: [u8; 2],
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             watch_timeout: Duration::from_secs(60),
             event_log_capacity: 10_000,
             bookmark_interval: Duration::from_secs(10),
+            cluster_ip_prefix: [10, 96],
         }
     }
 }
@@ -100,7 +104,7 @@ impl Server {
         let listener = http::bind(cfg.bind).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(api::State::new(
-            store::Store::new(cfg.event_log_capacity),
+            store::Store::new(cfg.event_log_capacity, cfg.cluster_ip_prefix),
             Faults::default(),
             (cfg.watch_timeout, cfg.watch_timeout * 2),
             cfg.bookmark_interval,

@@ -120,6 +120,7 @@ pub(crate) struct Inner {
     log_start: u64,
     log_cap: usize,
     next_cluster_ip: u32,
+    cluster_ip_prefix: [u8; 2],
     next_node_port: u16,
     pub(crate) registry: Registry,
     tx: broadcast::Sender<Arc<WatchEvent>>,
@@ -288,7 +289,9 @@ fn without(obj: &Value, fields: &[&str]) -> Value {
 }
 
 impl Store {
-    pub fn new(log_cap: usize) -> Store {
+    /// `cluster_ip_prefix`: the first two octets of allocated Service ClusterIPs (10.96 by
+    /// default; the drill uses a loopback prefix so that it can route them locally).
+    pub fn new(log_cap: usize, cluster_ip_prefix: [u8; 2]) -> Store {
         let (tx, _) = broadcast::channel(4096);
         let store = Store {
             inner: Mutex::new(Inner {
@@ -298,6 +301,7 @@ impl Store {
                 log_start: 1,
                 log_cap: log_cap.max(16),
                 next_cluster_ip: 1,
+                cluster_ip_prefix,
                 next_node_port: 30000,
                 registry: Registry::default(),
                 tx: tx.clone(),
@@ -987,7 +991,13 @@ impl Inner {
                     None => {
                         let n = self.next_cluster_ip;
                         self.next_cluster_ip += 1;
-                        format!("10.96.{}.{}", n / 250, n % 250 + 1)
+                        format!(
+                            "{}.{}.{}.{}",
+                            self.cluster_ip_prefix[0],
+                            self.cluster_ip_prefix[1],
+                            n / 250,
+                            n % 250 + 1
+                        )
                     }
                 },
             };
@@ -1191,7 +1201,7 @@ mod tests {
 
     #[test]
     fn resource_versions_increase_and_conflicts_are_409() {
-        let s = Store::new(100);
+        let s = Store::new(100, [10, 96]);
         let rt = cm(&s);
         let a = s
             .create(&rt, "default", json!({"metadata": {"name": "a"}}), false)
@@ -1241,7 +1251,7 @@ mod tests {
 
     #[test]
     fn noop_patch_keeps_resource_version() {
-        let s = Store::new(100);
+        let s = Store::new(100, [10, 96]);
         let rt = cm(&s);
         s.create(
             &rt,
@@ -1266,7 +1276,7 @@ mod tests {
 
     #[test]
     fn replay_and_gone() {
-        let s = Store::new(16);
+        let s = Store::new(16, [10, 96]);
         let rt = cm(&s);
         let start = s.current_rv();
         for i in 0..5 {
@@ -1297,7 +1307,7 @@ mod tests {
 
     #[test]
     fn namespace_must_exist_and_deleting_it_deletes_contents() {
-        let s = Store::new(100);
+        let s = Store::new(100, [10, 96]);
         let rt = cm(&s);
         let e = s
             .create(&rt, "nope", json!({"metadata": {"name": "a"}}), false)
@@ -1314,7 +1324,7 @@ mod tests {
 
     #[test]
     fn status_subresource_separates_writes() {
-        let s = Store::new(100);
+        let s = Store::new(100, [10, 96]);
         let pods = s.resolve("", "v1", "pods").unwrap();
         s.create(
             &pods,
@@ -1353,7 +1363,7 @@ mod tests {
 
     #[test]
     fn secrets_encode_string_data_and_reject_bad_base64() {
-        let s = Store::new(100);
+        let s = Store::new(100, [10, 96]);
         let rt = s.resolve("", "v1", "secrets").unwrap();
         let o = s
             .create(
@@ -1379,7 +1389,7 @@ mod tests {
 
     #[test]
     fn services_get_cluster_ip_and_node_ports_that_survive_updates() {
-        let s = Store::new(100);
+        let s = Store::new(100, [10, 96]);
         let rt = s.resolve("", "v1", "services").unwrap();
         let o = s
             .create(&rt, "default", json!({"metadata": {"name": "db"}, "spec": {"type": "NodePort", "ports": [{"port": 5432}]}}), false)
@@ -1396,7 +1406,7 @@ mod tests {
 
     #[test]
     fn finalizers_delay_deletion() {
-        let s = Store::new(100);
+        let s = Store::new(100, [10, 96]);
         let rt = cm(&s);
         s.create(
             &rt,
