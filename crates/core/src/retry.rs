@@ -1,0 +1,149 @@
+//! Retries: jittered exponential backoff (`backon`) bounded by a hard overall deadline.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+
+/// Backoff used by default: 250 ms doubling to 5 s, with jitter so that concurrent Jobs spread out.
+pub fn default_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(usize::MAX)
+}
+
+/// How a retried operation ended without success.
+#[derive(Debug)]
+pub enum RetryError<E> {
+    /// The operation failed with an error that retrying cannot fix.
+    Fatal(E),
+    /// The deadline passed; `last` is the last retryable error seen (rendered), if any.
+    Deadline {
+        elapsed: Duration,
+        last: Option<String>,
+    },
+}
+
+/// Runs `op` until it succeeds, fails with a non-retryable error, or `deadline` passes.
+/// Each retry is logged at `warn` with `what` so a Job's log shows what it was waiting for.
+pub async fn until_deadline<T, E, Fut, F, R>(
+    what: &str,
+    deadline: Duration,
+    backoff: ExponentialBuilder,
+    op: F,
+    retryable: R,
+) -> Result<T, RetryError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn(&E) -> bool,
+    E: Display,
+{
+    let started = Instant::now();
+    let last: Mutex<Option<String>> = Mutex::new(None);
+    // The deadline is enforced by the timeout below, not by a sleep budget: backon's
+    // `with_total_delay` would give up early, when the next sleep no longer fits.
+    let attempt = op
+        .retry(backoff)
+        .when(|e| retryable(e))
+        .notify(|e, wait| {
+            tracing::warn!(what, error = %e, retry_in_ms = wait.as_millis() as u64, "not yet, retrying");
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        });
+    let outcome = tokio::time::timeout(deadline, attempt).await;
+    let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        // Only reachable when the caller's backoff has a retry limit.
+        Ok(Err(e)) if retryable(&e) => Err(RetryError::Deadline {
+            elapsed: started.elapsed(),
+            last: Some(e.to_string()),
+        }),
+        Ok(Err(e)) => Err(RetryError::Fatal(e)),
+        Err(_) => Err(RetryError::Deadline {
+            elapsed: started.elapsed(),
+            last,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Debug, PartialEq)]
+    enum E {
+        Transient(u32),
+        Fatal,
+    }
+    impl Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
+        }
+    }
+
+    fn fast() -> ExponentialBuilder {
+        default_backoff()
+            .with_min_delay(Duration::from_millis(1))
+            .with_max_delay(Duration::from_millis(5))
+    }
+
+    #[tokio::test]
+    async fn succeeds_after_transient_errors() {
+        let n = AtomicU32::new(0);
+        let r = until_deadline(
+            "t",
+            Duration::from_secs(5),
+            fast(),
+            || async {
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                if i < 3 { Err(E::Transient(i)) } else { Ok(i) }
+            },
+            |e| matches!(e, E::Transient(_)),
+        )
+        .await;
+        assert_eq!(r.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn fatal_stops_at_once() {
+        let n = AtomicU32::new(0);
+        let r: Result<(), _> = until_deadline(
+            "t",
+            Duration::from_secs(5),
+            fast(),
+            || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(E::Fatal)
+            },
+            |e| matches!(e, E::Transient(_)),
+        )
+        .await;
+        assert!(matches!(r, Err(RetryError::Fatal(E::Fatal))));
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn deadline_reports_last_error() {
+        let r: Result<(), _> = until_deadline(
+            "t",
+            Duration::from_millis(100),
+            fast(),
+            || async { Err(E::Transient(7)) },
+            |e| matches!(e, E::Transient(_)),
+        )
+        .await;
+        match r {
+            Err(RetryError::Deadline { elapsed, last }) => {
+                assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+                assert_eq!(last.as_deref(), Some("Transient(7)"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

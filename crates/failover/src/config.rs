@@ -1,0 +1,442 @@
+//! Configuration: `FAILOVER_*` variables (contract: `chart/docs/failover-env.md`), parsed once.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use pgdr_core::{ConfigError, Dur, LogFormat, Secret};
+
+use crate::decide::{Mode, Policy};
+
+pub const PREFIX: &str = "FAILOVER_";
+
+/// libpq `sslmode` values the probe understands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+}
+
+/// The environment, as the chart sets it. `Debug` is safe to log: secrets print as `***`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    pub site: String,
+    pub peer_site: String,
+    pub namespace: String,
+    pub scope: String,
+    pub state_configmap: String,
+    #[serde(default = "default_hold")]
+    pub hold_annotation: String,
+    pub tunnel_service: String,
+    #[serde(default)]
+    pub tunnel_sslmode: SslMode,
+    #[serde(default)]
+    pub tunnel_sslrootcert: Option<PathBuf>,
+    /// Database the probe connects to (the replication user must be allowed to log in to it, or
+    /// the rejection still proves the primary alive).
+    #[serde(default = "default_probe_database")]
+    pub probe_database: String,
+    pub replication_user: String,
+    pub replication_password: Secret,
+    #[serde(default)]
+    pub patroni_url: Option<String>,
+    #[serde(default)]
+    pub patroni_username: Option<String>,
+    #[serde(default)]
+    pub patroni_password: Option<Secret>,
+    #[serde(default = "default_interval")]
+    pub sample_interval: Dur,
+    #[serde(default = "default_samples")]
+    pub samples_per_run: u32,
+    #[serde(default = "default_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default = "default_span")]
+    pub min_failure_span: Dur,
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout: Dur,
+    #[serde(default = "default_max_lag")]
+    pub max_lag_bytes: u64,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default = "default_confirm")]
+    pub promote_confirm_deadline: Dur,
+    pub peer_slot_name: String,
+    /// Longest gap between two counted samples before the streak restarts (not in the chart
+    /// contract yet; default suits a CronJob running every minute).
+    #[serde(default = "default_max_gap")]
+    pub max_sample_gap: Dur,
+    /// Bound on each Kubernetes API request, and on retrying one (not in the chart contract yet).
+    #[serde(default = "default_api_timeout")]
+    pub api_timeout: Dur,
+    #[serde(default)]
+    pub witness_dns_name: Option<String>,
+    #[serde(default)]
+    pub witness_dns_expected: Option<String>,
+    #[serde(default)]
+    pub witness_http_url: Option<Secret>,
+    #[serde(default)]
+    pub webhook_url: Option<Secret>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+fn default_mode() -> Mode {
+    Mode::Observe
+}
+fn default_hold() -> String {
+    "patroni-dr/hold".into()
+}
+fn default_probe_database() -> String {
+    "postgres".into()
+}
+fn default_interval() -> Dur {
+    Dur::secs(10)
+}
+fn default_samples() -> u32 {
+    5
+}
+fn default_threshold() -> u32 {
+    6
+}
+fn default_span() -> Dur {
+    Dur::secs(120)
+}
+fn default_probe_timeout() -> Dur {
+    Dur::secs(3)
+}
+fn default_max_lag() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_confirm() -> Dur {
+    Dur::secs(60)
+}
+fn default_max_gap() -> Dur {
+    Dur::secs(150)
+}
+fn default_api_timeout() -> Dur {
+    Dur::secs(10)
+}
+
+/// The witness, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WitnessConfig {
+    None,
+    Dns {
+        name: String,
+        expected: Vec<IpAddr>,
+    },
+    /// The URL may hold a token: kept secret.
+    Http {
+        url: Secret,
+    },
+}
+
+/// Validated settings the library runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub config: Config,
+    pub policy: Policy,
+    pub witness: WitnessConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        pgdr_core::config::from_env(PREFIX)
+    }
+
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        pgdr_core::config::from_vars(PREFIX, vars)
+    }
+
+    /// Cross-field checks; each error names the variable.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let var = |name: &str| format!("{PREFIX}{name}");
+        for (name, value) in [
+            ("SITE", &self.site),
+            ("PEER_SITE", &self.peer_site),
+            ("NAMESPACE", &self.namespace),
+            ("SCOPE", &self.scope),
+            ("STATE_CONFIGMAP", &self.state_configmap),
+            ("TUNNEL_SERVICE", &self.tunnel_service),
+            ("REPLICATION_USER", &self.replication_user),
+            ("PEER_SLOT_NAME", &self.peer_slot_name),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::invalid(var(name), "must not be empty"));
+            }
+        }
+        if self.samples_per_run == 0 {
+            return Err(ConfigError::invalid(
+                var("SAMPLES_PER_RUN"),
+                "must be at least 1",
+            ));
+        }
+        if self.failure_threshold == 0 {
+            return Err(ConfigError::invalid(
+                var("FAILURE_THRESHOLD"),
+                "must be at least 1",
+            ));
+        }
+        if self.probe_timeout.get().is_zero() {
+            return Err(ConfigError::invalid(
+                var("PROBE_TIMEOUT"),
+                "must be more than 0",
+            ));
+        }
+        if self.max_sample_gap.get() <= self.sample_interval.get() {
+            return Err(ConfigError::invalid(
+                var("MAX_SAMPLE_GAP"),
+                format!(
+                    "must be longer than FAILOVER_SAMPLE_INTERVAL ({})",
+                    self.sample_interval
+                ),
+            ));
+        }
+        if matches!(self.tunnel_sslmode, SslMode::Require | SslMode::VerifyCa) {
+            // Refuse rather than silently probing in clear text.
+            return Err(ConfigError::invalid(
+                var("TUNNEL_SSLMODE"),
+                "require and verify-ca are not supported by this version of the probe yet; use prefer or disable",
+            ));
+        }
+        let witness = match (
+            &self.witness_dns_name,
+            &self.witness_dns_expected,
+            &self.witness_http_url,
+        ) {
+            (Some(_), _, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    var("WITNESS_HTTP_URL"),
+                    "set either the DNS witness or the HTTP witness, not both",
+                ));
+            }
+            (Some(name), expected, None) => {
+                let text = expected.as_deref().unwrap_or("");
+                let expected = parse_ips(text)
+                    .map_err(|r| ConfigError::invalid(var("WITNESS_DNS_EXPECTED"), r))?;
+                if expected.is_empty() {
+                    return Err(ConfigError::invalid(
+                        var("WITNESS_DNS_EXPECTED"),
+                        "required with FAILOVER_WITNESS_DNS_NAME: the addresses that mean the application runs here",
+                    ));
+                }
+                WitnessConfig::Dns {
+                    name: name.clone(),
+                    expected,
+                }
+            }
+            (None, Some(_), _) => {
+                return Err(ConfigError::invalid(
+                    var("WITNESS_DNS_NAME"),
+                    "required when FAILOVER_WITNESS_DNS_EXPECTED is set",
+                ));
+            }
+            (None, None, Some(url)) => {
+                reqwest::Url::parse(url.expose()).map_err(|e| {
+                    ConfigError::invalid(var("WITNESS_HTTP_URL"), format!("not a URL: {e}"))
+                })?;
+                WitnessConfig::Http { url: url.clone() }
+            }
+            (None, None, None) => WitnessConfig::None,
+        };
+        if let Some(url) = &self.webhook_url {
+            // The error must not echo the URL: it may carry a token.
+            reqwest::Url::parse(url.expose())
+                .map_err(|_| ConfigError::invalid(var("WEBHOOK_URL"), "not a valid URL"))?;
+        }
+        let interval = self.sample_interval.get();
+        let policy = Policy {
+            mode: self.mode,
+            failure_threshold: self.failure_threshold,
+            min_failure_span: self.min_failure_span.get(),
+            max_lag_bytes: self.max_lag_bytes,
+            force: self.force,
+            // Half an interval: a run's own samples are a full interval apart; an overlapping
+            // run's land anywhere in between.
+            min_sample_spacing: interval / 2,
+            max_sample_gap: self.max_sample_gap.get(),
+            claim_ttl: self.promote_confirm_deadline.get() * 2 + self.api_timeout.get() * 2,
+        };
+        Ok(Settings {
+            config: self,
+            policy,
+            witness,
+        })
+    }
+}
+
+fn parse_ips(text: &str) -> Result<Vec<IpAddr>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("'{s}' is not an IP address")))
+        .collect()
+}
+
+impl Settings {
+    pub fn interval(&self) -> Duration {
+        self.config.sample_interval.get()
+    }
+    pub fn config_map(&self) -> String {
+        format!("{}-config", self.config.scope)
+    }
+    pub fn leader_map(&self) -> String {
+        format!("{}-leader", self.config.scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(String, String)> {
+        [
+            ("FAILOVER_SITE", "golddr"),
+            ("FAILOVER_PEER_SITE", "gold"),
+            ("FAILOVER_NAMESPACE", "abc123-prod"),
+            ("FAILOVER_SCOPE", "patroni"),
+            ("FAILOVER_STATE_CONFIGMAP", "patroni-failover-state"),
+            ("FAILOVER_TUNNEL_SERVICE", "patroni-gold"),
+            ("FAILOVER_REPLICATION_USER", "replicator"),
+            ("FAILOVER_REPLICATION_PASSWORD", "s3cret-rep"),
+            ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn with(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut vars = base();
+        vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_vars(vars)?.validate()
+    }
+
+    #[test]
+    fn defaults_follow_the_chart_contract() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.policy.mode, Mode::Observe);
+        assert_eq!(s.policy.failure_threshold, 6);
+        assert_eq!(s.policy.min_failure_span, Duration::from_secs(120));
+        assert_eq!(s.policy.max_lag_bytes, 16 * 1024 * 1024);
+        assert_eq!(s.config.samples_per_run, 5);
+        assert_eq!(s.config.hold_annotation, "patroni-dr/hold");
+        assert_eq!(s.witness, WitnessConfig::None);
+        assert_eq!(s.config_map(), "patroni-config");
+        let shown = format!("{:?}", s.config);
+        assert!(!shown.contains("s3cret-rep"), "{shown}");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("FAILOVER_MODE", "yolo")], "FAILOVER_MODE"),
+            (
+                &[("FAILOVER_SAMPLES_PER_RUN", "0")],
+                "FAILOVER_SAMPLES_PER_RUN",
+            ),
+            (
+                &[("FAILOVER_FAILURE_THRESHOLD", "0")],
+                "FAILOVER_FAILURE_THRESHOLD",
+            ),
+            (
+                &[("FAILOVER_SAMPLE_INTERVAL", "soon")],
+                "FAILOVER_SAMPLE_INTERVAL",
+            ),
+            (
+                &[("FAILOVER_WITNESS_DNS_NAME", "app.glb.example")],
+                "FAILOVER_WITNESS_DNS_EXPECTED",
+            ),
+            (
+                &[
+                    ("FAILOVER_WITNESS_DNS_NAME", "a"),
+                    ("FAILOVER_WITNESS_DNS_EXPECTED", "10.0.0.300"),
+                ],
+                "FAILOVER_WITNESS_DNS_EXPECTED",
+            ),
+            (
+                &[("FAILOVER_WITNESS_DNS_EXPECTED", "10.0.0.1")],
+                "FAILOVER_WITNESS_DNS_NAME",
+            ),
+            (
+                &[("FAILOVER_TUNNEL_SSLMODE", "verify-ca")],
+                "FAILOVER_TUNNEL_SSLMODE",
+            ),
+            (&[("FAILOVER_SITE", " ")], "FAILOVER_SITE"),
+            (
+                &[("FAILOVER_MAX_SAMPLE_GAP", "5s")],
+                "FAILOVER_MAX_SAMPLE_GAP",
+            ),
+        ];
+        for (extra, want) in cases {
+            let err = with(extra).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains(want), "{extra:?}: {err}");
+        }
+        let mut vars = base();
+        vars.retain(|(k, _)| k != "FAILOVER_REPLICATION_PASSWORD");
+        let err = Config::from_vars(vars).unwrap_err().to_string();
+        assert!(err.contains("FAILOVER_REPLICATION_PASSWORD"), "{err}");
+    }
+
+    #[test]
+    fn webhook_error_does_not_echo_the_url() {
+        let err = with(&[("FAILOVER_WEBHOOK_URL", "not a url token=abc")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FAILOVER_WEBHOOK_URL") && !err.contains("token=abc"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn witness_variants() {
+        let dns = with(&[
+            ("FAILOVER_WITNESS_DNS_NAME", "app.glb.example"),
+            ("FAILOVER_WITNESS_DNS_EXPECTED", "10.0.0.1, 10.0.0.2"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(dns.witness, WitnessConfig::Dns { ref expected, .. } if expected.len() == 2)
+        );
+        let http = with(&[("FAILOVER_WITNESS_HTTP_URL", "https://status.example/gold")]).unwrap();
+        assert!(matches!(http.witness, WitnessConfig::Http { .. }));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// Valid settings for unit tests (probe timeout 1 s).
+    pub fn settings() -> Settings {
+        let vars = [
+            ("FAILOVER_SITE", "golddr"),
+            ("FAILOVER_PEER_SITE", "gold"),
+            ("FAILOVER_NAMESPACE", "ns"),
+            ("FAILOVER_SCOPE", "demo"),
+            ("FAILOVER_STATE_CONFIGMAP", "demo-failover-state"),
+            ("FAILOVER_TUNNEL_SERVICE", "demo-gold"),
+            ("FAILOVER_REPLICATION_USER", "replicator"),
+            ("FAILOVER_REPLICATION_PASSWORD", "x"),
+            ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+            ("FAILOVER_PROBE_TIMEOUT", "1s"),
+        ];
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap()
+            .validate()
+            .unwrap()
+    }
+}

@@ -1,0 +1,644 @@
+//! Decision table. Each row: a policy tweak, the stored state, one sample, and what must come out.
+
+use super::*;
+
+const T0: &str = "2026-03-01T12:00:00Z";
+
+fn t(secs: i64) -> Timestamp {
+    T0.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(secs)
+}
+
+fn policy() -> Policy {
+    Policy {
+        mode: Mode::Auto,
+        failure_threshold: 3,
+        min_failure_span: Duration::from_secs(20),
+        max_lag_bytes: 1000,
+        force: false,
+        min_sample_spacing: Duration::from_secs(5),
+        max_sample_gap: Duration::from_secs(120),
+        claim_ttl: Duration::from_secs(300),
+    }
+}
+
+fn standby_leader() -> Leader {
+    Leader {
+        name: "dr-0".into(),
+        role: "standby_leader".into(),
+        state: "running".into(),
+        replication_state: None,
+        received_lsn: Some(5000),
+        replayed_lsn: Some(5000),
+        pause: false,
+    }
+}
+
+fn no_answer() -> Probe {
+    Probe::NoAnswer {
+        reason: "connection refused".into(),
+    }
+}
+
+/// A failed sample at `secs` with every guard passing.
+fn failing(secs: i64) -> Sample {
+    Sample {
+        at: t(secs),
+        run: "run-b".into(),
+        probe: no_answer(),
+        site: SiteConfig::Standby,
+        leader: LocalLeader::Found(standby_leader()),
+        witness: Witness::PrimaryDown("gslb.example resolves to 10.9.0.1".into()),
+        hold: false,
+        config_paused: false,
+    }
+}
+
+/// Two failures already counted (at 0 s and 10 s), primary last seen at LSN 5100.
+fn streak() -> State {
+    State {
+        consecutive_failures: 2,
+        first_failure_at: Some(t(0)),
+        last_sample_at: Some(t(10)),
+        last_primary_lsn: Some(5100),
+        last_known_lag_bytes: Some(100),
+        ..State::default()
+    }
+}
+
+fn healthy_state() -> State {
+    State {
+        last_sample_at: Some(t(10)),
+        last_primary_lsn: Some(5000),
+        last_known_lag_bytes: Some(0),
+        ..State::default()
+    }
+}
+
+struct Case {
+    name: &'static str,
+    policy: Policy,
+    state: Result<State, StateProblem>,
+    sample: Sample,
+    verdict: Verdict,
+    /// Consecutive failures written (None: nothing written).
+    count: Option<u32>,
+    /// A substring some reason must contain.
+    reason: &'static str,
+}
+
+fn with<T>(mut v: T, f: impl FnOnce(&mut T)) -> T {
+    f(&mut v);
+    v
+}
+
+fn leader_with(f: impl FnOnce(&mut Leader)) -> LocalLeader {
+    LocalLeader::Found(with(standby_leader(), f))
+}
+
+#[allow(clippy::too_many_lines)]
+fn cases() -> Vec<Case> {
+    let p = policy();
+    vec![
+        Case {
+            name: "healthy primary resets nothing and records its LSN",
+            policy: p.clone(),
+            state: Ok(healthy_state()),
+            sample: with(failing(20), |s| {
+                s.probe = Probe::Accepting {
+                    in_recovery: Some(false),
+                    lsn: Some(6000),
+                };
+                s.leader = leader_with(|l| {
+                    l.replication_state = Some("streaming".into());
+                    l.received_lsn = Some(5990);
+                    l.replayed_lsn = Some(5980);
+                });
+            }),
+            verdict: Verdict::Healthy,
+            count: Some(0),
+            reason: "writable primary",
+        },
+        Case {
+            name: "first failure on a fresh state starts a streak",
+            policy: p.clone(),
+            state: Ok(State::default()),
+            sample: failing(0),
+            verdict: Verdict::Waiting,
+            count: Some(1),
+            reason: "1 consecutive failed sample",
+        },
+        Case {
+            name: "third failure but span 15 s < T: keep waiting",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: failing(15),
+            verdict: Verdict::Waiting,
+            count: Some(3),
+            reason: "over 15s",
+        },
+        Case {
+            name: "N and T met, every guard passes: promote",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: failing(20),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "mode is auto: promoting",
+        },
+        Case {
+            name: "span long enough but only 2 failures: waiting (N)",
+            policy: with(p.clone(), |p| p.failure_threshold = 4),
+            state: Ok(streak()),
+            sample: failing(60),
+            verdict: Verdict::Waiting,
+            count: Some(3),
+            reason: "promotion needs 4",
+        },
+        Case {
+            name: "flapping link: a healthy sample resets the streak",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.probe = Probe::Accepting {
+                    in_recovery: Some(false),
+                    lsn: Some(5200),
+                }
+            }),
+            verdict: Verdict::Healthy,
+            count: Some(0),
+            reason: "primary site is alive",
+        },
+        Case {
+            name: "stream alive but probe fails: healthy",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.leader = leader_with(|l| l.replication_state = Some("streaming".into()))
+            }),
+            verdict: Verdict::Healthy,
+            count: Some(0),
+            reason: "replication stream is alive",
+        },
+        Case {
+            name: "primary answers 'starting up': alive",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.probe = Probe::Rejected {
+                    reason: "the database system is starting up".into(),
+                }
+            }),
+            verdict: Verdict::Healthy,
+            count: Some(0),
+            reason: "so it is alive",
+        },
+        Case {
+            name: "primary rejects authentication: alive (misconfigured, not dead)",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.probe = Probe::Rejected {
+                    reason: "password authentication failed".into(),
+                }
+            }),
+            verdict: Verdict::Healthy,
+            count: Some(0),
+            reason: "answered with an error",
+        },
+        Case {
+            name: "far side accepts but is in recovery: alive, LSN not recorded",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.probe = Probe::Accepting {
+                    in_recovery: Some(true),
+                    lsn: None,
+                }
+            }),
+            verdict: Verdict::Healthy,
+            count: Some(0),
+            reason: "in recovery",
+        },
+        Case {
+            name: "witness disagrees: blocked",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.witness =
+                    Witness::PrimaryAlive("gslb.example resolves to 10.1.0.1 (primary site)".into())
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: witness says the primary site is alive",
+        },
+        Case {
+            name: "witness disagrees but force: promote",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.witness = Witness::PrimaryAlive("HTTP 200".into())
+            }),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "FORCED past: witness says",
+        },
+        Case {
+            name: "witness unreachable: blocked",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.witness = Witness::Unknown("DNS timeout".into())
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: witness could not be asked",
+        },
+        Case {
+            name: "no witness configured: promote, and say so",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| s.witness = Witness::NotConfigured),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "no witness configured",
+        },
+        Case {
+            name: "lag over the limit: blocked",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| s.last_primary_lsn = Some(9000))),
+            sample: failing(20),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: last known lag 4000 bytes exceeds",
+        },
+        Case {
+            name: "lag over the limit but force: promote",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(with(streak(), |s| s.last_primary_lsn = Some(9000))),
+            sample: failing(20),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "FORCED past: last known lag 4000",
+        },
+        Case {
+            name: "replay backlog counts as lag",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.leader = leader_with(|l| {
+                    l.received_lsn = Some(9000);
+                    l.replayed_lsn = Some(3000);
+                })
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "last known lag 6000 bytes",
+        },
+        Case {
+            name: "lag unknown (never saw the primary): blocked",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| {
+                s.last_primary_lsn = None;
+                s.last_known_lag_bytes = None;
+            })),
+            sample: failing(20),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "lag unknown",
+        },
+        Case {
+            name: "Patroni paused (member flag): blocked",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| s.leader = leader_with(|l| l.pause = true)),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: Patroni is paused",
+        },
+        Case {
+            name: "Patroni paused (dynamic config): blocked, even when forced",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| s.config_paused = true),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: Patroni is paused",
+        },
+        Case {
+            name: "hold annotation: blocked, even when forced",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| s.hold = true),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: the hold annotation",
+        },
+        Case {
+            name: "standby leader stopped: blocked",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.leader = leader_with(|l| l.state = "stopped".into())
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "not a running standby leader",
+        },
+        Case {
+            name: "standby leader REST down: blocked",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.leader = LocalLeader::Unreachable {
+                    name: "dr-0".into(),
+                    reason: "timeout".into(),
+                }
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: no running local standby leader",
+        },
+        Case {
+            name: "no leader lock at all: blocked",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.leader = LocalLeader::Missing("demo-leader has no leader".into())
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "no local leader",
+        },
+        Case {
+            name: "several guards: every one is reported",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.hold = true;
+                s.witness = Witness::PrimaryAlive("HTTP 200".into());
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: witness says",
+        },
+        Case {
+            name: "observe mode: would promote",
+            policy: with(p.clone(), |p| p.mode = Mode::Observe),
+            state: Ok(streak()),
+            sample: failing(20),
+            verdict: Verdict::WouldPromote,
+            count: Some(3),
+            reason: "would promote",
+        },
+        Case {
+            name: "already promoted: no-op, nothing written",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.site = SiteConfig::NotStandby;
+                s.leader = leader_with(|l| l.role = "primary".into());
+            }),
+            verdict: Verdict::AlreadyPrimary,
+            count: None,
+            reason: "nothing to do",
+        },
+        Case {
+            name: "standby_cluster removed, leader still promoting: hands off",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| s.site = SiteConfig::NotStandby),
+            verdict: Verdict::InProgress,
+            count: None,
+            reason: "leaving Patroni to finish",
+        },
+        Case {
+            name: "another run claimed the promotion a moment ago: not twice",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| {
+                s.promotion = Some(PromotionRecord {
+                    run: "run-a".into(),
+                    claimed_at: t(19),
+                    reasons: vec![],
+                    standby_lsn: None,
+                    confirmed_at: None,
+                    primary_lsn: None,
+                    timeline: None,
+                    failed: None,
+                })
+            })),
+            sample: failing(20),
+            verdict: Verdict::InProgress,
+            count: Some(3),
+            reason: "already claimed by run run-a",
+        },
+        Case {
+            name: "an abandoned claim (older than its TTL) no longer blocks",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| {
+                s.promotion = Some(PromotionRecord {
+                    run: "run-a".into(),
+                    claimed_at: t(-400),
+                    reasons: vec![],
+                    standby_lsn: None,
+                    confirmed_at: None,
+                    primary_lsn: None,
+                    timeline: None,
+                    failed: None,
+                })
+            })),
+            sample: failing(20),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "promoting",
+        },
+        Case {
+            name: "overlapping run samples 1 s after the last: not counted twice",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| s.first_failure_at = Some(t(-10)))),
+            sample: failing(11),
+            verdict: Verdict::Waiting,
+            count: Some(2),
+            reason: "not counted again",
+        },
+        Case {
+            name: "clock gap: runs missed for 10 minutes, old failures do not count",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: failing(610),
+            verdict: Verdict::Waiting,
+            count: Some(1),
+            reason: "streak restarts",
+        },
+        Case {
+            name: "clock went backwards: streak restarts",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: failing(5),
+            verdict: Verdict::Waiting,
+            count: Some(1),
+            reason: "behind the last recorded sample",
+        },
+        Case {
+            name: "state written by an older run (missing fields) is used",
+            policy: p.clone(),
+            state: crate::state::parse(Some(
+                r#"{"consecutive_failures":2,"first_failure_at":"2026-03-01T12:00:00Z",
+                    "last_sample_at":"2026-03-01T12:00:10Z","last_primary_lsn":5000}"#,
+            )),
+            sample: failing(20),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "last known lag 0 bytes",
+        },
+        Case {
+            name: "state written by a newer version: unusable, untouched",
+            policy: p.clone(),
+            state: crate::state::parse(Some(r#"{"version":7}"#)),
+            sample: failing(20),
+            verdict: Verdict::StateUnusable,
+            count: None,
+            reason: "newer version",
+        },
+        Case {
+            name: "malformed state: unusable, untouched",
+            policy: p.clone(),
+            state: crate::state::parse(Some("consecutive_failures=3")),
+            sample: failing(20),
+            verdict: Verdict::StateUnusable,
+            count: None,
+            reason: "left untouched",
+        },
+        Case {
+            name: "malformed dynamic config: blocked",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.site = SiteConfig::Malformed("not JSON".into())
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "dynamic config cannot be read",
+        },
+        Case {
+            name: "threshold N=1 and T=0 (the prototype's policy) promotes on the first failure",
+            policy: with(p.clone(), |p| {
+                p.failure_threshold = 1;
+                p.min_failure_span = Duration::ZERO;
+            }),
+            state: Ok(healthy_state()),
+            sample: failing(20),
+            verdict: Verdict::Promote,
+            count: Some(1),
+            reason: "promoting",
+        },
+    ]
+}
+
+#[test]
+fn decision_table() {
+    let cases = cases();
+    assert!(cases.len() >= 25, "the issue asks for at least 25 cases");
+    let mut failures = Vec::new();
+    for c in &cases {
+        let d = decide(&c.policy, c.state.as_ref(), &c.sample);
+        let count = d.next.as_ref().map(|s| s.consecutive_failures);
+        let has_reason = d.reasons.iter().any(|r| r.contains(c.reason));
+        if d.verdict != c.verdict || count != c.count || !has_reason {
+            failures.push(format!(
+                "{}: got {:?} count {:?}, want {:?} count {:?} and a reason with {:?}\n  reasons: {:#?}",
+                c.name, d.verdict, count, c.verdict, c.count, c.reason, d.reasons
+            ));
+        }
+        // Only a Promote decision may carry a claim that was not there before.
+        let claimed = d
+            .next
+            .as_ref()
+            .and_then(|s| s.promotion.as_ref())
+            .map(|p| p.claimed_at);
+        let before = c
+            .state
+            .as_ref()
+            .ok()
+            .and_then(|s| s.promotion.as_ref())
+            .map(|p| p.claimed_at);
+        if claimed != before && d.verdict != Verdict::Promote {
+            failures.push(format!(
+                "{}: a {:?} decision changed the claim",
+                c.name, d.verdict
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn promote_claim_records_run_reasons_and_lsn() {
+    let d = decide(&policy(), Ok(&streak()), &failing(20));
+    let claim = d.next.unwrap().promotion.unwrap();
+    assert_eq!(claim.run, "run-b");
+    assert_eq!(claim.claimed_at, t(20));
+    assert_eq!(claim.standby_lsn, Some(5000));
+    assert!(claim.reasons.iter().any(|r| r.contains("witness agrees")));
+}
+
+#[test]
+fn observe_mode_notifies_once_per_streak() {
+    let p = with(policy(), |p| p.mode = Mode::Observe);
+    let first = decide(&p, Ok(&streak()), &failing(20));
+    assert!(first.notify);
+    let second = decide(&p, Ok(first.next.as_ref().unwrap()), &failing(30));
+    assert_eq!(second.verdict, Verdict::WouldPromote);
+    assert!(!second.notify, "announced again within one streak");
+    // A healthy sample ends the streak; the next streak announces again.
+    let healthy = with(failing(40), |s| {
+        s.probe = Probe::Rejected {
+            reason: "starting up".into(),
+        }
+    });
+    let reset = decide(&p, Ok(second.next.as_ref().unwrap()), &healthy);
+    assert_eq!(reset.next.as_ref().unwrap().would_promote_notified_at, None);
+}
+
+/// A flapping link (fail, fail, ok, repeated) never reaches the threshold, however long it lasts.
+#[test]
+fn flapping_link_never_promotes() {
+    let p = policy();
+    let mut state = healthy_state();
+    for i in 0..60 {
+        let mut s = failing(20 + i * 10);
+        if i % 3 == 2 {
+            s.probe = Probe::Accepting {
+                in_recovery: Some(false),
+                lsn: Some(5000),
+            };
+        }
+        let d = decide(&p, Ok(&state), &s);
+        assert!(
+            matches!(d.verdict, Verdict::Healthy | Verdict::Waiting),
+            "sample {i}: {d:?}"
+        );
+        state = d.next.unwrap();
+    }
+}
+
+/// Two runs sampling the same outage every second, interleaved: the count grows with time
+/// (one per spacing), not with the number of runs.
+#[test]
+fn overlapping_runs_do_not_double_count() {
+    let p = with(policy(), |p| p.failure_threshold = 100);
+    let mut state = healthy_state();
+    let mut counted = 0;
+    for i in 0..40 {
+        for run in ["a", "b"] {
+            let s = with(failing(20 + i), |s| s.run = run.into());
+            let d = decide(&p, Ok(&state), &s);
+            counted += u32::from(d.counted && d.failed_sample);
+            state = d.next.unwrap();
+        }
+    }
+    assert_eq!(state.consecutive_failures, counted);
+    assert!(
+        counted <= 8,
+        "40 s of samples every 5 s at most, got {counted}"
+    );
+}

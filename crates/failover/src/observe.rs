@@ -1,0 +1,506 @@
+//! Observe: everything one sample looks at. Network I/O only; no decisions.
+//!
+//! Failures of the primary site, the local leader or the witness are *observations* (they go into
+//! the [`Sample`]); only a failing Kubernetes API is an error, because then nothing can be
+//! decided safely.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::{Api, Client};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+use pgdr_core::dynamic_config;
+use pgdr_core::k8s;
+use pgdr_core::patroni::{MemberStatus, PatroniClient, PatroniClientConfig};
+use pgdr_core::retry::{self, RetryError};
+
+use crate::Error;
+use crate::config::{Settings, SslMode, WitnessConfig};
+use crate::decide::{Leader, LocalLeader, Probe, Sample, SiteConfig, Witness};
+
+/// Kubernetes access for one run: the client, the namespace, and the per-request deadline.
+#[derive(Clone)]
+pub struct Kube {
+    pub client: Client,
+    pub namespace: String,
+    pub deadline: Duration,
+}
+
+impl Kube {
+    pub fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// GET with retries on transient errors; `Ok(None)` on 404.
+    pub async fn get_opt<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>, Error>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let got = retry::until_deadline(
+            &format!("GET {name}"),
+            self.deadline,
+            fast_backoff(),
+            || async { api.get_opt(name).await },
+            k8s::is_transient,
+        )
+        .await;
+        got.map_err(|e| kube_error("read", &self.object(name), e))
+    }
+
+    pub fn object(&self, name: &str) -> String {
+        format!("{}/{name}", self.namespace)
+    }
+}
+
+/// Backoff for calls inside a sample: short, so a sample stays within its interval.
+pub fn fast_backoff() -> backon::ExponentialBuilder {
+    retry::default_backoff()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+}
+
+pub fn kube_error(action: &'static str, object: &str, e: RetryError<kube::Error>) -> Error {
+    let (detail, hint) = match e {
+        RetryError::Fatal(e) => (e.to_string(), k8s::hint(&e)),
+        RetryError::Deadline { elapsed, last } => (
+            format!(
+                "still failing after {elapsed:.1?}: {}",
+                last.as_deref().unwrap_or("no answer")
+            ),
+            "the API server is failing or unreachable; no decision was taken",
+        ),
+    };
+    Error::Kube {
+        action,
+        object: object.to_string(),
+        detail,
+        hint,
+    }
+}
+
+/// The local site's dynamic config: standby or not, and whether Patroni is paused there.
+pub async fn site_config(kube: &Kube, name: &str) -> Result<(SiteConfig, bool), Error> {
+    let Some(cm) = kube.get_opt(&kube.config_maps(), name).await? else {
+        return Ok((
+            SiteConfig::Malformed(format!("ConfigMap {} does not exist", kube.object(name))),
+            false,
+        ));
+    };
+    let text = cm
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(dynamic_config::CONFIG_ANNOTATION));
+    let Some(text) = text else {
+        return Ok((
+            SiteConfig::Malformed(format!(
+                "ConfigMap {} has no config annotation",
+                kube.object(name)
+            )),
+            false,
+        ));
+    };
+    Ok(match dynamic_config::parse(text) {
+        Ok(map) => {
+            let paused = map.get("pause").is_some_and(|v| v.as_bool() == Some(true));
+            let site = if dynamic_config::is_standby_cluster(&map) {
+                SiteConfig::Standby
+            } else {
+                SiteConfig::NotStandby
+            };
+            (site, paused)
+        }
+        Err(e) => (
+            SiteConfig::Malformed(format!("{}: {e}", kube.object(name))),
+            false,
+        ),
+    })
+}
+
+/// Where the local leader's REST API is: the configured URL, or the lock holder's `api_url`.
+/// `Err` carries the observation when there is no leader to ask.
+pub async fn leader_url(
+    settings: &Settings,
+    kube: &Kube,
+) -> Result<Result<(String, String), LocalLeader>, Error> {
+    if let Some(url) = &settings.config.patroni_url {
+        return Ok(Ok(("(FAILOVER_PATRONI_URL)".into(), url.clone())));
+    }
+    let lock = settings.leader_map();
+    let Some(cm) = kube.get_opt(&kube.config_maps(), &lock).await? else {
+        return Ok(Err(LocalLeader::Missing(format!(
+            "ConfigMap {} does not exist",
+            kube.object(&lock)
+        ))));
+    };
+    let annotations = cm.metadata.annotations.unwrap_or_default();
+    let Some(name) = annotations.get("leader").filter(|n| !n.is_empty()) else {
+        return Ok(Err(LocalLeader::Missing(format!(
+            "{} names no leader",
+            kube.object(&lock)
+        ))));
+    };
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let Some(pod) = kube.get_opt(&pods, name).await? else {
+        return Ok(Err(LocalLeader::Missing(format!(
+            "leader Pod {} does not exist",
+            kube.object(name)
+        ))));
+    };
+    let api_url = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("status"))
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|v| v.get("api_url").and_then(Value::as_str).map(str::to_string));
+    match api_url {
+        Some(url) => Ok(Ok((
+            name.clone(),
+            url.trim_end_matches("/patroni").to_string(),
+        ))),
+        None => Ok(Err(LocalLeader::Unreachable {
+            name: name.clone(),
+            reason: "its Pod has no api_url in the status annotation".into(),
+        })),
+    }
+}
+
+pub fn patroni_client(
+    settings: &Settings,
+    url: &str,
+) -> Result<PatroniClient, pgdr_core::patroni::PatroniError> {
+    let c = &settings.config;
+    PatroniClient::new(&PatroniClientConfig {
+        url: url.to_string(),
+        timeout: c.probe_timeout.get(),
+        username: c.patroni_username.clone(),
+        password: c.patroni_password.clone(),
+        ca_file: None,
+    })
+}
+
+/// The local leader as its REST API reports it.
+pub async fn local_leader(
+    settings: &Settings,
+    kube: &Kube,
+) -> Result<(LocalLeader, Option<PatroniClient>), Error> {
+    let (name, url) = match leader_url(settings, kube).await? {
+        Ok(found) => found,
+        Err(observed) => return Ok((observed, None)),
+    };
+    let client = match patroni_client(settings, &url) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok((
+                LocalLeader::Unreachable {
+                    name,
+                    reason: e.to_string(),
+                },
+                None,
+            ));
+        }
+    };
+    let status = client.member_status().await;
+    Ok(match status {
+        Ok(s) => (LocalLeader::Found(leader_from(&name, &s)), Some(client)),
+        Err(e) => (
+            LocalLeader::Unreachable {
+                name,
+                reason: e.short(),
+            },
+            Some(client),
+        ),
+    })
+}
+
+pub fn leader_from(name: &str, s: &MemberStatus) -> Leader {
+    let name = s
+        .patroni
+        .as_ref()
+        .and_then(|p| p.name.clone())
+        .unwrap_or_else(|| name.to_string());
+    Leader {
+        name,
+        role: s.role.clone(),
+        state: s.state.clone(),
+        replication_state: s.replication_state.clone(),
+        received_lsn: s.xlog.as_ref().and_then(|x| x.received_location),
+        replayed_lsn: s.xlog.as_ref().and_then(|x| x.replayed_location),
+        pause: s.pause,
+    }
+}
+
+/// Host and port of the tunnel: the Service's cluster IP (what its DNS name resolves to) and
+/// `.spec.ports[0].port`, read at every sample because the platform may change the port.
+/// Headless or IP-less Services fall back to the DNS name `<name>.<namespace>.svc`.
+pub async fn tunnel_target(
+    settings: &Settings,
+    kube: &Kube,
+) -> Result<Result<(String, u16), String>, Error> {
+    let name = &settings.config.tunnel_service;
+    let services: Api<Service> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let Some(svc) = kube.get_opt(&services, name).await? else {
+        return Ok(Err(format!(
+            "tunnel Service {} does not exist",
+            kube.object(name)
+        )));
+    };
+    let spec = svc.spec.unwrap_or_default();
+    let Some(port) = spec
+        .ports
+        .as_ref()
+        .and_then(|p| p.first())
+        .and_then(|p| u16::try_from(p.port).ok())
+    else {
+        return Ok(Err(format!(
+            "tunnel Service {} has no port",
+            kube.object(name)
+        )));
+    };
+    let host = match spec.cluster_ip.as_deref() {
+        Some(ip) if ip.parse::<IpAddr>().is_ok() => ip.to_string(),
+        _ => format!("{name}.{}.svc", kube.namespace),
+    };
+    Ok(Ok((host, port)))
+}
+
+/// PostgreSQL-protocol probe: connect as the replication user, ask whether the server is in
+/// recovery and where its WAL is. Any PostgreSQL answer, even an error, means the far side is
+/// alive; only silence (refused, reset, timeout) is a failure.
+pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
+    let c = &settings.config;
+    let timeout = c.probe_timeout.get();
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(host)
+        .port(port)
+        .user(&c.replication_user)
+        .password(c.replication_password.expose())
+        .dbname(&c.probe_database)
+        .application_name("pgdr-failover-probe")
+        .connect_timeout(timeout)
+        .ssl_mode(match c.tunnel_sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            _ => tokio_postgres::config::SslMode::Prefer,
+        });
+    let attempt = async {
+        let (client, connection) = pg.connect(NoTls).await?;
+        let driver = tokio::spawn(connection);
+        let rows = client
+            .simple_query(
+                "SELECT pg_is_in_recovery()::text, \
+                 CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END",
+            )
+            .await;
+        drop(client);
+        driver.abort();
+        Ok::<_, tokio_postgres::Error>(rows)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Err(_) => Probe::NoAnswer {
+            reason: format!("no answer within {timeout:?}"),
+        },
+        Ok(Err(e)) => classify(&e),
+        Ok(Ok(Err(e))) => {
+            tracing::debug!(error = %e, "probe connected but the status query failed");
+            Probe::Accepting {
+                in_recovery: None,
+                lsn: None,
+            }
+        }
+        Ok(Ok(Ok(messages))) => {
+            let row = messages.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            });
+            let in_recovery = row.and_then(|r| r.get(0)).map(|v| v == "true");
+            let lsn = row.and_then(|r| r.get(1)).and_then(parse_lsn);
+            Probe::Accepting { in_recovery, lsn }
+        }
+    }
+}
+
+/// A server error message (auth, starting up, too many clients) is an answer; anything else
+/// (I/O, closed connection, garbage) is not.
+fn classify(e: &tokio_postgres::Error) -> Probe {
+    match e.as_db_error() {
+        Some(db) => Probe::Rejected {
+            reason: format!("{} {}", db.code().code(), db.message()),
+        },
+        None => Probe::NoAnswer {
+            reason: match std::error::Error::source(e) {
+                Some(src) => format!("{e}: {src}"),
+                None => e.to_string(),
+            },
+        },
+    }
+}
+
+/// `0/3000060` → bytes.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// Asks the witness, with a timeout.
+pub async fn witness(settings: &Settings, http: &reqwest::Client) -> Witness {
+    let timeout = settings.config.probe_timeout.get();
+    match &settings.witness {
+        WitnessConfig::None => Witness::NotConfigured,
+        WitnessConfig::Dns { name, expected } => {
+            let lookup = tokio::net::lookup_host((name.as_str(), 0));
+            match tokio::time::timeout(timeout, lookup).await {
+                Err(_) => Witness::Unknown(format!("resolving {name} took more than {timeout:?}")),
+                Ok(Err(e)) => Witness::Unknown(format!("cannot resolve {name}: {e}")),
+                Ok(Ok(addrs)) => {
+                    let got: BTreeSet<IpAddr> = addrs.map(|a| a.ip()).collect();
+                    dns_verdict(name, &got, expected)
+                }
+            }
+        }
+        WitnessConfig::Http { url } => match http.get(url.expose()).timeout(timeout).send().await {
+            // The URL is never logged: it may carry a token.
+            Ok(r) if r.status().is_success() => {
+                Witness::PrimaryAlive(format!("health URL answered HTTP {}", r.status().as_u16()))
+            }
+            Ok(r) => {
+                Witness::PrimaryDown(format!("health URL answered HTTP {}", r.status().as_u16()))
+            }
+            Err(e) if e.is_timeout() => {
+                Witness::PrimaryDown(format!("health URL silent for {timeout:?}"))
+            }
+            Err(_) => Witness::PrimaryDown("health URL unreachable".into()),
+        },
+    }
+}
+
+/// Agrees only when the name resolves, and only to addresses of this site.
+pub fn dns_verdict(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> Witness {
+    let list = got
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if got.is_empty() {
+        Witness::Unknown(format!("{name} resolved to no address"))
+    } else if got.iter().all(|ip| expected.contains(ip)) {
+        Witness::PrimaryDown(format!("{name} resolves to {list}, this site"))
+    } else {
+        Witness::PrimaryAlive(format!("{name} resolves to {list}, not (only) this site"))
+    }
+}
+
+/// One sample: the tunnel probe, the local site, the witness — concurrently, each bounded.
+pub async fn sample(
+    settings: &Settings,
+    kube: &Kube,
+    run_id: &str,
+) -> Result<(Sample, Option<PatroniClient>), Error> {
+    let http = reqwest::Client::builder()
+        .timeout(settings.config.probe_timeout.get())
+        .build()
+        .expect("a plain reqwest client always builds");
+    let probe = async {
+        Ok::<_, Error>(match tunnel_target(settings, kube).await? {
+            Ok((host, port)) => probe(settings, &host, port).await,
+            Err(reason) => Probe::NoAnswer { reason },
+        })
+    };
+    let config_map = settings.config_map();
+    let (probe, site, leader, witness) = tokio::join!(
+        probe,
+        site_config(kube, &config_map),
+        local_leader(settings, kube),
+        witness(settings, &http),
+    );
+    let (site, config_paused) = site?;
+    let (leader, patroni) = leader?;
+    Ok((
+        Sample {
+            at: jiff::Timestamp::now(),
+            run: run_id.to_string(),
+            probe: probe?,
+            site,
+            leader,
+            witness,
+            // Filled in from the state ConfigMap read just before deciding.
+            hold: false,
+            config_paused,
+        },
+        patroni,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_parsing() {
+        assert_eq!(parse_lsn("0/3000060"), Some(0x3000060));
+        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
+        assert_eq!(parse_lsn("x"), None);
+        assert_eq!(parse_lsn("0/zz"), None);
+    }
+
+    #[test]
+    fn dns_witness_table() {
+        let here: Vec<IpAddr> = vec!["10.9.0.1".parse().unwrap()];
+        let set = |ips: &[&str]| {
+            ips.iter()
+                .map(|i| i.parse().unwrap())
+                .collect::<BTreeSet<IpAddr>>()
+        };
+        assert!(matches!(
+            dns_verdict("a", &set(&["10.9.0.1"]), &here),
+            Witness::PrimaryDown(_)
+        ));
+        assert!(matches!(
+            dns_verdict("a", &set(&["10.1.0.1"]), &here),
+            Witness::PrimaryAlive(_)
+        ));
+        assert!(matches!(
+            dns_verdict("a", &set(&["10.1.0.1", "10.9.0.1"]), &here),
+            Witness::PrimaryAlive(_)
+        ));
+        assert!(matches!(
+            dns_verdict("a", &set(&[]), &here),
+            Witness::Unknown(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn probe_of_a_closed_port_is_no_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let settings = crate::config::tests_support::settings();
+        match probe(&settings, "127.0.0.1", port).await {
+            Probe::NoAnswer { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn probe_of_a_silent_server_times_out() {
+        // Accepts TCP but never speaks: a blackholed tunnel.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move {
+            let _conn = listener.accept().await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let settings = crate::config::tests_support::settings();
+        let started = std::time::Instant::now();
+        match probe(&settings, "127.0.0.1", port).await {
+            Probe::NoAnswer { reason } => assert!(reason.contains("no answer within"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(3));
+        hold.abort();
+    }
+}

@@ -1,0 +1,239 @@
+//! `READINESS_*` environment variables (documented in this crate's README.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pgdr_core::config::{ConfigError, Dur, LogFormat, Secret};
+use pgdr_core::patroni::PatroniClientConfig;
+use serde::Deserialize;
+
+use crate::rules::{Role, Rules};
+
+pub const PREFIX: &str = "READINESS_";
+
+/// Raw configuration as read from the environment (logged at start; the password prints `***`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Config {
+    /// Base URL of the local Patroni REST API.
+    #[serde(default = "default_patroni_url")]
+    pub patroni_url: String,
+    #[serde(default)]
+    pub patroni_username: Option<String>,
+    #[serde(default)]
+    pub patroni_password: Option<Secret>,
+    /// PEM CA bundle for an HTTPS Patroni API.
+    #[serde(default)]
+    pub patroni_ca_file: Option<PathBuf>,
+    /// Address the probe/metrics server listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Dur,
+    /// Bound on each Patroni request.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    /// A poll result older than this counts as unknown (not ready). Default: 3 poll intervals +
+    /// 3 request timeouts, so one slow poll does not flap readiness.
+    #[serde(default)]
+    pub stale_after: Option<Dur>,
+    /// Largest replication lag (bytes) at which a replica is still ready.
+    #[serde(default = "default_max_lag")]
+    pub max_lag_bytes: u64,
+    /// Roles that may be ready, comma-separated: primary, standby_leader, replica.
+    #[serde(default = "default_ready_roles")]
+    pub ready_roles: Vec<String>,
+    /// Site name shown in `/status` and the info metric.
+    #[serde(default)]
+    pub site: String,
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+fn default_patroni_url() -> String {
+    "http://127.0.0.1:8008".into()
+}
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+fn default_poll_interval() -> Dur {
+    Dur::secs(2)
+}
+fn default_request_timeout() -> Dur {
+    Dur::secs(2)
+}
+fn default_max_lag() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_ready_roles() -> Vec<String> {
+    vec!["primary".into(), "standby_leader".into(), "replica".into()]
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub patroni: PatroniClientConfig,
+    pub listen: SocketAddr,
+    pub poll_interval: Duration,
+    pub rules: Rules,
+    pub site: String,
+}
+
+fn var(field: &str) -> String {
+    format!("{PREFIX}{}", field.to_uppercase())
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        pgdr_core::config::from_env(PREFIX)
+    }
+
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|e| {
+            ConfigError::invalid(
+                var("listen"),
+                format!("'{}' is not host:port ({e})", self.listen),
+            )
+        })?;
+        let url = self.patroni_url.trim().to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                var("patroni_url"),
+                format!("'{url}' must start with http:// or https://"),
+            ));
+        }
+        if self.patroni_password.is_some() && self.patroni_username.is_none() {
+            return Err(ConfigError::invalid(
+                var("patroni_username"),
+                "is required when READINESS_PATRONI_PASSWORD is set",
+            ));
+        }
+        let poll_interval = self.poll_interval.get();
+        if poll_interval < Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                var("poll_interval"),
+                "must be at least 100ms",
+            ));
+        }
+        let timeout = self.request_timeout.get();
+        if timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                var("request_timeout"),
+                "must be more than zero",
+            ));
+        }
+        let stale_after = match self.stale_after {
+            Some(d) if d.get() < poll_interval => {
+                return Err(ConfigError::invalid(
+                    var("stale_after"),
+                    "must be at least the poll interval",
+                ));
+            }
+            Some(d) => d.get(),
+            None => poll_interval * 3 + timeout * 3,
+        };
+        let mut ready_roles = Vec::new();
+        for r in self
+            .ready_roles
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+        {
+            match Role::parse(r) {
+                Role::Other(_) => {
+                    return Err(ConfigError::invalid(
+                        var("ready_roles"),
+                        format!("unknown role '{r}' (use primary, standby_leader, replica)"),
+                    ));
+                }
+                role => ready_roles.push(role),
+            }
+        }
+        Ok(Settings {
+            patroni: PatroniClientConfig {
+                url,
+                timeout,
+                username: self.patroni_username,
+                password: self.patroni_password,
+                ca_file: self.patroni_ca_file,
+            },
+            listen,
+            poll_interval,
+            rules: Rules {
+                ready_roles,
+                max_lag_bytes: self.max_lag_bytes,
+                stale_after,
+            },
+            site: self.site,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(list: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars = list
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string()));
+        pgdr_core::config::from_vars::<Config, _>(PREFIX, vars)?.validate()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.patroni.url, "http://127.0.0.1:8008");
+        assert_eq!(s.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(s.poll_interval, Duration::from_secs(2));
+        assert_eq!(s.rules.stale_after, Duration::from_secs(12));
+        assert_eq!(s.rules.max_lag_bytes, 16 * 1024 * 1024);
+        assert_eq!(
+            s.rules.ready_roles,
+            vec![Role::Primary, Role::StandbyLeader, Role::Replica]
+        );
+    }
+
+    #[test]
+    fn options_and_redaction() {
+        let raw: Config = pgdr_core::config::from_vars(
+            PREFIX,
+            [
+                ("READINESS_PATRONI_USERNAME", "patroni"),
+                ("READINESS_PATRONI_PASSWORD", "s3cret"),
+                ("READINESS_READY_ROLES", "primary,standby_leader"),
+                ("READINESS_MAX_LAG_BYTES", "1024"),
+                ("READINESS_SITE", "golddr"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        assert!(!format!("{raw:?}").contains("s3cret"));
+        let s = raw.validate().unwrap();
+        assert_eq!(
+            s.rules.ready_roles,
+            vec![Role::Primary, Role::StandbyLeader]
+        );
+        assert_eq!(s.rules.max_lag_bytes, 1024);
+        assert_eq!(s.patroni.password.as_ref().unwrap().expose(), "s3cret");
+        assert!(!format!("{:?}", s.patroni).contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("LISTEN", "8080", "READINESS_LISTEN"),
+            ("PATRONI_URL", "127.0.0.1:8008", "READINESS_PATRONI_URL"),
+            ("MAX_LAG_BYTES", "16MB", "READINESS_MAX_LAG_BYTES"),
+            ("READY_ROLES", "primary,leader", "READINESS_READY_ROLES"),
+            ("POLL_INTERVAL", "10ms", "READINESS_POLL_INTERVAL"),
+            ("PATRONI_PASSWORD", "x", "READINESS_PATRONI_USERNAME"),
+            ("STALE_AFTER", "1s", "READINESS_STALE_AFTER"),
+        ];
+        for (k, v, want) in cases {
+            let err = parse(&[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(want), "{k}={v}: {err}");
+            assert!(!err.contains("x\""), "{err}");
+        }
+    }
+}

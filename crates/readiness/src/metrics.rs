@@ -1,0 +1,244 @@
+//! Prometheus metrics, updated after each poll and encoded on scrape (OpenMetrics text).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::rules::{Poll, Verdict};
+
+type Labels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Roles always exported (0 or 1) so a dashboard sees a stable set of series.
+const ROLES: [&str; 4] = ["primary", "standby_leader", "replica", "other"];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    up: Gauge,
+    ready: Gauge,
+    primary: Gauge,
+    role: Family<Labels, Gauge>,
+    timeline: Gauge,
+    lag: FloatGauge,
+    standby: FloatGauge,
+    running: Gauge,
+    polls: Family<Labels, Counter>,
+    last_success: FloatGauge,
+}
+
+fn label(k: &str, v: &str) -> Labels {
+    vec![(k.to_string(), v.to_string())]
+}
+
+impl Metrics {
+    pub fn new(site: &str, version: &str) -> Metrics {
+        let mut r = Registry::with_prefix("pgdr");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            up: Gauge::default(),
+            ready: Gauge::default(),
+            primary: Gauge::default(),
+            role: Family::default(),
+            timeline: Gauge::default(),
+            lag: FloatGauge::default(),
+            standby: FloatGauge::default(),
+            running: Gauge::default(),
+            polls: Family::default(),
+            last_success: FloatGauge::default(),
+        };
+        r.register(
+            "readiness",
+            "Sidecar build and site",
+            Info::new(vec![
+                ("site".to_string(), site.to_string()),
+                ("version".to_string(), version.to_string()),
+            ]),
+        );
+        r.register(
+            "patroni_up",
+            "1 if the last poll of the local Patroni REST API succeeded",
+            m.up.clone(),
+        );
+        r.register(
+            "ready",
+            "1 if this member can serve its role (what /ready answers)",
+            m.ready.clone(),
+        );
+        r.register(
+            "primary",
+            "1 if a writable primary runs here (what /primary answers)",
+            m.primary.clone(),
+        );
+        r.register("role", "1 for the member's current role", m.role.clone());
+        r.register(
+            "postgres_running",
+            "1 if Patroni reports PostgreSQL running",
+            m.running.clone(),
+        );
+        r.register(
+            "timeline",
+            "PostgreSQL timeline (0 when unknown)",
+            m.timeline.clone(),
+        );
+        r.register(
+            "replication_lag_bytes",
+            "Bytes this replica is behind its leader; NaN when unknown or not a replica",
+            m.lag.clone(),
+        );
+        r.register(
+            "standby_cluster",
+            "1 if Patroni's dynamic config makes this a standby cluster, 0 if not, NaN when unknown",
+            m.standby.clone(),
+        );
+        r.register(
+            "patroni_polls",
+            "Polls of the Patroni REST API by result",
+            m.polls.clone(),
+        );
+        r.register(
+            "patroni_last_success_timestamp_seconds",
+            "Unix time of the last successful poll",
+            m.last_success.clone(),
+        );
+        for role in ROLES {
+            m.role.get_or_create(&label("role", role)).set(0);
+        }
+        for result in ["ok", "error"] {
+            let _ = m.polls.get_or_create(&label("result", result));
+        }
+        m.lag.set(f64::NAN);
+        m.standby.set(f64::NAN);
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    pub fn record(&self, poll: &Poll, verdict: &Verdict, now: jiff::Timestamp) {
+        self.ready.set(verdict.ready.into());
+        self.primary.set(verdict.primary.into());
+        let member = match poll {
+            Poll::Reachable(m) => Some(m),
+            _ => None,
+        };
+        self.up.set(member.is_some().into());
+        self.polls
+            .get_or_create(&label(
+                "result",
+                if member.is_some() { "ok" } else { "error" },
+            ))
+            .inc();
+        let current = member.map(|m| match m.role.as_str() {
+            r @ ("primary" | "standby_leader" | "replica") => r,
+            _ => "other",
+        });
+        for role in ROLES {
+            self.role
+                .get_or_create(&label("role", role))
+                .set((current == Some(role)).into());
+        }
+        let Some(m) = member else {
+            self.running.set(0);
+            self.lag.set(f64::NAN);
+            self.standby.set(f64::NAN);
+            return;
+        };
+        self.last_success.set(now.as_millisecond() as f64 / 1000.0);
+        self.running.set((m.state == "running").into());
+        self.timeline.set(m.timeline.map_or(0, |t| t as i64));
+        self.lag.set(m.lag_bytes.map_or(f64::NAN, |l| l as f64));
+        self.standby.set(
+            m.standby_cluster
+                .map_or(f64::NAN, |s| if s { 1.0 } else { 0.0 }),
+        );
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(4096);
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{MemberView, Role};
+
+    #[test]
+    fn exposition_reflects_the_last_poll() {
+        let m = Metrics::new("golddr", "0.1.0");
+        let poll = Poll::Reachable(MemberView {
+            member: Some("pg-1".into()),
+            scope: Some("demo".into()),
+            state: "running".into(),
+            role: Role::Replica,
+            timeline: Some(3),
+            lag_bytes: Some(2048),
+            standby_cluster: Some(true),
+            replication_state: Some("streaming".into()),
+            paused: false,
+            cluster_unlocked: false,
+        });
+        let v = Verdict {
+            ready: true,
+            primary: false,
+            reason: String::new(),
+        };
+        m.record(
+            &poll,
+            &v,
+            jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        );
+        let text = m.encode().unwrap();
+        for line in [
+            "pgdr_readiness_info{site=\"golddr\",version=\"0.1.0\"} 1",
+            "pgdr_patroni_up 1",
+            "pgdr_ready 1",
+            "pgdr_primary 0",
+            "pgdr_role{role=\"replica\"} 1",
+            "pgdr_role{role=\"primary\"} 0",
+            "pgdr_timeline 3",
+            "pgdr_replication_lag_bytes 2048.0",
+            "pgdr_standby_cluster 1.0",
+            "pgdr_patroni_polls_total{result=\"ok\"} 1",
+            "pgdr_patroni_last_success_timestamp_seconds 1800000000.0",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+
+        m.record(
+            &Poll::Unreachable("timeout".into()),
+            &Verdict {
+                ready: false,
+                primary: false,
+                reason: String::new(),
+            },
+            jiff::Timestamp::now(),
+        );
+        let text = m.encode().unwrap();
+        for line in [
+            "pgdr_patroni_up 0",
+            "pgdr_ready 0",
+            "pgdr_role{role=\"replica\"} 0",
+            "pgdr_replication_lag_bytes NaN",
+            "pgdr_patroni_polls_total{result=\"error\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The `pgdr-readiness` binary as the Pod runs it: config errors exit 2, SIGTERM exits 0.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn bad_variable_exits_2_naming_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pgdr-readiness"))
+        .env_clear()
+        .env("READINESS_MAX_LAG_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("READINESS_MAX_LAG_BYTES"), "{err}");
+}
+
+#[test]
+fn sigterm_is_a_graceful_exit_0() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgdr-readiness"))
+        .env_clear()
+        .env("READINESS_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "READINESS_PATRONI_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env("READINESS_LOG_FORMAT", "plain")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sidecar never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit within 5s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
+}

@@ -1,0 +1,167 @@
+//! The sidecar against real Patroni members: a primary and a replica on "gold", a standby
+//! leader on "golddr"; then PostgreSQL dies under a paused Patroni, then Patroni itself dies.
+//!
+//! Needs the tools from `scripts/deps.sh` (PostgreSQL binaries, the Patroni venv).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pgdr_core::Dur;
+use pgdr_readiness::Config;
+use pgdr_testkit::{PatroniNode, Scratch};
+use serde_json::Value;
+
+const STARTUP: Duration = Duration::from_secs(180);
+
+struct Sidecar {
+    addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn sidecar(rt: &tokio::runtime::Runtime, node: &PatroniNode, site: &str) -> Sidecar {
+    let mut raw: Config = pgdr_core::config::from_vars("READINESS_", std::iter::empty()).unwrap();
+    raw.patroni_url = format!("http://{}", node.rest_addr());
+    raw.poll_interval = Dur::millis(200);
+    raw.request_timeout = Dur::secs(2);
+    raw.site = site.into();
+    let settings = raw.validate().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(pgdr_readiness::serve(listener, settings, async move {
+        let _ = rx.await;
+    }));
+    Sidecar { addr, _stop: tx }
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    probe::blocking_get(addr, path)
+}
+
+/// A minimal blocking GET over a std socket, as a kubelet probe does it (plain HTTP/1.1).
+mod probe {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    pub fn blocking_get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: sidecar\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let code = text[9..12].parse().unwrap();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+}
+
+/// Waits until `/ready` and `/primary` answer `ready`/`primary`; returns `/status`.
+fn wait_codes(addr: SocketAddr, who: &str, ready: u16, primary: u16) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = get(addr, "/ready");
+        let p = get(addr, "/primary");
+        if r.0 == ready && p.0 == primary {
+            let status: Value = serde_json::from_str(&get(addr, "/status").1).unwrap();
+            println!(
+                "{who:28} /ready {} /primary {}  {}",
+                r.0, p.0, status["reason"]
+            );
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{who}: wanted /ready {ready} /primary {primary}, got {} ({}) / {} ({})",
+            r.0,
+            r.1.trim(),
+            p.0,
+            p.1.trim()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn real_members_map_to_http_codes() {
+    let scratch =
+        Scratch::new().expect("PostgreSQL and Patroni are installed (run scripts/deps.sh)");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    pgdr_core::tls::install_crypto_provider();
+    let gold = kubesim::Server::spawn(kubesim::Config::default()).unwrap();
+    let golddr = kubesim::Server::spawn(kubesim::Config::default()).unwrap();
+
+    let pg0 = PatroniNode::builder("demo", "gold0")
+        .start(&scratch, &gold)
+        .unwrap();
+    pg0.wait_rest("/primary", 200, STARTUP).unwrap();
+    let pg1 = PatroniNode::builder("demo", "gold1")
+        .start(&scratch, &gold)
+        .unwrap();
+    let dr0 = PatroniNode::builder("demo", "golddr0")
+        .standby_cluster(pg0.as_standby_source(None))
+        .start(&scratch, &golddr)
+        .unwrap();
+    pg1.wait_rest("/replica", 200, STARTUP)
+        .unwrap_or_else(|e| panic!("{e}\n{}", pg1.logs(40)));
+    dr0.wait_rest("/standby-leader", 200, STARTUP)
+        .unwrap_or_else(|e| panic!("{e}\n{}", dr0.logs(40)));
+
+    let s0 = sidecar(&rt, &pg0, "gold");
+    let s1 = sidecar(&rt, &pg1, "gold");
+    let sd = sidecar(&rt, &dr0, "golddr");
+
+    let st = wait_codes(s0.addr, "primary", 200, 200);
+    assert_eq!(st["role"], "primary");
+    assert_eq!(st["standby_cluster"], false);
+    assert_eq!(st["member"], "gold0");
+    let st = wait_codes(s1.addr, "replica within lag", 200, 503);
+    assert_eq!(st["role"], "replica");
+    assert!(st["lag_bytes"].as_u64().is_some(), "{st}");
+    let st = wait_codes(sd.addr, "standby leader", 200, 503);
+    assert_eq!(st["role"], "standby_leader");
+    assert_eq!(st["standby_cluster"], true);
+    let (_, metrics) = get(s0.addr, "/metrics");
+    assert!(
+        metrics.contains("pgdr_role{role=\"primary\"} 1"),
+        "{metrics}"
+    );
+
+    // PostgreSQL gone while Patroni runs (paused, so it does not restart it).
+    pg0.patronictl(&["pause", "--wait", "demo"]).unwrap();
+    let postmaster = pg1.postmaster_pid().expect("replica's postmaster");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &postmaster.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let st = wait_codes(s1.addr, "replica, PostgreSQL killed", 503, 503);
+    assert!(
+        st["reason"].as_str().unwrap().starts_with("PostgreSQL is"),
+        "{st}"
+    );
+    assert_eq!(st["patroni_reachable"], true);
+
+    // Patroni gone.
+    pg1.kill_hard();
+    let st = wait_codes(s1.addr, "replica, Patroni killed", 503, 503);
+    assert_eq!(st["patroni_reachable"], false);
+    assert!(
+        st["reason"].as_str().unwrap().contains("unreachable"),
+        "{st}"
+    );
+    assert_eq!(
+        get(s1.addr, "/live").0,
+        200,
+        "liveness does not follow Patroni"
+    );
+}
