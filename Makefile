@@ -6,7 +6,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build fmt lint test test-unit test-e2e chart-test bench-apiserver apiserver clean-tools
+.PHONY: help deps build bins fmt lint test test-unit test-e2e chart-test drill drill-up bench-apiserver bench-failover apiserver clean-tools
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ deps: ## Install what the tests need: PostgreSQL (apt), Patroni venv, kubectl+he
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
+bins: ## Build the three product binaries the drill runs as pods (debug)
+	$(CARGO) build -p pgdr-port-patch -p pgdr-failover -p pgdr-readiness -p pgdr-drill
+
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
@@ -24,15 +27,21 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps lint ## Everything CI runs: deps, fmt check, clippy, all tests (unit, API server, real Patroni, chart)
+test: deps lint bins ## Everything CI runs: deps, fmt check, clippy, all tests (unit, API server, real Patroni, drill, chart)
 	$(CARGO) test --workspace --all-targets
 	@if [ -f scripts/chart-test.sh ]; then bash scripts/chart-test.sh; fi
 
 test-unit: ## Unit tests only (no PostgreSQL/Patroni needed)
 	$(CARGO) test --workspace --lib --bins
 
-test-e2e: deps ## End-to-end tests with real Patroni and PostgreSQL
-	$(CARGO) test -p pgdr-e2e -- --test-threads=2
+test-e2e: deps bins ## End-to-end tests with real Patroni and PostgreSQL (incl. the drill scenarios)
+	$(CARGO) test -p pgdr-e2e
+
+drill: deps bins ## The rehearsal: Gold and GoldDR on this machine with the real chart, Gold lost, GoldDR promoted
+	$(CARGO) run -q -p pgdr-drill -- rehearse
+
+drill-up: deps bins ## Both sites running until Ctrl-C; prints how to use kubectl/psql against each
+	$(CARGO) run -q -p pgdr-drill -- up
 
 chart-test: deps ## Chart lint, render, schema and policy checks
 	bash scripts/chart-test.sh
@@ -42,6 +51,9 @@ apiserver: ## Run one in-memory API server on 127.0.0.1:6443 and print its kubec
 
 bench-apiserver: ## Benchmark: PATCH throughput with watch fan-out on the in-memory API server
 	$(CARGO) run --release -q -p kubesim --example bench
+
+bench-failover: deps bins ## Benchmark: failover time p50/p95, commits lost, false promotions (default vs prototype policy)
+	$(CARGO) run -q -p pgdr-drill --example bench_failover
 
 clean-tools: ## Remove the project-local tools folder (.tools)
 	rm -rf $(TOOLS)
