@@ -284,7 +284,7 @@ configmap-patroni.yaml (always rendered).
 - name: PORT_PATCH_PORT_FIELD
   value: "port"
 - name: PORT_PATCH_HOST_MODE
-  value: "dns"
+  value: {{ .Values.portPatch.hostMode | quote }}
 - name: PORT_PATCH_PRIMARY_SLOT_NAME
   value: {{ include "patroni.slotFor" (list . .Values.site.name) | quote }}
 - name: PORT_PATCH_CREATE_REPLICA_METHODS
