@@ -9,10 +9,12 @@ use serde::Deserialize;
 use pgdr_core::{ConfigError, Dur, LogFormat, Secret};
 
 use crate::decide::{Mode, Policy};
+use crate::tls::ProbeTls;
 
 pub const PREFIX: &str = "FAILOVER_";
 
-/// libpq `sslmode` values the probe understands.
+/// libpq `sslmode` values the probe understands (`verify-full` is not one: the probe dials the
+/// tunnel's ClusterIP, which no certificate of the primary names).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
@@ -36,8 +38,10 @@ pub struct Config {
     #[serde(default = "default_hold")]
     pub hold_annotation: String,
     pub tunnel_service: String,
+    /// libpq semantics, see [`crate::tls`].
     #[serde(default)]
     pub tunnel_sslmode: SslMode,
+    /// CA file (PEM) for `verify-ca` (required there) and `require` (optional, then verified).
     #[serde(default)]
     pub tunnel_sslrootcert: Option<PathBuf>,
     /// Database the probe connects to (the replication user must be allowed to log in to it, or
@@ -145,6 +149,8 @@ pub struct Settings {
     pub config: Config,
     pub policy: Policy,
     pub witness: WitnessConfig,
+    /// TLS for the tunnel probe; `None` for `sslmode=disable`.
+    pub tls: Option<ProbeTls>,
 }
 
 impl Config {
@@ -202,13 +208,10 @@ impl Config {
                 ),
             ));
         }
-        if matches!(self.tunnel_sslmode, SslMode::Require | SslMode::VerifyCa) {
-            // Refuse rather than silently probing in clear text.
-            return Err(ConfigError::invalid(
-                var("TUNNEL_SSLMODE"),
-                "require and verify-ca are not supported by this version of the probe yet; use prefer or disable",
-            ));
-        }
+        // The CA file is read once, here: a missing or unusable file is a configuration error
+        // (exit 2), not a failed probe sample.
+        let tls = ProbeTls::new(self.tunnel_sslmode, self.tunnel_sslrootcert.as_deref())
+            .map_err(|reason| ConfigError::invalid(var("TUNNEL_SSLROOTCERT"), reason))?;
         let witness = match (
             &self.witness_dns_name,
             &self.witness_dns_expected,
@@ -271,6 +274,7 @@ impl Config {
             config: self,
             policy,
             witness,
+            tls,
         })
     }
 }
@@ -370,8 +374,12 @@ mod tests {
                 "FAILOVER_WITNESS_DNS_NAME",
             ),
             (
-                &[("FAILOVER_TUNNEL_SSLMODE", "verify-ca")],
+                &[("FAILOVER_TUNNEL_SSLMODE", "verify-full")],
                 "FAILOVER_TUNNEL_SSLMODE",
+            ),
+            (
+                &[("FAILOVER_TUNNEL_SSLMODE", "verify-ca")],
+                "FAILOVER_TUNNEL_SSLROOTCERT",
             ),
             (&[("FAILOVER_SITE", " ")], "FAILOVER_SITE"),
             (
@@ -401,6 +409,83 @@ mod tests {
         );
     }
 
+    /// A CA certificate (EC P-256, valid until 2125) for parsing only.
+    const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ca.crt");
+
+    #[test]
+    fn every_sslmode_parses_with_libpq_semantics() {
+        use crate::tls::Verification;
+        let verification = |extra: &[(&str, &str)]| {
+            let s = with(extra).unwrap();
+            (s.config.tunnel_sslmode, s.tls.map(|t| t.verification()))
+        };
+        // The chart's default when TLS is off, and the binary's default.
+        assert_eq!(
+            verification(&[]),
+            (SslMode::Prefer, Some(Verification::None))
+        );
+        assert_eq!(
+            verification(&[("FAILOVER_TUNNEL_SSLMODE", "disable")]),
+            (SslMode::Disable, None)
+        );
+        assert_eq!(
+            verification(&[("FAILOVER_TUNNEL_SSLMODE", "prefer")]),
+            (SslMode::Prefer, Some(Verification::None))
+        );
+        // The chart's default with TLS on: encrypted, certificate not verified.
+        assert_eq!(
+            verification(&[("FAILOVER_TUNNEL_SSLMODE", "require")]),
+            (SslMode::Require, Some(Verification::None))
+        );
+        // libpq: `require` with a root certificate verifies like verify-ca.
+        assert_eq!(
+            verification(&[
+                ("FAILOVER_TUNNEL_SSLMODE", "require"),
+                ("FAILOVER_TUNNEL_SSLROOTCERT", TEST_CA),
+            ]),
+            (SslMode::Require, Some(Verification::Ca))
+        );
+        // What the chart renders for tls.sslMode=verify-ca.
+        assert_eq!(
+            verification(&[
+                ("FAILOVER_TUNNEL_SSLMODE", "verify-ca"),
+                ("FAILOVER_TUNNEL_SSLROOTCERT", TEST_CA),
+            ]),
+            (SslMode::VerifyCa, Some(Verification::Ca))
+        );
+        // A root certificate is not needed (and not read) for disable.
+        assert_eq!(
+            verification(&[
+                ("FAILOVER_TUNNEL_SSLMODE", "disable"),
+                ("FAILOVER_TUNNEL_SSLROOTCERT", "/nonexistent/ca.crt"),
+            ]),
+            (SslMode::Disable, None)
+        );
+    }
+
+    #[test]
+    fn unusable_root_certificate_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("ca.crt");
+        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
+        let garbage = garbage.to_str().unwrap();
+        for file in ["/nonexistent/ca.crt", garbage] {
+            for mode in ["verify-ca", "require"] {
+                let err = with(&[
+                    ("FAILOVER_TUNNEL_SSLMODE", mode),
+                    ("FAILOVER_TUNNEL_SSLROOTCERT", file),
+                ])
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+                assert!(
+                    err.contains("FAILOVER_TUNNEL_SSLROOTCERT") && err.contains(file),
+                    "{mode} {file}: {err}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn witness_variants() {
         let dns = with(&[
@@ -422,7 +507,12 @@ pub(crate) mod tests_support {
 
     /// Valid settings for unit tests (probe timeout 1 s).
     pub fn settings() -> Settings {
-        let vars = [
+        settings_with(&[])
+    }
+
+    /// [`settings`] with variables added or replaced.
+    pub fn settings_with(extra: &[(&str, &str)]) -> Settings {
+        let base = [
             ("FAILOVER_SITE", "golddr"),
             ("FAILOVER_PEER_SITE", "gold"),
             ("FAILOVER_NAMESPACE", "ns"),
@@ -434,9 +524,11 @@ pub(crate) mod tests_support {
             ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
             ("FAILOVER_PROBE_TIMEOUT", "1s"),
         ];
-        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .unwrap()
-            .validate()
-            .unwrap()
+        let vars = base
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::from_vars(vars).unwrap().validate().unwrap()
     }
 }

@@ -51,7 +51,8 @@ pub enum Probe {
         lsn: Option<u64>,
     },
     /// The server answered with a PostgreSQL error (authentication, "starting up", too many
-    /// connections): something is alive on the far side.
+    /// connections), or answered the SSL request and then declined TLS or failed the TLS
+    /// handshake / certificate check: something is alive on the far side.
     Rejected { reason: String },
     /// No PostgreSQL answer: refused, reset, timeout, not PostgreSQL, tunnel Service missing.
     NoAnswer { reason: String },

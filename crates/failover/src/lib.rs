@@ -16,6 +16,7 @@ pub mod config;
 pub mod decide;
 pub mod observe;
 pub mod state;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::{Api, Client};
 use serde_json::Value;
-use tokio_postgres::NoTls;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{NoTls, Socket};
 
 use pgdr_core::dynamic_config;
 use pgdr_core::k8s;
@@ -21,6 +22,7 @@ use pgdr_core::retry::{self, RetryError};
 use crate::Error;
 use crate::config::{Settings, SslMode, WitnessConfig};
 use crate::decide::{Leader, LocalLeader, Probe, Sample, SiteConfig, Witness};
+use crate::tls::Handshake;
 
 /// Kubernetes access for one run: the client, the namespace, and the per-request deadline.
 #[derive(Clone)]
@@ -272,6 +274,11 @@ pub async fn tunnel_target(
 /// PostgreSQL-protocol probe: connect as the replication user, ask whether the server is in
 /// recovery and where its WAL is. Any PostgreSQL answer, even an error, means the far side is
 /// alive; only silence (refused, reset, timeout) is a failure.
+///
+/// With TLS (`FAILOVER_TUNNEL_SSLMODE`, see [`crate::tls`]), the server's answer to the SSL
+/// request is such an answer too: a server that declined TLS under `require`/`verify-ca`, or
+/// agreed and then failed the handshake or the certificate check, is alive and misconfigured
+/// (rejected, never a reason to promote), not silent.
 pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
     let c = &settings.config;
     let timeout = c.probe_timeout.get();
@@ -285,26 +292,38 @@ pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
         .connect_timeout(timeout)
         .ssl_mode(match c.tunnel_sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            _ => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa => tokio_postgres::config::SslMode::Require,
         });
+    let (connector, handshake) = match &settings.tls {
+        None => (None, None),
+        Some(tls) => {
+            let (connector, handshake) = tls.connector();
+            (Some(connector), Some(handshake))
+        }
+    };
     let attempt = async {
-        let (client, connection) = pg.connect(NoTls).await?;
-        let driver = tokio::spawn(connection);
-        let rows = client
-            .simple_query(
-                "SELECT pg_is_in_recovery()::text, \
-                 CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END",
-            )
-            .await;
-        drop(client);
-        driver.abort();
-        Ok::<_, tokio_postgres::Error>(rows)
+        match connector {
+            None => status_query(&pg, NoTls).await,
+            Some(connector) => status_query(&pg, connector).await,
+        }
+    };
+    let handshake = || {
+        handshake
+            .as_ref()
+            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or(Handshake::NotStarted)
     };
     match tokio::time::timeout(timeout, attempt).await {
         Err(_) => Probe::NoAnswer {
-            reason: format!("no answer within {timeout:?}"),
+            reason: match handshake() {
+                Handshake::Started => {
+                    format!("no answer within {timeout:?} (stalled in the TLS handshake)")
+                }
+                _ => format!("no answer within {timeout:?}"),
+            },
         },
-        Ok(Err(e)) => classify(&e),
+        Ok(Err(e)) => classify(&e, &handshake(), c.tunnel_sslmode),
         Ok(Ok(Err(e))) => {
             tracing::debug!(error = %e, "probe connected but the status query failed");
             Probe::Accepting {
@@ -324,19 +343,71 @@ pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
     }
 }
 
-/// A server error message (auth, starting up, too many clients) is an answer; anything else
-/// (I/O, closed connection, garbage) is not.
-fn classify(e: &tokio_postgres::Error) -> Probe {
-    match e.as_db_error() {
-        Some(db) => Probe::Rejected {
+type StatusRows = Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>;
+
+/// Connects (the outer `Result`) and runs the status query (the inner one).
+async fn status_query<T>(
+    pg: &tokio_postgres::Config,
+    tls: T,
+) -> Result<StatusRows, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = pg.connect(tls).await?;
+    let driver = tokio::spawn(connection);
+    let rows = client
+        .simple_query(
+            "SELECT pg_is_in_recovery()::text, \
+             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END",
+        )
+        .await;
+    drop(client);
+    driver.abort();
+    Ok(rows)
+}
+
+/// A server error message (auth, starting up, too many clients) is an answer, and so is the
+/// server's side of the TLS negotiation (see [`probe`]); anything else (I/O, closed connection,
+/// garbage) is not.
+fn classify(e: &tokio_postgres::Error, handshake: &Handshake, mode: SslMode) -> Probe {
+    if let Some(db) = e.as_db_error() {
+        return Probe::Rejected {
             reason: format!("{} {}", db.code().code(), db.message()),
+        };
+    }
+    let detail = match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    };
+    let mode = mode_name(mode);
+    match handshake {
+        // The server answered `S` to the SSL request: only a PostgreSQL server does.
+        Handshake::Failed(why) => Probe::Rejected {
+            reason: format!(
+                "the server agreed to TLS but the handshake failed (sslmode={mode}): {why}"
+            ),
         },
-        None => Probe::NoAnswer {
-            reason: match std::error::Error::source(e) {
-                Some(src) => format!("{e}: {src}"),
-                None => e.to_string(),
-            },
+        // tokio-postgres' only TLS error before a handshake, with a host name given, is the
+        // server's `N` under sslmode=require (pinned by `probe_of_a_server_declining_tls...`).
+        Handshake::NotStarted if is_tls_error(e) => Probe::Rejected {
+            reason: format!("the server declined TLS (sslmode={mode}): {detail}"),
         },
+        _ => Probe::NoAnswer { reason: detail },
+    }
+}
+
+/// tokio-postgres does not expose its error kind; its `Display` is the kind alone.
+fn is_tls_error(e: &tokio_postgres::Error) -> bool {
+    e.to_string() == "error performing TLS handshake"
+}
+
+fn mode_name(mode: SslMode) -> &'static str {
+    match mode {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
     }
 }
 
@@ -480,6 +551,92 @@ mod tests {
         drop(listener);
         let settings = crate::config::tests_support::settings();
         match probe(&settings, "127.0.0.1", port).await {
+            Probe::NoAnswer { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A fake server: reads the 8-byte SSLRequest, answers `reply`, then sends `after` and closes.
+    async fn fake_server(
+        reply: &'static [u8],
+        after: &'static [u8],
+    ) -> (u16, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 8];
+            conn.read_exact(&mut request).await.unwrap();
+            // Length 8, code 80877103: the SSLRequest.
+            assert_eq!(request, [0, 0, 0, 8, 4, 210, 22, 47]);
+            conn.write_all(reply).await.unwrap();
+            conn.write_all(after).await.unwrap();
+            let _ = conn.shutdown().await;
+        });
+        (port, task)
+    }
+
+    fn tls_settings(mode: &str) -> Settings {
+        crate::config::tests_support::settings_with(&[("FAILOVER_TUNNEL_SSLMODE", mode)])
+    }
+
+    #[tokio::test]
+    async fn probe_of_a_server_declining_tls_under_require_is_rejected() {
+        // `N`: a PostgreSQL server with ssl=off. Alive, so never a reason to promote.
+        let (port, server) = fake_server(b"N", b"").await;
+        match probe(&tls_settings("require"), "127.0.0.1", port).await {
+            Probe::Rejected { reason } => {
+                assert!(
+                    reason.contains("declined TLS (sslmode=require)"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn probe_of_a_failed_tls_handshake_is_rejected() {
+        // `S`, then not TLS: the server answered, the handshake failed.
+        let (port, server) = fake_server(b"S", b"this is not a TLS ServerHello").await;
+        match probe(&tls_settings("require"), "127.0.0.1", port).await {
+            Probe::Rejected { reason } => {
+                assert!(
+                    reason.contains("agreed to TLS but the handshake failed"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn probe_closed_before_the_tls_answer_is_no_answer() {
+        // What the tunnel does when it cannot reach the primary: accept, then close.
+        for mode in ["prefer", "require"] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(async move {
+                let (conn, _) = listener.accept().await.unwrap();
+                drop(conn);
+            });
+            match probe(&tls_settings(mode), "127.0.0.1", port).await {
+                Probe::NoAnswer { .. } => {}
+                other => panic!("{mode}: {other:?}"),
+            }
+            server.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn probe_of_a_closed_port_under_require_is_no_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        match probe(&tls_settings("require"), "127.0.0.1", port).await {
             Probe::NoAnswer { .. } => {}
             other => panic!("{other:?}"),
         }

@@ -60,3 +60,41 @@ fn unreachable_api_server_exits_1_without_printing_secrets() {
     assert!(all.contains("FAILED"), "{all}");
     assert!(!all.contains("do-not-print-me"), "{all}");
 }
+
+/// The chart's default with TLS on (`require`) and its `verify-ca` rendering start the run
+/// (here: exit 1 on the unreachable API server, not 2); `verify-ca` without a CA exits 2.
+#[test]
+fn tls_modes_from_the_chart_pass_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        kubesim::kubeconfig_yaml("http://127.0.0.1:9", "x", "abc123-prod"),
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.display().to_string();
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ca.crt");
+    let cases: &[(&[(&str, &str)], i32)] = &[
+        (&[("FAILOVER_TUNNEL_SSLMODE", "require")], 1),
+        (
+            &[
+                ("FAILOVER_TUNNEL_SSLMODE", "verify-ca"),
+                ("FAILOVER_TUNNEL_SSLROOTCERT", ca),
+            ],
+            1,
+        ),
+        (&[("FAILOVER_TUNNEL_SSLMODE", "verify-ca")], 2),
+    ];
+    for (extra, code) in cases {
+        let mut vars = BASE.to_vec();
+        vars.push(("KUBECONFIG", &kubeconfig));
+        vars.push(("FAILOVER_LOG_FORMAT", "plain"));
+        vars.extend_from_slice(extra);
+        let out = run(&vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{extra:?}: {stderr}");
+        if *code == 2 {
+            assert!(stderr.contains("FAILOVER_TUNNEL_SSLROOTCERT"), "{stderr}");
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! TLS for the tunnel probe, with libpq `sslmode` semantics (`FAILOVER_TUNNEL_SSLMODE`):
+//!
+//! | mode | TLS | server certificate |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `prefer` | if the server agrees, else plain text | not verified (like libpq without a root cert) |
+//! | `require` | required | not verified: encryption only; verified like `verify-ca` when `FAILOVER_TUNNEL_SSLROOTCERT` is set (libpq does the same when a root certificate exists) |
+//! | `verify-ca` | required | chain verified against `FAILOVER_TUNNEL_SSLROOTCERT`; host name **not** checked |
+//!
+//! The crypto provider is always `ring` (the one library the workspace links), passed explicitly
+//! rather than taken from the process default.
+//!
+//! The connector also records how far the TLS negotiation got ([`Handshake`]), because for the
+//! decision "is the primary alive?" a server that answered the SSL request (`S`) and then failed
+//! the handshake or the verification *did* answer: see [`crate::observe::probe`].
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::Socket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::SslMode;
+
+/// How the probe's server certificate is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// Any certificate (libpq `prefer`/`require` without a root certificate): encryption only.
+    None,
+    /// The chain must lead to a certificate of the CA file; the host name is not checked.
+    Ca,
+}
+
+/// The probe's TLS client configuration, built once at start from the sslmode and the CA file.
+#[derive(Clone)]
+pub struct ProbeTls {
+    config: Arc<ClientConfig>,
+    verification: Verification,
+}
+
+impl fmt::Debug for ProbeTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProbeTls")
+            .field("verification", &self.verification)
+            .finish()
+    }
+}
+
+impl ProbeTls {
+    /// `None` for `disable`. `root_cert` is the CA file (PEM, one or more certificates); it is
+    /// required for `verify-ca`, used by `require` when given (libpq), ignored by `prefer`.
+    /// Errors are for the operator: they say what is wrong with the file.
+    pub fn new(mode: SslMode, root_cert: Option<&Path>) -> Result<Option<Self>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier: Arc<dyn ServerCertVerifier> = match (mode, root_cert) {
+            (SslMode::Disable, _) => return Ok(None),
+            (SslMode::VerifyCa, None) => {
+                return Err(
+                    "required with FAILOVER_TUNNEL_SSLMODE=verify-ca: the CA file that signed the primary's certificate"
+                        .into(),
+                );
+            }
+            (SslMode::VerifyCa | SslMode::Require, Some(path)) => {
+                Arc::new(CaOnly::from_file(path, &provider)?)
+            }
+            (SslMode::Prefer, _) | (SslMode::Require, None) => Arc::new(AnyCertificate {
+                algorithms: provider.signature_verification_algorithms,
+            }),
+        };
+        let verification = match (mode, root_cert) {
+            (SslMode::VerifyCa, _) | (SslMode::Require, Some(_)) => Verification::Ca,
+            _ => Verification::None,
+        };
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS configuration: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Some(Self {
+            config: Arc::new(config),
+            verification,
+        }))
+    }
+
+    pub fn verification(&self) -> Verification {
+        self.verification
+    }
+
+    /// A connector for one connection attempt, and where it records the TLS negotiation.
+    pub fn connector(&self) -> (ProbeConnector, Arc<Mutex<Handshake>>) {
+        let outcome = Arc::new(Mutex::new(Handshake::NotStarted));
+        (
+            ProbeConnector {
+                inner: MakeRustlsConnect::new((*self.config).clone()),
+                outcome: outcome.clone(),
+            },
+            outcome,
+        )
+    }
+}
+
+/// How far the TLS negotiation of one connection got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// The handshake was never started: no answer to the SSL request yet, the server declined
+    /// TLS (`N`), or TLS was not attempted.
+    NotStarted,
+    /// The server agreed to TLS (`S`); the handshake is running.
+    Started,
+    /// The server agreed to TLS, then the handshake or the certificate check failed.
+    Failed(String),
+    Done,
+}
+
+/// `MakeTlsConnect` for the probe: [`MakeRustlsConnect`] (which also provides SCRAM channel
+/// binding) plus a record of the handshake's outcome.
+pub struct ProbeConnector {
+    inner: MakeRustlsConnect,
+    outcome: Arc<Mutex<Handshake>>,
+}
+
+type Inner = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
+type InnerStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+
+impl MakeTlsConnect<Socket> for ProbeConnector {
+    type Stream = InnerStream;
+    type TlsConnect = ProbeTlsConnect;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Error;
+
+    fn make_tls_connect(&mut self, hostname: &str) -> Result<Self::TlsConnect, Self::Error> {
+        Ok(ProbeTlsConnect {
+            inner: MakeTlsConnect::<Socket>::make_tls_connect(&mut self.inner, hostname)?,
+            outcome: self.outcome.clone(),
+        })
+    }
+}
+
+pub struct ProbeTlsConnect {
+    inner: Inner,
+    outcome: Arc<Mutex<Handshake>>,
+}
+
+impl TlsConnect<Socket> for ProbeTlsConnect {
+    type Stream = InnerStream;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<InnerStream>> + Send>>;
+
+    /// tokio-postgres calls this only after the server answered `S` to the SSL request.
+    fn connect(self, stream: Socket) -> Self::Future {
+        let outcome = self.outcome;
+        set(&outcome, Handshake::Started);
+        let handshake = self.inner.connect(stream);
+        Box::pin(async move {
+            let result = handshake.await;
+            set(
+                &outcome,
+                match &result {
+                    Ok(_) => Handshake::Done,
+                    Err(e) => Handshake::Failed(describe(e)),
+                },
+            );
+            result
+        })
+    }
+}
+
+fn set(outcome: &Mutex<Handshake>, value: Handshake) {
+    // A poisoned lock only means another holder panicked; the value is still ours to replace.
+    *outcome.lock().unwrap_or_else(|p| p.into_inner()) = value;
+}
+
+/// The rustls error under tokio-rustls' `io::Error`, e.g. "invalid peer certificate: UnknownIssuer".
+fn describe(e: &io::Error) -> String {
+    match e.get_ref() {
+        Some(inner) => inner.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// libpq `require` (and `prefer`) without a root certificate: any server certificate is accepted,
+/// because that is what those modes promise: encryption against passive eavesdropping on the
+/// data-centre network, no authentication of the server. The handshake signatures are still
+/// verified with ring's algorithms, so the peer must hold the private key of the certificate it
+/// presented and the session keys cannot be tampered with in transit.
+#[derive(Debug)]
+struct AnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// libpq `verify-ca`: the server's chain must lead to a certificate of the CA file (validity
+/// dates, signatures and the server-auth usage are checked by webpki), but the host name is not
+/// checked: the probe dials the tunnel's ClusterIP, which is in no certificate of the primary.
+/// A certificate that is itself in the CA file is trusted as is (OpenSSL, hence libpq, accepts a
+/// self-signed server certificate listed in `sslrootcert`; webpki alone would refuse one marked
+/// as a CA).
+#[derive(Debug)]
+struct CaOnly {
+    roots: Arc<RootCertStore>,
+    /// The CA file's certificates, for the "listed as is" rule.
+    listed: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl CaOnly {
+    fn from_file(path: &Path, provider: &CryptoProvider) -> Result<Self, String> {
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let listed = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{shown} is not a PEM certificate file: {e}"))?;
+        if listed.is_empty() {
+            return Err(format!("{shown} holds no PEM certificate"));
+        }
+        let mut roots = RootCertStore::empty();
+        for (i, cert) in listed.iter().enumerate() {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("{shown}: certificate {} is unusable: {e}", i + 1))?;
+        }
+        Ok(Self {
+            roots: Arc::new(roots),
+            listed,
+            algorithms: provider.signature_verification_algorithms,
+        })
+    }
+}
+
+impl ServerCertVerifier for CaOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .listed
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        // No rustls::client::verify_server_name: verify-ca, not verify-full.
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_root_certificates() {
+        assert!(ProbeTls::new(SslMode::Disable, None).unwrap().is_none());
+        for mode in [SslMode::Prefer, SslMode::Require] {
+            let tls = ProbeTls::new(mode, None).unwrap().unwrap();
+            assert_eq!(tls.verification(), Verification::None);
+        }
+        let err = ProbeTls::new(SslMode::VerifyCa, None).unwrap_err();
+        assert!(err.contains("verify-ca"), "{err}");
+        let missing = Path::new("/nonexistent/ca.crt");
+        let err = ProbeTls::new(SslMode::VerifyCa, Some(missing)).unwrap_err();
+        assert!(err.contains("cannot read /nonexistent/ca.crt"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.crt");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = ProbeTls::new(SslMode::VerifyCa, Some(&empty)).unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        // `prefer` never verifies, as in libpq's fallback-friendly mode.
+        let tls = ProbeTls::new(SslMode::Prefer, Some(missing))
+            .unwrap()
+            .unwrap();
+        assert_eq!(tls.verification(), Verification::None);
+    }
+}
