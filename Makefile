@@ -6,7 +6,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build bins fmt lint test test-unit test-e2e chart-test drill drill-up bench-apiserver bench-failover apiserver clean-tools
+.PHONY: help deps build bins fmt lint test test-unit test-e2e chart-test drill drill-up bench-apiserver bench-failover apiserver images images-check deny clean-tools
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,9 +27,10 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps lint bins ## Everything CI runs: deps, fmt check, clippy, all tests (unit, API server, real Patroni, drill, chart)
+test: deps lint bins ## Everything CI runs: deps, fmt check, clippy, all tests (unit, API server, real Patroni, drill, chart, one image)
 	$(CARGO) test --workspace --all-targets
-	@if [ -f scripts/chart-test.sh ]; then bash scripts/chart-test.sh; fi
+	bash scripts/chart-test.sh
+	bash scripts/images.sh --one pgdr-readiness
 
 test-unit: ## Unit tests only (no PostgreSQL/Patroni needed)
 	$(CARGO) test --workspace --lib --bins
@@ -54,6 +55,15 @@ bench-apiserver: ## Benchmark: PATCH throughput with watch fan-out on the in-mem
 
 bench-failover: deps bins ## Benchmark: failover time p50/p95, commits lost, false promotions (default vs prototype policy)
 	$(CARGO) run -q -p pgdr-drill --example bench_failover
+
+images: ## Build the three Rust images here (static binaries, FROM scratch, buildah vfs) and smoke-run each
+	bash scripts/images.sh
+
+images-check: ## Build and smoke-run one image (pgdr-readiness): the quick image test
+	bash scripts/images.sh --one pgdr-readiness
+
+deny: ## cargo-deny: licences, bans, sources (advisories need github.com; CI checks them)
+	cargo deny --locked check licenses bans sources
 
 clean-tools: ## Remove the project-local tools folder (.tools)
 	rm -rf $(TOOLS)

@@ -1,0 +1,294 @@
+//! A site: one in-memory API server with the controllers, kubelet and kube-proxy that make it
+//! a cluster whose pods are local processes.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::api::Api;
+use crate::error::{DrillError, Result};
+use crate::image::ImageMap;
+use crate::kubelet::{Kubelet, KubeletTimings, Node};
+use crate::procs::Procs;
+use crate::services::Proxy;
+use crate::volumes::{io, mkdir};
+use crate::workloads::{ControllerTimings, Controllers};
+
+/// How a site is started.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// Site name (`gold`): kube context name and folder name.
+    pub name: String,
+    /// Namespace created at start (the release namespace).
+    pub namespace: String,
+    /// First two octets of Service ClusterIPs; must be `[127, x]` so they can be served here.
+    /// The site's node (NodePorts) is `127.x.255.254`.
+    pub cluster_ip_prefix: [u8; 2],
+    /// API server port on 127.0.0.1 (0: any free port).
+    pub api_port: u16,
+    /// Parent folder for the site's files; None: a fresh folder in /tmp removed with the site.
+    pub dir: Option<PathBuf>,
+    pub images: ImageMap,
+    pub kubelet: KubeletTimings,
+    pub controllers: ControllerTimings,
+    /// How often controllers run when nothing changed (process states, probes, schedules).
+    pub resync: Duration,
+}
+
+impl SiteConfig {
+    pub fn new(name: &str, namespace: &str, cluster_ip_prefix: [u8; 2], images: ImageMap) -> Self {
+        SiteConfig {
+            name: name.into(),
+            namespace: namespace.into(),
+            cluster_ip_prefix,
+            api_port: 0,
+            dir: None,
+            images,
+            kubelet: KubeletTimings::default(),
+            controllers: ControllerTimings::default(),
+            resync: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A running site. Dropping it kills every process it started (SIGKILL) and removes its files
+/// unless they live in a caller-given folder; [`Site::shutdown`] stops pods gracefully first.
+pub struct Site {
+    name: String,
+    namespace: String,
+    api: Api,
+    server: Arc<kubesim::ServerHandle>,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    node_ip: Ipv4Addr,
+    procs: Procs,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    // Last: removed after the processes are gone.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Site {
+    /// Starts the API server and the site's loop on the current Tokio runtime.
+    pub async fn start(cfg: SiteConfig) -> Result<Site> {
+        if cfg.cluster_ip_prefix[0] != 127 {
+            return Err(DrillError::Site {
+                site: cfg.name,
+                reason: "cluster_ip_prefix must be a loopback prefix [127, x]".into(),
+            });
+        }
+        // Processes of other users (PostgreSQL) must reach files below: /tmp roots are 0700.
+        let (tmp, base) = match &cfg.dir {
+            Some(d) => (None, d.clone()),
+            None => {
+                let t = io(
+                    tempfile::Builder::new().prefix("drill-").tempdir_in("/tmp"),
+                    || "creating a folder in /tmp".into(),
+                )?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        mkdir(&base, 0o755)?;
+        let dir = base.join(&cfg.name);
+        mkdir(&dir, 0o755)?;
+        let server = kubesim::Server::spawn(kubesim::Config {
+            bind: ([127, 0, 0, 1], cfg.api_port).into(),
+            cluster_ip_prefix: cfg.cluster_ip_prefix,
+            ..kubesim::Config::default()
+        })
+        .map_err(|source| DrillError::ApiServer {
+            site: cfg.name.clone(),
+            source,
+        })?;
+        let server = Arc::new(server);
+        let api = Api::new(server.clone());
+        api.ensure_namespace(&cfg.namespace)?;
+        let kubeconfig = dir.join("kubeconfig");
+        io(
+            std::fs::write(
+                &kubeconfig,
+                server.kubeconfig_yaml(&cfg.name, &cfg.namespace),
+            ),
+            || format!("writing {}", kubeconfig.display()),
+        )?;
+        let node_ip = Ipv4Addr::new(127, cfg.cluster_ip_prefix[1], 255, 254);
+        let procs = Procs::default();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| DrillError::Site {
+                site: cfg.name.clone(),
+                reason: format!("building the probe HTTP client: {e}"),
+            })?;
+        let node = Arc::new(Node {
+            site: cfg.name.clone(),
+            dir: dir.clone(),
+            kubeconfig: kubeconfig.clone(),
+            images: cfg.images.clone(),
+            procs: procs.clone(),
+            timings: cfg.kubelet.clone(),
+            http,
+            stopping: Default::default(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(
+            api.clone(),
+            node,
+            cfg.controllers.clone(),
+            IpAddr::V4(node_ip),
+            cfg.resync,
+            stop_rx,
+        ));
+        tracing::info!(site = %cfg.name, url = %server.url(), %node_ip, dir = %dir.display(), "site started");
+        Ok(Site {
+            name: cfg.name,
+            namespace: cfg.namespace,
+            api,
+            server,
+            dir,
+            kubeconfig,
+            node_ip,
+            procs,
+            stop,
+            task: Some(task),
+            _tmp: tmp,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+    pub fn server(&self) -> &kubesim::ServerHandle {
+        &self.server
+    }
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+    /// The kubeconfig file every pod gets as `KUBECONFIG` (context = site name).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+    /// Address NodePort Services are served on.
+    pub fn node_ip(&self) -> Ipv4Addr {
+        self.node_ip
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// Log file of a container (stdout and stderr, all restarts).
+    pub fn log_path(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
+        self.dir
+            .join("pods")
+            .join(namespace)
+            .join(pod)
+            .join(format!("{container}.log"))
+    }
+
+    /// Polls `check` against the API until it yields a value.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Api) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = check(&self.api) {
+                return Ok(v);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DrillError::Timeout {
+                    what: format!("{what} on site {}", self.name),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Gets an object of the site's namespace, if it exists.
+    pub fn get(&self, kind: crate::api::Kind, name: &str) -> Option<Value> {
+        self.api.get(kind, &self.namespace, name).ok().flatten()
+    }
+
+    /// Stops every pod gracefully (SIGTERM, then SIGKILL after the grace period) and the site.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
+        }
+        self.procs.kill_all();
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.procs.kill_all();
+    }
+}
+
+/// The site loop: controllers and kube-proxy when anything changed (or on resync), the kubelet on
+/// every tick (container states and probes change without API writes).
+async fn run(
+    api: Api,
+    node: Arc<Node>,
+    timings: ControllerTimings,
+    node_ip: IpAddr,
+    resync: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut kubelet = Kubelet::new(api.clone(), node.clone());
+    let mut controllers = Controllers::new(api.clone(), node.clone(), timings);
+    let mut proxy = Proxy::new(api.clone(), node_ip, node.site.clone());
+    let mut last_rv = 0;
+    let mut last_full = tokio::time::Instant::now();
+    let mut last_refresh = tokio::time::Instant::now();
+    let tick = Duration::from_millis(50).min(resync);
+    loop {
+        let rv = api.resource_version();
+        let full = rv != last_rv || last_full.elapsed() >= resync;
+        if full {
+            last_rv = rv;
+            last_full = tokio::time::Instant::now();
+            if let Err(e) = controllers.pass() {
+                tracing::warn!(site = %node.site, error = %e, "controllers");
+            }
+        }
+        if let Err(e) = kubelet.pass() {
+            tracing::warn!(site = %node.site, error = %e, "kubelet");
+        }
+        if full && let Err(e) = proxy.pass() {
+            tracing::warn!(site = %node.site, error = %e, "kube-proxy");
+        }
+        if last_refresh.elapsed() >= Duration::from_secs(2) {
+            last_refresh = tokio::time::Instant::now();
+            let procs = node.procs.clone();
+            let _ = tokio::task::spawn_blocking(move || procs.refresh()).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = crate::site::wait_stop(&mut stop) => break,
+        }
+    }
+    kubelet.shutdown().await;
+}
+
+/// Resolves once `stop` is true (or its sender is gone); holds no borrow across awaits.
+pub(crate) async fn wait_stop(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,463 @@
+//! Both sites with the chart installed, Gold primary and GoldDR following it: the starting point of
+//! the rehearsal, the fault scenarios and the benchmark.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::api::{self, obj};
+use crate::chart::{self, Chart, RELEASE};
+use crate::db::Db;
+use crate::drill::{Drill, Options};
+use crate::error::{DrillError, Result};
+use crate::platform::Platform;
+use crate::site::Site;
+
+/// Steps with the time they completed, printed as they happen.
+#[derive(Debug)]
+pub struct Timeline {
+    start: Instant,
+    pub steps: Vec<(Duration, String)>,
+    /// Print each step when it is recorded.
+    pub live: bool,
+}
+
+impl Timeline {
+    pub fn new(live: bool) -> Self {
+        Timeline {
+            start: Instant::now(),
+            steps: Vec::new(),
+            live,
+        }
+    }
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+    pub fn mark(&mut self, what: impl Into<String>) {
+        let at = self.start.elapsed();
+        let what = what.into();
+        if self.live {
+            println!("{}", Self::line(at, &what));
+        }
+        self.steps.push((at, what));
+    }
+    fn line(at: Duration, what: &str) -> String {
+        format!("  [{:>7.1}s] {what}", at.as_secs_f64())
+    }
+    pub fn render(&self) -> String {
+        self.steps
+            .iter()
+            .map(|(at, w)| Self::line(*at, w))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Patroni pod of a site (one member per site in the drill overlay).
+pub fn member(site: &Site) -> String {
+    format!("{RELEASE}-{}-0", site.name())
+}
+
+const CONNECT: Duration = Duration::from_secs(3);
+
+/// The two sites with the chart installed; dropping it kills everything (SIGKILL) and removes the
+/// sites' folders.
+pub struct Stage {
+    /// None once the primary site has been killed.
+    pub gold: Option<Site>,
+    pub golddr: Site,
+    pub platform: Platform,
+    pub chart: Chart,
+    pub timeline: Timeline,
+    password: String,
+}
+
+impl Stage {
+    /// Starts both sites, installs Gold (waiting for its workloads), copies the credentials, installs
+    /// GoldDR (helm waits for the port-patch hook), and waits until Gold is a writable primary and
+    /// GoldDR's standby leader streams from it. `golddr_sets` are extra `--set` values for GoldDR.
+    pub async fn up(o: &Options, golddr_sets: &[String], live: bool) -> Result<Stage> {
+        let mut timeline = Timeline::new(live);
+        let chart = Chart::locate()?;
+        // The images run these; a missing one would only show as pods that never start.
+        for bin in ["pgdr-port-patch", "pgdr-failover", "pgdr-readiness"] {
+            let p = crate::drill::target_dir().join(bin);
+            if !p.is_file() {
+                return Err(DrillError::Path {
+                    path: p,
+                    reason: "not built: run `cargo build -p pgdr-port-patch -p pgdr-failover -p pgdr-readiness`".into(),
+                });
+            }
+        }
+        let Drill {
+            gold,
+            golddr,
+            platform,
+        } = Drill::start(o).await?;
+        timeline.mark(format!(
+            "sites started: gold API {} / golddr API {}",
+            gold.url(),
+            golddr.url()
+        ));
+        let mut stage = Stage {
+            gold: Some(gold),
+            golddr,
+            platform,
+            chart,
+            timeline,
+            password: String::new(),
+        };
+        let install = stage.install(golddr_sets).await;
+        match install {
+            Ok(()) => Ok(stage),
+            Err(e) => {
+                eprintln!("{}", stage.diagnostics());
+                Err(e)
+            }
+        }
+    }
+
+    async fn install(&mut self, golddr_sets: &[String]) -> Result<()> {
+        let long = Duration::from_secs(180);
+        let gold = self.gold.as_ref().ok_or_else(killed)?;
+        self.chart
+            .upgrade(gold, "values-gold.yaml", &[], true, long)
+            .await?;
+        self.timeline.mark(
+            "gold: helm upgrade --install (values-gold.yaml + values-drill.yaml) --wait done",
+        );
+        self.password = superuser_password(gold)?;
+        self.chart.copy_credentials(gold, &self.golddr).await?;
+        self.timeline
+            .mark("credentials copied gold -> golddr (README command)");
+        self.chart
+            .upgrade(&self.golddr, "values-golddr.yaml", golddr_sets, false, long)
+            .await?;
+        self.timeline.mark(
+            "golddr: helm upgrade --install (values-golddr.yaml + values-drill.yaml) done, port-patch hook completed",
+        );
+        self.wait_writable(self.gold()?, Duration::from_secs(60))
+            .await?;
+        self.timeline
+            .mark("gold: leader is a writable primary (through the primary Service)");
+        self.wait_streaming(Duration::from_secs(120)).await?;
+        self.timeline
+            .mark("golddr: standby leader streaming from gold through the tunnel");
+        Ok(())
+    }
+
+    pub fn gold(&self) -> Result<&Site> {
+        self.gold.as_ref().ok_or_else(killed)
+    }
+
+    /// ClusterIP:port of a site's primary Service (selects the writable leader).
+    pub fn primary_service(site: &Site) -> Option<SocketAddr> {
+        let svc = site.get(api::SERVICES, RELEASE)?;
+        let ip = obj::str_at(&svc, "/spec/clusterIP")?.parse().ok()?;
+        let port = svc.pointer("/spec/ports/0/port")?.as_u64()? as u16;
+        Some(SocketAddr::new(ip, port))
+    }
+
+    /// The Patroni member's own address (pod IP, PostgreSQL port).
+    pub fn member_addr(site: &Site) -> Option<SocketAddr> {
+        let pod = site.get(api::PODS, &member(site))?;
+        let ip = obj::str_at(&pod, "/status/podIP")?.parse().ok()?;
+        Some(SocketAddr::new(ip, 5432))
+    }
+
+    /// Patroni's role label on a site's member (`primary`, `standby-leader`, ...).
+    pub fn role(site: &Site) -> Option<String> {
+        site.get(api::PODS, &member(site))
+            .and_then(|p| obj::str_at(&p, "/metadata/labels/role").map(String::from))
+    }
+
+    pub async fn connect(&self, addr: SocketAddr) -> Result<Db> {
+        Db::connect(addr, &self.password, CONNECT).await
+    }
+
+    /// Connects through a site's primary Service once it leads to a writable primary.
+    pub async fn wait_writable(&self, site: &Site, timeout: Duration) -> Result<Db> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no primary Service yet");
+        loop {
+            if let Some(addr) = Self::primary_service(site) {
+                match self.connect(addr).await {
+                    Ok(db) => match db.writable().await {
+                        Ok(true) => return Ok(db),
+                        Ok(false) => last = format!("{addr} answers but is read-only"),
+                        Err(e) => last = e.to_string(),
+                    },
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(DrillError::Timeout {
+                    what: format!(
+                        "a writable primary behind site {}'s primary Service (last: {last})",
+                        site.name()
+                    ),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Connects to GoldDR's member directly (its primary Service has no endpoints while standby).
+    pub async fn golddr_member(&self) -> Result<Db> {
+        let addr = Self::member_addr(&self.golddr).ok_or_else(|| DrillError::Site {
+            site: "golddr".into(),
+            reason: "member pod has no IP".into(),
+        })?;
+        self.connect(addr).await
+    }
+
+    /// Waits until GoldDR's WAL receiver is streaming.
+    pub async fn wait_streaming(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.golddr_member().await {
+                Ok(db) => match db.wal_receiver().await {
+                    Ok(Some(s)) if s == "streaming" => return Ok(()),
+                    Ok(s) => format!("WAL receiver: {s:?}"),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(DrillError::Timeout {
+                    what: format!("golddr streaming from gold (last: {last})"),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until every id in `ids` is visible on GoldDR's member.
+    pub async fn wait_rows_on_golddr(&self, ids: &BTreeSet<i64>, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let missing = match self.golddr_member().await {
+                Ok(db) => match db.ids().await {
+                    Ok(have) => ids.difference(&have).count(),
+                    Err(_) => ids.len(),
+                },
+                Err(_) => ids.len(),
+            };
+            if missing == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DrillError::Check(format!(
+                    "{missing} of {} rows written on gold never appeared on golddr within {timeout:?}",
+                    ids.len()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Writable primaries among every live site's member (connecting to pods directly).
+    pub async fn writable_members(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for site in self.gold.iter().chain(std::iter::once(&self.golddr)) {
+            if let Some(addr) = Self::member_addr(site)
+                && let Ok(db) = self.connect(addr).await
+                && matches!(db.writable().await, Ok(true))
+            {
+                out.push(member(site));
+            }
+        }
+        out
+    }
+
+    /// Fails unless exactly `expected` is the one writable primary.
+    pub async fn check_one_primary(&self, expected: &str) -> Result<()> {
+        let w = self.writable_members().await;
+        if w != [expected.to_string()] {
+            return Err(DrillError::Check(format!(
+                "expected exactly one writable primary ({expected}), found {w:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// GoldDR's dynamic config (the `config` annotation of `<scope>-config`).
+    pub fn golddr_dynamic_config(&self) -> Option<Value> {
+        let cm = self
+            .golddr
+            .get(api::CONFIGMAPS, &format!("{RELEASE}-config"))?;
+        let text = obj::str_at(&cm, "/metadata/annotations/config")?;
+        serde_json::from_str(text).ok()
+    }
+
+    /// Whether GoldDR's dynamic config still has `standby_cluster` (None: unreadable).
+    pub fn golddr_is_standby_cluster(&self) -> Option<bool> {
+        self.golddr_dynamic_config()
+            .map(|c| c.get("standby_cluster").is_some_and(|s| !s.is_null()))
+    }
+
+    /// The primary site is lost: the tunnel is cut and every Gold process is SIGKILLed (its
+    /// kubelet, kube-proxy connections and API server stop with it). Fails if any Gold process
+    /// is still alive shortly after: a surviving postmaster would keep acknowledging commits that
+    /// GoldDR can never have, and every measurement after this would be wrong.
+    pub async fn kill_gold(&mut self) -> Result<()> {
+        self.platform.cut();
+        let Some(gold) = self.gold.take() else {
+            return Ok(());
+        };
+        let dir = gold.dir().to_path_buf();
+        drop(gold);
+        // SIGKILL is delivered asynchronously: allow a moment before calling a process a survivor.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = crate::procs::survivors_under(&dir);
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let list: Vec<String> = left
+                    .iter()
+                    .map(|pid| {
+                        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                            .unwrap_or_default();
+                        format!("{pid} {}", cmd.trim())
+                    })
+                    .collect();
+                return Err(DrillError::Site {
+                    site: "gold".into(),
+                    reason: format!("processes survived the kill: {}", list.join("; ")),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `helm upgrade` of GoldDR with its values (plus `sets`).
+    pub async fn upgrade_golddr(&self, sets: &[String]) -> Result<String> {
+        self.chart
+            .upgrade(
+                &self.golddr,
+                "values-golddr.yaml",
+                sets,
+                false,
+                Duration::from_secs(180),
+            )
+            .await
+    }
+
+    /// Logs of GoldDR's failover runs, oldest first: (pod, text).
+    pub fn failover_logs(&self) -> Vec<(String, String)> {
+        pod_logs(&self.golddr, "failover")
+    }
+
+    /// Tails of the logs of every pod of every live site, for a failure report.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::from("---- pod logs (tails) ----\n");
+        for site in self.gold.iter().chain(std::iter::once(&self.golddr)) {
+            let dir = site.dir().join("pods").join(site.namespace());
+            let mut pods: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            pods.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+            // Every failover run is a pod: the last three say enough.
+            let failover: Vec<&PathBuf> = pods
+                .iter()
+                .filter(|p| p.to_string_lossy().contains("-failover-"))
+                .collect();
+            let skip = failover.len().saturating_sub(3);
+            for pod in pods.iter().filter(|p| !failover[..skip].contains(p)) {
+                let logs = std::fs::read_dir(pod)
+                    .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                for log in logs
+                    .iter()
+                    .filter(|l| l.extension().is_some_and(|e| e == "log"))
+                {
+                    out.push_str(&format!(
+                        "== {} {} ==\n{}\n",
+                        site.name(),
+                        log.strip_prefix(&dir).unwrap_or(log).display(),
+                        chart::tail(log, 25)
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops both sites gracefully.
+    pub async fn shutdown(self) {
+        let Stage {
+            gold,
+            golddr,
+            platform,
+            ..
+        } = self;
+        platform.stop().await;
+        match gold {
+            Some(g) => {
+                tokio::join!(g.shutdown(), golddr.shutdown());
+            }
+            None => golddr.shutdown().await,
+        }
+    }
+}
+
+/// Container logs of a site's pods whose name contains `-<component>-`, oldest first.
+pub fn pod_logs(site: &Site, component: &str) -> Vec<(String, String)> {
+    let dir = site.dir().join("pods").join(site.namespace());
+    let mut pods: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    pods.retain(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(&format!("-{component}-")))
+    });
+    pods.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    pods.iter()
+        .map(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text =
+                std::fs::read_to_string(p.join(format!("{component}.log"))).unwrap_or_default();
+            (name, text)
+        })
+        .collect()
+}
+
+fn killed() -> DrillError {
+    DrillError::Site {
+        site: "gold".into(),
+        reason: "the site has been killed".into(),
+    }
+}
+
+/// The superuser password from the primary site's generated Secret (never printed).
+fn superuser_password(gold: &Site) -> Result<String> {
+    use base64::Engine;
+    let secret = gold
+        .get(api::SECRETS, &format!("{RELEASE}-credentials"))
+        .ok_or_else(|| DrillError::Site {
+            site: "gold".into(),
+            reason: "the chart did not create the credentials Secret".into(),
+        })?;
+    let b64 = obj::str_at(&secret, "/data/superuser-password").unwrap_or("");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| DrillError::Site {
+            site: "gold".into(),
+            reason: format!("credentials Secret: superuser-password is not base64: {e}"),
+        })?;
+    String::from_utf8(raw).map_err(|_| DrillError::Site {
+        site: "gold".into(),
+        reason: "credentials Secret: superuser-password is not UTF-8".into(),
+    })
+}
