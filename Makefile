@@ -27,10 +27,11 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps lint bins ## Everything CI runs: deps, fmt check, clippy, all tests (unit, API server, real Patroni, drill, chart, one image)
+test: deps lint bins ## Everything CI runs: deps, fmt check, clippy, all tests (unit, API server, real Patroni, drill, chart, one image, cargo-deny)
 	$(CARGO) test --workspace --all-targets
 	bash scripts/chart-test.sh
 	bash scripts/images.sh --one pgdr-readiness
+	bash scripts/deny.sh
 
 test-unit: ## Unit tests only (no PostgreSQL/Patroni needed)
 	$(CARGO) test --workspace --lib --bins
@@ -63,7 +64,7 @@ images-check: ## Build and smoke-run one image (pgdr-readiness): the quick image
 	bash scripts/images.sh --one pgdr-readiness
 
 deny: ## cargo-deny: licences, bans, sources (advisories need github.com; CI checks them)
-	cargo deny --locked check licenses bans sources
+	bash scripts/deny.sh
 
 clean-tools: ## Remove the project-local tools folder (.tools)
 	rm -rf $(TOOLS)
