@@ -72,9 +72,10 @@ impl ProbeTls {
                 );
             }
             (SslMode::VerifyCa | SslMode::Require, Some(path)) => {
-                Arc::new(CaOnly::from_file(path, &provider)?)
+                Arc::new(PgVerifier::with_ca_file(path, &provider)?)
             }
-            (SslMode::Prefer, _) | (SslMode::Require, None) => Arc::new(AnyCertificate {
+            (SslMode::Prefer, _) | (SslMode::Require, None) => Arc::new(PgVerifier {
+                ca: None,
                 algorithms: provider.signature_verification_algorithms,
             }),
         };
@@ -189,67 +190,34 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-/// libpq `require` (and `prefer`) without a root certificate: any server certificate is accepted,
-/// because that is what those modes promise: encryption against passive eavesdropping on the
-/// data-centre network, no authentication of the server. The handshake signatures are still
+/// The server-certificate check of one libpq sslmode. The handshake signatures are always
 /// verified with ring's algorithms, so the peer must hold the private key of the certificate it
 /// presented and the session keys cannot be tampered with in transit.
+///
+/// - `ca: None` — libpq `require` (and `prefer`) without a root certificate: any server
+///   certificate is accepted, because that is what those modes promise: encryption against
+///   passive eavesdropping on the data-centre network, no authentication of the server.
+/// - `ca: Some` — libpq `verify-ca`: the server's chain must lead to a certificate of the CA file
+///   (validity dates, signatures and the server-auth usage are checked by webpki), but the host
+///   name is not checked: the probe dials the tunnel's ClusterIP, which is in no certificate of
+///   the primary. A certificate that is itself in the CA file is trusted as is (OpenSSL, hence
+///   libpq, accepts a self-signed server certificate listed in `sslrootcert`; webpki alone would
+///   refuse one marked as a CA).
 #[derive(Debug)]
-struct AnyCertificate {
+struct PgVerifier {
+    ca: Option<CaFile>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// libpq `verify-ca`: the server's chain must lead to a certificate of the CA file (validity
-/// dates, signatures and the server-auth usage are checked by webpki), but the host name is not
-/// checked: the probe dials the tunnel's ClusterIP, which is in no certificate of the primary.
-/// A certificate that is itself in the CA file is trusted as is (OpenSSL, hence libpq, accepts a
-/// self-signed server certificate listed in `sslrootcert`; webpki alone would refuse one marked
-/// as a CA).
 #[derive(Debug)]
-struct CaOnly {
+struct CaFile {
     roots: Arc<RootCertStore>,
     /// The CA file's certificates, for the "listed as is" rule.
     listed: Vec<CertificateDer<'static>>,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl CaOnly {
-    fn from_file(path: &Path, provider: &CryptoProvider) -> Result<Self, String> {
+impl PgVerifier {
+    fn with_ca_file(path: &Path, provider: &CryptoProvider) -> Result<Self, String> {
         let shown = path.display();
         let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
         let listed = CertificateDer::pem_slice_iter(&pem)
@@ -265,14 +233,16 @@ impl CaOnly {
                 .map_err(|e| format!("{shown}: certificate {} is unusable: {e}", i + 1))?;
         }
         Ok(Self {
-            roots: Arc::new(roots),
-            listed,
+            ca: Some(CaFile {
+                roots: Arc::new(roots),
+                listed,
+            }),
             algorithms: provider.signature_verification_algorithms,
         })
     }
 }
 
-impl ServerCertVerifier for CaOnly {
+impl ServerCertVerifier for PgVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -281,17 +251,16 @@ impl ServerCertVerifier for CaOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self
-            .listed
-            .iter()
-            .any(|c| c.as_ref() == end_entity.as_ref())
-        {
+        let Some(ca) = &self.ca else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        if ca.listed.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
             return Ok(ServerCertVerified::assertion());
         }
         let cert = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            &ca.roots,
             intermediates,
             now,
             self.algorithms.all,
