@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pgdr_failover::decide::Probe;
 use pgdr_failover::{Config, Settings, observe};
-use pgdr_testkit::{PatroniNode, Scratch};
+use pgdr_patroni_harness::{PatroniNode, Scratch};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -64,7 +64,7 @@ fn make_server_cert(dir: &Path, ca: &str) {
 }
 
 fn settings(extra: &[(&str, &str)]) -> Settings {
-    let creds = pgdr_testkit::Credentials::shared();
+    let creds = pgdr_patroni_harness::Credentials::shared();
     let mut vars: Vec<(String, String)> = [
         ("FAILOVER_SITE", "golddr"),
         ("FAILOVER_PEER_SITE", "gold"),
@@ -192,7 +192,7 @@ fn probe_tls_modes_against_postgresql_with_ssl() {
         let s = settings(&[("FAILOVER_TUNNEL_SSLMODE", "require")]);
         let (connector, _) = s.tls.as_ref().unwrap().connector();
         let mut pg = tokio_postgres::Config::new();
-        let creds = pgdr_testkit::Credentials::shared();
+        let creds = pgdr_patroni_harness::Credentials::shared();
         pg.host(&host)
             .port(port)
             .user(&creds.replication_user)

@@ -10,9 +10,9 @@ use std::time::Duration;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kubesim::ServerHandle;
+use pgdr_patroni_harness::{PatroniNode, Scratch};
 use pgdr_port_patch::config::{HostMode, PortField};
 use pgdr_port_patch::{Outcome, Report, Settings, run_with};
-use pgdr_testkit::{PatroniNode, Scratch};
 use pgdr_tunnel::Tunnel;
 use serde_json::{Value, json};
 
@@ -263,7 +263,7 @@ fn standby_bootstrapping_on_a_placeholder_port_recovers_after_the_job_runs() {
         .port();
     let standby = |scratch: &Scratch| {
         PatroniNode::builder("demo", "golddr0")
-            .standby_cluster(pgdr_testkit::StandbyCluster {
+            .standby_cluster(pgdr_patroni_harness::StandbyCluster {
                 host: "127.0.0.1".into(),
                 port: placeholder,
                 primary_slot_name: Some("golddr".into()),

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pgdr_core::Dur;
+use pgdr_patroni_harness::{PatroniNode, Scratch};
 use pgdr_readiness::Config;
-use pgdr_testkit::{PatroniNode, Scratch};
 use serde_json::Value;
 
 const STARTUP: Duration = Duration::from_secs(180);

@@ -9,7 +9,7 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kubesim::ServerHandle;
 use pgdr_failover::{Config, Settings};
-use pgdr_testkit::{PatroniNode, Scratch, StandbyCluster};
+use pgdr_patroni_harness::{PatroniNode, Scratch, StandbyCluster};
 use pgdr_tunnel::Tunnel;
 use serde_json::json;
 
@@ -92,7 +92,7 @@ pub fn pair() -> Pair {
 }
 
 pub fn settings(extra: &[(&str, &str)]) -> Settings {
-    let creds = pgdr_testkit::Credentials::shared();
+    let creds = pgdr_patroni_harness::Credentials::shared();
     let mut vars: Vec<(String, String)> = [
         ("FAILOVER_MODE", "auto"),
         ("FAILOVER_SITE", "golddr"),

@@ -1,0 +1,357 @@
+//! Fault scenarios on both sites with the real chart (the drill): one shared setup, scenarios run
+//! in sequence, the non-promoting ones first. Every scenario ends with exactly one writable primary
+//! and checks that rows written on the primary reached (or survived on) the other site.
+//!
+//! Sharing one setup keeps the file at about three minutes on two cores; the scenarios that do not
+//! promote leave the sites as they found them (Gold primary, GoldDR streaming), which each one
+//! checks before the next starts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pgdr_drill::db::Db;
+use pgdr_drill::drill::Options;
+use pgdr_drill::stage::{Stage, member};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The drill's failover runs fire every few seconds; a few of them is "a while".
+const CRON_EVERY: u64 = 2;
+
+/// A tiny HTTP witness outside both sites: answers 200 while `alive`, else 503. Counts requests so
+/// a scenario can show the failover job asked it.
+struct Witness {
+    addr: SocketAddr,
+    alive: Arc<AtomicBool>,
+    hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Witness {
+    async fn start() -> Witness {
+        // Not 127.0.0.1: the drill rewrites that address in pod env to the pod's own IP.
+        let ip = pgdr_patroni_harness::allocate_loopback(&[]).expect("a free loopback address");
+        let listener = tokio::net::TcpListener::bind((ip, 0))
+            .await
+            .expect("bind witness");
+        let addr = listener.local_addr().expect("witness address");
+        let alive = Arc::new(AtomicBool::new(true));
+        let hits = Arc::new(AtomicU64::new(0));
+        let (a, h) = (alive.clone(), hits.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (a, h) = (a.clone(), h.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = sock.read(&mut buf).await;
+                    h.fetch_add(1, Ordering::Relaxed);
+                    let status = if a.load(Ordering::Relaxed) {
+                        "200 OK"
+                    } else {
+                        "503 Service Unavailable"
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Witness {
+            addr,
+            alive,
+            hits,
+            task,
+        }
+    }
+    fn set_alive(&self, alive: bool) {
+        self.alive.store(alive, Ordering::Relaxed);
+    }
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Rows written on the primary, with the next id.
+struct Rows {
+    next: i64,
+    acked: std::collections::BTreeSet<i64>,
+}
+
+impl Rows {
+    async fn write(&mut self, db: &Db, n: i64, site: &str) {
+        for _ in 0..n {
+            db.insert(self.next, site)
+                .await
+                .expect("insert on the primary");
+            self.acked.insert(self.next);
+            self.next += 1;
+        }
+    }
+}
+
+/// Gold is the one writable primary, GoldDR is still a standby cluster, and fresh rows written on
+/// Gold reach GoldDR.
+async fn assert_gold_primary_golddr_following(stage: &Stage, rows: &mut Rows, scenario: &str) {
+    let gold = stage
+        .wait_writable(stage.gold().unwrap(), Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{scenario}: gold not writable: {e}"));
+    rows.write(&gold, 10, "gold").await;
+    stage
+        .wait_streaming(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{scenario}: {e}\n{}", stage.diagnostics()));
+    stage
+        .wait_rows_on_golddr(&rows.acked, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{scenario}: {e}\n{}", stage.diagnostics()));
+    assert_eq!(
+        stage.golddr_is_standby_cluster(),
+        Some(true),
+        "{scenario}: golddr must still be a standby cluster"
+    );
+    stage
+        .check_one_primary(&member(stage.gold().unwrap()))
+        .await
+        .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    eprintln!(
+        "[{scenario}] ok: gold sole primary, golddr following, {} rows replicated",
+        rows.acked.len()
+    );
+}
+
+/// Failover log lines (all runs so far) that contain every one of `needles`.
+fn failover_lines(stage: &Stage, needles: &[&str]) -> Vec<String> {
+    stage
+        .failover_logs()
+        .iter()
+        .flat_map(|(_, text)| text.lines().map(String::from).collect::<Vec<_>>())
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_scenarios() {
+    let witness = Witness::start().await;
+    let o = Options {
+        cron_every: Some(CRON_EVERY),
+        ..Options::default()
+    };
+    let sets = [format!(
+        "failover.witness.http.url=http://{}/health",
+        witness.addr
+    )];
+    let started = Instant::now();
+    let mut stage = Stage::up(&o, &sets, false)
+        .await
+        .expect("both sites installed");
+    eprintln!("setup done in {:.1}s", started.elapsed().as_secs_f64());
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(420), scenarios(&mut stage, &witness)).await;
+    let failed = !matches!(outcome, Ok(Ok(())));
+    if failed {
+        eprintln!("{}", stage.diagnostics());
+    }
+    stage.shutdown().await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => std::panic::resume_unwind(e),
+        Err(_) => panic!("scenarios did not finish within 7 minutes"),
+    }
+}
+
+/// Runs the scenarios, catching a panic so the caller can print pod logs and shut down first.
+async fn scenarios(
+    stage: &mut Stage,
+    witness: &Witness,
+) -> Result<(), Box<dyn std::any::Any + Send>> {
+    use futures_like::CatchUnwind;
+    CatchUnwind(Box::pin(run_scenarios(stage, witness))).await
+}
+
+async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
+    let mut rows = Rows {
+        next: 1,
+        acked: Default::default(),
+    };
+    {
+        let gold = stage
+            .wait_writable(stage.gold().unwrap(), Duration::from_secs(30))
+            .await
+            .expect("gold writable");
+        gold.create_table().await.expect("create table");
+    }
+    assert_gold_primary_golddr_following(stage, &mut rows, "setup").await;
+    let cycle = Duration::from_secs(CRON_EVERY + 4);
+
+    // 1. Tunnel cut shorter than the debounce (4 failed samples spanning >= 4 s): not promoted,
+    //    with the witness agreeing that Gold is down so that only the debounce stands in the way.
+    witness.set_alive(false);
+    stage.platform.cut();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stage.platform.heal();
+    tokio::time::sleep(cycle).await;
+    let failed_samples = failover_lines(stage, &["failed=true"]).len();
+    eprintln!("[short cut] failover samples counted as failed so far: {failed_samples}");
+    assert_gold_primary_golddr_following(stage, &mut rows, "short cut").await;
+
+    // 2. Tunnel blackholed well past the debounce, witness says Gold is alive: not promoted.
+    witness.set_alive(true);
+    let hits = witness.hits();
+    stage.platform.blackhole();
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    let vetoes = failover_lines(stage, &["PrimaryAlive", "verdict=blocked"]).len();
+    stage.platform.heal();
+    assert!(
+        witness.hits() > hits,
+        "blackhole: the failover job never asked the witness"
+    );
+    assert!(
+        vetoes > 0,
+        "blackhole: no failover run was blocked by the witness (the debounce alone should have allowed promotion)"
+    );
+    eprintln!(
+        "[blackhole+witness] {vetoes} samples blocked by the witness, {} witness requests",
+        witness.hits() - hits
+    );
+    assert_gold_primary_golddr_following(stage, &mut rows, "blackhole+witness").await;
+
+    // 3. GoldDR's API server refuses connections while the link is down: no decision can be
+    //    taken, so no promotion, and the runs say why. The link comes back before the API does.
+    witness.set_alive(false);
+    let before = failover_lines(stage, &["no decision was taken"]).len();
+    stage
+        .golddr
+        .server()
+        .faults()
+        .refuse_for(Duration::from_secs(20));
+    stage.platform.cut();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stage.platform.heal();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let api_errors = failover_lines(stage, &["no decision was taken"]);
+    assert!(
+        api_errors.len() > before,
+        "API outage: no failover run reported that it could not decide"
+    );
+    eprintln!(
+        "[DR API outage] {} runs reported the outage, e.g.: {}",
+        api_errors.len() - before,
+        api_errors.last().map(String::as_str).unwrap_or("")
+    );
+    tokio::time::sleep(cycle).await;
+    assert_gold_primary_golddr_following(stage, &mut rows, "DR API outage").await;
+
+    // 4. The platform moves the tunnel to a new port; `helm upgrade` of GoldDR runs the port-patch
+    //    hook, and the standby follows again.
+    let old = stage.platform.peer_port("patroni");
+    stage.platform.change_port();
+    let moved = tokio::time::timeout(Duration::from_secs(10), async {
+        while stage.platform.peer_port("patroni") == old {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(moved.is_ok(), "the platform did not move the tunnel port");
+    stage
+        .upgrade_golddr(&[format!(
+            "failover.witness.http.url=http://{}/health",
+            witness.addr
+        )])
+        .await
+        .expect("helm upgrade of golddr after the port change");
+    eprintln!(
+        "[port change] tunnel port {old:?} -> {:?}, helm upgrade done",
+        stage.platform.peer_port("patroni")
+    );
+    assert_gold_primary_golddr_following(stage, &mut rows, "port change + helm upgrade").await;
+
+    // 5. The primary site is lost (witness down too): GoldDR is promoted with every row.
+    let killed = Instant::now();
+    stage
+        .kill_gold()
+        .await
+        .expect("every gold process is gone after the kill");
+    let golddr = stage
+        .wait_writable(&stage.golddr, Duration::from_secs(120))
+        .await
+        .expect("golddr promoted after gold was lost");
+    eprintln!(
+        "[site lost] golddr writable {:.1}s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    let have = golddr.ids().await.expect("read rows on golddr");
+    let lost: Vec<_> = rows.acked.difference(&have).collect();
+    assert!(
+        lost.is_empty(),
+        "site lost: rows lost on promotion: {lost:?}"
+    );
+    rows.write(&golddr, 10, "golddr").await;
+    assert_eq!(stage.golddr_is_standby_cluster(), Some(false));
+    stage
+        .check_one_primary(&member(&stage.golddr))
+        .await
+        .expect("site lost: one primary");
+    drop(golddr);
+
+    // 6. `helm upgrade` of the promoted GoldDR (its values still say role: standby): the port-patch
+    //    hook must not re-add standby_cluster; GoldDR stays the primary with its rows.
+    stage
+        .upgrade_golddr(&[format!(
+            "failover.witness.http.url=http://{}/health",
+            witness.addr
+        )])
+        .await
+        .expect("helm upgrade of the promoted golddr");
+    tokio::time::sleep(cycle).await;
+    assert_eq!(
+        stage.golddr_is_standby_cluster(),
+        Some(false),
+        "upgrade after promotion re-added standby_cluster"
+    );
+    let golddr = stage
+        .wait_writable(&stage.golddr, Duration::from_secs(30))
+        .await
+        .expect("golddr still writable after helm upgrade");
+    rows.write(&golddr, 5, "golddr").await;
+    let have = golddr.ids().await.expect("read rows on golddr");
+    assert!(rows.acked.is_subset(&have), "rows missing after upgrade");
+    stage
+        .check_one_primary(&member(&stage.golddr))
+        .await
+        .expect("upgrade after promotion: one primary");
+    eprintln!(
+        "[upgrade after promotion] ok: golddr still the sole primary, {} rows",
+        have.len()
+    );
+}
+
+/// `catch_unwind` for a future without pulling in the `futures` crate.
+mod futures_like {
+    use std::future::Future;
+    use std::panic::AssertUnwindSafe;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct CatchUnwind<F>(pub Pin<Box<F>>);
+
+    impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
+        type Output = Result<(), Box<dyn std::any::Any + Send>>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let f = self.0.as_mut();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                Err(e) => Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
