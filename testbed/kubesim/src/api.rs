@@ -3,6 +3,7 @@
 //! The HTTP layer (`http.rs`) and the in-process [`crate::ServerHandle::request`] both call
 //! [`handle`], so tests that skip the network exercise exactly the same code.
 
+use crate::auth::{self, Auth, Policy, User};
 use crate::error::{ApiError, reason_for};
 use crate::faults::Faults;
 use crate::registry::ResourceType;
@@ -25,6 +26,8 @@ pub struct ApiRequest {
     pub query: Vec<(String, String)>,
     pub content_type: Option<String>,
     pub user_agent: Option<String>,
+    /// The `Authorization` header (read only when the server enforces RBAC).
+    pub authorization: Option<String>,
     pub body: Bytes,
 }
 
@@ -100,10 +103,14 @@ pub struct RequestRecord {
     pub query: String,
     pub status: u16,
     pub user_agent: String,
+    /// The authenticated user name; empty when the server does not authenticate (or the
+    /// request failed before authentication, as an injected fault does).
+    pub user: String,
 }
 
 pub struct State {
     pub store: Store,
+    pub auth: Auth,
     pub faults: Faults,
     pub watch_timeout: (Duration, Duration),
     pub bookmark_interval: Duration,
@@ -116,12 +123,14 @@ const REQUEST_LOG: usize = 20_000;
 impl State {
     pub fn new(
         store: Store,
+        auth: Auth,
         faults: Faults,
         watch_timeout: (Duration, Duration),
         bookmark_interval: Duration,
     ) -> State {
         State {
             store,
+            auth,
             faults,
             watch_timeout,
             bookmark_interval,
@@ -130,7 +139,7 @@ impl State {
         }
     }
 
-    pub fn record(&self, req: &ApiRequest, status: u16) {
+    pub fn record(&self, req: &ApiRequest, status: u16, user: &str) {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         if log.len() >= REQUEST_LOG {
             log.pop_front();
@@ -143,6 +152,7 @@ impl State {
                 .finish(),
             status,
             user_agent: req.user_agent.clone().unwrap_or_default(),
+            user: user.to_string(),
         });
     }
 
@@ -158,12 +168,48 @@ impl State {
 
 /// Handles one request (faults are applied by the caller, which may need to sleep).
 pub fn handle(state: &State, req: &ApiRequest) -> ApiResponse {
-    let resp = match route(state, req) {
-        Ok(r) => r,
-        Err(e) => ApiResponse::error(&e),
+    let (user, resp) = match admit(state, req) {
+        Ok(user) => (user, route(state, req)),
+        Err((user, e)) => (user, Err(e)),
     };
-    state.record(req, resp.status);
+    let resp = resp.unwrap_or_else(|e| ApiResponse::error(&e));
+    state.record(
+        req,
+        resp.status,
+        user.as_ref().map_or("", |u| u.name.as_str()),
+    );
     resp
+}
+
+/// Authentication and authorization when the server enforces RBAC (never for `/kubesim/`, the
+/// test bed's own control endpoint). Returns the user, or the 401/403 to answer.
+fn admit(state: &State, req: &ApiRequest) -> Result<Option<User>, (Option<User>, ApiError)> {
+    if !state.auth.enabled || req.path.starts_with("/kubesim/") {
+        return Ok(None);
+    }
+    let user = state
+        .auth
+        .authenticate(&state.store, req.authorization.as_deref())
+        .map_err(|e| (None, e))?;
+    let a = auth::attributes(
+        &req.method,
+        &req.path,
+        req.is_watch(),
+        req.param("fieldSelector"),
+    );
+    let policy = if user.groups.iter().any(|g| g == "system:masters") {
+        Policy::default()
+    } else {
+        Policy::load(&state.store, &a.namespace)
+    };
+    match policy.allows(&user, &a) {
+        Ok(()) => Ok(Some(user)),
+        Err(reason) => {
+            let e = auth::forbidden(&user, &a, &reason);
+            tracing::info!(user = %user.name, method = %req.method, path = %req.path, message = %e.message, "RBAC: forbidden");
+            Err((Some(user), e))
+        }
+    }
 }
 
 /// A `Status` for an injected failure.
@@ -401,6 +447,10 @@ fn resource(
         )));
     }
     let ns = t.namespace.unwrap_or("");
+    if t.sub == Some("token") && !rt.custom && rt.group.is_empty() && rt.plural == "serviceaccounts"
+    {
+        return token_request(state, req, ns, t.name.unwrap_or_default());
+    }
     let part = match t.sub {
         None => Part::Main,
         Some("status") if rt.status_subresource => Part::Status,
@@ -471,6 +521,46 @@ fn resource(
         }
         (m, _) => Err(ApiError::method_not_allowed(m)),
     }
+}
+
+/// `POST .../serviceaccounts/{name}/token` (TokenRequest, as `kubectl create token` sends it).
+/// The expiry is reported but not enforced: the token is valid while the ServiceAccount exists.
+fn token_request(
+    state: &State,
+    req: &ApiRequest,
+    ns: &str,
+    name: &str,
+) -> Result<ApiResponse, ApiError> {
+    if req.method != "POST" {
+        return Err(ApiError::method_not_allowed(&req.method));
+    }
+    let spec = if req.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        body(req)?.get("spec").cloned().unwrap_or(json!({}))
+    };
+    let seconds = spec
+        .get("expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    let token = state.auth.issue_service_account(&state.store, ns, name)?;
+    let now = jiff::Timestamp::now();
+    let expires = now + jiff::SignedDuration::from_secs(seconds);
+    let mut spec = spec;
+    if spec.get("audiences").is_none() {
+        spec["audiences"] = json!(["https://kubernetes.default.svc"]);
+    }
+    spec["expirationSeconds"] = json!(seconds);
+    Ok(ApiResponse::json(
+        201,
+        json!({
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()},
+            "spec": spec,
+            "status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()},
+        }),
+    ))
 }
 
 fn watch(

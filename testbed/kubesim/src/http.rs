@@ -116,6 +116,7 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         query,
         content_type: header(CONTENT_TYPE),
         user_agent: header(hyper::header::USER_AGENT),
+        authorization: header(hyper::header::AUTHORIZATION),
         body,
     };
     let resp = if api_req.path.starts_with("/kubesim/") {
@@ -132,7 +133,7 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
                 status,
                 retry_after,
             }) => {
-                state.record(&api_req, status);
+                state.record(&api_req, status, "");
                 api::injected_failure(status, retry_after)
             }
             _ => api::handle(&state, &api_req),

@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod faults;
 mod http;
@@ -20,6 +21,8 @@ pub mod selector;
 pub mod store;
 
 pub use api::RequestRecord;
+pub use auth::User;
+pub use error::ApiError;
 pub use faults::{Action, Faults, Rule};
 
 use std::net::SocketAddr;
@@ -42,6 +45,10 @@ pub struct Config {
     /// First two octets of the ClusterIPs given to Services (`10.96` like kind; the drill
     /// picks a loopback prefix such as `127.96` so it can serve them on this machine).
     pub cluster_ip_prefix: [u8; 2],
+    /// Authenticate bearer tokens and authorize every request with RBAC, as a real cluster
+    /// does (see [`auth`]). Off by default: every request is allowed and tokens are ignored.
+    /// When on, [`ServerHandle::kubeconfig_yaml`] carries the admin token.
+    pub rbac: bool,
 }
 
 impl Default for Config {
@@ -52,6 +59,7 @@ impl Default for Config {
             event_log_capacity: 10_000,
             bookmark_interval: Duration::from_secs(10),
             cluster_ip_prefix: [10, 96],
+            rbac: false,
         }
     }
 }
@@ -103,8 +111,20 @@ impl Server {
     ) -> std::io::Result<(ServerHandle, impl std::future::Future<Output = ()> + Send)> {
         let listener = http::bind(cfg.bind).await?;
         let addr = listener.local_addr()?;
+        let store = store::Store::new(cfg.event_log_capacity, cfg.cluster_ip_prefix);
+        if cfg.rbac {
+            for (plural, obj) in auth::bootstrap_objects() {
+                let rt = store
+                    .resolve("rbac.authorization.k8s.io", "v1", plural)
+                    .expect("RBAC types are built in");
+                store
+                    .create(&rt, "", obj, false)
+                    .expect("bootstrap RBAC objects are valid");
+            }
+        }
         let state = Arc::new(api::State::new(
-            store::Store::new(cfg.event_log_capacity, cfg.cluster_ip_prefix),
+            store,
+            auth::Auth::new(cfg.rbac),
             Faults::default(),
             (cfg.watch_timeout, cfg.watch_timeout * 2),
             cfg.bookmark_interval,
@@ -139,16 +159,74 @@ impl ServerHandle {
         format!("http://{}", self.addr)
     }
 
-    /// A kubeconfig whose cluster, context and user are all named `context`. The user has no
-    /// credentials (`user: {}`), which Patroni, kubectl, helm and kube-rs all accept.
+    /// A kubeconfig whose cluster, context and user are all named `context`. Without RBAC the
+    /// user has no credentials (`user: {}`), which Patroni, kubectl, helm and kube-rs all
+    /// accept; with RBAC it carries the admin token (`system:masters`).
     pub fn kubeconfig_yaml(&self, context: &str, namespace: &str) -> String {
-        kubeconfig_yaml(&self.url(), context, namespace)
+        let token = self.state.auth.enabled.then(|| self.admin_token());
+        kubeconfig_with_token(&self.url(), context, namespace, token)
     }
 
-    /// In-process request through the same router as HTTP (no network, no faults).
-    /// Returns the status and the JSON body; watches are not available this way.
+    /// Whether this server enforces RBAC ([`Config::rbac`]).
+    pub fn rbac(&self) -> bool {
+        self.state.auth.enabled
+    }
+
+    /// The token of the superuser `kubernetes-admin` (group `system:masters`).
+    pub fn admin_token(&self) -> &str {
+        self.state.auth.admin_token()
+    }
+
+    /// A bearer token for the ServiceAccount `namespace/name`, as TokenRequest (or a pod's
+    /// projected token) gives it: the user `system:serviceaccount:<namespace>:<name>`, valid
+    /// while that ServiceAccount exists (no expiry). NotFound if it does not exist.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, ApiError> {
+        self.state
+            .auth
+            .issue_service_account(&self.state.store, namespace, name)
+    }
+
+    /// A kubeconfig (as [`Self::kubeconfig_yaml`]) whose user is the ServiceAccount
+    /// `namespace/name` (its token from [`Self::service_account_token`]) and whose default
+    /// namespace is `namespace`: what a pod running as that ServiceAccount uses.
+    pub fn service_account_kubeconfig(
+        &self,
+        context: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<String, ApiError> {
+        let token = self.service_account_token(namespace, name)?;
+        Ok(kubeconfig_with_token(
+            &self.url(),
+            context,
+            namespace,
+            Some(&token),
+        ))
+    }
+
+    /// A bearer token for the user `name` in `groups` (plus `system:authenticated`), like an
+    /// entry of the real server's static token file.
+    pub fn user_token(&self, name: &str, groups: &[&str]) -> String {
+        self.state.auth.issue_user(name, groups)
+    }
+
+    /// In-process request through the same router as HTTP (no network, no faults), as the
+    /// admin. Returns the status and the JSON body; watches are not available this way.
     pub fn request(
         &self,
+        method: &str,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let token = self.admin_token().to_string();
+        self.request_as(Some(&token), method, path_and_query, content_type, body)
+    }
+
+    /// [`Self::request`] with the bearer `token` (None: anonymous), so that RBAC applies.
+    pub fn request_as(
+        &self,
+        token: Option<&str>,
         method: &str,
         path_and_query: &str,
         content_type: Option<&str>,
@@ -165,6 +243,7 @@ impl ServerHandle {
                 .collect(),
             content_type: content_type.map(str::to_string),
             user_agent: Some("kubesim-in-process".into()),
+            authorization: token.map(|t| format!("Bearer {t}")),
             body: body
                 .map(|b| bytes::Bytes::from(serde_json::to_vec(b).expect("JSON values serialize")))
                 .unwrap_or_default(),
@@ -216,11 +295,25 @@ impl Drop for ServerHandle {
     }
 }
 
-/// See [`ServerHandle::kubeconfig_yaml`].
+/// See [`ServerHandle::kubeconfig_yaml`] (a user without credentials).
 pub fn kubeconfig_yaml(server: &str, context: &str, namespace: &str) -> String {
+    kubeconfig_with_token(server, context, namespace, None)
+}
+
+/// A kubeconfig whose user presents `token` as a bearer token (None: no credentials).
+pub fn kubeconfig_with_token(
+    server: &str,
+    context: &str,
+    namespace: &str,
+    token: Option<&str>,
+) -> String {
+    let user = match token {
+        Some(t) => format!("\n    token: {t}"),
+        None => " {}".to_string(),
+    };
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {server}\n\
          contexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\n    namespace: {namespace}\n\
-         current-context: {context}\npreferences: {{}}\nusers:\n- name: {context}\n  user: {{}}\n"
+         current-context: {context}\npreferences: {{}}\nusers:\n- name: {context}\n  user:{user}\n"
     )
 }

@@ -2,15 +2,17 @@
 //!
 //! ```text
 //! kubesim [--bind 127.0.0.1:0] [--context kubesim] [--namespace default]
-//!         [--kubeconfig FILE] [--watch-timeout SECONDS]
+//!         [--kubeconfig FILE] [--watch-timeout SECONDS] [--rbac]
 //! ```
 //! The kubeconfig goes to FILE if given, else to stdout. Runs until SIGINT or SIGTERM.
+//! `--rbac` turns on bearer-token authentication and RBAC authorization; the kubeconfig then
+//! carries the admin (`system:masters`) token.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: kubesim [--bind ADDR:PORT] [--context NAME] [--namespace NS] [--kubeconfig FILE] [--watch-timeout SECONDS]";
+const USAGE: &str = "usage: kubesim [--bind ADDR:PORT] [--context NAME] [--namespace NS] [--kubeconfig FILE] [--watch-timeout SECONDS] [--rbac]";
 
 struct Args {
     cfg: kubesim::Config,
@@ -29,6 +31,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             return Err(USAGE.into());
+        }
+        if flag == "--rbac" {
+            a.cfg.rbac = true;
+            continue;
         }
         let value = it.next().ok_or(format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
@@ -85,7 +91,7 @@ async fn main() -> ExitCode {
         }
         None => print!("{kubeconfig}"),
     }
-    tracing::info!(url = %handle.url(), version = env!("CARGO_PKG_VERSION"), "kubesim serving");
+    tracing::info!(url = %handle.url(), rbac = handle.rbac(), version = env!("CARGO_PKG_VERSION"), "kubesim serving");
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

@@ -69,6 +69,18 @@ impl ResourceType {
             main["shortNames"] = json!(self.short_names);
         }
         let mut out = vec![main];
+        if !self.custom && self.group.is_empty() && self.plural == "serviceaccounts" {
+            // TokenRequest (`kubectl create token`).
+            out.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
         if self.status_subresource {
             out.push(json!({
                 "name": format!("{}/status", self.plural),
@@ -178,6 +190,24 @@ const BUILTINS: &[Builtin] = &[
         "rolebindings",
         "RoleBinding",
         true,
+        &[],
+        false,
+    ),
+    Builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        &[],
+        false,
+    ),
+    Builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
         &[],
         false,
     ),

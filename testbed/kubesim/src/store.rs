@@ -4,6 +4,7 @@
 //! Every write goes through [`Inner::write`], so validation, status-subresource rules,
 //! generation, no-op detection and event emission are the same whatever the verb.
 
+use crate::auth;
 use crate::error::ApiError;
 use crate::patch;
 use crate::registry::{Registry, ResourceType};
@@ -699,7 +700,14 @@ impl Inner {
             meta.remove("managedFields");
             meta.remove("selfLink");
         }
-        if !valid_name(name, matches!(rt.plural.as_str(), "configmaps" | "secrets")) {
+        // RBAC objects only need to be a valid path segment (`system:discovery`), as in the
+        // real server.
+        let rbac_name = rt.group == "rbac.authorization.k8s.io"
+            && !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '%']);
+        if !rbac_name && !valid_name(name, matches!(rt.plural.as_str(), "configmaps" | "secrets")) {
             return Err(ApiError::invalid(
                 &rt.kind,
                 name,
@@ -933,6 +941,24 @@ impl Inner {
                 if obj.get("type").is_none() {
                     obj["type"] = json!("Opaque");
                 }
+                if obj.get("type").and_then(Value::as_str) == Some(auth::SA_TOKEN_TYPE) {
+                    let sa = obj
+                        .pointer("/metadata/annotations")
+                        .and_then(|a| a.get(auth::SA_NAME_ANNOTATION))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if sa.is_empty() {
+                        return Err(ApiError::invalid(
+                            &rt.kind,
+                            name,
+                            format!(
+                                "metadata.annotations[{}]: Required value",
+                                auth::SA_NAME_ANNOTATION
+                            ),
+                        ));
+                    }
+                    self.fill_service_account_token(obj);
+                }
             }
             ("", "namespaces") => {
                 obj["status"] = json!({"phase": "Active"});
@@ -1051,8 +1077,98 @@ impl Inner {
         Ok(())
     }
 
+    /// The token controller: a `kubernetes.io/service-account-token` Secret whose ServiceAccount
+    /// exists gets `data.token`, `data.namespace`, `data["ca.crt"]` (empty: the server speaks
+    /// plain HTTP) and the ServiceAccount's uid. Done in the write itself (the real controller
+    /// follows a moment later); a Secret whose ServiceAccount does not exist yet is filled when
+    /// it is created. Returns whether it filled anything.
+    fn fill_service_account_token(&self, obj: &mut Value) -> bool {
+        let annotation = |obj: &Value, k: &str| {
+            obj.pointer("/metadata/annotations")
+                .and_then(|a| a.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        if obj
+            .pointer("/data/token")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty())
+        {
+            return false;
+        }
+        let sa = annotation(obj, auth::SA_NAME_ANNOTATION);
+        let ns = meta_str(obj, "namespace").unwrap_or_default().to_string();
+        let secret = meta_str(obj, "name").unwrap_or_default().to_string();
+        let Some(uid) = self
+            .objects
+            .get(&(String::from("/serviceaccounts"), ns.clone(), sa.clone()))
+            .and_then(|o| meta_str(o, "uid"))
+            .map(str::to_string)
+        else {
+            return false;
+        };
+        let want_uid = annotation(obj, auth::SA_UID_ANNOTATION);
+        if !want_uid.is_empty() && want_uid != uid {
+            // Meant for an earlier ServiceAccount of that name: never valid.
+            return false;
+        }
+        let token = auth::mint(&auth::secret_token_claims(&ns, &secret, &sa, &uid));
+        let b64 = |s: &str| json!(base64::engine::general_purpose::STANDARD.encode(s));
+        meta_mut(obj)
+            .entry("annotations")
+            .or_insert(json!({}))
+            .as_object_mut()
+            .map(|a| a.insert(auth::SA_UID_ANNOTATION.into(), json!(uid)));
+        if !obj.get("data").is_some_and(Value::is_object) {
+            obj["data"] = json!({});
+        }
+        obj["data"]["token"] = b64(&token);
+        obj["data"]["namespace"] = b64(&ns);
+        obj["data"]["ca.crt"] = b64("");
+        true
+    }
+
+    /// A new ServiceAccount fills its waiting token Secrets; a deleted one takes them along, as
+    /// the real token controller does.
+    fn service_account_tokens(&mut self, sa: &Value, kind: EventType) {
+        let Some(secrets) = self.registry.get("", "v1", "secrets").cloned() else {
+            return;
+        };
+        let ns = meta_str(sa, "namespace").unwrap_or_default().to_string();
+        let name = meta_str(sa, "name").unwrap_or_default();
+        let mine: Vec<Value> = self
+            .scan(&secrets, Some(&ns))
+            .filter(|s| s.get("type").and_then(Value::as_str) == Some(auth::SA_TOKEN_TYPE))
+            .filter(|s| {
+                s.pointer("/metadata/annotations")
+                    .and_then(|a| a.get(auth::SA_NAME_ANNOTATION))
+                    .and_then(Value::as_str)
+                    == Some(name)
+            })
+            .cloned()
+            .collect();
+        for old in mine {
+            let secret = meta_str(&old, "name").unwrap_or_default().to_string();
+            match kind {
+                EventType::Deleted => {
+                    let _ = self.remove(&secrets, &ns, &secret, old, false);
+                }
+                _ => {
+                    let mut new = old.clone();
+                    if self.fill_service_account_token(&mut new) {
+                        self.commit(&secrets, &ns, &secret, new, Some(old), EventType::Modified);
+                    }
+                }
+            }
+        }
+    }
+
     /// Side effects of committed writes: CRDs change what is served.
     fn after_write(&mut self, rt: &ResourceType, obj: &Value, kind: EventType) {
+        if rt.group.is_empty() && rt.plural == "serviceaccounts" && kind != EventType::Modified {
+            self.service_account_tokens(obj, kind);
+        }
         if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
             let group = obj
                 .pointer("/spec/group")
@@ -1104,6 +1220,9 @@ impl Inner {
                 .collect();
             for (t, v) in victims {
                 let n = meta_str(&v, "name").unwrap_or_default().to_string();
+                if !self.objects.contains_key(&key(&t, &ns, &n)) {
+                    continue; // already gone with another (a token Secret with its ServiceAccount)
+                }
                 let _ = self.remove(&t, &ns, &n, v, false);
             }
         }

@@ -1,0 +1,713 @@
+//! Authentication and RBAC over real HTTP: tokens (admin, ServiceAccount Secret, TokenRequest,
+//! issued), 401 and 403 with the real `Status`, each kind of rule (verbs, resourceNames,
+//! subresources, cluster vs namespaced bindings, group and user subjects), anonymous requests,
+//! and a server without RBAC that ignores all of it.
+
+use base64::Engine as _;
+use kubesim::{Config, Server, ServerHandle};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1";
+const CM: &str = "/api/v1/namespaces/db/configmaps";
+
+fn server(rbac: bool) -> ServerHandle {
+    let s = Server::spawn(Config {
+        rbac,
+        ..Config::default()
+    })
+    .expect("server starts");
+    let (st, _) = s.request(
+        "POST",
+        "/api/v1/namespaces",
+        None,
+        Some(&json!({"metadata": {"name": "db"}})),
+    );
+    assert_eq!(st, 201);
+    s
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// One request over HTTP with `token` as the bearer (None: no Authorization header).
+async fn send(
+    s: &ServerHandle,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rb = client().request(method.parse().unwrap(), format!("{}{path}", s.url()));
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        let ct = if method == "PATCH" {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        rb = rb
+            .header("content-type", ct)
+            .body(serde_json::to_vec(&b).unwrap());
+    }
+    let r = rb.send().await.expect("request sent");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Creates (as admin) an object; panics unless 201.
+fn admin_create(s: &ServerHandle, path: &str, obj: Value) -> Value {
+    let (st, o) = s.request("POST", path, None, Some(&obj));
+    assert_eq!(st, 201, "{path}: {o}");
+    o
+}
+
+fn service_account(s: &ServerHandle, ns: &str, name: &str) {
+    admin_create(
+        s,
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+        json!({"metadata": {"name": name}}),
+    );
+}
+
+/// A Role in `db` with `rules`, bound to `subjects` by a RoleBinding.
+fn role(s: &ServerHandle, name: &str, rules: Value, subjects: Value) {
+    admin_create(
+        s,
+        &format!("{RBAC}/namespaces/db/roles"),
+        json!({"metadata": {"name": name}, "rules": rules}),
+    );
+    admin_create(
+        s,
+        &format!("{RBAC}/namespaces/db/rolebindings"),
+        json!({"metadata": {"name": name},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": subjects}),
+    );
+}
+
+fn sa_subject(name: &str) -> Value {
+    json!([{"kind": "ServiceAccount", "name": name, "namespace": "db"}])
+}
+
+fn assert_forbidden(body: &Value, message: &str) {
+    assert_eq!(body["kind"], "Status", "{body}");
+    assert_eq!(body["apiVersion"], "v1", "{body}");
+    assert_eq!(body["status"], "Failure", "{body}");
+    assert_eq!(body["reason"], "Forbidden", "{body}");
+    assert_eq!(body["code"], 403, "{body}");
+    assert_eq!(body["message"], message, "{body}");
+}
+
+#[tokio::test]
+async fn without_rbac_tokens_are_ignored_and_everything_is_allowed() {
+    let s = server(false);
+    assert!(!s.rbac());
+    assert!(s.kubeconfig_yaml("sim", "db").contains("user: {}"));
+    for token in [None, Some("not-a-token")] {
+        let (st, _) = send(
+            &s,
+            token,
+            "POST",
+            CM,
+            Some(json!({"metadata": {"name": format!("c{}", token.is_some())}})),
+        )
+        .await;
+        assert_eq!(st, 201);
+        let (st, l) = send(&s, token, "GET", CM, None).await;
+        assert_eq!(st, 200);
+        assert!(!l["items"].as_array().unwrap().is_empty());
+    }
+    assert!(s.requests().iter().all(|r| r.user.is_empty()));
+}
+
+#[tokio::test]
+async fn anonymous_sees_version_and_health_only_and_bad_tokens_are_401() {
+    let s = server(true);
+    for p in ["/version", "/healthz", "/readyz"] {
+        assert_eq!(send(&s, None, "GET", p, None).await.0, 200, "{p}");
+    }
+    let (st, b) = send(&s, None, "GET", "/api", None).await;
+    assert_eq!(st, 403);
+    assert_forbidden(
+        &b,
+        "forbidden: User \"system:anonymous\" cannot get path \"/api\"",
+    );
+    let (st, b) = send(&s, None, "GET", &format!("{CM}/x"), None).await;
+    assert_eq!(st, 403);
+    assert_forbidden(
+        &b,
+        "configmaps \"x\" is forbidden: User \"system:anonymous\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"db\"",
+    );
+    assert_eq!(
+        b["details"],
+        json!({"name": "x", "kind": "configmaps"}),
+        "{b}"
+    );
+    let forged = format!("{}x", s.admin_token());
+    for bad in ["nope", "a.b.c", forged.as_str()] {
+        let (st, b) = send(&s, Some(bad), "GET", "/version", None).await;
+        assert_eq!(st, 401, "{bad}");
+        assert_eq!(
+            b,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+        );
+    }
+    // Discovery is for every authenticated user, even one without any binding.
+    let t = s.user_token("jane", &[]);
+    for p in ["/api", "/api/v1", "/apis", "/apis/apps/v1", "/openapi/v3"] {
+        assert_eq!(send(&s, Some(&t), "GET", p, None).await.0, 200, "{p}");
+    }
+    assert_eq!(send(&s, Some(&t), "GET", CM, None).await.0, 403);
+}
+
+#[tokio::test]
+async fn the_admin_kubeconfig_is_a_superuser() {
+    let s = server(true);
+    let kc = s.kubeconfig_yaml("sim", "db");
+    let token = kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("kubeconfig has a token");
+    assert_eq!(token, s.admin_token());
+    let (st, _) = send(
+        &s,
+        Some(token),
+        "POST",
+        CM,
+        Some(json!({"metadata": {"name": "a"}})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    assert_eq!(
+        send(
+            &s,
+            Some(token),
+            "DELETE",
+            "/api/v1/namespaces/db/pods",
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (st, l) = send(
+        &s,
+        Some(token),
+        "GET",
+        &format!("{RBAC}/clusterroles"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = l["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"cluster-admin"), "{names:?}");
+    let rec = s.requests();
+    let last = rec.last().unwrap();
+    assert_eq!(
+        (last.path.as_str(), last.user.as_str()),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            "kubernetes-admin"
+        )
+    );
+}
+
+/// The failover ServiceAccount's case: a Role that names the state ConfigMap lets it read and
+/// write that ConfigMap, but never create it (resourceNames cannot restrict create) nor list.
+#[tokio::test]
+async fn resource_names_allow_named_verbs_but_never_create_or_unnamed_list() {
+    let s = server(true);
+    service_account(&s, "db", "failover");
+    role(
+        &s,
+        "failover",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["state"],
+                "verbs": ["get", "update", "patch", "create", "list", "watch"]}]),
+        sa_subject("failover"),
+    );
+    let t = s.service_account_token("db", "failover").unwrap();
+    let (st, b) = send(
+        &s,
+        Some(&t),
+        "POST",
+        CM,
+        Some(json!({"metadata": {"name": "state"}})),
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert_forbidden(
+        &b,
+        "configmaps is forbidden: User \"system:serviceaccount:db:failover\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"db\"",
+    );
+    assert_eq!(b["details"], json!({"kind": "configmaps"}));
+    assert_eq!(
+        s.request("GET", &format!("{CM}/state"), None, None).0,
+        404,
+        "a refused create changes nothing"
+    );
+    admin_create(&s, CM, json!({"metadata": {"name": "state"}}));
+    admin_create(&s, CM, json!({"metadata": {"name": "other"}}));
+    let (st, o) = send(&s, Some(&t), "GET", &format!("{CM}/state"), None).await;
+    assert_eq!((st, o["metadata"]["name"].as_str()), (200, Some("state")));
+    let (st, o) = send(
+        &s,
+        Some(&t),
+        "PATCH",
+        &format!("{CM}/state"),
+        Some(json!({"data": {"leader": "a"}})),
+    )
+    .await;
+    assert_eq!((st, o["data"]["leader"].as_str()), (200, Some("a")));
+    let (st, b) = send(&s, Some(&t), "GET", &format!("{CM}/other"), None).await;
+    assert_eq!(st, 403);
+    assert_forbidden(
+        &b,
+        "configmaps \"other\" is forbidden: User \"system:serviceaccount:db:failover\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"db\"",
+    );
+    assert_eq!(
+        send(&s, Some(&t), "DELETE", &format!("{CM}/state"), None)
+            .await
+            .0,
+        403
+    );
+    let (st, b) = send(&s, Some(&t), "GET", CM, None).await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"].as_str().unwrap().contains("cannot list"),
+        "{b}"
+    );
+    // A list that names its object through the field selector is allowed, as in the real server.
+    let (st, l) = send(
+        &s,
+        Some(&t),
+        "GET",
+        &format!("{CM}?fieldSelector=metadata.name%3Dstate"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{l}");
+    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    // The fix the chart needs: create in its own rule, without resourceNames.
+    role(
+        &s,
+        "failover-create",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]),
+        sa_subject("failover"),
+    );
+    let (st, _) = send(
+        &s,
+        Some(&t),
+        "POST",
+        CM,
+        Some(json!({"metadata": {"name": "new"}})),
+    )
+    .await;
+    assert_eq!(st, 201);
+}
+
+#[tokio::test]
+async fn verbs_map_from_method_and_watch() {
+    let s = server(true);
+    service_account(&s, "db", "reader");
+    role(
+        &s,
+        "reader",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
+        sa_subject("reader"),
+    );
+    admin_create(&s, CM, json!({"metadata": {"name": "a"}}));
+    let t = s.service_account_token("db", "reader").unwrap();
+    assert_eq!(send(&s, Some(&t), "GET", CM, None).await.0, 200);
+    let (st, b) = send(&s, Some(&t), "GET", &format!("{CM}?watch=1"), None).await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"].as_str().unwrap().contains("cannot watch"),
+        "{b}"
+    );
+    for (method, path, verb) in [
+        ("GET", format!("{CM}/a"), "get"),
+        ("PUT", format!("{CM}/a"), "update"),
+        ("PATCH", format!("{CM}/a"), "patch"),
+        ("DELETE", format!("{CM}/a"), "delete"),
+        ("DELETE", CM.to_string(), "deletecollection"),
+    ] {
+        let (st, b) = send(&s, Some(&t), method, &path, Some(json!({}))).await;
+        assert_eq!(st, 403, "{method} {path}");
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("cannot {verb} resource")),
+            "{b}"
+        );
+    }
+    assert_eq!(
+        s.request("GET", &format!("{CM}/a"), None, None).0,
+        200,
+        "refused writes change nothing"
+    );
+}
+
+#[tokio::test]
+async fn subresources_need_their_own_rule() {
+    let s = server(true);
+    service_account(&s, "db", "kubelet");
+    admin_create(
+        &s,
+        "/api/v1/namespaces/db/pods",
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+    );
+    role(
+        &s,
+        "status",
+        json!([{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]}]),
+        sa_subject("kubelet"),
+    );
+    let t = s.service_account_token("db", "kubelet").unwrap();
+    let pod = "/api/v1/namespaces/db/pods/p";
+    let (st, o) = send(
+        &s,
+        Some(&t),
+        "PATCH",
+        &format!("{pod}/status"),
+        Some(json!({"status": {"phase": "Running"}})),
+    )
+    .await;
+    assert_eq!((st, o["status"]["phase"].as_str()), (200, Some("Running")));
+    let (st, b) = send(
+        &s,
+        Some(&t),
+        "PATCH",
+        pod,
+        Some(json!({"metadata": {"labels": {"a": "b"}}})),
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert_forbidden(
+        &b,
+        "pods \"p\" is forbidden: User \"system:serviceaccount:db:kubelet\" cannot patch resource \"pods\" in API group \"\" in the namespace \"db\"",
+    );
+    let (st, b) = send(&s, Some(&t), "GET", &format!("{pod}/status"), None).await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot get resource \"pods/status\""),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn cluster_role_bindings_reach_every_namespace_role_bindings_only_theirs() {
+    let s = server(true);
+    admin_create(
+        &s,
+        "/api/v1/namespaces",
+        json!({"metadata": {"name": "web"}}),
+    );
+    service_account(&s, "db", "ops");
+    admin_create(
+        &s,
+        &format!("{RBAC}/clusterroles"),
+        json!({"metadata": {"name": "cm-reader"},
+               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]}),
+    );
+    // A RoleBinding to a ClusterRole grants it in the binding's namespace only.
+    admin_create(
+        &s,
+        &format!("{RBAC}/namespaces/db/rolebindings"),
+        json!({"metadata": {"name": "cm-reader"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cm-reader"},
+               "subjects": [{"kind": "ServiceAccount", "name": "ops"}]}),
+    );
+    let t = s.service_account_token("db", "ops").unwrap();
+    assert_eq!(send(&s, Some(&t), "GET", CM, None).await.0, 200);
+    let (st, b) = send(
+        &s,
+        Some(&t),
+        "GET",
+        "/api/v1/namespaces/web/configmaps",
+        None,
+    )
+    .await;
+    assert_eq!(st, 403, "{b}");
+    let (st, b) = send(&s, Some(&t), "GET", "/api/v1/configmaps", None).await;
+    assert_eq!(st, 403);
+    assert_forbidden(
+        &b,
+        "configmaps is forbidden: User \"system:serviceaccount:db:ops\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope",
+    );
+    admin_create(
+        &s,
+        &format!("{RBAC}/clusterrolebindings"),
+        json!({"metadata": {"name": "cm-reader"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cm-reader"},
+               "subjects": [{"kind": "ServiceAccount", "name": "ops", "namespace": "db"}]}),
+    );
+    assert_eq!(
+        send(
+            &s,
+            Some(&t),
+            "GET",
+            "/api/v1/namespaces/web/configmaps",
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        send(&s, Some(&t), "GET", "/api/v1/configmaps", None)
+            .await
+            .0,
+        200
+    );
+    // A binding whose role is missing denies, and says why.
+    admin_create(
+        &s,
+        &format!("{RBAC}/namespaces/db/rolebindings"),
+        json!({"metadata": {"name": "dangling"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gone"},
+               "subjects": [{"kind": "ServiceAccount", "name": "ops"}]}),
+    );
+    let (st, b) = send(&s, Some(&t), "DELETE", &format!("{CM}/x"), None).await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(": RBAC: role.rbac.authorization.k8s.io \"gone\" not found"),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn group_and_user_subjects() {
+    let s = server(true);
+    service_account(&s, "db", "a");
+    service_account(&s, "db", "b");
+    role(
+        &s,
+        "all-sas",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
+        json!([{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:serviceaccounts:db"}]),
+    );
+    role(
+        &s,
+        "oncall",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]),
+        json!([{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "oncall"},
+               {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "system:serviceaccount:db:b"}]),
+    );
+    let ta = s.service_account_token("db", "a").unwrap();
+    let tb = s.service_account_token("db", "b").unwrap();
+    let jane = s.user_token("jane", &["oncall"]);
+    let bob = s.user_token("bob", &["dev"]);
+    assert_eq!(send(&s, Some(&ta), "GET", CM, None).await.0, 200);
+    assert_eq!(send(&s, Some(&tb), "GET", CM, None).await.0, 200);
+    assert_eq!(send(&s, Some(&jane), "GET", CM, None).await.0, 403);
+    let new = |n: &str| Some(json!({"metadata": {"name": n}}));
+    assert_eq!(send(&s, Some(&ta), "POST", CM, new("x")).await.0, 403);
+    assert_eq!(send(&s, Some(&tb), "POST", CM, new("y")).await.0, 201);
+    assert_eq!(send(&s, Some(&jane), "POST", CM, new("z")).await.0, 201);
+    let (st, b) = send(&s, Some(&bob), "POST", CM, new("w")).await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"].as_str().unwrap().contains("User \"bob\""),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn token_secrets_are_filled_and_valid_while_secret_and_account_exist() {
+    let s = server(true);
+    let secrets = "/api/v1/namespaces/db/secrets";
+    service_account(&s, "db", "failover");
+    role(
+        &s,
+        "failover",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
+        sa_subject("failover"),
+    );
+    let secret = admin_create(
+        &s,
+        secrets,
+        json!({"metadata": {"name": "failover-token",
+                            "annotations": {"kubernetes.io/service-account.name": "failover"}},
+               "type": "kubernetes.io/service-account-token"}),
+    );
+    let b64 = |v: &Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().expect("a base64 string"))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(b64(&secret["data"]["namespace"]), "db");
+    assert!(secret["data"]["ca.crt"].is_string(), "{secret}");
+    let (_, sa) = s.request(
+        "GET",
+        "/api/v1/namespaces/db/serviceaccounts/failover",
+        None,
+        None,
+    );
+    assert_eq!(
+        secret["metadata"]["annotations"]["kubernetes.io/service-account.uid"],
+        sa["metadata"]["uid"]
+    );
+    let token = b64(&secret["data"]["token"]);
+    assert_eq!(send(&s, Some(&token), "GET", CM, None).await.0, 200);
+    let (st, b) = send(&s, Some(&token), "GET", secrets, None).await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"].as_str().unwrap().contains(
+            "User \"system:serviceaccount:db:failover\" cannot list resource \"secrets\""
+        ),
+        "{b}"
+    );
+    // Deleting the Secret revokes its token.
+    s.request("DELETE", &format!("{secrets}/failover-token"), None, None);
+    assert_eq!(send(&s, Some(&token), "GET", CM, None).await.0, 401);
+
+    // A Secret created before its ServiceAccount is filled when the account appears.
+    let early = admin_create(
+        &s,
+        secrets,
+        json!({"metadata": {"name": "late-token",
+                            "annotations": {"kubernetes.io/service-account.name": "late"}},
+               "type": "kubernetes.io/service-account-token"}),
+    );
+    assert!(early.get("data").is_none(), "{early}");
+    service_account(&s, "db", "late");
+    let (_, filled) = s.request("GET", &format!("{secrets}/late-token"), None, None);
+    let late = b64(&filled["data"]["token"]);
+    assert_eq!(send(&s, Some(&late), "GET", "/api", None).await.0, 200);
+    let issued = s.service_account_token("db", "late").unwrap();
+    assert_eq!(send(&s, Some(&issued), "GET", "/api", None).await.0, 200);
+    // Deleting the ServiceAccount takes its token Secret along and revokes every token.
+    s.request(
+        "DELETE",
+        "/api/v1/namespaces/db/serviceaccounts/late",
+        None,
+        None,
+    );
+    assert_eq!(
+        s.request("GET", &format!("{secrets}/late-token"), None, None)
+            .0,
+        404
+    );
+    assert_eq!(send(&s, Some(&late), "GET", "/api", None).await.0, 401);
+    assert_eq!(send(&s, Some(&issued), "GET", "/api", None).await.0, 401);
+    // Same name again: a new account, the old tokens stay invalid.
+    service_account(&s, "db", "late");
+    assert_eq!(send(&s, Some(&issued), "GET", "/api", None).await.0, 401);
+
+    // The annotation is required.
+    let (st, b) = s.request(
+        "POST",
+        secrets,
+        None,
+        Some(&json!({"metadata": {"name": "bad"}, "type": "kubernetes.io/service-account-token"})),
+    );
+    assert_eq!(st, 422, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("metadata.annotations[kubernetes.io/service-account.name]: Required value"),
+        "{b}"
+    );
+    assert!(s.service_account_token("db", "nobody").is_err());
+}
+
+#[tokio::test]
+async fn token_request_and_service_account_kubeconfig() {
+    let s = server(true);
+    service_account(&s, "db", "patroni");
+    role(
+        &s,
+        "patroni",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
+        sa_subject("patroni"),
+    );
+    let (st, tr) = send(
+        &s,
+        Some(s.admin_token()),
+        "POST",
+        "/api/v1/namespaces/db/serviceaccounts/patroni/token",
+        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}})),
+    )
+    .await;
+    assert_eq!(st, 201, "{tr}");
+    assert_eq!(tr["kind"], "TokenRequest");
+    let t = tr["status"]["token"].as_str().unwrap();
+    assert_eq!(send(&s, Some(t), "GET", CM, None).await.0, 200);
+    let (st, _) = send(
+        &s,
+        Some(s.admin_token()),
+        "POST",
+        "/api/v1/namespaces/db/serviceaccounts/nobody/token",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, 404);
+    // The SA itself may not mint tokens without `create serviceaccounts/token`.
+    let (st, b) = send(
+        &s,
+        Some(t),
+        "POST",
+        "/api/v1/namespaces/db/serviceaccounts/patroni/token",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot create resource \"serviceaccounts/token\""),
+        "{b}"
+    );
+
+    let kc = s
+        .service_account_kubeconfig("sim", "db", "patroni")
+        .unwrap();
+    assert!(kc.contains("    namespace: db\n"), "{kc}");
+    let token = kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("kubeconfig has a token");
+    assert_eq!(send(&s, Some(token), "GET", CM, None).await.0, 200);
+    assert_eq!(
+        s.request_as(
+            Some(token),
+            "POST",
+            CM,
+            None,
+            Some(&json!({"metadata": {"name": "x"}}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(s.request_as(None, "GET", CM, None, None).0, 403);
+}
