@@ -320,13 +320,13 @@ pub fn attributes(
         _ => "",
     }
     .to_string();
-    if rest.first() == Some(&"namespaces") {
-        if let Some(ns) = rest.get(1) {
-            a.namespace = ns.to_string();
-            // `namespaces/{ns}/status` and `/finalize` are the namespace's own subresources.
-            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                rest = &rest[2..];
-            }
+    if rest.first() == Some(&"namespaces")
+        && let Some(ns) = rest.get(1)
+    {
+        a.namespace = ns.to_string();
+        // `namespaces/{ns}/status` and `/finalize` are the namespace's own subresources.
+        if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+            rest = &rest[2..];
         }
     }
     if let Some(r) = rest.first() {
@@ -656,173 +656,63 @@ mod tests {
         attributes(method, path, false, None)
     }
 
+    /// "METHOD PATH[?watch|?fs=SELECTOR]", with `CM` for the configmaps of namespace db.
+    fn request(spec: &str) -> Attributes {
+        let (method, rest) = spec.split_once(' ').unwrap();
+        let rest = rest.replace("CM", "/api/v1/namespaces/db/configmaps");
+        let (path, query) = rest.split_once('?').unwrap_or((&rest, ""));
+        let watch = query.split('&').any(|q| q == "watch");
+        let fs = query.split('&').find_map(|q| q.strip_prefix("fs="));
+        attributes(method, path, watch, fs)
+    }
+
     #[test]
     fn request_attributes_like_the_real_resolver() {
-        let cases: &[(&str, &str, bool, Option<&str>, &str, &str, &str, &str, &str)] = &[
-            // method, path, watch, fieldSelector -> verb, group, resource/sub, namespace, name
+        // request -> "verb group resource[/sub] namespace name" ('-' = empty)
+        let cases = [
+            ("GET CM", "list - configmaps db -"),
+            ("GET CM?watch", "watch - configmaps db -"),
+            ("GET CM?fs=metadata.name=x", "list - configmaps db x"),
+            ("GET CM?fs=a=b,metadata.name==x", "list - configmaps db x"),
+            ("GET CM?fs=metadata.name!=x", "list - configmaps db -"),
+            ("GET CM/x", "get - configmaps db x"),
+            ("POST CM", "create - configmaps db -"),
+            ("PUT CM/x", "update - configmaps db x"),
+            ("DELETE CM/x", "delete - configmaps db x"),
+            ("DELETE CM", "deletecollection - configmaps db -"),
             (
-                "GET",
-                "/api/v1/namespaces/db/configmaps",
-                false,
-                None,
-                "list",
-                "",
-                "configmaps",
-                "db",
-                "",
+                "PUT /api/v1/namespaces/db/pods/p/status",
+                "update - pods/status db p",
             ),
             (
-                "GET",
-                "/api/v1/namespaces/db/configmaps",
-                true,
-                None,
-                "watch",
-                "",
-                "configmaps",
-                "db",
-                "",
+                "PATCH /apis/apps/v1/namespaces/db/statefulsets/s",
+                "patch apps statefulsets db s",
             ),
+            ("GET /api/v1/namespaces/db", "get - namespaces db db"),
             (
-                "GET",
-                "/api/v1/namespaces/db/configmaps",
-                true,
-                Some("metadata.name=x"),
-                "watch",
-                "",
-                "configmaps",
-                "db",
-                "x",
+                "PUT /api/v1/namespaces/db/status",
+                "update - namespaces/status db db",
             ),
+            ("GET /api/v1/namespaces", "list - namespaces - -"),
+            ("GET /api/v1/pods", "list - pods - -"),
             (
-                "GET",
-                "/api/v1/namespaces/db/configmaps/x",
-                false,
-                None,
-                "get",
-                "",
-                "configmaps",
-                "db",
-                "x",
-            ),
-            (
-                "POST",
-                "/api/v1/namespaces/db/configmaps",
-                false,
-                None,
-                "create",
-                "",
-                "configmaps",
-                "db",
-                "",
-            ),
-            (
-                "PUT",
-                "/api/v1/namespaces/db/pods/p/status",
-                false,
-                None,
-                "update",
-                "",
-                "pods/status",
-                "db",
-                "p",
-            ),
-            (
-                "PATCH",
-                "/apis/apps/v1/namespaces/db/statefulsets/s",
-                false,
-                None,
-                "patch",
-                "apps",
-                "statefulsets",
-                "db",
-                "s",
-            ),
-            (
-                "DELETE",
-                "/api/v1/namespaces/db/pods/p",
-                false,
-                None,
-                "delete",
-                "",
-                "pods",
-                "db",
-                "p",
-            ),
-            (
-                "DELETE",
-                "/api/v1/namespaces/db/pods",
-                false,
-                None,
-                "deletecollection",
-                "",
-                "pods",
-                "db",
-                "",
-            ),
-            (
-                "GET",
-                "/api/v1/namespaces/db",
-                false,
-                None,
-                "get",
-                "",
-                "namespaces",
-                "db",
-                "db",
-            ),
-            (
-                "PUT",
-                "/api/v1/namespaces/db/status",
-                false,
-                None,
-                "update",
-                "",
-                "namespaces/status",
-                "db",
-                "db",
-            ),
-            (
-                "GET",
-                "/api/v1/pods",
-                false,
-                None,
-                "list",
-                "",
-                "pods",
-                "",
-                "",
-            ),
-            (
-                "GET",
-                "/apis/rbac.authorization.k8s.io/v1/clusterroles/x",
-                false,
-                None,
-                "get",
-                "rbac.authorization.k8s.io",
-                "clusterroles",
-                "",
-                "x",
+                "GET /apis/rbac.authorization.k8s.io/v1/clusterroles/x",
+                "get rbac.authorization.k8s.io clusterroles - x",
             ),
         ];
-        for (m, p, w, fs, verb, group, res, ns, name) in cases {
-            let a = attributes(m, p, *w, *fs);
-            let combined = if a.subresource.is_empty() {
-                a.resource.clone()
-            } else {
-                format!("{}/{}", a.resource, a.subresource)
-            };
-            assert!(a.resource_request, "{m} {p}");
-            assert_eq!(
-                (
-                    a.verb.as_str(),
-                    a.group.as_str(),
-                    combined.as_str(),
-                    a.namespace.as_str(),
-                    a.name.as_str()
-                ),
-                (*verb, *group, *res, *ns, *name),
-                "{m} {p}"
-            );
+        for (req, want) in cases {
+            let a = request(req);
+            assert!(a.resource_request, "{req}");
+            let resource = [a.resource.as_str(), a.subresource.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
+            let got = [a.verb.as_str(), &a.group, &resource, &a.namespace, &a.name]
+                .map(|f| if f.is_empty() { "-" } else { f })
+                .join(" ");
+            assert_eq!(got, want, "{req}");
         }
         for p in [
             "/api",
@@ -830,7 +720,6 @@ mod tests {
             "/apis",
             "/apis/apps",
             "/apis/apps/v1",
-            "/version",
             "/openapi/v3",
         ] {
             let a = attrs("GET", p);
@@ -839,6 +728,36 @@ mod tests {
         }
     }
 
+    /// "verbs group/resources[names]" (group empty for the core group) or "verbs url:URLS".
+    fn rule(spec: &str) -> Value {
+        let (verbs, what) = spec.split_once(' ').unwrap();
+        let list = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
+        if let Some(urls) = what.strip_prefix("url:") {
+            return json!({"verbs": list(verbs), "nonResourceURLs": list(urls)});
+        }
+        let (group, rest) = what.split_once('/').unwrap();
+        let (resources, names) = match rest.split_once('[') {
+            Some((r, n)) => (r, list(n.trim_end_matches(']'))),
+            None => (rest, vec![]),
+        };
+        json!({"verbs": list(verbs), "apiGroups": [group], "resources": list(resources),
+               "resourceNames": names})
+    }
+
+    /// "sa:NAME", "sa:NS/NAME", "group:NAME" or "user:NAME".
+    fn subject(spec: &str) -> Value {
+        let (kind, name) = spec.split_once(':').unwrap();
+        match kind {
+            "sa" => match name.split_once('/') {
+                Some((ns, n)) => json!({"kind": "ServiceAccount", "name": n, "namespace": ns}),
+                None => json!({"kind": "ServiceAccount", "name": name}),
+            },
+            "group" => json!({"kind": "Group", "name": name}),
+            _ => json!({"kind": "User", "name": name}),
+        }
+    }
+
+    /// One role with `rules`, bound to `subject` by a RoleBinding in db or a ClusterRoleBinding.
     fn policy(rules: Value, subject: Value, cluster: bool) -> Policy {
         let mut p = Policy::default();
         if cluster {
@@ -863,238 +782,189 @@ mod tests {
 
     #[test]
     fn rules_decide_like_the_rbac_authorizer() {
-        let me = json!({"kind": "ServiceAccount", "name": "patroni"});
-        let cm = "/api/v1/namespaces/db/configmaps";
-        let named = json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["state"], "verbs": ["get", "update", "patch", "delete", "create", "list", "watch"]}]);
-        let cases: Vec<(&str, Value, Value, bool, Attributes, bool)> = vec![
+        const NS: bool = false;
+        const CLUSTER: bool = true;
+        let named = "get,update,patch,delete,create,list,watch /configmaps[state]";
+        // (allowed, request by system:serviceaccount:db:patroni, subject, binding, rule)
+        let cases = [
+            (true, "GET CM/x", "sa:patroni", NS, "get /configmaps"),
+            (false, "POST CM", "sa:patroni", NS, "get /configmaps"),
+            (true, "DELETE CM", "sa:patroni", NS, "* /configmaps"),
+            (false, "GET CM", "sa:patroni", NS, "* apps/configmaps"),
+            (true, "GET CM", "sa:patroni", NS, "* */configmaps"),
+            // resourceNames: named verbs only; never create, list/watch/deletecollection
+            (true, "GET CM/state", "sa:patroni", NS, named),
+            (true, "PATCH CM/state", "sa:patroni", NS, named),
+            (true, "DELETE CM/state", "sa:patroni", NS, named),
+            (false, "GET CM/other", "sa:patroni", NS, named),
+            (false, "POST CM", "sa:patroni", NS, named),
+            (false, "GET CM", "sa:patroni", NS, named),
+            (false, "GET CM?watch", "sa:patroni", NS, named),
             (
-                "verb granted",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                me.clone(),
-                false,
-                attrs("GET", &format!("{cm}/x")),
                 true,
+                "GET CM?watch&fs=metadata.name=state",
+                "sa:patroni",
+                NS,
+                named,
             ),
             (
-                "verb missing",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                me.clone(),
-                false,
-                attrs("POST", cm),
-                false,
-            ),
-            (
-                "verb *",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]),
-                me.clone(),
-                false,
-                attrs("DELETE", cm),
                 true,
+                "GET CM?fs=metadata.name=state",
+                "sa:patroni",
+                NS,
+                named,
             ),
             (
-                "wrong group",
-                json!([{"apiGroups": ["apps"], "resources": ["configmaps"], "verbs": ["*"]}]),
-                me.clone(),
                 false,
-                attrs("GET", cm),
+                "GET CM?fs=metadata.name=other",
+                "sa:patroni",
+                NS,
+                named,
+            ),
+            (false, "DELETE CM", "sa:patroni", NS, named),
+            // subresources
+            (
                 false,
+                "PATCH /api/v1/namespaces/db/pods/p/status",
+                "sa:patroni",
+                NS,
+                "* /pods",
             ),
             (
-                "named get",
-                named.clone(),
-                me.clone(),
-                false,
-                attrs("GET", &format!("{cm}/state")),
                 true,
+                "PATCH /api/v1/namespaces/db/pods/p/status",
+                "sa:patroni",
+                NS,
+                "patch /pods/status",
             ),
             (
-                "named patch",
-                named.clone(),
-                me.clone(),
                 false,
-                attrs("PATCH", &format!("{cm}/state")),
+                "PATCH /api/v1/namespaces/db/pods/p",
+                "sa:patroni",
+                NS,
+                "patch /pods/status",
+            ),
+            (
                 true,
+                "PATCH /api/v1/namespaces/db/pods/p/status",
+                "sa:patroni",
+                NS,
+                "patch /*/status",
             ),
             (
-                "named, other name",
-                named.clone(),
-                me.clone(),
-                false,
-                attrs("GET", &format!("{cm}/other")),
-                false,
-            ),
-            (
-                "named cannot create",
-                named.clone(),
-                me.clone(),
-                false,
-                attrs("POST", cm),
-                false,
-            ),
-            (
-                "named cannot list",
-                named.clone(),
-                me.clone(),
-                false,
-                attrs("GET", cm),
-                false,
-            ),
-            (
-                "named list by field selector",
-                named.clone(),
-                me.clone(),
-                false,
-                attributes("GET", cm, false, Some("metadata.name=state")),
                 true,
+                "PATCH /api/v1/namespaces/db/pods/p/status",
+                "sa:patroni",
+                NS,
+                "* */*",
+            ),
+            // binding scope
+            (
+                false,
+                "GET /api/v1/namespaces/web/configmaps/x",
+                "sa:patroni",
+                NS,
+                "get /configmaps",
             ),
             (
-                "named cannot deletecollection",
-                named.clone(),
-                me.clone(),
                 false,
-                attrs("DELETE", cm),
-                false,
+                "GET /api/v1/configmaps",
+                "sa:patroni",
+                NS,
+                "list /configmaps",
             ),
             (
-                "subresource needs its own rule",
-                json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]),
-                me.clone(),
-                false,
-                attrs("PATCH", "/api/v1/namespaces/db/pods/p/status"),
-                false,
-            ),
-            (
-                "subresource rule",
-                json!([{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]}]),
-                me.clone(),
-                false,
-                attrs("PATCH", "/api/v1/namespaces/db/pods/p/status"),
                 true,
+                "GET /api/v1/namespaces/web/configmaps/x",
+                "sa:db/patroni",
+                CLUSTER,
+                "get /configmaps",
             ),
             (
-                "subresource rule is not the resource",
-                json!([{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]}]),
-                me.clone(),
-                false,
-                attrs("PATCH", "/api/v1/namespaces/db/pods/p"),
-                false,
-            ),
-            (
-                "*/status",
-                json!([{"apiGroups": [""], "resources": ["*/status"], "verbs": ["patch"]}]),
-                me.clone(),
-                false,
-                attrs("PATCH", "/api/v1/namespaces/db/pods/p/status"),
                 true,
+                "GET /api/v1/configmaps",
+                "sa:db/patroni",
+                CLUSTER,
+                "list /configmaps",
             ),
+            (false, "GET CM/x", "sa:patroni", CLUSTER, "get /configmaps"),
+            // subjects
+            (false, "GET CM/x", "sa:web/patroni", NS, "get /configmaps"),
             (
-                "resources * covers subresources",
-                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
-                me.clone(),
-                false,
-                attrs("PATCH", "/api/v1/namespaces/db/pods/p/status"),
                 true,
+                "GET CM/x",
+                "group:system:serviceaccounts:db",
+                NS,
+                "get /configmaps",
             ),
             (
-                "role binding is namespaced",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                me.clone(),
-                false,
-                attrs("GET", "/api/v1/namespaces/other/configmaps/x"),
-                false,
-            ),
-            (
-                "role binding cannot grant cluster scope",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
-                me.clone(),
-                false,
-                attrs("GET", "/api/v1/configmaps"),
-                false,
-            ),
-            (
-                "cluster binding: every namespace",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                json!({"kind": "ServiceAccount", "name": "patroni", "namespace": "db"}),
                 true,
-                attrs("GET", "/api/v1/namespaces/other/configmaps/x"),
-                true,
+                "GET CM/x",
+                "group:system:serviceaccounts",
+                NS,
+                "get /configmaps",
             ),
             (
-                "cluster binding: cluster scope",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
-                json!({"kind": "ServiceAccount", "name": "patroni", "namespace": "db"}),
                 true,
-                attrs("GET", "/api/v1/configmaps"),
-                true,
+                "GET CM/x",
+                "group:system:authenticated",
+                NS,
+                "get /configmaps",
             ),
             (
-                "cluster binding: SA subject needs a namespace",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                me.clone(),
-                true,
-                attrs("GET", &format!("{cm}/x")),
                 false,
+                "GET CM/x",
+                "group:system:serviceaccounts:web",
+                NS,
+                "get /configmaps",
             ),
             (
-                "SA of another namespace",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                json!({"kind": "ServiceAccount", "name": "patroni", "namespace": "web"}),
-                false,
-                attrs("GET", &format!("{cm}/x")),
-                false,
+                true,
+                "GET CM/x",
+                "user:system:serviceaccount:db:patroni",
+                NS,
+                "get /configmaps",
+            ),
+            (false, "GET CM/x", "user:patroni", NS, "get /configmaps"),
+            // non-resource URLs
+            (
+                true,
+                "GET /metrics/x",
+                "group:system:authenticated",
+                CLUSTER,
+                "get url:/metrics*",
             ),
             (
-                "group of the namespace's SAs",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                json!({"kind": "Group", "name": "system:serviceaccounts:db"}),
                 false,
-                attrs("GET", &format!("{cm}/x")),
-                true,
+                "GET /metricsx",
+                "group:system:authenticated",
+                CLUSTER,
+                "get url:/metrics",
             ),
             (
-                "group of all SAs",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                json!({"kind": "Group", "name": "system:serviceaccounts"}),
                 false,
-                attrs("GET", &format!("{cm}/x")),
-                true,
+                "POST /metrics",
+                "group:system:authenticated",
+                CLUSTER,
+                "get url:/metrics",
             ),
             (
-                "other group",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                json!({"kind": "Group", "name": "system:serviceaccounts:web"}),
                 false,
-                attrs("GET", &format!("{cm}/x")),
-                false,
-            ),
-            (
-                "user subject",
-                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
-                json!({"kind": "User", "name": "system:serviceaccount:db:patroni"}),
-                false,
-                attrs("GET", &format!("{cm}/x")),
-                true,
-            ),
-            (
-                "non-resource URL prefix",
-                json!([{"nonResourceURLs": ["/metrics*"], "verbs": ["get"]}]),
-                json!({"kind": "Group", "name": "system:authenticated"}),
-                true,
-                attrs("GET", "/metrics/x"),
-                true,
-            ),
-            (
-                "non-resource URL exact",
-                json!([{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]),
-                json!({"kind": "Group", "name": "system:authenticated"}),
-                true,
-                attrs("GET", "/metricsx"),
-                false,
+                "GET /metrics",
+                "group:system:authenticated",
+                NS,
+                "get url:/metrics",
             ),
         ];
-        for (what, rules, subject, cluster, a, want) in cases {
-            let p = policy(rules, subject, cluster);
-            assert_eq!(p.allows(&sa(), &a).is_ok(), want, "{what}: {a:?}");
+        let me = User::service_account("db", "patroni");
+        for (want, req, who, cluster, r) in cases {
+            let p = policy(json!([rule(r)]), subject(who), cluster);
+            let a = request(req);
+            assert_eq!(
+                p.allows(&me, &a).is_ok(),
+                want,
+                "{req} by {who} with {r}: {a:?}"
+            );
         }
     }
 
