@@ -534,7 +534,13 @@ fn token_request(
     if req.method != "POST" {
         return Err(ApiError::method_not_allowed(&req.method));
     }
-    let spec = if req.body.iter().all(u8::is_ascii_whitespace) {
+    let protobuf = req
+        .content_type
+        .as_deref()
+        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
+    // kubectl sends protobuf, which is not decoded here: its spec (audiences, expiry) would
+    // change nothing, since expiry is not enforced.
+    let spec = if protobuf || req.body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
         body(req)?.get("spec").cloned().unwrap_or(json!({}))

@@ -17,15 +17,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Request bodies above this are refused, like the real server's 3 MiB limit.
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// Serves until `shutdown` turns true. During an outage the listener is closed (connections are
-/// refused), open connections are dropped, and the same address is bound again afterwards.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+/// Serves (over TLS when `tls` is given) until `shutdown` turns true. During an outage the
+/// listener is closed (connections are refused), open connections are dropped, and the same
+/// address is bound again afterwards.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let addr = listener
         .local_addr()
         .expect("bound listener has an address");
@@ -65,23 +72,44 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let mut kill = kill_tx.subscribe();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(respond(state, req).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = kill.changed() => {}
+                    match tls {
+                        None => connection(stream, state, kill).await,
+                        Some(acceptor) => {
+                            let handshake = tokio::select! {
+                                s = acceptor.accept(stream) => s,
+                                _ = kill.changed() => return,
+                            };
+                            match handshake {
+                                Ok(s) => connection(s, state, kill).await,
+                                Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            }
+                        }
                     }
                 });
             }
             _ = outage.changed() => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Serves one connection (plain or TLS) until it closes or `kill` fires.
+async fn connection<I>(io: I, state: Arc<State>, mut kill: watch::Receiver<u64>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(respond(state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = kill.changed() => {}
     }
 }
 

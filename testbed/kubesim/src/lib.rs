@@ -19,6 +19,7 @@ mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod store;
+mod tls;
 
 pub use api::RequestRecord;
 pub use auth::User;
@@ -109,6 +110,11 @@ impl Server {
     pub async fn start(
         cfg: Config,
     ) -> std::io::Result<(ServerHandle, impl std::future::Future<Output = ()> + Send)> {
+        let tls = if cfg.rbac {
+            Some(tls::acceptor()?)
+        } else {
+            None
+        };
         let listener = http::bind(cfg.bind).await?;
         let addr = listener.local_addr()?;
         let store = store::Store::new(cfg.event_log_capacity, cfg.cluster_ip_prefix);
@@ -131,13 +137,14 @@ impl Server {
         ));
         *state.addr.lock().unwrap_or_else(|p| p.into_inner()) = addr.to_string();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let fut = http::serve(listener, state.clone(), shutdown_rx);
         let handle = ServerHandle {
             addr,
+            tls: tls.is_some(),
             state,
             shutdown: shutdown_tx,
             thread: None,
         };
+        let fut = http::serve(listener, handle.state.clone(), tls, shutdown_rx);
         Ok((handle, fut))
     }
 }
@@ -145,6 +152,7 @@ impl Server {
 /// A running server. Dropping it stops the server (and its thread, if it has one).
 pub struct ServerHandle {
     addr: SocketAddr,
+    tls: bool,
     state: Arc<api::State>,
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -155,8 +163,16 @@ impl ServerHandle {
         self.addr
     }
 
+    /// `http://ADDR`, or `https://ADDR` when the server enforces RBAC (then trust [`Self::ca_pem`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA of the server's certificate (served only with RBAC on; also the `ca.crt` of
+    /// ServiceAccount token Secrets).
+    pub fn ca_pem(&self) -> &'static str {
+        tls::CA_PEM
     }
 
     /// A kubeconfig whose cluster, context and user are all named `context`. Without RBAC the
@@ -164,7 +180,12 @@ impl ServerHandle {
     /// accept; with RBAC it carries the admin token (`system:masters`).
     pub fn kubeconfig_yaml(&self, context: &str, namespace: &str) -> String {
         let token = self.state.auth.enabled.then(|| self.admin_token());
-        kubeconfig_with_token(&self.url(), context, namespace, token)
+        self.kubeconfig(context, namespace, token)
+    }
+
+    fn kubeconfig(&self, context: &str, namespace: &str, token: Option<&str>) -> String {
+        let ca = self.tls.then_some(tls::CA_PEM);
+        kubeconfig(&self.url(), context, namespace, token, ca)
     }
 
     /// Whether this server enforces RBAC ([`Config::rbac`]).
@@ -196,12 +217,7 @@ impl ServerHandle {
         name: &str,
     ) -> Result<String, ApiError> {
         let token = self.service_account_token(namespace, name)?;
-        Ok(kubeconfig_with_token(
-            &self.url(),
-            context,
-            namespace,
-            Some(&token),
-        ))
+        Ok(self.kubeconfig(context, namespace, Some(&token)))
     }
 
     /// A bearer token for the user `name` in `groups` (plus `system:authenticated`), like an
@@ -297,22 +313,32 @@ impl Drop for ServerHandle {
 
 /// See [`ServerHandle::kubeconfig_yaml`] (a user without credentials).
 pub fn kubeconfig_yaml(server: &str, context: &str, namespace: &str) -> String {
-    kubeconfig_with_token(server, context, namespace, None)
+    kubeconfig(server, context, namespace, None, None)
 }
 
-/// A kubeconfig whose user presents `token` as a bearer token (None: no credentials).
-pub fn kubeconfig_with_token(
+/// A kubeconfig whose user presents `token` as a bearer token (None: no credentials) and whose
+/// cluster is trusted through `ca_pem` (None: plain HTTP).
+fn kubeconfig(
     server: &str,
     context: &str,
     namespace: &str,
     token: Option<&str>,
+    ca_pem: Option<&str>,
 ) -> String {
+    use base64::Engine as _;
     let user = match token {
         Some(t) => format!("\n    token: {t}"),
         None => " {}".to_string(),
     };
+    let ca = match ca_pem {
+        Some(pem) => format!(
+            "    certificate-authority-data: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(pem)
+        ),
+        None => String::new(),
+    };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {server}\n\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {server}\n{ca}\
          contexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\n    namespace: {namespace}\n\
          current-context: {context}\npreferences: {{}}\nusers:\n- name: {context}\n  user:{user}\n"
     )

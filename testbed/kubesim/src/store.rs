@@ -1078,8 +1078,8 @@ impl Inner {
     }
 
     /// The token controller: a `kubernetes.io/service-account-token` Secret whose ServiceAccount
-    /// exists gets `data.token`, `data.namespace`, `data["ca.crt"]` (empty: the server speaks
-    /// plain HTTP) and the ServiceAccount's uid. Done in the write itself (the real controller
+    /// exists gets `data.token`, `data.namespace`, `data["ca.crt"]` (the CA of the server's
+    /// HTTPS, see [`crate::ServerHandle::ca_pem`]) and the ServiceAccount's uid. Done in the write itself (the real controller
     /// follows a moment later); a Secret whose ServiceAccount does not exist yet is filled when
     /// it is created. Returns whether it filled anything.
     fn fill_service_account_token(&self, obj: &mut Value) -> bool {
@@ -1125,7 +1125,7 @@ impl Inner {
         }
         obj["data"]["token"] = b64(&token);
         obj["data"]["namespace"] = b64(&ns);
-        obj["data"]["ca.crt"] = b64("");
+        obj["data"]["ca.crt"] = b64(crate::tls::CA_PEM);
         true
     }
 

@@ -326,3 +326,93 @@ fn helm_install_wait_upgrade_uninstall() {
     run(&["uninstall", "r", "--wait"]);
     assert_eq!(get(&s, "/api/v1/namespaces/default/configmaps/r-cm").0, 404);
 }
+
+/// With RBAC on: the admin kubeconfig works as before, a ServiceAccount token (from a token
+/// Secret, or `kubectl create token`) is held to its Role, and kubectl prints the real Forbidden.
+#[test]
+fn rbac_service_account_tokens_and_forbidden_as_kubectl_prints_it() {
+    let s = Server::spawn(Config {
+        rbac: true,
+        ..Config::default()
+    })
+    .unwrap();
+    let k = Kubectl::new(&s);
+    let m = k.manifest(
+        "rbac.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: failover\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: failover\nrules:\n\
+         - apiGroups: [\"\"]\n  resources: [configmaps]\n  resourceNames: [state]\n  verbs: [get, patch, create]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: failover\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: failover}\n\
+         subjects: [{kind: ServiceAccount, name: failover}]\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: failover-token\n  annotations:\n    kubernetes.io/service-account.name: failover\n\
+         type: kubernetes.io/service-account-token\n",
+    );
+    k.ok(&["apply", "-f", &m]);
+    let b64 = k.ok(&[
+        "get",
+        "secret",
+        "failover-token",
+        "-o",
+        "jsonpath={.data.token}",
+    ]);
+    let out = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b64.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let secret_token = String::from_utf8(out.stdout).unwrap();
+    assert!(!secret_token.is_empty());
+    let issued = k.ok(&["create", "token", "failover"]);
+    for token in [secret_token.trim(), issued.trim()] {
+        let t = format!("--token={token}");
+        let out = k
+            .cmd(&[&t, "create", "configmap", "state", "--from-literal=a=b"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            "error: failed to create configmap: configmaps is forbidden: User \"system:serviceaccount:default:failover\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        );
+        let out = k.cmd(&[&t, "get", "configmaps"]).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Error from server (Forbidden): configmaps is forbidden: User \"system:serviceaccount:default:failover\" cannot list resource \"configmaps\""),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    k.ok(&["create", "configmap", "state", "--from-literal=a=b"]);
+    let t = format!("--token={}", issued.trim());
+    assert_eq!(
+        k.ok(&[&t, "get", "configmap", "state", "-o", "jsonpath={.data.a}"]),
+        "b"
+    );
+    k.ok(&[
+        &t,
+        "patch",
+        "configmap",
+        "state",
+        "-p",
+        "{\"data\":{\"a\":\"c\"}}",
+    ]);
+    assert_eq!(
+        get(&s, "/api/v1/namespaces/default/configmaps/state").1["data"]["a"],
+        "c"
+    );
+    let out = k
+        .cmd(&["--token=nope", "get", "configmaps"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -27,10 +27,12 @@ fn server(rbac: bool) -> ServerHandle {
     s
 }
 
-fn client() -> reqwest::Client {
+/// A client that trusts the server's CA (served over HTTPS when RBAC is on).
+fn client(s: &ServerHandle) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .add_root_certificate(reqwest::Certificate::from_pem(s.ca_pem().as_bytes()).unwrap())
         .build()
         .unwrap()
 }
@@ -43,7 +45,7 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut rb = client().request(method.parse().unwrap(), format!("{}{path}", s.url()));
+    let mut rb = client(s).request(method.parse().unwrap(), format!("{}{path}", s.url()));
     if let Some(t) = token {
         rb = rb.bearer_auth(t);
     }
@@ -114,7 +116,9 @@ fn assert_forbidden(body: &Value, message: &str) {
 async fn without_rbac_tokens_are_ignored_and_everything_is_allowed() {
     let s = server(false);
     assert!(!s.rbac());
-    assert!(s.kubeconfig_yaml("sim", "db").contains("user: {}"));
+    assert!(s.url().starts_with("http://"));
+    let kc = s.kubeconfig_yaml("sim", "db");
+    assert!(kc.contains("user: {}") && !kc.contains("certificate-authority"));
     for token in [None, Some("not-a-token")] {
         let (st, _) = send(
             &s,
@@ -176,7 +180,9 @@ async fn anonymous_sees_version_and_health_only_and_bad_tokens_are_401() {
 #[tokio::test]
 async fn the_admin_kubeconfig_is_a_superuser() {
     let s = server(true);
+    assert!(s.url().starts_with("https://127.0.0.1:"));
     let kc = s.kubeconfig_yaml("sim", "db");
+    assert!(kc.contains("certificate-authority-data: "), "{kc}");
     let token = kc
         .lines()
         .find_map(|l| l.trim().strip_prefix("token: "))
@@ -564,7 +570,7 @@ async fn token_secrets_are_filled_and_valid_while_secret_and_account_exist() {
         .unwrap()
     };
     assert_eq!(b64(&secret["data"]["namespace"]), "db");
-    assert!(secret["data"]["ca.crt"].is_string(), "{secret}");
+    assert_eq!(b64(&secret["data"]["ca.crt"]), s.ca_pem());
     let (_, sa) = s.request(
         "GET",
         "/api/v1/namespaces/db/serviceaccounts/failover",
