@@ -14,6 +14,17 @@
 //! - no token at all: `system:anonymous` in `system:unauthenticated`.
 //!
 //! Every authenticated user is also in `system:authenticated`.
+//!
+//! The default bindings of a real cluster that matter are created at start: `cluster-admin`
+//! (for `system:masters`), `system:discovery` (`/api`, `/apis`, `/openapi`, `/version`, health,
+//! for every authenticated user) and `system:public-info-viewer` (`/version` and health, for
+//! anonymous users too).
+//!
+//! Not emulated: aggregated ClusterRoles (`aggregationRule` is ignored), escalation prevention
+//! (anyone allowed to write Roles and bindings may grant anything; no `escalate`/`bind` verbs),
+//! impersonation headers (ignored), access reviews (`kubectl auth can-i`), token expiry and
+//! audiences, client certificates, the per-namespace `default` ServiceAccount, and the other
+//! bootstrap roles (`admin`, `edit`, `view`, `system:*` controllers).
 
 use crate::error::ApiError;
 use crate::store::{Filter, Store};

@@ -717,3 +717,50 @@ async fn token_request_and_service_account_kubeconfig() {
     );
     assert_eq!(s.request_as(None, "GET", CM, None, None).0, 403);
 }
+
+/// Our binaries' client stack (kube-rs over rustls) with a ServiceAccount kubeconfig: HTTPS
+/// trusted through the kubeconfig's CA, the token sent, a 403 surfaced as the API's Status.
+#[tokio::test]
+async fn kube_rs_with_a_service_account_kubeconfig() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, PostParams};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = server(true);
+    service_account(&s, "db", "failover");
+    role(
+        &s,
+        "failover",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["state"],
+                "verbs": ["get", "patch"]}]),
+        sa_subject("failover"),
+    );
+    admin_create(&s, CM, json!({"metadata": {"name": "state"}}));
+    let kc = s
+        .service_account_kubeconfig("sim", "db", "failover")
+        .unwrap();
+    let kc = kube::config::Kubeconfig::from_yaml(&kc).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(cfg).unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let got = cms.get("state").await.unwrap();
+    assert_eq!(got.metadata.name.as_deref(), Some("state"));
+    let err = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden"));
+            assert_eq!(
+                s.message,
+                "configmaps is forbidden: User \"system:serviceaccount:db:failover\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"db\""
+            );
+        }
+        other => panic!("expected a 403 Status, got {other:?}"),
+    }
+}
