@@ -764,3 +764,50 @@ async fn kube_rs_with_a_service_account_kubeconfig() {
         other => panic!("expected a 403 Status, got {other:?}"),
     }
 }
+
+/// A watch is authorized when it starts (verb watch) and then streams over HTTPS as usual.
+#[tokio::test]
+async fn watches_stream_over_https_for_an_allowed_account() {
+    let s = server(true);
+    service_account(&s, "db", "patroni");
+    role(
+        &s,
+        "patroni",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["watch"]}]),
+        sa_subject("patroni"),
+    );
+    let t = s.service_account_token("db", "patroni").unwrap();
+    let mut r = client(&s)
+        .get(format!("{}{CM}?watch=1&timeoutSeconds=5", s.url()))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    admin_create(&s, CM, json!({"metadata": {"name": "seen"}}));
+    let mut got = Vec::new();
+    while !got.contains(&b'\n') {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .expect("the stream stays open");
+        got.extend_from_slice(&chunk);
+    }
+    let ev: Value =
+        serde_json::from_slice(&got[..got.iter().position(|b| *b == b'\n').unwrap()]).unwrap();
+    assert_eq!(
+        (
+            ev["type"].as_str(),
+            ev["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("seen"))
+    );
+    // The same account cannot get what it may only watch.
+    assert_eq!(
+        send(&s, Some(&t), "GET", &format!("{CM}/seen"), None)
+            .await
+            .0,
+        403
+    );
+}
