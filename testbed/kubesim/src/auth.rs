@@ -23,8 +23,9 @@
 //! Not emulated: aggregated ClusterRoles (`aggregationRule` is ignored), escalation prevention
 //! (anyone allowed to write Roles and bindings may grant anything; no `escalate`/`bind` verbs),
 //! impersonation headers (ignored), access reviews (`kubectl auth can-i`), token expiry and
-//! audiences, client certificates, the per-namespace `default` ServiceAccount, and the other
-//! bootstrap roles (`admin`, `edit`, `view`, `system:*` controllers).
+//! audiences, client certificates, re-creating a deleted `default` ServiceAccount (each namespace
+//! gets one when it is created), and the other bootstrap roles (`admin`, `edit`, `view`,
+//! `system:*` controllers).
 
 use crate::error::ApiError;
 use crate::store::{Filter, Store};

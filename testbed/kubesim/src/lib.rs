@@ -119,6 +119,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let store = store::Store::new(cfg.event_log_capacity, cfg.cluster_ip_prefix);
         if cfg.rbac {
+            store.default_service_accounts();
             for (plural, obj) in auth::bootstrap_objects() {
                 let rt = store
                     .resolve("rbac.authorization.k8s.io", "v1", plural)

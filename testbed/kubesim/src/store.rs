@@ -123,6 +123,8 @@ pub(crate) struct Inner {
     next_cluster_ip: u32,
     cluster_ip_prefix: [u8; 2],
     next_node_port: u16,
+    /// Every namespace gets a `default` ServiceAccount (see [`Store::default_service_accounts`]).
+    default_service_accounts: bool,
     pub(crate) registry: Registry,
     tx: broadcast::Sender<Arc<WatchEvent>>,
 }
@@ -304,6 +306,7 @@ impl Store {
                 next_cluster_ip: 1,
                 cluster_ip_prefix,
                 next_node_port: 30000,
+                default_service_accounts: false,
                 registry: Registry::default(),
                 tx: tx.clone(),
             }),
@@ -318,6 +321,24 @@ impl Store {
                 .expect("initial namespace");
         }
         store
+    }
+
+    /// From now on every namespace (existing or new) has a `default` ServiceAccount, as the real
+    /// ServiceAccount controller sees to (pods without `serviceAccountName` run as it). Only for
+    /// servers that enforce RBAC, so that other users see no extra objects.
+    pub fn default_service_accounts(&self) {
+        let mut inner = self.lock();
+        inner.default_service_accounts = true;
+        let Some(ns) = inner.registry.get("", "v1", "namespaces").cloned() else {
+            return;
+        };
+        let names: Vec<String> = inner
+            .scan(&ns, None)
+            .filter_map(|o| meta_str(o, "name").map(str::to_string))
+            .collect();
+        for n in names {
+            inner.ensure_default_service_account(&n);
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -1165,7 +1186,24 @@ impl Inner {
     }
 
     /// Side effects of committed writes: CRDs change what is served.
+    fn ensure_default_service_account(&mut self, ns: &str) {
+        let Some(sa) = self.registry.get("", "v1", "serviceaccounts").cloned() else {
+            return;
+        };
+        if !self.objects.contains_key(&key(&sa, ns, "default")) {
+            let _ = self.create(&sa, ns, json!({"metadata": {"name": "default"}}), false);
+        }
+    }
+
     fn after_write(&mut self, rt: &ResourceType, obj: &Value, kind: EventType) {
+        if self.default_service_accounts
+            && rt.group.is_empty()
+            && rt.plural == "namespaces"
+            && kind == EventType::Added
+        {
+            let ns = meta_str(obj, "name").unwrap_or_default().to_string();
+            self.ensure_default_service_account(&ns);
+        }
         if rt.group.is_empty() && rt.plural == "serviceaccounts" && kind != EventType::Modified {
             self.service_account_tokens(obj, kind);
         }

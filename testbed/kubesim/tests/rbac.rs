@@ -134,6 +134,28 @@ async fn without_rbac_tokens_are_ignored_and_everything_is_allowed() {
         assert!(!l["items"].as_array().unwrap().is_empty());
     }
     assert!(s.requests().iter().all(|r| r.user.is_empty()));
+    // No ServiceAccount controller either: no `default` account appears.
+    let sa = "/api/v1/namespaces/db/serviceaccounts/default";
+    assert_eq!(s.request("GET", sa, None, None).0, 404);
+}
+
+#[tokio::test]
+async fn every_namespace_has_a_default_service_account() {
+    let s = server(true);
+    for ns in ["default", "kube-system", "db"] {
+        let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/default");
+        assert_eq!(s.request("GET", &path, None, None).0, 200, "{ns}");
+    }
+    let t = s.service_account_token("db", "default").unwrap();
+    let (st, b) = send(&s, Some(&t), "GET", CM, None).await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("User \"system:serviceaccount:db:default\""),
+        "{b}"
+    );
 }
 
 #[tokio::test]
