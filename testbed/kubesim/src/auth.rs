@@ -211,7 +211,12 @@ impl Auth {
     /// anonymous, as in the real server.
     pub fn authenticate(&self, store: &Store, header: Option<&str>) -> Result<User, ApiError> {
         let token = match header.map(str::trim) {
-            Some(h) if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") => h[7..].trim(),
+            Some(h)
+                if h.get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("bearer ")) =>
+            {
+                h[7..].trim()
+            }
             _ => return Ok(User::anonymous()),
         };
         if token.is_empty() {
