@@ -28,6 +28,9 @@ pub struct ApiRequest {
     pub user_agent: Option<String>,
     /// The `Authorization` header (read only when the server enforces RBAC).
     pub authorization: Option<String>,
+    /// `Impersonate-User` and every `Impersonate-Group` header (`kubectl --as`, `--as-group`).
+    pub impersonate_user: Option<String>,
+    pub impersonate_groups: Vec<String>,
     pub body: Bytes,
 }
 
@@ -187,10 +190,11 @@ fn admit(state: &State, req: &ApiRequest) -> Result<Option<User>, (Option<User>,
     if !state.auth.enabled || req.path.starts_with("/kubesim/") {
         return Ok(None);
     }
-    let user = state
+    let caller = state
         .auth
         .authenticate(&state.store, req.authorization.as_deref())
         .map_err(|e| (None, e))?;
+    let user = impersonate(state, req, caller)?;
     let a = auth::attributes(
         &req.method,
         &req.path,
@@ -521,6 +525,66 @@ fn resource(
         }
         (m, _) => Err(ApiError::method_not_allowed(m)),
     }
+}
+
+/// Acts as `Impersonate-User` (with its `Impersonate-Group`s) when the caller may `impersonate`
+/// that user (or ServiceAccount) and each group, as the real server does.
+fn impersonate(
+    state: &State,
+    req: &ApiRequest,
+    caller: User,
+) -> Result<User, (Option<User>, ApiError)> {
+    let Some(name) = req.impersonate_user.as_deref() else {
+        if req.impersonate_groups.is_empty() {
+            return Ok(caller);
+        }
+        return Err((
+            Some(caller),
+            ApiError::bad_request("impersonating groups requires impersonating a user"),
+        ));
+    };
+    let sa = name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'));
+    let mut checks = vec![match sa {
+        Some((ns, n)) => ("serviceaccounts", ns.to_string(), n.to_string()),
+        None => ("users", String::new(), name.to_string()),
+    }];
+    for g in &req.impersonate_groups {
+        checks.push(("groups", String::new(), g.clone()));
+    }
+    for (resource, namespace, object) in checks {
+        let a = auth::Attributes {
+            verb: "impersonate".into(),
+            resource_request: true,
+            path: req.path.clone(),
+            resource: resource.into(),
+            namespace,
+            name: object,
+            ..auth::Attributes::default()
+        };
+        let policy = Policy::load(&state.store, &a.namespace);
+        if let Err(reason) = policy.allows(&caller, &a) {
+            let e = auth::forbidden(&caller, &a, &reason);
+            return Err((Some(caller), e));
+        }
+    }
+    let mut user = match sa {
+        Some((ns, n)) => User::service_account(ns, n),
+        None => User {
+            name: name.to_string(),
+            groups: vec![],
+        },
+    };
+    for g in &req.impersonate_groups {
+        if !user.groups.contains(g) {
+            user.groups.push(g.clone());
+        }
+    }
+    if name != "system:anonymous" && !user.groups.iter().any(|g| g == "system:authenticated") {
+        user.groups.push("system:authenticated".into());
+    }
+    Ok(user)
 }
 
 /// `POST .../serviceaccounts/{name}/token` (TokenRequest, as `kubectl create token` sends it).

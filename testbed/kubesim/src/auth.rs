@@ -11,7 +11,8 @@
 //!   `system:serviceaccounts` and `system:serviceaccounts:<ns>`; valid while the ServiceAccount
 //!   (and, for a Secret token, the Secret) exists;
 //! - user tokens issued in-process (like a static token file);
-//! - no token at all: `system:anonymous` in `system:unauthenticated`.
+//! - no token at all: `system:anonymous` in `system:unauthenticated`;
+//! - any of these acting as another user with `Impersonate-User`/`-Group` (`kubectl --as`).
 //!
 //! Every authenticated user is also in `system:authenticated`.
 //!
@@ -22,7 +23,9 @@
 //!
 //! Not emulated: aggregated ClusterRoles (`aggregationRule` is ignored), escalation prevention
 //! (anyone allowed to write Roles and bindings may grant anything; no `escalate`/`bind` verbs),
-//! impersonation headers (ignored), access reviews (`kubectl auth can-i`), token expiry and
+//! impersonation of `uid`s and extra fields (users, ServiceAccounts and groups are: the
+//! `impersonate` verb on `users`, `serviceaccounts`, `groups`), access reviews
+//! (`kubectl auth can-i`), token expiry and
 //! audiences, client certificates, re-creating a deleted `default` ServiceAccount (each namespace
 //! gets one when it is created), and the other bootstrap roles (`admin`, `edit`, `view`,
 //! `system:*` controllers).

@@ -145,6 +145,17 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         content_type: header(CONTENT_TYPE),
         user_agent: header(hyper::header::USER_AGENT),
         authorization: header(hyper::header::AUTHORIZATION),
+        impersonate_user: parts
+            .headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        impersonate_groups: parts
+            .headers
+            .get_all("impersonate-group")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect(),
         body,
     };
     let resp = if api_req.path.starts_with("/kubesim/") {

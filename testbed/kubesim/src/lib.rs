@@ -261,6 +261,8 @@ impl ServerHandle {
             content_type: content_type.map(str::to_string),
             user_agent: Some("kubesim-in-process".into()),
             authorization: token.map(|t| format!("Bearer {t}")),
+            impersonate_user: None,
+            impersonate_groups: vec![],
             body: body
                 .map(|b| bytes::Bytes::from(serde_json::to_vec(b).expect("JSON values serialize")))
                 .unwrap_or_default(),

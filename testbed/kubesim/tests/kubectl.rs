@@ -388,6 +388,21 @@ fn rbac_service_account_tokens_and_forbidden_as_kubectl_prints_it() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The admin acting as the account (`--as`, impersonation) gets the same answer.
+    let out = k
+        .cmd(&[
+            "--as=system:serviceaccount:default:failover",
+            "create",
+            "configmap",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("configmaps is forbidden: User \"system:serviceaccount:default:failover\" cannot create resource"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     k.ok(&["create", "configmap", "state", "--from-literal=a=b"]);
     let t = format!("--token={}", issued.trim());
     assert_eq!(

@@ -833,3 +833,84 @@ async fn watches_stream_over_https_for_an_allowed_account() {
         403
     );
 }
+
+/// `kubectl --as`: the admin may act as a ServiceAccount (then RBAC applies to that account);
+/// an account without `impersonate` may not.
+#[tokio::test]
+async fn impersonation_needs_the_impersonate_verb() {
+    let s = server(true);
+    service_account(&s, "db", "failover");
+    role(
+        &s,
+        "failover",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
+        sa_subject("failover"),
+    );
+    let as_user = |token: &str, user: &str, groups: &[&str]| {
+        let mut rb = client(&s)
+            .get(format!("{}{CM}", s.url()))
+            .bearer_auth(token)
+            .header("Impersonate-User", user);
+        for g in groups {
+            rb = rb.header("Impersonate-Group", *g);
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<Value>().await.unwrap())
+        }
+    };
+    let admin = s.admin_token().to_string();
+    assert_eq!(
+        as_user(&admin, "system:serviceaccount:db:failover", &[])
+            .await
+            .0,
+        200
+    );
+    let (st, b) = as_user(&admin, "system:serviceaccount:db:other", &[]).await;
+    assert_eq!(st, 403);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("User \"system:serviceaccount:db:other\" cannot list"),
+        "{b}"
+    );
+    // Groups come with the impersonated user and count for bindings.
+    role(
+        &s,
+        "readers",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
+        json!([{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "readers"}]),
+    );
+    assert_eq!(
+        as_user(&admin, "jane", &[]).await.0,
+        403,
+        "jane is not bound"
+    );
+    assert_eq!(as_user(&admin, "jane", &["readers"]).await.0, 200);
+    let t = s.service_account_token("db", "failover").unwrap();
+    let (st, b) = as_user(&t, "jane", &[]).await;
+    assert_eq!(st, 403);
+    assert_forbidden(
+        &b,
+        "users \"jane\" is forbidden: User \"system:serviceaccount:db:failover\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+    );
+    admin_create(
+        &s,
+        &format!("{RBAC}/clusterroles"),
+        json!({"metadata": {"name": "impersonator"},
+               "rules": [{"apiGroups": [""], "resources": ["users"], "resourceNames": ["jane"], "verbs": ["impersonate"]},
+                         {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"]}]}),
+    );
+    admin_create(
+        &s,
+        &format!("{RBAC}/clusterrolebindings"),
+        json!({"metadata": {"name": "impersonator"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "impersonator"},
+               "subjects": [{"kind": "ServiceAccount", "name": "failover", "namespace": "db"}]}),
+    );
+    let (st, b) = as_user(&t, "jane", &["readers"]).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(as_user(&t, "bob", &[]).await.0, 403);
+}
