@@ -172,7 +172,10 @@ impl State {
 /// Handles one request (faults are applied by the caller, which may need to sleep).
 pub fn handle(state: &State, req: &ApiRequest) -> ApiResponse {
     let (user, resp) = match admit(state, req) {
-        Ok(user) => (user, route(state, req)),
+        Ok(user) => {
+            let resp = route(state, req, user.as_ref());
+            (user, resp)
+        }
         Err((user, e)) => (user, Err(e)),
     };
     let resp = resp.unwrap_or_else(|e| ApiResponse::error(&e));
@@ -234,7 +237,7 @@ fn segments(path: &str) -> Vec<&str> {
         .collect()
 }
 
-fn route(state: &State, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+fn route(state: &State, req: &ApiRequest, user: Option<&User>) -> Result<ApiResponse, ApiError> {
     let segs = segments(&req.path);
     let store = &state.store;
     match segs.as_slice() {
@@ -270,6 +273,12 @@ fn route(state: &State, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
             store.registry().resource_list("", "v1"),
         )),
         ["api", "v1", rest @ ..] => resource(state, req, "", "v1", rest),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            kind @ ("selfsubjectaccessreviews" | "subjectaccessreviews"),
+        ] => access_review(state, req, kind, user),
         ["apis"] => Ok(ApiResponse::json(200, store.registry().group_list())),
         ["apis", group] => store
             .registry()
@@ -525,6 +534,85 @@ fn resource(
         }
         (m, _) => Err(ApiError::method_not_allowed(m)),
     }
+}
+
+/// `POST` of a SelfSubjectAccessReview (about the caller: `kubectl auth can-i`) or a
+/// SubjectAccessReview (about `spec.user`/`spec.groups`): the RBAC decision, nothing stored.
+/// Without RBAC every request is allowed, so every review is.
+fn access_review(
+    state: &State,
+    req: &ApiRequest,
+    kind: &str,
+    caller: Option<&User>,
+) -> Result<ApiResponse, ApiError> {
+    if req.method != "POST" {
+        return Err(ApiError::method_not_allowed(&req.method));
+    }
+    let review = body(req)?;
+    let spec = review.get("spec").cloned().unwrap_or(json!({}));
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let a = if let Some(r) = spec.get("resourceAttributes") {
+        auth::Attributes {
+            verb: s(r, "verb"),
+            resource_request: true,
+            group: s(r, "group"),
+            resource: s(r, "resource"),
+            subresource: s(r, "subresource"),
+            namespace: s(r, "namespace"),
+            name: s(r, "name"),
+            ..auth::Attributes::default()
+        }
+    } else if let Some(n) = spec.get("nonResourceAttributes") {
+        auth::Attributes {
+            verb: s(n, "verb"),
+            path: s(n, "path"),
+            ..auth::Attributes::default()
+        }
+    } else {
+        return Err(ApiError::invalid(
+            kind,
+            "",
+            "spec: Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        ));
+    };
+    let subject = if kind == "subjectaccessreviews" {
+        let groups = spec
+            .get("groups")
+            .and_then(Value::as_array)
+            .map(|g| {
+                g.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(User {
+            name: s(&spec, "user"),
+            groups,
+        })
+    } else {
+        caller.cloned()
+    };
+    let decision = match (&subject, state.auth.enabled) {
+        (Some(u), true) => Policy::load(&state.store, &a.namespace).allows(u, &a),
+        _ => Ok(()),
+    };
+    let mut status = json!({"allowed": decision.is_ok()});
+    if let Err(reason) = &decision
+        && !reason.is_empty()
+    {
+        status["reason"] = json!(reason);
+    }
+    let kind_name = if kind == "subjectaccessreviews" {
+        "SubjectAccessReview"
+    } else {
+        "SelfSubjectAccessReview"
+    };
+    Ok(ApiResponse::json(
+        201,
+        json!({"kind": kind_name, "apiVersion": "authorization.k8s.io/v1",
+               "metadata": {"creationTimestamp": null}, "spec": spec, "status": status}),
+    ))
 }
 
 /// Acts as `Impersonate-User` (with its `Impersonate-Group`s) when the caller may `impersonate`

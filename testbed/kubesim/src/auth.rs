@@ -18,14 +18,15 @@
 //!
 //! The default bindings of a real cluster that matter are created at start: `cluster-admin`
 //! (for `system:masters`), `system:discovery` (`/api`, `/apis`, `/openapi`, `/version`, health,
-//! for every authenticated user) and `system:public-info-viewer` (`/version` and health, for
-//! anonymous users too).
+//! for every authenticated user), `system:basic-user` (SelfSubjectAccessReviews, i.e.
+//! `kubectl auth can-i`, for every authenticated user) and `system:public-info-viewer`
+//! (`/version` and health, for anonymous users too).
 //!
 //! Not emulated: aggregated ClusterRoles (`aggregationRule` is ignored), escalation prevention
 //! (anyone allowed to write Roles and bindings may grant anything; no `escalate`/`bind` verbs),
 //! impersonation of `uid`s and extra fields (users, ServiceAccounts and groups are: the
-//! `impersonate` verb on `users`, `serviceaccounts`, `groups`), access reviews
-//! (`kubectl auth can-i`), token expiry and
+//! `impersonate` verb on `users`, `serviceaccounts`, `groups`), rules reviews
+//! (`kubectl auth can-i --list`), token expiry and
 //! audiences, client certificates, re-creating a deleted `default` ServiceAccount (each namespace
 //! gets one when it is created), and the other bootstrap roles (`admin`, `edit`, `view`,
 //! `system:*` controllers).
@@ -655,7 +656,15 @@ pub fn bootstrap_objects() -> Vec<(&'static str, Value)> {
                 {"nonResourceURLs": public, "verbs": ["get"]},
             ]}),
         ),
+        (
+            "clusterroles",
+            json!({"metadata": meta("system:basic-user"), "rules": [
+                {"apiGroups": ["authorization.k8s.io"],
+                 "resources": ["selfsubjectaccessreviews"], "verbs": ["create"]},
+            ]}),
+        ),
         binding("cluster-admin", json!([group(MASTERS)])),
+        binding("system:basic-user", json!([group(AUTHENTICATED)])),
         binding("system:discovery", json!([group(AUTHENTICATED)])),
         binding(
             "system:public-info-viewer",

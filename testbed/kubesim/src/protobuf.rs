@@ -117,6 +117,59 @@ fn object_meta(b: &[u8]) -> Result<Value, String> {
     Ok(Value::Object(m))
 }
 
+/// `ResourceAttributes` {1 namespace, 2 verb, 3 group, 4 version, 5 resource, 6 subresource,
+/// 7 name} or `NonResourceAttributes` {1 path, 2 verb}.
+fn attributes(b: &[u8], names: &[&str]) -> Result<Value, String> {
+    let mut m = Map::new();
+    for (f, w) in fields(b)? {
+        if let Some(name) = usize::try_from(f)
+            .ok()
+            .and_then(|i| names.get(i.wrapping_sub(1)))
+        {
+            m.insert(name.to_string(), json!(string(w)?));
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// The spec of a (Self)SubjectAccessReview: {1 resourceAttributes, 2 nonResourceAttributes,
+/// 3 user, 4 groups}.
+fn review_spec(b: &[u8]) -> Result<Value, String> {
+    let mut spec = Map::new();
+    let mut groups = Vec::new();
+    for (f, w) in fields(b)? {
+        let Wire::Bytes(x) = w else { continue };
+        match f {
+            1 => drop(spec.insert(
+                "resourceAttributes".into(),
+                attributes(
+                    x,
+                    &[
+                        "namespace",
+                        "verb",
+                        "group",
+                        "version",
+                        "resource",
+                        "subresource",
+                        "name",
+                    ],
+                )?,
+            )),
+            2 => drop(spec.insert(
+                "nonResourceAttributes".into(),
+                attributes(x, &["path", "verb"])?,
+            )),
+            3 => drop(spec.insert("user".into(), json!(string(w)?))),
+            4 => groups.push(json!(string(w)?)),
+            _ => {}
+        }
+    }
+    if !groups.is_empty() {
+        spec.insert("groups".into(), Value::Array(groups));
+    }
+    Ok(Value::Object(spec))
+}
+
 /// Decodes a protobuf request body into the JSON form of the object.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
     let inner = body
@@ -157,10 +210,14 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             ("Secret", 2) => map_entry(w, true, &mut data)?,
             ("Secret", 3) => drop(obj.insert("type".into(), json!(string(w)?))),
             ("Secret", 4) => map_entry(w, false, &mut string_data)?,
+            ("SelfSubjectAccessReview" | "SubjectAccessReview", 2) => {
+                drop(obj.insert("spec".into(), review_spec(b)?))
+            }
             ("ConfigMap" | "Secret" | "Namespace", _) => {}
+            ("SelfSubjectAccessReview" | "SubjectAccessReview", _) => {}
             (other, _) => {
                 return Err(format!(
-                    "protobuf bodies are understood only for ConfigMap, Secret and Namespace, not {other}; send JSON"
+                    "protobuf bodies are understood only for ConfigMap, Secret, Namespace and access reviews, not {other}; send JSON"
                 ));
             }
         }

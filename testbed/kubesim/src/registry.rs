@@ -211,6 +211,25 @@ const BUILTINS: &[Builtin] = &[
         &[],
         false,
     ),
+    // Access reviews (`kubectl auth can-i`): answered, never stored.
+    Builtin(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
+        &[],
+        false,
+    ),
+    Builtin(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        false,
+        &[],
+        false,
+    ),
     Builtin(
         "coordination.k8s.io",
         "v1",

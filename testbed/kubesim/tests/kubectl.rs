@@ -403,6 +403,22 @@ fn rbac_service_account_tokens_and_forbidden_as_kubectl_prints_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `kubectl auth can-i` (a SelfSubjectAccessReview, here impersonated) says the same.
+    let can_i = |args: &[&str]| {
+        let mut a = vec![
+            "auth",
+            "can-i",
+            "--as=system:serviceaccount:default:failover",
+        ];
+        a.extend_from_slice(args);
+        let out = k.cmd(&a).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can_i(&["create", "configmaps"]), "no");
+    assert_eq!(can_i(&["patch", "configmaps/state"]), "yes");
+    assert_eq!(can_i(&["patch", "configmaps/other"]), "no");
+    assert_eq!(can_i(&["get", "pods"]), "no");
+    assert_eq!(k.ok(&["auth", "can-i", "delete", "pods"]).trim(), "yes");
     k.ok(&["create", "configmap", "state", "--from-literal=a=b"]);
     let t = format!("--token={}", issued.trim());
     assert_eq!(

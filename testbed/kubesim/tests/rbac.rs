@@ -914,3 +914,43 @@ async fn impersonation_needs_the_impersonate_verb() {
     assert_eq!(st, 200, "{b}");
     assert_eq!(as_user(&t, "bob", &[]).await.0, 403);
 }
+
+/// Access reviews: a SelfSubjectAccessReview answers for the caller (any authenticated user may
+/// ask), a SubjectAccessReview for any user (only for those allowed to create it).
+#[tokio::test]
+async fn access_reviews_answer_with_the_rbac_decision() {
+    let s = server(true);
+    service_account(&s, "db", "failover");
+    role(
+        &s,
+        "failover",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["state"], "verbs": ["patch"]}]),
+        sa_subject("failover"),
+    );
+    let t = s.service_account_token("db", "failover").unwrap();
+    let ssar = |verb: &str, name: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+               "spec": {"resourceAttributes": {"namespace": "db", "verb": verb, "resource": "configmaps", "name": name}}})
+    };
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let (st, r) = send(&s, Some(&t), "POST", path, Some(ssar("patch", "state"))).await;
+    assert_eq!((st, &r["status"]["allowed"]), (201, &json!(true)), "{r}");
+    let (_, r) = send(&s, Some(&t), "POST", path, Some(ssar("create", ""))).await;
+    assert_eq!(r["status"]["allowed"], false, "{r}");
+    let (_, r) = send(&s, Some(&t), "POST", path, Some(ssar("patch", "other"))).await;
+    assert_eq!(r["status"]["allowed"], false, "{r}");
+    let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                     "spec": {"user": "system:serviceaccount:db:failover",
+                              "resourceAttributes": {"namespace": "db", "verb": "patch", "resource": "configmaps", "name": "state"}}});
+    let path = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    let (st, r) = send(&s, Some(s.admin_token()), "POST", path, Some(sar.clone())).await;
+    assert_eq!((st, &r["status"]["allowed"]), (201, &json!(true)), "{r}");
+    let (st, _) = send(&s, Some(&t), "POST", path, Some(sar)).await;
+    assert_eq!(st, 403, "reviewing others needs its own permission");
+    assert_eq!(send(&s, None, "POST", path, Some(json!({}))).await.0, 403);
+    // Reviews are not stored.
+    assert_eq!(
+        send(&s, Some(s.admin_token()), "GET", path, None).await.0,
+        405
+    );
+}
