@@ -47,8 +47,10 @@ pub struct Config {
     /// picks a loopback prefix such as `127.96` so it can serve them on this machine).
     pub cluster_ip_prefix: [u8; 2],
     /// Authenticate bearer tokens and authorize every request with RBAC, as a real cluster
-    /// does (see [`auth`]). Off by default: every request is allowed and tokens are ignored.
-    /// When on, [`ServerHandle::kubeconfig_yaml`] carries the admin token.
+    /// does (see [`auth`]). Off by default: plain HTTP, every request allowed, tokens ignored.
+    /// When on, the server speaks HTTPS ([`ServerHandle::url`] is `https://`, trusted through
+    /// [`ServerHandle::ca_pem`]) and [`ServerHandle::kubeconfig_yaml`] carries the CA and the
+    /// admin token.
     pub rbac: bool,
 }
 
