@@ -43,7 +43,7 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 - name: PORT_PATCH_HOST_MODE
   value: {{ .Values.portPatch.hostMode | quote }}
 - name: PORT_PATCH_PRIMARY_SLOT_NAME
-  value: {{ include "patroni.slotFor" (list . .Values.site.name) | quote }}
+  value: {{ include "patroni.slotName" . | quote }}
 - name: PORT_PATCH_CREATE_REPLICA_METHODS
   value: "basebackup"
 - name: PORT_PATCH_LABELS
@@ -60,6 +60,10 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
   value: {{ printf "%ds" (int .Values.portPatch.deadlineSeconds) | quote }}
 - name: PORT_PATCH_FORCE
   value: {{ .Values.portPatch.force | quote }}
+- name: PORT_PATCH_PROMOTION_RECORD_CONFIGMAP
+  value: {{ include "patroni.promotionRecordConfigMap" . | quote }}
+- name: PORT_PATCH_DEMOTE_PROMOTED_SITE
+  value: {{ .Values.portPatch.demotePromotedSite | quote }}
 {{ include "patroni.rustEnv" (list . "PORT_PATCH_") }}
 {{- end -}}
 
@@ -83,6 +87,8 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
   value: {{ include "patroni.scope" . | quote }}
 - name: FAILOVER_STATE_CONFIGMAP
   value: {{ include "patroni.failoverStateConfigMap" . | quote }}
+- name: FAILOVER_PROMOTION_RECORD_CONFIGMAP
+  value: {{ include "patroni.promotionRecordConfigMap" . | quote }}
 - name: FAILOVER_HOLD_ANNOTATION
   value: "patroni-dr/hold"
 - name: FAILOVER_TUNNEL_SERVICE
@@ -125,21 +131,40 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
   value: {{ printf "%ds" (int $f.probeTimeoutSeconds) | quote }}
 - name: FAILOVER_MAX_LAG_BYTES
   value: {{ $f.maxLagBytes | int64 | quote }}
+- name: FAILOVER_MAX_LSN_AGE
+  value: {{ printf "%ds" (int $f.maxLsnAgeSeconds) | quote }}
 - name: FAILOVER_FORCE
   value: {{ $f.force | quote }}
 - name: FAILOVER_PROMOTE_CONFIRM_DEADLINE
   value: {{ printf "%ds" (int $f.promoteConfirmSeconds) | quote }}
 - name: FAILOVER_PEER_SLOT_NAME
-  value: {{ include "patroni.slotFor" (list . $v.site.peer) | quote }}
+  value: {{ include "patroni.slotName" . | quote }}
 {{- with $f.witness.dns.name }}
 - name: FAILOVER_WITNESS_DNS_NAME
   value: {{ . | quote }}
 - name: FAILOVER_WITNESS_DNS_EXPECTED
   value: {{ join "," $f.witness.dns.expectedAddresses | quote }}
 {{- end }}
-{{- with $f.witness.http.url }}
+- name: FAILOVER_ALLOW_NO_WITNESS
+  value: {{ $f.allowNoWitness | quote }}
+{{- with $f.witness.http.existingSecret }}
 - name: FAILOVER_WITNESS_HTTP_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $f.witness.http.key }}
+{{- end }}
+{{- with $f.witness.peerApi.url }}
+- name: FAILOVER_WITNESS_PEER_API_URL
   value: {{ . | quote }}
+- name: FAILOVER_WITNESS_PEER_API_NAMESPACE
+  value: {{ $f.witness.peerApi.namespace | quote }}
+- name: FAILOVER_WITNESS_PEER_API_LEADER_CONFIGMAP
+  value: {{ default (printf "%s-leader" (include "patroni.scope" $)) $f.witness.peerApi.leaderConfigMap | quote }}
+- name: FAILOVER_WITNESS_PEER_API_TOKEN_FILE
+  value: "/etc/pgdr/peer-api/token"
+- name: FAILOVER_WITNESS_PEER_API_CA_FILE
+  value: "/etc/pgdr/peer-api/ca.crt"
 {{- end }}
 {{- with $f.webhook.existingSecret }}
 - name: FAILOVER_WEBHOOK_URL

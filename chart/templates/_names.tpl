@@ -122,10 +122,25 @@ app.kubernetes.io/component: patroni
 {{- default (printf "%s-%s-tls" (include "patroni.fullname" .) .Values.site.name) .Values.tls.existingSecret -}}
 {{- end -}}
 
-{{/* Replication slot a site keeps for site `$site`: <prefix><site> with '-' as '_'. Call with (list $ $site). */}}
-{{- define "patroni.slotFor" -}}
-{{- $root := index . 0 -}}
-{{- printf "%s%s" $root.Values.replication.slotPrefix (index . 1) | replace "-" "_" -}}
+{{/*
+The one physical replication slot between the sites (replication.slotName): kept by whichever site
+is primary, streamed from by the other. Never derived from site names (validated in _validate.tpl).
+*/}}
+{{- define "patroni.slotName" -}}
+{{- .Values.replication.slotName -}}
+{{- end -}}
+
+{{- define "patroni.appSecret" -}}
+{{- default (printf "%s-app" (include "patroni.fullname" .)) .Values.appDatabase.existingSecret -}}
+{{- end -}}
+
+{{/* ServiceAccount of the Patroni pods. */}}
+{{- define "patroni.serviceAccountName" -}}
+{{- default (include "patroni.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "patroni.promotionRecordConfigMap" -}}
+{{- printf "%s-promotion-record" (include "patroni.fullname" .) -}}
 {{- end -}}
 
 {{/* Component name helpers: <fullname>-<component>. */}}
@@ -138,7 +153,8 @@ app.kubernetes.io/component: patroni
 {{- define "patroni.image" -}}
 {{- $root := index . 0 -}}
 {{- $img := index . 1 -}}
-{{- $repo := printf "%s/%s" ($root.Values.images.registry | trimSuffix "/") $img.repository -}}
+{{- $registry := default $root.Values.images.registry $root.Values.global.imageRegistry -}}
+{{- $repo := printf "%s/%s" ($registry | trimSuffix "/") $img.repository -}}
 {{- if $img.digest -}}
 {{- printf "%s@%s" $repo $img.digest -}}
 {{- else -}}
@@ -179,7 +195,7 @@ app.kubernetes.io/component: patroni
 {{- define "patroni.podCommon" -}}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.images.pullSecrets }}
+{{- with concat .Values.global.imagePullSecrets .Values.images.pullSecrets | uniq }}
 imagePullSecrets:
   {{- range . }}
   - name: {{ . }}
@@ -187,3 +203,79 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
+{{/* Scheduling of the Jobs and the helm test pod (scheduling.jobs). */}}
+{{- define "patroni.jobScheduling" -}}
+{{- with .Values.scheduling.jobs.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.scheduling.jobs.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.scheduling.jobs.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Size in MiB of a PostgreSQL size setting (kB, MB, GB, TB; a bare number is MB, as for the WAL
+settings) or a Kubernetes quantity (Ki, Mi, Gi, Ti, k, M, G, T). -1 stays -1 (unlimited).
+*/}}
+{{- define "patroni.mebibytes" -}}
+{{- $s := toString . | trim -}}
+{{- if eq $s "-1" -}}-1
+{{- else if regexMatch "^[0-9]+$" $s -}}{{ $s }}
+{{- else -}}
+{{- $n := regexFind "^[0-9]+" $s | int64 -}}
+{{- $u := regexReplaceAll "^[0-9]+" $s "" -}}
+{{- $kib := dict "kB" 1 "Ki" 1 "k" 1 "MB" 1024 "Mi" 1024 "M" 1024 "GB" 1048576 "Gi" 1048576 "G" 1048576 "TB" 1073741824 "Ti" 1073741824 "T" 1073741824 -}}
+{{- if not (hasKey $kib $u) -}}
+{{- fail (printf "cannot read the size %q: use a number with kB, MB, GB or TB (PostgreSQL) or Ki, Mi, Gi, Ti (Kubernetes)" $s) -}}
+{{- end -}}
+{{- div (mul $n (index $kib $u)) 1024 -}}
+{{- end -}}
+{{- end -}}
+
+
+{{/* The read-only peer-witness identity on this site (failover.witness.peerApi.exposeOnThisSite; null: a primary site with a peer). */}}
+{{- define "patroni.peerWitnessExposed" -}}
+{{- $e := .Values.failover.witness.peerApi.exposeOnThisSite -}}
+{{- if .Values.site.peer -}}
+{{- if kindIs "bool" $e -}}
+{{- if $e -}}true{{- end -}}
+{{- else if eq .Values.site.role "primary" -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* CPU quantity in millicores ("500m", "1", "1.5"). */}}
+{{- define "patroni.millicores" -}}
+{{- $s := toString . -}}
+{{- if hasSuffix "m" $s -}}{{ trimSuffix "m" $s | int64 }}{{- else -}}{{ mulf (float64 $s) 1000 | int64 }}{{- end -}}
+{{- end -}}
+
+{{/*
+What the release asks of the namespace quota while everything runs at once (both members with their
+sidecars, a failover run, the port-patch Job, the helm test pod): JSON with requests/limits in
+millicores and MiB, storage in MiB and NodePorts.
+*/}}
+{{- define "patroni.footprint" -}}
+{{- $v := .Values -}}
+{{- $pods := list (dict "n" (int $v.patroni.replicas) "rs" (list $v.patroni.resources $v.readiness.resources)) -}}
+{{- if include "patroni.failoverEnabled" . }}{{ $pods = append $pods (dict "n" 1 "rs" (list $v.failover.resources)) }}{{ end -}}
+{{- if include "patroni.portPatchEnabled" . }}{{ $pods = append $pods (dict "n" 1 "rs" (list $v.portPatch.resources)) }}{{ end -}}
+{{- if $v.tests.enabled }}{{ $pods = append $pods (dict "n" 1 "rs" (list $v.tests.resources)) }}{{ end -}}
+{{- $t := dict "requestsCpu" 0 "limitsCpu" 0 "requestsMemory" 0 "limitsMemory" 0 -}}
+{{- range $p := $pods -}}
+{{- range $r := $p.rs -}}
+{{- $_ := set $t "requestsCpu" (add $t.requestsCpu (mul $p.n (include "patroni.millicores" (dig "requests" "cpu" "0" $r)))) -}}
+{{- $_ := set $t "limitsCpu" (add $t.limitsCpu (mul $p.n (include "patroni.millicores" (dig "limits" "cpu" "0" $r)))) -}}
+{{- $_ := set $t "requestsMemory" (add $t.requestsMemory (mul $p.n (include "patroni.mebibytes" (dig "requests" "memory" "0" $r)))) -}}
+{{- $_ := set $t "limitsMemory" (add $t.limitsMemory (mul $p.n (include "patroni.mebibytes" (dig "limits" "memory" "0" $r)))) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $t "storage" (mul (int $v.patroni.replicas) (include "patroni.mebibytes" $v.persistence.size)) -}}
+{{- $_ := set $t "nodePorts" (ternary 1 0 (eq $v.services.primary.type "NodePort")) -}}
+{{- toJson $t -}}
+{{- end -}}

@@ -44,6 +44,13 @@ configmap-patroni.yaml (always rendered).
 {{- if hasKey $v.patroni.extraBootstrapDcs "standby_cluster" -}}
 {{- fail "patroni.extraBootstrapDcs must not contain standby_cluster: the chart writes the bootstrap placeholder and the port-patch Job writes the real tunnel address" -}}
 {{- end -}}
+{{- $w := $v.failover.witness -}}
+{{- if and (include "patroni.failoverEnabled" .) (eq $v.failover.mode "auto") (not $v.failover.allowNoWitness) (not (or $w.dns.name $w.http.existingSecret $w.peerApi.url)) -}}
+{{- fail "failover.mode=auto needs a witness (failover.witness.dns, .http or .peerApi): two sites alone cannot tell \"the primary site is down\" from \"the tunnel is down\", so a tunnel-only partition would promote this site while the primary still takes writes (two writable primaries). Configure a witness (README \"Witnesses\"), or set failover.allowNoWitness=true to accept that risk" -}}
+{{- end -}}
+{{- if and $w.peerApi.url (or (not $w.peerApi.namespace) (not $w.peerApi.existingSecret)) -}}
+{{- fail "failover.witness.peerApi.url needs failover.witness.peerApi.namespace (the primary site's namespace) and failover.witness.peerApi.existingSecret (its read-only token and CA; README \"Peer-API witness\")" -}}
+{{- end -}}
 {{- if and $v.failover.witness.dns.name (not $v.failover.witness.dns.expectedAddresses) -}}
 {{- fail "failover.witness.dns.name is set but failover.witness.dns.expectedAddresses is empty: list the addresses that mean the application already runs on this site" -}}
 {{- end -}}
@@ -56,5 +63,63 @@ configmap-patroni.yaml (always rendered).
 {{- end -}}
 {{- if and $v.tls.enforce (not $v.tls.enabled) -}}
 {{- fail "tls.enforce needs tls.enabled" -}}
+{{- end -}}
+{{- if and (include "patroni.tscEnabled" .) (ne $v.services.primary.type "NodePort") -}}
+{{- fail (printf "transportServerClaim is enabled but services.primary.type is %s: since Feb 2026 the Service a TransportServerClaim targets must be NodePort. Set services.primary.type=NodePort (and make sure the namespace's services.nodeports quota allows one)" $v.services.primary.type) -}}
+{{- end -}}
+{{- if and $v.services.primary.nodePort (ne $v.services.primary.type "NodePort") -}}
+{{- fail "services.primary.nodePort is set but services.primary.type is not NodePort" -}}
+{{- end -}}
+{{- if and $v.site.peer (not $v.replication.slotName) -}}
+{{- fail (printf "replication.slotName is required with site.peer: set the same name on both sites (e.g. pgdr_%s in both values files); the primary site keeps this slot and the standby streams from it" ($v.site.role | eq "standby" | ternary $v.site.name $v.site.peer | replace "-" "_")) -}}
+{{- end -}}
+{{- if not $v.generateSecrets -}}
+{{- if not $v.credentials.existingSecret -}}
+{{- fail "generateSecrets=false needs credentials.existingSecret: create the credentials Secret on both sites (README \"Credentials under GitOps\")" -}}
+{{- end -}}
+{{- if and $v.tls.enabled (not $v.tls.existingSecret) -}}
+{{- fail "generateSecrets=false needs tls.existingSecret (or tls.enabled=false): a generated certificate would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
+{{- end -}}
+{{- if and $v.appDatabase.enabled (not $v.appDatabase.existingSecret) -}}
+{{- fail "generateSecrets=false needs appDatabase.existingSecret (or appDatabase.enabled=false): a generated password would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $v.serviceAccount.create) (not $v.serviceAccount.name) -}}
+{{- fail "serviceAccount.create=false needs serviceAccount.name: the existing ServiceAccount the Patroni pods run as" -}}
+{{- end -}}
+{{- if $v.appDatabase.enabled -}}
+{{- range $n := list $v.appDatabase.owner $v.appDatabase.name -}}
+{{- if not (regexMatch "^[a-z_][a-z0-9_]{0,62}$" $n) -}}
+{{- fail (printf "appDatabase name/owner %q must be a lower-case SQL identifier (letters, digits, _)" $n) -}}
+{{- end -}}
+{{- end -}}
+{{- if has $v.appDatabase.owner (list $v.credentials.superuserUsername $v.credentials.replicationUsername $v.credentials.rewindUsername) -}}
+{{- fail (printf "appDatabase.owner %q must not be one of the system users (superuser, replication, rewind)" $v.appDatabase.owner) -}}
+{{- end -}}
+{{- end -}}
+{{- include "patroni.validateWal" . -}}
+{{- end -}}
+
+{{/*
+WAL vs disk: max_wal_size + wal_keep_size + max_slot_wal_keep_size must fit in half of the data
+volume (the other half is for the data and headroom). persistence.size cannot change after install
+(README "Resizing the data volumes").
+*/}}
+{{- define "patroni.validateWal" -}}
+{{- $v := .Values -}}
+{{- $size := include "patroni.mebibytes" $v.persistence.size | int64 -}}
+{{- $max := include "patroni.mebibytes" $v.postgresql.maxWalSize | int64 -}}
+{{- $min := include "patroni.mebibytes" $v.postgresql.minWalSize | int64 -}}
+{{- $keep := include "patroni.mebibytes" (default "0" (get $v.postgresql.clusterParameters "wal_keep_size")) | int64 -}}
+{{- $slot := include "patroni.mebibytes" $v.postgresql.maxSlotWalKeepSize | int64 -}}
+{{- if lt $slot 0 -}}
+{{- fail "postgresql.maxSlotWalKeepSize=-1 (unlimited) lets a dead peer site fill the primary's volume: set a size that fits persistence.size" -}}
+{{- end -}}
+{{- if gt $min $max -}}
+{{- fail (printf "postgresql.minWalSize (%s) is larger than postgresql.maxWalSize (%s)" $v.postgresql.minWalSize $v.postgresql.maxWalSize) -}}
+{{- end -}}
+{{- $wal := add $max $keep $slot -}}
+{{- if gt (mul $wal 2) $size -}}
+{{- fail (printf "WAL does not fit the volume: max_wal_size %dMi + wal_keep_size %dMi + max_slot_wal_keep_size %dMi = %dMi, more than half of persistence.size (%s = %dMi). Lower postgresql.maxWalSize / clusterParameters.wal_keep_size / postgresql.maxSlotWalKeepSize, or give the volume at least %dMi (README \"Resizing the data volumes\")" $max $keep $slot $wal $v.persistence.size $size (mul $wal 2)) -}}
 {{- end -}}
 {{- end -}}
