@@ -249,6 +249,18 @@ settings) or a Kubernetes quantity (Ki, Mi, Gi, Ti, k, M, G, T). -1 stays -1 (un
 {{- end -}}
 {{- end -}}
 
+{{/*
+A Kubernetes memory/storage quantity in MiB, leniently (for NOTES: never fails). A bare number is
+bytes; decimals are allowed ("2.5Gi"); an unreadable quantity gives -1.
+*/}}
+{{- define "patroni.quantityMiB" -}}
+{{- $s := toString . | trim -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $s -}}
+{{- $u := trimPrefix $num $s -}}
+{{- $mib := dict "" 0.00000095367431640625 "k" 0.0009765625 "Ki" 0.0009765625 "M" 1.0 "Mi" 1.0 "G" 1024.0 "Gi" 1024.0 "T" 1048576.0 "Ti" 1048576.0 -}}
+{{- if and $num (hasKey $mib $u) -}}{{ mulf (float64 $num) (index $mib $u) | ceil | int64 }}{{- else -}}-1{{- end -}}
+{{- end -}}
+
 {{/* CPU quantity in millicores ("500m", "1", "1.5"). */}}
 {{- define "patroni.millicores" -}}
 {{- $s := toString . -}}

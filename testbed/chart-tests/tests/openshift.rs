@@ -33,7 +33,7 @@ fn hba(objs: &Objects, site: &str) -> Vec<String> {
 
 /// The first pg_hba line that matches a connection (type, database, user), as PostgreSQL picks it.
 /// `ssl` says whether the TCP connection uses TLS; `from_pod_network` whether the client address is
-/// in 10.128.0.0/14 (the default superuser network) rather than e.g. an F5 address.
+/// in 10.128.0.0/14 (listed in `superuserNetworks` by the test) rather than e.g. an F5 address.
 fn first_match(
     rules: &[String],
     ssl: bool,
@@ -199,9 +199,18 @@ fn pg_hba_protects_the_tunnel() {
             .starts_with("hostssl all rewinder")
     );
     assert!(first_match(&rules, false, "postgres", "rewinder", false).ends_with("reject"));
-    // The superuser never through the tunnel (F5 address), only from the pod network / loopback.
+    // The superuser never over TCP by default (only loopback); with the pod network listed, from
+    // there but still never from an F5 address.
     assert!(first_match(&rules, true, "postgres", "postgres", false).ends_with("reject"));
-    assert!(first_match(&rules, true, "postgres", "postgres", true).ends_with("scram-sha-256"));
+    assert!(first_match(&rules, true, "postgres", "postgres", true).ends_with("reject"));
+    let pod_net = hba(
+        &Render::site("golddr")
+            .set_json(r#"postgresql.superuserNetworks=["10.128.0.0/14"]"#)
+            .render(),
+        "golddr",
+    );
+    assert!(first_match(&pod_net, true, "postgres", "postgres", false).ends_with("reject"));
+    assert!(first_match(&pod_net, true, "postgres", "postgres", true).ends_with("scram-sha-256"));
     assert!(
         first_match(&rules, true, "replication", "postgres", false).contains("reject")
             || first_match(&rules, true, "replication", "postgres", false).starts_with("no match")
@@ -399,6 +408,15 @@ fn application_database_is_created_at_bootstrap_on_the_primary_site() {
     assert!(
         notes.contains("postgresql://app@patroni.abc123-prod.svc:5432/app?sslmode=require"),
         "{notes}"
+    );
+    // The helm test logs in as the owner (the superuser is not admitted over TCP by default).
+    let t = objs.get("Pod", "patroni-test");
+    let c = container(&t["spec"], "test");
+    assert_eq!(env_value(c, "PGUSER"), "app");
+    assert_eq!(env_value(c, "PGDATABASE"), "app");
+    assert_eq!(
+        env(c, "PGPASSWORD").unwrap()["valueFrom"]["secretKeyRef"],
+        json!({"name": "patroni-app", "key": "password"})
     );
 }
 
