@@ -5,7 +5,7 @@ configmap-patroni.yaml (always rendered).
 {{- define "patroni.validate" -}}
 {{- $v := .Values -}}
 {{- if not $v.site.name -}}
-{{- fail "site.name is required: install with -f values-gold.yaml or -f values-golddr.yaml, or set site.name to this site's name (e.g. gold)" -}}
+{{- fail "site.name is required: install with -f chart/values-gold.yaml or -f chart/values-golddr.yaml (from the repository root), or set site.name to this site's name (e.g. gold)" -}}
 {{- end -}}
 {{- if and $v.site.peer (eq $v.site.peer $v.site.name) -}}
 {{- fail (printf "site.peer (%s) must differ from site.name" $v.site.peer) -}}
