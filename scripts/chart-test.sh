@@ -2,7 +2,7 @@
 # Tests of the Helm chart in chart/ that need external tools (the Rust assertions over rendered
 # objects are `cargo test -p pgdr-chart-tests`):
 #   - helm lint --strict with each site's values file (and the defaults must fail clearly)
-#   - helm template of both sites
+#   - helm template of both sites, plus the standby site with production options (golddr-options)
 #   - the renders validated against Kubernetes 1.29 and 1.33 schemas (PyPI kubernetes-validate),
 #     and the TransportServerClaim against chart/ci/transportserverclaim.schema.json
 #   - a checkov scan: zero failed checks; every skip has a reason (chart/ci/checkov.yaml and
@@ -154,11 +154,25 @@ step_template() {
     "$helm" template "$release" "$chart" -n "$namespace" -f "$chart/values-$site.yaml" >"$render_dir/$site.yaml" || return 1
     [ -s "$render_dir/$site.yaml" ] || { echo "empty render for $site"; return 1; }
   done
+  # The standby site with the options a production install adds (witnesses, verified TLS, the
+  # Artifactory registry, scheduling, extra volumes), so the schema and policy checks see them too.
+  "$helm" template "$release" "$chart" -n "$namespace" -f "$chart/values-golddr.yaml" \
+    -f "$chart/examples/values-artifactory.yaml" \
+    --set failover.mode=auto --set failover.witness.http.existingSecret=dr-witness \
+    --set failover.witness.peerApi.url=https://api.gold.example:6443 \
+    --set failover.witness.peerApi.namespace="$namespace" \
+    --set failover.witness.peerApi.existingSecret=gold-peer-witness \
+    --set tls.existingSecret=pg-tls --set tls.sslMode=verify-ca --set tls.enforce=true \
+    --set services.primary.nodePort=31432 --set services.primary.externalTrafficPolicy=Local \
+    --set-json 'scheduling.jobs.nodeSelector={"pool":"jobs"}' \
+    --set-json 'patroni.extraVolumes=[{"name":"backup","emptyDir":{}}]' \
+    --set-json 'patroni.extraVolumeMounts=[{"name":"backup","mountPath":"/backup"}]' \
+    >"$render_dir/golddr-options.yaml" || return 1
 }
 
 step_kubernetes_validate() {
   local site v out rc=0
-  for site in "${sites[@]}"; do
+  for site in "${sites[@]}" golddr-options; do
     for v in "${k8s_versions[@]}"; do
       out=$("$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "$render_dir/$site.yaml" 2>&1)
       local status=$?

@@ -96,8 +96,12 @@ impl Render {
     }
 
     fn command(&self, tmp: &Path) -> Command {
+        self.command_with(tmp, &["template"])
+    }
+
+    fn command_with(&self, tmp: &Path, verb: &[&str]) -> Command {
         let mut cmd = Command::new(helm());
-        cmd.arg("template")
+        cmd.args(verb)
             .arg(self.release.as_deref().unwrap_or(RELEASE))
             .arg(chart_dir())
             .args(["--namespace", NAMESPACE]);
@@ -134,6 +138,25 @@ impl Render {
         }
         let text = String::from_utf8(out.stdout).expect("helm output is UTF-8");
         Ok(Objects::parse(&text))
+    }
+
+    /// The NOTES a `helm install` prints (a client-side dry run: no cluster, so `lookup` is empty).
+    pub fn notes(&self) -> String {
+        let tmp = tempfile::tempdir().expect("temporary folder");
+        let out = self
+            .command_with(tmp.path(), &["install", "--dry-run=client"])
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", helm().display()));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "helm install --dry-run failed for {self:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match text.find("\nNOTES:\n") {
+            Some(i) => text[i + "\nNOTES:\n".len()..].to_string(),
+            None => panic!("no NOTES in the dry run's output:\n{text}"),
+        }
     }
 
     /// Renders or panics with helm's message.

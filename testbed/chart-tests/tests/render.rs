@@ -94,8 +94,13 @@ fn failover_defaults_are_safe() {
         "failover",
     );
     assert_eq!(env_value(c, "FAILOVER_MODE"), "observe");
-    assert_eq!(env_value(c, "FAILOVER_FAILURE_THRESHOLD"), "6");
-    assert_eq!(env_value(c, "FAILOVER_MIN_FAILURE_SPAN"), "120s");
+    // Debounce sized for <= 60 s p50 with a witness saying `down` (values.yaml explains each
+    // number); auto additionally needs a witness (auto_without_a_witness_is_refused).
+    assert_eq!(env_value(c, "FAILOVER_FAILURE_THRESHOLD"), "5");
+    assert_eq!(env_value(c, "FAILOVER_MIN_FAILURE_SPAN"), "20s");
+    assert_eq!(env_value(c, "FAILOVER_SAMPLE_INTERVAL"), "5s");
+    assert_eq!(env_value(c, "FAILOVER_ALLOW_NO_WITNESS"), "false");
+    assert_eq!(env_value(c, "FAILOVER_MAX_LSN_AGE"), "300s");
     assert_eq!(env_value(c, "FAILOVER_FORCE"), "false");
     assert_eq!(env_value(c, "FAILOVER_TUNNEL_SERVICE"), "patroni-gold");
     assert_eq!(
@@ -108,6 +113,7 @@ fn failover_defaults_are_safe() {
         "FAILOVER_WITNESS_HTTP_URL",
         "FAILOVER_WEBHOOK_URL",
         "FAILOVER_PATRONI_URL",
+        "FAILOVER_WITNESS_PEER_API_URL",
     ] {
         assert!(
             env(c, name).is_none(),
@@ -125,7 +131,7 @@ fn failover_options_reach_the_environment() {
         .set("failover.mode=auto")
         .set("failover.witness.dns.name=app.glb.gov.bc.ca")
         .set_json(r#"failover.witness.dns.expectedAddresses=["142.34.229.4","142.34.229.5"]"#)
-        .set("failover.witness.http.url=https://status.example.org/gold")
+        .set("failover.witness.http.existingSecret=dr-witness")
         .set("failover.webhook.existingSecret=dr-webhook")
         .set("failover.patroniUrl=http://patroni-golddr-0.patroni-headless:8008")
         .render();
@@ -143,9 +149,10 @@ fn failover_options_reach_the_environment() {
         env_value(c, "FAILOVER_WITNESS_DNS_EXPECTED"),
         "142.34.229.4,142.34.229.5"
     );
+    // The HTTP witness URL may carry a token: it comes from a Secret, never a literal.
     assert_eq!(
-        env_value(c, "FAILOVER_WITNESS_HTTP_URL"),
-        "https://status.example.org/gold"
+        env(c, "FAILOVER_WITNESS_HTTP_URL").unwrap()["valueFrom"]["secretKeyRef"],
+        json!({"name": "dr-witness", "key": "url"})
     );
     let hook = env(c, "FAILOVER_WEBHOOK_URL").unwrap();
     assert_eq!(
@@ -161,9 +168,12 @@ fn failover_env_contract_is_documented() {
     let objs = Render::site("golddr")
         .set("failover.witness.dns.name=app.glb.gov.bc.ca")
         .set_json(r#"failover.witness.dns.expectedAddresses=["142.34.229.4"]"#)
-        .set("failover.witness.http.url=https://status.example.org/gold")
+        .set("failover.witness.http.existingSecret=dr-witness")
         .set("failover.webhook.existingSecret=dr-webhook")
         .set("failover.patroniUrl=http://x:8008")
+        .set("failover.witness.peerApi.url=https://api.gold.example:6443")
+        .set("failover.witness.peerApi.namespace=abc123-prod")
+        .set("failover.witness.peerApi.existingSecret=gold-peer-witness")
         .set("tls.existingSecret=pg-tls")
         .set("tls.sslMode=verify-ca")
         .render();
@@ -312,7 +322,7 @@ fn standby_bootstrap_has_a_placeholder_and_primary_a_permanent_slot() {
     assert_eq!(dcs["slots"], json!({"pgdr_golddr": {"type": "physical"}}));
     assert_eq!(
         g["postgresql"]["parameters"]["max_slot_wal_keep_size"],
-        "256MB"
+        "96MB"
     );
 
     let d = patroni_yml(&golddr(), "golddr");
@@ -906,7 +916,8 @@ fn pvcs_come_from_claim_templates_and_are_kept() {
     let sts = statefulset(&objs, "gold");
     let vct = &sts["spec"]["volumeClaimTemplates"][0];
     assert_eq!(vct["spec"]["storageClassName"], "netapp-block-standard");
-    assert_eq!(vct["spec"]["resources"]["requests"]["storage"], "1Gi");
+    // Two members fit the platform's default 1 GiB storage quota.
+    assert_eq!(vct["spec"]["resources"]["requests"]["storage"], "512Mi");
     assert_eq!(
         sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
         "Retain"
@@ -933,7 +944,7 @@ fn binaries_know_every_variable_the_chart_sets() {
     let objs = Render::site("golddr")
         .set("failover.witness.dns.name=app.glb.gov.bc.ca")
         .set_json(r#"failover.witness.dns.expectedAddresses=["142.34.229.4"]"#)
-        .set("failover.witness.http.url=https://status.example.org/gold")
+        .set("failover.witness.http.existingSecret=dr-witness")
         .set("failover.webhook.existingSecret=dr-webhook")
         .set("failover.patroniUrl=http://x:8008")
         .render();
