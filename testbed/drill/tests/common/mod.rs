@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use pgdr_drill::{ControllerTimings, CronTiming, Image, ImageMap, Site, SiteConfig};
+use pgdr_minicluster::{ControllerTimings, CronTiming, Image, ImageMap, Site, SiteConfig};
 use serde_json::Value;
 
 pub const NS: &str = "drill-test";
@@ -87,7 +87,7 @@ pub fn ready(p: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-pub fn items(site: &Site, kind: pgdr_drill::api::Kind) -> Vec<Value> {
+pub fn items(site: &Site, kind: pgdr_minicluster::api::Kind) -> Vec<Value> {
     site.api().list(kind, Some(NS)).unwrap()
 }
 

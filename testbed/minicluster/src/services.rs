@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::api::{self, Api, obj};
 use crate::error::Result;
-use crate::kubelet::resolve_port;
+use crate::objects::resolve_port;
 
 fn pod_ready(p: &Value) -> bool {
     p.pointer("/status/conditions")
