@@ -200,7 +200,8 @@ impl Controllers {
                     }
                 }
                 None => {
-                    if self.node.is_stopping(ns, &pname) {
+                    // The old pod of this name is gone from the API but not yet from the node.
+                    if self.node.holds(ns, &pname) {
                         if ordered {
                             break;
                         }

@@ -139,7 +139,18 @@ impl Kubelet {
                 continue;
             }
             if !self.pods.contains_key(uid) {
+                // A pod of the same name is still stopping: its clean-up would remove this one's
+                // folder. Wait for it, as a kubelet waits for the old pod's teardown.
+                let (ns, name) = (obj::namespace(pod), obj::name(pod));
+                if self.node.holds(ns, name) {
+                    continue;
+                }
                 let run = self.admit(pod);
+                self.node
+                    .held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(format!("{ns}/{name}"));
                 self.pods.insert(uid.to_string(), run);
             }
             let run = self.pods.get_mut(uid).expect("just inserted");
@@ -442,12 +453,8 @@ impl Kubelet {
     }
 
     fn stop(&self, run: PodRun) {
+        // Held since admission; released once the processes are gone and the folder removed.
         let key = format!("{}/{}", run.ns, run.name);
-        self.node
-            .stopping
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone());
         let _ = run.stop.send(true);
         let node = self.node.clone();
         let dir = run.dir.clone();
@@ -457,7 +464,7 @@ impl Kubelet {
             }
             // Pod-lifetime volumes go with the pod; PVCs stay.
             let _ = std::fs::remove_dir_all(&dir);
-            node.stopping
+            node.held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);

@@ -46,14 +46,17 @@ pub(crate) struct Node {
     /// The fsGroup an admission plugin gives pods that set none (OpenShift's restricted-v2 SCC
     /// takes it from the namespace's range); None: pods keep what they have.
     pub default_fs_group: Option<i64>,
-    /// Pods (namespace/name) whose processes are still stopping: a StatefulSet must not start
-    /// their successor before (two PostgreSQL on one volume).
-    pub stopping: Mutex<HashSet<String>>,
+    /// Pods (namespace/name) the kubelet holds: admitted, and not yet stopped and cleaned up.
+    /// A pod deleted from the API stays here until its processes are gone and its folder removed,
+    /// so a StatefulSet must not start its successor before (two PostgreSQL on one volume, or the
+    /// old pod's clean-up removing the new pod's folder, which has the same name).
+    pub held: Mutex<HashSet<String>>,
 }
 
 impl Node {
-    pub fn is_stopping(&self, ns: &str, name: &str) -> bool {
-        self.stopping
+    /// Whether the kubelet still holds a pod of this name (running or stopping).
+    pub fn holds(&self, ns: &str, name: &str) -> bool {
+        self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&format!("{ns}/{name}"))

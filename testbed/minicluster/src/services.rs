@@ -8,64 +8,76 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::{self, Api, obj};
+use crate::api::{self, Api};
 use crate::error::Result;
-use crate::objects::resolve_port;
-
-fn pod_ready(p: &Value) -> bool {
-    p.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
+use crate::objects::{self as o, pod_ready};
 
 /// (ready, not ready) addresses of one Endpoints subset.
-type ReadyAndNot = (Vec<Value>, Vec<Value>);
+type ReadyAndNot = (Vec<EndpointAddress>, Vec<EndpointAddress>);
+
+/// A Service's target port on one pod: a number, or the name of one of its container ports.
+fn target_port(port: &IntOrString, pod: &Pod) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => name.parse().ok().or_else(|| {
+            pod.spec
+                .as_ref()?
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| p.name.as_deref() == Some(name))
+                .and_then(|p| u16::try_from(p.container_port).ok())
+        }),
+    }
+}
 
 /// The Endpoints object a selector Service should have, from the current Pods.
-pub(crate) fn endpoints_for(svc: &Value, pods: &[Value]) -> Option<Value> {
-    let selector = svc.pointer("/spec/selector").and_then(Value::as_object)?;
-    if selector.is_empty() {
-        return None;
-    }
-    let ns = obj::namespace(svc);
-    let ports: Vec<&Value> = svc
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
+pub(crate) fn endpoints_for(svc: &Service, pods: &[Pod]) -> Option<Endpoints> {
+    let spec = svc.spec.as_ref()?;
+    let selector = spec.selector.as_ref().filter(|s| !s.is_empty())?;
+    let ns = o::namespace(&svc.metadata);
+    let ports = spec.ports.as_deref().unwrap_or_default();
     // Pods grouped by their resolved target ports (named ports may differ per pod).
     let mut subsets: BTreeMap<Vec<(String, u16)>, ReadyAndNot> = BTreeMap::new();
     for p in pods {
-        if obj::namespace(p) != ns || obj::terminating(p) || !obj::labels_match(p, selector) {
+        let labels = p.metadata.labels.as_ref();
+        let selected = selector
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+        if o::namespace(&p.metadata) != ns || o::terminating(&p.metadata) || !selected {
             continue;
         }
-        let Some(ip) = obj::str_at(p, "/status/podIP") else {
+        let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
             continue;
         };
-        let containers: Vec<Value> = p
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
         let resolved: Option<Vec<(String, u16)>> = ports
             .iter()
             .map(|sp| {
-                let target = sp.get("targetPort").or(sp.get("port"))?;
-                let name = sp
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                Some((name, resolve_port(target, &containers)?))
+                let target = sp.target_port.clone().unwrap_or(IntOrString::Int(sp.port));
+                Some((
+                    sp.name.clone().unwrap_or_default(),
+                    target_port(&target, p)?,
+                ))
             })
             .collect();
         let Some(resolved) = resolved else { continue };
-        let addr = json!({"ip": ip, "targetRef": {"kind": "Pod", "name": obj::name(p),
-            "namespace": ns, "uid": obj::uid(p)}});
+        let addr = EndpointAddress {
+            ip,
+            target_ref: Some(ObjectReference {
+                kind: Some("Pod".into()),
+                name: p.metadata.name.clone(),
+                namespace: Some(ns.into()),
+                uid: p.metadata.uid.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         let entry = subsets.entry(resolved).or_default();
         if pod_ready(p) {
             entry.0.push(addr);
@@ -73,64 +85,49 @@ pub(crate) fn endpoints_for(svc: &Value, pods: &[Value]) -> Option<Value> {
             entry.1.push(addr);
         }
     }
-    let subsets: Vec<Value> = subsets
+    let subsets = subsets
         .into_iter()
-        .map(|(ports, (ready, not_ready))| {
-            let mut s = json!({"ports": ports.iter().map(|(n, p)| {
-                let mut v = json!({"port": p, "protocol": "TCP"});
-                if !n.is_empty() { v["name"] = json!(n); }
-                v
-            }).collect::<Vec<_>>()});
-            if !ready.is_empty() {
-                s["addresses"] = json!(ready);
-            }
-            if !not_ready.is_empty() {
-                s["notReadyAddresses"] = json!(not_ready);
-            }
-            s
+        .map(|(ports, (ready, not_ready))| EndpointSubset {
+            ports: Some(
+                ports
+                    .into_iter()
+                    .map(|(name, port)| EndpointPort {
+                        name: (!name.is_empty()).then_some(name),
+                        port: i32::from(port),
+                        protocol: Some("TCP".into()),
+                        app_protocol: None,
+                    })
+                    .collect(),
+            ),
+            addresses: (!ready.is_empty()).then_some(ready),
+            not_ready_addresses: (!not_ready.is_empty()).then_some(not_ready),
         })
         .collect();
-    Some(json!({
-        "apiVersion": "v1",
-        "kind": "Endpoints",
-        "metadata": {"name": obj::name(svc), "namespace": ns,
-                     "labels": svc.pointer("/metadata/labels").cloned().unwrap_or(json!({}))},
-        "subsets": subsets,
-    }))
+    Some(Endpoints {
+        metadata: ObjectMeta {
+            name: svc.metadata.name.clone(),
+            namespace: Some(ns.into()),
+            labels: Some(svc.metadata.labels.clone().unwrap_or_default()),
+            ..Default::default()
+        },
+        subsets: Some(subsets),
+    })
 }
 
 /// Ready addresses for one Service port in an Endpoints object.
-fn backends(ep: &Value, port_name: &str) -> Vec<SocketAddr> {
+fn backends(ep: Option<&Endpoints>, port_name: &str) -> Vec<SocketAddr> {
     let mut out = Vec::new();
-    for s in ep
-        .get("subsets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let ports: Vec<&Value> = s
-            .get("ports")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().collect())
-            .unwrap_or_default();
+    for s in ep.and_then(|e| e.subsets.as_ref()).into_iter().flatten() {
+        let ports = s.ports.as_deref().unwrap_or_default();
         let port = ports
             .iter()
-            .find(|p| p.get("name").and_then(Value::as_str).unwrap_or("") == port_name)
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
             .or_else(|| (ports.len() == 1).then(|| &ports[0]))
-            .and_then(|p| p.get("port")?.as_u64());
+            .and_then(|p| u16::try_from(p.port).ok());
         let Some(port) = port else { continue };
-        for a in s
-            .get("addresses")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(ip) = a
-                .get("ip")
-                .and_then(Value::as_str)
-                .and_then(|i| i.parse::<IpAddr>().ok())
-            {
-                out.push(SocketAddr::new(ip, port as u16));
+        for a in s.addresses.iter().flatten() {
+            if let Ok(ip) = a.ip.parse::<IpAddr>() {
+                out.push(SocketAddr::new(ip, port));
             }
         }
     }
@@ -167,62 +164,54 @@ impl Proxy {
     }
 
     pub fn pass(&mut self) -> Result<()> {
-        let pods = self.api.list(api::PODS, None)?;
-        let services = self.api.list(api::SERVICES, None)?;
-        let mut eps: HashMap<(String, String), Value> = self
+        let pods: Vec<Pod> = self.api.list_as(api::PODS, None)?;
+        let services: Vec<Service> = self.api.list_as(api::SERVICES, None)?;
+        let key = |m: &ObjectMeta| (o::namespace(m).to_string(), o::name(m).to_string());
+        let mut eps: HashMap<(String, String), Endpoints> = self
             .api
-            .list(api::ENDPOINTS, None)?
+            .list_as::<Endpoints>(api::ENDPOINTS, None)?
             .into_iter()
-            .map(|e| {
-                (
-                    (obj::namespace(&e).to_string(), obj::name(&e).to_string()),
-                    e,
-                )
-            })
+            .map(|e| (key(&e.metadata), e))
             .collect();
         for svc in &services {
-            let key = (obj::namespace(svc).to_string(), obj::name(svc).to_string());
-            if let Some(want) = endpoints_for(svc, &pods) {
-                let current = eps.get(&key);
-                if current.map(|c| (c.get("subsets"), c.pointer("/metadata/labels")))
-                    != Some((want.get("subsets"), want.pointer("/metadata/labels")))
-                {
-                    let stored = match current {
-                        Some(c) => {
-                            let mut w = want.clone();
-                            w["metadata"]["resourceVersion"] =
-                                c["metadata"]["resourceVersion"].clone();
-                            self.api.replace(api::ENDPOINTS, &key.0, &key.1, &w)?
-                        }
-                        None => self.api.create(api::ENDPOINTS, &key.0, &want)?,
-                    };
-                    if let Some(s) = stored {
-                        eps.insert(key.clone(), s);
-                    }
+            let k = key(&svc.metadata);
+            let Some(mut want) = endpoints_for(svc, &pods) else {
+                continue;
+            };
+            let current = eps.get(&k);
+            if current.map(|c| (&c.subsets, &c.metadata.labels))
+                == Some((&want.subsets, &want.metadata.labels))
+            {
+                continue;
+            }
+            let stored = match current {
+                Some(c) => {
+                    want.metadata.resource_version = c.metadata.resource_version.clone();
+                    self.api
+                        .replace(api::ENDPOINTS, &k.0, &k.1, &to_json(&want))?
                 }
+                None => self.api.create(api::ENDPOINTS, &k.0, &to_json(&want))?,
+            };
+            if stored.is_some() {
+                eps.insert(k, want);
             }
         }
         // Listeners: one per (ClusterIP, port) and (node, nodePort).
         let mut wanted: HashMap<SocketAddr, Vec<SocketAddr>> = HashMap::new();
         for svc in &services {
-            let key = (obj::namespace(svc).to_string(), obj::name(svc).to_string());
-            let ep = eps.get(&key).cloned().unwrap_or_default();
-            let cluster_ip =
-                obj::str_at(svc, "/spec/clusterIP").and_then(|i| i.parse::<IpAddr>().ok());
-            for p in svc
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-                let b = backends(&ep, name);
-                if let (Some(ip), Some(port)) = (cluster_ip, p.get("port").and_then(Value::as_u64))
-                {
-                    wanted.insert(SocketAddr::new(ip, port as u16), b.clone());
+            let ep = eps.get(&key(&svc.metadata));
+            let Some(spec) = &svc.spec else { continue };
+            let cluster_ip = spec
+                .cluster_ip
+                .as_deref()
+                .and_then(|i| i.parse::<IpAddr>().ok());
+            for p in spec.ports.iter().flatten() {
+                let b = backends(ep, p.name.as_deref().unwrap_or(""));
+                if let (Some(ip), Ok(port)) = (cluster_ip, u16::try_from(p.port)) {
+                    wanted.insert(SocketAddr::new(ip, port), b.clone());
                 }
-                if let Some(np) = p.get("nodePort").and_then(Value::as_u64) {
-                    wanted.insert(SocketAddr::new(self.node_ip, np as u16), b);
+                if let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()) {
+                    wanted.insert(SocketAddr::new(self.node_ip, np), b);
                 }
             }
         }
@@ -288,4 +277,9 @@ async fn serve(listener: tokio::net::TcpListener, backends: Arc<RwLock<Vec<Socke
             }
         });
     }
+}
+
+/// An Endpoints object as the API takes it (k8s-openapi writes apiVersion and kind).
+fn to_json(ep: &Endpoints) -> serde_json::Value {
+    serde_json::to_value(ep).unwrap_or_default()
 }

@@ -140,7 +140,7 @@ impl Site {
             timings: cfg.kubelet.clone(),
             http,
             default_fs_group: cfg.default_fs_group,
-            stopping: Default::default(),
+            held: Default::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(
