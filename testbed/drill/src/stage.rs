@@ -345,8 +345,13 @@ impl Stage {
 
     /// Tails of the logs of every pod of every live site, for a failure report.
     pub fn diagnostics(&self) -> String {
-        let mut out =
-            String::from("---- tails of the pod logs (the full logs are in the log file) ----\n");
+        let mut out = match &self.log_file {
+            Some(f) => format!(
+                "---- tails of the pod logs (full logs: {}) ----\n",
+                f.display()
+            ),
+            None => String::from("---- tails of the pod logs ----\n"),
+        };
         for site in self.gold.iter().chain(std::iter::once(&self.golddr)) {
             let dir = site.dir().join("pods").join(site.namespace());
             let mut pods: Vec<PathBuf> = std::fs::read_dir(&dir)
