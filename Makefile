@@ -39,7 +39,7 @@ test-unit: ## Unit tests only (no PostgreSQL/Patroni needed)
 test-e2e: deps bins ## End-to-end tests with real Patroni and PostgreSQL (incl. the drill scenarios)
 	$(CARGO) test -p pgdr-e2e
 
-drill: deps bins ## The rehearsal: Gold and GoldDR on this machine with the real chart, Gold lost, GoldDR promoted
+drill: deps bins ## The rehearsal: Gold and GoldDR on this machine with the real chart, Gold lost, GoldDR promoted (timeline here, full logs in the file it names)
 	$(CARGO) run -q -p pgdr-drill -- rehearse
 
 drill-up: deps bins ## Both sites running until Ctrl-C; prints how to use kubectl/psql against each

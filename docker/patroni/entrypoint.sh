@@ -11,6 +11,12 @@
 # with the image's `postgres` entry replaced by the running UID, preloaded into Patroni and every
 # PostgreSQL process it starts. /etc/passwd is never written (read-only root, no group-writable
 # passwd file in the image).
+#
+# Storage permissions: on OpenShift the restricted-v2 SCC gives the pod an fsGroup, and the kubelet's
+# ownership change on mount makes every folder of the volume group-writable and setgid: the data
+# directory becomes 02770, and PostgreSQL refuses to start ("data directory has invalid
+# permissions"). Before Patroni starts, an existing data directory gets 0700 back (a missing one is
+# created 0700 by initdb or pg_basebackup).
 set -eu
 
 uid=$(id -u)
@@ -40,8 +46,44 @@ if [ "$#" -eq 0 ]; then
   set -- /etc/patroni/patroni.yml
 fi
 
+# The data directory: Patroni's environment override, else postgresql.data_dir of the config file
+# (the only data_dir key in it), else PGDATA.
+data_dir() {
+  if [ -n "${PATRONI_POSTGRESQL_DATA_DIR:-}" ]; then
+    echo "$PATRONI_POSTGRESQL_DATA_DIR"
+    return
+  fi
+  for arg in "$@"; do
+    case "$arg" in
+      *.yml|*.yaml)
+        if [ -f "$arg" ]; then
+          dir=$(sed -n 's/^[[:space:]]*data_dir:[[:space:]]*//p' "$arg" | head -n 1 |
+            sed 's/[[:space:]]*$//; s/^["'"'"']//; s/["'"'"']$//')
+          if [ -n "$dir" ]; then
+            echo "$dir"
+            return
+          fi
+        fi
+        ;;
+    esac
+  done
+  echo "${PGDATA:-}"
+}
+
+restore_data_dir_mode() {
+  dir=$(data_dir "$@")
+  if [ -n "$dir" ] && [ -d "$dir" ]; then
+    if ! chmod 0700 "$dir"; then
+      echo "pgdr-patroni: cannot chmod 0700 $dir (owner: $(ls -ld "$dir")); PostgreSQL will refuse it" >&2
+    fi
+  fi
+}
+
 case "$1" in
-  -*|*.yml|*.yaml) exec patroni "$@" ;;
+  -*|*.yml|*.yaml)
+    restore_data_dir_mode "$@"
+    exec patroni "$@"
+    ;;
   # Anything else is a command (e.g. `patronictl list`, `psql`), run with the same identity fix.
   *) exec "$@" ;;
 esac

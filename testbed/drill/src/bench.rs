@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::drill::Options;
 use crate::error::{DrillError, Result};
+use crate::options::{Options, REHEARSE_CRON_EVERY};
 use crate::stage::Stage;
 
 /// A failover policy, as chart values for GoldDR.
@@ -63,7 +63,7 @@ impl Default for BenchOptions {
             cut: Duration::from_millis(1500),
             write_every: Duration::from_millis(5),
             drill: Options {
-                cron_every: Some(crate::drill::REHEARSE_CRON_EVERY),
+                cron_every: Some(REHEARSE_CRON_EVERY),
                 ..Options::default()
             },
         }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use pgdr_minicluster::Site;
+
 use crate::error::{DrillError, Result};
-use crate::site::Site;
+use crate::options::workspace;
 
 /// Release name the drill installs (the README's).
 pub const RELEASE: &str = "patroni";
@@ -23,10 +25,6 @@ pub struct Chart {
     pub dir: PathBuf,
     /// `testbed/drill/values-drill.yaml`, applied after the site's values file.
     pub overlay: PathBuf,
-}
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `$PGDR_TOOLS/bin/<name>` (what `make deps` installs), else `<name>` from PATH.

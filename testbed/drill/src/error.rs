@@ -1,16 +1,12 @@
-//! Errors of the drill library: one variant per failing step, naming the object involved.
+//! Errors of the drill: one variant per failing step, naming the object involved. The emulated
+//! cluster's own errors pass through as [`DrillError::Cluster`].
 
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
-    #[error("API {verb} {path} failed with {status}: {message}")]
-    Api {
-        verb: &'static str,
-        path: String,
-        status: u16,
-        message: String,
-    },
+    #[error(transparent)]
+    Cluster(#[from] pgdr_minicluster::Error),
 
     #[error("{what}: {source}")]
     Io {
@@ -18,32 +14,6 @@ pub enum DrillError {
         #[source]
         source: std::io::Error,
     },
-
-    #[error("starting the API server of site {site}: {source}")]
-    ApiServer {
-        site: String,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error(
-        "pod {pod} container {container}: no local program for image {image:?}; add an ImageMap entry for it"
-    )]
-    ImageUnmapped {
-        pod: String,
-        container: String,
-        image: String,
-    },
-
-    #[error("pod {pod} container {container}: {reason}")]
-    ContainerConfig {
-        pod: String,
-        container: String,
-        reason: String,
-    },
-
-    #[error("invalid cron schedule {schedule:?}: {reason}")]
-    Cron { schedule: String, reason: String },
 
     #[error("locating tools: {0}")]
     Tools(#[from] pgdr_patroni_harness::HarnessError),

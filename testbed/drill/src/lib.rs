@@ -1,36 +1,29 @@
-//! The drill: both sites of the project on one machine.
+//! The drill: both sites of the project on one machine, with the real chart, and the scenarios
+//! that rehearse losing one.
 //!
-//! A [`Site`] is an in-memory API server (kubesim) made into a small cluster: StatefulSet, Job
-//! and CronJob controllers, a kubelet that runs Pods as local processes (each Pod on its own
-//! 127.x.y.z address, images mapped to local programs by an [`ImageMap`], container paths mapped
-//! under a per-container root, see [`view`]), and a kube-proxy that serves Services on loopback
-//! ClusterIPs and NodePorts. A [`Platform`] adds the BC Gov TransportServerClaim behaviour between
-//! two sites, with a tunnel that scenarios can cut, blackhole, slow and move.
+//! Each site is a [`pgdr_minicluster::Site`] (an in-memory API server made into a small cluster
+//! whose pods are local processes). On top of that the drill adds what is specific to this project:
+//! the BC Gov platform between the sites ([`platform`]: TransportServerClaims and a tunnel that
+//! scenarios can cut, blackhole, slow and move), the chart installed with the real helm
+//! ([`chart`]), the running pair ([`stage::Stage`]), the rehearsal ([`rehearse`]), the failover
+//! benchmark ([`bench`]) and the command line ([`cli`]).
+//!
+//! Module layering (no cycles): `cli` → `rehearse`, `bench` → `stage` → `chart`, `platform`, `db`,
+//! `images`, `timeline` → `options`, `error`.
 #![forbid(unsafe_code)]
 
-pub mod api;
 pub mod bench;
 pub mod chart;
-pub mod cron;
+pub mod cli;
 pub mod db;
-pub mod drill;
-pub mod env;
 pub mod error;
-pub mod image;
-mod kubelet;
+pub mod images;
+pub mod options;
 pub mod platform;
-mod procs;
 pub mod rehearse;
-mod services;
-pub mod site;
 pub mod stage;
-pub mod view;
-mod volumes;
-mod workloads;
+pub mod timeline;
 
 pub use error::{DrillError, Result};
-pub use image::{Image, ImageMap};
-pub use kubelet::KubeletTimings;
+pub use pgdr_minicluster as minicluster;
 pub use platform::Platform;
-pub use site::{Site, SiteConfig};
-pub use workloads::{ControllerTimings, CronTiming};

@@ -17,9 +17,10 @@ use pgdr_tunnel::{Mode, Tunnel};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::api::{self, Api, obj};
+use pgdr_minicluster::Site;
+use pgdr_minicluster::api::{self, Api, obj};
+
 use crate::error::{DrillError, Result};
-use crate::site::Site;
 
 /// The TransportServerClaim CRD (porter.devops.gov.bc.ca/v1alpha1), as registered on both sites.
 pub fn tsc_crd() -> Value {
@@ -129,7 +130,7 @@ impl Platform {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = crate::site::wait_stop(&mut rx) => break,
+                    _ = wait_stop(&mut rx) => break,
                 }
             }
         });
@@ -355,4 +356,9 @@ fn upsert(api: &Api, kind: api::Kind, ns: &str, name: &str, want: Value, ptr: &s
         Some(_) => {}
     }
     Ok(())
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn wait_stop(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

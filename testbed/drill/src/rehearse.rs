@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::drill::Options;
 use crate::error::Result;
+use crate::options::Options;
 use crate::stage::{Stage, member};
 
 /// Rows confirmed on GoldDR before the kill (losing any is a failure, not a measurement).
@@ -72,8 +72,13 @@ impl Report {
 pub async fn rehearse(o: &Options) -> Result<Report> {
     let mut stage = Stage::up(o, &[], true).await?;
     let result = run(&mut stage).await;
-    if !matches!(&result, Ok(r) if r.passed()) {
-        eprintln!("{}", stage.diagnostics());
+    match &result {
+        Ok(r) if r.passed() => {}
+        Ok(_) => eprintln!("{}", stage.diagnostics()),
+        Err(e) => {
+            stage.timeline.fail(&e.to_string());
+            eprintln!("{}", stage.diagnostics());
+        }
     }
     stage.shutdown().await;
     result

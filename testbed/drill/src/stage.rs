@@ -3,58 +3,20 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use pgdr_minicluster::api::{self, obj};
+use pgdr_minicluster::{ControllerTimings, CronTiming, Site, SiteConfig};
 use serde_json::Value;
 
-use crate::api::{self, obj};
 use crate::chart::{self, Chart, RELEASE};
 use crate::db::Db;
-use crate::drill::{Drill, Options};
 use crate::error::{DrillError, Result};
+use crate::images::{self, RESTRICTED_V2_FS_GROUP};
+use crate::options::{Options, target_dir};
 use crate::platform::Platform;
-use crate::site::Site;
-
-/// Steps with the time they completed, printed as they happen.
-#[derive(Debug)]
-pub struct Timeline {
-    start: Instant,
-    pub steps: Vec<(Duration, String)>,
-    /// Print each step when it is recorded.
-    pub live: bool,
-}
-
-impl Timeline {
-    pub fn new(live: bool) -> Self {
-        Timeline {
-            start: Instant::now(),
-            steps: Vec::new(),
-            live,
-        }
-    }
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
-    pub fn mark(&mut self, what: impl Into<String>) {
-        let at = self.start.elapsed();
-        let what = what.into();
-        if self.live {
-            println!("{}", Self::line(at, &what));
-        }
-        self.steps.push((at, what));
-    }
-    fn line(at: Duration, what: &str) -> String {
-        format!("  [{:>7.1}s] {what}", at.as_secs_f64())
-    }
-    pub fn render(&self) -> String {
-        self.steps
-            .iter()
-            .map(|(at, w)| Self::line(*at, w))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
+use crate::timeline::Timeline;
 
 /// Patroni pod of a site (one member per site in the drill overlay).
 pub fn member(site: &Site) -> String {
@@ -63,8 +25,8 @@ pub fn member(site: &Site) -> String {
 
 const CONNECT: Duration = Duration::from_secs(3);
 
-/// The two sites with the chart installed; dropping it kills everything (SIGKILL) and removes the
-/// sites' folders.
+/// The running pair: both sites and the platform between them, with the chart installed once
+/// [`Stage::up`] returns. Dropping it kills everything (SIGKILL) and removes the sites' folders.
 pub struct Stage {
     /// None once the primary site has been killed.
     pub gold: Option<Site>,
@@ -72,19 +34,60 @@ pub struct Stage {
     pub platform: Platform,
     pub chart: Chart,
     pub timeline: Timeline,
+    /// The drill's log file, if any: every pod's logs are appended to it before a site's folder
+    /// goes away (kill, shutdown), so the file holds the whole story.
+    pub log_file: Option<PathBuf>,
     password: String,
 }
 
 impl Stage {
+    /// Starts `gold` (ClusterIPs 127.96/16) and `golddr` (127.97/16) with the project's images and
+    /// the platform between them; nothing installed yet.
+    pub async fn start(o: &Options, live: bool) -> Result<Stage> {
+        let mut timeline = Timeline::new(live);
+        let chart = Chart::locate()?;
+        let tools = pgdr_patroni_harness::Tools::locate()?;
+        // The chart's default PostgreSQL bin dir inside the image.
+        let images = images::project(&target_dir(), &tools, "/usr/lib/postgresql/18/bin");
+        let cfg = |name: &str, prefix: [u8; 2]| {
+            let mut c = SiteConfig::new(name, &o.namespace, prefix, images.clone());
+            c.dir = o.dir.clone();
+            // The platform is OpenShift: restricted-v2 gives the chart's pods an fsGroup.
+            c.default_fs_group = Some(RESTRICTED_V2_FS_GROUP);
+            if let Some(s) = o.cron_every {
+                c.controllers = ControllerTimings {
+                    cron: CronTiming::Every(Duration::from_secs(s)),
+                    ..ControllerTimings::default()
+                };
+            }
+            c
+        };
+        let gold = Site::start(cfg("gold", [127, 96])).await?;
+        let golddr = Site::start(cfg("golddr", [127, 97])).await?;
+        let platform = Platform::start(&gold, &golddr).await?;
+        timeline.mark(format!(
+            "sites started: gold API {} / golddr API {}",
+            gold.url(),
+            golddr.url()
+        ));
+        Ok(Stage {
+            gold: Some(gold),
+            golddr,
+            platform,
+            chart,
+            timeline,
+            log_file: o.log_file.clone(),
+            password: String::new(),
+        })
+    }
+
     /// Starts both sites, installs Gold (waiting for its workloads), copies the credentials, installs
     /// GoldDR (helm waits for the port-patch hook), and waits until Gold is a writable primary and
     /// GoldDR's standby leader streams from it. `golddr_sets` are extra `--set` values for GoldDR.
     pub async fn up(o: &Options, golddr_sets: &[String], live: bool) -> Result<Stage> {
-        let mut timeline = Timeline::new(live);
-        let chart = Chart::locate()?;
         // The images run these; a missing one would only show as pods that never start.
         for bin in ["pgdr-port-patch", "pgdr-failover", "pgdr-readiness"] {
-            let p = crate::drill::target_dir().join(bin);
+            let p = target_dir().join(bin);
             if !p.is_file() {
                 return Err(DrillError::Path {
                     path: p,
@@ -92,28 +95,11 @@ impl Stage {
                 });
             }
         }
-        let Drill {
-            gold,
-            golddr,
-            platform,
-        } = Drill::start(o).await?;
-        timeline.mark(format!(
-            "sites started: gold API {} / golddr API {}",
-            gold.url(),
-            golddr.url()
-        ));
-        let mut stage = Stage {
-            gold: Some(gold),
-            golddr,
-            platform,
-            chart,
-            timeline,
-            password: String::new(),
-        };
-        let install = stage.install(golddr_sets).await;
-        match install {
+        let mut stage = Stage::start(o, live).await?;
+        match stage.install(golddr_sets).await {
             Ok(()) => Ok(stage),
             Err(e) => {
+                stage.timeline.fail(&e.to_string());
                 eprintln!("{}", stage.diagnostics());
                 Err(e)
             }
@@ -311,11 +297,12 @@ impl Stage {
             return Ok(());
         };
         let dir = gold.dir().to_path_buf();
+        self.save_pod_logs(&gold);
         drop(gold);
         // SIGKILL is delivered asynchronously: allow a moment before calling a process a survivor.
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
-            let left = crate::procs::survivors_under(&dir);
+            let left = pgdr_minicluster::procs::survivors_under(&dir);
             if left.is_empty() {
                 return Ok(());
             }
@@ -358,7 +345,13 @@ impl Stage {
 
     /// Tails of the logs of every pod of every live site, for a failure report.
     pub fn diagnostics(&self) -> String {
-        let mut out = String::from("---- pod logs (tails) ----\n");
+        let mut out = match &self.log_file {
+            Some(f) => format!(
+                "---- tails of the pod logs (full logs: {}) ----\n",
+                f.display()
+            ),
+            None => String::from("---- tails of the pod logs ----\n"),
+        };
         for site in self.gold.iter().chain(std::iter::once(&self.golddr)) {
             let dir = site.dir().join("pods").join(site.namespace());
             let mut pods: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -391,8 +384,46 @@ impl Stage {
         out
     }
 
-    /// Stops both sites gracefully.
+    /// Appends every container log of `site` to the drill's log file (if there is one).
+    fn save_pod_logs(&self, site: &Site) {
+        let Some(file) = &self.log_file else {
+            return;
+        };
+        let mut out = String::new();
+        let dir = site.dir().join("pods").join(site.namespace());
+        let mut pods: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        pods.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        for pod in pods {
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(&pod)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            logs.retain(|l| l.extension().is_some_and(|e| e == "log"));
+            logs.sort();
+            for log in logs {
+                out.push_str(&format!(
+                    "\n==== {} {} ====\n{}",
+                    site.name(),
+                    log.strip_prefix(&dir).unwrap_or(&log).display(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
+            }
+        }
+        if let Err(e) = append(file, &out) {
+            eprintln!(
+                "pgdr-drill: could not save pod logs to {}: {e}",
+                file.display()
+            );
+        }
+    }
+
+    /// Stops both sites gracefully (their pod logs saved first).
     pub async fn shutdown(self) {
+        if let Some(g) = &self.gold {
+            self.save_pod_logs(g);
+        }
+        self.save_pod_logs(&self.golddr);
         let Stage {
             gold,
             golddr,
@@ -460,4 +491,13 @@ fn superuser_password(gold: &Site) -> Result<String> {
         site: "gold".into(),
         reason: "credentials Secret: superuser-password is not UTF-8".into(),
     })
+}
+
+fn append(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?
+        .write_all(text.as_bytes())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use pgdr_drill::Platform;
-use pgdr_drill::api;
+use pgdr_minicluster::api;
 use serde_json::{Value, json};
 
 fn service_addr(svc: &Value) -> String {

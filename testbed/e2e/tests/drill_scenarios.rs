@@ -11,8 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::os::unix::fs::MetadataExt;
+
 use pgdr_drill::db::Db;
-use pgdr_drill::drill::Options;
+use pgdr_drill::images::RESTRICTED_V2_FS_GROUP;
+use pgdr_drill::minicluster::api;
+use pgdr_drill::options::Options;
 use pgdr_drill::stage::{Stage, member};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -128,6 +132,61 @@ async fn assert_gold_primary_golddr_following(stage: &Stage, rows: &mut Rows, sc
     );
 }
 
+/// Deletes Gold's Patroni pod after giving its volume root another group, and waits until the
+/// re-created pod serves as a writable primary; checks that the kubelet changed the volume's
+/// ownership on the new mount and that PostgreSQL started on the data directory anyway.
+async fn recreate_gold_member(stage: &Stage) {
+    let gold = stage.gold().unwrap();
+    let ns = gold.namespace().to_string();
+    let pod = member(gold);
+    let root = gold.pvc_path(&ns, &format!("pgdata-{pod}"));
+    let data = root.join("pgroot/data");
+    let uid_of = |site: &pgdr_drill::minicluster::Site| {
+        site.get(api::PODS, &member(site))
+            .and_then(|p| p["metadata"]["uid"].as_str().map(String::from))
+    };
+    let old_uid = uid_of(gold).expect("gold's member pod exists");
+    assert_eq!(
+        std::fs::metadata(&root).expect("gold's volume").gid() as i64,
+        RESTRICTED_V2_FS_GROUP,
+        "pod re-created: the first mount did not apply the injected fsGroup"
+    );
+    std::os::unix::fs::chown(&root, None, Some(0)).expect("chgrp the volume root");
+    gold.api()
+        .delete(api::PODS, &ns, &pod)
+        .expect("delete gold's member pod");
+    let started = Instant::now();
+    gold.wait_for("a new gold member pod", Duration::from_secs(60), |_| {
+        uid_of(gold).filter(|u| *u != old_uid)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("pod re-created: {e}\n{}", stage.diagnostics()));
+    let db = stage
+        .wait_writable(gold, Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("pod re-created: {e}\n{}", stage.diagnostics()));
+    drop(db);
+    let meta = |p: &std::path::Path| std::fs::metadata(p).expect("volume file");
+    // The new mount changed the tree again (root and files: the fsGroup, root setgid)…
+    assert_eq!(meta(&root).gid() as i64, RESTRICTED_V2_FS_GROUP);
+    assert_eq!(meta(&root).mode() & 0o7777, 0o2770);
+    assert_eq!(
+        meta(&data.join("PG_VERSION")).gid() as i64,
+        RESTRICTED_V2_FS_GROUP
+    );
+    // …and PostgreSQL runs on a data directory the entrypoint gave 0700 back.
+    assert_eq!(meta(&data).mode() & 0o777, 0o700);
+    let log = std::fs::read_to_string(gold.log_path(&ns, &pod, "patroni")).unwrap_or_default();
+    assert!(
+        !log.contains("invalid permissions"),
+        "pod re-created: PostgreSQL complained about the data directory:\n{log}"
+    );
+    eprintln!(
+        "[pod re-created] gold writable again {:.1}s after the delete (volume re-grouped, data dir 0700)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// Failover log lines (all runs so far) that contain every one of `needles`.
 fn failover_lines(stage: &Stage, needles: &[&str]) -> Vec<String> {
     stage
@@ -155,7 +214,7 @@ async fn drill_scenarios() {
         .expect("both sites installed");
     eprintln!("setup done in {:.1}s", started.elapsed().as_secs_f64());
     let outcome =
-        tokio::time::timeout(Duration::from_secs(420), scenarios(&mut stage, &witness)).await;
+        tokio::time::timeout(Duration::from_secs(480), scenarios(&mut stage, &witness)).await;
     let failed = !matches!(outcome, Ok(Ok(())));
     if failed {
         eprintln!("{}", stage.diagnostics());
@@ -164,7 +223,7 @@ async fn drill_scenarios() {
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => std::panic::resume_unwind(e),
-        Err(_) => panic!("scenarios did not finish within 7 minutes"),
+        Err(_) => panic!("scenarios did not finish within 8 minutes"),
     }
 }
 
@@ -274,7 +333,18 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     );
     assert_gold_primary_golddr_following(stage, &mut rows, "port change + helm upgrade").await;
 
-    // 5. The primary site is lost (witness down too): GoldDR is promoted with every row.
+    // 5. Gold's Patroni pod is deleted (node drain, config upgrade): the StatefulSet re-creates it
+    //    and the kubelet mounts the volume again with the fsGroup restricted-v2 gave the pod. The
+    //    volume root is first handed to another group (a restored volume, a namespace whose SCC range
+    //    changed), so even `fsGroupChangePolicy: OnRootMismatch` changes the whole tree: the data
+    //    directory is 02770 when the container starts, and only the entrypoint's chmod 0700 lets
+    //    PostgreSQL start. The witness says Gold is alive: its short absence must not promote.
+    witness.set_alive(true);
+    recreate_gold_member(stage).await;
+    assert_gold_primary_golddr_following(stage, &mut rows, "pod re-created").await;
+    witness.set_alive(false);
+
+    // 6. The primary site is lost (witness down too): GoldDR is promoted with every row.
     let killed = Instant::now();
     stage
         .kill_gold()
@@ -302,7 +372,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
         .expect("site lost: one primary");
     drop(golddr);
 
-    // 6. `helm upgrade` of the promoted GoldDR (its values still say role: standby): the port-patch
+    // 7. `helm upgrade` of the promoted GoldDR (its values still say role: standby): the port-patch
     //    hook must not re-add standby_cluster; GoldDR stays the primary with its rows.
     stage
         .upgrade_golddr(&[format!(

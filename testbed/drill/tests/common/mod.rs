@@ -1,10 +1,11 @@
-//! Shared helpers: small sites running trivial local programs as images.
+//! Shared helpers: small sites running trivial local programs as images (the emulated cluster's
+//! own tests have the fuller set, in testbed/minicluster/tests/common).
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use pgdr_drill::{ControllerTimings, CronTiming, Image, ImageMap, Site, SiteConfig};
+use pgdr_minicluster::{Image, ImageMap, Site, SiteConfig};
 use serde_json::Value;
 
 pub const NS: &str = "drill-test";
@@ -28,20 +29,9 @@ pub fn images() -> ImageMap {
 }
 
 pub async fn site(name: &str) -> Site {
-    site_with(name, ControllerTimings::default()).await
-}
-
-pub async fn site_with(name: &str, controllers: ControllerTimings) -> Site {
-    let mut cfg = SiteConfig::new(name, NS, prefix(), images());
-    cfg.controllers = controllers;
-    Site::start(cfg).await.expect("site starts")
-}
-
-pub fn every(secs: u64) -> ControllerTimings {
-    ControllerTimings {
-        cron: CronTiming::Every(Duration::from_secs(secs)),
-        ..ControllerTimings::default()
-    }
+    Site::start(SiteConfig::new(name, NS, prefix(), images()))
+        .await
+        .expect("site starts")
 }
 
 /// A pod template serving its own name over HTTP on port 8000 (named `http`), ready when it
@@ -77,24 +67,4 @@ pub async fn get_text(url: &str) -> Option<String> {
     let r = http().get(url).send().await.ok()?;
     r.status().is_success().then_some(())?;
     r.text().await.ok()
-}
-
-pub fn ready(p: &Value) -> bool {
-    p.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
-pub fn items(site: &Site, kind: pgdr_drill::api::Kind) -> Vec<Value> {
-    site.api().list(kind, Some(NS)).unwrap()
-}
-
-pub fn cond(o: &Value, t: &str) -> bool {
-    o.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == t && c["status"] == "True")
 }

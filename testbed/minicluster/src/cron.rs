@@ -4,7 +4,7 @@
 use jiff::civil::DateTime;
 use jiff::{Timestamp, ToSpan, tz::TimeZone};
 
-use crate::error::DrillError;
+use crate::error::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
@@ -17,8 +17,8 @@ pub struct Schedule {
     either_day: bool,
 }
 
-fn err(s: &str, reason: impl Into<String>) -> DrillError {
-    DrillError::Cron {
+fn err(s: &str, reason: impl Into<String>) -> Error {
+    Error::Cron {
         schedule: s.to_string(),
         reason: reason.into(),
     }
@@ -37,8 +37,8 @@ fn field(
     max: u32,
     names: &[&str],
     name_base: u32,
-) -> Result<(u64, bool), DrillError> {
-    let value = |s: &str| -> Result<u32, DrillError> {
+) -> Result<(u64, bool), Error> {
+    let value = |s: &str| -> Result<u32, Error> {
         if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
             return Ok(i as u32 + name_base);
         }
@@ -77,7 +77,7 @@ fn field(
 }
 
 impl Schedule {
-    pub fn parse(s: &str) -> Result<Schedule, DrillError> {
+    pub fn parse(s: &str) -> Result<Schedule, Error> {
         let expanded = match s.trim() {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",

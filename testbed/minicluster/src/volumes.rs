@@ -10,9 +10,16 @@
 //!                                          with paths rewritten, see view.rs)
 //! <site>/pods/<namespace>/<pod>/<ctr>.log  stdout and stderr, appended across restarts
 //! ```
+//!
+//! Ownership: when the pod has an fsGroup (its own or one an admission plugin injected, see
+//! `SiteConfig::default_fs_group`), each mount of a persistentVolumeClaim applies the kubelet's
+//! ownership change ([`apply_fs_group`]), as block storage gets on a real node. Other volume types
+//! keep the drill's simpler ownership (files owned by the user the image runs as): the drill cannot
+//! give container processes the fsGroup as a supplementary group, so a group-only secret would be
+//! unreadable here while it is readable on a real node.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -20,11 +27,11 @@ use pgdr_patroni_harness::RunAs;
 use serde_json::Value;
 
 use crate::env::{self, Refs};
-use crate::error::{DrillError, Result};
+use crate::error::{Error, Result};
 use crate::view::View;
 
 pub(crate) fn io<T>(r: std::io::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
-    r.map_err(|e| DrillError::io(what(), e))
+    r.map_err(|e| Error::io(what(), e))
 }
 
 pub(crate) fn mkdir(path: &Path, mode: u32) -> Result<()> {
@@ -35,6 +42,81 @@ pub(crate) fn mkdir(path: &Path, mode: u32) -> Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)),
         || format!("chmod {}", path.display()),
     )
+}
+
+/// `fsGroupChangePolicy`: when the kubelet changes a volume's ownership on mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsGroupPolicy {
+    /// Every mount (the Kubernetes default).
+    Always,
+    /// Only when the volume root does not already have the group and permissions.
+    OnRootMismatch,
+}
+
+impl FsGroupPolicy {
+    /// The pod's `securityContext.fsGroupChangePolicy` (absent or unknown: `Always`).
+    pub fn from_spec(s: Option<&str>) -> Self {
+        match s {
+            Some("OnRootMismatch") => FsGroupPolicy::OnRootMismatch,
+            _ => FsGroupPolicy::Always,
+        }
+    }
+}
+
+/// Group read/write, as the kubelet adds on every file (`rwMask`).
+const GROUP_RW: u32 = 0o060;
+/// Added on directories: group search and setgid (so new files get the group).
+const DIR_EXTRA: u32 = 0o010 | 0o2000;
+
+/// Whether the volume root already has `gid` and the bits the kubelet would add (the kubelet's
+/// `requiresPermissionChange`, which decides `OnRootMismatch`).
+fn root_matches(root: &Path, gid: u32) -> bool {
+    std::fs::metadata(root).is_ok_and(|m| {
+        let mode = m.mode() & 0o7777;
+        m.gid() == gid
+            && m.is_dir()
+            && mode & (GROUP_RW | 0o010) == GROUP_RW | 0o010
+            && mode & 0o2000 != 0
+    })
+}
+
+/// The kubelet's volume ownership change for an fsGroup (`SetVolumeOwnership`): every file and
+/// folder below `root` gets group `gid` and group read/write, folders also group search and the
+/// setgid bit; symlinks are re-grouped but never followed. A PostgreSQL data directory (0700)
+/// becomes 02770, which PostgreSQL refuses ("data directory has invalid permissions") until
+/// something restores 0700 (the Patroni image's entrypoint does).
+///
+/// With [`FsGroupPolicy::OnRootMismatch`] nothing is changed when the root already matches.
+/// Returns whether anything was changed.
+pub fn apply_fs_group(root: &Path, gid: u32, policy: FsGroupPolicy) -> Result<bool> {
+    if policy == FsGroupPolicy::OnRootMismatch && root_matches(root, gid) {
+        return Ok(false);
+    }
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = io(std::fs::symlink_metadata(&path), || {
+            format!("stat {}", path.display())
+        })?;
+        io(std::os::unix::fs::lchown(&path, None, Some(gid)), || {
+            format!("chgrp {gid} {}", path.display())
+        })?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mut mode = (meta.mode() & 0o7777) | GROUP_RW;
+        if meta.is_dir() {
+            mode |= DIR_EXTRA;
+            let entries = io(std::fs::read_dir(&path), || {
+                format!("listing {}", path.display())
+            })?;
+            todo.extend(entries.flatten().map(|e| e.path()));
+        }
+        io(
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)),
+            || format!("chmod {}", path.display()),
+        )?;
+    }
+    Ok(true)
 }
 
 fn chown(path: &Path, owner: Option<&RunAs>, uid: bool) -> Result<()> {
@@ -174,11 +256,13 @@ pub(crate) struct Materialiser<'a> {
     pub pvc_dir: &'a Path,
     pub sources: &'a Sources,
     pub owner: Option<&'a RunAs>,
+    /// The pod's effective fsGroup and change policy (applied to persistentVolumeClaims).
+    pub fs_group: Option<(u32, FsGroupPolicy)>,
 }
 
 impl Materialiser<'_> {
-    fn missing(&self, what: &str, name: &str) -> DrillError {
-        DrillError::ContainerConfig {
+    fn missing(&self, what: &str, name: &str) -> Error {
+        Error::ContainerConfig {
             pod: crate::api::obj::name(self.pod).to_string(),
             container: "(volumes)".into(),
             reason: format!("{what} {name:?} not found"),
@@ -282,6 +366,11 @@ impl Materialiser<'_> {
                     mkdir(&d, 0o770)?;
                     chown(&d, self.owner, true)?;
                 }
+                if let Some((gid, policy)) = self.fs_group
+                    && apply_fs_group(&d, gid, policy)?
+                {
+                    tracing::info!(pod = %crate::api::obj::name(self.pod), claim, fs_group = gid, ?policy, "volume ownership changed for fsGroup");
+                }
                 vols.insert(name.to_string(), (d, None));
                 continue;
             }
@@ -349,7 +438,7 @@ impl Materialiser<'_> {
             let mount_path = m.get("mountPath").and_then(Value::as_str).unwrap_or("/");
             let sub = m.get("subPath").and_then(Value::as_str).unwrap_or("");
             let Some((dir, cm)) = vols.vols.get(name) else {
-                return Err(DrillError::ContainerConfig {
+                return Err(Error::ContainerConfig {
                     pod: crate::api::obj::name(self.pod).into(),
                     container: container
                         .get("name")
@@ -414,4 +503,89 @@ fn strip_nulls(mut v: Value) -> Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().mode() & 0o7777
+    }
+
+    /// A volume as Patroni leaves it: root 0770, PostgreSQL's data directory 0700 with a file.
+    fn volume(root_mode: u32) -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("pgdata");
+        let data = root.join("pgroot").join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("PG_VERSION"), "18\n").unwrap();
+        std::fs::set_permissions(
+            data.join("PG_VERSION"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(root_mode)).unwrap();
+        (t, root)
+    }
+
+    /// Our own group: chgrp to it needs no privilege, so the test runs as any user.
+    fn own_gid(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().gid()
+    }
+
+    #[test]
+    fn fs_group_makes_the_data_directory_group_writable_and_setgid() {
+        let (_t, root) = volume(0o770);
+        let gid = own_gid(&root);
+        assert!(apply_fs_group(&root, gid, FsGroupPolicy::Always).unwrap());
+        let data = root.join("pgroot/data");
+        // What PostgreSQL then refuses: "data directory has invalid permissions".
+        assert_eq!(mode(&data), 0o2770);
+        assert_eq!(mode(&root), 0o2770);
+        assert_eq!(mode(&data.join("PG_VERSION")), 0o660);
+        assert_eq!(std::fs::metadata(&data).unwrap().gid(), gid);
+        // Every mount again: a restored 0700 is undone by the next one.
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(apply_fs_group(&root, gid, FsGroupPolicy::Always).unwrap());
+        assert_eq!(mode(&data), 0o2770);
+    }
+
+    #[test]
+    fn on_root_mismatch_skips_a_matching_root_only() {
+        // The root already has the group and bits (a previous mount): nothing below is touched.
+        let (_t, root) = volume(0o2770);
+        let gid = own_gid(&root);
+        assert!(!apply_fs_group(&root, gid, FsGroupPolicy::OnRootMismatch).unwrap());
+        assert_eq!(mode(&root.join("pgroot/data")), 0o700);
+        // A root that does not match (here: no setgid, as a volume prepared elsewhere or owned by
+        // another group): the whole tree is changed, the data directory included.
+        let (_t2, root2) = volume(0o750);
+        assert!(apply_fs_group(&root2, gid, FsGroupPolicy::OnRootMismatch).unwrap());
+        assert_eq!(mode(&root2.join("pgroot/data")), 0o2770);
+    }
+
+    #[test]
+    fn symlinks_are_not_followed() {
+        let (_t, root) = volume(0o770);
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+        apply_fs_group(&root, own_gid(&root), FsGroupPolicy::Always).unwrap();
+        assert_eq!(mode(outside.path()), 0o700);
+    }
+
+    #[test]
+    fn policy_from_the_pod_spec() {
+        assert_eq!(FsGroupPolicy::from_spec(None), FsGroupPolicy::Always);
+        assert_eq!(
+            FsGroupPolicy::from_spec(Some("Always")),
+            FsGroupPolicy::Always
+        );
+        assert_eq!(
+            FsGroupPolicy::from_spec(Some("OnRootMismatch")),
+            FsGroupPolicy::OnRootMismatch
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! status changes. Containers run in tasks of their own: start, wait, restart with backoff per
 //! `restartPolicy`; readiness probes run beside them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -17,57 +17,12 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::api::{self, Api, obj};
-use crate::error::{DrillError, Result};
-use crate::image::ImageMap;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::objects::{ctr_ports, resolve_port};
 use crate::procs::Procs;
 use crate::view::View;
-use crate::volumes::{Materialiser, Sources, decoded, mkdir};
-
-/// Timings of the emulated kubelet, shortened for drills.
-#[derive(Debug, Clone)]
-pub struct KubeletTimings {
-    /// Upper bound on a probe's `periodSeconds` (and `initialDelaySeconds`).
-    pub probe_period_max: Duration,
-    /// First restart delay of a crashed container; doubles up to `restart_backoff_max`.
-    pub restart_backoff: Duration,
-    pub restart_backoff_max: Duration,
-    /// Upper bound on `terminationGracePeriodSeconds`.
-    pub termination_grace_max: Duration,
-}
-
-impl Default for KubeletTimings {
-    fn default() -> Self {
-        KubeletTimings {
-            probe_period_max: Duration::from_secs(1),
-            restart_backoff: Duration::from_millis(500),
-            restart_backoff_max: Duration::from_secs(10),
-            termination_grace_max: Duration::from_secs(30),
-        }
-    }
-}
-
-/// What the kubelet shares with the rest of the site.
-pub(crate) struct Node {
-    pub site: String,
-    pub dir: PathBuf,
-    pub kubeconfig: PathBuf,
-    pub images: ImageMap,
-    pub procs: Procs,
-    pub timings: KubeletTimings,
-    pub http: reqwest::Client,
-    /// Pods (namespace/name) whose processes are still stopping: a StatefulSet must not start
-    /// their successor before (two PostgreSQL on one volume).
-    pub stopping: Mutex<HashSet<String>>,
-}
-
-impl Node {
-    pub fn is_stopping(&self, ns: &str, name: &str) -> bool {
-        self.stopping
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&format!("{ns}/{name}"))
-    }
-}
+use crate::volumes::{FsGroupPolicy, Materialiser, Sources, decoded, mkdir};
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -154,39 +109,6 @@ pub(crate) struct Kubelet {
     pods: HashMap<String, PodRun>,
 }
 
-fn ctr_ports(c: &Value) -> Vec<(String, u16)> {
-    c.get("ports")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let port = p.get("containerPort")?.as_u64()? as u16;
-            let name = p
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            Some((name, port))
-        })
-        .collect()
-}
-
-/// A port given as a number or a container port name.
-pub(crate) fn resolve_port(port: &Value, containers: &[Value]) -> Option<u16> {
-    if let Some(n) = port.as_u64() {
-        return Some(n as u16);
-    }
-    let name = port.as_str()?;
-    if let Ok(n) = name.parse() {
-        return Some(n);
-    }
-    containers
-        .iter()
-        .flat_map(ctr_ports)
-        .find(|(n, _)| n == name)
-        .map(|(_, p)| p)
-}
-
 impl Kubelet {
     pub fn new(api: Api, node: Arc<Node>) -> Self {
         Kubelet {
@@ -217,7 +139,18 @@ impl Kubelet {
                 continue;
             }
             if !self.pods.contains_key(uid) {
+                // A pod of the same name is still stopping: its clean-up would remove this one's
+                // folder. Wait for it, as a kubelet waits for the old pod's teardown.
+                let (ns, name) = (obj::namespace(pod), obj::name(pod));
+                if self.node.holds(ns, name) {
+                    continue;
+                }
                 let run = self.admit(pod);
+                self.node
+                    .held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(format!("{ns}/{name}"));
                 self.pods.insert(uid.to_string(), run);
             }
             let run = self.pods.get_mut(uid).expect("just inserted");
@@ -227,7 +160,7 @@ impl Kubelet {
                 {
                     tracing::debug!(pod = %run.name, error = %e, "pod not started yet");
                     let reason = match &e {
-                        DrillError::ImageUnmapped { .. } => "ErrImagePull",
+                        Error::ImageUnmapped { .. } => "ErrImagePull",
                         _ => "CreateContainerConfigError",
                     };
                     for c in &run.ctrs {
@@ -331,12 +264,11 @@ impl Kubelet {
                     .flat_map(ctr_ports)
                     .map(|(_, p)| p)
                     .collect();
-                let ip = pgdr_patroni_harness::allocate_loopback(&ports).map_err(|e| {
-                    DrillError::Site {
+                let ip =
+                    pgdr_patroni_harness::allocate_loopback(&ports).map_err(|e| Error::Site {
                         site: node.site.clone(),
                         reason: format!("no loopback address for pod {}: {e}", run.name),
-                    }
-                })?;
+                    })?;
                 run.ip = Some(ip);
                 ip
             }
@@ -350,6 +282,7 @@ impl Kubelet {
             .filter_map(|c| node.images.resolve(c.get("image")?.as_str()?))
             .find_map(|i| i.run_as.clone());
         mkdir(&run.dir, 0o755)?;
+        let fs_group = pod_fs_group(pod, node.default_fs_group);
         let m = Materialiser {
             pod,
             pod_ip: &ip_s,
@@ -357,25 +290,26 @@ impl Kubelet {
             pvc_dir: &node.dir.join("pvc").join(&run.ns),
             sources: &sources,
             owner: owner.as_ref(),
+            fs_group,
         };
         let vols = m.volumes()?;
         let mut launches = Vec::new();
         for c in &containers {
             let cname = c.get("name").and_then(Value::as_str).unwrap_or("");
-            let cfg_err = |reason: String| DrillError::ContainerConfig {
+            let cfg_err = |reason: String| Error::ContainerConfig {
                 pod: run.name.clone(),
                 container: cname.into(),
                 reason,
             };
             let image_ref = c.get("image").and_then(Value::as_str).unwrap_or("");
-            let image =
-                node.images
-                    .resolve(image_ref)
-                    .ok_or_else(|| DrillError::ImageUnmapped {
-                        pod: run.name.clone(),
-                        container: cname.into(),
-                        image: image_ref.into(),
-                    })?;
+            let image = node
+                .images
+                .resolve(image_ref)
+                .ok_or_else(|| Error::ImageUnmapped {
+                    pod: run.name.clone(),
+                    container: cname.into(),
+                    image: image_ref.into(),
+                })?;
             let root = run.dir.join(cname);
             let mut view = View::new(ip_s.clone());
             for (inside, local) in &image.paths {
@@ -519,12 +453,8 @@ impl Kubelet {
     }
 
     fn stop(&self, run: PodRun) {
+        // Held since admission; released once the processes are gone and the folder removed.
         let key = format!("{}/{}", run.ns, run.name);
-        self.node
-            .stopping
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone());
         let _ = run.stop.send(true);
         let node = self.node.clone();
         let dir = run.dir.clone();
@@ -534,7 +464,7 @@ impl Kubelet {
             }
             // Pod-lifetime volumes go with the pod; PVCs stay.
             let _ = std::fs::remove_dir_all(&dir);
-            node.stopping
+            node.held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
@@ -606,6 +536,20 @@ impl Kubelet {
     }
 }
 
+/// The pod's fsGroup (or the admission default when it sets none) and its change policy.
+fn pod_fs_group(pod: &Value, default: Option<i64>) -> Option<(u32, FsGroupPolicy)> {
+    let sc = pod.pointer("/spec/securityContext");
+    let gid = sc
+        .and_then(|s| s.get("fsGroup"))
+        .and_then(Value::as_i64)
+        .or(default)?;
+    let policy = FsGroupPolicy::from_spec(
+        sc.and_then(|s| s.get("fsGroupChangePolicy"))
+            .and_then(Value::as_str),
+    );
+    Some((u32::try_from(gid).ok()?, policy))
+}
+
 fn state_json(s: &State) -> Value {
     match s {
         State::Waiting { reason, message } => {
@@ -661,7 +605,7 @@ async fn run_container(
                 });
                 let status = tokio::select! {
                     s = child.wait() => s.ok(),
-                    _ = crate::site::wait_stop(&mut stop) => {
+                    _ = crate::node::wait_stop(&mut stop) => {
                         node.procs.signal_group(key, Signal::TERM);
                         match tokio::time::timeout(grace, child.wait()).await {
                             Ok(s) => s.ok(),
@@ -709,7 +653,7 @@ async fn run_container(
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = crate::site::wait_stop(&mut stop) => return,
+            _ = crate::node::wait_stop(&mut stop) => return,
         }
         delay = (delay * 2).min(node.timings.restart_backoff_max);
         ctr.restarts.fetch_add(1, Ordering::Relaxed);
@@ -752,7 +696,7 @@ async fn probe_loop(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = crate::site::wait_stop(&mut stop) => return,
+            _ = crate::node::wait_stop(&mut stop) => return,
         }
         wait = period;
         if !matches!(ctr.state(), State::Running { .. }) {

@@ -101,31 +101,6 @@ impl ImageMap {
             .max_by_key(|(s, _)| *s)
             .map(|(_, i)| i)
     }
-
-    /// The project's images, mapped to this workspace's build and the located tools:
-    /// `pgdr-port-patch`, `pgdr-failover`, `pgdr-readiness` → `<target_dir>/<name>`;
-    /// `pgdr-patroni` → the venv's `patroni` as the unprivileged user, with the image's
-    /// PostgreSQL bin dir (`pg_bin_in_image`, the chart's `postgresql.binDir`) mapped to the
-    /// local one.
-    pub fn project(
-        target_dir: &Path,
-        tools: &pgdr_patroni_harness::Tools,
-        pg_bin_in_image: &str,
-    ) -> Self {
-        let mut map = ImageMap::new();
-        for bin in ["pgdr-port-patch", "pgdr-failover", "pgdr-readiness"] {
-            map.add(Image::program(bin, target_dir.join(bin)));
-        }
-        map.add(
-            Image::program("pgdr-patroni", &tools.patroni)
-                .with_run_as(tools.run_as.clone())
-                .with_path(pg_bin_in_image, &tools.pg_bin)
-                .with_path_dir(&tools.pg_bin)
-                .with_path_dir(tools.patroni.parent().unwrap_or(Path::new("/")))
-                .with_env("LC_ALL", "C.UTF-8"),
-        );
-        map
-    }
 }
 
 #[cfg(test)]

@@ -10,13 +10,14 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::error::{DrillError, Result};
+use crate::controllers::{ControllerTimings, Controllers};
+use crate::error::{Error, Result};
 use crate::image::ImageMap;
-use crate::kubelet::{Kubelet, KubeletTimings, Node};
+use crate::kubelet::Kubelet;
+use crate::node::{KubeletTimings, Node, wait_stop};
 use crate::procs::Procs;
 use crate::services::Proxy;
 use crate::volumes::{io, mkdir};
-use crate::workloads::{ControllerTimings, Controllers};
 
 /// How a site is started.
 #[derive(Debug, Clone)]
@@ -37,6 +38,9 @@ pub struct SiteConfig {
     pub controllers: ControllerTimings,
     /// How often controllers run when nothing changed (process states, probes, schedules).
     pub resync: Duration,
+    /// fsGroup given to pods that set none, as OpenShift's restricted-v2 SCC does (None: no
+    /// admission plugin sets one). The kubelet then changes volume ownership for it.
+    pub default_fs_group: Option<i64>,
 }
 
 impl SiteConfig {
@@ -51,6 +55,7 @@ impl SiteConfig {
             kubelet: KubeletTimings::default(),
             controllers: ControllerTimings::default(),
             resync: Duration::from_millis(200),
+            default_fs_group: None,
         }
     }
 }
@@ -76,7 +81,7 @@ impl Site {
     /// Starts the API server and the site's loop on the current Tokio runtime.
     pub async fn start(cfg: SiteConfig) -> Result<Site> {
         if cfg.cluster_ip_prefix[0] != 127 {
-            return Err(DrillError::Site {
+            return Err(Error::Site {
                 site: cfg.name,
                 reason: "cluster_ip_prefix must be a loopback prefix [127, x]".into(),
             });
@@ -101,7 +106,7 @@ impl Site {
             cluster_ip_prefix: cfg.cluster_ip_prefix,
             ..kubesim::Config::default()
         })
-        .map_err(|source| DrillError::ApiServer {
+        .map_err(|source| Error::ApiServer {
             site: cfg.name.clone(),
             source,
         })?;
@@ -122,7 +127,7 @@ impl Site {
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
-            .map_err(|e| DrillError::Site {
+            .map_err(|e| Error::Site {
                 site: cfg.name.clone(),
                 reason: format!("building the probe HTTP client: {e}"),
             })?;
@@ -134,7 +139,8 @@ impl Site {
             procs: procs.clone(),
             timings: cfg.kubelet.clone(),
             http,
-            stopping: Default::default(),
+            default_fs_group: cfg.default_fs_group,
+            held: Default::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(
@@ -187,6 +193,10 @@ impl Site {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+    /// The folder of a persistentVolumeClaim (what a PV would hold; outlives pods).
+    pub fn pvc_path(&self, namespace: &str, claim: &str) -> PathBuf {
+        self.dir.join("pvc").join(namespace).join(claim)
+    }
     /// Log file of a container (stdout and stderr, all restarts).
     pub fn log_path(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
         self.dir
@@ -209,7 +219,7 @@ impl Site {
                 return Ok(v);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(DrillError::Timeout {
+                return Err(Error::Timeout {
                     what: format!("{what} on site {}", self.name),
                     waited: timeout,
                 });
@@ -282,13 +292,8 @@ async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
-            _ = crate::site::wait_stop(&mut stop) => break,
+            _ = wait_stop(&mut stop) => break,
         }
     }
     kubelet.shutdown().await;
-}
-
-/// Resolves once `stop` is true (or its sender is gone); holds no borrow across awaits.
-pub(crate) async fn wait_stop(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

@@ -8,9 +8,11 @@
 
 use std::sync::Arc;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::{DrillError, Result};
+use crate::error::{Error, Result};
 
 /// A resource collection: the path prefix up to (not including) the namespace part.
 #[derive(Clone, Copy, Debug)]
@@ -112,7 +114,7 @@ impl Api {
         match status {
             200..=299 => Ok(Some(v)),
             404 => Ok(None),
-            _ => Err(DrillError::Api {
+            _ => Err(Error::Api {
                 verb,
                 path,
                 status,
@@ -143,7 +145,7 @@ impl Api {
     /// Creates an object; an existing one (409 AlreadyExists) is not an error and yields None.
     pub fn create(&self, kind: Kind, ns: &str, obj: &Value) -> Result<Option<Value>> {
         match self.call("POST", Self::collection(kind, Some(ns)), None, Some(obj)) {
-            Err(DrillError::Api { status: 409, .. }) => Ok(None),
+            Err(Error::Api { status: 409, .. }) => Ok(None),
             other => other,
         }
     }
@@ -179,6 +181,45 @@ impl Api {
         self.call("PUT", Self::item(kind, ns, name), None, Some(obj))
     }
 
+    /// All objects of a kind as typed k8s-openapi objects. One that does not decode (kubesim
+    /// checks no schema) is skipped with a warning: a real API server would have refused it, and
+    /// it must not stop the controllers from handling the others.
+    pub fn list_as<T: DeserializeOwned>(&self, kind: Kind, ns: Option<&str>) -> Result<Vec<T>> {
+        Ok(self
+            .list(kind, ns)?
+            .into_iter()
+            .filter_map(|v| match decode(kind, v) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "object skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// One object as a typed k8s-openapi object.
+    pub fn get_as<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<T>> {
+        self.get(kind, ns, name)?
+            .map(|v| decode(kind, v))
+            .transpose()
+    }
+
+    /// Creates a typed object (see [`Api::create`]).
+    pub fn create_as<T: Serialize>(&self, kind: Kind, ns: &str, obj: &T) -> Result<Option<Value>> {
+        let v = serde_json::to_value(obj).map_err(|e| Error::Decode {
+            kind: kind.plural,
+            name: "(new)".into(),
+            reason: e.to_string(),
+        })?;
+        self.create(kind, ns, &v)
+    }
+
     /// Deletes an object; a missing one is fine.
     pub fn delete(&self, kind: Kind, ns: &str, name: &str) -> Result<()> {
         self.call("DELETE", Self::item(kind, ns, name), None, None)
@@ -205,13 +246,24 @@ impl Api {
         )
         .map(|_| ())
         .or_else(|e| match e {
-            DrillError::Api { status: 409, .. } => Ok(()),
+            Error::Api { status: 409, .. } => Ok(()),
             e => Err(e),
         })
     }
 }
 
-/// Small accessors over JSON objects.
+/// Decodes kubesim's JSON into a typed object.
+fn decode<T: DeserializeOwned>(kind: Kind, v: Value) -> Result<T> {
+    let name = obj::name(&v).to_string();
+    serde_json::from_value(v).map_err(|e| Error::Decode {
+        kind: kind.plural,
+        name,
+        reason: e.to_string(),
+    })
+}
+
+/// Small accessors over JSON objects (for callers that keep objects as JSON: tests, the drill's
+/// platform).
 pub mod obj {
     use serde_json::Value;
 

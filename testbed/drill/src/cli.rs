@@ -1,0 +1,106 @@
+//! The drill's commands: `up` (both sites until Ctrl-C) and `rehearse` (the chart installed on
+//! both, Gold lost, GoldDR promoted).
+
+use std::path::PathBuf;
+
+use pgdr_minicluster::Site;
+
+use crate::error::{DrillError, Result};
+use crate::options::{Options, REHEARSE_CRON_EVERY};
+use crate::stage::Stage;
+
+pub const USAGE: &str =
+    "usage: pgdr-drill <up|rehearse> [--namespace NS] [--dir DIR] [--cron-every SECS] [--log FILE]";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Up(Options),
+    Rehearse(Options),
+}
+
+impl Command {
+    pub fn parse(args: &[String]) -> std::result::Result<Command, String> {
+        let mut it = args.iter();
+        let verb = it.next().ok_or(USAGE)?;
+        let mut o = Options::default();
+        while let Some(a) = it.next() {
+            let mut val = || {
+                it.next()
+                    .cloned()
+                    .ok_or(format!("{a} needs a value\n{USAGE}"))
+            };
+            match a.as_str() {
+                "--namespace" => o.namespace = val()?,
+                "--dir" => o.dir = Some(PathBuf::from(val()?)),
+                "--log" => o.log_file = Some(PathBuf::from(val()?)),
+                "--cron-every" => {
+                    o.cron_every = Some(
+                        val()?
+                            .parse()
+                            .map_err(|_| format!("--cron-every: not a number\n{USAGE}"))?,
+                    )
+                }
+                _ => return Err(format!("unknown argument {a:?}\n{USAGE}")),
+            }
+        }
+        match verb.as_str() {
+            "up" => Ok(Command::Up(o)),
+            "rehearse" => Ok(Command::Rehearse(o)),
+            _ => Err(USAGE.to_string()),
+        }
+    }
+}
+
+fn cheat_sheet(site: &Site) -> String {
+    format!(
+        "site {name}: API {url}\n  export KUBECONFIG={kc}\n  kubectl --kubeconfig {kc} get pods,svc,endpoints -n {ns}\n  \
+         container logs: {dir}/pods/{ns}/<pod>/<container>.log\n  \
+         psql: psql -h <ClusterIP of the primary Service> -U postgres (ClusterIPs are 127.x addresses; NodePorts on {node})\n",
+        name = site.name(),
+        url = site.url(),
+        kc = site.kubeconfig().display(),
+        ns = site.namespace(),
+        dir = site.dir().display(),
+        node = site.node_ip(),
+    )
+}
+
+impl Command {
+    pub fn options(&self) -> &Options {
+        match self {
+            Command::Up(o) | Command::Rehearse(o) => o,
+        }
+    }
+}
+
+pub async fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Up(o) => {
+            let stage = Stage::start(&o, true).await?;
+            if let Some(gold) = &stage.gold {
+                println!("{}", cheat_sheet(gold));
+            }
+            println!("{}", cheat_sheet(&stage.golddr));
+            println!("Both sites are running; Ctrl-C stops them.");
+            tokio::signal::ctrl_c()
+                .await
+                .map_err(|e| DrillError::io("waiting for Ctrl-C", e))?;
+            stage.shutdown().await;
+            Ok(())
+        }
+        Command::Rehearse(mut o) => {
+            // CronJobs on their real (minutely) schedule would make the rehearsal slow for nothing.
+            o.cron_every.get_or_insert(REHEARSE_CRON_EVERY);
+            println!(
+                "pgdr-drill rehearse: gold and golddr on this machine, the real chart, then gold is lost"
+            );
+            let report = crate::rehearse::rehearse(&o).await?;
+            println!("\n{}", report.render(false));
+            if report.passed() {
+                Ok(())
+            } else {
+                Err(DrillError::Check(report.failures.join("; ")))
+            }
+        }
+    }
+}

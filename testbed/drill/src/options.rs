@@ -1,0 +1,41 @@
+//! What every drill command is started with, and where the workspace's pieces are.
+
+use std::path::PathBuf;
+
+/// Seconds between CronJob runs in `rehearse` unless `--cron-every` says otherwise.
+pub const REHEARSE_CRON_EVERY: u64 = 3;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub namespace: String,
+    /// Where site files go (default: a fresh folder in /tmp, removed at exit).
+    pub dir: Option<PathBuf>,
+    /// Fire CronJobs every N seconds instead of on their schedule.
+    pub cron_every: Option<u64>,
+    /// The full logs (the drill's tracing, then every pod's logs); None: no file.
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            namespace: "abc123-dev".into(),
+            dir: None,
+            cron_every: None,
+            log_file: None,
+        }
+    }
+}
+
+/// The workspace root (the chart, `docker/`, `.tools`).
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The workspace's `target/debug` (where the three product binaries are built).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("debug")
+}
