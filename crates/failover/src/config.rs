@@ -86,6 +86,14 @@ pub struct Config {
     pub witness_dns_expected: Option<String>,
     #[serde(default)]
     pub witness_http_url: Option<Secret>,
+    /// `auto` with no witness is refused unless this is set (the partition risk is accepted).
+    #[serde(default)]
+    pub allow_no_witness: bool,
+    /// The primary position used by the lag guard expires after this age.
+    #[serde(default = "default_max_lsn_age")]
+    pub max_lsn_age: Dur,
+    /// Durable promotion record, created on a confirmed promotion; survives `helm uninstall`.
+    pub promotion_record_configmap: String,
     #[serde(default)]
     pub webhook_url: Option<Secret>,
     #[serde(default)]
@@ -128,11 +136,16 @@ fn default_max_gap() -> Dur {
 fn default_api_timeout() -> Dur {
     Dur::secs(10)
 }
+fn default_max_lsn_age() -> Dur {
+    Dur::secs(300)
+}
 
-/// The witness, validated.
+/// How often a lasting `ReplicationBroken` is announced again.
+pub const REPLICATION_BROKEN_RENOTIFY: Duration = Duration::from_secs(600);
+
+/// One witness, validated. Several may be configured at once.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WitnessConfig {
-    None,
     Dns {
         name: String,
         expected: Vec<IpAddr>,
@@ -148,7 +161,8 @@ pub enum WitnessConfig {
 pub struct Settings {
     pub config: Config,
     pub policy: Policy,
-    pub witness: WitnessConfig,
+    /// Every configured witness (empty: none, allowed only in observe mode or when waived).
+    pub witnesses: Vec<WitnessConfig>,
     /// TLS for the tunnel probe; `None` for `sslmode=disable`.
     pub tls: Option<ProbeTls>,
 }
@@ -166,7 +180,7 @@ impl Config {
 
     /// Cross-field checks; each error names the variable.
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let var = |name: &str| format!("{PREFIX}{name}");
+        let var = |name: &str| pgdr_core::config::var(PREFIX, name);
         for (name, value) in [
             ("SITE", &self.site),
             ("PEER_SITE", &self.peer_site),
@@ -176,6 +190,10 @@ impl Config {
             ("TUNNEL_SERVICE", &self.tunnel_service),
             ("REPLICATION_USER", &self.replication_user),
             ("PEER_SLOT_NAME", &self.peer_slot_name),
+            (
+                "PROMOTION_RECORD_CONFIGMAP",
+                &self.promotion_record_configmap,
+            ),
         ] {
             if value.trim().is_empty() {
                 return Err(ConfigError::invalid(var(name), "must not be empty"));
@@ -212,46 +230,17 @@ impl Config {
         // (exit 2), not a failed probe sample.
         let tls = ProbeTls::new(self.tunnel_sslmode, self.tunnel_sslrootcert.as_deref())
             .map_err(|reason| ConfigError::invalid(var("TUNNEL_SSLROOTCERT"), reason))?;
-        let witness = match (
-            &self.witness_dns_name,
-            &self.witness_dns_expected,
-            &self.witness_http_url,
-        ) {
-            (Some(_), _, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    var("WITNESS_HTTP_URL"),
-                    "set either the DNS witness or the HTTP witness, not both",
-                ));
-            }
-            (Some(name), expected, None) => {
-                let text = expected.as_deref().unwrap_or("");
-                let expected = parse_ips(text)
-                    .map_err(|r| ConfigError::invalid(var("WITNESS_DNS_EXPECTED"), r))?;
-                if expected.is_empty() {
-                    return Err(ConfigError::invalid(
-                        var("WITNESS_DNS_EXPECTED"),
-                        "required with FAILOVER_WITNESS_DNS_NAME: the addresses that mean the application runs here",
-                    ));
-                }
-                WitnessConfig::Dns {
-                    name: name.clone(),
-                    expected,
-                }
-            }
-            (None, Some(_), _) => {
-                return Err(ConfigError::invalid(
-                    var("WITNESS_DNS_NAME"),
-                    "required when FAILOVER_WITNESS_DNS_EXPECTED is set",
-                ));
-            }
-            (None, None, Some(url)) => {
-                reqwest::Url::parse(url.expose()).map_err(|e| {
-                    ConfigError::invalid(var("WITNESS_HTTP_URL"), format!("not a URL: {e}"))
-                })?;
-                WitnessConfig::Http { url: url.clone() }
-            }
-            (None, None, None) => WitnessConfig::None,
-        };
+        let witnesses = self.witnesses()?;
+        if self.mode == Mode::Auto && witnesses.is_empty() && !self.allow_no_witness {
+            return Err(ConfigError::invalid(
+                var("MODE"),
+                "auto with no witness configured: a tunnel-only partition (both sites alive, the \
+                 tunnel down) looks exactly like a lost primary site and would promote this site, \
+                 leaving two writable primaries. Configure a witness (FAILOVER_WITNESS_DNS_NAME, \
+                 FAILOVER_WITNESS_HTTP_URL) or, to accept that risk, set \
+                 FAILOVER_ALLOW_NO_WITNESS=true",
+            ));
+        }
         if let Some(url) = &self.webhook_url {
             // The error must not echo the URL: it may carry a token.
             reqwest::Url::parse(url.expose())
@@ -269,13 +258,53 @@ impl Config {
             min_sample_spacing: interval / 2,
             max_sample_gap: self.max_sample_gap.get(),
             claim_ttl: self.promote_confirm_deadline.get() * 2 + self.api_timeout.get() * 2,
+            max_lsn_age: self.max_lsn_age.get(),
+            replication_broken_renotify: REPLICATION_BROKEN_RENOTIFY,
         };
         Ok(Settings {
             config: self,
             policy,
-            witness,
+            witnesses,
             tls,
         })
+    }
+}
+
+impl Config {
+    /// The configured witnesses; each error names its variable.
+    fn witnesses(&self) -> Result<Vec<WitnessConfig>, ConfigError> {
+        let var = |name: &str| pgdr_core::config::var(PREFIX, name);
+        let mut out = Vec::new();
+        match (&self.witness_dns_name, &self.witness_dns_expected) {
+            (Some(name), expected) => {
+                let expected = parse_ips(expected.as_deref().unwrap_or(""))
+                    .map_err(|r| ConfigError::invalid(var("WITNESS_DNS_EXPECTED"), r))?;
+                if expected.is_empty() {
+                    return Err(ConfigError::invalid(
+                        var("WITNESS_DNS_EXPECTED"),
+                        "required with FAILOVER_WITNESS_DNS_NAME: the addresses that mean the application runs here",
+                    ));
+                }
+                out.push(WitnessConfig::Dns {
+                    name: name.clone(),
+                    expected,
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    var("WITNESS_DNS_NAME"),
+                    "required when FAILOVER_WITNESS_DNS_EXPECTED is set",
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(url) = &self.witness_http_url {
+            // The error must not echo the URL: it may carry a token.
+            reqwest::Url::parse(url.expose())
+                .map_err(|_| ConfigError::invalid(var("WITNESS_HTTP_URL"), "not a valid URL"))?;
+            out.push(WitnessConfig::Http { url: url.clone() });
+        }
+        Ok(out)
     }
 }
 
@@ -303,6 +332,26 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// `chart/docs/failover-env.md` is the one list of variables (its table: what the chart sets;
+    /// its list of binary-side settings: what it does not). It must match the config struct, and
+    /// the README must not keep a second list.
+    #[test]
+    fn env_contract_documents_every_variable() {
+        let mut code = pgdr_core::config::variables::<Config>(PREFIX);
+        code.sort();
+        let contract = include_str!("../../../chart/docs/failover-env.md");
+        let doc = pgdr_core::config::documented_variables(contract, PREFIX);
+        assert_eq!(doc, code, "chart/docs/failover-env.md and Config differ");
+        let table_rows: Vec<&str> = include_str!("../README.md")
+            .lines()
+            .filter(|l| l.starts_with("| `FAILOVER_"))
+            .collect();
+        assert!(
+            table_rows.is_empty(),
+            "README.md lists variables again: {table_rows:?}"
+        );
+    }
+
     fn base() -> Vec<(String, String)> {
         [
             ("FAILOVER_SITE", "golddr"),
@@ -314,6 +363,10 @@ mod tests {
             ("FAILOVER_REPLICATION_USER", "replicator"),
             ("FAILOVER_REPLICATION_PASSWORD", "s3cret-rep"),
             ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+            (
+                "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+                "patroni-promotion-record",
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -336,7 +389,8 @@ mod tests {
         assert_eq!(s.policy.max_lag_bytes, 16 * 1024 * 1024);
         assert_eq!(s.config.samples_per_run, 5);
         assert_eq!(s.config.hold_annotation, "patroni-dr/hold");
-        assert_eq!(s.witness, WitnessConfig::None);
+        assert!(s.witnesses.is_empty());
+        assert_eq!(s.policy.max_lsn_age, Duration::from_secs(300));
         assert_eq!(s.config_map(), "patroni-config");
         let shown = format!("{:?}", s.config);
         assert!(!shown.contains("s3cret-rep"), "{shown}");
@@ -494,10 +548,59 @@ mod tests {
         ])
         .unwrap();
         assert!(
-            matches!(dns.witness, WitnessConfig::Dns { ref expected, .. } if expected.len() == 2)
+            matches!(dns.witnesses.as_slice(), [WitnessConfig::Dns { expected, .. }] if expected.len() == 2)
         );
         let http = with(&[("FAILOVER_WITNESS_HTTP_URL", "https://status.example/gold")]).unwrap();
-        assert!(matches!(http.witness, WitnessConfig::Http { .. }));
+        assert!(matches!(
+            http.witnesses.as_slice(),
+            [WitnessConfig::Http { .. }]
+        ));
+        // Several witnesses at once: each answers, the decision combines them.
+        let both = with(&[
+            ("FAILOVER_WITNESS_DNS_NAME", "app.glb.example"),
+            ("FAILOVER_WITNESS_DNS_EXPECTED", "10.0.0.1"),
+            ("FAILOVER_WITNESS_HTTP_URL", "https://status.example/gold"),
+        ])
+        .unwrap();
+        assert_eq!(both.witnesses.len(), 2);
+        let err = with(&[("FAILOVER_WITNESS_HTTP_URL", "nope token=abc")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FAILOVER_WITNESS_HTTP_URL") && !err.contains("token=abc"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn auto_needs_a_witness_unless_the_risk_is_accepted() {
+        let err = with(&[("FAILOVER_MODE", "auto")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FAILOVER_MODE")
+                && err.contains("two writable primaries")
+                && err.contains("FAILOVER_ALLOW_NO_WITNESS"),
+            "{err}"
+        );
+        assert!(
+            with(&[
+                ("FAILOVER_MODE", "auto"),
+                ("FAILOVER_ALLOW_NO_WITNESS", "true")
+            ])
+            .is_ok()
+        );
+        assert!(
+            with(&[
+                ("FAILOVER_MODE", "auto"),
+                ("FAILOVER_WITNESS_HTTP_URL", "https://status.example/gold")
+            ])
+            .is_ok()
+        );
+        // Observe mode never acts, so it needs no witness.
+        assert!(with(&[("FAILOVER_MODE", "observe")]).is_ok());
     }
 }
 
@@ -522,6 +625,10 @@ pub(crate) mod tests_support {
             ("FAILOVER_REPLICATION_USER", "replicator"),
             ("FAILOVER_REPLICATION_PASSWORD", "x"),
             ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+            (
+                "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+                "demo-promotion-record",
+            ),
             ("FAILOVER_PROBE_TIMEOUT", "1s"),
         ];
         let vars = base

@@ -8,7 +8,7 @@ use pgdr_core::config::{ConfigError, Dur, LogFormat, Secret};
 use pgdr_core::patroni::PatroniClientConfig;
 use serde::Deserialize;
 
-use crate::rules::{Role, Rules};
+use crate::decide::{Role, Rules};
 
 pub const PREFIX: &str = "READINESS_";
 
@@ -80,7 +80,7 @@ pub struct Settings {
 }
 
 fn var(field: &str) -> String {
-    format!("{PREFIX}{}", field.to_uppercase())
+    pgdr_core::config::var(PREFIX, field)
 }
 
 impl Config {
@@ -172,6 +172,15 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's table is the one list of variables; it must match the config struct.
+    #[test]
+    fn readme_documents_every_variable() {
+        let mut code = pgdr_core::config::variables::<Config>(PREFIX);
+        code.sort();
+        let doc = pgdr_core::config::documented_variables(include_str!("../README.md"), PREFIX);
+        assert_eq!(doc, code, "README.md's variable table and Config differ");
+    }
 
     fn parse(list: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = list

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::rules::{Poll, Verdict};
+use crate::decide::{Poll, Verdict};
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -170,7 +170,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{MemberView, Role};
+    use crate::decide::{MemberView, Role};
 
     #[test]
     fn exposition_reflects_the_last_poll() {

@@ -3,6 +3,8 @@
 //! stopped PostgreSQL, unreachable API). The same checks run against real Patroni in
 //! `tests/patroni.rs`.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

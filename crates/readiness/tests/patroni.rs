@@ -3,6 +3,8 @@
 //!
 //! Needs the tools from `scripts/deps.sh` (PostgreSQL binaries, the Patroni venv).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

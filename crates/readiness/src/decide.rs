@@ -86,7 +86,7 @@ impl Verdict {
 }
 
 /// `age` is the time since the poll in `poll` completed.
-pub fn assess(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
+pub fn decide(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
     let m = match poll {
         Poll::NotYet => return Verdict::no("Patroni not polled yet"),
         Poll::Unreachable(e) => return Verdict::no(format!("Patroni unreachable: {e}")),
@@ -213,7 +213,7 @@ mod tests {
             ("stale primary", member("running", "primary", None), Duration::from_secs(11), rules(), false, false),
         ];
         for (name, poll, age, rules, ready, primary) in cases {
-            let v = assess(&poll, age, &rules);
+            let v = decide(&poll, age, &rules);
             assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
             assert!(!v.reason.is_empty(), "{name}");
         }
@@ -221,13 +221,13 @@ mod tests {
 
     #[test]
     fn reasons_say_why() {
-        let v = assess(
+        let v = decide(
             &Poll::Unreachable("timeout".into()),
             Duration::ZERO,
             &rules(),
         );
         assert_eq!(v.reason, "Patroni unreachable: timeout");
-        let v = assess(
+        let v = decide(
             &member("running", "replica", Some(5000)),
             Duration::ZERO,
             &rules(),
