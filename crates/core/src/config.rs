@@ -178,6 +178,51 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A URL that may carry credentials (`https://user:pass@host/…?token=…`). `Debug` and `Display`
+/// show only scheme, host, port and path, so a config struct holding it can be logged whole.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Url(String);
+
+impl Url {
+    pub fn new(value: impl Into<String>) -> Self {
+        Url(value.into())
+    }
+    /// The full URL; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+/// `scheme://host:port/path` of `url`, without user info, query or fragment (`***` marks what
+/// was dropped). Text that is not a URL prints as `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let cut = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (before, after) = rest.split_at(cut);
+    let (authority, path) = before.split_at(before.find('/').unwrap_or(before.len()));
+    let (userinfo, host) = match authority.rsplit_once('@') {
+        Some((_, host)) => ("***@", host),
+        None => ("", authority),
+    };
+    let tail = if after.is_empty() { "" } else { "?***" };
+    format!("{scheme}://{userinfo}{host}{path}{tail}")
+}
+
 /// A duration from the environment: a whole number of seconds (`30`) or a friendly duration
 /// (`500ms`, `90s`, `5m`, `1h 30m`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -372,6 +417,24 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"));
         assert_eq!(s.password.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn urls_print_without_credentials() {
+        let cases = [
+            ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+            (
+                "https://admin:s3cret@pg-0.pg:8008/patroni",
+                "https://***@pg-0.pg:8008/patroni",
+            ),
+            ("https://h/p?token=s3cret", "https://h/p?***"),
+            ("not a url s3cret", "***"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(format!("{:?}", Url::new(url)), shown);
+            assert_eq!(Url::new(url).to_string(), shown);
+        }
+        assert_eq!(Url::new("https://a:b@h").expose(), "https://a:b@h");
     }
 
     #[test]

@@ -19,4 +19,4 @@ pub mod retry;
 pub mod telemetry;
 pub mod tls;
 
-pub use config::{ConfigError, Dur, LogFormat, Secret};
+pub use config::{ConfigError, Dur, LogFormat, Secret, Url};

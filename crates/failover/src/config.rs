@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use pgdr_core::{ConfigError, Dur, LogFormat, Secret};
+use pgdr_core::{ConfigError, Dur, LogFormat, Secret, Url};
 
 use crate::decide::{Mode, Policy};
 use crate::tls::ProbeTls;
 
 pub const PREFIX: &str = "FAILOVER_";
 
-/// libpq `sslmode` values the probe understands (`verify-full` is not one: the probe dials the
-/// tunnel's ClusterIP, which no certificate of the primary names).
+/// libpq `sslmode` values. `verify-full` is parsed only to be refused with its reason: the
+/// probe dials the tunnel's ClusterIP, which no certificate of the primary names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
@@ -23,6 +23,8 @@ pub enum SslMode {
     Prefer,
     Require,
     VerifyCa,
+    /// Parsed only to refuse it with a reason (see [`Config::validate`]).
+    VerifyFull,
 }
 
 /// The environment, as the chart sets it. `Debug` is safe to log: secrets print as `***`.
@@ -51,7 +53,8 @@ pub struct Config {
     pub replication_user: String,
     pub replication_password: Secret,
     #[serde(default)]
-    pub patroni_url: Option<String>,
+    /// May carry credentials: logged without them.
+    pub patroni_url: Option<Url>,
     #[serde(default)]
     pub patroni_username: Option<String>,
     #[serde(default)]
@@ -224,6 +227,14 @@ impl Config {
                     "must be longer than FAILOVER_SAMPLE_INTERVAL ({})",
                     self.sample_interval
                 ),
+            ));
+        }
+        if self.tunnel_sslmode == SslMode::VerifyFull {
+            return Err(ConfigError::invalid(
+                var("TUNNEL_SSLMODE"),
+                "verify-full is not supported: the probe dials the tunnel's ClusterIP, which no \
+                 certificate of the primary names, so a host name check could only fail; use \
+                 verify-ca (the chain is verified against FAILOVER_TUNNEL_SSLROOTCERT)",
             ));
         }
         // The CA file is read once, here: a missing or unusable file is a configuration error
@@ -569,6 +580,24 @@ mod tests {
             .to_string();
         assert!(
             err.contains("FAILOVER_WITNESS_HTTP_URL") && !err.contains("token=abc"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn patroni_url_credentials_and_verify_full() {
+        let s = with(&[("FAILOVER_PATRONI_URL", "https://admin:pw123@pg-0.pg:8008")]).unwrap();
+        let shown = format!("{:?}", s.config);
+        assert!(
+            !shown.contains("pw123") && shown.contains("pg-0.pg:8008"),
+            "{shown}"
+        );
+        let err = with(&[("FAILOVER_TUNNEL_SSLMODE", "verify-full")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not supported") && err.contains("verify-ca"),
             "{err}"
         );
     }

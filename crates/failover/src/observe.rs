@@ -67,7 +67,10 @@ pub async fn leader_url(
     kube: &Kube,
 ) -> Result<Result<(String, String), LocalLeader>, Error> {
     if let Some(url) = &settings.config.patroni_url {
-        return Ok(Ok(("(FAILOVER_PATRONI_URL)".into(), url.clone())));
+        return Ok(Ok((
+            "(FAILOVER_PATRONI_URL)".into(),
+            url.expose().to_string(),
+        )));
     }
     let lock = settings.leader_map();
     let Some(cm) = kube.get_opt(&kube.config_maps(), &lock).await? else {
@@ -228,7 +231,9 @@ pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
         .ssl_mode(match c.tunnel_sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa => tokio_postgres::config::SslMode::Require,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
         });
     let (connector, handshake) = match &settings.tls {
         None => (None, None),
@@ -353,6 +358,7 @@ fn mode_name(mode: SslMode) -> &'static str {
         SslMode::Prefer => "prefer",
         SslMode::Require => "require",
         SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn serve(
         settings.rules.clone(),
     ));
     let addr = listener.local_addr().ok();
-    tracing::info!(listen = ?addr, patroni = %settings.patroni.url, "serving");
+    tracing::info!(listen = ?addr, patroni = %pgdr_core::config::redact_url(&settings.patroni.url), "serving");
     let shared = Arc::new(Shared {
         settings,
         snapshot: rx,

@@ -1,0 +1,117 @@
+//! Every API call is bounded: a flaky cluster whose Events answer 503 (or hang) neither fails a
+//! run nor holds it past its budget, and errors report what the server answered.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kubesim::{Action, Rule, ServerHandle};
+use pgdr_failover::{Config, Error, exit, run_with};
+use serde_json::json;
+
+const NS: &str = "golddr";
+
+fn server() -> ServerHandle {
+    let server = kubesim::Server::spawn(kubesim::Config::default()).expect("kubesim starts");
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
+    assert_eq!(
+        server
+            .request("POST", "/api/v1/namespaces", None, Some(&ns))
+            .0,
+        201
+    );
+    server
+}
+
+async fn client(server: &ServerHandle) -> kube::Client {
+    let kc = Kubeconfig::from_yaml(&server.kubeconfig_yaml("site", NS)).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    pgdr_core::k8s::bounded(cfg, Duration::from_secs(1)).unwrap()
+}
+
+fn settings() -> pgdr_failover::Settings {
+    let vars = [
+        ("FAILOVER_SITE", "golddr"),
+        ("FAILOVER_PEER_SITE", "gold"),
+        ("FAILOVER_NAMESPACE", NS),
+        ("FAILOVER_SCOPE", "golddr"),
+        ("FAILOVER_STATE_CONFIGMAP", "golddr-failover-state"),
+        ("FAILOVER_TUNNEL_SERVICE", "golddr-gold"),
+        ("FAILOVER_REPLICATION_USER", "replicator"),
+        ("FAILOVER_REPLICATION_PASSWORD", "x"),
+        ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+        (
+            "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+            "golddr-promotion-record",
+        ),
+        ("FAILOVER_API_TIMEOUT", "1s"),
+        ("FAILOVER_PROBE_TIMEOUT", "1s"),
+    ];
+    let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_vars(vars).unwrap().validate().unwrap()
+}
+
+/// A state ConfigMap that cannot be used: the run reports it with a Warning Event and exits 3.
+fn unusable_state(server: &ServerHandle) {
+    let cm = json!({"metadata": {"name": "golddr-failover-state"}, "data": {"state": "{not json"}});
+    let path = format!("/api/v1/namespaces/{NS}/configmaps");
+    assert_eq!(server.request("POST", &path, None, Some(&cm)).0, 201);
+}
+
+#[tokio::test]
+async fn events_answering_503_or_hanging_do_not_hold_the_run() {
+    for action in [
+        Action::Fail {
+            status: 503,
+            retry_after: Some(1),
+        },
+        Action::Delay { ms: 30_000 },
+    ] {
+        let server = server();
+        unusable_state(&server);
+        server
+            .faults()
+            .add(Rule::new(action.clone()).path_contains("/events"));
+        let started = Instant::now();
+        let err = run_with(&settings(), client(&server).await, "run-1")
+            .await
+            .unwrap_err();
+        // The outcome is the state's, not the Event's.
+        assert!(
+            matches!(err, Error::StateUnusable { .. }),
+            "{action:?}: {err}"
+        );
+        assert_eq!(err.exit_code(), exit::STATE);
+        // Reads within budget, one Event bounded by FAILOVER_API_TIMEOUT (1 s).
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{action:?}: the run took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_api_server_answering_503_is_reported_as_such() {
+    let server = server();
+    server.faults().fail_all(503, None);
+    let started = Instant::now();
+    let err = run_with(&settings(), client(&server).await, "run-1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), exit::API, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("503"),
+        "says what the server answered: {text}"
+    );
+    assert!(!text.contains("no answer"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
