@@ -22,7 +22,7 @@ struct Sidecar {
 
 fn sidecar(rt: &tokio::runtime::Runtime, node: &PatroniNode, site: &str) -> Sidecar {
     let mut raw: Config = pgdr_core::config::from_vars("READINESS_", std::iter::empty()).unwrap();
-    raw.patroni_url = format!("http://{}", node.rest_addr());
+    raw.patroni_url = pgdr_core::Url::new(format!("http://{}", node.rest_addr()));
     raw.poll_interval = Dur::millis(200);
     raw.request_timeout = Dur::secs(2);
     raw.site = site.into();
