@@ -86,6 +86,9 @@ pub struct StatusBody {
     pub lag_bytes: Option<u64>,
     pub standby_cluster: Option<bool>,
     pub replication_state: Option<String>,
+    /// This member should stream WAL but does not (unknown when Patroni is unreachable).
+    pub replication_broken: Option<bool>,
+    pub replication_broken_since: Option<String>,
     pub paused: Option<bool>,
     pub patroni_reachable: bool,
     pub ready: bool,
@@ -113,6 +116,8 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         lag_bytes: m.and_then(|m| m.lag_bytes),
         standby_cluster: m.and_then(|m| m.standby_cluster),
         replication_state: m.and_then(|m| m.replication_state.clone()),
+        replication_broken: m.map(|m| m.replication_broken()),
+        replication_broken_since: snap.replication_broken_since.map(|t| t.to_string()),
         paused: m.map(|m| m.paused),
         patroni_reachable: m.is_some(),
         ready: v.ready,

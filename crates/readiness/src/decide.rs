@@ -51,6 +51,19 @@ pub struct MemberView {
     pub cluster_unlocked: bool,
 }
 
+impl MemberView {
+    /// Replication broken, as far as this member can see: it should receive WAL (a standby
+    /// leader or a replica with PostgreSQL running) but its WAL receiver is not streaming. The
+    /// sidecar sees only its own Patroni, so this does not say why (primary site down, tunnel
+    /// cut, or the stream rejected while the primary answers); the failover CronJob, which also
+    /// probes the primary, tells those apart (its `ReplicationBroken` Event).
+    pub fn replication_broken(&self) -> bool {
+        matches!(self.role, Role::StandbyLeader | Role::Replica)
+            && self.state == "running"
+            && self.replication_state.as_deref() != Some("streaming")
+    }
+}
+
 /// The outcome of the latest poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Poll {
@@ -216,6 +229,27 @@ mod tests {
             let v = decide(&poll, age, &rules);
             assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
             assert!(!v.reason.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn replication_broken_table() {
+        let cases = [
+            ("standby_leader", "running", Some("streaming"), false),
+            ("standby_leader", "running", None, true),
+            ("standby_leader", "running", Some("stopped"), true),
+            ("replica", "running", Some("streaming"), false),
+            ("replica", "running", Some("in archive recovery"), true),
+            // Not replicating by role, or PostgreSQL not running: nothing to say.
+            ("primary", "running", None, false),
+            ("standby_leader", "starting", None, false),
+        ];
+        for (role, state, stream, want) in cases {
+            let Poll::Reachable(mut m) = member(state, role, None) else {
+                unreachable!()
+            };
+            m.replication_state = stream.map(str::to_string);
+            assert_eq!(m.replication_broken(), want, "{role} {state} {stream:?}");
         }
     }
 

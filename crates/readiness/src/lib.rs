@@ -49,6 +49,9 @@ pub struct Snapshot {
     pub completed_at: Option<Instant>,
     pub completed_ts: Option<jiff::Timestamp>,
     pub last_success_ts: Option<jiff::Timestamp>,
+    /// Since when replication has been broken (see [`decide::MemberView::replication_broken`]);
+    /// `None` while it streams, or when this member does not replicate.
+    pub replication_broken_since: Option<jiff::Timestamp>,
 }
 
 impl Snapshot {

@@ -37,6 +37,7 @@ pub async fn serve(
         completed_at: None,
         completed_ts: None,
         last_success_ts: None,
+        replication_broken_since: None,
     }));
     let poller = tokio::spawn(poll_loop(
         client,
@@ -73,6 +74,7 @@ async fn poll_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_success_ts = None;
     let mut last_reason = String::new();
+    let mut broken_since = None;
     loop {
         tick.tick().await;
         let poll = observe::poll(&client).await;
@@ -81,6 +83,13 @@ async fn poll_loop(
             last_success_ts = Some(now);
         }
         let verdict = decide::decide(&poll, Duration::ZERO, &rules);
+        if let Poll::Reachable(m) = &poll {
+            let was = broken_since;
+            broken_since = m.replication_broken().then(|| was.unwrap_or(now));
+            if was.is_none() && broken_since.is_some() {
+                tracing::warn!(role = m.role.as_str(), replication_state = ?m.replication_state, "replication broken: this member's WAL receiver is not streaming");
+            }
+        }
         metrics.record(&poll, &verdict, now);
         if verdict.reason != last_reason {
             tracing::info!(ready = verdict.ready, primary = verdict.primary, reason = %verdict.reason, "readiness changed");
@@ -91,6 +100,7 @@ async fn poll_loop(
             completed_at: Some(Instant::now()),
             completed_ts: Some(now),
             last_success_ts,
+            replication_broken_since: broken_since,
         }));
     }
 }
