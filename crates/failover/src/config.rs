@@ -89,6 +89,20 @@ pub struct Config {
     pub witness_dns_expected: Option<String>,
     #[serde(default)]
     pub witness_http_url: Option<Secret>,
+    /// Peer-API witness: the primary site's Kubernetes API server (not through the tunnel).
+    #[serde(default)]
+    pub witness_peer_api_url: Option<String>,
+    #[serde(default)]
+    pub witness_peer_api_namespace: Option<String>,
+    /// Defaults to `<scope>-leader`.
+    #[serde(default)]
+    pub witness_peer_api_leader_configmap: Option<String>,
+    /// Bearer token of a read-only ServiceAccount on the primary site; read at every sample.
+    #[serde(default)]
+    pub witness_peer_api_token_file: Option<PathBuf>,
+    /// CA bundle (PEM) of the peer API server; read once at start.
+    #[serde(default)]
+    pub witness_peer_api_ca_file: Option<PathBuf>,
     /// `auto` with no witness is refused unless this is set (the partition risk is accepted).
     #[serde(default)]
     pub allow_no_witness: bool,
@@ -157,6 +171,19 @@ pub enum WitnessConfig {
     Http {
         url: Secret,
     },
+    /// The primary site's Patroni leader lock, read through its own Kubernetes API.
+    PeerApi(PeerApi),
+}
+
+/// Where and how to read the primary site's leader lock.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerApi {
+    pub url: String,
+    pub namespace: String,
+    pub leader_configmap: String,
+    pub token_file: PathBuf,
+    /// PEM bytes of the CA bundle, read at start (`None`: the system roots).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Validated settings the library runs with.
@@ -248,7 +275,7 @@ impl Config {
                 "auto with no witness configured: a tunnel-only partition (both sites alive, the \
                  tunnel down) looks exactly like a lost primary site and would promote this site, \
                  leaving two writable primaries. Configure a witness (FAILOVER_WITNESS_DNS_NAME, \
-                 FAILOVER_WITNESS_HTTP_URL) or, to accept that risk, set \
+                 FAILOVER_WITNESS_HTTP_URL, FAILOVER_WITNESS_PEER_API_URL) or, to accept that risk, set \
                  FAILOVER_ALLOW_NO_WITNESS=true",
             ));
         }
@@ -315,7 +342,94 @@ impl Config {
                 .map_err(|_| ConfigError::invalid(var("WITNESS_HTTP_URL"), "not a valid URL"))?;
             out.push(WitnessConfig::Http { url: url.clone() });
         }
+        if let Some(peer) = self.peer_api()? {
+            out.push(WitnessConfig::PeerApi(peer));
+        }
         Ok(out)
+    }
+
+    fn peer_api(&self) -> Result<Option<PeerApi>, ConfigError> {
+        let var = |name: &str| pgdr_core::config::var(PREFIX, name);
+        let Some(url) = &self.witness_peer_api_url else {
+            for (name, set) in [
+                (
+                    "WITNESS_PEER_API_NAMESPACE",
+                    self.witness_peer_api_namespace.is_some(),
+                ),
+                (
+                    "WITNESS_PEER_API_TOKEN_FILE",
+                    self.witness_peer_api_token_file.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(ConfigError::invalid(
+                        var(name),
+                        "set without FAILOVER_WITNESS_PEER_API_URL",
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            ConfigError::invalid(var("WITNESS_PEER_API_URL"), format!("not a URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(ConfigError::invalid(
+                var("WITNESS_PEER_API_URL"),
+                "must be an https:// URL (the primary site's API server)",
+            ));
+        }
+        let namespace = self
+            .witness_peer_api_namespace
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    var("WITNESS_PEER_API_NAMESPACE"),
+                    "required with FAILOVER_WITNESS_PEER_API_URL: the primary site's namespace",
+                )
+            })?;
+        let token_file = self.witness_peer_api_token_file.clone().ok_or_else(|| {
+            ConfigError::invalid(
+                var("WITNESS_PEER_API_TOKEN_FILE"),
+                "required with FAILOVER_WITNESS_PEER_API_URL: the read-only ServiceAccount's token",
+            )
+        })?;
+        let ca_pem = match &self.witness_peer_api_ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    ConfigError::invalid(
+                        var("WITNESS_PEER_API_CA_FILE"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    ConfigError::invalid(
+                        var("WITNESS_PEER_API_CA_FILE"),
+                        format!("{} holds no usable PEM certificate: {e}", path.display()),
+                    )
+                })?;
+                if certs.is_empty() {
+                    return Err(ConfigError::invalid(
+                        var("WITNESS_PEER_API_CA_FILE"),
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                Some(pem)
+            }
+        };
+        Ok(Some(PeerApi {
+            url: url.trim_end_matches('/').to_string(),
+            namespace,
+            leader_configmap: self
+                .witness_peer_api_leader_configmap
+                .clone()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| format!("{}-leader", self.scope)),
+            token_file,
+            ca_pem,
+        }))
     }
 }
 
@@ -628,6 +742,52 @@ mod tests {
             ])
             .is_ok()
         );
+        let token = std::env::temp_dir().join("pgdr-failover-config-test-token");
+        std::fs::write(&token, "t").unwrap();
+        let token = token.to_str().unwrap();
+        let peer = with(&[
+            ("FAILOVER_MODE", "auto"),
+            (
+                "FAILOVER_WITNESS_PEER_API_URL",
+                "https://api.gold.example:6443",
+            ),
+            ("FAILOVER_WITNESS_PEER_API_NAMESPACE", "abc123-prod"),
+            ("FAILOVER_WITNESS_PEER_API_TOKEN_FILE", token),
+        ])
+        .unwrap();
+        assert!(
+            matches!(peer.witnesses.as_slice(), [WitnessConfig::PeerApi(p)] if p.leader_configmap == "patroni-leader"),
+            "{:?}",
+            peer.witnesses
+        );
+        for (extra, names) in [
+            (
+                &[(
+                    "FAILOVER_WITNESS_PEER_API_URL",
+                    "https://api.gold.example:6443",
+                )][..],
+                "FAILOVER_WITNESS_PEER_API_NAMESPACE",
+            ),
+            (
+                &[("FAILOVER_WITNESS_PEER_API_NAMESPACE", "abc123-prod")][..],
+                "FAILOVER_WITNESS_PEER_API_NAMESPACE",
+            ),
+            (
+                &[
+                    (
+                        "FAILOVER_WITNESS_PEER_API_URL",
+                        "https://api.gold.example:6443",
+                    ),
+                    ("FAILOVER_WITNESS_PEER_API_NAMESPACE", "abc123-prod"),
+                    ("FAILOVER_WITNESS_PEER_API_TOKEN_FILE", token),
+                    ("FAILOVER_WITNESS_PEER_API_CA_FILE", "/nonexistent/ca.crt"),
+                ][..],
+                "FAILOVER_WITNESS_PEER_API_CA_FILE",
+            ),
+        ] {
+            let err = with(extra).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains(names), "{extra:?}: {err}");
+        }
         // Observe mode never acts, so it needs no witness.
         assert!(with(&[("FAILOVER_MODE", "observe")]).is_ok());
     }

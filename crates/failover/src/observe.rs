@@ -17,7 +17,7 @@ use pgdr_core::k8s::Kube;
 use pgdr_core::patroni::{MemberStatus, PatroniClient, PatroniClientConfig};
 
 use crate::Error;
-use crate::config::{Settings, SslMode, WitnessConfig};
+use crate::config::{PeerApi, Settings, SslMode, WitnessConfig};
 use crate::decide::{Leader, LocalLeader, Probe, Sample, SiteConfig, Witness};
 use crate::tls::Handshake;
 
@@ -394,6 +394,7 @@ pub async fn witness(w: &WitnessConfig, settings: &Settings, http: &reqwest::Cli
                 }
             }
         }
+        WitnessConfig::PeerApi(peer) => peer_api_witness(peer, timeout).await,
         WitnessConfig::Http { url } => {
             // The URL is never logged: it may carry a token.
             let answer = async {
@@ -411,6 +412,99 @@ pub async fn witness(w: &WitnessConfig, settings: &Settings, http: &reqwest::Cli
                 Ok(Ok((status, body))) => http_verdict(status, &body),
             }
         }
+    }
+}
+
+/// Margin on top of the lock's ttl before a lock counts as expired (clock skew between sites,
+/// Patroni's loop_wait jitter).
+const LOCK_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
+
+/// The peer-API witness: reads the primary site's `<scope>-leader` through its own API server.
+async fn peer_api_witness(peer: &PeerApi, timeout: std::time::Duration) -> Witness {
+    let token = match std::fs::read_to_string(&peer.token_file) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) => {
+            return Witness::Unknown(format!(
+                "peer-API witness: cannot read the token file {}: {e}",
+                peer.token_file.display()
+            ));
+        }
+    };
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    if let Some(pem) = &peer.ca_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let Ok(http) = builder.build() else {
+        return Witness::Unknown("peer-API witness: cannot build its HTTP client".into());
+    };
+    let url = format!(
+        "{}/api/v1/namespaces/{}/configmaps/{}",
+        peer.url, peer.namespace, peer.leader_configmap
+    );
+    let answer = async {
+        let r = http.get(&url).bearer_auth(&token).send().await?;
+        let status = r.status().as_u16();
+        Ok::<_, reqwest::Error>((status, r.text().await?))
+    };
+    let object = format!("{}/{}", peer.namespace, peer.leader_configmap);
+    match tokio::time::timeout(timeout, answer).await {
+        Err(_) => Witness::Unknown(format!(
+            "peer-API witness: {} did not answer within {timeout:?}",
+            peer.url
+        )),
+        Ok(Err(e)) => Witness::Unknown(format!(
+            "peer-API witness: {} unreachable: {}",
+            peer.url,
+            e.without_url()
+        )),
+        Ok(Ok((status, body))) => lock_verdict(&object, status, &body, jiff::Timestamp::now()),
+    }
+}
+
+/// The leader lock as the peer API server returned it: renewed within its ttl (+ margin) →
+/// alive; the API answered but the lock is absent, names no leader or has expired → down;
+/// anything else (401/403, other errors, unreadable) → unknown.
+pub fn lock_verdict(object: &str, status: u16, body: &str, now: jiff::Timestamp) -> Witness {
+    let who = "peer-API witness";
+    match status {
+        200 => {}
+        404 => {
+            return Witness::PrimaryDown(format!("{who}: {object} does not exist (no leader lock)"));
+        }
+        s => return Witness::Unknown(format!("{who}: reading {object} answered HTTP {s}")),
+    }
+    let Ok(cm) = serde_json::from_str::<Value>(body) else {
+        return Witness::Unknown(format!("{who}: {object} is not a readable object"));
+    };
+    let ann = &cm["metadata"]["annotations"];
+    let leader = ann["leader"].as_str().unwrap_or_default();
+    if leader.is_empty() {
+        return Witness::PrimaryDown(format!("{who}: {object} names no leader"));
+    }
+    let ttl = ann["ttl"]
+        .as_str()
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(30);
+    let Some(renewed) = ann["renewTime"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    else {
+        return Witness::Unknown(format!("{who}: {object} has no readable renewTime"));
+    };
+    let age = now.duration_since(renewed);
+    let limit = jiff::SignedDuration::from_secs(ttl) + LOCK_MARGIN;
+    if age <= limit {
+        Witness::PrimaryAlive(format!(
+            "{who}: {leader} renewed the leader lock {age:#} ago (ttl {ttl}s)"
+        ))
+    } else {
+        Witness::PrimaryDown(format!(
+            "{who}: the leader lock of {leader} expired, last renewed {age:#} ago (ttl {ttl}s)"
+        ))
     }
 }
 
@@ -565,6 +659,44 @@ mod tests {
             crate::config::tests_support::settings_with(&[("FAILOVER_WITNESS_HTTP_URL", &url)]);
         let got = witnesses(&settings, &reqwest::Client::new()).await;
         assert!(matches!(got.as_slice(), [Witness::Unknown(_)]), "{got:?}");
+    }
+
+    #[test]
+    fn peer_api_lock_table() {
+        let now: jiff::Timestamp = "2026-11-23T23:21:00Z".parse().unwrap();
+        let lock = |leader: &str, renew: &str| {
+            serde_json::json!({"metadata": {"annotations": {"leader": leader, "ttl": "30",
+                "renewTime": renew, "acquireTime": "2026-11-23T23:19:50.733460+00:00"}}})
+            .to_string()
+        };
+        let cases = [
+            (
+                200,
+                lock("pg0", "2026-11-23T23:20:50.912478+00:00"),
+                "alive",
+            ),
+            (
+                200,
+                lock("pg0", "2026-11-23T23:20:25.000000+00:00"),
+                "alive",
+            ),
+            (200, lock("pg0", "2026-11-23T23:20:15.000000+00:00"), "down"),
+            (200, lock("", "2026-11-23T23:20:50.912478+00:00"), "down"),
+            (404, String::new(), "down"),
+            (200, lock("pg0", "garbage"), "unknown"),
+            (200, "not json".to_string(), "unknown"),
+            (401, String::new(), "unknown"),
+            (403, String::new(), "unknown"),
+            (503, String::new(), "unknown"),
+        ];
+        for (status, body, want) in cases {
+            let got = match lock_verdict("ns/demo-leader", status, &body, now) {
+                Witness::PrimaryAlive(_) => "alive",
+                Witness::PrimaryDown(_) => "down",
+                Witness::Unknown(_) => "unknown",
+            };
+            assert_eq!(got, want, "{status} {body}");
+        }
     }
 
     #[test]

@@ -115,3 +115,88 @@ async fn an_api_server_answering_503_is_reported_as_such() {
         started.elapsed()
     );
 }
+
+/// The peer-API witness against a real (emulated) API server of the primary site: a fresh lock
+/// is `alive`, an expired one `down`, an unreachable server `unknown`.
+#[tokio::test]
+async fn peer_api_witness_reads_the_primary_sites_lock() {
+    pgdr_core::tls::install_crypto_provider();
+    let gold = server();
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "read-only-token\n").unwrap();
+    let url = gold.url();
+    let settings_for = |url: &str| {
+        let vars = [
+            ("FAILOVER_SITE", "golddr"),
+            ("FAILOVER_PEER_SITE", "gold"),
+            ("FAILOVER_NAMESPACE", NS),
+            ("FAILOVER_SCOPE", "demo"),
+            ("FAILOVER_STATE_CONFIGMAP", "golddr-failover-state"),
+            ("FAILOVER_TUNNEL_SERVICE", "golddr-gold"),
+            ("FAILOVER_REPLICATION_USER", "replicator"),
+            ("FAILOVER_REPLICATION_PASSWORD", "x"),
+            ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+            (
+                "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+                "golddr-promotion-record",
+            ),
+            ("FAILOVER_PROBE_TIMEOUT", "1s"),
+            ("FAILOVER_WITNESS_PEER_API_URL", url),
+            ("FAILOVER_WITNESS_PEER_API_NAMESPACE", NS),
+            (
+                "FAILOVER_WITNESS_PEER_API_TOKEN_FILE",
+                token.path().to_str().unwrap(),
+            ),
+        ];
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::from_vars(vars).unwrap().validate().unwrap()
+    };
+    let ask = |s: pgdr_failover::Settings| async move {
+        let got = pgdr_failover::observe::witnesses(&s, &reqwest::Client::new()).await;
+        match got.as_slice() {
+            [w] => w.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    use pgdr_failover::decide::Witness;
+
+    // No lock at all: the API answers 404, the primary site has no leader.
+    assert!(matches!(
+        ask(settings_for(&url)).await,
+        Witness::PrimaryDown(_)
+    ));
+
+    let lock = |renew: jiff::Timestamp| {
+        json!({"metadata": {"name": "demo-leader", "annotations": {
+            "leader": "demo-0", "ttl": "30", "renewTime": renew.to_string()}}})
+    };
+    let path = format!("/api/v1/namespaces/{NS}/configmaps");
+    let fresh = lock(jiff::Timestamp::now());
+    assert_eq!(gold.request("POST", &path, None, Some(&fresh)).0, 201);
+    let got = ask(settings_for(&url)).await;
+    assert!(matches!(got, Witness::PrimaryAlive(_)), "{got:?}");
+
+    let stale = lock(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(120));
+    let one = format!("{path}/demo-leader");
+    assert_eq!(gold.request("PUT", &one, None, Some(&stale)).0, 200);
+    let got = ask(settings_for(&url)).await;
+    assert!(
+        matches!(got, Witness::PrimaryDown(ref d) if d.contains("expired")),
+        "{got:?}"
+    );
+
+    // The API server answers 503 (or cannot be reached): no opinion.
+    gold.faults().fail_all(503, None);
+    let got = ask(settings_for(&url)).await;
+    assert!(
+        matches!(got, Witness::Unknown(ref d) if d.contains("503")),
+        "{got:?}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    assert!(matches!(
+        ask(settings_for(&dead)).await,
+        Witness::Unknown(_)
+    ));
+}
