@@ -473,7 +473,9 @@ pub fn lock_verdict(object: &str, status: u16, body: &str, now: jiff::Timestamp)
     match status {
         200 => {}
         404 => {
-            return Witness::PrimaryDown(format!("{who}: {object} does not exist (no leader lock)"));
+            return Witness::PrimaryDown(format!(
+                "{who}: {object} does not exist (no leader lock)"
+            ));
         }
         s => return Witness::Unknown(format!("{who}: reading {object} answered HTTP {s}")),
     }

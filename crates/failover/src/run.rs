@@ -165,22 +165,7 @@ async fn promote(
     record_outcome(settings, kube, &sample.run, &result).await;
     let why = primary_site_reasons(decision);
     if let Ok(p) = &result {
-        let record = pgdr_core::promotion_record::PromotionRecord {
-            confirmed_at: p.confirmed_at.to_string(),
-            site: settings.config.site.clone(),
-            peer: settings.config.peer_site.clone(),
-            run: sample.run.clone(),
-            timeline: p.timeline,
-            reasons: why.clone(),
-        };
-        match act::write_promotion_record(settings, kube, &record).await {
-            Ok(()) => {
-                tracing::info!(configmap = %settings.config.promotion_record_configmap, "promotion record written")
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "promotion confirmed but the durable promotion record was NOT written: create it by hand before reinstalling this site")
-            }
-        }
+        leave_promotion_record(settings, kube, &sample.run, p, &why).await;
     }
     let announcement = match &result {
         Ok(p) => {
@@ -199,6 +184,36 @@ async fn promote(
     };
     act::announce(settings, kube, http, announcement).await;
     result
+}
+
+/// The durable record port-patch reads (kept by `helm uninstall`). Logged, not returned: the
+/// promotion stands either way, but a missing record must be loud.
+async fn leave_promotion_record(
+    settings: &Settings,
+    kube: &Kube,
+    run: &str,
+    p: &Promoted,
+    why: &str,
+) {
+    let record = pgdr_core::promotion_record::PromotionRecord {
+        confirmed_at: p.confirmed_at.to_string(),
+        site: settings.config.site.clone(),
+        peer: settings.config.peer_site.clone(),
+        run: run.to_string(),
+        timeline: p.timeline,
+        reasons: why.to_string(),
+    };
+    match act::write_promotion_record(settings, kube, &record).await {
+        Ok(()) => tracing::info!(
+            configmap = %settings.config.promotion_record_configmap,
+            "promotion record written"
+        ),
+        Err(e) => tracing::error!(
+            error = %e,
+            "promotion confirmed but the durable promotion record was NOT written: create it by \
+             hand before reinstalling this site"
+        ),
+    }
 }
 
 /// Writes the outcome into our own claim in the state (confirmed, or why it failed). Logged, not
