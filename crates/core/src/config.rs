@@ -31,6 +31,11 @@ impl ConfigError {
     }
 }
 
+/// The full variable name of config field `field` (`scope` or `SCOPE`) under `prefix`.
+pub fn var(prefix: &str, field: &str) -> String {
+    format!("{prefix}{}", field.to_uppercase())
+}
+
 /// Parses `T` from the process environment, using variables that start with `prefix`
 /// (e.g. `PORT_PATCH_`). Field `foo_bar` is read from `<prefix>FOO_BAR`.
 pub fn from_env<T: DeserializeOwned>(prefix: &str) -> Result<T, ConfigError> {
@@ -80,6 +85,72 @@ fn attribute<T: DeserializeOwned>(
     }
 }
 
+/// The environment variables config struct `T` reads: `prefix` + each field, upper-cased, in
+/// declaration order. Read from serde's own field list, so it cannot drift from the struct.
+pub fn variables<T: DeserializeOwned>(prefix: &str) -> Vec<String> {
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(FieldNames(&mut fields));
+    fields.iter().map(|f| var(prefix, f)).collect()
+}
+
+/// The variables a Markdown document lists, one per table row (`| \`VAR\` |`) or list item
+/// (`- \`VAR\``), for the test that keeps each binary's documentation and code identical.
+pub fn documented_variables(markdown: &str, prefix: &str) -> Vec<String> {
+    let mut out: Vec<String> = markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `").or_else(|| l.strip_prefix("- `")))
+        .filter_map(|l| l.split('`').next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out
+}
+
+/// A deserializer that only records the field list of the struct asked for, then stops.
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+#[derive(Debug)]
+struct Stop;
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("field names recorded")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl serde::de::Error for Stop {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        Stop
+    }
+}
+
+impl<'de> Deserializer<'de> for FieldNames<'_> {
+    type Error = Stop;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(Stop)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Stop> {
+        *self.0 = fields;
+        Err(Stop)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
 /// A secret value. `Debug` and `Display` print `***` so a config struct can be logged whole.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -105,6 +176,51 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
+}
+
+/// A URL that may carry credentials (`https://user:pass@host/…?token=…`). `Debug` and `Display`
+/// show only scheme, host, port and path, so a config struct holding it can be logged whole.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Url(String);
+
+impl Url {
+    pub fn new(value: impl Into<String>) -> Self {
+        Url(value.into())
+    }
+    /// The full URL; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+/// `scheme://host:port/path` of `url`, without user info, query or fragment (`***` marks what
+/// was dropped). Text that is not a URL prints as `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let cut = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (before, after) = rest.split_at(cut);
+    let (authority, path) = before.split_at(before.find('/').unwrap_or(before.len()));
+    let (userinfo, host) = match authority.rsplit_once('@') {
+        Some((_, host)) => ("***@", host),
+        None => ("", authority),
+    };
+    let tail = if after.is_empty() { "" } else { "?***" };
+    format!("{scheme}://{userinfo}{host}{path}{tail}")
 }
 
 /// A duration from the environment: a whole number of seconds (`30`) or a friendly duration
@@ -260,6 +376,24 @@ mod tests {
     }
 
     #[test]
+    fn variables_come_from_the_struct_and_the_document() {
+        assert_eq!(
+            variables::<Sample>("T_"),
+            [
+                "T_SCOPE",
+                "T_TIMEOUT",
+                "T_PORT",
+                "T_LOG_FORMAT",
+                "T_PASSWORD",
+                "T_LABELS"
+            ]
+        );
+        let doc = "| Variable | x |\n|---|---|\n| `T_SCOPE` | required |\n- `T_PORT` (default none)\n\
+                   | `OTHER_X` | no |\ntext `T_LABELS` in prose is not a listing\n";
+        assert_eq!(documented_variables(doc, "T_"), ["T_PORT", "T_SCOPE"]);
+    }
+
+    #[test]
     fn durations() {
         let cases = [
             ("30", Some(Duration::from_secs(30))),
@@ -283,6 +417,24 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"));
         assert_eq!(s.password.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn urls_print_without_credentials() {
+        let cases = [
+            ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+            (
+                "https://admin:s3cret@pg-0.pg:8008/patroni",
+                "https://***@pg-0.pg:8008/patroni",
+            ),
+            ("https://h/p?token=s3cret", "https://h/p?***"),
+            ("not a url s3cret", "***"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(format!("{:?}", Url::new(url)), shown);
+            assert_eq!(Url::new(url).to_string(), shown);
+        }
+        assert_eq!(Url::new("https://a:b@h").expose(), "https://a:b@h");
     }
 
     #[test]

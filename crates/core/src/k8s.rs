@@ -1,12 +1,19 @@
-//! Kubernetes access: client construction (KUBECONFIG or in-cluster), error classification
-//! and Events.
+//! Kubernetes access: client construction (KUBECONFIG or in-cluster), the [`Kube`] handle every
+//! binary uses (client, namespace, per-call budget), error classification and Events.
+//!
+//! Every call is bounded: kube's own retry layer is switched off (it retries 429/503/504 up to
+//! 15 times, far past any budget) and our retries run inside [`retry::until_deadline`].
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, PostParams};
 use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::retry::{self, RetryError};
 
 /// Why no Kubernetes client could be built.
 #[derive(Debug, thiserror::Error)]
@@ -24,14 +31,21 @@ pub enum ClientError {
 /// service account. `timeout` bounds connect and each read, so no API call can hang.
 /// Returns the client and the namespace the configuration points at.
 pub async fn client(timeout: Duration) -> Result<(Client, String), ClientError> {
+    let config = kube::Config::infer().await.map_err(ClientError::Infer)?;
+    let namespace = config.default_namespace.clone();
+    Ok((bounded(config, timeout)?, namespace))
+}
+
+/// A client from `config` with every request bounded by `timeout` and kube's own retry layer
+/// off: callers retry within their own budget, which kube's retries (up to 15 tries of
+/// 429/503/504 with backoff) would not respect. Tests build their clients here too.
+pub fn bounded(mut config: kube::Config, timeout: Duration) -> Result<Client, ClientError> {
     crate::tls::install_crypto_provider();
-    let mut config = kube::Config::infer().await.map_err(ClientError::Infer)?;
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
-    let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(ClientError::Build)?;
-    Ok((client, namespace))
+    config.default_retry = false;
+    Client::try_from(config).map_err(ClientError::Build)
 }
 
 /// HTTP status of an API error response, if the error is one.
@@ -72,6 +86,89 @@ pub fn hint(e: &kube::Error) -> &'static str {
         Some(409) => "another writer changed the object; retrying usually succeeds",
         Some(c) if c >= 500 => "the API server is failing; retry later",
         _ => "check connectivity to the API server",
+    }
+}
+
+/// A Kubernetes call that failed for good (after retries within its budget).
+#[derive(Debug, thiserror::Error)]
+#[error("Kubernetes API: cannot {action} {object}: {detail}; {hint}")]
+pub struct ApiError {
+    pub action: &'static str,
+    /// `namespace/name`.
+    pub object: String,
+    pub detail: String,
+    pub hint: &'static str,
+}
+
+/// Turns the end of a retried call into an [`ApiError`] that says what the server answered.
+pub fn api_error(action: &'static str, object: &str, e: RetryError<kube::Error>) -> ApiError {
+    let (detail, hint) = match e {
+        RetryError::Fatal(e) => (e.to_string(), hint(&e)),
+        RetryError::Deadline { elapsed, last } => (
+            match last {
+                Some(last) => format!("still failing after {elapsed:.1?}: {last}"),
+                None => format!("no answer within {elapsed:.1?}"),
+            },
+            "the API server is failing or unreachable; nothing was changed by this call",
+        ),
+    };
+    ApiError {
+        action,
+        object: object.to_string(),
+        detail,
+        hint,
+    }
+}
+
+/// Kubernetes access for one run: the client, the namespace, and the budget of each call
+/// (retries included).
+#[derive(Clone)]
+pub struct Kube {
+    pub client: Client,
+    pub namespace: String,
+    pub deadline: Duration,
+}
+
+impl Kube {
+    /// The API of a namespaced kind in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn config_maps(&self) -> Api<ConfigMap> {
+        self.api()
+    }
+
+    /// `namespace/name`, for messages.
+    pub fn object(&self, name: &str) -> String {
+        format!("{}/{name}", self.namespace)
+    }
+
+    /// GET with retries on transient errors within the budget; `Ok(None)` on 404.
+    pub async fn get_opt<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>, ApiError>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let got = retry::until_deadline(
+            &format!("GET {name}"),
+            self.deadline,
+            retry::fast_backoff(),
+            || async { api.get_opt(name).await },
+            is_transient,
+        )
+        .await;
+        got.map_err(|e| api_error("read", &self.object(name), e))
+    }
+
+    /// Records an Event about `object` within this handle's budget. Never fails the caller.
+    pub async fn event<K>(&self, object: &K, spec: &EventSpec, component: &str)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        emit_event(&self.client, object, spec, component, self.deadline).await
     }
 }
 
@@ -132,10 +229,16 @@ where
     }
 }
 
-/// Records an Event about `object`. An Event is a courtesy: failure is logged, not returned,
-/// so it never turns a successful run into a failed one.
-pub async fn emit_event<K>(client: &Client, object: &K, spec: &EventSpec, component: &str)
-where
+/// Records an Event about `object`, giving up after `budget`. An Event is a courtesy: failure is
+/// logged, not returned, so it never turns a successful run into a failed one, nor a quick run
+/// into a slow one. One attempt: an Event worth retrying for longer is not worth the delay.
+pub async fn emit_event<K>(
+    client: &Client,
+    object: &K,
+    spec: &EventSpec,
+    component: &str,
+    budget: Duration,
+) where
     K: Resource<DynamicType = ()>,
 {
     let Some(ns) = object.namespace() else {
@@ -149,9 +252,14 @@ where
     let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| component.to_string());
     let event = build_event(object, spec, component, &instance, jiff::Timestamp::now());
     let api: Api<Event> = Api::namespaced(client.clone(), &ns);
-    match api.create(&PostParams::default(), &event).await {
-        Ok(_) => tracing::debug!(reason = spec.reason, "event recorded"),
-        Err(e) => tracing::warn!(
+    match tokio::time::timeout(budget, api.create(&PostParams::default(), &event)).await {
+        Ok(Ok(_)) => tracing::debug!(reason = spec.reason, "event recorded"),
+        Err(_) => tracing::warn!(
+            reason = spec.reason,
+            budget_ms = budget.as_millis() as u64,
+            "could not record the Kubernetes Event: no answer within its budget"
+        ),
+        Ok(Err(e)) => tracing::warn!(
             reason = spec.reason,
             error = %e,
             hint = hint(&e),

@@ -1,16 +1,22 @@
 //! Shared library of the Patroni DR binaries (port-patch Job, failover CronJob, readiness sidecar).
 //!
-//! Each binary keeps a thin `main`: it parses its config struct with [`config::from_env`], starts
-//! [`telemetry::init`], calls its library and maps the result to an exit code.
-
-#![forbid(unsafe_code)]
+//! What belongs here: code at least two binaries need (configuration parsing, telemetry, exit
+//! codes, retries, Kubernetes and Patroni access, the dynamic-config rules). Decisions of one
+//! binary stay in that binary's crate.
+//!
+//! Every binary has the same shape: `config` (one struct from the environment, validated into
+//! `Settings`) → `observe` (I/O) → a pure `decide` → `act` → `run`; `main` only parses the config
+//! with [`config::from_env`], starts [`telemetry::init`], calls `run` and maps the result to an
+//! [`exit`] code.
 
 pub mod config;
 pub mod dynamic_config;
+pub mod exit;
 pub mod k8s;
 pub mod patroni;
+pub mod promotion_record;
 pub mod retry;
 pub mod telemetry;
 pub mod tls;
 
-pub use config::{ConfigError, Dur, LogFormat, Secret};
+pub use config::{ConfigError, Dur, LogFormat, Secret, Url};

@@ -16,6 +16,43 @@ pub fn default_backoff() -> ExponentialBuilder {
         .with_max_times(usize::MAX)
 }
 
+/// Backoff for calls inside a short budget (one failover sample, one Event): 100 ms doubling
+/// to 2 s, so several attempts fit in a few seconds.
+pub fn fast_backoff() -> ExponentialBuilder {
+    default_backoff()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+}
+
+/// One round of a compare-and-set loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cas<T> {
+    /// Written (or nothing to write); the loop ends with this value.
+    Done(T),
+    /// Someone else wrote first: read again and redo the round.
+    Lost,
+}
+
+/// The one compare-and-set loop: runs `round` (read, compute, conditional write) until it is
+/// not lost, at most `rounds` times. `Ok(None)` means every round was lost (contention); an
+/// error of a round ends the loop at once.
+pub async fn compare_and_set<T, E, F, Fut>(rounds: u32, mut round: F) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Cas<T>, E>>,
+{
+    for i in 0..rounds {
+        match round().await? {
+            Cas::Done(v) => return Ok(Some(v)),
+            Cas::Lost => tracing::info!(
+                round = i + 1,
+                "compare-and-set lost to another writer; reading again"
+            ),
+        }
+    }
+    Ok(None)
+}
+
 /// How a retried operation ended without success.
 #[derive(Debug)]
 pub enum RetryError<E> {
@@ -126,6 +163,22 @@ mod tests {
         .await;
         assert!(matches!(r, Err(RetryError::Fatal(E::Fatal))));
         assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn compare_and_set_redoes_lost_rounds_and_gives_up() {
+        let n = AtomicU32::new(0);
+        let won: Result<Option<u32>, E> = compare_and_set(5, || async {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            Ok(if i < 2 { Cas::Lost } else { Cas::Done(i) })
+        })
+        .await;
+        assert_eq!(won.unwrap(), Some(2));
+        let always_lost: Result<Option<()>, E> =
+            compare_and_set(3, || async { Ok(Cas::Lost) }).await;
+        assert_eq!(always_lost.unwrap(), None);
+        let failed: Result<Option<()>, E> = compare_and_set(3, || async { Err(E::Fatal) }).await;
+        assert_eq!(failed.unwrap_err(), E::Fatal);
     }
 
     #[tokio::test]

@@ -36,3 +36,19 @@ pub fn init(format: LogFormat, binary: &str, version: &str, config: &impl Debug)
         tracing::info!(binary, version, config = ?config, "starting");
     }
 }
+
+/// Plain lines on stderr with `RUST_LOG` (else `default_filter`), without the start-up line: for
+/// the test-bed tools (kubesim, the drill) that log like the binaries but have no config struct.
+/// Calling it twice is harmless.
+pub fn init_plain(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
+        .try_init();
+}

@@ -1,5 +1,5 @@
-//! Act: the state ConfigMap (compare-and-set), the promotion itself, its confirmation, the
-//! Event and the webhook.
+//! Act: the state ConfigMap (compare-and-set), the promotion itself, its confirmation, and the
+//! announcement of a verdict (log + webhook + Event).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,13 +10,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use pgdr_core::k8s::{self, EventSpec};
+use pgdr_core::k8s::{self, EventSpec, Kube, api_error};
 use pgdr_core::patroni::{PatroniClient, PatroniError};
-use pgdr_core::retry::{self, RetryError};
+use pgdr_core::promotion_record::{self, PromotionRecord};
+use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
 
 use crate::Error;
 use crate::config::Settings;
-use crate::observe::{Kube, fast_backoff, kube_error};
 use crate::state::{self, STATE_KEY, State, StateProblem};
 
 /// The component name on Events.
@@ -62,21 +62,13 @@ pub async fn read_state(settings: &Settings, kube: &Kube) -> Result<StoredState,
     })
 }
 
-/// How a compare-and-set ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Cas {
-    Written,
-    /// Someone else wrote first: re-read and decide again.
-    Lost,
-}
-
 /// Writes `next` only if the ConfigMap still has `resource_version` (or still does not exist).
 pub async fn write_state(
     settings: &Settings,
     kube: &Kube,
     resource_version: Option<&str>,
     next: &State,
-) -> Result<Cas, Error> {
+) -> Result<Cas<()>, Error> {
     let name = &settings.config.state_configmap;
     let api = kube.config_maps();
     let text = state::render(next);
@@ -125,9 +117,9 @@ pub async fn write_state(
         }
     };
     match result {
-        Ok(_) => Ok(Cas::Written),
+        Ok(_) => Ok(Cas::Done(())),
         Err(RetryError::Fatal(e)) if k8s::is_conflict(&e) => Ok(Cas::Lost),
-        Err(e) => Err(kube_error("write", &kube.object(name), e)),
+        Err(e) => Err(api_error("write", &kube.object(name), e).into()),
     }
 }
 
@@ -138,22 +130,79 @@ pub async fn update_state(
     kube: &Kube,
     change: impl Fn(&mut State),
 ) -> Result<(), Error> {
-    for _ in 0..10 {
+    let object = || kube.object(&settings.config.state_configmap);
+    let done = retry::compare_and_set(CAS_ROUNDS, || async {
         let stored = read_state(settings, kube).await?;
         let mut s = stored.state.map_err(|problem| Error::StateUnusable {
-            object: kube.object(&settings.config.state_configmap),
+            object: object(),
             problem,
         })?;
         change(&mut s);
-        if write_state(settings, kube, stored.resource_version.as_deref(), &s).await?
-            == Cas::Written
-        {
-            return Ok(());
-        }
-    }
-    Err(Error::Contention {
-        object: kube.object(&settings.config.state_configmap),
+        write_state(settings, kube, stored.resource_version.as_deref(), &s).await
     })
+    .await?;
+    done.ok_or_else(|| Error::Contention { object: object() })
+}
+
+/// How often a compare-and-set on the state is redone before giving up (contention).
+pub const CAS_ROUNDS: u32 = 10;
+
+/// Creates the durable promotion record (or overwrites it), with `helm.sh/resource-policy: keep`
+/// so `helm uninstall` leaves it; port-patch reads it before making this site a standby again.
+pub async fn write_promotion_record(
+    settings: &Settings,
+    kube: &Kube,
+    record: &PromotionRecord,
+) -> Result<(), Error> {
+    let name = &settings.config.promotion_record_configmap;
+    let api = kube.config_maps();
+    let keep = BTreeMap::from([(
+        promotion_record::KEEP_ANNOTATION.to_string(),
+        promotion_record::KEEP_VALUE.to_string(),
+    )]);
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(kube.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/component".to_string(),
+                promotion_record::COMPONENT_LABEL.to_string(),
+            )])),
+            annotations: Some(keep.clone()),
+            ..ObjectMeta::default()
+        },
+        data: Some(record.to_data()),
+        ..ConfigMap::default()
+    };
+    let created = retry::until_deadline(
+        &format!("create {name}"),
+        kube.deadline,
+        fast_backoff(),
+        || async { api.create(&PostParams::default(), &cm).await },
+        |e| k8s::is_transient(e) && !k8s::is_conflict(e),
+    )
+    .await;
+    let result = match created {
+        Ok(_) => return Ok(()),
+        // It exists (an earlier promotion, since failed back): this promotion replaces it.
+        Err(RetryError::Fatal(e)) if k8s::is_conflict(&e) => {
+            let patch = json!({"metadata": {"annotations": keep}, "data": record.to_data()});
+            retry::until_deadline(
+                &format!("update {name}"),
+                kube.deadline,
+                fast_backoff(),
+                || async {
+                    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                },
+                k8s::is_transient,
+            )
+            .await
+            .map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| api_error("write", &kube.object(name), e).into())
 }
 
 /// What the promotion achieved.
@@ -247,21 +296,57 @@ fn patroni_retryable(e: &PatroniError) -> bool {
     }
 }
 
+/// A verdict worth telling people about: one log line, the webhook and a Warning Event.
+#[derive(Clone, Debug)]
+pub struct Announcement {
+    /// CamelCase Event reason, also the webhook's `event` field source.
+    pub reason: &'static str,
+    /// Event action, e.g. `Promote`.
+    pub action: &'static str,
+    /// One human-readable line (never a secret).
+    pub text: String,
+    /// Extra webhook fields.
+    pub extra: serde_json::Value,
+}
+
+/// Announces a verdict: logs it, then sends the webhook and the Event side by side, so a slow
+/// or failing API server never delays or drops the webhook. Each is bounded; neither can fail
+/// the run.
+pub async fn announce(settings: &Settings, kube: &Kube, http: &reqwest::Client, a: Announcement) {
+    tracing::warn!(event = a.reason, text = %a.text, "announcing");
+    let spec = EventSpec {
+        type_: "Warning",
+        reason: a.reason,
+        message: a.text.clone(),
+        action: a.action,
+    };
+    tokio::join!(
+        webhook(settings, http, &a.text, a.extra),
+        event(settings, kube, spec)
+    );
+}
+
 /// Records an Event on `<scope>-config` (or on the state ConfigMap when that is missing).
-/// Best effort: an Event never changes the outcome.
+/// Best effort and bounded: finding the object and posting the Event each get the API budget.
 pub async fn event(settings: &Settings, kube: &Kube, spec: EventSpec) {
     let api = kube.config_maps();
-    let target = match api.get_opt(&settings.config_map()).await {
-        Ok(Some(cm)) => Some(cm),
-        _ => api
-            .get_opt(&settings.config.state_configmap)
-            .await
-            .ok()
-            .flatten(),
+    let find = async {
+        match api.get_opt(&settings.config_map()).await {
+            Ok(Some(cm)) => Some(cm),
+            _ => api
+                .get_opt(&settings.config.state_configmap)
+                .await
+                .ok()
+                .flatten(),
+        }
     };
-    match target {
-        Some(cm) => k8s::emit_event(&kube.client, &cm, &spec, COMPONENT).await,
-        None => tracing::warn!(reason = spec.reason, "no ConfigMap to attach the Event to"),
+    match tokio::time::timeout(kube.deadline, find).await {
+        Ok(Some(cm)) => kube.event(&cm, &spec, COMPONENT).await,
+        Ok(None) => tracing::warn!(reason = spec.reason, "no ConfigMap to attach the Event to"),
+        Err(_) => tracing::warn!(
+            reason = spec.reason,
+            "Event not recorded: the API server did not answer within the budget"
+        ),
     }
 }
 

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use pgdr_core::{ConfigError, Dur, LogFormat, Secret};
+use pgdr_core::{ConfigError, Dur, LogFormat, Secret, Url};
 
 use crate::decide::{Mode, Policy};
 use crate::tls::ProbeTls;
 
 pub const PREFIX: &str = "FAILOVER_";
 
-/// libpq `sslmode` values the probe understands (`verify-full` is not one: the probe dials the
-/// tunnel's ClusterIP, which no certificate of the primary names).
+/// libpq `sslmode` values. `verify-full` is parsed only to be refused with its reason: the
+/// probe dials the tunnel's ClusterIP, which no certificate of the primary names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
@@ -23,6 +23,8 @@ pub enum SslMode {
     Prefer,
     Require,
     VerifyCa,
+    /// Parsed only to refuse it with a reason (see [`Config::validate`]).
+    VerifyFull,
 }
 
 /// The environment, as the chart sets it. `Debug` is safe to log: secrets print as `***`.
@@ -51,7 +53,8 @@ pub struct Config {
     pub replication_user: String,
     pub replication_password: Secret,
     #[serde(default)]
-    pub patroni_url: Option<String>,
+    /// May carry credentials: logged without them.
+    pub patroni_url: Option<Url>,
     #[serde(default)]
     pub patroni_username: Option<String>,
     #[serde(default)]
@@ -86,6 +89,28 @@ pub struct Config {
     pub witness_dns_expected: Option<String>,
     #[serde(default)]
     pub witness_http_url: Option<Secret>,
+    /// Peer-API witness: the primary site's Kubernetes API server (not through the tunnel).
+    #[serde(default)]
+    pub witness_peer_api_url: Option<String>,
+    #[serde(default)]
+    pub witness_peer_api_namespace: Option<String>,
+    /// Defaults to `<scope>-leader`.
+    #[serde(default)]
+    pub witness_peer_api_leader_configmap: Option<String>,
+    /// Bearer token of a read-only ServiceAccount on the primary site; read at every sample.
+    #[serde(default)]
+    pub witness_peer_api_token_file: Option<PathBuf>,
+    /// CA bundle (PEM) of the peer API server; read once at start.
+    #[serde(default)]
+    pub witness_peer_api_ca_file: Option<PathBuf>,
+    /// `auto` with no witness is refused unless this is set (the partition risk is accepted).
+    #[serde(default)]
+    pub allow_no_witness: bool,
+    /// The primary position used by the lag guard expires after this age.
+    #[serde(default = "default_max_lsn_age")]
+    pub max_lsn_age: Dur,
+    /// Durable promotion record, created on a confirmed promotion; survives `helm uninstall`.
+    pub promotion_record_configmap: String,
     #[serde(default)]
     pub webhook_url: Option<Secret>,
     #[serde(default)]
@@ -128,11 +153,16 @@ fn default_max_gap() -> Dur {
 fn default_api_timeout() -> Dur {
     Dur::secs(10)
 }
+fn default_max_lsn_age() -> Dur {
+    Dur::secs(300)
+}
 
-/// The witness, validated.
+/// How often a lasting `ReplicationBroken` is announced again.
+pub const REPLICATION_BROKEN_RENOTIFY: Duration = Duration::from_secs(600);
+
+/// One witness, validated. Several may be configured at once.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WitnessConfig {
-    None,
     Dns {
         name: String,
         expected: Vec<IpAddr>,
@@ -141,6 +171,19 @@ pub enum WitnessConfig {
     Http {
         url: Secret,
     },
+    /// The primary site's Patroni leader lock, read through its own Kubernetes API.
+    PeerApi(PeerApi),
+}
+
+/// Where and how to read the primary site's leader lock.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerApi {
+    pub url: String,
+    pub namespace: String,
+    pub leader_configmap: String,
+    pub token_file: PathBuf,
+    /// PEM bytes of the CA bundle, read at start (`None`: the system roots).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Validated settings the library runs with.
@@ -148,7 +191,8 @@ pub enum WitnessConfig {
 pub struct Settings {
     pub config: Config,
     pub policy: Policy,
-    pub witness: WitnessConfig,
+    /// Every configured witness (empty: none, allowed only in observe mode or when waived).
+    pub witnesses: Vec<WitnessConfig>,
     /// TLS for the tunnel probe; `None` for `sslmode=disable`.
     pub tls: Option<ProbeTls>,
 }
@@ -166,7 +210,7 @@ impl Config {
 
     /// Cross-field checks; each error names the variable.
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let var = |name: &str| format!("{PREFIX}{name}");
+        let var = |name: &str| pgdr_core::config::var(PREFIX, name);
         for (name, value) in [
             ("SITE", &self.site),
             ("PEER_SITE", &self.peer_site),
@@ -176,6 +220,10 @@ impl Config {
             ("TUNNEL_SERVICE", &self.tunnel_service),
             ("REPLICATION_USER", &self.replication_user),
             ("PEER_SLOT_NAME", &self.peer_slot_name),
+            (
+                "PROMOTION_RECORD_CONFIGMAP",
+                &self.promotion_record_configmap,
+            ),
         ] {
             if value.trim().is_empty() {
                 return Err(ConfigError::invalid(var(name), "must not be empty"));
@@ -208,50 +256,29 @@ impl Config {
                 ),
             ));
         }
+        if self.tunnel_sslmode == SslMode::VerifyFull {
+            return Err(ConfigError::invalid(
+                var("TUNNEL_SSLMODE"),
+                "verify-full is not supported: the probe dials the tunnel's ClusterIP, which no \
+                 certificate of the primary names, so a host name check could only fail; use \
+                 verify-ca (the chain is verified against FAILOVER_TUNNEL_SSLROOTCERT)",
+            ));
+        }
         // The CA file is read once, here: a missing or unusable file is a configuration error
         // (exit 2), not a failed probe sample.
         let tls = ProbeTls::new(self.tunnel_sslmode, self.tunnel_sslrootcert.as_deref())
             .map_err(|reason| ConfigError::invalid(var("TUNNEL_SSLROOTCERT"), reason))?;
-        let witness = match (
-            &self.witness_dns_name,
-            &self.witness_dns_expected,
-            &self.witness_http_url,
-        ) {
-            (Some(_), _, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    var("WITNESS_HTTP_URL"),
-                    "set either the DNS witness or the HTTP witness, not both",
-                ));
-            }
-            (Some(name), expected, None) => {
-                let text = expected.as_deref().unwrap_or("");
-                let expected = parse_ips(text)
-                    .map_err(|r| ConfigError::invalid(var("WITNESS_DNS_EXPECTED"), r))?;
-                if expected.is_empty() {
-                    return Err(ConfigError::invalid(
-                        var("WITNESS_DNS_EXPECTED"),
-                        "required with FAILOVER_WITNESS_DNS_NAME: the addresses that mean the application runs here",
-                    ));
-                }
-                WitnessConfig::Dns {
-                    name: name.clone(),
-                    expected,
-                }
-            }
-            (None, Some(_), _) => {
-                return Err(ConfigError::invalid(
-                    var("WITNESS_DNS_NAME"),
-                    "required when FAILOVER_WITNESS_DNS_EXPECTED is set",
-                ));
-            }
-            (None, None, Some(url)) => {
-                reqwest::Url::parse(url.expose()).map_err(|e| {
-                    ConfigError::invalid(var("WITNESS_HTTP_URL"), format!("not a URL: {e}"))
-                })?;
-                WitnessConfig::Http { url: url.clone() }
-            }
-            (None, None, None) => WitnessConfig::None,
-        };
+        let witnesses = self.witnesses()?;
+        if self.mode == Mode::Auto && witnesses.is_empty() && !self.allow_no_witness {
+            return Err(ConfigError::invalid(
+                var("MODE"),
+                "auto with no witness configured: a tunnel-only partition (both sites alive, the \
+                 tunnel down) looks exactly like a lost primary site and would promote this site, \
+                 leaving two writable primaries. Configure a witness (FAILOVER_WITNESS_DNS_NAME, \
+                 FAILOVER_WITNESS_HTTP_URL, FAILOVER_WITNESS_PEER_API_URL) or, to accept that risk, set \
+                 FAILOVER_ALLOW_NO_WITNESS=true",
+            ));
+        }
         if let Some(url) = &self.webhook_url {
             // The error must not echo the URL: it may carry a token.
             reqwest::Url::parse(url.expose())
@@ -269,13 +296,140 @@ impl Config {
             min_sample_spacing: interval / 2,
             max_sample_gap: self.max_sample_gap.get(),
             claim_ttl: self.promote_confirm_deadline.get() * 2 + self.api_timeout.get() * 2,
+            max_lsn_age: self.max_lsn_age.get(),
+            replication_broken_renotify: REPLICATION_BROKEN_RENOTIFY,
         };
         Ok(Settings {
             config: self,
             policy,
-            witness,
+            witnesses,
             tls,
         })
+    }
+}
+
+impl Config {
+    /// The configured witnesses; each error names its variable.
+    fn witnesses(&self) -> Result<Vec<WitnessConfig>, ConfigError> {
+        let var = |name: &str| pgdr_core::config::var(PREFIX, name);
+        let mut out = Vec::new();
+        match (&self.witness_dns_name, &self.witness_dns_expected) {
+            (Some(name), expected) => {
+                let expected = parse_ips(expected.as_deref().unwrap_or(""))
+                    .map_err(|r| ConfigError::invalid(var("WITNESS_DNS_EXPECTED"), r))?;
+                if expected.is_empty() {
+                    return Err(ConfigError::invalid(
+                        var("WITNESS_DNS_EXPECTED"),
+                        "required with FAILOVER_WITNESS_DNS_NAME: the addresses that mean the application runs here",
+                    ));
+                }
+                out.push(WitnessConfig::Dns {
+                    name: name.clone(),
+                    expected,
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    var("WITNESS_DNS_NAME"),
+                    "required when FAILOVER_WITNESS_DNS_EXPECTED is set",
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(url) = &self.witness_http_url {
+            // The error must not echo the URL: it may carry a token.
+            reqwest::Url::parse(url.expose())
+                .map_err(|_| ConfigError::invalid(var("WITNESS_HTTP_URL"), "not a valid URL"))?;
+            out.push(WitnessConfig::Http { url: url.clone() });
+        }
+        if let Some(peer) = self.peer_api()? {
+            out.push(WitnessConfig::PeerApi(peer));
+        }
+        Ok(out)
+    }
+
+    fn peer_api(&self) -> Result<Option<PeerApi>, ConfigError> {
+        let var = |name: &str| pgdr_core::config::var(PREFIX, name);
+        let Some(url) = &self.witness_peer_api_url else {
+            for (name, set) in [
+                (
+                    "WITNESS_PEER_API_NAMESPACE",
+                    self.witness_peer_api_namespace.is_some(),
+                ),
+                (
+                    "WITNESS_PEER_API_TOKEN_FILE",
+                    self.witness_peer_api_token_file.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(ConfigError::invalid(
+                        var(name),
+                        "set without FAILOVER_WITNESS_PEER_API_URL",
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            ConfigError::invalid(var("WITNESS_PEER_API_URL"), format!("not a URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(ConfigError::invalid(
+                var("WITNESS_PEER_API_URL"),
+                "must be an https:// URL (the primary site's API server)",
+            ));
+        }
+        let namespace = self
+            .witness_peer_api_namespace
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    var("WITNESS_PEER_API_NAMESPACE"),
+                    "required with FAILOVER_WITNESS_PEER_API_URL: the primary site's namespace",
+                )
+            })?;
+        let token_file = self.witness_peer_api_token_file.clone().ok_or_else(|| {
+            ConfigError::invalid(
+                var("WITNESS_PEER_API_TOKEN_FILE"),
+                "required with FAILOVER_WITNESS_PEER_API_URL: the read-only ServiceAccount's token",
+            )
+        })?;
+        let ca_pem = match &self.witness_peer_api_ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    ConfigError::invalid(
+                        var("WITNESS_PEER_API_CA_FILE"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    ConfigError::invalid(
+                        var("WITNESS_PEER_API_CA_FILE"),
+                        format!("{} holds no usable PEM certificate: {e}", path.display()),
+                    )
+                })?;
+                if certs.is_empty() {
+                    return Err(ConfigError::invalid(
+                        var("WITNESS_PEER_API_CA_FILE"),
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                Some(pem)
+            }
+        };
+        Ok(Some(PeerApi {
+            url: url.trim_end_matches('/').to_string(),
+            namespace,
+            leader_configmap: self
+                .witness_peer_api_leader_configmap
+                .clone()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| format!("{}-leader", self.scope)),
+            token_file,
+            ca_pem,
+        }))
     }
 }
 
@@ -303,6 +457,26 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// `chart/docs/failover-env.md` is the one list of variables (its table: what the chart sets;
+    /// its list of binary-side settings: what it does not). It must match the config struct, and
+    /// the README must not keep a second list.
+    #[test]
+    fn env_contract_documents_every_variable() {
+        let mut code = pgdr_core::config::variables::<Config>(PREFIX);
+        code.sort();
+        let contract = include_str!("../../../chart/docs/failover-env.md");
+        let doc = pgdr_core::config::documented_variables(contract, PREFIX);
+        assert_eq!(doc, code, "chart/docs/failover-env.md and Config differ");
+        let table_rows: Vec<&str> = include_str!("../README.md")
+            .lines()
+            .filter(|l| l.starts_with("| `FAILOVER_"))
+            .collect();
+        assert!(
+            table_rows.is_empty(),
+            "README.md lists variables again: {table_rows:?}"
+        );
+    }
+
     fn base() -> Vec<(String, String)> {
         [
             ("FAILOVER_SITE", "golddr"),
@@ -314,6 +488,10 @@ mod tests {
             ("FAILOVER_REPLICATION_USER", "replicator"),
             ("FAILOVER_REPLICATION_PASSWORD", "s3cret-rep"),
             ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+            (
+                "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+                "patroni-promotion-record",
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -336,7 +514,8 @@ mod tests {
         assert_eq!(s.policy.max_lag_bytes, 16 * 1024 * 1024);
         assert_eq!(s.config.samples_per_run, 5);
         assert_eq!(s.config.hold_annotation, "patroni-dr/hold");
-        assert_eq!(s.witness, WitnessConfig::None);
+        assert!(s.witnesses.is_empty());
+        assert_eq!(s.policy.max_lsn_age, Duration::from_secs(300));
         assert_eq!(s.config_map(), "patroni-config");
         let shown = format!("{:?}", s.config);
         assert!(!shown.contains("s3cret-rep"), "{shown}");
@@ -494,10 +673,123 @@ mod tests {
         ])
         .unwrap();
         assert!(
-            matches!(dns.witness, WitnessConfig::Dns { ref expected, .. } if expected.len() == 2)
+            matches!(dns.witnesses.as_slice(), [WitnessConfig::Dns { expected, .. }] if expected.len() == 2)
         );
         let http = with(&[("FAILOVER_WITNESS_HTTP_URL", "https://status.example/gold")]).unwrap();
-        assert!(matches!(http.witness, WitnessConfig::Http { .. }));
+        assert!(matches!(
+            http.witnesses.as_slice(),
+            [WitnessConfig::Http { .. }]
+        ));
+        // Several witnesses at once: each answers, the decision combines them.
+        let both = with(&[
+            ("FAILOVER_WITNESS_DNS_NAME", "app.glb.example"),
+            ("FAILOVER_WITNESS_DNS_EXPECTED", "10.0.0.1"),
+            ("FAILOVER_WITNESS_HTTP_URL", "https://status.example/gold"),
+        ])
+        .unwrap();
+        assert_eq!(both.witnesses.len(), 2);
+        let err = with(&[("FAILOVER_WITNESS_HTTP_URL", "nope token=abc")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FAILOVER_WITNESS_HTTP_URL") && !err.contains("token=abc"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn patroni_url_credentials_and_verify_full() {
+        let s = with(&[("FAILOVER_PATRONI_URL", "https://admin:pw123@pg-0.pg:8008")]).unwrap();
+        let shown = format!("{:?}", s.config);
+        assert!(
+            !shown.contains("pw123") && shown.contains("pg-0.pg:8008"),
+            "{shown}"
+        );
+        let err = with(&[("FAILOVER_TUNNEL_SSLMODE", "verify-full")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not supported") && err.contains("verify-ca"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn auto_needs_a_witness_unless_the_risk_is_accepted() {
+        let err = with(&[("FAILOVER_MODE", "auto")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FAILOVER_MODE")
+                && err.contains("two writable primaries")
+                && err.contains("FAILOVER_ALLOW_NO_WITNESS"),
+            "{err}"
+        );
+        assert!(
+            with(&[
+                ("FAILOVER_MODE", "auto"),
+                ("FAILOVER_ALLOW_NO_WITNESS", "true")
+            ])
+            .is_ok()
+        );
+        assert!(
+            with(&[
+                ("FAILOVER_MODE", "auto"),
+                ("FAILOVER_WITNESS_HTTP_URL", "https://status.example/gold")
+            ])
+            .is_ok()
+        );
+        let token = std::env::temp_dir().join("pgdr-failover-config-test-token");
+        std::fs::write(&token, "t").unwrap();
+        let token = token.to_str().unwrap();
+        let peer = with(&[
+            ("FAILOVER_MODE", "auto"),
+            (
+                "FAILOVER_WITNESS_PEER_API_URL",
+                "https://api.gold.example:6443",
+            ),
+            ("FAILOVER_WITNESS_PEER_API_NAMESPACE", "abc123-prod"),
+            ("FAILOVER_WITNESS_PEER_API_TOKEN_FILE", token),
+        ])
+        .unwrap();
+        assert!(
+            matches!(peer.witnesses.as_slice(), [WitnessConfig::PeerApi(p)] if p.leader_configmap == "patroni-leader"),
+            "{:?}",
+            peer.witnesses
+        );
+        for (extra, names) in [
+            (
+                &[(
+                    "FAILOVER_WITNESS_PEER_API_URL",
+                    "https://api.gold.example:6443",
+                )][..],
+                "FAILOVER_WITNESS_PEER_API_NAMESPACE",
+            ),
+            (
+                &[("FAILOVER_WITNESS_PEER_API_NAMESPACE", "abc123-prod")][..],
+                "FAILOVER_WITNESS_PEER_API_NAMESPACE",
+            ),
+            (
+                &[
+                    (
+                        "FAILOVER_WITNESS_PEER_API_URL",
+                        "https://api.gold.example:6443",
+                    ),
+                    ("FAILOVER_WITNESS_PEER_API_NAMESPACE", "abc123-prod"),
+                    ("FAILOVER_WITNESS_PEER_API_TOKEN_FILE", token),
+                    ("FAILOVER_WITNESS_PEER_API_CA_FILE", "/nonexistent/ca.crt"),
+                ][..],
+                "FAILOVER_WITNESS_PEER_API_CA_FILE",
+            ),
+        ] {
+            let err = with(extra).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains(names), "{extra:?}: {err}");
+        }
+        // Observe mode never acts, so it needs no witness.
+        assert!(with(&[("FAILOVER_MODE", "observe")]).is_ok());
     }
 }
 
@@ -522,6 +814,10 @@ pub(crate) mod tests_support {
             ("FAILOVER_REPLICATION_USER", "replicator"),
             ("FAILOVER_REPLICATION_PASSWORD", "x"),
             ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+            (
+                "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+                "demo-promotion-record",
+            ),
             ("FAILOVER_PROBE_TIMEOUT", "1s"),
         ];
         let vars = base

@@ -2,14 +2,20 @@
 //!
 //! No I/O and no clock: the sample carries its own time, so every case is a row in a table.
 //! The rules err on the side of not promoting: a sample only counts as a failure when the
-//! primary gave no PostgreSQL answer *and* the local replication stream is not streaming, and
-//! every guard that blocks is reported (not just the first), so the log says everything at once.
+//! primary gave no PostgreSQL answer *and* the local replication stream is not streaming; a
+//! sample that could not probe at all (tunnel Service missing) is `unknown` and neither counts
+//! nor resets; promotion needs positive evidence (a witness saying `down`, none saying `alive`)
+//! and a primary position that is fresh; every guard that blocks is reported (not just the
+//! first), so the log says everything at once.
 
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::state::{DecisionRecord, PromotionRecord, State, StateProblem};
+
+mod reason;
+pub use reason::{Guard, Reason};
 
 /// `observe` decides and announces "would promote" but never acts; `auto` promotes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -39,6 +45,11 @@ pub struct Policy {
     /// A promotion claim younger than this blocks other runs; an older unfinished one is
     /// considered abandoned (its run died).
     pub claim_ttl: Duration,
+    /// The primary's last known WAL position must be at most this old at the start of the
+    /// failure streak (the last healthy sample), or the lag is unknown.
+    pub max_lsn_age: Duration,
+    /// A lasting broken stream (primary answers, stream does not) is announced at most this often.
+    pub replication_broken_renotify: Duration,
 }
 
 /// Result of the PostgreSQL-protocol probe of the primary through the tunnel.
@@ -54,8 +65,18 @@ pub enum Probe {
     /// connections), or answered the SSL request and then declined TLS or failed the TLS
     /// handshake / certificate check: something is alive on the far side.
     Rejected { reason: String },
-    /// No PostgreSQL answer: refused, reset, timeout, not PostgreSQL, tunnel Service missing.
+    /// No PostgreSQL answer: refused, reset, timeout, not PostgreSQL.
     NoAnswer { reason: String },
+    /// The probe could not be tried: the tunnel Service is missing or has no port (e.g. the
+    /// platform is reconciling it). Says nothing about the primary site.
+    Unknown { reason: String },
+}
+
+impl Probe {
+    /// The far side gave a PostgreSQL answer (accepting or rejecting).
+    pub fn answered(&self) -> bool {
+        matches!(self, Probe::Accepting { .. } | Probe::Rejected { .. })
+    }
 }
 
 /// This site's dynamic configuration (`<scope>-config`).
@@ -82,13 +103,13 @@ pub struct Leader {
 }
 
 impl Leader {
-    fn is_primary(&self) -> bool {
+    pub fn is_primary(&self) -> bool {
         matches!(self.role.as_str(), "primary" | "master") && self.state == "running"
     }
     fn is_running_standby_leader(&self) -> bool {
         self.role == "standby_leader" && self.state == "running"
     }
-    fn streaming(&self) -> bool {
+    pub fn streaming(&self) -> bool {
         self.replication_state.as_deref() == Some("streaming")
     }
 }
@@ -105,15 +126,34 @@ pub enum LocalLeader {
     },
 }
 
-/// The third opinion.
+impl LocalLeader {
+    /// The leader, when its REST API answered.
+    pub fn found(&self) -> Option<&Leader> {
+        match self {
+            LocalLeader::Found(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The member's name, for messages.
+    pub fn name(&self) -> String {
+        match self {
+            LocalLeader::Found(l) => l.name.clone(),
+            LocalLeader::Unreachable { name, .. } => name.clone(),
+            LocalLeader::Missing(_) => "(no leader)".into(),
+        }
+    }
+}
+
+/// The answer of one witness (a third opinion), with its reason (which names the witness).
+/// `PrimaryDown` only from explicit evidence; anything unclear is `Unknown`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Witness {
-    NotConfigured,
-    /// The witness says the primary site is gone (e.g. the GSLB already sends traffic here).
+    /// Down: the witness says the primary site is gone (e.g. the GSLB already sends traffic here).
     PrimaryDown(String),
-    /// The witness says the primary site is alive.
+    /// Alive: the witness says the primary site is alive.
     PrimaryAlive(String),
-    /// The witness could not be asked.
+    /// Unknown: the witness could not be asked or gave no clear answer.
     Unknown(String),
 }
 
@@ -125,7 +165,8 @@ pub struct Sample {
     pub probe: Probe,
     pub site: SiteConfig,
     pub leader: LocalLeader,
-    pub witness: Witness,
+    /// Every configured witness's answer (empty: none configured).
+    pub witnesses: Vec<Witness>,
     /// The hold annotation on the state ConfigMap is `true`.
     pub hold: bool,
     /// `pause: true` in the dynamic config.
@@ -136,6 +177,8 @@ pub struct Sample {
 pub enum Verdict {
     /// The primary answered, or the stream is alive.
     Healthy,
+    /// The sample could not probe the primary (tunnel Service missing): not counted, no reset.
+    Unknown,
     /// Failing, but the debounce (N and T) is not met yet.
     Waiting,
     /// The debounce is met but at least one guard blocks.
@@ -156,6 +199,7 @@ impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Healthy => "healthy",
+            Verdict::Unknown => "unknown",
             Verdict::Waiting => "waiting",
             Verdict::Blocked => "blocked",
             Verdict::WouldPromote => "would-promote",
@@ -176,8 +220,8 @@ impl std::fmt::Display for Verdict {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
     pub verdict: Verdict,
-    /// Every reason, in order: observations, counting, guards.
-    pub reasons: Vec<String>,
+    /// Every reason, in order: observations, counting, guards. Rendered to text at the edge.
+    pub reasons: Vec<Reason>,
     /// The state to write (compare-and-set); `None` = write nothing.
     pub next: Option<State>,
     /// This sample saw the primary as gone.
@@ -186,10 +230,14 @@ pub struct Decision {
     pub counted: bool,
     /// Observe mode: announce "would promote" (Event, webhook) — once per failure streak.
     pub notify: bool,
+    /// The primary answers but the local stream does not, since this time.
+    pub replication_broken: Option<Timestamp>,
+    /// Announce `ReplicationBroken` (rate-limited through the state).
+    pub notify_replication_broken: bool,
 }
 
 impl Decision {
-    fn terminal(verdict: Verdict, reasons: Vec<String>) -> Self {
+    fn terminal(verdict: Verdict, reasons: Vec<Reason>) -> Self {
         Decision {
             verdict,
             reasons,
@@ -197,11 +245,25 @@ impl Decision {
             failed_sample: false,
             counted: false,
             notify: false,
+            replication_broken: None,
+            notify_replication_broken: false,
         }
+    }
+
+    /// The reasons as text, in order.
+    pub fn reason_texts(&self) -> Vec<String> {
+        render(&self.reasons)
     }
 }
 
-/// Decides what one sample means, given what earlier samples left in `state`.
+/// Reasons as text (for logs, Events, the state document).
+pub fn render(reasons: &[Reason]) -> Vec<String> {
+    reasons.iter().map(ToString::to_string).collect()
+}
+
+/// Decides what one sample means, given what earlier samples left in `state`. The steps, in
+/// order: classify the sample, count the streak, check the debounce, apply the guards, choose
+/// the verdict.
 pub fn decide(policy: &Policy, state: Result<&State, &StateProblem>, sample: &Sample) -> Decision {
     let state = match state {
         Ok(s) => s,
@@ -209,80 +271,124 @@ pub fn decide(policy: &Policy, state: Result<&State, &StateProblem>, sample: &Sa
             return Decision::terminal(
                 Verdict::StateUnusable,
                 vec![
-                    format!("state ConfigMap unusable: {problem}"),
-                    "left untouched: fix the 'state' key or delete it to start afresh".into(),
+                    Reason::StateUnusable(problem.clone()),
+                    Reason::StateLeftUntouched,
                 ],
             );
         }
     };
-    let at = sample.at;
-    let mut reasons = Vec::new();
-
     if sample.site == SiteConfig::NotStandby {
-        return match &sample.leader {
-            LocalLeader::Found(l) if l.is_primary() => Decision::terminal(
-                Verdict::AlreadyPrimary,
-                vec![format!(
-                    "this site is no longer a standby cluster and {} is a running primary: nothing to do",
-                    l.name
-                )],
-            ),
-            other => Decision::terminal(
-                Verdict::InProgress,
-                vec![format!(
-                    "standby_cluster is gone from the dynamic config but no writable primary yet ({}): \
-                     leaving Patroni to finish",
-                    describe_leader(other)
-                )],
-            ),
-        };
+        return promoted_site(&sample.leader);
     }
-
-    // What this sample says about the primary site.
-    let leader = match &sample.leader {
-        LocalLeader::Found(l) => Some(l),
-        _ => None,
-    };
-    let stream_alive = leader.is_some_and(Leader::streaming);
-    reasons.push(describe_probe(&sample.probe));
-    reasons.push(match &sample.leader {
-        LocalLeader::Found(l) => format!(
-            "local leader {}: role {}, state {}, WAL receiver {}",
-            l.name,
-            l.role,
-            l.state,
-            l.replication_state.as_deref().unwrap_or("not running")
-        ),
-        other => describe_leader(other),
-    });
-    let failed = matches!(sample.probe, Probe::NoAnswer { .. }) && !stream_alive;
-    if stream_alive && matches!(sample.probe, Probe::NoAnswer { .. }) {
-        reasons.push(
-            "replication stream is alive, so the primary is alive: sample counts as healthy".into(),
-        );
-    }
-
-    // Counting, guarded against overlapping runs and gaps between runs.
+    let mut reasons = Vec::new();
+    let class = classify(sample, &mut reasons);
     let mut next = state.clone();
+    let counted = count_streak(policy, state, sample, class, &mut next, &mut reasons);
+    let notify_replication_broken = watch_stream(policy, sample, class, &mut next, &mut reasons);
+    let (verdict, notify) = match class {
+        Class::Healthy => {
+            reasons.push(Reason::PrimaryAlive);
+            (Verdict::Healthy, false)
+        }
+        Class::Unknown => {
+            reasons.push(Reason::NotCounted);
+            (Verdict::Unknown, false)
+        }
+        Class::Failed => choose_verdict(policy, state, sample, &mut next, &mut reasons),
+    };
+    next.last_decision = Some(DecisionRecord {
+        at: sample.at,
+        verdict: verdict.to_string(),
+        reasons: render(&reasons),
+        run: sample.run.clone(),
+    });
+    Decision {
+        verdict,
+        reasons,
+        replication_broken: next.stream_broken_since.filter(|since| *since < sample.at),
+        notify_replication_broken,
+        next: Some(next),
+        failed_sample: class == Class::Failed,
+        counted,
+        notify,
+    }
+}
+
+/// This site is no longer a standby cluster: done, or Patroni is still promoting.
+fn promoted_site(leader: &LocalLeader) -> Decision {
+    match leader {
+        LocalLeader::Found(l) if l.is_primary() => Decision::terminal(
+            Verdict::AlreadyPrimary,
+            vec![Reason::AlreadyPrimary {
+                leader: l.name.clone(),
+            }],
+        ),
+        other => Decision::terminal(
+            Verdict::InProgress,
+            vec![Reason::PromotionUnderWay(other.clone())],
+        ),
+    }
+}
+
+/// What one sample says about the primary site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// The primary answered, or the stream is alive.
+    Healthy,
+    /// No answer and no stream.
+    Failed,
+    /// The probe could not be tried and the stream is not alive: no opinion.
+    Unknown,
+}
+
+/// Step 1: classify the sample. It fails only when the probe got no answer *and* the local
+/// stream is not streaming; a probe that could not be tried is unknown (unless the stream is
+/// alive, which proves the primary alive anyway).
+fn classify(sample: &Sample, reasons: &mut Vec<Reason>) -> Class {
+    let stream_alive = sample.leader.found().is_some_and(Leader::streaming);
+    reasons.push(Reason::Probe(sample.probe.clone()));
+    reasons.push(Reason::LocalLeader(sample.leader.clone()));
+    let silent = matches!(sample.probe, Probe::NoAnswer { .. } | Probe::Unknown { .. });
+    if stream_alive && silent {
+        reasons.push(Reason::StreamAlive);
+    }
+    match &sample.probe {
+        _ if stream_alive => Class::Healthy,
+        Probe::NoAnswer { .. } => Class::Failed,
+        Probe::Unknown { .. } => Class::Unknown,
+        Probe::Accepting { .. } | Probe::Rejected { .. } => Class::Healthy,
+    }
+}
+
+/// Step 2: counts the sample into `next`, guarded against overlapping runs and gaps between
+/// runs; records the primary's position and the lag. Returns whether the sample was counted.
+fn count_streak(
+    policy: &Policy,
+    state: &State,
+    sample: &Sample,
+    class: Class,
+    next: &mut State,
+    reasons: &mut Vec<Reason>,
+) -> bool {
+    if class == Class::Unknown {
+        return false;
+    }
+    let failed = class == Class::Failed;
+    let at = sample.at;
     let mut counted = true;
     if let Some(last) = state.last_sample_at {
         let gap = at.duration_since(last);
         if gap.is_negative() {
-            reasons.push(format!(
-                "clock is {:#} behind the last recorded sample: streak restarts",
-                gap.abs()
-            ));
-            reset_streak(&mut next);
+            reasons.push(Reason::ClockBehind(gap.abs()));
+            reset_streak(next);
         } else if gap > signed(policy.max_sample_gap) {
-            reasons.push(format!(
-                "{gap:#} since the last sample (more than {:#}): streak restarts",
-                signed(policy.max_sample_gap)
-            ));
-            reset_streak(&mut next);
+            reasons.push(Reason::GapTooLong {
+                gap,
+                max: signed(policy.max_sample_gap),
+            });
+            reset_streak(next);
         } else if failed && gap < signed(policy.min_sample_spacing) {
-            reasons.push(format!(
-                "only {gap:#} after the last counted sample (an overlapping run): not counted again"
-            ));
+            reasons.push(Reason::Overlapping { gap });
             counted = false;
         }
     }
@@ -294,7 +400,7 @@ pub fn decide(policy: &Policy, state: Result<&State, &StateProblem>, sample: &Sa
         }
     } else {
         // Any sign of life resets the streak, even from an overlapping run.
-        reset_streak(&mut next);
+        reset_streak(next);
         next.last_sample_at = Some(at);
         next.last_success_at = Some(at);
         if let Probe::Accepting {
@@ -306,154 +412,209 @@ pub fn decide(policy: &Policy, state: Result<&State, &StateProblem>, sample: &Sa
             next.last_primary_lsn_at = Some(at);
         }
     }
-    if let Some(lag) = leader.and_then(|l| lag_bytes(l, next.last_primary_lsn)) {
+    counted
+}
+
+/// Step 3: the local stream. While it streams, what it received is a fresh lower bound of the
+/// primary's position. While the primary answers and the stream does not (seen at two samples in
+/// a row, so a reconnect is not reported), replication is broken: say so, and ask for an
+/// announcement at most once per `replication_broken_renotify`. Updates the lag. Returns whether
+/// to announce.
+fn watch_stream(
+    policy: &Policy,
+    sample: &Sample,
+    class: Class,
+    next: &mut State,
+    reasons: &mut Vec<Reason>,
+) -> bool {
+    let at = sample.at;
+    let Some(leader) = sample.leader.found() else {
+        return false;
+    };
+    let mut notify = false;
+    if leader.streaming() {
+        next.last_streaming_at = Some(at);
+        next.stream_broken_since = None;
+        next.replication_broken_notified_at = None;
+        if let Some(received) = leader.received_lsn {
+            next.last_primary_lsn = Some(next.last_primary_lsn.unwrap_or(0).max(received));
+            next.last_primary_lsn_at = Some(at);
+        }
+    } else if class == Class::Healthy && sample.probe.answered() {
+        let since = *next.stream_broken_since.get_or_insert(at);
+        if since < at {
+            reasons.push(Reason::ReplicationBroken {
+                since,
+                last_streaming: next.last_streaming_at,
+            });
+            notify = next
+                .replication_broken_notified_at
+                .is_none_or(|n| at.duration_since(n) >= signed(policy.replication_broken_renotify));
+            if notify {
+                next.replication_broken_notified_at = Some(at);
+            }
+        }
+    }
+    if let Some(lag) = lag_bytes(leader, next.last_primary_lsn) {
         next.last_known_lag_bytes = Some(lag);
     }
+    notify
+}
 
+/// Steps 3–5 for a failed sample: the debounce (N and T), then the guards, then the verdict.
+fn choose_verdict(
+    policy: &Policy,
+    state: &State,
+    sample: &Sample,
+    next: &mut State,
+    reasons: &mut Vec<Reason>,
+) -> (Verdict, bool) {
+    let at = sample.at;
     let span = next
         .first_failure_at
         .map(|f| at.duration_since(f))
         .unwrap_or(SignedDuration::ZERO);
-    let streak = format!(
-        "{} consecutive failed sample(s) over {span:#} (promotion needs {} over {:#})",
-        next.consecutive_failures,
-        policy.failure_threshold,
-        signed(policy.min_failure_span)
-    );
-
-    let (verdict, notify) = if !failed {
-        reasons.push("primary site is alive".into());
-        (Verdict::Healthy, false)
-    } else if next.consecutive_failures < policy.failure_threshold.max(1)
+    reasons.push(Reason::Streak {
+        count: next.consecutive_failures,
+        span,
+        threshold: policy.failure_threshold,
+        min_span: signed(policy.min_failure_span),
+    });
+    if next.consecutive_failures < policy.failure_threshold.max(1)
         || span < signed(policy.min_failure_span)
     {
-        reasons.push(streak);
-        (Verdict::Waiting, false)
+        return (Verdict::Waiting, false);
+    }
+    let guards = apply_guards(policy, next, sample);
+    let blocked = guards.iter().any(|r| matches!(r, Reason::Blocked(_)));
+    reasons.extend(guards);
+    if let Some(claim) = active_claim(policy, state, at) {
+        reasons.push(Reason::AlreadyClaimed {
+            run: claim.run.clone(),
+            at: claim.claimed_at,
+        });
+        (Verdict::InProgress, false)
+    } else if blocked {
+        (Verdict::Blocked, false)
+    } else if policy.mode == Mode::Observe {
+        reasons.push(Reason::ObserveMode);
+        let notify = state.would_promote_notified_at.is_none();
+        next.would_promote_notified_at.get_or_insert(at);
+        (Verdict::WouldPromote, notify)
     } else {
-        reasons.push(streak);
-        let blocks = guards(policy, &next, sample, leader, &mut reasons);
-        if let Some(claim) = active_claim(policy, state, at) {
-            reasons.push(format!(
-                "promotion already claimed by run {} at {}: not acting twice",
-                claim.run, claim.claimed_at
-            ));
-            (Verdict::InProgress, false)
-        } else if blocks > 0 {
-            (Verdict::Blocked, false)
-        } else if policy.mode == Mode::Observe {
-            reasons.push("mode is observe: would promote, not acting".into());
-            let notify = state.would_promote_notified_at.is_none();
-            next.would_promote_notified_at.get_or_insert(at);
-            (Verdict::WouldPromote, notify)
-        } else {
-            reasons.push("mode is auto: promoting".into());
-            next.promotion = Some(PromotionRecord {
-                run: sample.run.clone(),
-                claimed_at: at,
-                reasons: reasons.clone(),
-                standby_lsn: leader.and_then(|l| l.replayed_lsn),
-                confirmed_at: None,
-                primary_lsn: None,
-                timeline: None,
-                failed: None,
-            });
-            (Verdict::Promote, false)
-        }
-    };
-    next.last_decision = Some(DecisionRecord {
-        at,
-        verdict: verdict.to_string(),
-        reasons: reasons.clone(),
-        run: sample.run.clone(),
-    });
-    Decision {
-        verdict,
-        reasons,
-        next: Some(next),
-        failed_sample: failed,
-        counted,
-        notify,
+        reasons.push(Reason::Promoting);
+        next.promotion = Some(PromotionRecord {
+            run: sample.run.clone(),
+            claimed_at: at,
+            reasons: render(reasons),
+            standby_lsn: sample.leader.found().and_then(|l| l.replayed_lsn),
+            confirmed_at: None,
+            primary_lsn: None,
+            timeline: None,
+            failed: None,
+        });
+        (Verdict::Promote, false)
     }
 }
 
-/// Checks every guard, appends a reason for each, returns how many block.
-fn guards(
-    policy: &Policy,
-    next: &State,
-    sample: &Sample,
-    leader: Option<&Leader>,
-    reasons: &mut Vec<String>,
-) -> usize {
-    let mut blocks = 0;
-    let mut block = |reasons: &mut Vec<String>, why: String| {
-        blocks += 1;
-        reasons.push(format!("BLOCKED: {why}"));
-    };
+/// Step 4: every guard, each as a reason (`Blocked`, `Forced` or a passing note); all of them
+/// are reported, not just the first that blocks.
+fn apply_guards(policy: &Policy, next: &State, sample: &Sample) -> Vec<Reason> {
+    let mut out = Vec::new();
     if let SiteConfig::Malformed(why) = &sample.site {
-        block(
-            reasons,
-            format!("the dynamic config cannot be read ({why})"),
-        );
+        out.push(Reason::Blocked(Guard::DynamicConfigUnreadable(why.clone())));
     }
-    match leader {
+    match sample.leader.found() {
         Some(l) if l.is_running_standby_leader() => {}
-        Some(l) => block(
-            reasons,
-            format!(
-                "local leader {} is not a running standby leader (role {}, state {})",
-                l.name, l.role, l.state
-            ),
-        ),
-        None => block(
-            reasons,
-            format!(
-                "no running local standby leader ({})",
-                describe_leader(&sample.leader)
-            ),
-        ),
+        Some(l) => out.push(Reason::Blocked(Guard::NotRunningStandbyLeader {
+            name: l.name.clone(),
+            role: l.role.clone(),
+            state: l.state.clone(),
+        })),
+        None => out.push(Reason::Blocked(Guard::NoStandbyLeader(
+            sample.leader.clone(),
+        ))),
     }
-    if leader.is_some_and(|l| l.pause) || sample.config_paused {
-        block(reasons, "Patroni is paused (maintenance mode)".into());
+    if sample.leader.found().is_some_and(|l| l.pause) || sample.config_paused {
+        out.push(Reason::Blocked(Guard::Paused));
     }
     if sample.hold {
-        block(
-            reasons,
-            "the hold annotation on the state ConfigMap is set".into(),
-        );
+        out.push(Reason::Blocked(Guard::Hold));
     }
-    let mut forced = |reasons: &mut Vec<String>, why: String| {
+    let forceable = |guard: Guard| {
         if policy.force {
-            reasons.push(format!("FORCED past: {why}"));
+            Reason::Forced(guard)
         } else {
-            block(reasons, why);
+            Reason::Blocked(guard)
         }
     };
-    match &sample.witness {
-        Witness::NotConfigured => reasons.push(
-            "no witness configured: the decision rests on the tunnel probe and the replication stream only".into(),
-        ),
-        Witness::PrimaryDown(d) => reasons.push(format!("witness agrees the primary site is gone: {d}")),
-        Witness::PrimaryAlive(d) => forced(reasons, format!("witness says the primary site is alive: {d}")),
-        Witness::Unknown(d) => forced(reasons, format!("witness could not be asked: {d}")),
+    witness_guards(&sample.witnesses, &forceable, &mut out);
+    out.push(match next.last_known_lag_bytes {
+        None => forceable(Guard::LagUnknown),
+        Some(lag) if lag > policy.max_lag_bytes => forceable(Guard::LagTooHigh {
+            lag,
+            max: policy.max_lag_bytes,
+        }),
+        Some(lag) => Reason::LagWithin {
+            lag,
+            max: policy.max_lag_bytes,
+        },
+    });
+    if let Some(guard) = position_age_guard(policy, next) {
+        out.push(forceable(guard));
     }
-    match next.last_known_lag_bytes {
-        None => forced(
-            reasons,
-            "last replication lag unknown (no successful probe of the primary recorded)".into(),
-        ),
-        Some(lag) if lag > policy.max_lag_bytes => forced(
-            reasons,
-            format!(
-                "last known lag {lag} bytes exceeds the limit of {} bytes",
-                policy.max_lag_bytes
-            ),
-        ),
-        Some(lag) => reasons.push(format!(
-            "last known lag {lag} bytes is within {} bytes",
-            policy.max_lag_bytes
-        )),
+    if let (Some(since), Some(last_healthy)) = (next.stream_broken_since, next.last_success_at)
+        && since < last_healthy
+    {
+        out.push(forceable(Guard::StreamBrokenBeforeStreak { since }));
     }
-    blocks
+    out
+}
+
+/// Positive evidence: at least one witness says `down` and none says `alive`. An `alive` blocks
+/// even when forced; `unknown` from every witness blocks unless forced; no witness at all is
+/// only possible when the configuration accepted that risk (or in observe mode).
+fn witness_guards(
+    witnesses: &[Witness],
+    forceable: &dyn Fn(Guard) -> Reason,
+    out: &mut Vec<Reason>,
+) {
+    if witnesses.is_empty() {
+        out.push(Reason::NoWitness);
+        return;
+    }
+    let down = witnesses
+        .iter()
+        .any(|w| matches!(w, Witness::PrimaryDown(_)));
+    let alive = witnesses
+        .iter()
+        .any(|w| matches!(w, Witness::PrimaryAlive(_)));
+    let mut unknown = Vec::new();
+    for w in witnesses {
+        match w {
+            Witness::PrimaryAlive(d) => out.push(Reason::Blocked(Guard::WitnessAlive(d.clone()))),
+            Witness::PrimaryDown(d) => out.push(Reason::WitnessAgrees(d.clone())),
+            Witness::Unknown(d) if down || alive => out.push(Reason::WitnessUnknown(d.clone())),
+            Witness::Unknown(d) => unknown.push(d.as_str()),
+        }
+    }
+    if !unknown.is_empty() {
+        out.push(forceable(Guard::WitnessUnknown(unknown.join("; "))));
+    }
+}
+
+/// The primary position is only as good as its age at the start of the failure streak.
+fn position_age_guard(policy: &Policy, next: &State) -> Option<Guard> {
+    next.last_primary_lsn?;
+    let (Some(position_at), Some(last_healthy)) = (next.last_primary_lsn_at, next.last_success_at)
+    else {
+        return Some(Guard::PositionAgeUnknown);
+    };
+    let age = last_healthy.duration_since(position_at);
+    (age > signed(policy.max_lsn_age)).then(|| Guard::PositionExpired {
+        age,
+        max: signed(policy.max_lsn_age),
+    })
 }
 
 /// An unfinished promotion claim that is still fresh.
@@ -488,33 +649,6 @@ fn reset_streak(state: &mut State) {
 
 fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
-}
-
-fn describe_probe(probe: &Probe) -> String {
-    match probe {
-        Probe::Accepting { in_recovery, .. } => format!(
-            "primary probe: accepting ({})",
-            match in_recovery {
-                Some(false) => "writable primary",
-                Some(true) => "in recovery, not a primary",
-                None => "role unknown",
-            }
-        ),
-        Probe::Rejected { reason } => {
-            format!("primary probe: answered with an error ({reason}), so it is alive")
-        }
-        Probe::NoAnswer { reason } => format!("primary probe: no answer ({reason})"),
-    }
-}
-
-fn describe_leader(leader: &LocalLeader) -> String {
-    match leader {
-        LocalLeader::Found(l) => format!("leader {} role {} state {}", l.name, l.role, l.state),
-        LocalLeader::Missing(why) => format!("no local leader: {why}"),
-        LocalLeader::Unreachable { name, reason } => {
-            format!("local leader {name} unreachable: {reason}")
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,83 +6,20 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::{Api, Client};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::Value;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{NoTls, Socket};
 
 use pgdr_core::dynamic_config;
-use pgdr_core::k8s;
+use pgdr_core::k8s::Kube;
 use pgdr_core::patroni::{MemberStatus, PatroniClient, PatroniClientConfig};
-use pgdr_core::retry::{self, RetryError};
 
 use crate::Error;
-use crate::config::{Settings, SslMode, WitnessConfig};
+use crate::config::{PeerApi, Settings, SslMode, WitnessConfig};
 use crate::decide::{Leader, LocalLeader, Probe, Sample, SiteConfig, Witness};
 use crate::tls::Handshake;
-
-/// Kubernetes access for one run: the client, the namespace, and the per-request deadline.
-#[derive(Clone)]
-pub struct Kube {
-    pub client: Client,
-    pub namespace: String,
-    pub deadline: Duration,
-}
-
-impl Kube {
-    pub fn config_maps(&self) -> Api<ConfigMap> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    /// GET with retries on transient errors; `Ok(None)` on 404.
-    pub async fn get_opt<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>, Error>
-    where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        let got = retry::until_deadline(
-            &format!("GET {name}"),
-            self.deadline,
-            fast_backoff(),
-            || async { api.get_opt(name).await },
-            k8s::is_transient,
-        )
-        .await;
-        got.map_err(|e| kube_error("read", &self.object(name), e))
-    }
-
-    pub fn object(&self, name: &str) -> String {
-        format!("{}/{name}", self.namespace)
-    }
-}
-
-/// Backoff for calls inside a sample: short, so a sample stays within its interval.
-pub fn fast_backoff() -> backon::ExponentialBuilder {
-    retry::default_backoff()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(2))
-}
-
-pub fn kube_error(action: &'static str, object: &str, e: RetryError<kube::Error>) -> Error {
-    let (detail, hint) = match e {
-        RetryError::Fatal(e) => (e.to_string(), k8s::hint(&e)),
-        RetryError::Deadline { elapsed, last } => (
-            format!(
-                "still failing after {elapsed:.1?}: {}",
-                last.as_deref().unwrap_or("no answer")
-            ),
-            "the API server is failing or unreachable; no decision was taken",
-        ),
-    };
-    Error::Kube {
-        action,
-        object: object.to_string(),
-        detail,
-        hint,
-    }
-}
 
 /// The local site's dynamic config: standby or not, and whether Patroni is paused there.
 pub async fn site_config(kube: &Kube, name: &str) -> Result<(SiteConfig, bool), Error> {
@@ -130,7 +67,10 @@ pub async fn leader_url(
     kube: &Kube,
 ) -> Result<Result<(String, String), LocalLeader>, Error> {
     if let Some(url) = &settings.config.patroni_url {
-        return Ok(Ok(("(FAILOVER_PATRONI_URL)".into(), url.clone())));
+        return Ok(Ok((
+            "(FAILOVER_PATRONI_URL)".into(),
+            url.expose().to_string(),
+        )));
     }
     let lock = settings.leader_map();
     let Some(cm) = kube.get_opt(&kube.config_maps(), &lock).await? else {
@@ -146,8 +86,7 @@ pub async fn leader_url(
             kube.object(&lock)
         ))));
     };
-    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let Some(pod) = kube.get_opt(&pods, name).await? else {
+    let Some(pod) = kube.get_opt(&kube.api::<Pod>(), name).await? else {
         return Ok(Err(LocalLeader::Missing(format!(
             "leader Pod {} does not exist",
             kube.object(name)
@@ -245,8 +184,7 @@ pub async fn tunnel_target(
     kube: &Kube,
 ) -> Result<Result<(String, u16), String>, Error> {
     let name = &settings.config.tunnel_service;
-    let services: Api<Service> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let Some(svc) = kube.get_opt(&services, name).await? else {
+    let Some(svc) = kube.get_opt(&kube.api::<Service>(), name).await? else {
         return Ok(Err(format!(
             "tunnel Service {} does not exist",
             kube.object(name)
@@ -293,7 +231,9 @@ pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
         .ssl_mode(match c.tunnel_sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa => tokio_postgres::config::SslMode::Require,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
         });
     let (connector, handshake) = match &settings.tls {
         None => (None, None),
@@ -337,7 +277,17 @@ pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
                 _ => None,
             });
             let in_recovery = row.and_then(|r| r.get(0)).map(|v| v == "true");
-            let lsn = row.and_then(|r| r.get(1)).and_then(parse_lsn);
+            let lsn = row.and_then(|r| r.get(1)).and_then(|text| {
+                let parsed = parse_lsn(text);
+                if parsed.is_none() {
+                    tracing::warn!(
+                        lsn = text,
+                        "the primary reported a WAL position that is not an LSN; the lag guard \
+                         cannot use this sample's position"
+                    );
+                }
+                parsed
+            });
             Probe::Accepting { in_recovery, lsn }
         }
     }
@@ -408,6 +358,7 @@ fn mode_name(mode: SslMode) -> &'static str {
         SslMode::Prefer => "prefer",
         SslMode::Require => "require",
         SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
     }
 }
 
@@ -417,35 +368,177 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
-/// Asks the witness, with a timeout.
-pub async fn witness(settings: &Settings, http: &reqwest::Client) -> Witness {
+/// Asks every configured witness, concurrently, each bounded by the probe timeout.
+pub async fn witnesses(settings: &Settings, http: &reqwest::Client) -> Vec<Witness> {
+    let asks = settings
+        .witnesses
+        .iter()
+        .map(|w| witness(w, settings, http));
+    futures_util::future::join_all(asks).await
+}
+
+/// Asks one witness. `PrimaryDown` only from explicit evidence; anything else is unknown.
+pub async fn witness(w: &WitnessConfig, settings: &Settings, http: &reqwest::Client) -> Witness {
     let timeout = settings.config.probe_timeout.get();
-    match &settings.witness {
-        WitnessConfig::None => Witness::NotConfigured,
+    match w {
         WitnessConfig::Dns { name, expected } => {
             let lookup = tokio::net::lookup_host((name.as_str(), 0));
             match tokio::time::timeout(timeout, lookup).await {
-                Err(_) => Witness::Unknown(format!("resolving {name} took more than {timeout:?}")),
-                Ok(Err(e)) => Witness::Unknown(format!("cannot resolve {name}: {e}")),
+                Err(_) => Witness::Unknown(format!(
+                    "DNS witness: resolving {name} took more than {timeout:?}"
+                )),
+                Ok(Err(e)) => Witness::Unknown(format!("DNS witness: cannot resolve {name}: {e}")),
                 Ok(Ok(addrs)) => {
                     let got: BTreeSet<IpAddr> = addrs.map(|a| a.ip()).collect();
                     dns_verdict(name, &got, expected)
                 }
             }
         }
-        WitnessConfig::Http { url } => match http.get(url.expose()).timeout(timeout).send().await {
+        WitnessConfig::PeerApi(peer) => peer_api_witness(peer, timeout).await,
+        WitnessConfig::Http { url } => {
             // The URL is never logged: it may carry a token.
-            Ok(r) if r.status().is_success() => {
-                Witness::PrimaryAlive(format!("health URL answered HTTP {}", r.status().as_u16()))
+            let answer = async {
+                let r = http.get(url.expose()).timeout(timeout).send().await?;
+                let status = r.status().as_u16();
+                let body = r.text().await?;
+                Ok::<_, reqwest::Error>((status, body))
+            };
+            match tokio::time::timeout(timeout, answer).await {
+                Err(_) => Witness::Unknown(format!("HTTP witness: no answer within {timeout:?}")),
+                Ok(Err(e)) if e.is_timeout() => {
+                    Witness::Unknown(format!("HTTP witness: no answer within {timeout:?}"))
+                }
+                Ok(Err(_)) => Witness::Unknown("HTTP witness: unreachable".into()),
+                Ok(Ok((status, body))) => http_verdict(status, &body),
             }
-            Ok(r) => {
-                Witness::PrimaryDown(format!("health URL answered HTTP {}", r.status().as_u16()))
-            }
-            Err(e) if e.is_timeout() => {
-                Witness::PrimaryDown(format!("health URL silent for {timeout:?}"))
-            }
-            Err(_) => Witness::PrimaryDown("health URL unreachable".into()),
-        },
+        }
+    }
+}
+
+/// Margin on top of the lock's ttl before a lock counts as expired (clock skew between sites,
+/// Patroni's loop_wait jitter).
+const LOCK_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
+
+/// The peer-API witness: reads the primary site's `<scope>-leader` through its own API server.
+async fn peer_api_witness(peer: &PeerApi, timeout: std::time::Duration) -> Witness {
+    let token = match std::fs::read_to_string(&peer.token_file) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) => {
+            return Witness::Unknown(format!(
+                "peer-API witness: cannot read the token file {}: {e}",
+                peer.token_file.display()
+            ));
+        }
+    };
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    if let Some(pem) = &peer.ca_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let Ok(http) = builder.build() else {
+        return Witness::Unknown("peer-API witness: cannot build its HTTP client".into());
+    };
+    let url = format!(
+        "{}/api/v1/namespaces/{}/configmaps/{}",
+        peer.url, peer.namespace, peer.leader_configmap
+    );
+    let answer = async {
+        let r = http.get(&url).bearer_auth(&token).send().await?;
+        let status = r.status().as_u16();
+        Ok::<_, reqwest::Error>((status, r.text().await?))
+    };
+    let object = format!("{}/{}", peer.namespace, peer.leader_configmap);
+    match tokio::time::timeout(timeout, answer).await {
+        Err(_) => Witness::Unknown(format!(
+            "peer-API witness: {} did not answer within {timeout:?}",
+            peer.url
+        )),
+        Ok(Err(e)) => Witness::Unknown(format!(
+            "peer-API witness: {} unreachable: {}",
+            peer.url,
+            e.without_url()
+        )),
+        Ok(Ok((status, body))) => lock_verdict(&object, status, &body, jiff::Timestamp::now()),
+    }
+}
+
+/// The leader lock as the peer API server returned it: renewed within its ttl (+ margin) →
+/// alive; the API answered but the lock is absent, names no leader or has expired → down;
+/// anything else (401/403, other errors, unreadable) → unknown.
+pub fn lock_verdict(object: &str, status: u16, body: &str, now: jiff::Timestamp) -> Witness {
+    let who = "peer-API witness";
+    match status {
+        200 => {}
+        404 => {
+            return Witness::PrimaryDown(format!(
+                "{who}: {object} does not exist (no leader lock)"
+            ));
+        }
+        s => return Witness::Unknown(format!("{who}: reading {object} answered HTTP {s}")),
+    }
+    let Ok(cm) = serde_json::from_str::<Value>(body) else {
+        return Witness::Unknown(format!("{who}: {object} is not a readable object"));
+    };
+    let ann = &cm["metadata"]["annotations"];
+    let leader = ann["leader"].as_str().unwrap_or_default();
+    if leader.is_empty() {
+        return Witness::PrimaryDown(format!("{who}: {object} names no leader"));
+    }
+    let ttl = ann["ttl"]
+        .as_str()
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(30);
+    let Some(renewed) = ann["renewTime"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    else {
+        return Witness::Unknown(format!("{who}: {object} has no readable renewTime"));
+    };
+    let age = now.duration_since(renewed);
+    let limit = jiff::SignedDuration::from_secs(ttl) + LOCK_MARGIN;
+    if age <= limit {
+        Witness::PrimaryAlive(format!(
+            "{who}: {leader} renewed the leader lock {age:#} ago (ttl {ttl}s)"
+        ))
+    } else {
+        Witness::PrimaryDown(format!(
+            "{who}: the leader lock of {leader} expired, last renewed {age:#} ago (ttl {ttl}s)"
+        ))
+    }
+}
+
+/// The HTTP witness contract: 200 with `{"primary": "alive"|"down", "reason": "..."}`.
+/// Anything else is unknown: the witness fails closed.
+pub fn http_verdict(status: u16, body: &str) -> Witness {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        primary: String,
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    if status != 200 {
+        return Witness::Unknown(format!("HTTP witness answered HTTP {status}"));
+    }
+    let Ok(answer) = serde_json::from_str::<Answer>(body) else {
+        return Witness::Unknown(
+            "HTTP witness answered 200 without the expected JSON {\"primary\": \"alive\"|\"down\"}"
+                .into(),
+        );
+    };
+    let why = answer
+        .reason
+        .map(|r| format!(": {}", r.chars().take(200).collect::<String>()))
+        .unwrap_or_default();
+    match answer.primary.as_str() {
+        "alive" => Witness::PrimaryAlive(format!("HTTP witness says alive{why}")),
+        "down" => Witness::PrimaryDown(format!("HTTP witness says down{why}")),
+        other => Witness::Unknown(format!(
+            "HTTP witness answered primary={:?}, neither alive nor down",
+            other.chars().take(40).collect::<String>()
+        )),
     }
 }
 
@@ -457,11 +550,13 @@ pub fn dns_verdict(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> W
         .collect::<Vec<_>>()
         .join(",");
     if got.is_empty() {
-        Witness::Unknown(format!("{name} resolved to no address"))
+        Witness::Unknown(format!("DNS witness: {name} resolved to no address"))
     } else if got.iter().all(|ip| expected.contains(ip)) {
-        Witness::PrimaryDown(format!("{name} resolves to {list}, this site"))
+        Witness::PrimaryDown(format!("DNS witness: {name} resolves to {list}, this site"))
     } else {
-        Witness::PrimaryAlive(format!("{name} resolves to {list}, not (only) this site"))
+        Witness::PrimaryAlive(format!(
+            "DNS witness: {name} resolves to {list}, not (only) this site"
+        ))
     }
 }
 
@@ -478,15 +573,19 @@ pub async fn sample(
     let probe = async {
         Ok::<_, Error>(match tunnel_target(settings, kube).await? {
             Ok((host, port)) => probe(settings, &host, port).await,
-            Err(reason) => Probe::NoAnswer { reason },
+            // A Service being reconciled is not a dying primary site: no opinion.
+            Err(reason) => {
+                tracing::warn!(%reason, "tunnel Service unusable: this sample is unknown (not counted)");
+                Probe::Unknown { reason }
+            }
         })
     };
     let config_map = settings.config_map();
-    let (probe, site, leader, witness) = tokio::join!(
+    let (probe, site, leader, witnesses) = tokio::join!(
         probe,
         site_config(kube, &config_map),
         local_leader(settings, kube),
-        witness(settings, &http),
+        witnesses(settings, &http),
     );
     let (site, config_paused) = site?;
     let (leader, patroni) = leader?;
@@ -497,7 +596,7 @@ pub async fn sample(
             probe: probe?,
             site,
             leader,
-            witness,
+            witnesses,
             // Filled in from the state ConfigMap read just before deciding.
             hold: false,
             config_paused,
@@ -509,6 +608,7 @@ pub async fn sample(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn lsn_parsing() {
@@ -516,6 +616,89 @@ mod tests {
         assert_eq!(parse_lsn("1/0"), Some(1 << 32));
         assert_eq!(parse_lsn("x"), None);
         assert_eq!(parse_lsn("0/zz"), None);
+    }
+
+    #[test]
+    fn http_witness_contract_fails_closed() {
+        let cases: &[(u16, &str, &str)] = &[
+            (200, r#"{"primary":"alive"}"#, "alive"),
+            (
+                200,
+                r#"{"primary":"down","reason":"gold health checks failing"}"#,
+                "down",
+            ),
+            (200, r#"{"primary":"maybe"}"#, "unknown"),
+            (200, "OK", "unknown"),
+            (200, "", "unknown"),
+            (204, r#"{"primary":"down"}"#, "unknown"),
+            (404, r#"{"primary":"down"}"#, "unknown"),
+            (500, "", "unknown"),
+            (503, r#"{"primary":"down"}"#, "unknown"),
+        ];
+        for (status, body, want) in cases {
+            let got = match http_verdict(*status, body) {
+                Witness::PrimaryAlive(_) => "alive",
+                Witness::PrimaryDown(_) => "down",
+                Witness::Unknown(_) => "unknown",
+            };
+            assert_eq!(got, *want, "{status} {body}");
+        }
+        let Witness::PrimaryDown(why) = http_verdict(200, r#"{"primary":"down","reason":"r1"}"#)
+        else {
+            panic!("down expected")
+        };
+        assert!(why.contains("r1"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn http_witness_nobody_listening_is_unknown() {
+        pgdr_core::tls::install_crypto_provider();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = format!("http://127.0.0.1:{port}/gold");
+        let settings =
+            crate::config::tests_support::settings_with(&[("FAILOVER_WITNESS_HTTP_URL", &url)]);
+        let got = witnesses(&settings, &reqwest::Client::new()).await;
+        assert!(matches!(got.as_slice(), [Witness::Unknown(_)]), "{got:?}");
+    }
+
+    #[test]
+    fn peer_api_lock_table() {
+        let now: jiff::Timestamp = "2026-11-23T23:21:00Z".parse().unwrap();
+        let lock = |leader: &str, renew: &str| {
+            serde_json::json!({"metadata": {"annotations": {"leader": leader, "ttl": "30",
+                "renewTime": renew, "acquireTime": "2026-11-23T23:19:50.733460+00:00"}}})
+            .to_string()
+        };
+        let cases = [
+            (
+                200,
+                lock("pg0", "2026-11-23T23:20:50.912478+00:00"),
+                "alive",
+            ),
+            (
+                200,
+                lock("pg0", "2026-11-23T23:20:25.000000+00:00"),
+                "alive",
+            ),
+            (200, lock("pg0", "2026-11-23T23:20:15.000000+00:00"), "down"),
+            (200, lock("", "2026-11-23T23:20:50.912478+00:00"), "down"),
+            (404, String::new(), "down"),
+            (200, lock("pg0", "garbage"), "unknown"),
+            (200, "not json".to_string(), "unknown"),
+            (401, String::new(), "unknown"),
+            (403, String::new(), "unknown"),
+            (503, String::new(), "unknown"),
+        ];
+        for (status, body, want) in cases {
+            let got = match lock_verdict("ns/demo-leader", status, &body, now) {
+                Witness::PrimaryAlive(_) => "alive",
+                Witness::PrimaryDown(_) => "down",
+                Witness::Unknown(_) => "unknown",
+            };
+            assert_eq!(got, want, "{status} {body}");
+        }
     }
 
     #[test]

@@ -24,9 +24,18 @@ pub struct State {
     /// Time of the last sample that was counted (failed or healthy).
     pub last_sample_at: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
-    /// The primary's WAL flush position at the last successful probe (bytes).
+    /// The primary's last known WAL position (bytes): its flush position at the last probe that
+    /// could ask, or what the local stream had received while streaming (a fresh lower bound).
     pub last_primary_lsn: Option<u64>,
+    /// When that position was seen; read by the lag guard (`FAILOVER_MAX_LSN_AGE`).
     pub last_primary_lsn_at: Option<Timestamp>,
+    /// Last sample at which the local WAL receiver was streaming.
+    pub last_streaming_at: Option<Timestamp>,
+    /// First healthy sample at which the primary answered but the stream did not (cleared when
+    /// it streams again).
+    pub stream_broken_since: Option<Timestamp>,
+    /// When `ReplicationBroken` was last announced (rate limit).
+    pub replication_broken_notified_at: Option<Timestamp>,
     /// Lag of the local standby leader at the last sample that could measure it (bytes).
     pub last_known_lag_bytes: Option<u64>,
     /// The latest decision, for `kubectl get cm -o yaml`.

@@ -65,6 +65,10 @@ impl ProbeTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match (mode, root_cert) {
             (SslMode::Disable, _) => return Ok(None),
+            // Refused by the configuration before it gets here.
+            (SslMode::VerifyFull, _) => {
+                return Err("verify-full is not supported; use verify-ca".into());
+            }
             (SslMode::VerifyCa, None) => {
                 return Err(
                     "required with FAILOVER_TUNNEL_SSLMODE=verify-ca: the CA file that signed the primary's certificate"

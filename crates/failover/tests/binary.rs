@@ -1,5 +1,7 @@
 //! The binary's exit codes and output, without Patroni.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::process::{Command, Output};
 
 fn run(vars: &[(&str, &str)]) -> Output {
@@ -20,6 +22,10 @@ const BASE: &[(&str, &str)] = &[
     ("FAILOVER_REPLICATION_USER", "replicator"),
     ("FAILOVER_REPLICATION_PASSWORD", "do-not-print-me"),
     ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+    (
+        "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+        "patroni-promotion-record",
+    ),
     ("FAILOVER_API_TIMEOUT", "1s"),
 ];
 

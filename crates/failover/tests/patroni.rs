@@ -2,7 +2,9 @@
 //! site), with the cross-site tunnel emulated by `pgdr-tunnel`.
 //!
 //! Small thresholds (samples every 200 ms, N = 3, T = 1 s) keep the suite fast. Nothing here
-//! asserts timings beyond "not before the threshold"; the benchmark example measures them.
+//! asserts timings beyond "not before the threshold"; the drill's benchmark measures them.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
 mod common;
 
@@ -141,6 +143,15 @@ fn primary_killed_is_promoted_after_the_threshold_and_writable() {
     assert!(st["promotion"]["confirmed_at"].is_string(), "{st}");
     assert!(st["promotion"]["standby_lsn"].as_u64().is_some(), "{st}");
     assert!(event_reasons(&p.site_b).contains(&"PromotedStandbyCluster".to_string()));
+    // The durable record, kept by Helm on uninstall.
+    let (code, record) = cm(&p.site_b, "golddr-promotion-record");
+    assert_eq!(code, 200, "{record}");
+    assert_eq!(
+        record["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "{record}"
+    );
+    assert_eq!(record["data"]["site"], "golddr", "{record}");
+    assert!(record["data"]["confirmed_at"].is_string(), "{record}");
 
     // The next run is a no-op.
     let again = rt

@@ -4,6 +4,8 @@
 //! server certificate names `gold-primary.invalid`, never the address the probe dials: verify-ca
 //! must not check the host name (libpq semantics).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -78,6 +80,10 @@ fn settings(extra: &[(&str, &str)]) -> Settings {
             creds.replication_password.as_str(),
         ),
         ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+        (
+            "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+            "golddr-promotion-record",
+        ),
         ("FAILOVER_PROBE_TIMEOUT", "5s"),
     ]
     .iter()

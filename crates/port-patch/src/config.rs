@@ -87,6 +87,12 @@ pub struct Config {
     /// Write `standby_cluster` even to a cluster that looks promoted.
     #[serde(default)]
     pub force: bool,
+    /// The failover's durable promotion record; its presence makes the Job refuse to add
+    /// `standby_cluster` (unless `demote_promoted_site`).
+    pub promotion_record_configmap: String,
+    /// Explicit permission to make a site with a promotion record a standby again (failback).
+    #[serde(default)]
+    pub demote_promoted_site: bool,
     #[serde(default)]
     pub log_format: LogFormat,
 }
@@ -121,10 +127,12 @@ pub struct Settings {
     pub deadline: std::time::Duration,
     pub request_timeout: std::time::Duration,
     pub force: bool,
+    pub promotion_record_configmap: String,
+    pub demote_promoted_site: bool,
 }
 
 fn var(field: &str) -> String {
-    format!("{PREFIX}{}", field.to_uppercase())
+    pgdr_core::config::var(PREFIX, field)
 }
 
 /// Kubernetes object names and label values: DNS-1123-ish, which is also what Patroni needs.
@@ -167,6 +175,10 @@ impl Config {
             .leader_config_map
             .unwrap_or_else(|| format!("{}-leader", self.scope));
         check_name("leader_config_map", &leader_config_map)?;
+        check_name(
+            "promotion_record_configmap",
+            &self.promotion_record_configmap,
+        )?;
         let port_name = self.port_name.filter(|n| !n.is_empty());
         let host = match self.host {
             Some(h) if h.trim().is_empty() => None,
@@ -258,6 +270,8 @@ impl Config {
             base_config,
             deadline: self.deadline.get(),
             request_timeout: self.request_timeout.get(),
+            promotion_record_configmap: self.promotion_record_configmap,
+            demote_promoted_site: self.demote_promoted_site,
             force: self.force,
         })
     }
@@ -267,9 +281,21 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The README's table is the one list of variables; it must match the config struct.
+    #[test]
+    fn readme_documents_every_variable() {
+        let mut code = pgdr_core::config::variables::<Config>(PREFIX);
+        code.sort();
+        let doc = pgdr_core::config::documented_variables(include_str!("../README.md"), PREFIX);
+        assert_eq!(doc, code, "README.md's variable table and Config differ");
+    }
+
+    /// `list` without the prefix; the promotion record (required, same in every case) is added.
     fn parse(list: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let record = ("PROMOTION_RECORD_CONFIGMAP", "demo-promotion-record");
         let vars = list
             .iter()
+            .chain(std::iter::once(&record))
             .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string()));
         pgdr_core::config::from_vars::<Config, _>(PREFIX, vars)?.validate()
     }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use pgdr_port_patch::{COMPONENT, Config};
+use pgdr_port_patch::{COMPONENT, Config, exit};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{COMPONENT}: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     pgdr_core::telemetry::init(
@@ -23,19 +23,19 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     match pgdr_port_patch::run(&settings).await {
         Ok(report) => {
             tracing::info!(summary = %report.summary(), "done");
             println!("{COMPONENT}: {}", report.summary());
-            ExitCode::SUCCESS
+            ExitCode::from(exit::OK)
         }
         Err(e) => {
-            tracing::error!(error = %e, "failed");
+            tracing::error!(error = %e, exit_code = e.exit_code(), "failed");
             println!("{COMPONENT}: FAILED: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The `pgdr-port-patch` binary as a Job runs it: environment in, exit code and summary out.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,10 @@ fn missing_or_bad_variables_exit_2_naming_them() {
     let (out, _) = run(&[
         ("PORT_PATCH_SCOPE", "demo"),
         ("PORT_PATCH_TUNNEL_SERVICE", "svc"),
+        (
+            "PORT_PATCH_PROMOTION_RECORD_CONFIGMAP",
+            "demo-promotion-record",
+        ),
         ("PORT_PATCH_BASE_CONFIG", "[]"),
         ("PORT_PATCH_LOG_FORMAT", "plain"),
     ]);
@@ -55,6 +61,10 @@ fn happy_path_exits_0_with_a_summary_and_json_logs() {
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("PORT_PATCH_SCOPE", "demo"),
         ("PORT_PATCH_TUNNEL_SERVICE", "demo-primary-gold"),
+        (
+            "PORT_PATCH_PROMOTION_RECORD_CONFIGMAP",
+            "demo-promotion-record",
+        ),
         ("PORT_PATCH_LABELS", "application=patroni"),
     ];
     let (out, took) = run(&vars);
@@ -95,6 +105,10 @@ fn failure_exits_non_zero() {
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("PORT_PATCH_SCOPE", "demo"),
         ("PORT_PATCH_TUNNEL_SERVICE", "demo-primary-gold"),
+        (
+            "PORT_PATCH_PROMOTION_RECORD_CONFIGMAP",
+            "demo-promotion-record",
+        ),
         ("PORT_PATCH_DEADLINE", "1s"),
         ("PORT_PATCH_LOG_FORMAT", "plain"),
     ]);

@@ -1,6 +1,8 @@
 //! port-patch against the in-memory API server: the scenarios of the issue, end to end through
 //! kube-rs and HTTP (fault injection included), without Patroni.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -23,11 +25,11 @@ fn server() -> ServerHandle {
 async fn client(server: &ServerHandle) -> Client {
     pgdr_core::tls::install_crypto_provider();
     let kc = Kubeconfig::from_yaml(&server.kubeconfig_yaml("site", NS)).unwrap();
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .unwrap();
-    cfg.read_timeout = Some(Duration::from_secs(5));
-    Client::try_from(cfg).unwrap()
+    // The production client: every request bounded, kube's own retries off.
+    pgdr_core::k8s::bounded(cfg, Duration::from_secs(5)).unwrap()
 }
 
 fn settings() -> Settings {
@@ -51,6 +53,8 @@ fn settings() -> Settings {
         deadline: pgdr_core::Dur::secs(10),
         request_timeout: pgdr_core::Dur::secs(5),
         force: false,
+        promotion_record_configmap: "demo-promotion-record".into(),
+        demote_promoted_site: false,
         log_format: pgdr_core::LogFormat::Plain,
     }
     .validate()
@@ -477,4 +481,71 @@ async fn forbidden_is_not_retried() {
     );
     let text = err.to_string();
     assert!(text.contains("Role/RoleBinding"), "{text}");
+}
+
+/// A flaky cluster answering 503 to every Event: the run still writes the config, succeeds, and
+/// finishes within its budget (an Event never fails or stalls a run).
+#[tokio::test]
+async fn events_answering_503_neither_fail_nor_stall_the_run() {
+    let server = server();
+    tunnel_service(&server, 5432, 5432);
+    server.faults().add(
+        Rule::new(Action::Fail {
+            status: 503,
+            retry_after: None,
+        })
+        .path_contains("/events"),
+    );
+    let started = Instant::now();
+    let report = run_with(client(&server).await, NS, &settings())
+        .await
+        .expect("the run succeeds without its Event");
+    assert!(
+        matches!(report.outcome, Outcome::Created { .. }),
+        "{report:?}"
+    );
+    assert_eq!(config_of(&server)["standby_cluster"], want_standby(5432));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "an Event held the run for {:?}",
+        started.elapsed()
+    );
+}
+
+fn promotion_record(server: &ServerHandle) {
+    create(
+        server,
+        "configmaps",
+        json!({"metadata": {"name": "demo-promotion-record",
+                            "annotations": {"helm.sh/resource-policy": "keep"}},
+               "data": {"confirmed_at": "2026-03-01T12:00:00Z", "site": "golddr", "peer": "gold"}}),
+    );
+}
+
+/// helm uninstall + reinstall with the standby values on a promoted site: the record survived,
+/// port-patch refuses to make it a standby again, and writes nothing.
+#[tokio::test]
+async fn promoted_site_is_not_made_a_standby_again_without_permission() {
+    let server = server();
+    tunnel_service(&server, 5432, 5432);
+    promotion_record(&server);
+    let err = run_with(client(&server).await, NS, &settings())
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, Error::PromotedSite { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("promoted at 2026-03-01T12:00:00Z") && text.contains("demotePromotedSite"),
+        "{text}"
+    );
+    assert_eq!(get(&server, "configmaps", "demo-config").0, 404);
+
+    // The explicit permission (a deliberate failback) lets it write.
+    let mut s = settings();
+    s.demote_promoted_site = true;
+    let report = run_with(client(&server).await, NS, &s).await.unwrap();
+    assert!(
+        matches!(report.outcome, Outcome::Created { .. }),
+        "{report:?}"
+    );
 }

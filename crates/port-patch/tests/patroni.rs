@@ -4,6 +4,8 @@
 //!
 //! Needs the tools from `scripts/deps.sh` (PostgreSQL binaries, the Patroni venv).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -57,6 +59,8 @@ fn settings() -> Settings {
         deadline: pgdr_core::Dur::secs(30),
         request_timeout: pgdr_core::Dur::secs(5),
         force: false,
+        promotion_record_configmap: "demo-promotion-record".into(),
+        demote_promoted_site: false,
         log_format: pgdr_core::LogFormat::Plain,
     }
     .validate()

@@ -1,6 +1,8 @@
 //! Request-level checks with a mocked API (tower-test): the exact requests port-patch sends,
 //! which the in-memory server cannot show as precisely (content type, body, query, order).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
@@ -30,6 +32,8 @@ fn settings() -> Settings {
         deadline: pgdr_core::Dur::secs(10),
         request_timeout: pgdr_core::Dur::secs(5),
         force: false,
+        promotion_record_configmap: "demo-promotion-record".into(),
+        demote_promoted_site: false,
         log_format: pgdr_core::LogFormat::Plain,
     }
     .validate()

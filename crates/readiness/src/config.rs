@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pgdr_core::config::{ConfigError, Dur, LogFormat, Secret};
+use pgdr_core::config::{ConfigError, Dur, LogFormat, Secret, Url};
 use pgdr_core::patroni::PatroniClientConfig;
 use serde::Deserialize;
 
-use crate::rules::{Role, Rules};
+use crate::decide::{Role, Rules};
 
 pub const PREFIX: &str = "READINESS_";
 
@@ -17,7 +17,7 @@ pub const PREFIX: &str = "READINESS_";
 pub struct Config {
     /// Base URL of the local Patroni REST API.
     #[serde(default = "default_patroni_url")]
-    pub patroni_url: String,
+    pub patroni_url: Url,
     #[serde(default)]
     pub patroni_username: Option<String>,
     #[serde(default)]
@@ -50,8 +50,8 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-fn default_patroni_url() -> String {
-    "http://127.0.0.1:8008".into()
+fn default_patroni_url() -> Url {
+    Url::new("http://127.0.0.1:8008")
 }
 fn default_listen() -> String {
     "0.0.0.0:8080".into()
@@ -80,7 +80,7 @@ pub struct Settings {
 }
 
 fn var(field: &str) -> String {
-    format!("{PREFIX}{}", field.to_uppercase())
+    pgdr_core::config::var(PREFIX, field)
 }
 
 impl Config {
@@ -95,11 +95,11 @@ impl Config {
                 format!("'{}' is not host:port ({e})", self.listen),
             )
         })?;
-        let url = self.patroni_url.trim().to_string();
+        let url = self.patroni_url.expose().trim().to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::invalid(
                 var("patroni_url"),
-                format!("'{url}' must start with http:// or https://"),
+                format!("'{}' must start with http:// or https://", self.patroni_url),
             ));
         }
         if self.patroni_password.is_some() && self.patroni_username.is_none() {
@@ -172,6 +172,15 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's table is the one list of variables; it must match the config struct.
+    #[test]
+    fn readme_documents_every_variable() {
+        let mut code = pgdr_core::config::variables::<Config>(PREFIX);
+        code.sort();
+        let doc = pgdr_core::config::documented_variables(include_str!("../README.md"), PREFIX);
+        assert_eq!(doc, code, "README.md's variable table and Config differ");
+    }
 
     fn parse(list: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = list

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use pgdr_core::exit;
 use pgdr_readiness::{COMPONENT, Config, VERSION};
 
 #[tokio::main(flavor = "current_thread")]
@@ -10,7 +11,7 @@ async fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{COMPONENT}: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     pgdr_core::telemetry::init(config.log_format, COMPONENT, VERSION, &config);
@@ -18,14 +19,14 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     match pgdr_readiness::run(settings, shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             tracing::error!(error = %e, "failed");
-            ExitCode::FAILURE
+            ExitCode::from(exit::FAILED)
         }
     }
 }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::rules::{Poll, Verdict};
+use crate::decide::{Poll, Verdict};
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -28,6 +28,7 @@ pub struct Metrics {
     timeline: Gauge,
     lag: FloatGauge,
     standby: FloatGauge,
+    replication_broken: FloatGauge,
     running: Gauge,
     polls: Family<Labels, Counter>,
     last_success: FloatGauge,
@@ -49,6 +50,7 @@ impl Metrics {
             timeline: Gauge::default(),
             lag: FloatGauge::default(),
             standby: FloatGauge::default(),
+            replication_broken: FloatGauge::default(),
             running: Gauge::default(),
             polls: Family::default(),
             last_success: FloatGauge::default(),
@@ -98,6 +100,11 @@ impl Metrics {
             m.standby.clone(),
         );
         r.register(
+            "replication_broken",
+            "1 if this member should stream WAL (standby leader or replica, running) but does not, 0 if it streams or does not replicate, NaN when unknown",
+            m.replication_broken.clone(),
+        );
+        r.register(
             "patroni_polls",
             "Polls of the Patroni REST API by result",
             m.polls.clone(),
@@ -115,6 +122,7 @@ impl Metrics {
         }
         m.lag.set(f64::NAN);
         m.standby.set(f64::NAN);
+        m.replication_broken.set(f64::NAN);
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -148,12 +156,15 @@ impl Metrics {
             self.running.set(0);
             self.lag.set(f64::NAN);
             self.standby.set(f64::NAN);
+            self.replication_broken.set(f64::NAN);
             return;
         };
         self.last_success.set(now.as_millisecond() as f64 / 1000.0);
         self.running.set((m.state == "running").into());
         self.timeline.set(m.timeline.map_or(0, |t| t as i64));
         self.lag.set(m.lag_bytes.map_or(f64::NAN, |l| l as f64));
+        self.replication_broken
+            .set(if m.replication_broken() { 1.0 } else { 0.0 });
         self.standby.set(
             m.standby_cluster
                 .map_or(f64::NAN, |s| if s { 1.0 } else { 0.0 }),
@@ -170,7 +181,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{MemberView, Role};
+    use crate::decide::{MemberView, Role};
 
     #[test]
     fn exposition_reflects_the_last_poll() {
@@ -208,6 +219,7 @@ mod tests {
             "pgdr_timeline 3",
             "pgdr_replication_lag_bytes 2048.0",
             "pgdr_standby_cluster 1.0",
+            "pgdr_replication_broken 0.0",
             "pgdr_patroni_polls_total{result=\"ok\"} 1",
             "pgdr_patroni_last_success_timestamp_seconds 1800000000.0",
             "# EOF",
@@ -233,6 +245,7 @@ mod tests {
             "pgdr_ready 0",
             "pgdr_role{role=\"replica\"} 0",
             "pgdr_replication_lag_bytes NaN",
+            "pgdr_replication_broken NaN",
             "pgdr_patroni_polls_total{result=\"error\"} 1",
         ] {
             assert!(

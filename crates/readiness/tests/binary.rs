@@ -1,5 +1,7 @@
 //! The `pgdr-readiness` binary as the Pod runs it: config errors exit 2, SIGTERM exits 0.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

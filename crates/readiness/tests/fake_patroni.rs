@@ -3,6 +3,8 @@
 //! stopped PostgreSQL, unreachable API). The same checks run against real Patroni in
 //! `tests/patroni.rs`.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,7 +65,7 @@ async fn fake_patroni(script: Shared) -> SocketAddr {
 
 fn settings(patroni: SocketAddr) -> Settings {
     let mut raw: Config = pgdr_core::config::from_vars("READINESS_", std::iter::empty()).unwrap();
-    raw.patroni_url = format!("http://{patroni}");
+    raw.patroni_url = pgdr_core::Url::new(format!("http://{patroni}"));
     raw.listen = "127.0.0.1:0".into();
     raw.poll_interval = Dur::millis(100);
     raw.request_timeout = Dur::millis(500);

@@ -3,6 +3,8 @@
 //!
 //! Needs the tools from `scripts/deps.sh` (PostgreSQL binaries, the Patroni venv).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ struct Sidecar {
 
 fn sidecar(rt: &tokio::runtime::Runtime, node: &PatroniNode, site: &str) -> Sidecar {
     let mut raw: Config = pgdr_core::config::from_vars("READINESS_", std::iter::empty()).unwrap();
-    raw.patroni_url = format!("http://{}", node.rest_addr());
+    raw.patroni_url = pgdr_core::Url::new(format!("http://{}", node.rest_addr()));
     raw.poll_interval = Dur::millis(200);
     raw.request_timeout = Dur::secs(2);
     raw.site = site.into();

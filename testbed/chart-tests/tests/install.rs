@@ -3,6 +3,8 @@
 //! Workloads do not run here (no controllers): the drill does that. Hooks are skipped for the
 //! same reason (the port-patch Job would never complete).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use pgdr_chart_tests::{NAMESPACE, RELEASE, chart_dir, helm};
 use serde_json::{Value, json};
 use std::path::Path;

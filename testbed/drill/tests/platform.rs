@@ -2,6 +2,8 @@
 //! connection from the peer site reaching the primary site's NodePort Service through the tunnel,
 //! cut/heal and a port change.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

@@ -6,6 +6,8 @@
 //! promote leave the sites as they found them (Gold primary, GoldDR streaming), which each one
 //! checks before the next starts.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -5,6 +5,8 @@
 //! (as Patroni does every loop), over one keep-alive connection; every watcher watches all
 //! ConfigMaps of the namespace and counts the events it receives.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

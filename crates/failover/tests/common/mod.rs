@@ -107,6 +107,12 @@ pub fn settings(extra: &[(&str, &str)]) -> Settings {
             creds.replication_password.as_str(),
         ),
         ("FAILOVER_PEER_SLOT_NAME", "standby_gold"),
+        (
+            "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+            "golddr-promotion-record",
+        ),
+        // These tests exercise the tunnel probe and the stream; witnesses have unit tests.
+        ("FAILOVER_ALLOW_NO_WITNESS", "true"),
         ("FAILOVER_SAMPLE_INTERVAL", "200ms"),
         ("FAILOVER_SAMPLES_PER_RUN", "5"),
         ("FAILOVER_FAILURE_THRESHOLD", "3"),
@@ -134,14 +140,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub async fn client(server: &ServerHandle) -> Client {
-    pgdr_core::tls::install_crypto_provider();
     let kc = Kubeconfig::from_yaml(&server.kubeconfig_yaml("site", NS_B)).unwrap();
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .unwrap();
-    cfg.read_timeout = Some(Duration::from_secs(3));
-    cfg.connect_timeout = Some(Duration::from_secs(3));
-    Client::try_from(cfg).unwrap()
+    // The production client: every request bounded, kube's own retries off.
+    pgdr_core::k8s::bounded(cfg, Duration::from_secs(3)).unwrap()
 }
 
 pub fn init_logs() {

@@ -4,6 +4,7 @@
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use pgdr_core::dynamic_config::{self, MalformedConfig, STANDBY_CLUSTER};
+pub use pgdr_core::promotion_record::PromotionRecord;
 use serde_json::{Map, Value};
 
 use crate::config::{HostMode, PortField};
@@ -142,10 +143,51 @@ pub enum Refusal {
     NotStandbyUnconfirmed {
         leader: Option<LeaderState>,
     },
+    /// The failover CronJob promoted this site (durable record); adding `standby_cluster` would
+    /// make it follow the peer again, which needs explicit permission.
+    PromotedSite {
+        record: Box<PromotionRecord>,
+    },
+}
+
+impl Plan {
+    /// The write would turn a site that is not a standby cluster into one: a new config, or
+    /// `standby_cluster` added where Patroni's rule says there was none.
+    pub fn adds_standby_cluster(&self) -> bool {
+        match self {
+            Plan::Create { .. } => true,
+            Plan::Update { before, .. } => {
+                let mut was = Map::new();
+                if let Some(sc) = before {
+                    was.insert(STANDBY_CLUSTER.to_string(), sc.clone());
+                }
+                !dynamic_config::is_standby_cluster(&was)
+            }
+            Plan::Unchanged { .. } | Plan::LeavePromoted { .. } => false,
+        }
+    }
+}
+
+/// Second look, taken only when `plan` would add `standby_cluster`: a site with a confirmed
+/// promotion record stays a primary site unless demotion is explicitly allowed
+/// (`PORT_PATCH_DEMOTE_PROMOTED_SITE`). `PORT_PATCH_FORCE` does not override it.
+pub fn check_promotion_record(
+    plan: Plan,
+    record: Option<&PromotionRecord>,
+    demote_allowed: bool,
+) -> Result<Plan, Refusal> {
+    match record {
+        Some(record) if plan.adds_standby_cluster() && !demote_allowed => {
+            Err(Refusal::PromotedSite {
+                record: Box::new(record.clone()),
+            })
+        }
+        _ => Ok(plan),
+    }
 }
 
 /// Decides what to write. `base` seeds a config that does not exist yet.
-pub fn plan(
+pub fn decide(
     obs: &Observed,
     target: &Target,
     base: &Map<String, Value>,
@@ -364,7 +406,7 @@ mod tests {
              Want::Malformed),
         ];
         for (name, obs, force, want) in cases {
-            let got = match plan(&obs, &target(), &base, force) {
+            let got = match decide(&obs, &target(), &base, force) {
                 Ok(Plan::Create { config }) => Want::Create(Value::Object(config)),
                 Ok(Plan::Update {
                     config,
@@ -381,9 +423,59 @@ mod tests {
                 }
                 Err(Refusal::Malformed(_)) => Want::Malformed,
                 Err(Refusal::NotStandbyUnconfirmed { .. }) => Want::Unconfirmed,
+                Err(Refusal::PromotedSite { .. }) => {
+                    unreachable!("only check_promotion_record refuses so")
+                }
             };
             assert_eq!(got, want, "case: {name}");
         }
+    }
+
+    /// A site the failover promoted keeps its record through `helm uninstall`; a reinstall
+    /// with the standby values must not turn it back into a standby by accident.
+    #[test]
+    fn promotion_record_table() {
+        let record = PromotionRecord {
+            confirmed_at: "2026-03-01T12:00:00Z".into(),
+            site: "golddr".into(),
+            ..PromotionRecord::default()
+        };
+        let base = Map::new();
+        let standby = cm(
+            Some("7711"),
+            Some(json!({"standby_cluster": {"host": "old", "port": 1}})),
+        );
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Observed, Option<&PromotionRecord>, bool, bool)> = vec![
+            // (name, observed, record, demote allowed, refused)
+            ("record + reinstall (no ConfigMap): refused", Observed { config_map: None, leader: None }, Some(&record), false, true),
+            ("record + config without standby_cluster, not initialized: refused",
+             Observed { config_map: cm(None, Some(json!({"ttl": 20}))), leader: None }, Some(&record), false, true),
+            ("record + demotion allowed: written", Observed { config_map: None, leader: None }, Some(&record), true, false),
+            ("record + already a standby (port change): written", Observed { config_map: standby.clone(), leader: None }, Some(&record), false, false),
+            ("no record: written", Observed { config_map: None, leader: None }, None, false, false),
+        ];
+        for (name, obs, rec, demote, refused) in cases {
+            let plan = decide(&obs, &target(), &base, false).expect(name);
+            let got = check_promotion_record(plan, rec, demote);
+            assert_eq!(
+                matches!(got, Err(Refusal::PromotedSite { .. })),
+                refused,
+                "{name}: {got:?}"
+            );
+        }
+        // force does not override the record.
+        let plan = decide(
+            &Observed {
+                config_map: None,
+                leader: None,
+            },
+            &target(),
+            &base,
+            true,
+        )
+        .unwrap();
+        assert!(check_promotion_record(plan, Some(&record), false).is_err());
     }
 
     #[test]
@@ -393,7 +485,7 @@ mod tests {
             config_map: cm(None, None),
             leader: None,
         };
-        let Ok(Plan::Update { config, .. }) = plan(&obs, &target(), &base, false) else {
+        let Ok(Plan::Update { config, .. }) = decide(&obs, &target(), &base, false) else {
             panic!("first run should update");
         };
         obs.config_map = cm(
@@ -401,7 +493,7 @@ mod tests {
             Some(Value::String(dynamic_config::render(&config))),
         );
         assert!(matches!(
-            plan(&obs, &target(), &base, false),
+            decide(&obs, &target(), &base, false),
             Ok(Plan::Unchanged { .. })
         ));
     }

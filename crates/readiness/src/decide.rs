@@ -51,6 +51,19 @@ pub struct MemberView {
     pub cluster_unlocked: bool,
 }
 
+impl MemberView {
+    /// Replication broken, as far as this member can see: it should receive WAL (a standby
+    /// leader or a replica with PostgreSQL running) but its WAL receiver is not streaming. The
+    /// sidecar sees only its own Patroni, so this does not say why (primary site down, tunnel
+    /// cut, or the stream rejected while the primary answers); the failover CronJob, which also
+    /// probes the primary, tells those apart (its `ReplicationBroken` Event).
+    pub fn replication_broken(&self) -> bool {
+        matches!(self.role, Role::StandbyLeader | Role::Replica)
+            && self.state == "running"
+            && self.replication_state.as_deref() != Some("streaming")
+    }
+}
+
 /// The outcome of the latest poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Poll {
@@ -86,7 +99,7 @@ impl Verdict {
 }
 
 /// `age` is the time since the poll in `poll` completed.
-pub fn assess(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
+pub fn decide(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
     let m = match poll {
         Poll::NotYet => return Verdict::no("Patroni not polled yet"),
         Poll::Unreachable(e) => return Verdict::no(format!("Patroni unreachable: {e}")),
@@ -213,21 +226,42 @@ mod tests {
             ("stale primary", member("running", "primary", None), Duration::from_secs(11), rules(), false, false),
         ];
         for (name, poll, age, rules, ready, primary) in cases {
-            let v = assess(&poll, age, &rules);
+            let v = decide(&poll, age, &rules);
             assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
             assert!(!v.reason.is_empty(), "{name}");
         }
     }
 
     #[test]
+    fn replication_broken_table() {
+        let cases = [
+            ("standby_leader", "running", Some("streaming"), false),
+            ("standby_leader", "running", None, true),
+            ("standby_leader", "running", Some("stopped"), true),
+            ("replica", "running", Some("streaming"), false),
+            ("replica", "running", Some("in archive recovery"), true),
+            // Not replicating by role, or PostgreSQL not running: nothing to say.
+            ("primary", "running", None, false),
+            ("standby_leader", "starting", None, false),
+        ];
+        for (role, state, stream, want) in cases {
+            let Poll::Reachable(mut m) = member(state, role, None) else {
+                unreachable!()
+            };
+            m.replication_state = stream.map(str::to_string);
+            assert_eq!(m.replication_broken(), want, "{role} {state} {stream:?}");
+        }
+    }
+
+    #[test]
     fn reasons_say_why() {
-        let v = assess(
+        let v = decide(
             &Poll::Unreachable("timeout".into()),
             Duration::ZERO,
             &rules(),
         );
         assert_eq!(v.reason, "Patroni unreachable: timeout");
-        let v = assess(
+        let v = decide(
             &member("running", "replica", Some(5000)),
             Duration::ZERO,
             &rules(),
