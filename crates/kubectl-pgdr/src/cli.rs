@@ -153,17 +153,46 @@ mod tests {
     #[test]
     fn parses_the_issue_commands() {
         let cli = Cli::try_parse_from([
-            "kubectl-pgdr", "status", "--site", "gold=a", "--site", "golddr=b", "-o", "json",
+            "kubectl-pgdr",
+            "status",
+            "--site",
+            "gold=a",
+            "--site",
+            "golddr=b",
+            "-o",
+            "json",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Command::Status { output: Output::Json, .. }));
+        assert!(matches!(
+            cli.command,
+            Command::Status {
+                output: Output::Json,
+                ..
+            }
+        ));
         assert_eq!(cli.settings().unwrap().sites[1].name, "golddr");
         let cli = Cli::try_parse_from(["kubectl-pgdr", "switchover", "--resume"]).unwrap();
-        assert!(matches!(cli.command, Command::Switchover { resume: true, to: None, .. }));
+        assert!(matches!(
+            cli.command,
+            Command::Switchover {
+                resume: true,
+                to: None,
+                ..
+            }
+        ));
         assert!(Cli::try_parse_from(["kubectl-pgdr", "switchover"]).is_err());
-        let cli = Cli::try_parse_from(["kubectl-pgdr", "promote", "golddr", "--force", "--yes"]).unwrap();
-        assert!(matches!(cli.command, Command::Promote { force: true, yes: true, .. }));
-        let cli = Cli::try_parse_from(["kubectl-pgdr", "--tunnel-host-mode", "clusterIP", "hold"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["kubectl-pgdr", "promote", "golddr", "--force", "--yes"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Promote {
+                force: true,
+                yes: true,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["kubectl-pgdr", "--tunnel-host-mode", "clusterIP", "hold"])
+            .unwrap();
         assert_eq!(cli.tunnel_host_mode, Some(HostMode::ClusterIp));
         assert!(Cli::try_parse_from(["kubectl-pgdr", "--tunnel-host-mode", "ip", "hold"]).is_err());
     }

@@ -316,7 +316,10 @@ mod tests {
         assert_eq!(dr.scope, "db");
         assert_eq!(dr.tunnel_service, "db-gold");
         assert_eq!(dr.tunnel_host_mode, HostMode::ClusterIp);
-        assert_eq!(s.site("gold").unwrap().namespace.as_deref(), Some("abc123-prod"));
+        assert_eq!(
+            s.site("gold").unwrap().namespace.as_deref(),
+            Some("abc123-prod")
+        );
         let over = Overrides {
             namespace: Some("x".into()),
             ..Overrides::default()
@@ -335,14 +338,23 @@ mod tests {
             resolve(None, &flags(&[("Gold", "a"), ("x", "b")])),
             Err(ConfigError::BadName(_))
         ));
-        assert!(matches!(parse_site_flag("gold"), Err(ConfigError::BadSiteFlag(_))));
-        assert!(matches!(parse_site_flag("=a"), Err(ConfigError::BadSiteFlag(_))));
+        assert!(matches!(
+            parse_site_flag("gold"),
+            Err(ConfigError::BadSiteFlag(_))
+        ));
+        assert!(matches!(
+            parse_site_flag("=a"),
+            Err(ConfigError::BadSiteFlag(_))
+        ));
         assert_eq!(
             parse_site_flag("gold=a=b").unwrap(),
             ("gold".to_string(), "a=b".to_string())
         );
         let s = resolve(None, &flags(&[("gold", "a"), ("golddr", "b")])).unwrap();
-        assert!(matches!(s.site("nope"), Err(ConfigError::UnknownSite { .. })));
+        assert!(matches!(
+            s.site("nope"),
+            Err(ConfigError::UnknownSite { .. })
+        ));
         assert!(serde_saphyr::from_str::<FileConfig>("sitez: []\n").is_err());
     }
 }

@@ -29,19 +29,25 @@ pub enum Error {
         object: String,
         what: &'static str,
     },
-    #[error("site {site}: the config annotation of ConfigMap {object} cannot be used ({reason}); nothing was changed, fix it with `kubectl edit cm {object}`")]
+    #[error(
+        "site {site}: the config annotation of ConfigMap {object} cannot be used ({reason}); nothing was changed, fix it with `kubectl edit cm {object}`"
+    )]
     Malformed {
         site: String,
         object: String,
         reason: String,
     },
-    #[error("site {site}: ConfigMap {object} kept changing under us ({attempts} compare-and-set attempts lost); nothing was overwritten, run the command again")]
+    #[error(
+        "site {site}: ConfigMap {object} kept changing under us ({attempts} compare-and-set attempts lost); nothing was overwritten, run the command again"
+    )]
     Contention {
         site: String,
         object: String,
         attempts: u32,
     },
-    #[error("site {site}: the tunnel Service {service} {reason}; the platform creates it from the TransportServerClaim")]
+    #[error(
+        "site {site}: the tunnel Service {service} {reason}; the platform creates it from the TransportServerClaim"
+    )]
     Tunnel {
         site: String,
         service: String,
@@ -49,9 +55,13 @@ pub enum Error {
     },
     #[error("refused, nothing was changed: {0}")]
     Refused(String),
-    #[error("switchover stopped at step {step}: {reason}. The holds stay in place; once resolved, run `kubectl pgdr switchover --resume`")]
+    #[error(
+        "switchover stopped at step {step}: {reason}. The holds stay in place; once resolved, run `kubectl pgdr switchover --resume`"
+    )]
     Stuck { step: &'static str, reason: String },
-    #[error("{what} did not happen within {timeout:?} (last seen: {last}). Nothing is undone; check `kubectl pgdr status`, then {next}")]
+    #[error(
+        "{what} did not happen within {timeout:?} (last seen: {last}). Nothing is undone; check `kubectl pgdr status`, then {next}"
+    )]
     Timeout {
         what: String,
         timeout: Duration,

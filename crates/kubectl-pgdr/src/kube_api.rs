@@ -39,7 +39,9 @@ pub async fn connect(site: &Site, timeout: Duration) -> Result<SiteClient, Error
         reason,
     };
     let kubeconfig = match &site.kubeconfig {
-        Some(path) => Kubeconfig::read_from(path).map_err(|e| fail(format!("{}: {e}", path.display())))?,
+        Some(path) => {
+            Kubeconfig::read_from(path).map_err(|e| fail(format!("{}: {e}", path.display())))?
+        }
         None => Kubeconfig::read().map_err(|e| fail(e.to_string()))?,
     };
     let options = KubeConfigOptions {
@@ -149,7 +151,9 @@ impl SiteClient {
                 });
             }
             Ok(None) => {}
-            Err(e) => tracing::debug!(site = %self.site.name, error = %e, "switchover record not readable"),
+            Err(e) => {
+                tracing::debug!(site = %self.site.name, error = %e, "switchover record not readable")
+            }
         }
         obs
     }
@@ -250,7 +254,11 @@ impl SiteClient {
     /// Writes the switchover record. With `expected = Some(rv)` only over that version, with
     /// `Some("")` only if the ConfigMap does not exist yet; `None` writes unconditionally (the
     /// mirror copy). `Ok(false)`: someone else wrote first.
-    pub async fn write_progress(&self, p: &Progress, expected: Option<&str>) -> Result<bool, Error> {
+    pub async fn write_progress(
+        &self,
+        p: &Progress,
+        expected: Option<&str>,
+    ) -> Result<bool, Error> {
         let name = self.site.switchover_map();
         let api = self.api::<ConfigMap>();
         let text = progress::render(p);
@@ -267,8 +275,14 @@ impl SiteClient {
                     metadata: kube::api::ObjectMeta {
                         name: Some(name.clone()),
                         labels: Some(BTreeMap::from([
-                            ("app.kubernetes.io/part-of".to_string(), "patroni-dr".to_string()),
-                            ("app.kubernetes.io/component".to_string(), "switchover".to_string()),
+                            (
+                                "app.kubernetes.io/part-of".to_string(),
+                                "patroni-dr".to_string(),
+                            ),
+                            (
+                                "app.kubernetes.io/component".to_string(),
+                                "switchover".to_string(),
+                            ),
                         ])),
                         ..Default::default()
                     },

@@ -38,7 +38,10 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
     let pair = Pair2 { sites: [a?, b?] };
     let site_ok = |name: &str| settings.site(name).map(|_| ());
     match &cli.command {
-        Command::Status { output, max_lag_bytes } => {
+        Command::Status {
+            output,
+            max_lag_bytes,
+        } => {
             let healthy = run::status(&pair, &settings, *output, *max_lag_bytes, io).await?;
             Ok(if healthy { EXIT_OK } else { EXIT_FAIL })
         }
@@ -57,7 +60,16 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
         }
         Command::Unfence { site, yes, timeout } => {
             site_ok(site)?;
-            run::promote(&pair, site, false, false, *yes, Duration::from_secs(*timeout), io).await?;
+            run::promote(
+                &pair,
+                site,
+                false,
+                false,
+                *yes,
+                Duration::from_secs(*timeout),
+                io,
+            )
+            .await?;
             Ok(EXIT_OK)
         }
         Command::Promote {
@@ -67,7 +79,16 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
             timeout,
         } => {
             site_ok(site)?;
-            run::promote(&pair, site, true, *force, *yes, Duration::from_secs(*timeout), io).await?;
+            run::promote(
+                &pair,
+                site,
+                true,
+                *force,
+                *yes,
+                Duration::from_secs(*timeout),
+                io,
+            )
+            .await?;
             Ok(EXIT_OK)
         }
         Command::Switchover {

@@ -232,7 +232,9 @@ pub fn fmt_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
-fn annotations(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> BTreeMap<String, String> {
+fn annotations(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> BTreeMap<String, String> {
     meta.annotations.clone().unwrap_or_default()
 }
 
@@ -451,7 +453,10 @@ pub mod tests {
         .unwrap();
         let m = member_from(&pod);
         assert!(m.is_standby_leader() && m.is_streaming());
-        assert_eq!((m.timeline, m.replay_lsn, m.receive_lsn), (Some(2), Some(50331744), Some(50331648)));
+        assert_eq!(
+            (m.timeline, m.replay_lsn, m.receive_lsn),
+            (Some(2), Some(50331744), Some(50331648))
+        );
         let bare: Pod = serde_json::from_value(json!({"metadata": {"name": "p-1"}})).unwrap();
         assert!(member_from(&bare).status_problem.is_some());
 
@@ -461,7 +466,9 @@ pub mod tests {
         let c = config_from(&cm);
         assert!(c.is_standby());
         assert_eq!(c.resource_version, "9");
-        let bad: ConfigMap = serde_json::from_value(json!({"metadata": {"annotations": {"config": "{nope"}}})).unwrap();
+        let bad: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"annotations": {"config": "{nope"}}}))
+                .unwrap();
         assert!(config_from(&bad).config.is_err());
 
         let state: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "st", "annotations": {HOLD_ANNOTATION: "True"}},
@@ -470,7 +477,10 @@ pub mod tests {
         let a = agent_from(Some(&state), None);
         assert!(a.installed && a.hold);
         assert_eq!(a.last_known_lag_bytes, Some(42));
-        assert_eq!(a.last_decision.unwrap().reasons, vec!["streaming".to_string()]);
+        assert_eq!(
+            a.last_decision.unwrap().reasons,
+            vec!["streaming".to_string()]
+        );
         assert_eq!(fmt_lsn(50331744), "0/3000060");
         assert_eq!(fmt_lsn((1 << 32) + 16), "1/10");
     }

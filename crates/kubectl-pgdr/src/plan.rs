@@ -25,12 +25,20 @@ pub struct Request {
 /// The API operation a step needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    SetHold { sites: Vec<String> },
+    SetHold {
+        sites: Vec<String>,
+    },
     /// Add `standby_cluster` pointing at the peer through this site's tunnel.
-    Demote { site: String },
+    Demote {
+        site: String,
+    },
     /// Remove `standby_cluster` and declare the slot for the peer.
-    Promote { site: String },
-    ReleaseHold { sites: Vec<String> },
+    Promote {
+        site: String,
+    },
+    ReleaseHold {
+        sites: Vec<String>,
+    },
 }
 
 /// The next thing to do.
@@ -42,8 +50,13 @@ pub enum Next {
         warnings: Vec<String>,
     },
     /// Record a new version of the progress (a step advanced or a fact was learnt).
-    Record { progress: Progress },
-    Act { action: Action, why: String },
+    Record {
+        progress: Progress,
+    },
+    Act {
+        action: Action,
+        why: String,
+    },
     Wait(String),
     /// Finished (now or earlier).
     Done(String),
@@ -67,7 +80,10 @@ pub fn lag_bytes(primary: &SiteObs, standby: &SiteObs) -> Option<u64> {
 }
 
 /// Picks the switchover's direction from the request and what is observed.
-pub fn direction(req: &Request, progress: Option<&Progress>) -> Result<Option<(String, String)>, String> {
+pub fn direction(
+    req: &Request,
+    progress: Option<&Progress>,
+) -> Result<Option<(String, String)>, String> {
     match (progress.filter(|p| !p.is_finished()), &req.to) {
         (Some(p), Some(to)) if &p.to != to => Err(format!(
             "a switchover from {} to {} is in progress (step {}); finish it with `kubectl pgdr switchover --resume` before starting another",
@@ -88,10 +104,16 @@ fn preflight(pair: &Pair, req: &Request) -> Result<(Vec<String>, u64, u64), Stri
             return Err(format!("site {} cannot be read: {e}", s.site));
         }
         if let Some(Err(e)) = s.config.as_ref().map(|c| &c.config) {
-            return Err(format!("site {}: {e}; fix the config annotation first", s.site));
+            return Err(format!(
+                "site {}: {e}; fix the config annotation first",
+                s.site
+            ));
         }
         if s.config.as_ref().is_some_and(|c| c.paused()) {
-            return Err(format!("site {}: Patroni is paused (pause: true); resume it first", s.site));
+            return Err(format!(
+                "site {}: Patroni is paused (pause: true); resume it first",
+                s.site
+            ));
         }
     }
     if from.role() != Role::Primary {
@@ -102,11 +124,17 @@ fn preflight(pair: &Pair, req: &Request) -> Result<(Vec<String>, u64, u64), Stri
         ));
     }
     if to.writable().is_some() {
-        return Err(format!("site {} is also writable: split brain; resolve it before any switchover", to.site));
+        return Err(format!(
+            "site {} is also writable: split brain; resolve it before any switchover",
+            to.site
+        ));
     }
     let primary = from.writable().expect("role primary has a writable member");
     let source_tl = primary.timeline.ok_or_else(|| {
-        format!("site {}: the primary publishes no timeline yet; retry in a few seconds", from.site)
+        format!(
+            "site {}: the primary publishes no timeline yet; retry in a few seconds",
+            from.site
+        )
     })?;
     let source_lsn = primary.xlog_location.unwrap_or(0);
     let Some(leader) = to.leader_member().filter(|m| m.is_standby_leader()) else {
@@ -183,8 +211,15 @@ pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timest
     let active = progress.filter(|p| !p.is_finished());
     // Two writable sites at any point: stop everything.
     if from.writable().is_some() && to.writable().is_some() {
-        let msg = format!("both {} and {} are writable (split brain)", from.site, to.site);
-        return if active.is_some() { Next::Stuck(msg) } else { Next::Refuse(msg) };
+        let msg = format!(
+            "both {} and {} are writable (split brain)",
+            from.site, to.site
+        );
+        return if active.is_some() {
+            Next::Stuck(msg)
+        } else {
+            Next::Refuse(msg)
+        };
     }
     let Some(p) = active else {
         if req.resume {
@@ -193,13 +228,20 @@ pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timest
                     "nothing to resume: the switchover from {} to {} finished{}",
                     done.from,
                     done.to,
-                    done.finished_at.map(|t| format!(" at {t}")).unwrap_or_default()
+                    done.finished_at
+                        .map(|t| format!(" at {t}"))
+                        .unwrap_or_default()
                 )),
-                None => Next::Refuse("nothing to resume: no switchover is recorded on either site".into()),
+                None => Next::Refuse(
+                    "nothing to resume: no switchover is recorded on either site".into(),
+                ),
             };
         }
         if to.role() == Role::Primary && matches!(from.role(), Role::Standby | Role::Fenced) {
-            return Next::Done(format!("site {} is already the primary; nothing to do", to.site));
+            return Next::Done(format!(
+                "site {} is already the primary; nothing to do",
+                to.site
+            ));
         }
         return match preflight(pair, req) {
             Err(reason) => Next::Refuse(reason),
@@ -271,14 +313,26 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
         Step::Demote => {
             if from.is_standby_configured() {
                 return Next::Record {
-                    progress: advance(p, Step::Token, now, format!("{} configured as a standby cluster", from.site)),
+                    progress: advance(
+                        p,
+                        Step::Token,
+                        now,
+                        format!("{} configured as a standby cluster", from.site),
+                    ),
                 };
             }
             if to.writable().is_some() {
-                return Next::Stuck(format!("site {} became writable before {} was demoted", to.site, from.site));
+                return Next::Stuck(format!(
+                    "site {} became writable before {} was demoted",
+                    to.site, from.site
+                ));
             }
             let Some(primary) = from.writable() else {
-                return Next::Wait(format!("site {} has no running primary to demote ({})", from.site, from.role().as_str()));
+                return Next::Wait(format!(
+                    "site {} has no running primary to demote ({})",
+                    from.site,
+                    from.role().as_str()
+                ));
             };
             if p.source_lsn_before_demote.is_none() {
                 let mut rec = p.clone();
@@ -287,16 +341,27 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
                 return Next::Record { progress: rec };
             }
             Next::Act {
-                action: Action::Demote { site: from.site.clone() },
-                why: format!("demote {} (clean shutdown, then a standby leader following {})", from.site, to.site),
+                action: Action::Demote {
+                    site: from.site.clone(),
+                },
+                why: format!(
+                    "demote {} (clean shutdown, then a standby leader following {})",
+                    from.site, to.site
+                ),
             }
         }
         Step::Token => {
             let Some(leader) = from.leader_member() else {
-                return Next::Wait(format!("{}: waiting for a leader after the demote", from.site));
+                return Next::Wait(format!(
+                    "{}: waiting for a leader after the demote",
+                    from.site
+                ));
             };
             if leader.is_writable() {
-                return Next::Wait(format!("{} still runs as a primary; Patroni demotes it within a loop", from.site));
+                return Next::Wait(format!(
+                    "{} still runs as a primary; Patroni demotes it within a loop",
+                    from.site
+                ));
             }
             if !leader.is_standby_leader() {
                 return Next::Wait(format!(
@@ -308,7 +373,10 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
                 ));
             }
             let (Some(tl), Some(lsn)) = (leader.timeline, leader.replayed()) else {
-                return Next::Wait(format!("{}: the standby leader publishes no position yet", from.site));
+                return Next::Wait(format!(
+                    "{}: the standby leader publishes no position yet",
+                    from.site
+                ));
             };
             if p.source_timeline.is_some_and(|t| t != tl) {
                 return Next::Stuck(format!(
@@ -317,7 +385,9 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
                     p.source_timeline.unwrap_or_default()
                 ));
             }
-            if p.source_lsn_before_demote.is_some_and(|before| lsn < before) {
+            if p.source_lsn_before_demote
+                .is_some_and(|before| lsn < before)
+            {
                 return Next::Stuck(format!(
                     "{}'s position after the demote ({}) is before its last write position ({}): not a clean demote",
                     from.site,
@@ -337,10 +407,17 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
         Step::CatchUp => {
             let token = p.token.expect("catch-up always has a token");
             if to.writable().is_some() {
-                return Next::Stuck(format!("site {} became writable before the catch-up was confirmed", to.site));
+                return Next::Stuck(format!(
+                    "site {} became writable before the catch-up was confirmed",
+                    to.site
+                ));
             }
             let Some(leader) = to.leader_member().filter(|m| m.is_standby_leader()) else {
-                return Next::Wait(format!("{}: no running standby leader ({})", to.site, to.role().as_str()));
+                return Next::Wait(format!(
+                    "{}: no running standby leader ({})",
+                    to.site,
+                    to.role().as_str()
+                ));
             };
             let replayed = leader.replayed().unwrap_or(0);
             let received = leader.receive_lsn.unwrap_or(0);
@@ -366,7 +443,11 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
                             p,
                             Step::Promote,
                             now,
-                            format!("{} replayed exactly up to {} on timeline {tl}", to.site, fmt_lsn(token.lsn)),
+                            format!(
+                                "{} replayed exactly up to {} on timeline {tl}",
+                                to.site,
+                                fmt_lsn(token.lsn)
+                            ),
                         ),
                     };
                 }
@@ -399,15 +480,25 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
         }
         Step::Promote => {
             if from.writable().is_some() {
-                return Next::Stuck(format!("{} is writable again: refusing to promote {}", from.site, to.site));
+                return Next::Stuck(format!(
+                    "{} is writable again: refusing to promote {}",
+                    from.site, to.site
+                ));
             }
             if !to.is_standby_configured() {
                 return Next::Record {
-                    progress: advance(p, Step::Promoted, now, format!("{} no longer configured as a standby", to.site)),
+                    progress: advance(
+                        p,
+                        Step::Promoted,
+                        now,
+                        format!("{} no longer configured as a standby", to.site),
+                    ),
                 };
             }
             Next::Act {
-                action: Action::Promote { site: to.site.clone() },
+                action: Action::Promote {
+                    site: to.site.clone(),
+                },
                 why: format!("promote {}", to.site),
             }
         }
@@ -431,14 +522,18 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
         Step::Verify => {
             let want = p.new_timeline.unwrap_or_default();
             match from.leader_member() {
-                Some(l) if l.is_standby_leader() && l.is_streaming() && l.timeline == Some(want) => Next::Record {
-                    progress: advance(
-                        p,
-                        Step::Release,
-                        now,
-                        format!("{} streams from {} on timeline {want}", from.site, to.site),
-                    ),
-                },
+                Some(l)
+                    if l.is_standby_leader() && l.is_streaming() && l.timeline == Some(want) =>
+                {
+                    Next::Record {
+                        progress: advance(
+                            p,
+                            Step::Release,
+                            now,
+                            format!("{} streams from {} on timeline {want}", from.site, to.site),
+                        ),
+                    }
+                }
                 Some(l) => Next::Wait(format!(
                     "{}: {} is {} / {}, replication {}, timeline {} (want {want})",
                     from.site,
@@ -459,7 +554,9 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
                 .collect();
             if ours.is_empty() {
                 let msg = match p.forced_loss_bytes {
-                    Some(b) => format!("switchover complete (forced: up to {b} bytes were not replayed)"),
+                    Some(b) => {
+                        format!("switchover complete (forced: up to {b} bytes were not replayed)")
+                    }
                     None => "switchover complete, nothing lost".to_string(),
                 };
                 Next::Record {
@@ -478,12 +575,20 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
 
 /// Checks before `promote SITE` / `unfence SITE` (removing `standby_cluster`). A peer that is
 /// visibly writable is never overridden: promoting then is a split brain.
-pub fn check_promote(site: &SiteObs, peer: &SiteObs, force_needed: bool, force: bool) -> Result<Vec<String>, String> {
+pub fn check_promote(
+    site: &SiteObs,
+    peer: &SiteObs,
+    force_needed: bool,
+    force: bool,
+) -> Result<Vec<String>, String> {
     if let Some(e) = &site.error {
         return Err(format!("site {} cannot be read: {e}", site.site));
     }
     let Some(cfg) = &site.config else {
-        return Err(format!("site {} has no Patroni config ConfigMap", site.site));
+        return Err(format!(
+            "site {} has no Patroni config ConfigMap",
+            site.site
+        ));
     };
     if let Err(e) = &cfg.config {
         return Err(format!("site {}: {e}; nothing was changed", site.site));
@@ -502,7 +607,10 @@ pub fn check_promote(site: &SiteObs, peer: &SiteObs, force_needed: bool, force: 
     }
     let mut notes = Vec::new();
     if let Some(e) = &peer.error {
-        notes.push(format!("site {} cannot be read ({e}): make sure it is really down or fenced", peer.site));
+        notes.push(format!(
+            "site {} cannot be read ({e}): make sure it is really down or fenced",
+            peer.site
+        ));
     }
     match (site.leader_member(), peer.writable()) {
         (Some(l), _) if l.is_standby_leader() => notes.push(format!(
@@ -512,8 +620,13 @@ pub fn check_promote(site: &SiteObs, peer: &SiteObs, force_needed: bool, force: 
             l.replayed().map_or("?".into(), fmt_lsn),
             l.timeline.map_or("?".into(), |t| t.to_string())
         )),
-        (Some(l), _) if l.is_writable() => notes.push(format!("{} already runs as a primary", site.site)),
-        _ => notes.push(format!("{} has no running standby leader right now", site.site)),
+        (Some(l), _) if l.is_writable() => {
+            notes.push(format!("{} already runs as a primary", site.site))
+        }
+        _ => notes.push(format!(
+            "{} has no running standby leader right now",
+            site.site
+        )),
     }
     match site.agent.last_known_lag_bytes {
         Some(b) => notes.push(format!("last known lag recorded by the agent: {b} bytes")),
@@ -552,12 +665,15 @@ pub fn with_standby(config: &Map<String, Value>, target: &StandbyTarget) -> Map<
 pub fn without_standby(config: &Map<String, Value>, peer_slot: &str) -> Map<String, Value> {
     let mut c = config.clone();
     c.remove(STANDBY_CLUSTER);
-    let slots = c.entry("slots").or_insert_with(|| Value::Object(Map::new()));
+    let slots = c
+        .entry("slots")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !slots.is_object() {
         *slots = Value::Object(Map::new());
     }
     if let Value::Object(s) = slots {
-        s.entry(peer_slot.to_string()).or_insert_with(|| json!({"type": "physical"}));
+        s.entry(peer_slot.to_string())
+            .or_insert_with(|| json!({"type": "physical"}));
     }
     c
 }

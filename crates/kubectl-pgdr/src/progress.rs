@@ -143,7 +143,10 @@ mod tests {
             held_before: vec![],
             source_timeline: Some(1),
             source_lsn_before_demote: Some(5),
-            token: Some(Token { lsn: 9, timeline: 1 }),
+            token: Some(Token {
+                lsn: 9,
+                timeline: 1,
+            }),
             new_timeline: None,
             forced_loss_bytes: None,
             finished_at: None,

@@ -56,7 +56,11 @@ pub struct Pair2 {
 
 impl Pair2 {
     pub fn index(&self, name: &str) -> usize {
-        if self.sites[0].site.name == name { 0 } else { 1 }
+        if self.sites[0].site.name == name {
+            0
+        } else {
+            1
+        }
     }
     pub async fn observe(&self) -> [SiteObs; 2] {
         let (a, b) = tokio::join!(self.sites[0].observe(), self.sites[1].observe());
@@ -65,7 +69,13 @@ impl Pair2 {
 }
 
 /// `status`: returns whether the pair is healthy.
-pub async fn status(pair: &Pair2, settings: &Settings, output: Output, max_lag: u64, io: &mut Io<'_>) -> Result<bool, Error> {
+pub async fn status(
+    pair: &Pair2,
+    settings: &Settings,
+    output: Output,
+    max_lag: u64,
+    io: &mut Io<'_>,
+) -> Result<bool, Error> {
     let obs = pair.observe().await;
     let sites = [pair.sites[0].site.clone(), pair.sites[1].site.clone()];
     let mut r = status::report(&sites, &obs, max_lag);
@@ -76,15 +86,25 @@ pub async fn status(pair: &Pair2, settings: &Settings, output: Output, max_lag: 
     let _ = settings;
     let text = match output {
         Output::Text => status::render_text(&r),
-        Output::Json => serde_json::to_string_pretty(&r).map_err(|e| Error::Output(e.to_string()))? + "\n",
+        Output::Json => {
+            serde_json::to_string_pretty(&r).map_err(|e| Error::Output(e.to_string()))? + "\n"
+        }
         Output::Yaml => serde_saphyr::to_string(&r).map_err(|e| Error::Output(e.to_string()))?,
     };
-    io.out.write_all(text.as_bytes()).map_err(|e| Error::Output(e.to_string()))?;
+    io.out
+        .write_all(text.as_bytes())
+        .map_err(|e| Error::Output(e.to_string()))?;
     Ok(r.healthy)
 }
 
 /// `hold` / `release`.
-pub async fn hold(pair: &Pair2, settings: &Settings, site: Option<&str>, on: bool, io: &mut Io<'_>) -> Result<(), Error> {
+pub async fn hold(
+    pair: &Pair2,
+    settings: &Settings,
+    site: Option<&str>,
+    on: bool,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
     let targets: Vec<&SiteClient> = match site {
         Some(name) => {
             settings.site(name)?;
@@ -95,9 +115,19 @@ pub async fn hold(pair: &Pair2, settings: &Settings, site: Option<&str>, on: boo
     for c in targets {
         let verb = if on { "held" } else { "released" };
         if c.set_hold(on).await? {
-            io.say(format!("{}: failover agent {verb} ({} on ConfigMap {})", c.site.name, crate::model::HOLD_ANNOTATION, c.site.state_map()));
+            io.say(format!(
+                "{}: failover agent {verb} ({} on ConfigMap {})",
+                c.site.name,
+                crate::model::HOLD_ANNOTATION,
+                c.site.state_map()
+            ));
         } else {
-            io.say(format!("{}: no failover agent here (ConfigMap {} not found); nothing to {}", c.site.name, c.site.state_map(), if on { "hold" } else { "release" }));
+            io.say(format!(
+                "{}: no failover agent here (ConfigMap {} not found); nothing to {}",
+                c.site.name,
+                c.site.state_map(),
+                if on { "hold" } else { "release" }
+            ));
         }
     }
     Ok(())
@@ -138,7 +168,13 @@ async fn wait_for(
 }
 
 /// `fence SITE`.
-pub async fn fence(pair: &Pair2, site: &str, yes: bool, timeout: Duration, io: &mut Io<'_>) -> Result<(), Error> {
+pub async fn fence(
+    pair: &Pair2,
+    site: &str,
+    yes: bool,
+    timeout: Duration,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
     let i = pair.index(site);
     let c = &pair.sites[i];
     let obs = pair.observe().await;
@@ -149,12 +185,20 @@ pub async fn fence(pair: &Pair2, site: &str, yes: bool, timeout: Duration, io: &
     let peer = &obs[1 - i];
     if !yes {
         let note = if obs[i].writable().is_some() && peer.writable().is_none() {
-            format!("{site} is the only writable primary: the database becomes read-only until another site is promoted.")
+            format!(
+                "{site} is the only writable primary: the database becomes read-only until another site is promoted."
+            )
         } else {
-            format!("{site} becomes a read-only standby following {}.", c.site.peer)
+            format!(
+                "{site} becomes a read-only standby following {}.",
+                c.site.peer
+            )
         };
         io.confirm(
-            &format!("Fence {site}: standby_cluster -> {}:{} (slot {}). {note}", target.host, target.port, target.primary_slot_name),
+            &format!(
+                "Fence {site}: standby_cluster -> {}:{} (slot {}). {note}",
+                target.host, target.port, target.primary_slot_name
+            ),
             site,
         )?;
     }
@@ -166,12 +210,17 @@ pub async fn fence(pair: &Pair2, site: &str, yes: bool, timeout: Duration, io: &
         target.port,
         target.primary_slot_name
     ));
-    wait_for(pair, &format!("{site} to stop being writable"), timeout, "check Patroni's log on that site", io, |o| {
-        match o[i].writable() {
+    wait_for(
+        pair,
+        &format!("{site} to stop being writable"),
+        timeout,
+        "check Patroni's log on that site",
+        io,
+        |o| match o[i].writable() {
             None => Ok(()),
             Some(m) => Err(format!("{site}: {} still runs as a primary", m.name)),
-        }
-    })
+        },
+    )
     .await?;
     io.say(format!("{site}: fenced (read-only)"));
     Ok(())
@@ -190,7 +239,8 @@ pub async fn promote(
     let i = pair.index(site);
     let c = &pair.sites[i];
     let obs = pair.observe().await;
-    let notes = plan::check_promote(&obs[i], &obs[1 - i], force_needed, force).map_err(Error::Refused)?;
+    let notes =
+        plan::check_promote(&obs[i], &obs[1 - i], force_needed, force).map_err(Error::Refused)?;
     for n in &notes {
         io.say(n);
     }
@@ -207,18 +257,26 @@ pub async fn promote(
         if changed { "removed" } else { "already absent" },
         c.site.peer
     ));
-    wait_for(pair, &format!("{site} to run as a writable primary"), timeout, "check Patroni's log on that site", io, |o| {
-        match o[i].writable() {
+    wait_for(
+        pair,
+        &format!("{site} to run as a writable primary"),
+        timeout,
+        "check Patroni's log on that site",
+        io,
+        |o| match o[i].writable() {
             Some(m) => {
                 let _ = m;
                 Ok(())
             }
             None => Err(format!("{site} is {}", o[i].role().as_str())),
-        }
-    })
+        },
+    )
     .await?;
     let obs = pair.observe().await;
-    let tl = obs[i].writable().and_then(|m| m.timeline).map_or("?".into(), |t| t.to_string());
+    let tl = obs[i]
+        .writable()
+        .and_then(|m| m.timeline)
+        .map_or("?".into(), |t| t.to_string());
     io.say(format!("{site}: writable primary on timeline {tl}"));
     Ok(())
 }
@@ -233,7 +291,12 @@ fn pick_progress(obs: &[SiteObs; 2]) -> Option<Progress> {
 }
 
 /// `switchover`: runs the step machine until done, refused, stuck, or a step times out.
-pub async fn switchover(pair: &Pair2, req: &Request, step_timeout: Duration, io: &mut Io<'_>) -> Result<String, Error> {
+pub async fn switchover(
+    pair: &Pair2,
+    req: &Request,
+    step_timeout: Duration,
+    io: &mut Io<'_>,
+) -> Result<String, Error> {
     let mut last_wait = String::new();
     let mut wait_started: Option<Instant> = None;
     loop {
@@ -250,7 +313,10 @@ pub async fn switchover(pair: &Pair2, req: &Request, step_timeout: Duration, io:
                     (pair.sites[1 - i].site.name.clone(), to.clone())
                 }
                 // --resume with nothing active: the machine says so.
-                None => (pair.sites[0].site.name.clone(), pair.sites[1].site.name.clone()),
+                None => (
+                    pair.sites[0].site.name.clone(),
+                    pair.sites[1].site.name.clone(),
+                ),
             },
         };
         let (fi, ti) = (pair.index(&from), pair.index(&to));
@@ -277,7 +343,10 @@ pub async fn switchover(pair: &Pair2, req: &Request, step_timeout: Duration, io:
                 let step = progress.map_or("start", |p| p.step.as_str());
                 return Err(Error::Stuck { step, reason: msg });
             }
-            Next::Begin { progress: p, warnings } => {
+            Next::Begin {
+                progress: p,
+                warnings,
+            } => {
                 if !warnings.is_empty() {
                     io.say("--force: going ahead despite:");
                     for w in &warnings {
@@ -306,10 +375,7 @@ pub async fn switchover(pair: &Pair2, req: &Request, step_timeout: Duration, io:
                 }
                 if started.elapsed() >= step_timeout {
                     return Err(Error::Timeout {
-                        what: format!(
-                            "step {}",
-                            progress.map_or("start", |p| p.step.as_str())
-                        ),
+                        what: format!("step {}", progress.map_or("start", |p| p.step.as_str())),
                         timeout: step_timeout,
                         last: reason,
                         next: "run `kubectl pgdr switchover --resume` to continue from the recorded step",
@@ -323,7 +389,14 @@ pub async fn switchover(pair: &Pair2, req: &Request, step_timeout: Duration, io:
 
 /// Writes the record: compare-and-set on the target site (authoritative), then a copy on the
 /// source (best effort: the source may be the site that is down).
-async fn record(pair: &Pair2, obs: &[SiteObs; 2], ti: usize, fi: usize, p: &Progress, io: &mut Io<'_>) -> Result<(), Error> {
+async fn record(
+    pair: &Pair2,
+    obs: &[SiteObs; 2],
+    ti: usize,
+    fi: usize,
+    p: &Progress,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
     let expected = obs[ti]
         .switchover
         .as_ref()
@@ -339,7 +412,10 @@ async fn record(pair: &Pair2, obs: &[SiteObs; 2], ti: usize, fi: usize, p: &Prog
         io.say(format!("step {}: {}", p.step.as_str(), last.message));
     }
     if let Err(e) = pair.sites[fi].write_progress(p, None).await {
-        io.say(format!("warning: could not copy the record to {}: {e}", pair.sites[fi].site.name));
+        io.say(format!(
+            "warning: could not copy the record to {}: {e}",
+            pair.sites[fi].site.name
+        ));
     }
     Ok(())
 }
@@ -351,7 +427,10 @@ async fn act(pair: &Pair2, action: &Action, io: &mut Io<'_>) -> Result<(), Error
             for s in sites {
                 let c = &pair.sites[pair.index(s)];
                 c.set_hold(on).await?;
-                io.say(format!("{s}: failover agent {}", if on { "held" } else { "released" }));
+                io.say(format!(
+                    "{s}: failover agent {}",
+                    if on { "held" } else { "released" }
+                ));
             }
         }
         Action::Demote { site } => {
@@ -367,7 +446,9 @@ async fn act(pair: &Pair2, action: &Action, io: &mut Io<'_>) -> Result<(), Error
             let c = &pair.sites[pair.index(site)];
             let slot = c.site.slot_for(&c.site.peer);
             c.edit_config(|m| plan::without_standby(m, &slot)).await?;
-            io.say(format!("{site}: standby_cluster removed, slot {slot} declared"));
+            io.say(format!(
+                "{site}: standby_cluster removed, slot {slot} declared"
+            ));
         }
     }
     Ok(())

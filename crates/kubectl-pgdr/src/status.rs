@@ -110,7 +110,10 @@ pub fn report(sites: &[Site; 2], obs: &[SiteObs; 2], max_lag_bytes: u64) -> Repo
             }
         }
         if o.agent.hold {
-            warnings.push(format!("{}: the failover agent is held (patroni-dr/hold)", o.site));
+            warnings.push(format!(
+                "{}: the failover agent is held (patroni-dr/hold)",
+                o.site
+            ));
         }
         if o.agent.suspended == Some(true) {
             warnings.push(format!("{}: the failover CronJob is suspended", o.site));
@@ -139,7 +142,10 @@ pub fn report(sites: &[Site; 2], obs: &[SiteObs; 2], max_lag_bytes: u64) -> Repo
             }
         }
         [primary] => {
-            let standby = obs.iter().find(|o| o.site != primary.site).expect("two sites");
+            let standby = obs
+                .iter()
+                .find(|o| o.site != primary.site)
+                .expect("two sites");
             let p = primary.writable().expect("writable");
             if standby.error.is_none() {
                 match standby.leader_member().filter(|l| l.is_standby_leader()) {
@@ -241,7 +247,11 @@ fn site_report(cfg: &Site, o: &SiteObs) -> SiteReport {
                 role: m.role.clone(),
                 state: m.state.clone(),
                 timeline: m.timeline,
-                write_lsn: if standby { None } else { m.xlog_location.map(fmt_lsn) },
+                write_lsn: if standby {
+                    None
+                } else {
+                    m.xlog_location.map(fmt_lsn)
+                },
                 replay_lsn: m.replay_lsn.map(fmt_lsn),
                 receive_lsn: m.receive_lsn.map(fmt_lsn),
                 replication: m.replication_state.clone(),
@@ -305,7 +315,10 @@ pub fn render_text(r: &Report) -> String {
         }),
     ));
     rows.push(("role".into(), col(&|s| s.role.as_str().to_string())));
-    rows.push(("leader".into(), col(&|s| s.leader.clone().unwrap_or("-".into()))));
+    rows.push((
+        "leader".into(),
+        col(&|s| s.leader.clone().unwrap_or("-".into())),
+    ));
     rows.push((
         "timeline".into(),
         col(&|s| s.timeline.map_or("-".into(), |t| t.to_string())),
@@ -313,7 +326,11 @@ pub fn render_text(r: &Report) -> String {
     let max_members = r.sites.iter().map(|s| s.members.len()).max().unwrap_or(0);
     for i in 0..max_members {
         rows.push((
-            if i == 0 { "members".into() } else { String::new() },
+            if i == 0 {
+                "members".into()
+            } else {
+                String::new()
+            },
             col(&|s| {
                 s.members.get(i).map_or(String::new(), |m| {
                     let lsn = m
@@ -362,7 +379,11 @@ pub fn render_text(r: &Report) -> String {
         "tunnel".into(),
         col(&|s| {
             s.tunnel.as_ref().map_or("-".into(), |t| {
-                format!("{} port {}", t.service, t.port.map_or("?".into(), |p| p.to_string()))
+                format!(
+                    "{} port {}",
+                    t.service,
+                    t.port.map_or("?".into(), |p| p.to_string())
+                )
             })
         }),
     ));
@@ -376,7 +397,11 @@ pub fn render_text(r: &Report) -> String {
                 "{}{}{}",
                 s.agent.mode.as_deref().unwrap_or("?"),
                 if s.agent.hold { ", HOLD" } else { "" },
-                if s.agent.suspended == Some(true) { ", suspended" } else { "" }
+                if s.agent.suspended == Some(true) {
+                    ", suspended"
+                } else {
+                    ""
+                }
             )
         }),
     ));
@@ -386,13 +411,23 @@ pub fn render_text(r: &Report) -> String {
     ));
     rows.push((
         "reasons".into(),
-        col(&|s| if s.agent.reasons.is_empty() { "-".into() } else { s.agent.reasons.join("; ") }),
+        col(&|s| {
+            if s.agent.reasons.is_empty() {
+                "-".into()
+            } else {
+                s.agent.reasons.join("; ")
+            }
+        }),
     ));
     let w0 = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|(_, v)| v[0].len()).max().unwrap_or(0);
     let mut out = String::new();
     for (k, v) in &rows {
-        let line = format!("{k:<w0$}  {:<w1$}  {}", v[0], v.get(1).map_or("", String::as_str));
+        let line = format!(
+            "{k:<w0$}  {:<w1$}  {}",
+            v[0],
+            v.get(1).map_or("", String::as_str)
+        );
         out.push_str(line.trim_end());
         out.push('\n');
     }
@@ -402,7 +437,9 @@ pub fn render_text(r: &Report) -> String {
             l.standby,
             l.bytes,
             l.primary,
-            l.seconds.map(|s| format!(" ({s:.0} s)")).unwrap_or_default()
+            l.seconds
+                .map(|s| format!(" ({s:.0} s)"))
+                .unwrap_or_default()
         ));
     }
     if let Some(p) = &r.switchover {
@@ -411,7 +448,9 @@ pub fn render_text(r: &Report) -> String {
             p.from,
             p.to,
             p.step.as_str(),
-            p.finished_at.map(|t| format!(" (finished {t})")).unwrap_or_default()
+            p.finished_at
+                .map(|t| format!(" (finished {t})"))
+                .unwrap_or_default()
         ));
     }
     for w in &r.warnings {
@@ -420,7 +459,11 @@ pub fn render_text(r: &Report) -> String {
     for p in &r.problems {
         out.push_str(&format!("PROBLEM: {p}\n"));
     }
-    out.push_str(if r.healthy { "health: OK\n" } else { "health: UNHEALTHY\n" });
+    out.push_str(if r.healthy {
+        "health: OK\n"
+    } else {
+        "health: UNHEALTHY\n"
+    });
     out
 }
 
@@ -450,12 +493,42 @@ mod tests {
         let mut not_streaming = member("golddr-0", "standby_leader", 1, 90);
         not_streaming.replication_state = None;
         let cases: Vec<(&str, [SiteObs; 2], bool, &str)> = vec![
-            ("in sync", pair(100, member("golddr-0", "standby_leader", 1, 100)), true, ""),
-            ("small lag", pair(100, member("golddr-0", "standby_leader", 1, 90)), true, ""),
-            ("lag over bound", pair(5000, member("golddr-0", "standby_leader", 1, 90)), false, "lags 4910 bytes"),
-            ("not streaming", pair(100, not_streaming), false, "not streaming"),
-            ("timeline ahead", pair(100, member("golddr-0", "standby_leader", 2, 100)), false, "DIVERGENCE"),
-            ("replayed past primary", pair(100, member("golddr-0", "standby_leader", 1, 120)), false, "DIVERGENCE"),
+            (
+                "in sync",
+                pair(100, member("golddr-0", "standby_leader", 1, 100)),
+                true,
+                "",
+            ),
+            (
+                "small lag",
+                pair(100, member("golddr-0", "standby_leader", 1, 90)),
+                true,
+                "",
+            ),
+            (
+                "lag over bound",
+                pair(5000, member("golddr-0", "standby_leader", 1, 90)),
+                false,
+                "lags 4910 bytes",
+            ),
+            (
+                "not streaming",
+                pair(100, not_streaming),
+                false,
+                "not streaming",
+            ),
+            (
+                "timeline ahead",
+                pair(100, member("golddr-0", "standby_leader", 2, 100)),
+                false,
+                "DIVERGENCE",
+            ),
+            (
+                "replayed past primary",
+                pair(100, member("golddr-0", "standby_leader", 1, 120)),
+                false,
+                "DIVERGENCE",
+            ),
             (
                 "split brain",
                 [
@@ -510,9 +583,16 @@ mod tests {
         let text = render_text(&r);
         assert!(text.contains("role             primary"), "{text}");
         assert!(text.contains("standby"), "{text}");
-        assert!(text.contains("lag: golddr is 10 bytes behind gold"), "{text}");
+        assert!(
+            text.contains("lag: golddr is 10 bytes behind gold"),
+            "{text}"
+        );
         assert!(text.ends_with("health: OK\n"), "{text}");
-        let in_sync = report(&sites(), &pair(100, member("golddr-0", "standby_leader", 1, 100)), 0);
+        let in_sync = report(
+            &sites(),
+            &pair(100, member("golddr-0", "standby_leader", 1, 100)),
+            0,
+        );
         assert_eq!(in_sync.lag.unwrap().seconds, Some(0.0));
     }
 
@@ -523,6 +603,10 @@ mod tests {
         obs[1].agent.hold = true;
         let r = report(&sites(), &obs, 1024);
         assert!(r.healthy);
-        assert!(r.warnings.iter().any(|w| w.contains("held")), "{:?}", r.warnings);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("held")),
+            "{:?}",
+            r.warnings
+        );
     }
 }

@@ -33,8 +33,18 @@ fn with_agent(mut s: SiteObs, hold: bool) -> SiteObs {
 /// gold primary at `lsn`, golddr standby leader streaming at `standby_lsn`, agents installed.
 fn healthy(lsn: u64, standby_lsn: u64) -> (SiteObs, SiteObs) {
     (
-        with_agent(site("gold", false, member("gold-0", "primary", 1, lsn)), false),
-        with_agent(site("golddr", true, member("golddr-0", "standby_leader", 1, standby_lsn)), false),
+        with_agent(
+            site("gold", false, member("gold-0", "primary", 1, lsn)),
+            false,
+        ),
+        with_agent(
+            site(
+                "golddr",
+                true,
+                member("golddr-0", "standby_leader", 1, standby_lsn),
+            ),
+            false,
+        ),
     )
 }
 
@@ -75,23 +85,85 @@ fn starting_a_switchover() {
     let mut d_ahead = d.clone();
     d_ahead.members[0].timeline = Some(2);
     let mut paused = g.clone();
-    paused.config.as_mut().unwrap().config.as_mut().unwrap().insert("pause".into(), json!(true));
-    let primary_dr = with_agent(site("golddr", false, member("golddr-0", "primary", 2, 300)), false);
-    let following_gold = with_agent(site("gold", true, member("gold-0", "standby_leader", 2, 300)), false);
+    paused
+        .config
+        .as_mut()
+        .unwrap()
+        .config
+        .as_mut()
+        .unwrap()
+        .insert("pause".into(), json!(true));
+    let primary_dr = with_agent(
+        site("golddr", false, member("golddr-0", "primary", 2, 300)),
+        false,
+    );
+    let following_gold = with_agent(
+        site("gold", true, member("gold-0", "standby_leader", 2, 300)),
+        false,
+    );
     let mut fenced_gold = following_gold.clone();
     fenced_gold.members[0].replication_state = None;
     let both = site("golddr", false, member("golddr-0", "primary", 2, 100));
     // (case, from, to, force, expected variant, needle)
     let cases: Vec<(&str, &SiteObs, &SiteObs, bool, &str, &str)> = vec![
         ("healthy pair", &g, &d, false, "Begin", "started"),
-        ("lag over the bound", &g_far, &d_far, false, "Refuse", "lags 4900 bytes"),
-        ("lag over the bound, forced", &g_far, &d_far, true, "Begin", "lags 4900 bytes"),
-        ("target not streaming", &g, &not_streaming, false, "Refuse", "not streaming"),
-        ("target not streaming, forced", &g, &not_streaming, true, "Begin", "not streaming"),
-        ("target on a later timeline", &g, &d_ahead, true, "Refuse", "diverged"),
+        (
+            "lag over the bound",
+            &g_far,
+            &d_far,
+            false,
+            "Refuse",
+            "lags 4900 bytes",
+        ),
+        (
+            "lag over the bound, forced",
+            &g_far,
+            &d_far,
+            true,
+            "Begin",
+            "lags 4900 bytes",
+        ),
+        (
+            "target not streaming",
+            &g,
+            &not_streaming,
+            false,
+            "Refuse",
+            "not streaming",
+        ),
+        (
+            "target not streaming, forced",
+            &g,
+            &not_streaming,
+            true,
+            "Begin",
+            "not streaming",
+        ),
+        (
+            "target on a later timeline",
+            &g,
+            &d_ahead,
+            true,
+            "Refuse",
+            "diverged",
+        ),
         ("source paused", &paused, &d, true, "Refuse", "paused"),
-        ("source is not a primary", &fenced_gold, &d, true, "Refuse", "not a running primary"),
-        ("already switched", &following_gold, &primary_dr, false, "Done", "already the primary"),
+        (
+            "source is not a primary",
+            &fenced_gold,
+            &d,
+            true,
+            "Refuse",
+            "not a running primary",
+        ),
+        (
+            "already switched",
+            &following_gold,
+            &primary_dr,
+            false,
+            "Done",
+            "already the primary",
+        ),
         ("split brain", &g, &both, true, "Refuse", "split brain"),
     ];
     for (name, from, to, force, variant, needle) in cases {
@@ -101,7 +173,11 @@ fn starting_a_switchover() {
     }
     let p = begin(&g, &with_agent(d.clone(), true), &req(false));
     assert_eq!((p.step, p.source_timeline, p.rev), (Step::Hold, Some(1), 1));
-    assert_eq!(p.held_before, vec!["golddr".to_string()], "an earlier hold is kept");
+    assert_eq!(
+        p.held_before,
+        vec!["golddr".to_string()],
+        "an earlier hold is kept"
+    );
 }
 
 #[test]
@@ -113,7 +189,10 @@ fn resume_and_direction() {
         ..req(false)
     };
     let n = next(&Pair { from: &g, to: &d }, None, &resume, t(0));
-    assert!(matches!(n, Next::Refuse(ref m) if m.contains("nothing to resume")), "{n:?}");
+    assert!(
+        matches!(n, Next::Refuse(ref m) if m.contains("nothing to resume")),
+        "{n:?}"
+    );
     let mut done = begin(&g, &d, &req(false));
     done.step = Step::Done;
     let n = next(&Pair { from: &g, to: &d }, Some(&done), &resume, t(0));
@@ -131,7 +210,11 @@ fn resume_and_direction() {
         to: Some("gold".into()),
         ..req(false)
     };
-    assert!(direction(&other, Some(&active)).unwrap_err().contains("in progress"));
+    assert!(
+        direction(&other, Some(&active))
+            .unwrap_err()
+            .contains("in progress")
+    );
     assert_eq!(direction(&other, Some(&done)).unwrap(), None);
     let nothing = Request {
         to: None,
@@ -162,79 +245,144 @@ fn each_step() {
 
     // demote: first the position is recorded, then the config is written
     let p = recorded(run(&gh, &dh, &p, 2));
-    assert_eq!((p.step, p.source_lsn_before_demote), (Step::Demote, Some(100)));
-    assert!(matches!(run(&gh, &dh, &p, 2), Next::Act { action: Action::Demote { ref site }, .. } if site == "gold"));
+    assert_eq!(
+        (p.step, p.source_lsn_before_demote),
+        (Step::Demote, Some(100))
+    );
+    assert!(
+        matches!(run(&gh, &dh, &p, 2), Next::Act { action: Action::Demote { ref site }, .. } if site == "gold")
+    );
     let mut demoting = gh.clone();
     demoting.config = Some(config(true));
     let p = recorded(run(&demoting, &dh, &p, 3));
     assert_eq!(p.step, Step::Token);
 
     // token
-    assert!(contains(&run(&demoting, &dh, &p, 4), "still runs as a primary"));
+    assert!(contains(
+        &run(&demoting, &dh, &p, 4),
+        "still runs as a primary"
+    ));
     let mut demoted = demoting.clone();
     demoted.members[0] = Member {
         replication_state: None,
         ..member("gold-0", "standby_leader", 1, 140)
     };
     let tok = recorded(run(&demoted, &dh, &p, 5));
-    assert_eq!((tok.step, tok.token), (Step::CatchUp, Some(Token { lsn: 140, timeline: 1 })));
+    assert_eq!(
+        (tok.step, tok.token),
+        (
+            Step::CatchUp,
+            Some(Token {
+                lsn: 140,
+                timeline: 1
+            })
+        )
+    );
     let mut wrong_tl = demoted.clone();
     wrong_tl.members[0].timeline = Some(2);
     assert!(matches!(run(&wrong_tl, &dh, &p, 5), Next::Stuck(ref m) if m.contains("timeline 2")));
     let mut behind = demoted.clone();
     behind.members[0] = member("gold-0", "standby_leader", 1, 90);
-    assert!(matches!(run(&behind, &dh, &p, 5), Next::Stuck(ref m) if m.contains("not a clean demote")));
+    assert!(
+        matches!(run(&behind, &dh, &p, 5), Next::Stuck(ref m) if m.contains("not a clean demote"))
+    );
 
     // catch-up
-    let target = |lsn: u64, tl: u64| with_agent(site("golddr", true, member("golddr-0", "standby_leader", tl, lsn)), true);
-    assert!(matches!(run(&demoted, &target(120, 1), &tok, 6), Next::Wait(ref m) if m.contains("20 bytes to go")));
+    let target = |lsn: u64, tl: u64| {
+        with_agent(
+            site(
+                "golddr",
+                true,
+                member("golddr-0", "standby_leader", tl, lsn),
+            ),
+            true,
+        )
+    };
+    assert!(
+        matches!(run(&demoted, &target(120, 1), &tok, 6), Next::Wait(ref m) if m.contains("20 bytes to go"))
+    );
     let p = recorded(run(&demoted, &target(140, 1), &tok, 6));
     assert_eq!(p.step, Step::Promote);
-    assert!(matches!(run(&demoted, &target(150, 1), &tok, 6), Next::Stuck(ref m) if m.contains("past the demotion token")));
+    assert!(
+        matches!(run(&demoted, &target(150, 1), &tok, 6), Next::Stuck(ref m) if m.contains("past the demotion token"))
+    );
     let mut received_more = target(140, 1);
     received_more.members[0].receive_lsn = Some(141);
-    assert!(matches!(run(&demoted, &received_more, &tok, 6), Next::Stuck(_)));
-    assert!(matches!(run(&demoted, &target(100, 2), &tok, 6), Next::Stuck(ref m) if m.contains("timeline 2")));
+    assert!(matches!(
+        run(&demoted, &received_more, &tok, 6),
+        Next::Stuck(_)
+    ));
+    assert!(
+        matches!(run(&demoted, &target(100, 2), &tok, 6), Next::Stuck(ref m) if m.contains("timeline 2"))
+    );
     // --force: wait first, then promote with the gap recorded
     let mut forced = tok.clone();
     forced.force = true;
     forced.step_started_at = t(0);
-    assert!(matches!(run(&demoted, &target(120, 1), &forced, 30), Next::Wait(_)));
+    assert!(matches!(
+        run(&demoted, &target(120, 1), &forced, 30),
+        Next::Wait(_)
+    ));
     let f = recorded(run(&demoted, &target(120, 1), &forced, 61));
     assert_eq!((f.step, f.forced_loss_bytes), (Step::Promote, Some(20)));
 
     // promote
     let d_caught = target(140, 1);
-    assert!(matches!(run(&demoted, &d_caught, &p, 7), Next::Act { action: Action::Promote { ref site }, .. } if site == "golddr"));
+    assert!(
+        matches!(run(&demoted, &d_caught, &p, 7), Next::Act { action: Action::Promote { ref site }, .. } if site == "golddr")
+    );
     let mut d_unconfigured = d_caught.clone();
     d_unconfigured.config = Some(config(false));
     let p = recorded(run(&demoted, &d_unconfigured, &p, 8));
     assert_eq!(p.step, Step::Promoted);
-    assert!(matches!(run(&gh, &d_caught, &at(&p, Step::Promote), 8), Next::Stuck(ref m) if m.contains("writable again")));
+    assert!(
+        matches!(run(&gh, &d_caught, &at(&p, Step::Promote), 8), Next::Stuck(ref m) if m.contains("writable again"))
+    );
 
     // promoted
-    assert!(matches!(run(&demoted, &d_unconfigured, &p, 9), Next::Wait(_)));
-    let new_primary = with_agent(site("golddr", false, member("golddr-0", "primary", 2, 200)), true);
+    assert!(matches!(
+        run(&demoted, &d_unconfigured, &p, 9),
+        Next::Wait(_)
+    ));
+    let new_primary = with_agent(
+        site("golddr", false, member("golddr-0", "primary", 2, 200)),
+        true,
+    );
     let p = recorded(run(&demoted, &new_primary, &p, 9));
     assert_eq!((p.step, p.new_timeline), (Step::Verify, Some(2)));
 
     // verify
-    assert!(matches!(run(&demoted, &new_primary, &p, 10), Next::Wait(ref m) if m.contains("want 2")));
-    let following = with_agent(site("gold", true, member("gold-0", "standby_leader", 2, 200)), true);
+    assert!(
+        matches!(run(&demoted, &new_primary, &p, 10), Next::Wait(ref m) if m.contains("want 2"))
+    );
+    let following = with_agent(
+        site("gold", true, member("gold-0", "standby_leader", 2, 200)),
+        true,
+    );
     let p = recorded(run(&following, &new_primary, &p, 10));
     assert_eq!(p.step, Step::Release);
 
     // release only what we held
-    assert!(matches!(run(&following, &new_primary, &p, 11), Next::Act { action: Action::ReleaseHold { ref sites }, .. } if sites.len() == 2));
+    assert!(
+        matches!(run(&following, &new_primary, &p, 11), Next::Act { action: Action::ReleaseHold { ref sites }, .. } if sites.len() == 2)
+    );
     let mut kept = p.clone();
     kept.held_before = vec!["golddr".into()];
-    assert!(matches!(run(&following, &new_primary, &kept, 11), Next::Act { action: Action::ReleaseHold { ref sites }, .. } if sites == &vec!["gold".to_string()]));
-    let (f2, n2) = (with_agent(following.clone(), false), with_agent(new_primary.clone(), false));
+    assert!(
+        matches!(run(&following, &new_primary, &kept, 11), Next::Act { action: Action::ReleaseHold { ref sites }, .. } if sites == &vec!["gold".to_string()])
+    );
+    let (f2, n2) = (
+        with_agent(following.clone(), false),
+        with_agent(new_primary.clone(), false),
+    );
     let done = recorded(run(&f2, &n2, &p, 12));
     assert_eq!(done.step, Step::Done);
     assert!(done.finished_at.is_some());
     assert!(done.log.last().unwrap().message.contains("nothing lost"));
-    assert!(matches!(run(&f2, &n2, &done, 13), Next::Begin { .. } | Next::Done(_)));
+    assert!(matches!(
+        run(&f2, &n2, &done, 13),
+        Next::Begin { .. } | Next::Done(_)
+    ));
 }
 
 #[test]
@@ -303,7 +451,13 @@ fn round_trip_against_a_simulated_pair() {
     }
     let p = progress.expect("a record");
     assert_eq!(p.step, Step::Done, "{:#?}", p.log);
-    assert_eq!(p.token, Some(Token { lsn: 1040, timeline: 1 }));
+    assert_eq!(
+        p.token,
+        Some(Token {
+            lsn: 1040,
+            timeline: 1
+        })
+    );
     assert_eq!(p.new_timeline, Some(2));
     assert!(!g.agent.hold && !d.agent.hold);
     assert!(d.members[0].is_writable() && !g.members[0].is_writable());
@@ -313,24 +467,38 @@ fn round_trip_against_a_simulated_pair() {
 fn promote_checks() {
     let (g, d) = healthy(100, 90);
     let r = check_promote(&d, &g, true, true);
-    assert!(r.unwrap_err().contains("writable primary"), "never two primaries, even forced");
+    assert!(
+        r.unwrap_err().contains("writable primary"),
+        "never two primaries, even forced"
+    );
     let gone = SiteObs {
         site: "gold".into(),
         error: Some("timeout".into()),
         ..SiteObs::default()
     };
-    assert!(check_promote(&d, &gone, true, false).unwrap_err().contains("--force"));
+    assert!(
+        check_promote(&d, &gone, true, false)
+            .unwrap_err()
+            .contains("--force")
+    );
     let mut d2 = d.clone();
     d2.agent.last_known_lag_bytes = Some(4096);
     let notes = check_promote(&d2, &gone, true, true).unwrap();
     assert!(notes.iter().any(|n| n.contains("really down")), "{notes:?}");
     assert!(notes.iter().any(|n| n.contains("4096 bytes")), "{notes:?}");
-    assert!(notes.iter().any(|n| n.contains("replayed 0/5A")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("replayed 0/5A")),
+        "{notes:?}"
+    );
     // unfence needs no --force, but the peer must not be writable either
     assert!(check_promote(&g, &d, false, false).is_ok());
     let mut bad = d.clone();
     bad.config.as_mut().unwrap().config = Err("not JSON".into());
-    assert!(check_promote(&bad, &gone, true, true).unwrap_err().contains("not JSON"));
+    assert!(
+        check_promote(&bad, &gone, true, true)
+            .unwrap_err()
+            .contains("not JSON")
+    );
 }
 
 #[test]
@@ -352,7 +520,10 @@ fn config_edits_keep_other_keys() {
     assert_eq!(with_standby(&fenced, &target), fenced, "idempotent");
     let open = without_standby(&fenced, "pgdr_golddr");
     assert!(!open.contains_key("standby_cluster"));
-    assert_eq!(open["slots"], json!({"other": {"type": "physical"}, "pgdr_golddr": {"type": "physical"}}));
+    assert_eq!(
+        open["slots"],
+        json!({"other": {"type": "physical"}, "pgdr_golddr": {"type": "physical"}})
+    );
     assert_eq!(open["postgresql"]["use_pg_rewind"], true);
     assert_eq!(without_standby(&open, "pgdr_golddr"), open, "idempotent");
 }
