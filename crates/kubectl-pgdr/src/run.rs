@@ -302,6 +302,7 @@ pub async fn switchover(
     loop {
         let obs = pair.observe().await;
         let progress = pick_progress(&obs);
+        let logged = progress.as_ref().map_or(0, |p| p.log.len());
         let (from, to) = match plan::direction(req, progress.as_ref()).map_err(Error::Refused)? {
             Some(d) => d,
             None => match &req.to {
@@ -358,10 +359,13 @@ pub async fn switchover(
                         req.force_after.as_secs()
                     ));
                 }
-                record(pair, &obs, ti, fi, &p, io).await?;
+                record(pair, &obs, ti, fi, &p, true, io).await?;
             }
             Next::Record { progress: p } => {
-                record(pair, &obs, ti, fi, &p, io).await?;
+                let written = record(pair, &obs, ti, fi, &p, p.log.len() > logged, io).await?;
+                if written && p.is_finished() {
+                    return Ok(p.log.last().map_or(String::new(), |l| l.message.clone()));
+                }
             }
             Next::Act { action, why } => {
                 io.say(&why);
@@ -395,21 +399,19 @@ async fn record(
     ti: usize,
     fi: usize,
     p: &Progress,
+    announce: bool,
     io: &mut Io<'_>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let expected = obs[ti]
         .switchover
         .as_ref()
         .map_or(String::new(), |s| s.resource_version.clone());
     if !pair.sites[ti].write_progress(p, Some(&expected)).await? {
         io.say("the switchover record changed concurrently; reading it again");
-        return Ok(());
+        return Ok(false);
     }
-    if let Some(last) = p.log.last()
-        && last.step == p.step
-        && last.at == p.step_started_at
-    {
-        io.say(format!("step {}: {}", p.step.as_str(), last.message));
+    if let Some(last) = p.log.last().filter(|_| announce) {
+        io.say(format!("step {}: {}", last.step.as_str(), last.message));
     }
     if let Err(e) = pair.sites[fi].write_progress(p, None).await {
         io.say(format!(
@@ -417,7 +419,7 @@ async fn record(
             pair.sites[fi].site.name
         ));
     }
-    Ok(())
+    Ok(true)
 }
 
 async fn act(pair: &Pair2, action: &Action, io: &mut Io<'_>) -> Result<(), Error> {
