@@ -447,7 +447,7 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
             }
             let missing = token.lsn - replayed;
             let waited = now.duration_since(p.step_started_at).unsigned_abs();
-            if p.force && waited >= req.force_after {
+            if (p.force || req.force) && waited >= req.force_after {
                 let mut rec = advance(
                     p,
                     Step::Promote,

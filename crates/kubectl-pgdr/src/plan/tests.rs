@@ -325,6 +325,28 @@ fn each_step() {
     ));
     let f = recorded(run(&demoted, &target(120, 1), &forced, 61));
     assert_eq!((f.step, f.forced_loss_bytes), (Step::Promote, Some(20)));
+    // --force given only on --resume counts too.
+    let resumed = Request {
+        to: None,
+        resume: true,
+        force: true,
+        force_after: Duration::ZERO,
+        ..req(false)
+    };
+    let f = recorded(next(
+        &Pair {
+            from: &demoted,
+            to: &target(120, 1),
+        },
+        Some(&tok),
+        &resumed,
+        t(6),
+    ));
+    assert_eq!(f.forced_loss_bytes, Some(20));
+    assert!(
+        matches!(run(&demoted, &target(120, 1), &tok, 6000), Next::Wait(_)),
+        "never without --force"
+    );
 
     // promote
     let d_caught = target(140, 1);
