@@ -40,7 +40,8 @@ pub async fn connect(site: &Site, timeout: Duration) -> Result<SiteClient, Error
     };
     let kubeconfig = match &site.kubeconfig {
         Some(path) => {
-            Kubeconfig::read_from(path).map_err(|e| fail(format!("{}: {e}", path.display())))?
+            let path = expand_home(path);
+            Kubeconfig::read_from(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?
         }
         None => Kubeconfig::read().map_err(|e| fail(e.to_string()))?,
     };
@@ -64,6 +65,14 @@ pub async fn connect(site: &Site, timeout: Duration) -> Result<SiteClient, Error
         client,
         namespace,
     })
+}
+
+/// `~/...` in the config file means the user's home, as in a shell.
+fn expand_home(path: &std::path::Path) -> std::path::PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => path.to_path_buf(),
+    }
 }
 
 impl SiteClient {
