@@ -249,7 +249,8 @@ pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timest
                     .collect();
                 let progress = Progress {
                     version: PROGRESS_VERSION,
-                    rev: 1,
+                    // Above any older record, so a stale copy on the other site never wins.
+                    rev: progress.map_or(1, |old| old.rev + 1),
                     from: from.site.clone(),
                     to: to.site.clone(),
                     step: Step::Hold,
