@@ -154,9 +154,14 @@ impl SiteClient {
         match self.get_opt::<ConfigMap>(&self.site.switchover_map()).await {
             Ok(Some(cm)) => {
                 let text = cm.data.as_ref().and_then(|d| d.get(PROGRESS_KEY));
-                obs.switchover = text.map(|t| StoredProgress {
+                // Kept even without a record: its resourceVersion is what the next write
+                // compares against.
+                obs.switchover = Some(StoredProgress {
                     resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
-                    progress: progress::parse(t),
+                    progress: text.map_or_else(
+                        || Err(format!("the ConfigMap has no '{PROGRESS_KEY}' key")),
+                        |t| progress::parse(t),
+                    ),
                 });
             }
             Ok(None) => {}
