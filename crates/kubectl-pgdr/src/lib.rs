@@ -1,0 +1,140 @@
+//! `kubectl pgdr`: one view of both Patroni DR sites and the commands that move the primary
+//! between them, through each site's Kubernetes API only.
+//!
+//! Layout: `config` (the two sites) → `kube_api` (observe, the few writes) → `plan` / `status`
+//! (pure decisions over `model`) → `run` (the commands' loops). `main` only parses and exits.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod kube_api;
+pub mod model;
+pub mod plan;
+pub mod progress;
+pub mod run;
+pub mod status;
+
+use std::time::{Duration, Instant};
+
+pub use error::Error;
+
+use cli::{Cli, Command};
+use run::{Io, Pair2};
+
+/// Exit codes: 0 done / healthy, 1 unhealthy (status) or the command failed or was refused.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAIL: i32 = 1;
+
+/// Runs one command; returns the process exit code.
+pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
+    let settings = cli.settings()?;
+    let timeout = cli.request_timeout();
+    let (a, b) = tokio::join!(
+        kube_api::connect(&settings.sites[0], timeout),
+        kube_api::connect(&settings.sites[1], timeout)
+    );
+    let pair = Pair2 { sites: [a?, b?] };
+    let site_ok = |name: &str| settings.site(name).map(|_| ());
+    match &cli.command {
+        Command::Status {
+            output,
+            max_lag_bytes,
+        } => {
+            let healthy = run::status(&pair, &settings, *output, *max_lag_bytes, io).await?;
+            Ok(if healthy { EXIT_OK } else { EXIT_FAIL })
+        }
+        Command::Hold { site } => {
+            run::hold(&pair, &settings, site.as_deref(), true, io).await?;
+            Ok(EXIT_OK)
+        }
+        Command::Release { site } => {
+            run::hold(&pair, &settings, site.as_deref(), false, io).await?;
+            Ok(EXIT_OK)
+        }
+        Command::Fence { site, yes, timeout } => {
+            site_ok(site)?;
+            run::fence(&pair, site, *yes, Duration::from_secs(*timeout), io).await?;
+            Ok(EXIT_OK)
+        }
+        Command::Unfence { site, yes, timeout } => {
+            site_ok(site)?;
+            run::promote(
+                &pair,
+                site,
+                false,
+                false,
+                *yes,
+                Duration::from_secs(*timeout),
+                io,
+            )
+            .await?;
+            Ok(EXIT_OK)
+        }
+        Command::Promote {
+            site,
+            force,
+            yes,
+            timeout,
+        } => {
+            site_ok(site)?;
+            run::promote(
+                &pair,
+                site,
+                true,
+                *force,
+                *yes,
+                Duration::from_secs(*timeout),
+                io,
+            )
+            .await?;
+            Ok(EXIT_OK)
+        }
+        Command::Switchover {
+            to,
+            resume,
+            force,
+            max_lag_bytes,
+            force_after,
+            step_timeout,
+        } => {
+            if let Some(to) = to {
+                site_ok(to)?;
+            }
+            let req = plan::Request {
+                to: to.clone(),
+                resume: *resume,
+                force: *force,
+                max_lag_bytes: *max_lag_bytes,
+                force_after: Duration::from_secs(*force_after),
+            };
+            run::switchover(&pair, &req, Duration::from_secs(*step_timeout), io).await?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Standard streams, for `main`.
+pub fn stdio<'a>(
+    out: &'a mut dyn std::io::Write,
+    err: &'a mut dyn std::io::Write,
+    input: &'a mut dyn std::io::BufRead,
+) -> Io<'a> {
+    Io {
+        out,
+        err,
+        input,
+        started: Instant::now(),
+    }
+}
+
+/// Logging to stderr: `RUST_LOG` (default `warn`, so the command's own lines stay readable).
+pub fn init_logging() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,675 @@
+//! Pure decisions: the switchover step machine, the checks before a manual promotion, and the
+//! dynamic-config edits (fence, unfence, promote). A function of the observed sites and the
+//! recorded progress only, so every rule is a table test.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use crate::model::{Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
+use crate::progress::{LogEntry, PROGRESS_VERSION, Progress, Step, Token};
+
+/// What the operator asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// `--to`; `None` with `--resume`.
+    pub to: Option<String>,
+    pub resume: bool,
+    pub force: bool,
+    pub max_lag_bytes: u64,
+    /// With `--force`: promote anyway once catch-up has waited this long.
+    pub force_after: Duration,
+}
+
+/// The API operation a step needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    SetHold {
+        sites: Vec<String>,
+    },
+    /// Add `standby_cluster` pointing at the peer through this site's tunnel.
+    Demote {
+        site: String,
+    },
+    /// Remove `standby_cluster` and declare the slot for the peer.
+    Promote {
+        site: String,
+    },
+    ReleaseHold {
+        sites: Vec<String>,
+    },
+}
+
+/// The next thing to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    /// Start a new switchover: record this, printing the warnings first.
+    Begin {
+        progress: Progress,
+        warnings: Vec<String>,
+    },
+    /// Record a new version of the progress (a step advanced or a fact was learnt).
+    Record {
+        progress: Progress,
+    },
+    Act {
+        action: Action,
+        why: String,
+    },
+    Wait(String),
+    /// Finished (now or earlier).
+    Done(String),
+    /// Nothing was changed: the switchover may not start (or resume) for this reason.
+    Refuse(String),
+    /// Mid-way and something is wrong: stop here, holds stay, the operator must look.
+    Stuck(String),
+}
+
+/// The two sites as seen for one switchover: `from` is the current primary, `to` the target.
+pub struct Pair<'a> {
+    pub from: &'a SiteObs,
+    pub to: &'a SiteObs,
+}
+
+/// Byte lag of the target against the source, when both positions are known.
+pub fn lag_bytes(primary: &SiteObs, standby: &SiteObs) -> Option<u64> {
+    let p = primary.writable()?.xlog_location?;
+    let s = standby.leader_member()?.replayed()?;
+    Some(p.saturating_sub(s))
+}
+
+/// Picks the switchover's direction from the request and what is observed.
+pub fn direction(
+    req: &Request,
+    progress: Option<&Progress>,
+) -> Result<Option<(String, String)>, String> {
+    match (progress.filter(|p| !p.is_finished()), &req.to) {
+        (Some(p), Some(to)) if &p.to != to => Err(format!(
+            "a switchover from {} to {} is in progress (step {}); finish it with `kubectl pgdr switchover --resume` before starting another",
+            p.from, p.to, p.step.as_str()
+        )),
+        (Some(p), _) => Ok(Some((p.from.clone(), p.to.clone()))),
+        (None, _) if req.resume => Ok(None),
+        (None, Some(_)) => Ok(None),
+        (None, None) => Err("say where to switch over to: --to SITE (or --resume to continue a recorded switchover)".into()),
+    }
+}
+
+/// Checks before a new switchover; returns the warnings `--force` overrides, or the refusal.
+/// Positions come from annotations Patroni refreshes once per loop, each member at its own
+/// moment: under writes a standby may look ahead of its primary, so only timelines can prove a
+/// divergence here. The exact check is the catch-up to the demotion token.
+fn preflight(pair: &Pair, req: &Request) -> Result<(Vec<String>, u64, u64), String> {
+    let (from, to) = (pair.from, pair.to);
+    for s in [from, to] {
+        if let Some(e) = &s.error {
+            return Err(format!("site {} cannot be read: {e}", s.site));
+        }
+        if let Some(Err(e)) = s.config.as_ref().map(|c| &c.config) {
+            return Err(format!(
+                "site {}: {e}; fix the config annotation first",
+                s.site
+            ));
+        }
+        if s.config.as_ref().is_some_and(|c| c.paused()) {
+            return Err(format!(
+                "site {}: Patroni is paused (pause: true); resume it first",
+                s.site
+            ));
+        }
+    }
+    if from.role() != Role::Primary {
+        return Err(format!(
+            "site {} is not a running primary (it is {}): a switchover starts from the primary",
+            from.site,
+            from.role().as_str()
+        ));
+    }
+    if to.writable().is_some() {
+        return Err(format!(
+            "site {} is also writable: split brain; resolve it before any switchover",
+            to.site
+        ));
+    }
+    let primary = from.writable().expect("role primary has a writable member");
+    let source_tl = primary.timeline.ok_or_else(|| {
+        format!(
+            "site {}: the primary publishes no timeline yet; retry in a few seconds",
+            from.site
+        )
+    })?;
+    let source_lsn = primary.xlog_location.unwrap_or(0);
+    let Some(leader) = to.leader_member().filter(|m| m.is_standby_leader()) else {
+        return Err(format!(
+            "site {} has no running standby leader (it is {}): nothing could take over",
+            to.site,
+            to.role().as_str()
+        ));
+    };
+    let mut warnings = Vec::new();
+    if !leader.is_streaming() {
+        warnings.push(format!(
+            "site {}'s standby leader is not streaming from {} (replication: {})",
+            to.site,
+            from.site,
+            leader.replication_state.as_deref().unwrap_or("none")
+        ));
+    }
+    match leader.timeline {
+        Some(tl) if tl == source_tl => {}
+        Some(tl) if tl > source_tl => {
+            return Err(format!(
+                "site {} is on timeline {tl}, ahead of {}'s {source_tl}: the sites diverged",
+                to.site, from.site
+            ));
+        }
+        other => warnings.push(format!(
+            "site {} reports timeline {}, the primary is on {source_tl}",
+            to.site,
+            other.map_or("unknown".into(), |t| t.to_string())
+        )),
+    }
+    match lag_bytes(from, to) {
+        Some(lag) if lag > req.max_lag_bytes => warnings.push(format!(
+            "site {} lags {lag} bytes behind {}, over the bound of {} bytes",
+            to.site, from.site, req.max_lag_bytes
+        )),
+        Some(_) => {}
+        None => warnings.push(format!("the lag of site {} is unknown", to.site)),
+    }
+    Ok((warnings, source_tl, source_lsn))
+}
+
+fn advance(p: &Progress, step: Step, now: Timestamp, message: String) -> Progress {
+    let mut next = p.clone();
+    next.rev += 1;
+    next.step = step;
+    next.step_started_at = now;
+    if step == Step::Done {
+        next.finished_at = Some(now);
+    }
+    next.log.push(LogEntry {
+        at: now,
+        step,
+        message,
+    });
+    next
+}
+
+/// The switchover step machine.
+pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timestamp) -> Next {
+    let (from, to) = (pair.from, pair.to);
+    let active = progress.filter(|p| !p.is_finished());
+    // Two writable sites at any point: stop everything.
+    if from.writable().is_some() && to.writable().is_some() {
+        let msg = format!(
+            "both {} and {} are writable (split brain)",
+            from.site, to.site
+        );
+        return if active.is_some() {
+            Next::Stuck(msg)
+        } else {
+            Next::Refuse(msg)
+        };
+    }
+    let Some(p) = active else {
+        if req.resume {
+            return match progress {
+                Some(done) => Next::Done(format!(
+                    "nothing to resume: the switchover from {} to {} finished{}",
+                    done.from,
+                    done.to,
+                    done.finished_at
+                        .map(|t| format!(" at {t}"))
+                        .unwrap_or_default()
+                )),
+                None => Next::Refuse(
+                    "nothing to resume: no switchover is recorded on either site".into(),
+                ),
+            };
+        }
+        if to.role() == Role::Primary && matches!(from.role(), Role::Standby | Role::Fenced) {
+            return Next::Done(format!(
+                "site {} is already the primary; nothing to do",
+                to.site
+            ));
+        }
+        return match preflight(pair, req) {
+            Err(reason) => Next::Refuse(reason),
+            Ok((warnings, _, _)) if !warnings.is_empty() && !req.force => Next::Refuse(format!(
+                "{}; rerun with --force to switch over anyway",
+                warnings.join("; ")
+            )),
+            Ok((warnings, tl, _)) => {
+                let held_before = [from, to]
+                    .iter()
+                    .filter(|s| s.agent.hold)
+                    .map(|s| s.site.clone())
+                    .collect();
+                let progress = Progress {
+                    version: PROGRESS_VERSION,
+                    // Above any older record, so a stale copy on the other site never wins.
+                    rev: progress.map_or(1, |old| old.rev + 1),
+                    from: from.site.clone(),
+                    to: to.site.clone(),
+                    step: Step::Hold,
+                    started_at: now,
+                    step_started_at: now,
+                    force: req.force,
+                    max_lag_bytes: req.max_lag_bytes,
+                    held_before,
+                    source_timeline: Some(tl),
+                    source_lsn_before_demote: None,
+                    token: None,
+                    new_timeline: None,
+                    forced_loss_bytes: None,
+                    finished_at: None,
+                    log: vec![LogEntry {
+                        at: now,
+                        step: Step::Hold,
+                        message: format!("switchover from {} to {} started", from.site, to.site),
+                    }],
+                };
+                Next::Begin { progress, warnings }
+            }
+        };
+    };
+    step(pair, p, req, now)
+}
+
+fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
+    let (from, to) = (pair.from, pair.to);
+    for s in [from, to] {
+        if let Some(e) = &s.error {
+            return Next::Wait(format!("site {} cannot be read: {e}", s.site));
+        }
+    }
+    match p.step {
+        Step::Hold => {
+            let missing: Vec<String> = [from, to]
+                .iter()
+                .filter(|s| s.agent.installed && !s.agent.hold)
+                .map(|s| s.site.clone())
+                .collect();
+            if missing.is_empty() {
+                Next::Record {
+                    progress: advance(p, Step::Demote, now, "failover agents held".into()),
+                }
+            } else {
+                Next::Act {
+                    action: Action::SetHold { sites: missing },
+                    why: "hold the failover agents so nothing decides mid-way".into(),
+                }
+            }
+        }
+        Step::Demote => {
+            if from.is_standby_configured() {
+                return Next::Record {
+                    progress: advance(
+                        p,
+                        Step::Token,
+                        now,
+                        format!("{} configured as a standby cluster", from.site),
+                    ),
+                };
+            }
+            if to.writable().is_some() {
+                return Next::Stuck(format!(
+                    "site {} became writable before {} was demoted",
+                    to.site, from.site
+                ));
+            }
+            let Some(primary) = from.writable() else {
+                return Next::Wait(format!(
+                    "site {} has no running primary to demote ({})",
+                    from.site,
+                    from.role().as_str()
+                ));
+            };
+            if p.source_lsn_before_demote.is_none() {
+                let mut rec = p.clone();
+                rec.rev += 1;
+                rec.source_lsn_before_demote = primary.xlog_location;
+                return Next::Record { progress: rec };
+            }
+            Next::Act {
+                action: Action::Demote {
+                    site: from.site.clone(),
+                },
+                why: format!(
+                    "demote {} (clean shutdown, then a standby leader following {})",
+                    from.site, to.site
+                ),
+            }
+        }
+        Step::Token => {
+            let Some(leader) = from.leader_member() else {
+                return Next::Wait(format!(
+                    "{}: waiting for a leader after the demote",
+                    from.site
+                ));
+            };
+            if leader.is_writable() {
+                return Next::Wait(format!(
+                    "{} still runs as a primary; Patroni demotes it within a loop",
+                    from.site
+                ));
+            }
+            if !leader.is_standby_leader() {
+                return Next::Wait(format!(
+                    "{}: {} is {} / {}",
+                    from.site,
+                    leader.name,
+                    leader.role.as_deref().unwrap_or("?"),
+                    leader.state.as_deref().unwrap_or("?")
+                ));
+            }
+            let (Some(tl), Some(lsn)) = (leader.timeline, leader.replayed()) else {
+                return Next::Wait(format!(
+                    "{}: the standby leader publishes no position yet",
+                    from.site
+                ));
+            };
+            if p.source_timeline.is_some_and(|t| t != tl) {
+                return Next::Stuck(format!(
+                    "{} came back on timeline {tl}, it was on {}: not a clean demote",
+                    from.site,
+                    p.source_timeline.unwrap_or_default()
+                ));
+            }
+            if p.source_lsn_before_demote
+                .is_some_and(|before| lsn < before)
+            {
+                return Next::Stuck(format!(
+                    "{}'s position after the demote ({}) is before its last write position ({}): not a clean demote",
+                    from.site,
+                    fmt_lsn(lsn),
+                    fmt_lsn(p.source_lsn_before_demote.unwrap_or_default())
+                ));
+            }
+            let mut rec = advance(
+                p,
+                Step::CatchUp,
+                now,
+                format!("demotion token: LSN {} on timeline {tl}", fmt_lsn(lsn)),
+            );
+            rec.token = Some(Token { lsn, timeline: tl });
+            Next::Record { progress: rec }
+        }
+        Step::CatchUp => {
+            let token = p.token.expect("catch-up always has a token");
+            if to.writable().is_some() {
+                return Next::Stuck(format!(
+                    "site {} became writable before the catch-up was confirmed",
+                    to.site
+                ));
+            }
+            let Some(leader) = to.leader_member().filter(|m| m.is_standby_leader()) else {
+                return Next::Wait(format!(
+                    "{}: no running standby leader ({})",
+                    to.site,
+                    to.role().as_str()
+                ));
+            };
+            let replayed = leader.replayed().unwrap_or(0);
+            let received = leader.receive_lsn.unwrap_or(0);
+            if replayed > token.lsn || received > token.lsn {
+                return Next::Stuck(format!(
+                    "{} has WAL past the demotion token ({} replayed, {} received, token {}): the sites diverged",
+                    to.site,
+                    fmt_lsn(replayed),
+                    fmt_lsn(received),
+                    fmt_lsn(token.lsn)
+                ));
+            }
+            match leader.timeline {
+                Some(tl) if tl > token.timeline => {
+                    return Next::Stuck(format!(
+                        "{} is on timeline {tl}, past the token's {}",
+                        to.site, token.timeline
+                    ));
+                }
+                Some(tl) if tl == token.timeline && replayed == token.lsn => {
+                    return Next::Record {
+                        progress: advance(
+                            p,
+                            Step::Promote,
+                            now,
+                            format!(
+                                "{} replayed exactly up to {} on timeline {tl}",
+                                to.site,
+                                fmt_lsn(token.lsn)
+                            ),
+                        ),
+                    };
+                }
+                _ => {}
+            }
+            let missing = token.lsn - replayed;
+            let waited = now.duration_since(p.step_started_at).unsigned_abs();
+            if (p.force || req.force) && waited >= req.force_after {
+                let mut rec = advance(
+                    p,
+                    Step::Promote,
+                    now,
+                    format!(
+                        "FORCED after {waited:?}: {} replayed {}, {missing} bytes short of the token {}",
+                        to.site,
+                        fmt_lsn(replayed),
+                        fmt_lsn(token.lsn)
+                    ),
+                );
+                rec.forced_loss_bytes = Some(missing);
+                return Next::Record { progress: rec };
+            }
+            Next::Wait(format!(
+                "{} replayed {} of {} ({missing} bytes to go, timeline {})",
+                to.site,
+                fmt_lsn(replayed),
+                fmt_lsn(token.lsn),
+                leader.timeline.map_or("?".into(), |t| t.to_string())
+            ))
+        }
+        Step::Promote => {
+            if from.writable().is_some() {
+                return Next::Stuck(format!(
+                    "{} is writable again: refusing to promote {}",
+                    from.site, to.site
+                ));
+            }
+            if !to.is_standby_configured() {
+                return Next::Record {
+                    progress: advance(
+                        p,
+                        Step::Promoted,
+                        now,
+                        format!("{} no longer configured as a standby", to.site),
+                    ),
+                };
+            }
+            Next::Act {
+                action: Action::Promote {
+                    site: to.site.clone(),
+                },
+                why: format!("promote {}", to.site),
+            }
+        }
+        Step::Promoted => {
+            let token_tl = p.token.map_or(0, |t| t.timeline);
+            match to.writable() {
+                Some(m) if m.timeline.is_some_and(|tl| tl > token_tl) => {
+                    let tl = m.timeline.unwrap_or_default();
+                    let mut rec = advance(
+                        p,
+                        Step::Verify,
+                        now,
+                        format!("{} is a writable primary on timeline {tl}", to.site),
+                    );
+                    rec.new_timeline = Some(tl);
+                    Next::Record { progress: rec }
+                }
+                _ => Next::Wait(format!("{} is promoting ({})", to.site, to.role().as_str())),
+            }
+        }
+        Step::Verify => {
+            let want = p.new_timeline.unwrap_or_default();
+            match from.leader_member() {
+                Some(l)
+                    if l.is_standby_leader() && l.is_streaming() && l.timeline == Some(want) =>
+                {
+                    Next::Record {
+                        progress: advance(
+                            p,
+                            Step::Release,
+                            now,
+                            format!("{} streams from {} on timeline {want}", from.site, to.site),
+                        ),
+                    }
+                }
+                Some(l) => Next::Wait(format!(
+                    "{}: {} is {} / {}, replication {}, timeline {} (want {want})",
+                    from.site,
+                    l.name,
+                    l.role.as_deref().unwrap_or("?"),
+                    l.state.as_deref().unwrap_or("?"),
+                    l.replication_state.as_deref().unwrap_or("none"),
+                    l.timeline.map_or("?".into(), |t| t.to_string())
+                )),
+                None => Next::Wait(format!("{}: no leader yet", from.site)),
+            }
+        }
+        Step::Release => {
+            let ours: Vec<String> = [from, to]
+                .iter()
+                .filter(|s| s.agent.installed && s.agent.hold && !p.held_before.contains(&s.site))
+                .map(|s| s.site.clone())
+                .collect();
+            if ours.is_empty() {
+                let msg = match p.forced_loss_bytes {
+                    Some(b) => {
+                        format!("switchover complete (forced: up to {b} bytes were not replayed)")
+                    }
+                    None => "switchover complete, nothing lost".to_string(),
+                };
+                Next::Record {
+                    progress: advance(p, Step::Done, now, msg),
+                }
+            } else {
+                Next::Act {
+                    action: Action::ReleaseHold { sites: ours },
+                    why: "release the holds this switchover set".into(),
+                }
+            }
+        }
+        Step::Done => Next::Done("switchover complete".into()),
+    }
+}
+
+/// Checks before `promote SITE` / `unfence SITE` (removing `standby_cluster`). A peer that is
+/// visibly writable is never overridden: promoting then is a split brain.
+pub fn check_promote(
+    site: &SiteObs,
+    peer: &SiteObs,
+    force_needed: bool,
+    force: bool,
+) -> Result<Vec<String>, String> {
+    if let Some(e) = &site.error {
+        return Err(format!("site {} cannot be read: {e}", site.site));
+    }
+    let Some(cfg) = &site.config else {
+        return Err(format!(
+            "site {} has no Patroni config ConfigMap",
+            site.site
+        ));
+    };
+    if let Err(e) = &cfg.config {
+        return Err(format!("site {}: {e}; nothing was changed", site.site));
+    }
+    if peer.writable().is_some() {
+        return Err(format!(
+            "site {} is a writable primary: promoting {} would make two. Use `kubectl pgdr switchover --to {}`, or fence {} first",
+            peer.site, site.site, site.site, peer.site
+        ));
+    }
+    if force_needed && !force {
+        return Err(format!(
+            "promoting {} by hand bypasses the failover agent's checks: rerun with --force",
+            site.site
+        ));
+    }
+    let mut notes = Vec::new();
+    if let Some(e) = &peer.error {
+        notes.push(format!(
+            "site {} cannot be read ({e}): make sure it is really down or fenced",
+            peer.site
+        ));
+    }
+    match (site.leader_member(), peer.writable()) {
+        (Some(l), _) if l.is_standby_leader() => notes.push(format!(
+            "{}'s standby leader {} replayed {} on timeline {}",
+            site.site,
+            l.name,
+            l.replayed().map_or("?".into(), fmt_lsn),
+            l.timeline.map_or("?".into(), |t| t.to_string())
+        )),
+        (Some(l), _) if l.is_writable() => {
+            notes.push(format!("{} already runs as a primary", site.site))
+        }
+        _ => notes.push(format!(
+            "{} has no running standby leader right now",
+            site.site
+        )),
+    }
+    match site.agent.last_known_lag_bytes {
+        Some(b) => notes.push(format!("last known lag recorded by the agent: {b} bytes")),
+        None => notes.push("no lag recorded by the agent".into()),
+    }
+    Ok(notes)
+}
+
+/// Where `standby_cluster` on `site` should point: the peer through this site's tunnel.
+pub struct StandbyTarget {
+    pub host: String,
+    pub port: u16,
+    pub primary_slot_name: String,
+}
+
+impl StandbyTarget {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "host": self.host,
+            "port": self.port,
+            "primary_slot_name": self.primary_slot_name,
+            "create_replica_methods": ["basebackup"],
+        })
+    }
+}
+
+/// The config with `standby_cluster` set (fence / demote); every other key kept.
+pub fn with_standby(config: &Map<String, Value>, target: &StandbyTarget) -> Map<String, Value> {
+    let mut c = config.clone();
+    c.insert(STANDBY_CLUSTER.into(), target.to_json());
+    c
+}
+
+/// The config without `standby_cluster` and with the permanent slot for the peer (promote /
+/// unfence); every other key and slot kept.
+pub fn without_standby(config: &Map<String, Value>, peer_slot: &str) -> Map<String, Value> {
+    let mut c = config.clone();
+    c.remove(STANDBY_CLUSTER);
+    let slots = c
+        .entry("slots")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slots.is_object() {
+        *slots = Value::Object(Map::new());
+    }
+    if let Value::Object(s) = slots {
+        s.entry(peer_slot.to_string())
+            .or_insert_with(|| json!({"type": "physical"}));
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests;

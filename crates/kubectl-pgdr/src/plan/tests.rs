@@ -1,0 +1,555 @@
+//! Table tests of the switchover step machine and the promotion checks.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::*;
+use crate::model::tests::{config, member, site};
+use crate::model::{Member, SiteObs};
+use crate::progress::{Progress, Step, Token};
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).unwrap()
+}
+
+fn req(force: bool) -> Request {
+    Request {
+        to: Some("golddr".into()),
+        resume: false,
+        force,
+        max_lag_bytes: 1000,
+        force_after: Duration::from_secs(60),
+    }
+}
+
+fn with_agent(mut s: SiteObs, hold: bool) -> SiteObs {
+    s.agent.installed = true;
+    s.agent.hold = hold;
+    s
+}
+
+/// gold primary at `lsn`, golddr standby leader streaming at `standby_lsn`, agents installed.
+fn healthy(lsn: u64, standby_lsn: u64) -> (SiteObs, SiteObs) {
+    (
+        with_agent(
+            site("gold", false, member("gold-0", "primary", 1, lsn)),
+            false,
+        ),
+        with_agent(
+            site(
+                "golddr",
+                true,
+                member("golddr-0", "standby_leader", 1, standby_lsn),
+            ),
+            false,
+        ),
+    )
+}
+
+fn begin(from: &SiteObs, to: &SiteObs, r: &Request) -> Progress {
+    match next(&Pair { from, to }, None, r, t(0)) {
+        Next::Begin { progress, .. } => progress,
+        other => panic!("expected Begin, got {other:?}"),
+    }
+}
+
+fn at(p: &Progress, step: Step) -> Progress {
+    let mut p = p.clone();
+    p.step = step;
+    p
+}
+
+fn run(from: &SiteObs, to: &SiteObs, p: &Progress, now: i64) -> Next {
+    next(&Pair { from, to }, Some(p), &req(p.force), t(now))
+}
+
+fn recorded(n: Next) -> Progress {
+    match n {
+        Next::Record { progress } => progress,
+        other => panic!("expected Record, got {other:?}"),
+    }
+}
+
+fn contains(n: &Next, needle: &str) -> bool {
+    format!("{n:?}").contains(needle)
+}
+
+#[test]
+fn starting_a_switchover() {
+    let (g, d) = healthy(100, 100);
+    let mut not_streaming = d.clone();
+    not_streaming.members[0].replication_state = None;
+    let (g_far, d_far) = healthy(5000, 100);
+    let mut d_ahead = d.clone();
+    d_ahead.members[0].timeline = Some(2);
+    let mut paused = g.clone();
+    paused
+        .config
+        .as_mut()
+        .unwrap()
+        .config
+        .as_mut()
+        .unwrap()
+        .insert("pause".into(), json!(true));
+    let primary_dr = with_agent(
+        site("golddr", false, member("golddr-0", "primary", 2, 300)),
+        false,
+    );
+    let following_gold = with_agent(
+        site("gold", true, member("gold-0", "standby_leader", 2, 300)),
+        false,
+    );
+    let mut fenced_gold = following_gold.clone();
+    fenced_gold.members[0].replication_state = None;
+    let both = site("golddr", false, member("golddr-0", "primary", 2, 100));
+    // (case, from, to, force, expected variant, needle)
+    let cases: Vec<(&str, &SiteObs, &SiteObs, bool, &str, &str)> = vec![
+        ("healthy pair", &g, &d, false, "Begin", "started"),
+        (
+            "lag over the bound",
+            &g_far,
+            &d_far,
+            false,
+            "Refuse",
+            "lags 4900 bytes",
+        ),
+        (
+            "lag over the bound, forced",
+            &g_far,
+            &d_far,
+            true,
+            "Begin",
+            "lags 4900 bytes",
+        ),
+        (
+            "target not streaming",
+            &g,
+            &not_streaming,
+            false,
+            "Refuse",
+            "not streaming",
+        ),
+        (
+            "target not streaming, forced",
+            &g,
+            &not_streaming,
+            true,
+            "Begin",
+            "not streaming",
+        ),
+        (
+            "target on a later timeline",
+            &g,
+            &d_ahead,
+            true,
+            "Refuse",
+            "diverged",
+        ),
+        ("source paused", &paused, &d, true, "Refuse", "paused"),
+        (
+            "source is not a primary",
+            &fenced_gold,
+            &d,
+            true,
+            "Refuse",
+            "not a running primary",
+        ),
+        (
+            "already switched",
+            &following_gold,
+            &primary_dr,
+            false,
+            "Done",
+            "already the primary",
+        ),
+        ("split brain", &g, &both, true, "Refuse", "split brain"),
+    ];
+    for (name, from, to, force, variant, needle) in cases {
+        let n = next(&Pair { from, to }, None, &req(force), t(0));
+        assert!(format!("{n:?}").starts_with(variant), "{name}: {n:?}");
+        assert!(contains(&n, needle), "{name}: {n:?}");
+    }
+    let p = begin(&g, &with_agent(d.clone(), true), &req(false));
+    assert_eq!((p.step, p.source_timeline, p.rev), (Step::Hold, Some(1), 1));
+    assert_eq!(
+        p.held_before,
+        vec!["golddr".to_string()],
+        "an earlier hold is kept"
+    );
+}
+
+#[test]
+fn resume_and_direction() {
+    let (g, d) = healthy(100, 100);
+    let resume = Request {
+        to: None,
+        resume: true,
+        ..req(false)
+    };
+    let n = next(&Pair { from: &g, to: &d }, None, &resume, t(0));
+    assert!(
+        matches!(n, Next::Refuse(ref m) if m.contains("nothing to resume")),
+        "{n:?}"
+    );
+    let mut done = begin(&g, &d, &req(false));
+    done.step = Step::Done;
+    let n = next(&Pair { from: &g, to: &d }, Some(&done), &resume, t(0));
+    assert!(matches!(n, Next::Done(_)), "{n:?}");
+    // A finished record does not block a new switchover.
+    done.rev = 9;
+    let n = next(&Pair { from: &g, to: &d }, Some(&done), &req(false), t(0));
+    assert!(
+        matches!(n, Next::Begin { ref progress, .. } if progress.rev == 10),
+        "{n:?}"
+    );
+
+    let active = begin(&g, &d, &req(false));
+    assert_eq!(
+        direction(&resume, Some(&active)).unwrap(),
+        Some(("gold".into(), "golddr".into()))
+    );
+    let other = Request {
+        to: Some("gold".into()),
+        ..req(false)
+    };
+    assert!(
+        direction(&other, Some(&active))
+            .unwrap_err()
+            .contains("in progress")
+    );
+    assert_eq!(direction(&other, Some(&done)).unwrap(), None);
+    let nothing = Request {
+        to: None,
+        ..req(false)
+    };
+    assert!(direction(&nothing, None).is_err());
+}
+
+#[test]
+fn each_step() {
+    let (g, d) = healthy(100, 100);
+    let p0 = begin(&g, &d, &req(false));
+
+    // hold
+    let n = run(&g, &d, &p0, 1);
+    assert_eq!(
+        n,
+        Next::Act {
+            action: Action::SetHold {
+                sites: vec!["gold".into(), "golddr".into()]
+            },
+            why: "hold the failover agents so nothing decides mid-way".into()
+        }
+    );
+    let (gh, dh) = (with_agent(g.clone(), true), with_agent(d.clone(), true));
+    let p = recorded(run(&gh, &dh, &p0, 1));
+    assert_eq!((p.step, p.rev), (Step::Demote, 2));
+
+    // demote: first the position is recorded, then the config is written
+    let p = recorded(run(&gh, &dh, &p, 2));
+    assert_eq!(
+        (p.step, p.source_lsn_before_demote),
+        (Step::Demote, Some(100))
+    );
+    assert!(
+        matches!(run(&gh, &dh, &p, 2), Next::Act { action: Action::Demote { ref site }, .. } if site == "gold")
+    );
+    let mut demoting = gh.clone();
+    demoting.config = Some(config(true));
+    let p = recorded(run(&demoting, &dh, &p, 3));
+    assert_eq!(p.step, Step::Token);
+
+    // token
+    assert!(contains(
+        &run(&demoting, &dh, &p, 4),
+        "still runs as a primary"
+    ));
+    let mut demoted = demoting.clone();
+    demoted.members[0] = Member {
+        replication_state: None,
+        ..member("gold-0", "standby_leader", 1, 140)
+    };
+    let tok = recorded(run(&demoted, &dh, &p, 5));
+    assert_eq!(
+        (tok.step, tok.token),
+        (
+            Step::CatchUp,
+            Some(Token {
+                lsn: 140,
+                timeline: 1
+            })
+        )
+    );
+    let mut wrong_tl = demoted.clone();
+    wrong_tl.members[0].timeline = Some(2);
+    assert!(matches!(run(&wrong_tl, &dh, &p, 5), Next::Stuck(ref m) if m.contains("timeline 2")));
+    let mut behind = demoted.clone();
+    behind.members[0] = member("gold-0", "standby_leader", 1, 90);
+    assert!(
+        matches!(run(&behind, &dh, &p, 5), Next::Stuck(ref m) if m.contains("not a clean demote"))
+    );
+
+    // catch-up
+    let target = |lsn: u64, tl: u64| {
+        with_agent(
+            site(
+                "golddr",
+                true,
+                member("golddr-0", "standby_leader", tl, lsn),
+            ),
+            true,
+        )
+    };
+    assert!(
+        matches!(run(&demoted, &target(120, 1), &tok, 6), Next::Wait(ref m) if m.contains("20 bytes to go"))
+    );
+    let p = recorded(run(&demoted, &target(140, 1), &tok, 6));
+    assert_eq!(p.step, Step::Promote);
+    assert!(
+        matches!(run(&demoted, &target(150, 1), &tok, 6), Next::Stuck(ref m) if m.contains("past the demotion token"))
+    );
+    let mut received_more = target(140, 1);
+    received_more.members[0].receive_lsn = Some(141);
+    assert!(matches!(
+        run(&demoted, &received_more, &tok, 6),
+        Next::Stuck(_)
+    ));
+    assert!(
+        matches!(run(&demoted, &target(100, 2), &tok, 6), Next::Stuck(ref m) if m.contains("timeline 2"))
+    );
+    // --force: wait first, then promote with the gap recorded
+    let mut forced = tok.clone();
+    forced.force = true;
+    forced.step_started_at = t(0);
+    assert!(matches!(
+        run(&demoted, &target(120, 1), &forced, 30),
+        Next::Wait(_)
+    ));
+    let f = recorded(run(&demoted, &target(120, 1), &forced, 61));
+    assert_eq!((f.step, f.forced_loss_bytes), (Step::Promote, Some(20)));
+    // --force given only on --resume counts too.
+    let resumed = Request {
+        to: None,
+        resume: true,
+        force: true,
+        force_after: Duration::ZERO,
+        ..req(false)
+    };
+    let f = recorded(next(
+        &Pair {
+            from: &demoted,
+            to: &target(120, 1),
+        },
+        Some(&tok),
+        &resumed,
+        t(6),
+    ));
+    assert_eq!(f.forced_loss_bytes, Some(20));
+    assert!(
+        matches!(run(&demoted, &target(120, 1), &tok, 6000), Next::Wait(_)),
+        "never without --force"
+    );
+
+    // promote
+    let d_caught = target(140, 1);
+    assert!(
+        matches!(run(&demoted, &d_caught, &p, 7), Next::Act { action: Action::Promote { ref site }, .. } if site == "golddr")
+    );
+    let mut d_unconfigured = d_caught.clone();
+    d_unconfigured.config = Some(config(false));
+    let p = recorded(run(&demoted, &d_unconfigured, &p, 8));
+    assert_eq!(p.step, Step::Promoted);
+    assert!(
+        matches!(run(&gh, &d_caught, &at(&p, Step::Promote), 8), Next::Stuck(ref m) if m.contains("writable again"))
+    );
+
+    // promoted
+    assert!(matches!(
+        run(&demoted, &d_unconfigured, &p, 9),
+        Next::Wait(_)
+    ));
+    let new_primary = with_agent(
+        site("golddr", false, member("golddr-0", "primary", 2, 200)),
+        true,
+    );
+    let p = recorded(run(&demoted, &new_primary, &p, 9));
+    assert_eq!((p.step, p.new_timeline), (Step::Verify, Some(2)));
+
+    // verify
+    assert!(
+        matches!(run(&demoted, &new_primary, &p, 10), Next::Wait(ref m) if m.contains("want 2"))
+    );
+    let following = with_agent(
+        site("gold", true, member("gold-0", "standby_leader", 2, 200)),
+        true,
+    );
+    let p = recorded(run(&following, &new_primary, &p, 10));
+    assert_eq!(p.step, Step::Release);
+
+    // release only what we held
+    assert!(
+        matches!(run(&following, &new_primary, &p, 11), Next::Act { action: Action::ReleaseHold { ref sites }, .. } if sites.len() == 2)
+    );
+    let mut kept = p.clone();
+    kept.held_before = vec!["golddr".into()];
+    assert!(
+        matches!(run(&following, &new_primary, &kept, 11), Next::Act { action: Action::ReleaseHold { ref sites }, .. } if sites == &vec!["gold".to_string()])
+    );
+    let (f2, n2) = (
+        with_agent(following.clone(), false),
+        with_agent(new_primary.clone(), false),
+    );
+    let done = recorded(run(&f2, &n2, &p, 12));
+    assert_eq!(done.step, Step::Done);
+    assert!(done.finished_at.is_some());
+    assert!(done.log.last().unwrap().message.contains("nothing lost"));
+    assert!(matches!(
+        run(&f2, &n2, &done, 13),
+        Next::Begin { .. } | Next::Done(_)
+    ));
+}
+
+#[test]
+fn unreadable_site_waits_mid_way() {
+    let (g, d) = healthy(100, 100);
+    let p = at(&begin(&g, &d, &req(false)), Step::CatchUp);
+    let down = SiteObs {
+        site: "golddr".into(),
+        error: Some("connection refused".into()),
+        ..SiteObs::default()
+    };
+    assert!(matches!(run(&g, &down, &p, 1), Next::Wait(ref m) if m.contains("cannot be read")));
+}
+
+/// The whole machine against a small simulated pair, acting as Patroni would: the switchover
+/// ends with the roles swapped, the token equal to the source's final position, no holds left.
+#[test]
+fn round_trip_against_a_simulated_pair() {
+    let (mut g, mut d) = healthy(1000, 990);
+    let mut progress: Option<Progress> = None;
+    let mut now = 0;
+    for _ in 0..60 {
+        now += 1;
+        // Patroni's side of the world, one loop per iteration.
+        let demote_requested = g.is_standby_configured();
+        if demote_requested && g.members[0].is_writable() {
+            // clean demote: shutdown checkpoint of 40 bytes, streamed to the standby
+            g.members[0] = Member {
+                replication_state: None,
+                ..member("gold-0", "standby_leader", 1, 1040)
+            };
+        } else if !d.is_standby_configured() && !d.members[0].is_writable() {
+            d.members[0] = member("golddr-0", "primary", 2, 1100);
+        } else if d.members[0].is_standby_leader() {
+            let caught = if demote_requested { 1040 } else { 1000 };
+            d.members[0] = member("golddr-0", "standby_leader", 1, caught);
+        }
+        if d.members[0].is_writable() && g.members[0].is_standby_leader() {
+            g.members[0] = member("gold-0", "standby_leader", 2, 1100);
+        }
+        let r = req(false);
+        match next(&Pair { from: &g, to: &d }, progress.as_ref(), &r, t(now)) {
+            Next::Begin { progress: p, .. } | Next::Record { progress: p } => progress = Some(p),
+            Next::Act { action, .. } => match action {
+                Action::SetHold { sites } => {
+                    for s in [&mut g, &mut d] {
+                        if sites.contains(&s.site) {
+                            s.agent.hold = true;
+                        }
+                    }
+                }
+                Action::ReleaseHold { sites } => {
+                    for s in [&mut g, &mut d] {
+                        if sites.contains(&s.site) {
+                            s.agent.hold = false;
+                        }
+                    }
+                }
+                Action::Demote { .. } => g.config = Some(config(true)),
+                Action::Promote { .. } => d.config = Some(config(false)),
+            },
+            Next::Wait(_) => {}
+            Next::Done(_) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let p = progress.expect("a record");
+    assert_eq!(p.step, Step::Done, "{:#?}", p.log);
+    assert_eq!(
+        p.token,
+        Some(Token {
+            lsn: 1040,
+            timeline: 1
+        })
+    );
+    assert_eq!(p.new_timeline, Some(2));
+    assert!(!g.agent.hold && !d.agent.hold);
+    assert!(d.members[0].is_writable() && !g.members[0].is_writable());
+}
+
+#[test]
+fn promote_checks() {
+    let (g, d) = healthy(100, 90);
+    let r = check_promote(&d, &g, true, true);
+    assert!(
+        r.unwrap_err().contains("writable primary"),
+        "never two primaries, even forced"
+    );
+    let gone = SiteObs {
+        site: "gold".into(),
+        error: Some("timeout".into()),
+        ..SiteObs::default()
+    };
+    assert!(
+        check_promote(&d, &gone, true, false)
+            .unwrap_err()
+            .contains("--force")
+    );
+    let mut d2 = d.clone();
+    d2.agent.last_known_lag_bytes = Some(4096);
+    let notes = check_promote(&d2, &gone, true, true).unwrap();
+    assert!(notes.iter().any(|n| n.contains("really down")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("4096 bytes")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("replayed 0/5A")),
+        "{notes:?}"
+    );
+    // unfence needs no --force, but the peer must not be writable either
+    assert!(check_promote(&g, &d, false, false).is_ok());
+    let mut bad = d.clone();
+    bad.config.as_mut().unwrap().config = Err("not JSON".into());
+    assert!(
+        check_promote(&bad, &gone, true, true)
+            .unwrap_err()
+            .contains("not JSON")
+    );
+}
+
+#[test]
+fn config_edits_keep_other_keys() {
+    let base = json!({"ttl": 30, "postgresql": {"use_pg_rewind": true}, "slots": {"other": {"type": "physical"}}});
+    let base = base.as_object().unwrap();
+    let target = StandbyTarget {
+        host: "patroni-golddr.ns.svc".into(),
+        port: 31234,
+        primary_slot_name: "pgdr_gold".into(),
+    };
+    let fenced = with_standby(base, &target);
+    assert_eq!(fenced["ttl"], 30);
+    assert_eq!(fenced["postgresql"]["use_pg_rewind"], true);
+    assert_eq!(
+        fenced["standby_cluster"],
+        json!({"host": "patroni-golddr.ns.svc", "port": 31234, "primary_slot_name": "pgdr_gold", "create_replica_methods": ["basebackup"]})
+    );
+    assert_eq!(with_standby(&fenced, &target), fenced, "idempotent");
+    let open = without_standby(&fenced, "pgdr_golddr");
+    assert!(!open.contains_key("standby_cluster"));
+    assert_eq!(
+        open["slots"],
+        json!({"other": {"type": "physical"}, "pgdr_golddr": {"type": "physical"}})
+    );
+    assert_eq!(open["postgresql"]["use_pg_rewind"], true);
+    assert_eq!(without_standby(&open, "pgdr_golddr"), open, "idempotent");
+}

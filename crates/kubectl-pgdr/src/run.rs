@@ -1,0 +1,457 @@
+//! The commands: observe, decide (pure, in `plan`/`status`), act, repeat. Human progress goes to
+//! stderr, results to stdout.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use crate::cli::Output;
+use crate::config::Settings;
+use crate::error::Error;
+use crate::kube_api::SiteClient;
+use crate::model::SiteObs;
+use crate::plan::{self, Action, Next, Pair, Request};
+use crate::progress::Progress;
+use crate::status;
+
+/// How often waits re-observe the sites.
+const POLL: Duration = Duration::from_millis(1000);
+
+/// Where the human lines and answers go; tests swap in buffers.
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub input: &'a mut dyn BufRead,
+    pub started: Instant,
+}
+
+impl Io<'_> {
+    pub fn say(&mut self, msg: impl AsRef<str>) {
+        let t = self.started.elapsed().as_secs_f64();
+        let _ = writeln!(self.err, "[{t:7.1}s] {}", msg.as_ref());
+        tracing::debug!(message = msg.as_ref());
+    }
+
+    /// Asks the operator to type `expected`; anything else declines.
+    fn confirm(&mut self, question: &str, expected: &str) -> Result<(), Error> {
+        let _ = write!(self.err, "{question}\nType '{expected}' to continue: ");
+        let _ = self.err.flush();
+        let mut line = String::new();
+        self.input
+            .read_line(&mut line)
+            .map_err(|_| Error::NotConfirmed)?;
+        if line.trim() == expected {
+            Ok(())
+        } else {
+            Err(Error::NotConfirmed)
+        }
+    }
+}
+
+/// The two connected sites, in configuration order.
+pub struct Pair2 {
+    pub sites: [SiteClient; 2],
+}
+
+impl Pair2 {
+    pub fn index(&self, name: &str) -> usize {
+        if self.sites[0].site.name == name {
+            0
+        } else {
+            1
+        }
+    }
+    pub async fn observe(&self) -> [SiteObs; 2] {
+        let (a, b) = tokio::join!(self.sites[0].observe(), self.sites[1].observe());
+        [a, b]
+    }
+}
+
+/// `status`: returns whether the pair is healthy.
+pub async fn status(
+    pair: &Pair2,
+    settings: &Settings,
+    output: Output,
+    max_lag: u64,
+    io: &mut Io<'_>,
+) -> Result<bool, Error> {
+    let obs = pair.observe().await;
+    let sites = [pair.sites[0].site.clone(), pair.sites[1].site.clone()];
+    let mut r = status::report(&sites, &obs, max_lag);
+    // The effective namespaces, for the operator's next kubectl command.
+    for (s, c) in r.sites.iter_mut().zip(&pair.sites) {
+        s.namespace = Some(c.namespace.clone());
+    }
+    let _ = settings;
+    let text = match output {
+        Output::Text => status::render_text(&r),
+        Output::Json => {
+            serde_json::to_string_pretty(&r).map_err(|e| Error::Output(e.to_string()))? + "\n"
+        }
+        Output::Yaml => serde_saphyr::to_string(&r).map_err(|e| Error::Output(e.to_string()))?,
+    };
+    io.out
+        .write_all(text.as_bytes())
+        .map_err(|e| Error::Output(e.to_string()))?;
+    Ok(r.healthy)
+}
+
+/// `hold` / `release`.
+pub async fn hold(
+    pair: &Pair2,
+    settings: &Settings,
+    site: Option<&str>,
+    on: bool,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
+    let targets: Vec<&SiteClient> = match site {
+        Some(name) => {
+            settings.site(name)?;
+            vec![&pair.sites[pair.index(name)]]
+        }
+        None => pair.sites.iter().collect(),
+    };
+    for c in targets {
+        let verb = if on { "held" } else { "released" };
+        if c.set_hold(on).await? {
+            io.say(format!(
+                "{}: failover agent {verb} ({} on ConfigMap {})",
+                c.site.name,
+                crate::model::HOLD_ANNOTATION,
+                c.site.state_map()
+            ));
+        } else {
+            io.say(format!(
+                "{}: no failover agent here (ConfigMap {} not found); nothing to {}",
+                c.site.name,
+                c.site.state_map(),
+                if on { "hold" } else { "release" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `done` holds for the observed pair, or the timeout.
+async fn wait_for(
+    pair: &Pair2,
+    what: &str,
+    timeout: Duration,
+    next: &'static str,
+    io: &mut Io<'_>,
+    done: impl Fn(&[SiteObs; 2]) -> Result<(), String>,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let obs = pair.observe().await;
+        match done(&obs) {
+            Ok(()) => return Ok(()),
+            Err(seen) => {
+                if seen != last {
+                    io.say(format!("waiting: {seen}"));
+                    last = seen;
+                }
+            }
+        }
+        if started.elapsed() >= timeout {
+            return Err(Error::Timeout {
+                what: what.to_string(),
+                timeout,
+                last,
+                next,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `fence SITE`.
+pub async fn fence(
+    pair: &Pair2,
+    site: &str,
+    yes: bool,
+    timeout: Duration,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
+    let i = pair.index(site);
+    let c = &pair.sites[i];
+    let obs = pair.observe().await;
+    if let Some(e) = &obs[i].error {
+        return Err(Error::Refused(format!("site {site} cannot be read: {e}")));
+    }
+    let target = c.standby_target().await?;
+    let peer = &obs[1 - i];
+    if !yes {
+        let note = if obs[i].writable().is_some() && peer.writable().is_none() {
+            format!(
+                "{site} is the only writable primary: the database becomes read-only until another site is promoted."
+            )
+        } else {
+            format!(
+                "{site} becomes a read-only standby following {}.",
+                c.site.peer
+            )
+        };
+        io.confirm(
+            &format!(
+                "Fence {site}: standby_cluster -> {}:{} (slot {}). {note}",
+                target.host, target.port, target.primary_slot_name
+            ),
+            site,
+        )?;
+    }
+    let changed = c.edit_config(|m| plan::with_standby(m, &target)).await?;
+    io.say(format!(
+        "{site}: standby_cluster {} ({}:{}, slot {})",
+        if changed { "written" } else { "already set" },
+        target.host,
+        target.port,
+        target.primary_slot_name
+    ));
+    wait_for(
+        pair,
+        &format!("{site} to stop being writable"),
+        timeout,
+        "check Patroni's log on that site",
+        io,
+        |o| match o[i].writable() {
+            None => Ok(()),
+            Some(m) => Err(format!("{site}: {} still runs as a primary", m.name)),
+        },
+    )
+    .await?;
+    io.say(format!("{site}: fenced (read-only)"));
+    Ok(())
+}
+
+/// `unfence SITE` and `promote SITE --force`: remove standby_cluster, declare the peer's slot.
+pub async fn promote(
+    pair: &Pair2,
+    site: &str,
+    force_needed: bool,
+    force: bool,
+    yes: bool,
+    timeout: Duration,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
+    let i = pair.index(site);
+    let c = &pair.sites[i];
+    let obs = pair.observe().await;
+    let notes =
+        plan::check_promote(&obs[i], &obs[1 - i], force_needed, force).map_err(Error::Refused)?;
+    for n in &notes {
+        io.say(n);
+    }
+    if !yes {
+        io.confirm(
+            &format!("Promote {site} to a writable primary. Writes acknowledged by {} after the position above are lost.", c.site.peer),
+            site,
+        )?;
+    }
+    let slot = c.site.slot_for(&c.site.peer);
+    let changed = c.edit_config(|m| plan::without_standby(m, &slot)).await?;
+    io.say(format!(
+        "{site}: standby_cluster {} (slot {slot} declared for {})",
+        if changed { "removed" } else { "already absent" },
+        c.site.peer
+    ));
+    wait_for(
+        pair,
+        &format!("{site} to run as a writable primary"),
+        timeout,
+        "check Patroni's log on that site",
+        io,
+        |o| match o[i].writable() {
+            Some(m) => {
+                let _ = m;
+                Ok(())
+            }
+            None => Err(format!("{site} is {}", o[i].role().as_str())),
+        },
+    )
+    .await?;
+    let obs = pair.observe().await;
+    let tl = obs[i]
+        .writable()
+        .and_then(|m| m.timeline)
+        .map_or("?".into(), |t| t.to_string());
+    io.say(format!("{site}: writable primary on timeline {tl}"));
+    Ok(())
+}
+
+/// The most advanced switchover record on either site, and the target's own copy version.
+fn pick_progress(obs: &[SiteObs; 2]) -> Option<Progress> {
+    obs.iter()
+        .filter_map(|o| o.switchover.as_ref())
+        .filter_map(|s| s.progress.as_ref().ok())
+        .max_by_key(|p| p.rev)
+        .cloned()
+}
+
+/// `switchover`: runs the step machine until done, refused, stuck, or a step times out.
+pub async fn switchover(
+    pair: &Pair2,
+    req: &Request,
+    step_timeout: Duration,
+    io: &mut Io<'_>,
+) -> Result<String, Error> {
+    let mut last_wait = String::new();
+    let mut wait_started: Option<Instant> = None;
+    loop {
+        let obs = pair.observe().await;
+        let progress = pick_progress(&obs);
+        let logged = progress.as_ref().map_or(0, |p| p.log.len());
+        let (from, to) = match plan::direction(req, progress.as_ref()).map_err(Error::Refused)? {
+            Some(d) => d,
+            None => match &req.to {
+                Some(to) => {
+                    let i = pair.index(to);
+                    if pair.sites[i].site.name != *to {
+                        return Err(Error::Refused(format!("site '{to}' is not configured")));
+                    }
+                    (pair.sites[1 - i].site.name.clone(), to.clone())
+                }
+                // --resume with nothing active: the machine says so.
+                None => (
+                    pair.sites[0].site.name.clone(),
+                    pair.sites[1].site.name.clone(),
+                ),
+            },
+        };
+        let (fi, ti) = (pair.index(&from), pair.index(&to));
+        let decision = plan::next(
+            &Pair {
+                from: &obs[fi],
+                to: &obs[ti],
+            },
+            progress.as_ref(),
+            req,
+            Timestamp::now(),
+        );
+        if !matches!(decision, Next::Wait(_)) {
+            wait_started = None;
+            last_wait.clear();
+        }
+        match decision {
+            Next::Done(msg) => {
+                io.say(&msg);
+                return Ok(msg);
+            }
+            Next::Refuse(msg) => return Err(Error::Refused(msg)),
+            Next::Stuck(msg) => {
+                let step = progress.map_or("start", |p| p.step.as_str());
+                return Err(Error::Stuck { step, reason: msg });
+            }
+            Next::Begin {
+                progress: p,
+                warnings,
+            } => {
+                if !warnings.is_empty() {
+                    io.say("--force: going ahead despite:");
+                    for w in &warnings {
+                        io.say(format!("  - {w}"));
+                    }
+                    io.say(format!(
+                        "  what may be lost: nothing while {to} catches up to the demotion token; if it cannot within {}s, \
+                         --force promotes it anyway and writes {from} acknowledged after {to}'s replay position are lost",
+                        req.force_after.as_secs()
+                    ));
+                }
+                record(pair, &obs, ti, fi, &p, true, io).await?;
+            }
+            Next::Record { progress: p } => {
+                let written = record(pair, &obs, ti, fi, &p, p.log.len() > logged, io).await?;
+                if written && p.is_finished() {
+                    return Ok(p.log.last().map_or(String::new(), |l| l.message.clone()));
+                }
+            }
+            Next::Act { action, why } => {
+                io.say(&why);
+                act(pair, &action, io).await?;
+            }
+            Next::Wait(reason) => {
+                let started = *wait_started.get_or_insert_with(Instant::now);
+                if reason != last_wait {
+                    io.say(format!("waiting: {reason}"));
+                    last_wait = reason.clone();
+                }
+                if started.elapsed() >= step_timeout {
+                    return Err(Error::Timeout {
+                        what: format!("step {}", progress.map_or("start", |p| p.step.as_str())),
+                        timeout: step_timeout,
+                        last: reason,
+                        next: "run `kubectl pgdr switchover --resume` to continue from the recorded step",
+                    });
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+/// Writes the record: compare-and-set on the target site (authoritative), then a copy on the
+/// source (best effort: the source may be the site that is down).
+async fn record(
+    pair: &Pair2,
+    obs: &[SiteObs; 2],
+    ti: usize,
+    fi: usize,
+    p: &Progress,
+    announce: bool,
+    io: &mut Io<'_>,
+) -> Result<bool, Error> {
+    let expected = obs[ti]
+        .switchover
+        .as_ref()
+        .map_or(String::new(), |s| s.resource_version.clone());
+    if !pair.sites[ti].write_progress(p, Some(&expected)).await? {
+        io.say("the switchover record changed concurrently; reading it again");
+        return Ok(false);
+    }
+    if let Some(last) = p.log.last().filter(|_| announce) {
+        io.say(format!("step {}: {}", last.step.as_str(), last.message));
+    }
+    if let Err(e) = pair.sites[fi].write_progress(p, None).await {
+        io.say(format!(
+            "warning: could not copy the record to {}: {e}",
+            pair.sites[fi].site.name
+        ));
+    }
+    Ok(true)
+}
+
+async fn act(pair: &Pair2, action: &Action, io: &mut Io<'_>) -> Result<(), Error> {
+    match action {
+        Action::SetHold { sites } | Action::ReleaseHold { sites } => {
+            let on = matches!(action, Action::SetHold { .. });
+            for s in sites {
+                let c = &pair.sites[pair.index(s)];
+                c.set_hold(on).await?;
+                io.say(format!(
+                    "{s}: failover agent {}",
+                    if on { "held" } else { "released" }
+                ));
+            }
+        }
+        Action::Demote { site } => {
+            let c = &pair.sites[pair.index(site)];
+            let target = c.standby_target().await?;
+            c.edit_config(|m| plan::with_standby(m, &target)).await?;
+            io.say(format!(
+                "{site}: standby_cluster -> {}:{} (slot {})",
+                target.host, target.port, target.primary_slot_name
+            ));
+        }
+        Action::Promote { site } => {
+            let c = &pair.sites[pair.index(site)];
+            let slot = c.site.slot_for(&c.site.peer);
+            c.edit_config(|m| plan::without_standby(m, &slot)).await?;
+            io.say(format!(
+                "{site}: standby_cluster removed, slot {slot} declared"
+            ));
+        }
+    }
+    Ok(())
+}

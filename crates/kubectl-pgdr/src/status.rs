@@ -1,0 +1,605 @@
+//! `status`: both sites side by side and the pair's health. Pure: built from two observations,
+//! rendered as text, JSON or YAML.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Site;
+use crate::model::{Role, SiteObs, StoredProgress, fmt_lsn};
+use crate::progress::Progress;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub healthy: bool,
+    pub sites: Vec<SiteReport>,
+    pub lag: Option<Lag>,
+    /// What makes the pair unhealthy (non-zero exit).
+    pub problems: Vec<String>,
+    /// Worth knowing, not unhealthy.
+    pub warnings: Vec<String>,
+    pub switchover: Option<Progress>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteReport {
+    pub name: String,
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    pub role: Role,
+    pub leader: Option<String>,
+    pub members: Vec<MemberReport>,
+    pub timeline: Option<u64>,
+    pub standby_cluster: Option<Value>,
+    pub tunnel: Option<TunnelReport>,
+    pub agent: AgentReport,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberReport {
+    pub name: String,
+    pub role: Option<String>,
+    pub state: Option<String>,
+    pub timeline: Option<u64>,
+    /// LSNs as PostgreSQL prints them.
+    pub write_lsn: Option<String>,
+    pub replay_lsn: Option<String>,
+    pub receive_lsn: Option<String>,
+    pub replication: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TunnelReport {
+    pub service: String,
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentReport {
+    pub installed: bool,
+    pub mode: Option<String>,
+    pub suspended: Option<bool>,
+    pub hold: bool,
+    pub last_decision: Option<String>,
+    pub reasons: Vec<String>,
+    pub last_known_lag_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Lag {
+    pub primary: String,
+    pub standby: String,
+    pub bytes: u64,
+    /// Derivable only when nothing is missing (Patroni publishes positions, not times).
+    pub seconds: Option<f64>,
+}
+
+/// Builds the report. `max_lag_bytes` is the bound above which the pair counts as unhealthy.
+pub fn report(sites: &[Site; 2], obs: &[SiteObs; 2], max_lag_bytes: u64) -> Report {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for o in obs {
+        if let Some(e) = &o.error {
+            problems.push(format!("{}: the API cannot be read: {e}", o.site));
+            continue;
+        }
+        match &o.config {
+            None => problems.push(format!("{}: Patroni's config ConfigMap is missing", o.site)),
+            Some(c) => {
+                if let Err(e) = &c.config {
+                    problems.push(format!("{}: {e}", o.site));
+                }
+                if c.paused() {
+                    warnings.push(format!("{}: Patroni is paused", o.site));
+                }
+            }
+        }
+        for m in &o.members {
+            if let Some(p) = &m.status_problem {
+                warnings.push(format!("{}: member {}: {p}", o.site, m.name));
+            } else if !m.is_running() {
+                warnings.push(format!(
+                    "{}: member {} is {}",
+                    o.site,
+                    m.name,
+                    m.state.as_deref().unwrap_or("unknown")
+                ));
+            }
+            if m.pending_restart {
+                warnings.push(format!("{}: member {} needs a restart", o.site, m.name));
+            }
+        }
+        if o.agent.hold {
+            warnings.push(format!(
+                "{}: the failover agent is held (patroni-dr/hold)",
+                o.site
+            ));
+        }
+        if o.agent.suspended == Some(true) {
+            warnings.push(format!("{}: the failover CronJob is suspended", o.site));
+        }
+        if let Some(p) = &o.agent.state_problem {
+            warnings.push(format!("{}: agent state: {p}", o.site));
+        }
+        match o.role() {
+            Role::Down => problems.push(format!("{}: no running leader", o.site)),
+            Role::Demoting | Role::Promoting => {
+                problems.push(format!("{}: {} in progress", o.site, o.role().as_str()))
+            }
+            _ => {}
+        }
+    }
+    let writable: Vec<&SiteObs> = obs.iter().filter(|o| o.writable().is_some()).collect();
+    let mut lag = None;
+    match writable.as_slice() {
+        [_, _] => problems.push(format!(
+            "SPLIT BRAIN: both {} and {} are writable primaries",
+            obs[0].site, obs[1].site
+        )),
+        [] => {
+            if obs.iter().all(|o| o.error.is_none()) {
+                problems.push("no writable primary on either site".into());
+            }
+        }
+        [primary] => {
+            let standby = obs
+                .iter()
+                .find(|o| o.site != primary.site)
+                .expect("two sites");
+            let p = primary.writable().expect("writable");
+            if standby.error.is_none() {
+                match standby.leader_member().filter(|l| l.is_standby_leader()) {
+                    None => {}
+                    Some(l) => {
+                        if !l.is_streaming() {
+                            problems.push(format!(
+                                "{}: the standby leader is not streaming from {}",
+                                standby.site, primary.site
+                            ));
+                        }
+                        if let (Some(ptl), Some(stl)) = (p.timeline, l.timeline)
+                            && stl > ptl
+                        {
+                            problems.push(format!(
+                                "DIVERGENCE: {} is on timeline {stl}, ahead of primary {} on {ptl}",
+                                standby.site, primary.site
+                            ));
+                        }
+                        // Each member refreshes its annotation once per Patroni loop, so a
+                        // standby may look ahead of its primary under writes: lag floors at 0.
+                        if let (Some(pw), Some(sr)) = (p.xlog_location, l.replayed()) {
+                            let bytes = pw.saturating_sub(sr);
+                            if bytes > max_lag_bytes {
+                                problems.push(format!(
+                                    "{} lags {bytes} bytes behind {} (bound {max_lag_bytes})",
+                                    standby.site, primary.site
+                                ));
+                            }
+                            lag = Some(Lag {
+                                primary: primary.site.clone(),
+                                standby: standby.site.clone(),
+                                bytes,
+                                seconds: (bytes == 0).then_some(0.0),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        _ => unreachable!("two sites"),
+    }
+    // The most advanced record of either site.
+    let switchover = obs
+        .iter()
+        .filter_map(|o| o.switchover.as_ref())
+        .filter_map(|s| s.progress.as_ref().ok())
+        .max_by_key(|p| p.rev)
+        .cloned();
+    if let Some(p) = &switchover
+        && !p.is_finished()
+    {
+        problems.push(format!(
+            "a switchover from {} to {} stopped at step {}: run `kubectl pgdr switchover --resume`",
+            p.from,
+            p.to,
+            p.step.as_str()
+        ));
+    }
+    for o in obs {
+        if let Some(StoredProgress {
+            progress: Err(e), ..
+        }) = &o.switchover
+        {
+            warnings.push(format!("{}: switchover record: {e}", o.site));
+        }
+    }
+    let sites = sites
+        .iter()
+        .zip(obs)
+        .map(|(cfg, o)| site_report(cfg, o))
+        .collect();
+    Report {
+        healthy: problems.is_empty(),
+        sites,
+        lag,
+        problems,
+        warnings,
+        switchover,
+    }
+}
+
+fn site_report(cfg: &Site, o: &SiteObs) -> SiteReport {
+    let leader = o.leader.as_ref().and_then(|l| l.member.clone());
+    let members = o
+        .members
+        .iter()
+        .map(|m| {
+            let standby = !m.is_writable();
+            MemberReport {
+                name: m.name.clone(),
+                role: m.role.clone(),
+                state: m.state.clone(),
+                timeline: m.timeline,
+                write_lsn: if standby {
+                    None
+                } else {
+                    m.xlog_location.map(fmt_lsn)
+                },
+                replay_lsn: m.replay_lsn.map(fmt_lsn),
+                receive_lsn: m.receive_lsn.map(fmt_lsn),
+                replication: m.replication_state.clone(),
+            }
+        })
+        .collect();
+    SiteReport {
+        name: o.site.clone(),
+        context: cfg.context.clone(),
+        namespace: cfg.namespace.clone(),
+        role: o.role(),
+        timeline: o.leader_member().and_then(|m| m.timeline),
+        leader,
+        members,
+        standby_cluster: o
+            .config
+            .as_ref()
+            .and_then(|c| c.standby_cluster())
+            .map(|m| Value::Object(m.clone())),
+        tunnel: o.tunnel.as_ref().map(|t| TunnelReport {
+            service: t.service.clone(),
+            port: t.port,
+        }),
+        agent: AgentReport {
+            installed: o.agent.installed,
+            mode: o.agent.mode.clone(),
+            suspended: o.agent.suspended,
+            hold: o.agent.hold,
+            last_decision: o.agent.last_decision.as_ref().map(|d| {
+                format!(
+                    "{} at {}",
+                    d.verdict.as_deref().unwrap_or("?"),
+                    d.at.as_deref().unwrap_or("?")
+                )
+            }),
+            reasons: o
+                .agent
+                .last_decision
+                .as_ref()
+                .map(|d| d.reasons.clone())
+                .unwrap_or_default(),
+            last_known_lag_bytes: o.agent.last_known_lag_bytes,
+        },
+        error: o.error.clone(),
+    }
+}
+
+/// The side-by-side text view.
+pub fn render_text(r: &Report) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let col = |f: &dyn Fn(&SiteReport) -> String| r.sites.iter().map(f).collect::<Vec<_>>();
+    rows.push(("site".into(), col(&|s| s.name.clone())));
+    rows.push((
+        "context".into(),
+        col(&|s| {
+            format!(
+                "{}/{}",
+                s.context.as_deref().unwrap_or("(current)"),
+                s.namespace.as_deref().unwrap_or("(default)")
+            )
+        }),
+    ));
+    rows.push(("role".into(), col(&|s| s.role.as_str().to_string())));
+    rows.push((
+        "leader".into(),
+        col(&|s| s.leader.clone().unwrap_or("-".into())),
+    ));
+    rows.push((
+        "timeline".into(),
+        col(&|s| s.timeline.map_or("-".into(), |t| t.to_string())),
+    ));
+    let max_members = r.sites.iter().map(|s| s.members.len()).max().unwrap_or(0);
+    for i in 0..max_members {
+        rows.push((
+            if i == 0 {
+                "members".into()
+            } else {
+                String::new()
+            },
+            col(&|s| {
+                s.members.get(i).map_or(String::new(), |m| {
+                    let lsn = m
+                        .write_lsn
+                        .as_ref()
+                        .map(|l| format!("write {l}"))
+                        .or_else(|| m.replay_lsn.as_ref().map(|l| format!("replay {l}")))
+                        .unwrap_or_default();
+                    format!(
+                        "{} {}/{} {}",
+                        m.name,
+                        m.role.as_deref().unwrap_or("?"),
+                        m.state.as_deref().unwrap_or("?"),
+                        lsn
+                    )
+                    .trim_end()
+                    .to_string()
+                })
+            }),
+        ));
+    }
+    rows.push((
+        "replication".into(),
+        col(&|s| {
+            s.members
+                .iter()
+                .find(|m| Some(&m.name) == s.leader.as_ref())
+                .and_then(|m| m.replication.clone())
+                .unwrap_or("-".into())
+        }),
+    ));
+    rows.push((
+        "standby_cluster".into(),
+        col(&|s| {
+            s.standby_cluster.as_ref().map_or("-".into(), |sc| {
+                format!(
+                    "{}:{} slot {}",
+                    sc["host"].as_str().unwrap_or("?"),
+                    sc["port"],
+                    sc["primary_slot_name"].as_str().unwrap_or("-")
+                )
+            })
+        }),
+    ));
+    rows.push((
+        "tunnel".into(),
+        col(&|s| {
+            s.tunnel.as_ref().map_or("-".into(), |t| {
+                format!(
+                    "{} port {}",
+                    t.service,
+                    t.port.map_or("?".into(), |p| p.to_string())
+                )
+            })
+        }),
+    ));
+    rows.push((
+        "agent".into(),
+        col(&|s| {
+            if !s.agent.installed {
+                return "-".into();
+            }
+            format!(
+                "{}{}{}",
+                s.agent.mode.as_deref().unwrap_or("?"),
+                if s.agent.hold { ", HOLD" } else { "" },
+                if s.agent.suspended == Some(true) {
+                    ", suspended"
+                } else {
+                    ""
+                }
+            )
+        }),
+    ));
+    rows.push((
+        "last decision".into(),
+        col(&|s| s.agent.last_decision.clone().unwrap_or("-".into())),
+    ));
+    rows.push((
+        "reasons".into(),
+        col(&|s| {
+            if s.agent.reasons.is_empty() {
+                "-".into()
+            } else {
+                s.agent.reasons.join("; ")
+            }
+        }),
+    ));
+    let w0 = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|(_, v)| v[0].len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in &rows {
+        let line = format!(
+            "{k:<w0$}  {:<w1$}  {}",
+            v[0],
+            v.get(1).map_or("", String::as_str)
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if let Some(l) = &r.lag {
+        out.push_str(&format!(
+            "lag: {} is {} bytes behind {}{}\n",
+            l.standby,
+            l.bytes,
+            l.primary,
+            l.seconds
+                .map(|s| format!(" ({s:.0} s)"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(p) = &r.switchover {
+        out.push_str(&format!(
+            "switchover: {} -> {} step {}{}\n",
+            p.from,
+            p.to,
+            p.step.as_str(),
+            p.finished_at
+                .map(|t| format!(" (finished {t})"))
+                .unwrap_or_default()
+        ));
+    }
+    for w in &r.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    for p in &r.problems {
+        out.push_str(&format!("PROBLEM: {p}\n"));
+    }
+    out.push_str(if r.healthy {
+        "health: OK\n"
+    } else {
+        "health: UNHEALTHY\n"
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Overrides, resolve};
+    use crate::model::tests::{member, site};
+
+    fn sites() -> [Site; 2] {
+        let o = Overrides {
+            sites: vec![("gold".into(), "a".into()), ("golddr".into(), "b".into())],
+            ..Overrides::default()
+        };
+        resolve(None, &o).unwrap().sites
+    }
+
+    fn pair(primary_lsn: u64, standby: crate::model::Member) -> [SiteObs; 2] {
+        [
+            site("gold", false, member("gold-0", "primary", 1, primary_lsn)),
+            site("golddr", true, standby),
+        ]
+    }
+
+    #[test]
+    fn health_table() {
+        let mut not_streaming = member("golddr-0", "standby_leader", 1, 90);
+        not_streaming.replication_state = None;
+        let cases: Vec<(&str, [SiteObs; 2], bool, &str)> = vec![
+            (
+                "in sync",
+                pair(100, member("golddr-0", "standby_leader", 1, 100)),
+                true,
+                "",
+            ),
+            (
+                "small lag",
+                pair(100, member("golddr-0", "standby_leader", 1, 90)),
+                true,
+                "",
+            ),
+            (
+                "lag over bound",
+                pair(5000, member("golddr-0", "standby_leader", 1, 90)),
+                false,
+                "lags 4910 bytes",
+            ),
+            (
+                "not streaming",
+                pair(100, not_streaming),
+                false,
+                "not streaming",
+            ),
+            (
+                "timeline ahead",
+                pair(100, member("golddr-0", "standby_leader", 2, 100)),
+                false,
+                "DIVERGENCE",
+            ),
+            (
+                "standby annotation newer than the primary's",
+                pair(100, member("golddr-0", "standby_leader", 1, 120)),
+                true,
+                "",
+            ),
+            (
+                "split brain",
+                [
+                    site("gold", false, member("gold-0", "primary", 1, 100)),
+                    site("golddr", false, member("golddr-0", "primary", 2, 100)),
+                ],
+                false,
+                "SPLIT BRAIN",
+            ),
+            (
+                "no primary",
+                [
+                    site("gold", true, member("gold-0", "standby_leader", 1, 100)),
+                    site("golddr", true, member("golddr-0", "standby_leader", 1, 100)),
+                ],
+                false,
+                "no writable primary",
+            ),
+            (
+                "unreachable peer",
+                [
+                    site("gold", false, member("gold-0", "primary", 1, 100)),
+                    SiteObs {
+                        site: "golddr".into(),
+                        error: Some("connection refused".into()),
+                        ..SiteObs::default()
+                    },
+                ],
+                false,
+                "cannot be read",
+            ),
+        ];
+        for (name, obs, healthy, needle) in cases {
+            let r = report(&sites(), &obs, 1024);
+            assert_eq!(r.healthy, healthy, "{name}: {:?}", r.problems);
+            if !needle.is_empty() {
+                assert!(
+                    r.problems.iter().any(|p| p.contains(needle)),
+                    "{name}: {:?}",
+                    r.problems
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lag_and_text() {
+        let obs = pair(100, member("golddr-0", "standby_leader", 1, 90));
+        let r = report(&sites(), &obs, 1024);
+        let lag = r.lag.as_ref().unwrap();
+        assert_eq!((lag.bytes, lag.seconds), (10, None));
+        let text = render_text(&r);
+        assert!(text.contains("role             primary"), "{text}");
+        assert!(text.contains("standby"), "{text}");
+        assert!(
+            text.contains("lag: golddr is 10 bytes behind gold"),
+            "{text}"
+        );
+        assert!(text.ends_with("health: OK\n"), "{text}");
+        let in_sync = report(
+            &sites(),
+            &pair(100, member("golddr-0", "standby_leader", 1, 100)),
+            0,
+        );
+        assert_eq!(in_sync.lag.unwrap().seconds, Some(0.0));
+    }
+
+    #[test]
+    fn hold_is_a_warning_and_stopped_switchover_a_problem() {
+        let mut obs = pair(100, member("golddr-0", "standby_leader", 1, 100));
+        obs[1].agent.installed = true;
+        obs[1].agent.hold = true;
+        let r = report(&sites(), &obs, 1024);
+        assert!(r.healthy);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("held")),
+            "{:?}",
+            r.warnings
+        );
+    }
+}
