@@ -2,6 +2,7 @@
 //! HTTP: status, holds, fence/unfence/promote by compare-and-set (409 handling, other keys kept,
 //! malformed config left untouched) and the switchover record. Patroni is played by fixtures.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 mod common;
 
 use std::time::Duration;

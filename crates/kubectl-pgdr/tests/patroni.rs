@@ -5,6 +5,7 @@
 //! The "tunnel" here is direct: each site's tunnel Service points at the other site's member
 //! (ClusterIP = its loopback address), which is what the platform's Service does in a cluster.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 mod common;
 
 use std::sync::Mutex;

@@ -1,6 +1,8 @@
 //! The chart's half of "promote only on positive evidence": auto needs a witness, the witnesses'
 //! settings and secrets, the durable promotion record's RBAC, the timing defaults.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use pgdr_chart_tests::*;
 use serde_json::{Value, json};
 

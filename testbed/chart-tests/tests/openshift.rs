@@ -2,6 +2,8 @@
 //! quotas, F5 ingress, pg_hba/TLS, GitOps credentials, WAL vs disk, the replication slot, the
 //! application database, monitoring and the expected knobs.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use pgdr_chart_tests::*;
 use serde_json::{Value, json};
 

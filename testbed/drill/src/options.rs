@@ -14,6 +14,9 @@ pub struct Options {
     pub cron_every: Option<u64>,
     /// The full logs (the drill's tracing, then every pod's logs); None: no file.
     pub log_file: Option<PathBuf>,
+    /// Secrets created on GoldDR before its chart is installed (what a user creates by hand for
+    /// `existingSecret` values, e.g. the HTTP witness URL): name → (key → value).
+    pub golddr_secrets: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl Default for Options {
@@ -23,6 +26,7 @@ impl Default for Options {
             dir: None,
             cron_every: None,
             log_file: None,
+            golddr_secrets: Vec::new(),
         }
     }
 }

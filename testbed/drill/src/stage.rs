@@ -38,6 +38,7 @@ pub struct Stage {
     /// goes away (kill, shutdown), so the file holds the whole story.
     pub log_file: Option<PathBuf>,
     password: String,
+    golddr_secrets: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl Stage {
@@ -77,6 +78,7 @@ impl Stage {
             chart,
             timeline,
             log_file: o.log_file.clone(),
+            golddr_secrets: o.golddr_secrets.clone(),
             password: String::new(),
         })
     }
@@ -119,6 +121,20 @@ impl Stage {
         self.chart.copy_credentials(gold, &self.golddr).await?;
         self.timeline
             .mark("credentials copied gold -> golddr (README command)");
+        for (name, entries) in &self.golddr_secrets {
+            let string_data: serde_json::Map<String, Value> = entries
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let secret = serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name}, "type": "Opaque", "stringData": string_data,
+            });
+            let ns = self.golddr.namespace();
+            self.golddr.api().ensure_namespace(ns)?;
+            self.golddr.api().create(api::SECRETS, ns, &secret)?;
+            self.timeline.mark(format!("golddr: Secret {name} created"));
+        }
         self.chart
             .upgrade(&self.golddr, "values-golddr.yaml", golddr_sets, false, long)
             .await?;

@@ -2,6 +2,8 @@
 //! pgdr-patroni image) restores 0700 on a data directory the kubelet's fsGroup change left 02770,
 //! before it hands over to Patroni. `patroni` here is a stand-in that prints the mode it finds.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -25,8 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The drill's failover runs fire every few seconds; a few of them is "a while".
 const CRON_EVERY: u64 = 2;
 
-/// A tiny HTTP witness outside both sites: answers 200 while `alive`, else 503. Counts requests so
-/// a scenario can show the failover job asked it.
+/// A tiny HTTP witness outside both sites, speaking the documented contract: 200 with
+/// `{"primary":"alive"}` or `{"primary":"down"}`. Counts requests so a scenario can show the
+/// failover job asked it.
 struct Witness {
     addr: SocketAddr,
     alive: Arc<AtomicBool>,
@@ -52,13 +53,14 @@ impl Witness {
                     let mut buf = [0u8; 2048];
                     let _ = sock.read(&mut buf).await;
                     h.fetch_add(1, Ordering::Relaxed);
-                    let status = if a.load(Ordering::Relaxed) {
-                        "200 OK"
+                    let body = if a.load(Ordering::Relaxed) {
+                        r#"{"primary":"alive","reason":"drill witness"}"#
                     } else {
-                        "503 Service Unavailable"
+                        r#"{"primary":"down","reason":"drill witness"}"#
                     };
                     let resp = format!(
-                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
                     );
                     let _ = sock.write_all(resp.as_bytes()).await;
                 });
@@ -202,14 +204,16 @@ fn failover_lines(stage: &Stage, needles: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_scenarios() {
     let witness = Witness::start().await;
+    // The witness URL reaches the CronJob from a Secret, as the chart documents.
     let o = Options {
         cron_every: Some(CRON_EVERY),
+        golddr_secrets: vec![(
+            "drill-witness".into(),
+            vec![("url".into(), format!("http://{}/health", witness.addr))],
+        )],
         ..Options::default()
     };
-    let sets = [format!(
-        "failover.witness.http.url=http://{}/health",
-        witness.addr
-    )];
+    let sets = ["failover.witness.http.existingSecret=drill-witness".to_string()];
     let started = Instant::now();
     let mut stage = Stage::up(&o, &sets, false)
         .await
@@ -323,10 +327,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     .await;
     assert!(moved.is_ok(), "the platform did not move the tunnel port");
     stage
-        .upgrade_golddr(&[format!(
-            "failover.witness.http.url=http://{}/health",
-            witness.addr
-        )])
+        .upgrade_golddr(&["failover.witness.http.existingSecret=drill-witness".to_string()])
         .await
         .expect("helm upgrade of golddr after the port change");
     eprintln!(
@@ -377,10 +378,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     // 7. `helm upgrade` of the promoted GoldDR (its values still say role: standby): the port-patch
     //    hook must not re-add standby_cluster; GoldDR stays the primary with its rows.
     stage
-        .upgrade_golddr(&[format!(
-            "failover.witness.http.url=http://{}/health",
-            witness.addr
-        )])
+        .upgrade_golddr(&["failover.witness.http.existingSecret=drill-witness".to_string()])
         .await
         .expect("helm upgrade of the promoted golddr");
     tokio::time::sleep(cycle).await;

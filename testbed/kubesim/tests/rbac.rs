@@ -3,6 +3,8 @@
 //! subresources, cluster vs namespaced bindings, group and user subjects), anonymous requests,
 //! and a server without RBAC that ignores all of it.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use base64::Engine as _;
 use kubesim::{Config, Server, ServerHandle};
 use serde_json::{Value, json};
