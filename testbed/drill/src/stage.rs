@@ -43,7 +43,8 @@ pub struct Stage {
 
 impl Stage {
     /// Starts `gold` (ClusterIPs 127.96/16) and `golddr` (127.97/16) with the project's images and
-    /// the platform between them; nothing installed yet.
+    /// the platform between them; nothing installed yet. `PGDR_DRILL_IP_BASE` moves both prefixes
+    /// (e.g. `100` → 127.100/16 and 127.101/16) so that two drills can run on one machine.
     pub async fn start(o: &Options, live: bool) -> Result<Stage> {
         let mut timeline = Timeline::new(live);
         let chart = Chart::locate()?;
@@ -63,8 +64,9 @@ impl Stage {
             }
             c
         };
-        let gold = Site::start(cfg("gold", [127, 96])).await?;
-        let golddr = Site::start(cfg("golddr", [127, 97])).await?;
+        let base = ip_base()?;
+        let gold = Site::start(cfg("gold", [127, base])).await?;
+        let golddr = Site::start(cfg("golddr", [127, base + 1])).await?;
         let platform = Platform::start(&gold, &golddr).await?;
         timeline.mark(format!(
             "sites started: gold API {} / golddr API {}",
@@ -516,4 +518,22 @@ fn append(file: &Path, text: &str) -> std::io::Result<()> {
         .append(true)
         .open(file)?
         .write_all(text.as_bytes())
+}
+
+/// The second octet of Gold's ClusterIP prefix (GoldDR's is the next one): `PGDR_DRILL_IP_BASE`,
+/// default 96.
+fn ip_base() -> Result<u8> {
+    match std::env::var("PGDR_DRILL_IP_BASE") {
+        Err(_) => Ok(96),
+        Ok(v) => v
+            .parse::<u8>()
+            .ok()
+            .filter(|b| (2..=250).contains(b))
+            .ok_or_else(|| DrillError::Path {
+                path: PathBuf::from("PGDR_DRILL_IP_BASE"),
+                reason: format!(
+                    "{v:?} is not a number from 2 to 250 (the second octet of 127.x.0.0/16)"
+                ),
+            }),
+    }
 }
