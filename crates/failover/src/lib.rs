@@ -41,9 +41,11 @@ pub mod exit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
+    // API failures happen only while observing or recording (never after acting), so the run
+    // says plainly that it decided nothing.
+    #[error("{0}; no decision was taken")]
     Client(#[from] ClientError),
-    #[error(transparent)]
+    #[error("{0}; no decision was taken")]
     Api(#[from] ApiError),
     #[error(
         "state ConfigMap {object} is unusable: {problem}; it was left untouched: fix its 'state' key \
