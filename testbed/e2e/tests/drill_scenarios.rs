@@ -1,6 +1,8 @@
 //! Fault scenarios on both sites with the real chart (the drill): one shared setup, scenarios run
 //! in sequence, the non-promoting ones first. Every scenario ends with exactly one writable primary
-//! and checks that rows written on the primary reached (or survived on) the other site.
+//! and checks that rows written on the primary reached (or survived on) the other site. Both API
+//! servers enforce RBAC and every pod calls as its ServiceAccount: after the setup the test checks
+//! who called and that a verb no Role grants is a 403, and no pod request may be denied throughout.
 //!
 //! Sharing one setup keeps the file at about three minutes on two cores; the scenarios that do not
 //! promote leave the sites as they found them (Gold primary, GoldDR streaming), which each one
@@ -15,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::fs::MetadataExt;
 
+use pgdr_drill::chart::RELEASE;
 use pgdr_drill::db::Db;
 use pgdr_drill::images::RESTRICTED_V2_FS_GROUP;
 use pgdr_drill::minicluster::api;
 use pgdr_drill::options::Options;
+use pgdr_drill::rbac::{Calls, service_account_user};
 use pgdr_drill::stage::{Stage, member};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -191,6 +195,117 @@ async fn recreate_gold_member(stage: &Stage) {
     );
 }
 
+/// No request of any pod was denied on `site` (a 403 means a chart Role misses a verb or a name).
+fn assert_nothing_denied(site: &pgdr_drill::minicluster::Site, scenario: &str) {
+    let calls = Calls::of(site);
+    let failures = calls.failures(site.name());
+    assert!(
+        failures.is_empty(),
+        "{scenario}: RBAC denied pods' requests:\n{}",
+        failures.join("\n")
+    );
+    eprintln!("[{scenario}] {}: {}", site.name(), calls.summary());
+}
+
+/// RBAC as the platform enforces it: GoldDR's pods call its API server as their ServiceAccounts
+/// (the failover runs as the CronJob's, Patroni and the port-patch hook as theirs) and none of
+/// their requests was denied on either site; what a Role does not grant is a 403 — the failover
+/// account cannot delete the StatefulSet, nor can kubectl with the Patroni pod's own kubeconfig.
+async fn assert_pods_call_as_their_service_accounts(stage: &Stage) {
+    let golddr = &stage.golddr;
+    let ns = golddr.namespace().to_string();
+    let sts = format!("{RELEASE}-golddr");
+    let pod_sa = |kind, name: &str, template: &str| {
+        golddr
+            .get(kind, name)
+            .and_then(|o| {
+                o.pointer(&format!("{template}/spec/serviceAccountName"))?
+                    .as_str()
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| panic!("RBAC: {name} names no ServiceAccount"))
+    };
+    let failover = pod_sa(
+        api::CRONJOBS,
+        &format!("{RELEASE}-failover"),
+        "/spec/jobTemplate/spec/template",
+    );
+    let patroni = pod_sa(api::STATEFULSETS, &sts, "/spec/template");
+    let port_patch = golddr
+        .api()
+        .list(api::SERVICEACCOUNTS, Some(&ns))
+        .unwrap()
+        .into_iter()
+        .find(|sa| sa["metadata"]["labels"]["app.kubernetes.io/component"] == "port-patch")
+        .and_then(|sa| sa["metadata"]["name"].as_str().map(String::from))
+        .expect("RBAC: the chart's port-patch ServiceAccount");
+    let failover_user = service_account_user(&ns, &failover);
+    golddr
+        .wait_for("a failover run's requests", Duration::from_secs(20), |_| {
+            (Calls::of(golddr).count(&failover_user) > 0).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RBAC: {e}: the failover job never called as {failover_user}"));
+    let calls = Calls::of(golddr);
+    for sa in [&failover, &patroni, &port_patch] {
+        let user = service_account_user(&ns, sa);
+        assert!(
+            calls.count(&user) > 0,
+            "RBAC: no request from {user} on golddr: {}",
+            calls.summary()
+        );
+    }
+    assert!(
+        Calls::of(stage.gold().unwrap()).count(&service_account_user(&ns, &patroni)) > 0,
+        "RBAC: Patroni on gold never called as its ServiceAccount"
+    );
+    assert_nothing_denied(golddr, "RBAC");
+    assert_nothing_denied(stage.gold().unwrap(), "RBAC");
+
+    // A verb the failover Role does not grant.
+    let server = golddr.server();
+    let token = server.service_account_token(&ns, &failover).unwrap();
+    let sts_path = format!("/apis/apps/v1/namespaces/{ns}/statefulsets/{sts}");
+    let (status, body) = server.request_as(Some(&token), "DELETE", &sts_path, None, None);
+    assert_eq!(
+        status, 403,
+        "RBAC: the failover account deleted the StatefulSet: {body}"
+    );
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!(
+            "User \"{failover_user}\" cannot delete resource \"statefulsets\""
+        )),
+        "RBAC: {message}"
+    );
+    // The Patroni pod's own credentials, through the real kubectl.
+    let out = tokio::process::Command::new(&stage.chart.kubectl)
+        .arg("--kubeconfig")
+        .arg(golddr.pod_kubeconfig(&ns, &member(golddr)))
+        .args(["delete", "statefulset", &sts])
+        .output()
+        .await
+        .expect("run kubectl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("Forbidden")
+            && stderr.contains(&format!(
+                "User \"{}\" cannot delete resource \"statefulsets\"",
+                service_account_user(&ns, &patroni)
+            )),
+        "RBAC: kubectl with the Patroni pod's kubeconfig: {}\n{stderr}",
+        out.status
+    );
+    assert!(
+        golddr.get(api::STATEFULSETS, &sts).is_some(),
+        "RBAC: the StatefulSet is gone"
+    );
+    eprintln!(
+        "[RBAC] ok: golddr pods call as {failover}, {patroni}, {port_patch}; nothing denied; the failover and Patroni accounts get 403 deleting the StatefulSet"
+    );
+}
+
 /// Failover log lines (all runs so far) that contain every one of `needles`.
 fn failover_lines(stage: &Stage, needles: &[&str]) -> Vec<String> {
     stage
@@ -255,6 +370,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
         gold.create_table().await.expect("create table");
     }
     assert_gold_primary_golddr_following(stage, &mut rows, "setup").await;
+    assert_pods_call_as_their_service_accounts(stage).await;
     let cycle = Duration::from_secs(CRON_EVERY + 4);
 
     // 1. Tunnel cut shorter than the debounce (4 failed samples spanning >= 4 s): not promoted,
@@ -348,6 +464,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     witness.set_alive(false);
 
     // 6. The primary site is lost (witness down too): GoldDR is promoted with every row.
+    assert_nothing_denied(stage.gold().unwrap(), "before the site loss");
     let killed = Instant::now();
     stage
         .kill_gold()
@@ -402,6 +519,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
         "[upgrade after promotion] ok: golddr still the sole primary, {} rows",
         have.len()
     );
+    assert_nothing_denied(&stage.golddr, "after promotion");
 }
 
 /// `catch_unwind` for a future without pulling in the `futures` crate.
