@@ -9,7 +9,8 @@
 //! benchmark ([`bench`]) and the command line ([`cli`]).
 //!
 //! Module layering (no cycles): `cli` → `rehearse`, `bench` → `stage` → `chart`, `platform`, `db`,
-//! `images`, `timeline` → `options`, `error`.
+//! `images`, `timeline` → `options`, `error`; `rbac` (what the API servers' RBAC
+//! answered the pods) → `minicluster`.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod images;
 pub mod options;
 pub mod platform;
+pub mod rbac;
 pub mod rehearse;
 pub mod stage;
 pub mod timeline;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::options::Options;
+use crate::rbac::Calls;
 use crate::stage::{Stage, member};
 
 /// Rows confirmed on GoldDR before the kill (losing any is a failure, not a measurement).
@@ -114,6 +115,11 @@ async fn run(stage: &mut Stage) -> Result<Report> {
         "gold: {TRAILING_ROWS} more rows acknowledged, not waited for on golddr"
     ));
 
+    // Gold's API server goes with the site: what RBAC answered its pods, before the kill.
+    let calls = Calls::of(stage.gold()?);
+    stage.timeline.mark(format!("gold: {}", calls.summary()));
+    failures.extend(calls.failures("gold"));
+
     let killed = Instant::now();
     stage.kill_gold().await?;
     stage
@@ -169,6 +175,9 @@ async fn run(stage: &mut Stage) -> Result<Report> {
             acked.len()
         ));
     }
+    let calls = Calls::of(&stage.golddr);
+    stage.timeline.mark(format!("golddr: {}", calls.summary()));
+    failures.extend(calls.failures("golddr"));
     match stage.golddr_is_standby_cluster() {
         Some(false) => {}
         other => failures.push(format!(

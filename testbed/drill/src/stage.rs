@@ -56,6 +56,9 @@ impl Stage {
             c.dir = o.dir.clone();
             // The platform is OpenShift: restricted-v2 gives the chart's pods an fsGroup.
             c.default_fs_group = Some(RESTRICTED_V2_FS_GROUP);
+            // RBAC as the platform enforces it: each pod calls as its ServiceAccount; helm, kubectl
+            // and the drill itself as the admin.
+            c.rbac = true;
             if let Some(s) = o.cron_every {
                 c.controllers = ControllerTimings {
                     cron: CronTiming::Every(Duration::from_secs(s)),

@@ -1,6 +1,8 @@
 //! Fault scenarios on both sites with the real chart (the drill): one shared setup, scenarios run
 //! in sequence, the non-promoting ones first. Every scenario ends with exactly one writable primary
-//! and checks that rows written on the primary reached (or survived on) the other site.
+//! and checks that rows written on the primary reached (or survived on) the other site. Both API
+//! servers enforce RBAC and every pod calls as its ServiceAccount: after the setup the test checks
+//! who called and that a verb no Role grants is a 403, and no pod request may be denied throughout.
 //!
 //! Sharing one setup keeps the file at about three minutes on two cores; the scenarios that do not
 //! promote leave the sites as they found them (Gold primary, GoldDR streaming), which each one
@@ -15,12 +17,17 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::fs::MetadataExt;
 
+use pgdr_drill::chart::RELEASE;
 use pgdr_drill::db::Db;
 use pgdr_drill::images::RESTRICTED_V2_FS_GROUP;
 use pgdr_drill::minicluster::api;
 use pgdr_drill::options::Options;
+use pgdr_drill::rbac::{Calls, service_account_user};
 use pgdr_drill::stage::{Stage, member};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a failover run says when GoldDR's API server cannot be reached (pgdr-core's hint).
+const API_UNREACHABLE: &str = "the API server is failing or unreachable";
 
 /// The drill's failover runs fire every few seconds; a few of them is "a while".
 const CRON_EVERY: u64 = 2;
@@ -191,6 +198,126 @@ async fn recreate_gold_member(stage: &Stage) {
     );
 }
 
+/// No request of any pod was denied on `site` (a 403 means a chart Role misses a verb or a name).
+fn assert_nothing_denied(site: &pgdr_drill::minicluster::Site, scenario: &str) {
+    let calls = Calls::of(site);
+    // The RBAC step's own two probes (DELETE of the StatefulSet) are meant to be denied.
+    let probe = format!(
+        "DELETE /apis/apps/v1/namespaces/{}/statefulsets/{RELEASE}-golddr -> 403",
+        site.namespace()
+    );
+    let failures: Vec<String> = calls
+        .failures(site.name())
+        .into_iter()
+        .filter(|f| !f.ends_with(&probe))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{scenario}: RBAC denied pods' requests:\n{}",
+        failures.join("\n")
+    );
+    eprintln!("[{scenario}] {}: {}", site.name(), calls.summary());
+}
+
+/// RBAC as the platform enforces it: GoldDR's pods call its API server as their ServiceAccounts
+/// (the failover runs as the CronJob's, Patroni and the port-patch hook as theirs) and none of
+/// their requests was denied on either site; what a Role does not grant is a 403 — the failover
+/// account cannot delete the StatefulSet, nor can kubectl with the Patroni pod's own kubeconfig.
+async fn assert_pods_call_as_their_service_accounts(stage: &Stage) {
+    let golddr = &stage.golddr;
+    let ns = golddr.namespace().to_string();
+    let sts = format!("{RELEASE}-golddr");
+    let pod_sa = |kind, name: &str, template: &str| {
+        golddr
+            .get(kind, name)
+            .and_then(|o| {
+                o.pointer(&format!("{template}/spec/serviceAccountName"))?
+                    .as_str()
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| panic!("RBAC: {name} names no ServiceAccount"))
+    };
+    let failover = pod_sa(
+        api::CRONJOBS,
+        &format!("{RELEASE}-failover"),
+        "/spec/jobTemplate/spec/template",
+    );
+    let patroni = pod_sa(api::STATEFULSETS, &sts, "/spec/template");
+    let port_patch = golddr
+        .api()
+        .list(api::SERVICEACCOUNTS, Some(&ns))
+        .unwrap()
+        .into_iter()
+        .find(|sa| sa["metadata"]["labels"]["app.kubernetes.io/component"] == "port-patch")
+        .and_then(|sa| sa["metadata"]["name"].as_str().map(String::from))
+        .expect("RBAC: the chart's port-patch ServiceAccount");
+    let failover_user = service_account_user(&ns, &failover);
+    golddr
+        .wait_for("a failover run's requests", Duration::from_secs(20), |_| {
+            (Calls::of(golddr).count(&failover_user) > 0).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RBAC: {e}: the failover job never called as {failover_user}"));
+    let calls = Calls::of(golddr);
+    for sa in [&failover, &patroni, &port_patch] {
+        let user = service_account_user(&ns, sa);
+        assert!(
+            calls.count(&user) > 0,
+            "RBAC: no request from {user} on golddr: {}",
+            calls.summary()
+        );
+    }
+    assert!(
+        Calls::of(stage.gold().unwrap()).count(&service_account_user(&ns, &patroni)) > 0,
+        "RBAC: Patroni on gold never called as its ServiceAccount"
+    );
+    assert_nothing_denied(golddr, "RBAC");
+    assert_nothing_denied(stage.gold().unwrap(), "RBAC");
+
+    // A verb the failover Role does not grant.
+    let server = golddr.server();
+    let token = server.service_account_token(&ns, &failover).unwrap();
+    let sts_path = format!("/apis/apps/v1/namespaces/{ns}/statefulsets/{sts}");
+    let (status, body) = server.request_as(Some(&token), "DELETE", &sts_path, None, None);
+    assert_eq!(
+        status, 403,
+        "RBAC: the failover account deleted the StatefulSet: {body}"
+    );
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!(
+            "User \"{failover_user}\" cannot delete resource \"statefulsets\""
+        )),
+        "RBAC: {message}"
+    );
+    // The Patroni pod's own credentials, through the real kubectl.
+    let out = tokio::process::Command::new(&stage.chart.kubectl)
+        .arg("--kubeconfig")
+        .arg(golddr.pod_kubeconfig(&ns, &member(golddr)))
+        .args(["delete", "statefulset", &sts])
+        .output()
+        .await
+        .expect("run kubectl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("Forbidden")
+            && stderr.contains(&format!(
+                "User \"{}\" cannot delete resource \"statefulsets\"",
+                service_account_user(&ns, &patroni)
+            )),
+        "RBAC: kubectl with the Patroni pod's kubeconfig: {}\n{stderr}",
+        out.status
+    );
+    assert!(
+        golddr.get(api::STATEFULSETS, &sts).is_some(),
+        "RBAC: the StatefulSet is gone"
+    );
+    eprintln!(
+        "[RBAC] ok: golddr pods call as {failover}, {patroni}, {port_patch}; nothing denied; the failover and Patroni accounts get 403 deleting the StatefulSet"
+    );
+}
+
 /// Failover log lines (all runs so far) that contain every one of `needles`.
 fn failover_lines(stage: &Stage, needles: &[&str]) -> Vec<String> {
     stage
@@ -255,6 +382,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
         gold.create_table().await.expect("create table");
     }
     assert_gold_primary_golddr_following(stage, &mut rows, "setup").await;
+    assert_pods_call_as_their_service_accounts(stage).await;
     let cycle = Duration::from_secs(CRON_EVERY + 4);
 
     // 1. Tunnel cut shorter than the debounce (4 failed samples spanning >= 4 s): not promoted,
@@ -292,7 +420,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     // 3. GoldDR's API server refuses connections while the link is down: no decision can be
     //    taken, so no promotion, and the runs say why. The link comes back before the API does.
     witness.set_alive(false);
-    let before = failover_lines(stage, &["no decision was taken"]).len();
+    let before = failover_lines(stage, &[API_UNREACHABLE]).len();
     stage
         .golddr
         .server()
@@ -302,7 +430,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     tokio::time::sleep(Duration::from_secs(15)).await;
     stage.platform.heal();
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let api_errors = failover_lines(stage, &["no decision was taken"]);
+    let api_errors = failover_lines(stage, &[API_UNREACHABLE]);
     assert!(
         api_errors.len() > before,
         "API outage: no failover run reported that it could not decide"
@@ -348,6 +476,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     witness.set_alive(false);
 
     // 6. The primary site is lost (witness down too): GoldDR is promoted with every row.
+    assert_nothing_denied(stage.gold().unwrap(), "before the site loss");
     let killed = Instant::now();
     stage
         .kill_gold()
@@ -402,6 +531,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
         "[upgrade after promotion] ok: golddr still the sole primary, {} rows",
         have.len()
     );
+    assert_nothing_denied(&stage.golddr, "after promotion");
 }
 
 /// `catch_unwind` for a future without pulling in the `futures` crate.

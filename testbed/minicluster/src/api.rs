@@ -46,6 +46,10 @@ pub const PVCS: Kind = Kind {
     base: "api/v1",
     plural: "persistentvolumeclaims",
 };
+pub const SERVICEACCOUNTS: Kind = Kind {
+    base: "api/v1",
+    plural: "serviceaccounts",
+};
 pub const NAMESPACES: Kind = Kind {
     base: "api/v1",
     plural: "namespaces",

@@ -18,11 +18,18 @@ use tokio::sync::watch;
 
 use crate::api::{self, Api, obj};
 use crate::error::{Error, Result};
+use crate::identity;
 use crate::node::Node;
 use crate::objects::{ctr_ports, resolve_port};
 use crate::procs::Procs;
 use crate::view::View;
-use crate::volumes::{FsGroupPolicy, Materialiser, Sources, decoded, mkdir};
+use crate::volumes::{FsGroupPolicy, Materialiser, Sources, decoded, mkdir, write_file};
+
+/// File name, in the pod's folder, of the kubeconfig of its containers that have the
+/// ServiceAccount token (RBAC on).
+pub(crate) const POD_KUBECONFIG: &str = "kubeconfig";
+/// The kubeconfig of its other containers: the CA, no credentials (`system:anonymous`).
+const ANONYMOUS_KUBECONFIG: &str = "kubeconfig-anonymous";
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -91,6 +98,8 @@ struct PodRun {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     last_status: Value,
     ready_since: (bool, String),
+    /// The ServiceAccount token issued for this pod (RBAC on), once.
+    token: Option<String>,
 }
 
 /// A prepared process: what to exec, with what, where.
@@ -234,6 +243,7 @@ impl Kubelet {
             tasks: Vec::new(),
             last_status: Value::Null,
             ready_since: (false, obj::now()),
+            token: None,
         }
     }
 
@@ -249,8 +259,57 @@ impl Kubelet {
         Ok(s)
     }
 
+    /// With RBAC on: the pod as the ServiceAccount admission plugin leaves it (the API access
+    /// volume mounted when the token is automounted) and its ServiceAccount's token, issued once
+    /// per pod. A missing ServiceAccount keeps the pod from starting (a real cluster refuses to
+    /// create it); the next pass tries again.
+    fn service_account(
+        api: &Api,
+        run: &mut PodRun,
+        pod: &Value,
+    ) -> Result<Option<(Value, String)>> {
+        if !api.server().rbac() {
+            return Ok(None);
+        }
+        let name = identity::service_account_name(pod);
+        let cfg_err = |reason: String| Error::ContainerConfig {
+            pod: run.name.clone(),
+            container: "(service account)".into(),
+            reason,
+        };
+        let sa = api
+            .get(api::SERVICEACCOUNTS, &run.ns, name)?
+            .ok_or_else(|| {
+                cfg_err(format!(
+                    "service account {}/{name} not found: create it before the pod",
+                    run.ns
+                ))
+            })?;
+        let mut admitted = pod.clone();
+        if identity::automount(pod, &sa) {
+            identity::inject_api_access(&mut admitted);
+        }
+        let token = match &run.token {
+            Some(t) => t.clone(),
+            None => api
+                .server()
+                .service_account_token(&run.ns, name)
+                .map_err(|e| {
+                    cfg_err(format!(
+                        "no token for service account {name}: {}",
+                        e.message
+                    ))
+                })?,
+        };
+        run.token = Some(token.clone());
+        Ok(Some((admitted, token)))
+    }
+
     /// Materialises volumes, prepares every container, then starts them all.
     fn start(api: &Api, node: &Arc<Node>, run: &mut PodRun, pod: &Value) -> Result<()> {
+        let account = Self::service_account(api, run, pod)?;
+        let pod = account.as_ref().map_or(pod, |(p, _)| p);
+        let token = account.as_ref().map(|(_, t)| t.as_str());
         let containers: Vec<Value> = pod
             .pointer("/spec/containers")
             .and_then(Value::as_array)
@@ -282,6 +341,22 @@ impl Kubelet {
             .filter_map(|c| node.images.resolve(c.get("image")?.as_str()?))
             .find_map(|i| i.run_as.clone());
         mkdir(&run.dir, 0o755)?;
+        let server = api.server();
+        // Containers with the ServiceAccount token call as it, the others anonymously.
+        let (sa_kubeconfig, anonymous_kubeconfig) = match token {
+            None => (node.kubeconfig.clone(), node.kubeconfig.clone()),
+            Some(t) => {
+                let url = server.url();
+                let (sa, anon) = (
+                    run.dir.join(POD_KUBECONFIG),
+                    run.dir.join(ANONYMOUS_KUBECONFIG),
+                );
+                let text = |t| identity::kubeconfig(&url, &node.site, &run.ns, t, server.ca_pem());
+                write_file(&sa, text(Some(t)).as_bytes(), 0o440, owner.as_ref(), true)?;
+                write_file(&anon, text(None).as_bytes(), 0o444, owner.as_ref(), false)?;
+                (sa, anon)
+            }
+        };
         let fs_group = pod_fs_group(pod, node.default_fs_group);
         let m = Materialiser {
             pod,
@@ -291,6 +366,8 @@ impl Kubelet {
             sources: &sources,
             owner: owner.as_ref(),
             fs_group,
+            token,
+            ca_pem: token.map(|_| server.ca_pem()),
         };
         let vols = m.volumes()?;
         let mut launches = Vec::new();
@@ -378,10 +455,17 @@ impl Kubelet {
                 ("HOME".into(), "/".into()),
                 (
                     "KUBECONFIG".into(),
-                    node.kubeconfig.to_string_lossy().into_owned(),
+                    if token.is_none() || identity::mounts_token(c) {
+                        &sa_kubeconfig
+                    } else {
+                        &anonymous_kubeconfig
+                    }
+                    .to_string_lossy()
+                    .into_owned(),
                 ),
-                // Stands in for in-cluster config: Patroni reads a kubeconfig only with an
-                // explicit context (its default is `kind-kind`); ours is named after the site.
+                // Stands in for in-cluster config (see identity.rs): Patroni reads a kubeconfig
+                // only with an explicit context (its default is `kind-kind`); ours is named after
+                // the site.
                 ("PATRONI_KUBERNETES_CONTEXT".into(), node.site.clone()),
                 ("DRILL_ROOT".into(), root.to_string_lossy().into_owned()),
                 ("DRILL_POD_IP".into(), ip_s.clone()),

@@ -5,11 +5,12 @@
 //! a kubelet that runs Pods as local processes (each Pod on its own 127.x.y.z address, images
 //! mapped to local programs by an [`ImageMap`], container paths mapped under a per-container root,
 //! see [`view`]), volumes as folders (with the kubelet's fsGroup ownership change, see
-//! [`volumes`]) and a kube-proxy that serves Services on loopback ClusterIPs and NodePorts.
+//! [`volumes`]), each container calling the API as its pod's ServiceAccount when the site enforces
+//! RBAC (see [`identity`]) and a kube-proxy that serves Services on loopback ClusterIPs and NodePorts.
 //! What a platform adds between sites (the drill's TransportServerClaim) lives outside.
 //!
 //! Module layering (no cycles): `site` → `kubelet`, `controllers`, `services` → `node`,
-//! `volumes`, `env`, `view`, `procs`, `image`, `cron` → `api`, `objects`, `error`.
+//! `volumes`, `identity`, `env`, `view`, `procs`, `image`, `cron` → `api`, `objects`, `error`.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -17,6 +18,7 @@ pub mod controllers;
 pub mod cron;
 pub mod env;
 pub mod error;
+pub mod identity;
 pub mod image;
 mod kubelet;
 mod node;

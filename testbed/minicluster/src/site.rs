@@ -41,6 +41,11 @@ pub struct SiteConfig {
     /// fsGroup given to pods that set none, as OpenShift's restricted-v2 SCC does (None: no
     /// admission plugin sets one). The kubelet then changes volume ownership for it.
     pub default_fs_group: Option<i64>,
+    /// The API server enforces RBAC ([`kubesim::Config::rbac`]: HTTPS with its test CA, bearer
+    /// tokens) and each container calls it as its pod's ServiceAccount (see [`crate::identity`]);
+    /// the site's kubeconfig is then the admin's (token and CA). Off: plain HTTP, every pod uses
+    /// the site's kubeconfig and everything is allowed.
+    pub rbac: bool,
 }
 
 impl SiteConfig {
@@ -56,6 +61,7 @@ impl SiteConfig {
             controllers: ControllerTimings::default(),
             resync: Duration::from_millis(200),
             default_fs_group: None,
+            rbac: false,
         }
     }
 }
@@ -104,6 +110,7 @@ impl Site {
         let server = kubesim::Server::spawn(kubesim::Config {
             bind: ([127, 0, 0, 1], cfg.api_port).into(),
             cluster_ip_prefix: cfg.cluster_ip_prefix,
+            rbac: cfg.rbac,
             ..kubesim::Config::default()
         })
         .map_err(|source| Error::ApiServer {
@@ -121,6 +128,14 @@ impl Site {
             ),
             || format!("writing {}", kubeconfig.display()),
         )?;
+        if cfg.rbac {
+            // The admin's token: for the drill's helm and kubectl only, never for pods.
+            use std::os::unix::fs::PermissionsExt;
+            io(
+                std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o600)),
+                || format!("chmod {}", kubeconfig.display()),
+            )?;
+        }
         let node_ip = Ipv4Addr::new(127, cfg.cluster_ip_prefix[1], 255, 254);
         let procs = Procs::default();
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -182,7 +197,8 @@ impl Site {
     pub fn url(&self) -> String {
         self.server.url()
     }
-    /// The kubeconfig file every pod gets as `KUBECONFIG` (context = site name).
+    /// The site's kubeconfig (context = site name): the admin's with RBAC on (what helm and
+    /// kubectl use), else the one every pod gets as `KUBECONFIG`.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
@@ -196,6 +212,15 @@ impl Site {
     /// The folder of a persistentVolumeClaim (what a PV would hold; outlives pods).
     pub fn pvc_path(&self, namespace: &str, claim: &str) -> PathBuf {
         self.dir.join("pvc").join(namespace).join(claim)
+    }
+    /// With RBAC on, the kubeconfig a pod's containers that have its ServiceAccount token get as
+    /// `KUBECONFIG` (see [`crate::identity`]); it exists while the pod runs.
+    pub fn pod_kubeconfig(&self, namespace: &str, pod: &str) -> PathBuf {
+        self.dir
+            .join("pods")
+            .join(namespace)
+            .join(pod)
+            .join(crate::kubelet::POD_KUBECONFIG)
     }
     /// Log file of a container (stdout and stderr, all restarts).
     pub fn log_path(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {

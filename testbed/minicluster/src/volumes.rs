@@ -129,7 +129,7 @@ fn chown(path: &Path, owner: Option<&RunAs>, uid: bool) -> Result<()> {
     Ok(())
 }
 
-fn write_file(
+pub(crate) fn write_file(
     path: &Path,
     data: &[u8],
     mode: u32,
@@ -258,6 +258,10 @@ pub(crate) struct Materialiser<'a> {
     pub owner: Option<&'a RunAs>,
     /// The pod's effective fsGroup and change policy (applied to persistentVolumeClaims).
     pub fs_group: Option<(u32, FsGroupPolicy)>,
+    /// With RBAC on: the pod's ServiceAccount token (projected `serviceAccountToken` files) and
+    /// the cluster CA (`kube-root-ca.crt`).
+    pub token: Option<&'a str>,
+    pub ca_pem: Option<&'a str>,
 }
 
 impl Materialiser<'_> {
@@ -303,9 +307,13 @@ impl Materialiser<'_> {
             match self.sources.configmaps.get(name) {
                 Some(d) => self.files(dir, items_or_all(c, d), mode, false)?,
                 // kube-root-ca.crt is published by the control plane in every namespace.
-                None if name == "kube-root-ca.crt" => {
-                    write_file(&dir.join("ca.crt"), b"", mode, self.owner, false)?
-                }
+                None if name == "kube-root-ca.crt" => write_file(
+                    &dir.join("ca.crt"),
+                    self.ca_pem.unwrap_or("").as_bytes(),
+                    mode,
+                    self.owner,
+                    false,
+                )?,
                 None if c.get("optional").and_then(Value::as_bool) == Some(true) => {}
                 None => return Err(self.missing("ConfigMap", name)),
             }
@@ -327,9 +335,10 @@ impl Materialiser<'_> {
             }
         }
         if let Some(t) = src.get("serviceAccountToken") {
-            // No credentials exist here; programs use KUBECONFIG (no token needed by kubesim).
+            // Without RBAC no credentials exist: programs use the site's KUBECONFIG.
             let path = t.get("path").and_then(Value::as_str).unwrap_or("token");
-            write_file(&dir.join(path), b"drill-no-token", mode, self.owner, true)?;
+            let token = self.token.unwrap_or("drill-no-token");
+            write_file(&dir.join(path), token.as_bytes(), mode, self.owner, true)?;
         }
         Ok(())
     }

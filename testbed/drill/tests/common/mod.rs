@@ -28,10 +28,11 @@ pub fn images() -> ImageMap {
         .with(Image::program("sh", "/bin/sh"))
 }
 
+/// A site enforcing RBAC, as the drill's are (the platform acts as the admin).
 pub async fn site(name: &str) -> Site {
-    Site::start(SiteConfig::new(name, NS, prefix(), images()))
-        .await
-        .expect("site starts")
+    let mut cfg = SiteConfig::new(name, NS, prefix(), images());
+    cfg.rbac = true;
+    Site::start(cfg).await.expect("site starts")
 }
 
 /// A pod template serving its own name over HTTP on port 8000 (named `http`), ready when it
