@@ -143,6 +143,7 @@ SQL
 {{- end -}}
 {{- end -}}
 {{- $params = mergeOverwrite $params (deepCopy $v.postgresql.parameters) -}}
+{{/* basebackup checkpoint=fast: a (re)clone of the DR site must not wait for a spread checkpoint on the primary (minutes at checkpoint_timeout 5 min). */}}
 {{- $postgresql := dict
   "data_dir" $p.dataDir
   "bin_dir" $v.postgresql.binDir
@@ -152,6 +153,7 @@ SQL
   "use_pg_rewind" true
   "remove_data_directory_on_rewind_failure" false
   "remove_data_directory_on_diverged_timelines" false
+  "basebackup" (list (dict "checkpoint" "fast"))
   "parameters" $params
   "pg_hba" (include "patroni.pgHba" . | fromJsonArray)
 -}}
