@@ -150,3 +150,25 @@ pub async fn run(cmd: Command) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn switchover_is_a_rehearse_flag() {
+        let Ok(Command::Rehearse(o)) = Command::parse(&args(&["rehearse", "--switchover"])) else {
+            panic!("rehearse --switchover parses");
+        };
+        assert!(o.switchover);
+        let Ok(Command::Rehearse(o)) = Command::parse(&args(&["rehearse"])) else {
+            panic!("rehearse parses");
+        };
+        assert!(!o.switchover);
+        assert!(Command::parse(&args(&["up", "--switchover"])).is_err());
+    }
+}

@@ -233,8 +233,10 @@ impl Plugin {
                 tokio::select! {
                     line = lines.next_line() => match line {
                         Ok(Some(l)) => {
+                            // Lines read `[   0.4s] step demote: ...`.
+                            let text = l.split_once("] ").map_or(l.as_str(), |(_, t)| t);
                             let hit = killed_after.is_none()
-                                && marker.as_ref().is_some_and(|m| l.starts_with(m.as_str()));
+                                && marker.as_ref().is_some_and(|m| text.starts_with(m.as_str()));
                             stderr.push_str(&l);
                             stderr.push('\n');
                             if hit {
@@ -256,6 +258,10 @@ impl Plugin {
             .await
             .map_err(|e| DrillError::io(format!("waiting for {what}"), e))?;
         let stdout = out_task.await.unwrap_or_default();
+        if status.code().is_some() {
+            // It had finished on its own before the kill landed.
+            killed_after = None;
+        }
         tracing::info!(command = %what, code = ?status.code(), %stdout, %stderr, "kubectl pgdr");
         Ok(Run {
             code: status.code(),
@@ -548,6 +554,8 @@ async fn run_leg(
     let started = Instant::now();
     let args = ["switchover", "--to", leg.to, "--step-timeout", STEP_TIMEOUT];
     let first = plugin.run(&args, leg.kill_after).await?;
+    let mut said = first.stderr.clone();
+    let killed_after = first.killed_after.clone();
     let mut last = first;
     if let Some(step) = &last.killed_after {
         stage.timeline.mark(format!(
@@ -572,6 +580,7 @@ async fn run_leg(
                 None,
             )
             .await?;
+        said += &last.stderr;
         if last.stderr.contains("step hold:") {
             failures.push(format!(
                 "the resumed run started over instead of continuing:\n{}",
@@ -590,7 +599,7 @@ async fn run_leg(
         "replayed exactly up to",
         "switchover complete, nothing lost",
     ] {
-        if !last.stderr.contains(want) {
+        if !said.contains(want) {
             failures.push(format!(
                 "switchover to {}: the plugin did not say {want:?}",
                 leg.to
@@ -636,10 +645,7 @@ async fn run_leg(
     let r = LegReport {
         from: from.into(),
         to: leg.to.into(),
-        killed_after: last
-            .killed_after
-            .clone()
-            .or(leg.kill_after.map(String::from)),
+        killed_after,
         took,
         unavailability,
         lost,
