@@ -41,6 +41,8 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 const STEP_TIMEOUT: &str = "120";
 /// The target for the write unavailability of one leg at drill timings (reported).
 pub const UNAVAILABILITY_TARGET: Duration = Duration::from_secs(10);
+/// After the last leg: long enough for a few failover-agent runs (the drill fires them every 3 s).
+const SETTLE: Duration = Duration::from_secs(10);
 /// Longest the pair may take to look healthy to `kubectl pgdr status` after a leg.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(90);
 
@@ -480,6 +482,8 @@ pub async fn run(stage: &mut Stage, legs: &[LegPlan]) -> Result<Report> {
             }
         }
     }
+    // A few failover-agent runs with the holds released: a false promotion would show below.
+    tokio::time::sleep(SETTLE).await;
     let acks = writer.stop().await;
     stage.timeline.mark(format!(
         "writer stopped: {} commits acknowledged",
