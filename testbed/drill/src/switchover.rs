@@ -387,11 +387,16 @@ impl Writer {
         self.acks.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub async fn stop(self) -> Vec<Ack> {
+    pub async fn stop(mut self) -> Vec<Ack> {
         self.stop.store(true, Ordering::Relaxed);
-        let acks = self.acks.clone();
-        let _ = self.task.await;
-        acks.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let _ = (&mut self.task).await;
+        self.acks()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
