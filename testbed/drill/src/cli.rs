@@ -3,6 +3,7 @@
 //! the kubectl plugin instead).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use pgdr_minicluster::Site;
 
@@ -82,6 +83,13 @@ async fn plugin_sheet(gold: &Site, golddr: &Site) -> String {
         bin = plugin.bin.display(),
         cfg = plugin.config.display(),
     );
+    // Patroni publishes the standby's streaming state within a loop or two of the install.
+    if let Err(e) = plugin
+        .wait_healthy(gold.name(), Duration::from_secs(60))
+        .await
+    {
+        s += &format!("the pair is not healthy yet: {e}\n");
+    }
     match plugin.run(&["status"], None).await {
         Ok(r) => {
             s += &format!(

@@ -18,10 +18,6 @@ use pgdr_drill::switchover::{self, LegPlan, UNAVAILABILITY_TARGET};
 const UNAVAILABILITY_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the way back (golddr -> gold) stalls at catch-up in the drill: once golddr demotes, the \
-            tunnel reaches only its primary Service (no endpoint), gold's WAL receiver cannot \
-            reconnect and Patroni then reports gold's checkpoint timeline (1), not the token's (2); \
-            the plugin waits for that timeline. Run with --ignored once the plugin handles it"]
 async fn drill_switchover_round_trip_and_interrupted() {
     let o = Options {
         cron_every: Some(REHEARSE_CRON_EVERY),
