@@ -6,7 +6,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build bins fmt lint test test-unit test-e2e chart-test drill drill-up bench-apiserver bench-failover apiserver images images-check deny clean-tools
+.PHONY: help deps build bins plugin fmt lint test test-unit test-e2e chart-test drill drill-up bench-apiserver bench-failover apiserver images images-check deny clean-tools
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -17,8 +17,16 @@ deps: ## Install what the tests need: PostgreSQL (apt), Patroni venv, kubectl+he
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
-bins: ## Build the three product binaries the drill runs as pods (debug)
-	$(CARGO) build -p pgdr-port-patch -p pgdr-failover -p pgdr-readiness -p pgdr-drill
+bins: ## Build the three product binaries the drill runs as pods, the kubectl plugin and the drill (debug)
+	$(CARGO) build -p pgdr-port-patch -p pgdr-failover -p pgdr-readiness -p kubectl-pgdr -p pgdr-drill
+
+PLUGIN_TRIPLE := $(shell uname -m)-unknown-linux-gnu
+PLUGIN_BIN := $(CURDIR)/target/static/$(PLUGIN_TRIPLE)/release/kubectl-pgdr
+plugin: ## Build the kubectl plugin as a static release binary and print where it is (copy it onto PATH)
+	RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$(CURDIR)/target/static \
+	  $(CARGO) build --locked --release --target $(PLUGIN_TRIPLE) -p kubectl-pgdr
+	@echo "kubectl plugin: $(PLUGIN_BIN)"
+	@echo "install: install -m 0755 $(PLUGIN_BIN) ~/.local/bin/   (any folder on PATH; then: kubectl pgdr --help)"
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -42,7 +50,7 @@ test-e2e: deps bins ## End-to-end tests with real Patroni and PostgreSQL (incl. 
 drill: deps bins ## The rehearsal: Gold and GoldDR on this machine with the real chart, Gold lost, GoldDR promoted (timeline here, full logs in the file it names)
 	$(CARGO) run -q -p pgdr-drill -- rehearse
 
-drill-up: deps bins ## Both sites running until Ctrl-C; prints how to use kubectl/psql against each
+drill-up: deps bins ## Both sites running until Ctrl-C; prints how to use kubectl/psql and `kubectl pgdr` (a config file it writes) against them
 	$(CARGO) run -q -p pgdr-drill -- up
 
 chart-test: deps ## Chart lint, render, schema and policy checks
@@ -57,7 +65,7 @@ bench-apiserver: ## Benchmark: PATCH throughput with watch fan-out on the in-mem
 bench-failover: deps bins ## Benchmark: failover time p50/p95, commits lost, false promotions (default vs prototype policy)
 	$(CARGO) run -q -p pgdr-drill --example bench_failover
 
-images: ## Build the three Rust images here (static binaries, FROM scratch, buildah vfs) and smoke-run each
+images: ## Build the four Rust images here (static binaries, FROM scratch, buildah vfs) and smoke-run each
 	bash scripts/images.sh
 
 images-check: ## Build and smoke-run one image (pgdr-readiness): the quick image test

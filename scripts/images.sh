@@ -3,7 +3,7 @@
 # `FROM scratch` images with buildah (vfs storage), each smoke-run with `buildah run --isolation
 # chroot`, each image's size printed. Idempotent; exits non-zero on the first failure.
 #
-#   scripts/images.sh                        all three images
+#   scripts/images.sh                        all four images
 #   scripts/images.sh --one pgdr-readiness   one image (quicker CI check); IMAGES="a b" works too
 #   scripts/images.sh --no-build             reuse the binaries already in $CARGO_TARGET_DIR
 #   scripts/images.sh --archive DIR          also write each image as DIR/<image>.oci.tar
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-ALL_IMAGES="pgdr-port-patch pgdr-failover pgdr-readiness"
+ALL_IMAGES="pgdr-port-patch pgdr-failover pgdr-readiness kubectl-pgdr"
 images=${IMAGES:-$ALL_IMAGES}
 build=1
 archive=""
@@ -88,8 +88,9 @@ revision=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 registry=${REGISTRY:-localhost}
 
 # --- smoke runs -------------------------------------------------------------------------------
-# None of the binaries has --version/--help: each starts by parsing its environment and exits 2
-# with the name of the missing or bad variable. The smoke run executes the image's configured
+# The three component binaries have no --version/--help: each starts by parsing its environment
+# and exits 2 with the name of the missing or bad variable. kubectl-pgdr (a command line) must
+# print its version, and refuse to run without two sites (exit 1, what to pass). The smoke run executes the image's configured
 # ENTRYPOINT inside the image, so it proves: the entrypoint path exists, the binary runs on
 # `scratch` (static), and it fails fast and clearly. pgdr-readiness needs no variable (all have
 # defaults), so it is given a bad one, and additionally served for real: /live must answer.
@@ -105,6 +106,22 @@ expect_exit2() { # image container var-to-set-or-empty expected-text
     fail "$image: expected exit 2 and \"$want\", got exit $rc"
   fi
   say "$image: smoke run ok (exit 2: $(head -n1 <<<"$out" | cut -c1-140))"
+}
+
+plugin_smoke() { # container
+  local ctr=$1 out rc ver
+  ver=$(bh run --isolation chroot "$ctr" -- "${entrypoint[@]}" --version 2>&1 </dev/null) \
+    || fail "kubectl-pgdr: --version failed inside the image: $ver"
+  grep -qF "kubectl-pgdr $version" <<<"$ver" || fail "kubectl-pgdr: --version printed '$ver', expected kubectl-pgdr $version"
+  set +e
+  out=$(bh run --isolation chroot "$ctr" -- "${entrypoint[@]}" status 2>&1 </dev/null)
+  rc=$?
+  set -e
+  if [ "$rc" != 1 ] || ! grep -qF -- "exactly two sites" <<<"$out"; then
+    printf '%s\n' "$out" >&2
+    fail "kubectl-pgdr: expected exit 1 and \"exactly two sites\" without a config, got exit $rc"
+  fi
+  say "kubectl-pgdr: smoke run ok ($ver; without sites: $(head -n1 <<<"$out" | cut -c1-120))"
 }
 
 # The PID of the first process named $2 below PID $1 (only processes this script started).
@@ -176,6 +193,7 @@ for i in $images; do
   case "$i" in
     pgdr-port-patch) expect_exit2 "$i" "$ctr" "" "PORT_PATCH_" ;;
     pgdr-failover)   expect_exit2 "$i" "$ctr" "" "FAILOVER_" ;;
+    kubectl-pgdr)    plugin_smoke "$ctr" ;;
     pgdr-readiness)
       expect_exit2 "$i" "$ctr" "READINESS_MAX_LAG_BYTES=lots" "READINESS_MAX_LAG_BYTES"
       serve_readiness "$ctr" ;;

@@ -260,6 +260,7 @@ pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timest
                     max_lag_bytes: req.max_lag_bytes,
                     held_before,
                     source_timeline: Some(tl),
+                    target_timeline: to.leader_member().and_then(|m| m.timeline),
                     source_lsn_before_demote: None,
                     token: None,
                     new_timeline: None,
@@ -440,6 +441,31 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
                                 "{} replayed exactly up to {} on timeline {tl}",
                                 to.site,
                                 fmt_lsn(token.lsn)
+                            ),
+                        ),
+                    };
+                }
+                // The tunnel reaches only the source's primary Service, which has no endpoint
+                // once the source demoted: the target's WAL receiver is down and Patroni publishes
+                // its checkpoint timeline, older than the token's. The target followed the source
+                // on the token's timeline when the switchover began, has been a read-only standby
+                // of it since, and replayed exactly up to the token: it is on that timeline.
+                Some(tl)
+                    if tl < token.timeline
+                        && replayed == token.lsn
+                        && !leader.is_streaming()
+                        && p.target_timeline == Some(token.timeline) =>
+                {
+                    return Next::Record {
+                        progress: advance(
+                            p,
+                            Step::Promote,
+                            now,
+                            format!(
+                                "{} replayed exactly up to {} on timeline {} (followed on it when the switchover began; receiver down since the demote, Patroni shows checkpoint timeline {tl})",
+                                to.site,
+                                fmt_lsn(token.lsn),
+                                token.timeline
                             ),
                         ),
                     };

@@ -82,6 +82,10 @@ pub struct Progress {
     pub held_before: Vec<String>,
     /// The source's timeline when the switchover started.
     pub source_timeline: Option<u64>,
+    /// The timeline the target's standby leader published when the switchover started (it then
+    /// streamed from the source, so this is the source's timeline as the target received it).
+    #[serde(default)]
+    pub target_timeline: Option<u64>,
     /// The source primary's write position just before the demote.
     #[serde(default)]
     pub source_lsn_before_demote: Option<u64>,
@@ -141,6 +145,7 @@ mod tests {
             force: false,
             max_lag_bytes: 1,
             held_before: vec![],
+            target_timeline: None,
             source_timeline: Some(1),
             source_lsn_before_demote: Some(5),
             token: Some(Token {

@@ -384,6 +384,7 @@ async fn the_switchover_record_is_a_compare_and_set() {
         force: false,
         max_lag_bytes: 0,
         held_before: vec![],
+        target_timeline: None,
         source_timeline: Some(1),
         source_lsn_before_demote: None,
         token: None,

@@ -1,6 +1,9 @@
 //! A switchover round trip (gold → golddr → gold) with real Patroni 4 and PostgreSQL, one
 //! in-memory API server per site, under a steady writer: every acknowledged commit must be on
-//! the final primary, and the plugin must report a healthy pair after each leg.
+//! the final primary, and the plugin must report a healthy pair after each leg. Then one leg per
+//! step of the switchover, alternating directions, with the plugin binary (a process, as a user
+//! runs it) SIGKILLed right after it recorded that step and finished with `--resume`: never two
+//! writable primaries, exactly one after each leg, nothing acknowledged lost.
 //!
 //! The "tunnel" here is direct: each site's tunnel Service points at the other site's member
 //! (ClusterIP = its loopback address), which is what the platform's Service does in a cluster.
@@ -51,6 +54,16 @@ fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
         .map(|w| w[1] - w[0])
         .max()
         .unwrap_or_default()
+}
+
+/// Steps of the switchover, in order (the plugin's `Step` names, `done` excluded).
+const STEPS: [&str; 8] = [
+    "hold", "demote", "token", "catch-up", "promote", "promoted", "verify", "release",
+];
+
+fn writable(node: &PatroniNode) -> bool {
+    node.psql("SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'")
+        .is_ok_and(|v| v == "t")
 }
 
 fn timeline(node: &PatroniNode) -> u64 {
@@ -122,6 +135,7 @@ fn switchover_round_trip_loses_nothing() {
     let stop = AtomicBool::new(false);
     let acks = Mutex::new(Vec::new());
     let mut legs = Vec::new();
+    let mut killed = Vec::new();
     std::thread::scope(|scope| {
         scope.spawn(|| writer([("gold", &gold), ("golddr", &golddr)], &stop, &acks));
         std::thread::sleep(Duration::from_millis(500));
@@ -175,6 +189,82 @@ fn switchover_round_trip_loses_nothing() {
                 timeline(to_node),
             ));
         }
+        // One leg per step, the plugin binary killed right after recording it, then resumed.
+        let mut to = "golddr";
+        for step in STEPS {
+            let (from_node, to_node) = if to == "golddr" {
+                (&gold, &golddr)
+            } else {
+                (&golddr, &gold)
+            };
+            let tl_before = timeline(from_node);
+            let started = Instant::now();
+            let first = s.run_bin(
+                &["switchover", "--to", to, "--step-timeout", "120"],
+                Some(step),
+            );
+            let was_killed = first.killed;
+            let finished = if was_killed {
+                let both = writable(&gold) && writable(&golddr);
+                assert!(!both, "killed after step {step}: two writable primaries");
+                let (code, out, _) = rt.block_on(s.run(&["status"], ""));
+                assert_eq!(code, 1, "a stopped switchover is unhealthy:\n{out}");
+                assert!(out.contains("switchover --resume"), "{out}");
+                let resumed = s.run_bin(&["switchover", "--resume", "--step-timeout", "120"], None);
+                assert!(
+                    !resumed.stderr.contains("step hold:"),
+                    "resumed, not restarted:\n{}",
+                    resumed.stderr
+                );
+                resumed
+            } else {
+                first
+            };
+            assert_eq!(
+                finished.code,
+                Some(0),
+                "switchover to {to} (killed after {step}) failed:\n{}",
+                finished.stderr
+            );
+            to_node
+                .wait_writable(DEADLINE)
+                .expect("the target is writable");
+            let r = healthy("the pair to be healthy after a resumed switchover");
+            let to_index = if to == "gold" { 0 } else { 1 };
+            assert_eq!(r["sites"][to_index]["role"], "primary", "{r}");
+            assert_eq!(r["sites"][1 - to_index]["role"], "standby", "{r}");
+            assert!(!writable(from_node), "the old primary is read-only");
+            std::thread::sleep(Duration::from_millis(500));
+            let tl_after = timeline(to_node);
+            assert!(tl_after > tl_before, "a new timeline after step {step}");
+            // Every commit acknowledged so far is on the new primary.
+            let acked: Vec<String> = acks
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|a| a.0.to_string())
+                .collect();
+            let present = to_node
+                .psql(&format!(
+                    "SELECT count(*) FROM writes WHERE id IN ({})",
+                    acked.join(",")
+                ))
+                .unwrap();
+            assert_eq!(
+                present,
+                acked.len().to_string(),
+                "lost after a kill at {step}"
+            );
+            killed.push((
+                step,
+                to,
+                was_killed,
+                longest_gap(&acks.lock().unwrap(), started, Instant::now()),
+                tl_before,
+                tl_after,
+            ));
+            to = if to == "golddr" { "gold" } else { "golddr" };
+        }
         stop.store(true, Ordering::Relaxed);
     });
 
@@ -214,6 +304,21 @@ fn switchover_round_trip_loses_nothing() {
         );
         assert!(after > before, "a new timeline on the new primary");
     }
+    eprintln!(
+        "killed after step | leg | killed (else finished first) | write unavailability | timeline"
+    );
+    for (step, to, was_killed, gap, before, after) in &killed {
+        eprintln!(
+            "{step} | -> {to} | {was_killed} | {:.1}s | {before} -> {after}",
+            gap.as_secs_f64()
+        );
+    }
+    // Every step is followed by at least one API call, so the kill lands before the next step.
+    let missed: Vec<&str> = killed.iter().filter(|k| !k.2).map(|k| k.0).collect();
+    assert!(
+        missed.is_empty(),
+        "the plugin finished before the kill after {missed:?}"
+    );
     let record = get(&s.gold, "configmaps", "patroni-switchover");
     let progress: Value =
         serde_json::from_str(record["data"]["progress"].as_str().unwrap()).unwrap();

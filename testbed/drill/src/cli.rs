@@ -1,16 +1,18 @@
-//! The drill's commands: `up` (both sites until Ctrl-C) and `rehearse` (the chart installed on
-//! both, Gold lost, GoldDR promoted).
+//! The drill's commands: `up` (both sites with the chart until Ctrl-C) and `rehearse` (the chart
+//! installed on both, Gold lost, GoldDR promoted; with `--switchover`, the planned round trip with
+//! the kubectl plugin instead).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use pgdr_minicluster::Site;
 
 use crate::error::{DrillError, Result};
 use crate::options::{Options, REHEARSE_CRON_EVERY};
 use crate::stage::Stage;
+use crate::switchover;
 
-pub const USAGE: &str =
-    "usage: pgdr-drill <up|rehearse> [--namespace NS] [--dir DIR] [--cron-every SECS] [--log FILE]";
+pub const USAGE: &str = "usage: pgdr-drill <up|rehearse [--switchover]> [--namespace NS] [--dir DIR] [--cron-every SECS] [--log FILE]";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -33,6 +35,7 @@ impl Command {
                 "--namespace" => o.namespace = val()?,
                 "--dir" => o.dir = Some(PathBuf::from(val()?)),
                 "--log" => o.log_file = Some(PathBuf::from(val()?)),
+                "--switchover" if verb == "rehearse" => o.switchover = true,
                 "--cron-every" => {
                     o.cron_every = Some(
                         val()?
@@ -65,6 +68,42 @@ fn cheat_sheet(site: &Site) -> String {
     )
 }
 
+/// How to point the kubectl plugin at both sites: the config file written for them, and the
+/// `status` command, run once here to show it works.
+async fn plugin_sheet(gold: &Site, golddr: &Site) -> String {
+    let plugin = match switchover::Plugin::for_sites(gold, golddr) {
+        Ok(p) => p,
+        Err(e) => return format!("kubectl pgdr: {e}\n"),
+    };
+    let mut s = format!(
+        "kubectl pgdr (the plugin: {bin}; copy it onto PATH, or `make plugin` for the static build):\n  \
+         config for both sites: {cfg}\n  export KUBECTL_PGDR_CONFIG={cfg}\n  kubectl pgdr status\n  \
+         (without PATH: {bin} --config {cfg} status)\n  \
+         then e.g. `kubectl pgdr switchover --to golddr`, and back with `--to gold` (docs/runbooks/)\n",
+        bin = plugin.bin.display(),
+        cfg = plugin.config.display(),
+    );
+    // Patroni publishes the standby's streaming state within a loop or two of the install.
+    if let Err(e) = plugin
+        .wait_healthy(gold.name(), Duration::from_secs(60))
+        .await
+    {
+        s += &format!("the pair is not healthy yet: {e}\n");
+    }
+    match plugin.run(&["status"], None).await {
+        Ok(r) => {
+            s += &format!(
+                "$ kubectl pgdr status   (exit {})\n{}{}",
+                r.code.unwrap_or(-1),
+                r.stdout,
+                r.stderr
+            )
+        }
+        Err(e) => s += &format!("kubectl pgdr status could not run: {e}\n"),
+    }
+    s
+}
+
 impl Command {
     pub fn options(&self) -> &Options {
         match self {
@@ -76,11 +115,14 @@ impl Command {
 pub async fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Up(o) => {
-            let stage = Stage::start(&o, true).await?;
+            let stage = Stage::up(&o, &[], true).await?;
             if let Some(gold) = &stage.gold {
                 println!("{}", cheat_sheet(gold));
             }
             println!("{}", cheat_sheet(&stage.golddr));
+            if let Some(gold) = &stage.gold {
+                println!("{}", plugin_sheet(gold, &stage.golddr).await);
+            }
             println!("Both sites are running; Ctrl-C stops them.");
             tokio::signal::ctrl_c()
                 .await
@@ -91,6 +133,18 @@ pub async fn run(cmd: Command) -> Result<()> {
         Command::Rehearse(mut o) => {
             // CronJobs on their real (minutely) schedule would make the rehearsal slow for nothing.
             o.cron_every.get_or_insert(REHEARSE_CRON_EVERY);
+            if o.switchover {
+                println!(
+                    "pgdr-drill rehearse --switchover: gold and golddr with the real chart, a steady writer, then gold -> golddr -> gold with kubectl pgdr"
+                );
+                let report = switchover::rehearse(&o, &switchover::ROUND_TRIP).await?;
+                println!("\n{}", report.render(false));
+                return if report.passed() {
+                    Ok(())
+                } else {
+                    Err(DrillError::Check(report.failures.join("; ")))
+                };
+            }
             println!(
                 "pgdr-drill rehearse: gold and golddr on this machine, the real chart, then gold is lost"
             );
@@ -102,5 +156,27 @@ pub async fn run(cmd: Command) -> Result<()> {
                 Err(DrillError::Check(report.failures.join("; ")))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn switchover_is_a_rehearse_flag() {
+        let Ok(Command::Rehearse(o)) = Command::parse(&args(&["rehearse", "--switchover"])) else {
+            panic!("rehearse --switchover parses");
+        };
+        assert!(o.switchover);
+        let Ok(Command::Rehearse(o)) = Command::parse(&args(&["rehearse"])) else {
+            panic!("rehearse parses");
+        };
+        assert!(!o.switchover);
+        assert!(Command::parse(&args(&["up", "--switchover"])).is_err());
     }
 }

@@ -6,10 +6,11 @@
 //! the BC Gov platform between the sites ([`platform`]: TransportServerClaims and a tunnel that
 //! scenarios can cut, blackhole, slow and move), the chart installed with the real helm
 //! ([`chart`]), the running pair ([`stage::Stage`]), the rehearsal ([`rehearse`]), the failover
-//! benchmark ([`bench`]) and the command line ([`cli`]).
+//! benchmark ([`bench`]), the planned switchover round trip with the kubectl plugin ([`switchover`])
+//! and the command line ([`cli`]).
 //!
-//! Module layering (no cycles): `cli` → `rehearse`, `bench` → `stage` → `chart`, `platform`, `db`,
-//! `images`, `timeline` → `options`, `error`; `rbac` (what the API servers' RBAC
+//! Module layering (no cycles): `cli` → `rehearse`, `bench`, `switchover` → `stage` → `chart`,
+//! `platform`, `db`, `images`, `timeline` → `options`, `error`; `rbac` (what the API servers' RBAC
 //! answered the pods) → `minicluster`.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod platform;
 pub mod rbac;
 pub mod rehearse;
 pub mod stage;
+pub mod switchover;
 pub mod timeline;
 
 pub use error::{DrillError, Result};

@@ -17,6 +17,8 @@ pub struct Options {
     /// Secrets created on GoldDR before its chart is installed (what a user creates by hand for
     /// `existingSecret` values, e.g. the HTTP witness URL): name → (key → value).
     pub golddr_secrets: Vec<(String, Vec<(String, String)>)>,
+    /// `rehearse --switchover`: the planned round trip with the kubectl plugin instead of losing Gold.
+    pub switchover: bool,
 }
 
 impl Default for Options {
@@ -27,6 +29,7 @@ impl Default for Options {
             cron_every: None,
             log_file: None,
             golddr_secrets: Vec::new(),
+            switchover: false,
         }
     }
 }

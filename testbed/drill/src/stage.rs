@@ -181,6 +181,11 @@ impl Stage {
             .and_then(|p| obj::str_at(&p, "/metadata/labels/role").map(String::from))
     }
 
+    /// The superuser password (for a caller's own connections; never print it).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     pub async fn connect(&self, addr: SocketAddr) -> Result<Db> {
         Db::connect(addr, &self.password, CONNECT).await
     }

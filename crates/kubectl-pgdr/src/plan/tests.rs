@@ -319,6 +319,43 @@ fn each_step() {
     assert!(
         matches!(run(&demoted, &target(100, 2), &tok, 6), Next::Stuck(ref m) if m.contains("timeline 2"))
     );
+    // The way back: token on timeline 2. Once the source demoted, the target's receiver is down
+    // (the tunnel reaches only the source's primary Service) and Patroni publishes the target's
+    // checkpoint timeline, 1.
+    let mut back = tok.clone();
+    back.token = Some(Token {
+        lsn: 140,
+        timeline: 2,
+    });
+    let stale = |lsn: u64| {
+        let mut s = target(lsn, 1);
+        s.members[0].replication_state = None;
+        s
+    };
+    // It followed the source on timeline 2 when the switchover began: exactly at the token.
+    back.target_timeline = Some(2);
+    let promote = recorded(run(&demoted, &stale(140), &back, 6));
+    assert_eq!(promote.step, Step::Promote);
+    // Short of the token, or still streaming (its timeline is then current): wait.
+    assert!(matches!(
+        run(&demoted, &stale(139), &back, 6),
+        Next::Wait(_)
+    ));
+    assert!(matches!(
+        run(&demoted, &target(140, 1), &back, 6),
+        Next::Wait(_)
+    ));
+    // Not known to have followed on the token's timeline: wait.
+    back.target_timeline = Some(1);
+    assert!(matches!(
+        run(&demoted, &stale(140), &back, 6),
+        Next::Wait(_)
+    ));
+    back.target_timeline = None;
+    assert!(matches!(
+        run(&demoted, &stale(140), &back, 6),
+        Next::Wait(_)
+    ));
     // --force: wait first, then promote with the gap recorded
     let mut forced = tok.clone();
     forced.force = true;

@@ -91,6 +91,62 @@ impl Sites {
     }
 }
 
+/// What a run of the plugin binary left: exit code (None: killed), stderr, and whether it was
+/// killed after recording the step it was asked to stop at.
+pub struct BinRun {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub killed: bool,
+}
+
+impl Sites {
+    /// Runs the plugin binary as a process (as a user does), with the config file. With
+    /// `kill_after`, SIGKILLs it as soon as it prints `step <kill_after>:` (the step is recorded).
+    pub fn run_bin(&self, args: &[&str], kill_after: Option<&str>) -> BinRun {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-pgdr"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start kubectl-pgdr");
+        let marker = kill_after.map(|s| format!("step {s}:"));
+        let mut stderr = String::new();
+        let mut killed = false;
+        let err = child.stderr.take().expect("stderr piped");
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            stderr.push_str(&line);
+            stderr.push('\n');
+            // Lines read `[   0.4s] step demote: ...`.
+            let text = line.split_once("] ").map_or(line.as_str(), |(_, t)| t);
+            if !killed
+                && marker
+                    .as_ref()
+                    .is_some_and(|m| text.starts_with(m.as_str()))
+            {
+                let _ = child.kill();
+                killed = true;
+            }
+        }
+        let status = child.wait().expect("wait for kubectl-pgdr");
+        eprintln!(
+            "$ kubectl pgdr {}{}\n{stderr}",
+            args.join(" "),
+            if killed { "   (SIGKILLed)" } else { "" }
+        );
+        BinRun {
+            code: status.code(),
+            stderr,
+            // A kill that came after the process had finished on its own is not a kill.
+            killed: killed && status.code().is_none(),
+        }
+    }
+}
+
 pub fn path(kind: &str, name: &str) -> String {
     format!("/api/v1/namespaces/{NS}/{kind}/{name}")
 }
