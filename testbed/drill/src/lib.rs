@@ -5,11 +5,12 @@
 //! whose pods are local processes). On top of that the drill adds what is specific to this project:
 //! the BC Gov platform between the sites ([`platform`]: TransportServerClaims and a tunnel that
 //! scenarios can cut, blackhole, slow and move), the chart installed with the real helm
-//! ([`chart`]), the running pair ([`stage::Stage`]), the rehearsal ([`rehearse`]), the failover
-//! benchmark ([`bench`]) and the command line ([`cli`]).
+//! ([`chart`]), the running pair ([`stage::Stage`]), the emulated GSLB that health-checks both
+//! sites and answers the failover CronJob as its witness ([`gslb`]), the rehearsal ([`rehearse`]),
+//! the failover benchmark ([`bench`]) and the command line ([`cli`]).
 //!
-//! Module layering (no cycles): `cli` → `rehearse`, `bench` → `stage` → `chart`, `platform`, `db`,
-//! `images`, `timeline` → `options`, `error`.
+//! Module layering (no cycles): `cli` → `rehearse`, `bench` → `stage`, `gslb` → `chart`, `platform`,
+//! `db`, `images`, `timeline` → `options`, `error`.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -17,6 +18,7 @@ pub mod chart;
 pub mod cli;
 pub mod db;
 pub mod error;
+pub mod gslb;
 pub mod images;
 pub mod options;
 pub mod platform;

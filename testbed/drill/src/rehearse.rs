@@ -1,10 +1,12 @@
-//! `pgdr-drill rehearse`: install both sites, write on Gold, lose Gold, let GoldDR's CronJob
-//! promote it, write on GoldDR, and measure.
+//! `pgdr-drill rehearse`: install both sites (GoldDR's failover CronJob asking the drill's GSLB as
+//! its witness), write on Gold, lose Gold, let GoldDR's CronJob promote it once the GSLB has moved
+//! the application, write on GoldDR, and measure.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::gslb::{Gslb, GslbConfig};
 use crate::options::Options;
 use crate::stage::{Stage, member};
 
@@ -70,7 +72,14 @@ impl Report {
 /// Runs the rehearsal. Errors are setup failures (nothing measured); a [`Report`] with failures
 /// means the rehearsal ran and something did not hold.
 pub async fn rehearse(o: &Options) -> Result<Report> {
-    let mut stage = Stage::up(o, &[], true).await?;
+    // The GSLB is GoldDR's witness, as in production: it follows Gold's `/primary` and moves the
+    // application to GoldDR once Gold is marked down.
+    let gslb = Gslb::start(GslbConfig::drill(), &["gold", "golddr"]).await?;
+    let mut o = o.clone();
+    let sets = gslb.wire(&mut o);
+    let mut stage = Stage::up(&o, &sets, true).await?;
+    gslb.watch(stage.gold()?);
+    gslb.watch(&stage.golddr);
     let result = run(&mut stage).await;
     match &result {
         Ok(r) if r.passed() => {}
