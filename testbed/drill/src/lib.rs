@@ -16,6 +16,7 @@
 pub mod bench;
 pub mod chart;
 pub mod cli;
+pub mod cronjob;
 pub mod db;
 pub mod error;
 pub mod gslb;
