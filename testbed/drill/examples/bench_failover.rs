@@ -91,12 +91,20 @@ async fn main() -> ExitCode {
             .to_string();
         std::fs::write(out, bench::markdown(results, &a.o, &a.command, &when, note))
     };
-    let results = bench::bench(&a.policies, &a.o, |r, note| {
+    let run = bench::bench(&a.policies, &a.o, |r, note| {
         if let Err(e) = write(r, note) {
             eprintln!("bench-failover: writing the table: {e}");
         }
-    })
-    .await;
+    });
+    // Ctrl-C or SIGTERM: drop the run, which kills the sites' processes (a bare exit would leave
+    // PostgreSQL and Patroni running); the table keeps the runs finished so far.
+    let results = tokio::select! {
+        r = run => r,
+        _ = interrupted() => {
+            eprintln!("bench-failover: interrupted; the figures of the finished runs are in the table written so far");
+            return ExitCode::from(130);
+        }
+    };
     println!("{}", bench::table(&results, &a.o));
     if let Some(out) = &a.out {
         println!("written to {}", out.display());
@@ -106,4 +114,15 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -493,7 +493,8 @@ pub async fn bench(
         .map(|p| (p.clone(), PolicyResult::default()))
         .collect();
     for i in 0..o.runs {
-        for (p, r) in out.iter_mut() {
+        for k in 0..out.len() {
+            let (p, r) = &mut out[k];
             let t = Instant::now();
             // Each run in a folder of its own: a site reusing the last run's volumes would start
             // PostgreSQL on stale data with another run's passwords.
@@ -521,17 +522,20 @@ pub async fn bench(
                 r.partition_promotions,
                 r.failover_times
             );
+            let status = if i + 1 == o.runs && k + 1 == out.len() {
+                String::new()
+            } else {
+                format!(
+                    "**Partial figures**: written after run {} of {} of policy \"{}\" (policies take \
+                     turns, run by run); the settings above are what was planned, the table holds \
+                     only the runs finished by then.",
+                    i + 1,
+                    o.runs,
+                    out[k].0.name
+                )
+            };
+            progress(&out, &status);
         }
-        let status = if i + 1 == o.runs {
-            String::new()
-        } else {
-            format!(
-                "Partial figures: {} of {} runs per policy done when this was written.",
-                i + 1,
-                o.runs
-            )
-        };
-        progress(&out, &status);
     }
     out
 }
