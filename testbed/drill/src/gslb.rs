@@ -183,10 +183,23 @@ impl Gslb {
     /// (the GSLB keeps no handle on the site, so a killed site's API server goes with it). Call it
     /// again after a member pod was re-created.
     pub fn watch(&self, site: &Site) {
-        let targets = members(site.api(), site.namespace());
-        let address = primary_service_ip(site.api(), site.namespace());
+        self.watch_addresses(
+            site.name(),
+            members(site.api(), site.namespace()),
+            primary_service_ip(site.api(), site.namespace()),
+        );
+    }
+
+    /// Starts monitoring site `name` at these sidecar addresses (pod, address), answering
+    /// `address` for the application while it is chosen.
+    pub fn watch_addresses(
+        &self,
+        name: &str,
+        targets: Vec<(String, SocketAddr)>,
+        address: Option<IpAddr>,
+    ) {
         for p in self.shared.pools().iter_mut() {
-            if p.name == site.name() {
+            if p.name == name {
                 p.targets = Some(targets.clone());
                 p.address = address;
             }
@@ -505,6 +518,115 @@ mod tests {
         let mut fresh = pool("golddr", None);
         record(&mut fresh, false, "503".into(), 3);
         assert_eq!(fresh.up, Some(false), "never seen up: down from the start");
+    }
+
+    /// A readiness sidecar stand-in: `/primary` answers 200 while `primary` is set, else 503.
+    async fn sidecar(primary: Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+        let ip = pgdr_patroni_harness::allocate_loopback(&[]).unwrap();
+        let l = TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = l.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = sock.read(&mut buf).await;
+                let code = if primary.load(std::sync::atomic::Ordering::Relaxed) {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let _ = sock
+                    .write_all(format!("HTTP/1.1 {code}\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                    .await;
+            }
+        });
+        addr
+    }
+
+    /// GET on the GSLB's endpoint: (status, body).
+    async fn get(gslb: &Gslb, path: &str) -> (u16, Value) {
+        let mut sock = TcpStream::connect(gslb.addr).await.unwrap();
+        sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut text = String::new();
+        sock.read_to_string(&mut text).await.unwrap();
+        let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        (code, serde_json::from_str(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn follows_the_sidecars_with_a_failure_count_and_answers_the_witness_contract() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let cfg = GslbConfig {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(200),
+            ..GslbConfig::drill()
+        };
+        let gslb = Gslb::start(cfg, &["gold", "golddr"]).await.unwrap();
+        let url = gslb.witness_url("golddr");
+        let path = &url[url.find("/witness").unwrap()..];
+        assert_eq!(get(&gslb, path).await.0, 503, "no answer before any check");
+        let (gold, golddr) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let g = sidecar(gold.clone()).await;
+        let d = sidecar(golddr.clone()).await;
+        gslb.watch_addresses("gold", vec![("gold-0".into(), g)], Some(g.ip()));
+        gslb.watch_addresses("golddr", vec![("golddr-0".into(), d)], Some(d.ip()));
+        gslb.wait_marked("gold", true, Duration::from_secs(5))
+            .await
+            .unwrap();
+        gslb.wait_marked("golddr", false, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let (code, body) = get(&gslb, path).await;
+        assert_eq!(
+            (code, body["primary"].as_str()),
+            (200, Some("alive")),
+            "{body}"
+        );
+        assert_eq!(gslb.resolve("app.glb.drill"), Some(g.ip()));
+        assert_eq!(gslb.resolve("other.glb.drill"), None);
+
+        // Gold stops being primary: marked down only after the failure count, then the app moves.
+        gold.store(false, Ordering::Relaxed);
+        let since = Instant::now();
+        gslb.wait_marked("gold", false, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(
+            since.elapsed() >= Duration::from_millis(100),
+            "marked down before 3 checks"
+        );
+        let (code, body) = get(&gslb, path).await;
+        assert_eq!(
+            (code, body["primary"].as_str()),
+            (200, Some("down")),
+            "{body}"
+        );
+        assert_eq!(gslb.resolve("app.glb.drill"), Some(d.ip()));
+
+        // Back: one good check and the GSLB prefers Gold again, even with GoldDR up.
+        golddr.store(true, Ordering::Relaxed);
+        gold.store(true, Ordering::Relaxed);
+        gslb.wait_marked("gold", true, Duration::from_secs(5))
+            .await
+            .unwrap();
+        gslb.wait_marked("golddr", true, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(get(&gslb, path).await.1["primary"], "alive");
+
+        // The health path to Gold cut: Gold still answers 200, the GSLB cannot see it.
+        gslb.cut_health("gold", true);
+        gslb.wait_marked("gold", false, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(gslb.answer().unwrap().site, "golddr");
+        assert_eq!(get(&gslb, path).await.1["primary"], "down");
+        assert_eq!(get(&gslb, "/nothing").await.0, 404);
     }
 
     #[test]
