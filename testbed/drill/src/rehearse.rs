@@ -80,7 +80,7 @@ pub async fn rehearse(o: &Options) -> Result<Report> {
     let mut stage = Stage::up(&o, &sets, true).await?;
     gslb.watch(stage.gold()?);
     gslb.watch(&stage.golddr);
-    let result = run(&mut stage).await;
+    let result = run(&mut stage, &gslb).await;
     match &result {
         Ok(r) if r.passed() => {}
         Ok(_) => eprintln!("{}", stage.diagnostics()),
@@ -93,7 +93,7 @@ pub async fn rehearse(o: &Options) -> Result<Report> {
     result
 }
 
-async fn run(stage: &mut Stage) -> Result<Report> {
+async fn run(stage: &mut Stage, gslb: &Gslb) -> Result<Report> {
     let mut failures = Vec::new();
     let gold = stage
         .wait_writable(stage.gold()?, Duration::from_secs(30))
@@ -123,13 +123,30 @@ async fn run(stage: &mut Stage) -> Result<Report> {
         "gold: {TRAILING_ROWS} more rows acknowledged, not waited for on golddr"
     ));
 
+    gslb.wait_marked("gold", true, Duration::from_secs(30))
+        .await?;
     let killed = Instant::now();
     stage.kill_gold().await?;
     stage
         .timeline
         .mark("gold KILLED: every gold process SIGKILLed, kubelet and API server gone, tunnel cut");
 
-    let promoted = stage.wait_writable(&stage.golddr, PROMOTION_DEADLINE).await;
+    let (promoted, marked) = tokio::join!(
+        stage.wait_writable(&stage.golddr, PROMOTION_DEADLINE),
+        async {
+            gslb.wait_marked("gold", false, PROMOTION_DEADLINE)
+                .await
+                .map(|()| killed.elapsed())
+        }
+    );
+    match marked {
+        Ok(t) => stage.timeline.mark(format!(
+            "gslb: gold marked down {:.1}s after the kill (failed /primary checks), the app answered with {}",
+            t.as_secs_f64(),
+            gslb.answer().map_or("nothing".into(), |a| a.site)
+        )),
+        Err(e) => failures.push(format!("the GSLB never marked gold down: {e}")),
+    }
     let (failover_time, db) = match promoted {
         Ok(db) => match db.insert(1_000_001, "golddr").await {
             Ok(()) => (Some(killed.elapsed()), Some(db)),
