@@ -5,6 +5,7 @@
 //! Options: `--production` (the chart's default timings, CronJobs once a minute, 6 losses, 24 cuts,
 //! a 10-minute partition), `--runs N`, `--cuts N`, `--cut-ms MS` (each short tunnel cut),
 //! `--settle-s S` (wait after a cut), `--partition-s S` (0: none), `--only-default`,
+//! `--prototype-first` (each round starts with the prototype's run),
 //! `--out FILE` (also write the Markdown table there, e.g. docs/benchmarks.md),
 //! `--dir DIR` (keep pod logs there, one subfolder per run).
 
@@ -46,6 +47,8 @@ fn parse() -> Result<Args, String> {
                 o.partition = Some(num()?).filter(|s| *s > 0).map(Duration::from_secs)
             }
             "--only-default" => policies.truncate(1),
+            // Each round runs the prototype first (short when it falsely promotes early).
+            "--prototype-first" => policies.reverse(),
             "--out" => out = Some(it.next().ok_or("--out needs a file")?.into()),
             // Keep the sites' files (pod logs) in this folder.
             "--dir" => {
@@ -54,7 +57,7 @@ fn parse() -> Result<Args, String> {
             _ => {
                 return Err(format!(
                     "unknown argument {a:?} (--production --runs N --cuts N --cut-ms MS --settle-s S \
-                     --partition-s S --only-default --out FILE --dir DIR)"
+                     --partition-s S --only-default --prototype-first --out FILE --dir DIR)"
                 ));
             }
         }
