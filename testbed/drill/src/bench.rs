@@ -55,7 +55,9 @@ pub fn production_sets() -> Vec<String> {
         "failover.activeDeadlineSeconds=180",
         "failover.startingDeadlineSeconds=30",
         "failover.walReceiverTimeoutSeconds=15",
-        "postgresql.parameters.wal_receiver_timeout=null",
+        // The overlay's 5 s back to what the chart renders from walReceiverTimeoutSeconds (the
+        // schema does not let a value be unset with null).
+        "postgresql.parameters.wal_receiver_timeout=15s",
         "patroni.dcs.ttl=30",
         "patroni.dcs.loopWait=10",
         "patroni.dcs.retryTimeout=10",
