@@ -73,9 +73,17 @@ fn auto_without_a_witness_is_refused() {
         notes.contains("failover.allowNoWitness=true with mode=auto"),
         "{notes}"
     );
-    // The drill's overlay (auto, no witness) says so explicitly.
+    // The drill's overlay is `auto` with the drill's GSLB as witness (set by the drill): alone it
+    // is refused like any auto without a witness, with the witness Secret it renders.
     let drill = workspace_root().join("testbed/drill/values-drill.yaml");
-    Render::site("golddr").values_file(drill).render();
+    let err = Render::site("golddr")
+        .values_file(drill.clone())
+        .render_err();
+    assert!(err.contains("allowNoWitness"), "{err}");
+    Render::site("golddr")
+        .values_file(drill)
+        .set("failover.witness.http.existingSecret=gslb-witness")
+        .render();
 }
 
 #[test]

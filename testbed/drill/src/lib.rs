@@ -5,20 +5,23 @@
 //! whose pods are local processes). On top of that the drill adds what is specific to this project:
 //! the BC Gov platform between the sites ([`platform`]: TransportServerClaims and a tunnel that
 //! scenarios can cut, blackhole, slow and move), the chart installed with the real helm
-//! ([`chart`]), the running pair ([`stage::Stage`]), the rehearsal ([`rehearse`]), the failover
-//! benchmark ([`bench`]), the planned switchover round trip with the kubectl plugin ([`switchover`])
-//! and the command line ([`cli`]).
+//! ([`chart`]), the running pair ([`stage::Stage`]), the emulated GSLB that health-checks both
+//! sites and answers the failover CronJob as its witness ([`gslb`]), the rehearsal ([`rehearse`]),
+//! the failover benchmark ([`bench`]), the planned switchover round trip with the kubectl plugin
+//! ([`switchover`]) and the command line ([`cli`]).
 //!
-//! Module layering (no cycles): `cli` → `rehearse`, `bench`, `switchover` → `stage` → `chart`,
-//! `platform`, `db`, `images`, `timeline` → `options`, `error`; `rbac` (what the API servers' RBAC
-//! answered the pods) → `minicluster`.
+//! Module layering (no cycles): `cli` → `rehearse`, `bench`, `switchover` → `stage`, `gslb` →
+//! `chart`, `platform`, `db`, `images`, `timeline` → `options`, `error`; `rbac` (what the API
+//! servers' RBAC answered the pods) → `minicluster`.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod chart;
 pub mod cli;
+pub mod cronjob;
 pub mod db;
 pub mod error;
+pub mod gslb;
 pub mod images;
 pub mod options;
 pub mod platform;

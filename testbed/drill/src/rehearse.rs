@@ -1,10 +1,12 @@
-//! `pgdr-drill rehearse`: install both sites, write on Gold, lose Gold, let GoldDR's CronJob
-//! promote it, write on GoldDR, and measure.
+//! `pgdr-drill rehearse`: install both sites (GoldDR's failover CronJob asking the drill's GSLB as
+//! its witness), write on Gold, lose Gold, let GoldDR's CronJob promote it once the GSLB has moved
+//! the application, write on GoldDR, and measure.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::gslb::{Gslb, GslbConfig};
 use crate::options::Options;
 use crate::rbac::Calls;
 use crate::stage::{Stage, member};
@@ -71,8 +73,15 @@ impl Report {
 /// Runs the rehearsal. Errors are setup failures (nothing measured); a [`Report`] with failures
 /// means the rehearsal ran and something did not hold.
 pub async fn rehearse(o: &Options) -> Result<Report> {
-    let mut stage = Stage::up(o, &[], true).await?;
-    let result = run(&mut stage).await;
+    // The GSLB is GoldDR's witness, as in production: it follows Gold's `/primary` and moves the
+    // application to GoldDR once Gold is marked down.
+    let gslb = Gslb::start(GslbConfig::drill(), &["gold", "golddr"]).await?;
+    let mut o = o.clone();
+    let sets = gslb.wire(&mut o);
+    let mut stage = Stage::up(&o, &sets, true).await?;
+    gslb.watch(stage.gold()?);
+    gslb.watch(&stage.golddr);
+    let result = run(&mut stage, &gslb).await;
     match &result {
         Ok(r) if r.passed() => {}
         Ok(_) => eprintln!("{}", stage.diagnostics()),
@@ -85,7 +94,7 @@ pub async fn rehearse(o: &Options) -> Result<Report> {
     result
 }
 
-async fn run(stage: &mut Stage) -> Result<Report> {
+async fn run(stage: &mut Stage, gslb: &Gslb) -> Result<Report> {
     let mut failures = Vec::new();
     let gold = stage
         .wait_writable(stage.gold()?, Duration::from_secs(30))
@@ -120,13 +129,30 @@ async fn run(stage: &mut Stage) -> Result<Report> {
     stage.timeline.mark(format!("gold: {}", calls.summary()));
     failures.extend(calls.failures("gold"));
 
+    gslb.wait_marked("gold", true, Duration::from_secs(30))
+        .await?;
     let killed = Instant::now();
     stage.kill_gold().await?;
     stage
         .timeline
         .mark("gold KILLED: every gold process SIGKILLed, kubelet and API server gone, tunnel cut");
 
-    let promoted = stage.wait_writable(&stage.golddr, PROMOTION_DEADLINE).await;
+    let (promoted, marked) = tokio::join!(
+        stage.wait_writable(&stage.golddr, PROMOTION_DEADLINE),
+        async {
+            gslb.wait_marked("gold", false, PROMOTION_DEADLINE)
+                .await
+                .map(|()| killed.elapsed())
+        }
+    );
+    match marked {
+        Ok(t) => stage.timeline.mark(format!(
+            "gslb: gold marked down {:.1}s after the kill (failed /primary checks), the app answered with {}",
+            t.as_secs_f64(),
+            gslb.answer().map_or("nothing".into(), |a| a.site)
+        )),
+        Err(e) => failures.push(format!("the GSLB never marked gold down: {e}")),
+    }
     let (failover_time, db) = match promoted {
         Ok(db) => match db.insert(1_000_001, "golddr").await {
             Ok(()) => (Some(killed.elapsed()), Some(db)),
