@@ -8,6 +8,7 @@ use std::time::Duration;
 use pgdr_minicluster::Site;
 
 use crate::error::{DrillError, Result};
+use crate::gslb::{Gslb, GslbConfig};
 use crate::options::{Options, REHEARSE_CRON_EVERY};
 use crate::stage::Stage;
 use crate::switchover;
@@ -115,7 +116,16 @@ impl Command {
 pub async fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Up(o) => {
-            let stage = Stage::up(&o, &[], true).await?;
+            // GoldDR's failover agent runs `auto` with the emulated GSLB as its witness, as in
+            // `rehearse`; it lives as long as the sites.
+            let gslb = Gslb::start(GslbConfig::drill(), &["gold", "golddr"]).await?;
+            let mut o = o.clone();
+            let sets = gslb.wire(&mut o);
+            let stage = Stage::up(&o, &sets, true).await?;
+            if let Some(gold) = &stage.gold {
+                gslb.watch(gold);
+            }
+            gslb.watch(&stage.golddr);
             if let Some(gold) = &stage.gold {
                 println!("{}", cheat_sheet(gold));
             }

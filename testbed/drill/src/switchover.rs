@@ -25,6 +25,7 @@ use tokio::process::Command;
 use crate::chart::RELEASE;
 use crate::db::Db;
 use crate::error::{DrillError, Result};
+use crate::gslb::{Gslb, GslbConfig};
 use crate::options::{Options, target_dir};
 use crate::stage::{Stage, member};
 
@@ -416,7 +417,13 @@ fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
 /// Starts both sites, runs `legs`, stops everything. Errors are setup failures; a [`Report`]
 /// with failures means the legs ran and something did not hold.
 pub async fn rehearse(o: &Options, legs: &[LegPlan]) -> Result<Report> {
-    let mut stage = Stage::up(o, &[], true).await?;
+    // GoldDR's agent needs its witness (as in production); the holds keep it out of the legs.
+    let gslb = Gslb::start(GslbConfig::drill(), &["gold", "golddr"]).await?;
+    let mut o = o.clone();
+    let sets = gslb.wire(&mut o);
+    let mut stage = Stage::up(&o, &sets, true).await?;
+    gslb.watch(stage.gold()?);
+    gslb.watch(&stage.golddr);
     let result = run(&mut stage, legs).await;
     match &result {
         Ok(r) if r.passed() => {}
