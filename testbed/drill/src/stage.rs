@@ -39,6 +39,8 @@ pub struct Stage {
     pub log_file: Option<PathBuf>,
     password: String,
     golddr_secrets: Vec<(String, Vec<(String, String)>)>,
+    /// `--set` values GoldDR was installed with; every later upgrade repeats them.
+    golddr_sets: Vec<String>,
 }
 
 impl Stage {
@@ -84,6 +86,7 @@ impl Stage {
             timeline,
             log_file: o.log_file.clone(),
             golddr_secrets: o.golddr_secrets.clone(),
+            golddr_sets: Vec::new(),
             password: String::new(),
         })
     }
@@ -103,6 +106,7 @@ impl Stage {
             }
         }
         let mut stage = Stage::start(o, live).await?;
+        stage.golddr_sets = golddr_sets.to_vec();
         match stage.install(golddr_sets).await {
             Ok(()) => Ok(stage),
             Err(e) => {
@@ -351,13 +355,15 @@ impl Stage {
         }
     }
 
-    /// `helm upgrade` of GoldDR with its values (plus `sets`).
+    /// `helm upgrade` of GoldDR with its values and the `--set`s it was installed with (plus `sets`).
     pub async fn upgrade_golddr(&self, sets: &[String]) -> Result<String> {
+        // The values it was installed with (e.g. its witness), then the caller's.
+        let all: Vec<String> = self.golddr_sets.iter().chain(sets).cloned().collect();
         self.chart
             .upgrade(
                 &self.golddr,
                 "values-golddr.yaml",
-                sets,
+                &all,
                 false,
                 Duration::from_secs(180),
             )
