@@ -564,7 +564,7 @@ fn apply_guards(policy: &Policy, next: &State, sample: &Sample) -> Vec<Reason> {
         out.push(forceable(guard));
     }
     if let (Some(since), Some(last_healthy)) = (next.stream_broken_since, next.last_success_at)
-        && since < last_healthy
+        && last_healthy.duration_since(since) > STREAM_RECONNECT_GRACE
     {
         out.push(forceable(Guard::StreamBrokenBeforeStreak { since }));
     }
@@ -646,6 +646,13 @@ fn reset_streak(state: &mut State) {
     state.first_failure_at = None;
     state.would_promote_notified_at = None;
 }
+
+/// How long the stream may have been down, while the primary still answered, before the streak
+/// began without blocking: longer than a WAL receiver needs to reconnect (PostgreSQL retries every
+/// 5 s; the chart's `wal_receiver_timeout` is 15 s). A stream that broke seconds before the primary
+/// died is a reconnect, not the silently broken replication this guard is for (its lag is still
+/// judged by the lag and position-age guards).
+const STREAM_RECONNECT_GRACE: SignedDuration = SignedDuration::from_secs(60);
 
 fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)

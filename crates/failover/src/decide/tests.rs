@@ -657,6 +657,15 @@ fn cases() -> Vec<Case> {
             reason: "promoting",
         },
         Case {
+            name: "stream down 30 s before the streak while the primary answered (a reconnect): does not block",
+            policy: p.clone(),
+            state: Ok(with(streak(), |s| s.stream_broken_since = Some(t(-40)))),
+            sample: failing(20),
+            verdict: Verdict::Promote,
+            count: Some(3),
+            reason: "promoting",
+        },
+        Case {
             name: "primary answers, stream down at two samples: healthy, replication broken reported",
             policy: p.clone(),
             state: Ok(with(healthy_state(), |s| {
