@@ -1,0 +1,130 @@
+//! The readiness sidecar's part of the StatefulSet: the peer check (split-brain latch) and the
+//! data volume for WAL preservation.
+
+use pgdr_chart_tests::*;
+use serde_json::Value;
+
+fn sidecar(objs: &Objects, site: &str) -> Value {
+    let sts = objs.get("StatefulSet", &format!("patroni-{site}"));
+    container(&sts["spec"]["template"]["spec"], "readiness").clone()
+}
+
+#[test]
+fn peer_check_through_the_tunnel_service_on_both_sites() {
+    for (site, peer) in [("gold", "golddr"), ("golddr", "gold")] {
+        let objs = Render::site(site).render();
+        let c = sidecar(&objs, site);
+        assert_eq!(
+            env_value(&c, "READINESS_PEER_HOST"),
+            format!("patroni-{peer}.abc123-prod.svc"),
+            "{site}"
+        );
+        assert_eq!(env_value(&c, "READINESS_PEER_PORT"), "5432");
+        assert_eq!(env_value(&c, "READINESS_PEER_DATABASE"), "postgres");
+        assert_eq!(env_value(&c, "READINESS_REPLICATION_USER"), "replicator");
+        // The same Secret key Patroni's replication connections use.
+        let pw = &env(&c, "READINESS_REPLICATION_PASSWORD").unwrap()["valueFrom"]["secretKeyRef"];
+        let sts = objs.get("StatefulSet", &format!("patroni-{site}"));
+        let patroni = container(&sts["spec"]["template"]["spec"], "patroni");
+        assert_eq!(
+            pw,
+            &env(patroni, "PATRONI_REPLICATION_PASSWORD").unwrap()["valueFrom"]["secretKeyRef"],
+            "{site}"
+        );
+        assert!(
+            pw["name"].as_str().unwrap().ends_with("credentials"),
+            "{site}: {pw}"
+        );
+        // The sidecar verifies no certificate: verify-ca becomes require, others pass through.
+        let mode = env_value(&c, "READINESS_PEER_SSLMODE");
+        assert!(
+            ["disable", "prefer", "require"].contains(&mode),
+            "{site}: {mode}"
+        );
+    }
+    let c = sidecar(
+        &Render::site("gold")
+            .set("readiness.peerCheck.port=15432")
+            .set("tunnel.serviceName=pg-from-golddr")
+            .render(),
+        "gold",
+    );
+    assert_eq!(env_value(&c, "READINESS_PEER_PORT"), "15432");
+    assert_eq!(
+        env_value(&c, "READINESS_PEER_HOST"),
+        "pg-from-golddr.abc123-prod.svc"
+    );
+    let c = sidecar(
+        &Render::site("gold")
+            .set("tunnel.bootstrapPort=30123")
+            .render(),
+        "gold",
+    );
+    assert_eq!(env_value(&c, "READINESS_PEER_PORT"), "30123");
+    let c = sidecar(
+        &Render::site("gold")
+            .set("tls.enabled=true")
+            .set("tls.sslMode=verify-ca")
+            .set("tls.existingSecret=pg-tls")
+            .render(),
+        "gold",
+    );
+    assert_eq!(env_value(&c, "READINESS_PEER_SSLMODE"), "require");
+}
+
+#[test]
+fn peer_check_off_or_without_a_peer_renders_nothing() {
+    let off = Render::site("gold")
+        .set("readiness.peerCheck.enabled=false")
+        .render();
+    let solo = Render::defaults().set("site.name=solo").render();
+    for (what, c) in [
+        ("off", sidecar(&off, "gold")),
+        ("no peer", sidecar(&solo, "solo")),
+    ] {
+        for name in [
+            "READINESS_PEER_HOST",
+            "READINESS_REPLICATION_PASSWORD",
+            "READINESS_REPLICATION_USER",
+        ] {
+            assert!(env(&c, name).is_none(), "{what}: {name}");
+        }
+    }
+}
+
+#[test]
+fn data_volume_in_the_sidecar_for_wal_preservation() {
+    let objs = Render::site("gold").render();
+    let sts = objs.get("StatefulSet", "patroni-gold");
+    let spec = &sts["spec"]["template"]["spec"];
+    let mount = |c: &Value| {
+        c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["name"] == "pgdata")
+            .cloned()
+    };
+    let patroni = mount(container(spec, "patroni")).unwrap();
+    let side = mount(container(spec, "readiness")).expect("the sidecar mounts the data volume");
+    // Same path as Patroni's (PGDATA means the same there), read-write.
+    assert_eq!(side["mountPath"], patroni["mountPath"]);
+    assert_ne!(side["readOnly"], true);
+    let c = container(spec, "readiness");
+    let pgdata = env_value(c, "READINESS_PGDATA");
+    assert!(
+        pgdata.starts_with(patroni["mountPath"].as_str().unwrap()),
+        "{pgdata}"
+    );
+    // The same data directory Patroni runs PostgreSQL in.
+    let cm = objs.get("ConfigMap", "patroni-gold-config");
+    let yml: Value = serde_saphyr::from_str(cm["data"]["patroni.yml"].as_str().unwrap()).unwrap();
+    assert_eq!(yml["postgresql"]["data_dir"], pgdata);
+
+    let off = Render::site("gold")
+        .set("readiness.preserveWal.enabled=false")
+        .render();
+    let spec = &off.get("StatefulSet", "patroni-gold")["spec"]["template"]["spec"];
+    assert!(mount(container(spec, "readiness")).is_none());
+    assert!(env(container(spec, "readiness"), "READINESS_PGDATA").is_none());
+}
