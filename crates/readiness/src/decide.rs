@@ -250,18 +250,8 @@ pub fn split_brain(poll: &Poll, peer: &PeerCheck) -> bool {
         && matches!(peer, PeerCheck::Seen { writable: true, .. })
 }
 
-/// PostgreSQL's text form of an LSN (`16/B374D848`).
-pub fn lsn_string(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
-/// Parses PostgreSQL's text form of an LSN.
-pub fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.trim().split_once('/')?;
-    let hi = u64::from_str_radix(hi, 16).ok()?;
-    let lo = u64::from_str_radix(lo, 16).ok()?;
-    (hi <= 0xFFFF_FFFF && lo <= 0xFFFF_FFFF).then_some((hi << 32) | lo)
-}
+/// LSN text forms, shared with the lineage rules.
+pub use pgdr_core::lineage::{format_lsn as lsn_string, parse_lsn};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rules {

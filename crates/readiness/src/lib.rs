@@ -12,7 +12,6 @@
 pub mod act;
 pub mod config;
 pub mod decide;
-mod lineage_pending;
 pub mod metrics;
 pub mod observe;
 pub mod peer;

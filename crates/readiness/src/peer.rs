@@ -1,7 +1,8 @@
 //! The peer check (I/O): is the peer a writable primary, and how do its history and ours
-//! relate? Both identities come from `IDENTIFY_SYSTEM`/`TIMELINE_HISTORY`
-//! (`pgdr_core::lineage::identify`): the peer's through the tunnel Service, ours through the
-//! local PostgreSQL, with the replication user. The verdicts are in [`crate::decide`].
+//! relate? Both identities come from `pgdr_core::lineage::identify` (system identifier,
+//! recovery state, timeline, WAL end, promotion marker): the peer's through the tunnel Service,
+//! ours through the local PostgreSQL, as the replication user. The verdicts are in
+//! [`crate::decide`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{PeerSettings, SslMode};
 use crate::decide::{PeerCheck, PeerLineage};
-use crate::lineage_pending as lineage;
+use pgdr_core::lineage;
 
 /// The connections of one peer check, built once at start.
 #[derive(Clone)]
@@ -121,9 +122,7 @@ impl PeerChecker {
             _ => 0,
         };
         PeerCheck::Seen {
-            // Unknown recovery state counts as writable: a missed split brain is the worse error,
-            // and the latch needs PeerForkedFromUs as well.
-            writable: peer.in_recovery != Some(true),
+            writable: !peer.in_recovery,
             lineage,
             divergence_bytes,
         }
