@@ -37,7 +37,7 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 {{- if and $v.site.peer $r.peerCheck.enabled }}
 # Split-brain check while this member is a writable primary: the peer through the tunnel Service.
 - name: READINESS_PEER_HOST
-  value: {{ printf "%s.%s.svc" (include "patroni.tunnelService" .) .Release.Namespace | quote }}
+  value: {{ default (printf "%s.%s.svc" (include "patroni.tunnelService" .) .Release.Namespace) $r.peerCheck.host | quote }}
 - name: READINESS_PEER_PORT
   value: {{ default $v.tunnel.bootstrapPort $r.peerCheck.port | int | quote }}
 - name: READINESS_PEER_SSLMODE
@@ -45,6 +45,9 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
   value: {{ ternary "require" $sslMode (eq $sslMode "verify-ca") | quote }}
 - name: READINESS_PEER_DATABASE
   value: {{ $r.peerCheck.database | quote }}
+# This member's own identity: its PostgreSQL over the pod's loopback (pg_hba admits 127.0.0.1).
+- name: READINESS_LOCAL_PG_HOST
+  value: "127.0.0.1"
 - name: READINESS_LOCAL_PG_PORT
   value: {{ $v.postgresql.port | int | quote }}
 - name: READINESS_REPLICATION_USER

@@ -61,6 +61,17 @@ fn peer_check_through_the_tunnel_service_on_both_sites() {
         "gold",
     );
     assert_eq!(env_value(&c, "READINESS_PEER_PORT"), "30123");
+    // Where Service DNS is not used (e.g. the tunnel named by ClusterIP): an address.
+    let c = sidecar(
+        &Render::site("gold")
+            .set("readiness.peerCheck.host=10.96.0.20")
+            .render(),
+        "gold",
+    );
+    assert_eq!(env_value(&c, "READINESS_PEER_HOST"), "10.96.0.20");
+    // Its own PostgreSQL over the pod's loopback, on the chart's port.
+    assert_eq!(env_value(&c, "READINESS_LOCAL_PG_HOST"), "127.0.0.1");
+    assert_eq!(env_value(&c, "READINESS_LOCAL_PG_PORT"), "5432");
     let c = sidecar(
         &Render::site("gold")
             .set("tls.enabled=true")
