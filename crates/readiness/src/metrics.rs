@@ -158,7 +158,18 @@ impl Metrics {
         }
     }
 
+    /// After a poll of Patroni: counts the poll, then [`Self::update`].
     pub fn record(&self, snap: &Snapshot, verdict: &Verdict, now: jiff::Timestamp) {
+        let ok = matches!(snap.poll, Poll::Reachable(_));
+        self.polls
+            .get_or_create(&label("result", if ok { "ok" } else { "error" }))
+            .inc();
+        self.update(snap, verdict, now);
+    }
+
+    /// The gauges from the snapshot (also when a peer check changed the verdict between two
+    /// polls, which must not count as a poll).
+    pub fn update(&self, snap: &Snapshot, verdict: &Verdict, now: jiff::Timestamp) {
         let poll = &snap.poll;
         self.split_brain
             .set(snap.split_brain_since.is_some().into());
@@ -184,12 +195,6 @@ impl Metrics {
             _ => None,
         };
         self.up.set(member.is_some().into());
-        self.polls
-            .get_or_create(&label(
-                "result",
-                if member.is_some() { "ok" } else { "error" },
-            ))
-            .inc();
         let current = member.map(|m| match m.shown_role() {
             r @ ("primary" | "standby_leader" | "replica" | "fenced") => r,
             _ => "other",
@@ -206,7 +211,9 @@ impl Metrics {
             self.replication_broken.set(f64::NAN);
             return;
         };
-        self.last_success.set(now.as_millisecond() as f64 / 1000.0);
+        if let Some(t) = snap.last_success_ts {
+            self.last_success.set(t.as_millisecond() as f64 / 1000.0);
+        }
         self.running.set((m.state == "running").into());
         self.timeline.set(m.timeline.map_or(0, |t| t as i64));
         self.lag.set(m.lag_bytes.map_or(f64::NAN, |l| l as f64));
@@ -258,10 +265,14 @@ mod tests {
             primary: false,
             reason: String::new(),
         };
+        let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         m.record(
-            &snap(poll.clone()),
+            &Snapshot {
+                last_success_ts: Some(at),
+                ..snap(poll.clone())
+            },
             &v,
-            jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+            at,
         );
         let text = m.encode().unwrap();
         for line in [

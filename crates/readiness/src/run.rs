@@ -198,19 +198,25 @@ async fn poll_loop(mut p: Poller) {
             matches!(&snap.poll, Poll::Reachable(m) if m.writable_primary() && m.fence.is_none());
         p.want_peer
             .send_if_modified(|w| std::mem::replace(w, writable) != writable);
+        // The leader's copy is the one the agent waits for; replicas would only double the
+        // space taken on their own volumes.
         let request = match (&snap.poll, &p.pgdata) {
-            (Poll::Reachable(m), Some(pgdata)) => m.fence.as_ref().and_then(|f| {
-                f.preserve.as_ref().map(|pr| {
-                    (
-                        pgdata.clone(),
-                        preserve::Request {
-                            timeline: pr.timeline,
-                            from_lsn: pr.from_lsn.clone(),
-                            end_lsn: f.local_end_lsn.clone(),
-                        },
-                    )
+            (Poll::Reachable(m), Some(pgdata))
+                if matches!(m.role, decide::Role::Primary | decide::Role::StandbyLeader) =>
+            {
+                m.fence.as_ref().and_then(|f| {
+                    f.preserve.as_ref().map(|pr| {
+                        (
+                            pgdata.clone(),
+                            preserve::Request {
+                                timeline: pr.timeline,
+                                from_lsn: pr.from_lsn.clone(),
+                                end_lsn: f.local_end_lsn.clone(),
+                            },
+                        )
+                    })
                 })
-            }),
+            }
             _ => None,
         };
         // Only a new request wakes the preserver; no fence (or an unreadable poll) keeps the
@@ -225,7 +231,11 @@ async fn poll_loop(mut p: Poller) {
             });
         }
         let verdict = decide::decide(&snap.poll, Duration::ZERO, &p.rules, snap.latch.as_ref());
-        p.metrics.record(&snap, &verdict, now);
+        if polled {
+            p.metrics.record(&snap, &verdict, now);
+        } else {
+            p.metrics.update(&snap, &verdict, now);
+        }
         if verdict.reason != last_reason {
             tracing::info!(ready = verdict.ready, primary = verdict.primary, reason = %verdict.reason, "readiness changed");
             last_reason = verdict.reason.clone();

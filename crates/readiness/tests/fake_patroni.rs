@@ -413,8 +413,26 @@ async fn preserves_wal_when_asked() {
                            "preserve": {"timeline": 3, "from_lsn": "0/5000A28"}}})),
         cluster: None,
     };
+    // A replica of the fenced site copies nothing: the agent reads the leader's copy.
+    let fenced_config = script.lock().unwrap().config.clone();
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "replica")),
+        config: fenced_config.clone(),
+        cluster: Some(cluster(json!(0))),
+    };
     let (sidecar, stop, _task) = start_sidecar(s).await;
     let http = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, body) = get_code(&http, format!("http://{sidecar}/status")).await;
+    let st: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["role"], "fenced", "{st}");
+    assert_eq!(st["divergence"]["state"], "none", "{st}");
+    assert!(!tmp.path().join("pgroot/pgdr-diverged").exists());
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "standby_leader")),
+        config: fenced_config,
+        cluster: None,
+    };
     let t = std::time::Instant::now();
     let st = loop {
         let (_, body) = get_code(&http, format!("http://{sidecar}/status")).await;
