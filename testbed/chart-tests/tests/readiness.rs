@@ -139,3 +139,36 @@ fn data_volume_in_the_sidecar_for_wal_preservation() {
     assert!(mount(container(spec, "readiness")).is_none());
     assert!(env(container(spec, "readiness"), "READINESS_PGDATA").is_none());
 }
+
+#[test]
+fn alerts_on_the_sidecars_split_brain_and_divergence() {
+    for site in ["gold", "golddr"] {
+        let objs = Render::site(site)
+            .set("monitoring.prometheusRule.enabled=true")
+            .render();
+        let rules = objs.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let expr = |name: &str| {
+            rules
+                .iter()
+                .find(|r| r["alert"] == name)
+                .unwrap_or_else(|| panic!("{site}: no alert {name}"))["expr"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        // Seen by this site's own sidecar: no federated Prometheus needed.
+        let sb = expr("PgdrSplitBrain");
+        assert!(
+            sb.contains("pgdr_split_brain{") && sb.contains(&format!("patroni-{site}-[0-9]+")),
+            "{sb}"
+        );
+        let div = expr("PgdrDiverged");
+        assert!(
+            div.contains("pgdr_divergence_bytes{") && div.ends_with("> 0"),
+            "{div}"
+        );
+    }
+}
