@@ -361,6 +361,17 @@ async fn fence_and_split_brain_latch() {
         "{metrics}"
     );
 
+    // /config unreadable for a while: the last fence seen still holds, even for a primary.
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "primary")),
+        config: None,
+        cluster: None,
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, body) = get_code(&http, format!("http://{sidecar}/primary")).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(status(http.clone()).await["role"], "fenced");
+
     // A deliberate switchover later makes it primary again; the peer is a standby by then.
     *peer.lock().unwrap() = PeerCheck::Seen {
         writable: false,
