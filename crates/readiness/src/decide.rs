@@ -295,7 +295,10 @@ pub fn decide(poll: &Poll, age: Duration, rules: &Rules, latch: Option<&Latch>) 
             v.reason
         );
     } else if let Some(l) = latch {
+        // Not ready either: the pod leaves this site's Services, so clients in this cluster stop
+        // writing rows that the rejoin would discard (the agent fences it within its samples).
         v.primary = false;
+        v.ready = false;
         v.reason = format!(
             "split brain: the peer is a writable primary promoted from our timeline {} at {} \
              (seen {}); /primary stays 503 until this member is demoted and switched over \
@@ -549,10 +552,10 @@ mod tests {
                 "fenced",
             ),
             (
-                "latched primary",
+                "latched primary: neither a write target nor in the Services",
                 member("running", "primary", None),
                 Some(&latch),
-                true,
+                false,
                 false,
                 "primary",
             ),
