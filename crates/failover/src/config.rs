@@ -115,6 +115,25 @@ pub struct Config {
     pub webhook_url: Option<Secret>,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// How a fenced site rejoins once the fork is known (`auto` | `manual`).
+    #[serde(default)]
+    pub rejoin: Rejoin,
+    /// Port of the readiness sidecar on the leader pod (its `/status` reports WAL preservation).
+    #[serde(default = "default_readiness_port")]
+    pub readiness_port: u16,
+}
+
+/// `auto`: rejoin once diverged WAL is preserved; `manual`: a person approves when WAL diverged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rejoin {
+    #[default]
+    Auto,
+    Manual,
+}
+
+fn default_readiness_port() -> u16 {
+    8080
 }
 
 fn default_mode() -> Mode {

@@ -54,14 +54,13 @@ fn tsc_can_be_forced_either_way() {
 }
 
 #[test]
-fn dr_jobs_only_on_the_standby_site() {
+fn port_patch_only_on_the_standby_site_the_agent_on_both() {
     let g = gold();
     assert_eq!(g.count("Job"), 0, "port-patch Job on the primary site");
-    assert_eq!(
-        g.count("CronJob"),
-        0,
-        "failover CronJob on the primary site"
-    );
+    // The agent renders on both sites: a run acts on the site's current role.
+    assert_eq!(g.count("CronJob"), 1, "failover agent on the primary site");
+    let off = Render::site("gold").set("failover.enabled=false").render();
+    assert_eq!(off.count("CronJob"), 0, "failover.enabled=false opts out");
 
     let d = golddr();
     let job = d.one("Job");
