@@ -15,6 +15,9 @@
 pub mod act;
 pub mod config;
 pub mod decide;
+pub mod fence;
+pub mod guard;
+pub mod lineage;
 pub mod observe;
 pub mod run;
 pub mod state;
