@@ -14,8 +14,8 @@ use jiff::{SignedDuration, Timestamp};
 use crate::config::Rejoin;
 use crate::decide::{Mode, Policy, Verdict};
 use crate::fence::{Fence, FenceReason, Phase, Preserve, lsn_text};
-use crate::lineage::{Lineage, divergence_bytes};
 use crate::state::{DecisionRecord, DivergenceRecord, State};
+use pgdr_core::lineage::{Lineage, divergence_bytes};
 
 /// The peer as seen through the tunnel Service.
 #[derive(Clone, Debug, PartialEq)]

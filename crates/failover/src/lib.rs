@@ -17,9 +17,9 @@ pub mod config;
 pub mod decide;
 pub mod fence;
 pub mod guard;
-pub mod lineage;
 pub mod observe;
 pub mod run;
+pub mod single_writer;
 pub mod state;
 pub mod tls;
 
