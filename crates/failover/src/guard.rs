@@ -173,10 +173,11 @@ pub fn decide_primary(policy: &Policy, state: &State, s: &PrimarySample) -> Guar
                 }
                 Lineage::DifferentSystem => {
                     next.split_brain_since = None;
-                    reasons.push(format!(
+                    reasons.push(
                         "the tunnel reaches another database, not this pair's peer: nothing done; \
                          check the tunnel Service's target"
-                    ));
+                            .into(),
+                    );
                     Verdict::Unknown
                 }
                 Lineage::SameTimeline | Lineage::Unrelated if s.promoted_here => {

@@ -172,6 +172,32 @@ fn the_old_primary_fences_itself_records_the_divergence_and_rejoins() {
             .unwrap();
     assert!(a_end > marker.fork_lsn);
 
+    // The promoted site sees the old primary writable once the tunnel works again: split
+    // brain, and it is the authoritative side (it was promoted from the peer's timeline).
+    p.tunnel.heal();
+    let r = rt
+        .block_on(pgdr_failover::run_with(
+            &s_b,
+            rt.block_on(client(&p.site_b)),
+            "golddr-3",
+        ))
+        .unwrap();
+    assert_eq!(r.verdict, Verdict::SplitBrain, "{:?}", r.reasons);
+    assert!(
+        r.reasons
+            .iter()
+            .any(|x| x.contains("this site is authoritative")),
+        "{:?}",
+        r.reasons
+    );
+    let (_, events_b) = p.site_b.request(
+        "GET",
+        &format!("/api/v1/namespaces/{}/events", common::NS_B),
+        None,
+        None,
+    );
+    assert!(events_b.to_string().contains("SplitBrain"), "{events_b}");
+
     // The old primary's agent: fence (hold) → divergence → preserve → follow → rejoined.
     let fenced_at = Instant::now();
     let seen = rt.block_on(run_until(
