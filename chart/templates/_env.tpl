@@ -166,6 +166,8 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 - name: FAILOVER_WITNESS_PEER_API_CA_FILE
   value: "/etc/pgdr/peer-api/ca.crt"
 {{- end }}
+- name: FAILOVER_TUNNEL_HOST_MODE
+  value: {{ $v.portPatch.hostMode | quote }}
 - name: FAILOVER_REJOIN
   value: {{ $f.rejoin | quote }}
 - name: FAILOVER_READINESS_PORT

@@ -17,7 +17,7 @@ use pgdr_core::patroni::{MemberStatus, PatroniClient};
 use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
 
 use crate::act::{self, Announcement};
-use crate::config::{Settings, WitnessConfig};
+use crate::config::{HostMode, Settings, WitnessConfig};
 use crate::decide::Verdict;
 use crate::fence::{self, Fence, FollowTarget, Phase};
 use crate::guard::{self, FencedSample, Own, Peer, Placement, Preservation, PrimarySample};
@@ -404,8 +404,11 @@ pub async fn fenced_sample(
         observe::tunnel_target(settings, kube),
         preservation(settings, http, local, current),
     );
-    let target = target?.map(|(host, port)| FollowTarget {
-        host,
+    let target = target?.map(|(ip, port)| FollowTarget {
+        host: match c.tunnel_host_mode {
+            HostMode::Dns => format!("{}.{}.svc", c.tunnel_service, kube.namespace),
+            HostMode::ClusterIp => ip,
+        },
         port,
         slot: c.peer_slot_name.clone(),
     });

@@ -120,6 +120,8 @@ fn the_old_primary_fences_itself_records_the_divergence_and_rejoins() {
             "gold-promotion-record",
         ),
         ("FAILOVER_READINESS_PORT", &port),
+        // kubesim has no Service DNS (like the drill): the follow form names the ClusterIP.
+        ("FAILOVER_TUNNEL_HOST_MODE", "clusterIP"),
     ]);
     let s_b = settings(&[]);
 
