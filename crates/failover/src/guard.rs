@@ -355,6 +355,8 @@ pub struct FencedSample {
     pub peer: Peer,
     pub own: Own,
     pub preservation: Preservation,
+    /// The local leader no longer runs as a writable primary (Patroni demoted it).
+    pub read_only: bool,
     /// The local leader streams (WAL receiver `streaming`).
     pub leader_streaming: bool,
     /// The reverse tunnel Service gives a follow target (`Err`: why not).
@@ -405,7 +407,14 @@ pub fn decide_fenced(
             ));
             break 'flow Verdict::Rejoining;
         }
-        // Step 1: the fork, from the peer's history.
+        // Our end is only final once Patroni has demoted the leader (no more writes).
+        if !s.read_only {
+            reasons.push(
+                "Patroni is still demoting this site's leader (not read-only yet): waiting".into(),
+            );
+            break 'flow Verdict::Fenced;
+        }
+        // Step 1: the fork, from the peer's promotion marker.
         if f.fork().is_none() {
             match &s.peer {
                 Peer::Writable(Lineage::PeerForkedFromUs { fork_lsn, timeline }) => {
@@ -442,6 +451,17 @@ pub fn decide_fenced(
             }
         }
         let (timeline, fork) = f.fork().expect("set above");
+        // The end recorded when fencing may predate the last writes before the demotion: the
+        // read-only leader's own end on that timeline is the final one.
+        let recorded = f
+            .local_end_lsn
+            .as_deref()
+            .and_then(crate::observe::parse_lsn);
+        let now = s.own.wal_end.filter(|_| s.own.timeline == Some(timeline));
+        if let Some(end) = recorded.max(now) {
+            f.local_end_lsn = Some(lsn_text(end));
+            f.diverged_bytes = Some(divergence_bytes(end, fork));
+        }
         let record = DivergenceRecord {
             recorded_at: s.at,
             peer: peer.clone(),

@@ -74,6 +74,12 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
                 last_guard = Some(seen);
                 continue;
             }
+            Role::Unknown(reason) => {
+                tracing::error!(%reason, "unreadable fence");
+                taken = i + 1;
+                last_guard = Some((Verdict::Unknown, vec![reason]));
+                break;
+            }
             Role::Standby => last_guard = None,
         }
         let (sample, patroni) = crate::observe::sample(settings, &kube, run_id).await?;

@@ -32,6 +32,8 @@ pub enum Role {
     Primary(Local),
     /// `pgdr_fence` is set.
     Fenced(Local, Box<Fence>),
+    /// `pgdr_fence` is present but unreadable: never promote or fence on a guess.
+    Unknown(String),
 }
 
 /// The local leader as needed by the primary and fenced runs.
@@ -62,8 +64,10 @@ pub async fn role(settings: &Settings, kube: &Kube) -> Result<Role, Error> {
     let fenced = match fence::read(&map) {
         Ok(f) => f,
         Err(e) => {
-            tracing::warn!(error = %e, "unreadable pgdr_fence: treated as fenced-unknown, nothing done");
-            return Ok(Role::Standby);
+            return Ok(Role::Unknown(format!(
+                "{}: {e}; nothing done until it is fixed (or removed with `kubectl pgdr unfence`)",
+                kube.object(&settings.config_map())
+            )));
         }
     };
     if fenced.is_none() && dynamic_config::is_standby_cluster(&map) {
@@ -422,6 +426,9 @@ pub async fn fenced_sample(
         peer: peer?,
         own: own(local),
         preservation,
+        read_only: local.status.as_ref().is_some_and(|s| {
+            !matches!(s.role.as_str(), "primary" | "master") && s.state == "running"
+        }),
         leader_streaming: streaming,
         target: target.as_ref().map(|_| ()).map_err(Clone::clone),
     };

@@ -392,6 +392,7 @@ fn fenced_sample(peer: Peer, preservation: Preservation) -> FencedSample {
             wal_end: Some(END),
         },
         preservation,
+        read_only: true,
         leader_streaming: false,
         target: Ok(()),
     }
@@ -481,11 +482,9 @@ fn fenced_flow_table() {
     // Nothing diverged: rejoin at once even with manual, no preserve.
     let mut clean = hold_fence();
     clean.local_end_lsn = Some(lsn_text(FORK));
-    let (v, f, _) = walk(
-        Rejoin::Manual,
-        clean,
-        &fenced_sample(forked(), Preservation::NotYet("none".into())),
-    );
+    let mut s = fenced_sample(forked(), Preservation::NotYet("none".into()));
+    s.own.wal_end = Some(FORK);
+    let (v, f, _) = walk(Rejoin::Manual, clean, &s);
     assert_eq!(v[0], Rejoining);
     assert_eq!(f.phase, Phase::Follow);
     assert_eq!(f.diverged_bytes, Some(0));
@@ -549,4 +548,25 @@ fn divergence_is_announced_once() {
     let f = d1.fence.unwrap();
     let d2 = decide_fenced(Rejoin::Auto, &d1.next, &f, &s);
     assert!(d2.diverged.is_none(), "same fork, same bytes: not again");
+}
+
+#[test]
+fn divergence_waits_for_the_demotion_and_takes_the_final_end() {
+    let forked = || Peer::Writable(forked_from_us());
+    let mut s = fenced_sample(forked(), preserved());
+    s.read_only = false;
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert_eq!(
+        (d.verdict, d.fence.is_none(), d.diverged.is_none()),
+        (Verdict::Fenced, true, true)
+    );
+    // Fenced at END, wrote more before Patroni demoted: the later end counts.
+    s.read_only = true;
+    s.own.wal_end = Some(END + 100);
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert_eq!(d.diverged.unwrap().diverged_bytes, Some(END + 100 - FORK));
+    // An own end on another timeline says nothing about this one: the recorded end stays.
+    s.own.timeline = Some(4);
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert_eq!(d.diverged.unwrap().diverged_bytes, Some(END - FORK));
 }
