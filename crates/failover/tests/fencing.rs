@@ -35,6 +35,13 @@ fn dynamic_config(server: &ServerHandle, scope: &str) -> Value {
 
 /// A readiness sidecar stand-in on the leader's address: `/status` says the WAL is preserved.
 async fn sidecar(ip: std::net::Ipv4Addr) -> u16 {
+    let body = json!({"role": "fenced", "divergence": {"state": "preserved",
+        "dir": "pgdr-diverged/1-0_0", "files": 1, "bytes": 16777216, "missing": []}});
+    stub(ip, body.to_string()).await
+}
+
+/// An HTTP server answering every request with 200 and `body`.
+async fn stub(ip: std::net::Ipv4Addr, body: String) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -43,12 +50,10 @@ async fn sidecar(ip: std::net::Ipv4Addr) -> u16 {
             let Ok((mut conn, _)) = listener.accept().await else {
                 return;
             };
+            let body = body.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
                 let _ = conn.read(&mut buf).await;
-                let body = json!({"role": "fenced", "divergence": {"state": "preserved",
-                    "dir": "pgdr-diverged/1-0_0", "files": 1, "bytes": 16777216, "missing": []}})
-                .to_string();
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -283,4 +288,143 @@ fn the_old_primary_fences_itself_records_the_divergence_and_rejoins() {
         "t"
     );
     eprintln!("FIGURES total_s={:.1}", started.elapsed().as_secs_f64());
+}
+
+/// Scenario (b) in small: the primary site is cut off (no tunnel either way) while the witness
+/// says the application runs on the peer, which was promoted. The isolated primary fences
+/// itself read-only with the fork unknown; once the tunnel heals it learns the fork from the
+/// peer's marker, records and preserves the divergence, and rejoins.
+#[test]
+fn an_isolated_primary_fences_itself_on_the_witness_and_rejoins_once_reachable() {
+    init_logs();
+    let p = pair();
+    let site_a = &p._site_a;
+    let rt = runtime();
+    let reverse = Tunnel::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        SocketAddr::from((p.b.address(), p.b.pg_port())),
+    )
+    .unwrap();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gold-golddr"},
+        "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": reverse.local_addr().port(), "protocol": "TCP"}]}});
+    let (code, body) = site_a.request(
+        "POST",
+        &format!("/api/v1/namespaces/{NS_A}/services"),
+        None,
+        Some(&svc),
+    );
+    assert_eq!(code, 201, "{body}");
+    let sidecar_port = rt.block_on(sidecar(p.a.address())).to_string();
+    // The GSLB's answer for gold: the application is sent to the peer.
+    let witness = rt.block_on(stub(
+        std::net::Ipv4Addr::LOCALHOST,
+        json!({"primary": "alive", "reason": "the GSLB sends the application to golddr"})
+            .to_string(),
+    ));
+    let witness_url = format!("http://127.0.0.1:{witness}/gold");
+    let s_a = settings(&[
+        ("FAILOVER_SITE", "gold"),
+        ("FAILOVER_PEER_SITE", "golddr"),
+        ("FAILOVER_NAMESPACE", NS_A),
+        ("FAILOVER_SCOPE", "gold"),
+        ("FAILOVER_STATE_CONFIGMAP", "gold-failover-state"),
+        ("FAILOVER_TUNNEL_SERVICE", "gold-golddr"),
+        (
+            "FAILOVER_PROMOTION_RECORD_CONFIGMAP",
+            "gold-promotion-record",
+        ),
+        ("FAILOVER_READINESS_PORT", &sidecar_port),
+        ("FAILOVER_TUNNEL_HOST_MODE", "clusterIP"),
+        ("FAILOVER_ALLOW_NO_WITNESS", "false"),
+        ("FAILOVER_WITNESS_HTTP_URL", &witness_url),
+    ]);
+    let s_b = settings(&[]);
+
+    // Partition: both directions cut. GoldDR promotes (its own witness is not this test's topic).
+    rt.block_on(pgdr_failover::run_with(
+        &s_b,
+        rt.block_on(client(&p.site_b)),
+        "golddr-1",
+    ))
+    .unwrap();
+    p.tunnel.cut();
+    reverse.cut();
+    let seen = rt.block_on(run_until(
+        &p.site_b,
+        &s_b,
+        "golddr-2",
+        Verdict::Promote,
+        Duration::from_secs(40),
+    ));
+    assert_eq!(seen.last().unwrap().verdict, Verdict::Promote);
+    p.a.psql("CREATE TABLE isolated(x int); INSERT INTO isolated SELECT generate_series(1, 1000)")
+        .unwrap();
+
+    // Gold's agent: the peer is silent, the witness says the application moved → after N=3
+    // samples it fences itself (hold: read-only, nothing rewound, the fork unknown).
+    let r = rt
+        .block_on(pgdr_failover::run_with(
+            &s_a,
+            rt.block_on(client(site_a)),
+            "gold-1",
+        ))
+        .unwrap();
+    assert_eq!(r.verdict, Verdict::Fenced, "{:?}", r.reasons);
+    let f = dynamic_config(site_a, "gold")["pgdr_fence"].clone();
+    assert_eq!(f["reason"], "witness-moved", "{f}");
+    assert_eq!(f["phase"], "hold");
+    assert!(
+        f.get("fork_lsn").is_none(),
+        "the fork is unknown while the peer is unreachable: {f}"
+    );
+    p.a.wait_rest("/standby-leader", 200, Duration::from_secs(30))
+        .expect("demoted to a read-only standby leader");
+    p.a.wait_query("SELECT pg_is_in_recovery()", "t", Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        p.a.psql("INSERT INTO isolated VALUES (0)").is_err(),
+        "read-only"
+    );
+    assert_eq!(
+        p.a.psql("SELECT count(*) FROM isolated").unwrap(),
+        "1000",
+        "kept, not rewound"
+    );
+    let r = rt
+        .block_on(pgdr_failover::run_with(
+            &s_a,
+            rt.block_on(client(site_a)),
+            "gold-2",
+        ))
+        .unwrap();
+    assert_eq!(
+        r.verdict,
+        Verdict::Fenced,
+        "stays on hold while unreachable: {:?}",
+        r.reasons
+    );
+
+    // The partition heals: fork from the peer's marker, divergence preserved, rejoined.
+    reverse.heal();
+    let seen = rt.block_on(run_until(
+        site_a,
+        &s_a,
+        "gold-3",
+        Verdict::Rejoined,
+        Duration::from_secs(60),
+    ));
+    let verdicts: Vec<_> = seen.iter().map(|r| r.verdict.to_string()).collect();
+    assert_eq!(
+        seen.last().unwrap().verdict,
+        Verdict::Rejoined,
+        "{verdicts:?}"
+    );
+    let f = dynamic_config(site_a, "gold")["pgdr_fence"].clone();
+    assert_eq!(f["phase"], "follow", "{f}");
+    assert!(f["diverged_bytes"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["preserve"].is_object(), "{f}");
+    p.b.psql("CREATE TABLE healed(x int); INSERT INTO healed VALUES (1)")
+        .unwrap();
+    p.a.wait_query("SELECT count(*) FROM healed", "1", Duration::from_secs(30))
+        .unwrap();
 }
