@@ -621,6 +621,14 @@ fn network_policies_admit_the_tunnel_and_the_release() {
             .map(|p| p["port"].as_u64().unwrap())
             .collect();
         assert_eq!(ports, [5432, 8008]);
+        // Only the failover agent reaches the readiness sidecar (its /status, before a rejoin).
+        let agent = &same["spec"]["ingress"][1];
+        assert_eq!(agent["ports"], json!([{"port": 8080, "protocol": "TCP"}]), "{site}");
+        assert_eq!(
+            agent["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "failover",
+            "{site}"
+        );
         // The DR jobs and test pod are release members, so the same-release policy admits them.
         let from = &same["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"];
         for (what, meta, _) in objs.pod_templates() {
