@@ -623,7 +623,11 @@ fn network_policies_admit_the_tunnel_and_the_release() {
         assert_eq!(ports, [5432, 8008]);
         // Only the failover agent reaches the readiness sidecar (its /status, before a rejoin).
         let agent = &same["spec"]["ingress"][1];
-        assert_eq!(agent["ports"], json!([{"port": 8080, "protocol": "TCP"}]), "{site}");
+        assert_eq!(
+            agent["ports"],
+            json!([{"port": 8080, "protocol": "TCP"}]),
+            "{site}"
+        );
         assert_eq!(
             agent["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
             "failover",
