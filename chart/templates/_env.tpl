@@ -13,18 +13,51 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 {{- end -}}
 
 
-{{/* Environment of the readiness sidecar (READINESS_*; crates/readiness/src/config.rs and README). GET endpoints need no credentials. */}}
+{{/* Environment of the readiness sidecar (READINESS_*; crates/readiness/src/config.rs and README). GET endpoints need no credentials; the peer check logs in as the replication user. */}}
 {{- define "patroni.readinessEnv" -}}
+{{- $v := .Values -}}
+{{- $r := $v.readiness -}}
+{{- $p := include "patroni.paths" . | fromJson -}}
+{{- $sslMode := ternary $v.tls.sslMode "prefer" $v.tls.enabled -}}
 - name: READINESS_LISTEN
-  value: {{ printf "0.0.0.0:%d" (int .Values.readiness.port) | quote }}
+  value: {{ printf "0.0.0.0:%d" (int $r.port) | quote }}
 - name: READINESS_PATRONI_URL
-  value: {{ printf "http://127.0.0.1:%d" (int .Values.patroni.restApi.port) | quote }}
+  value: {{ printf "http://127.0.0.1:%d" (int $v.patroni.restApi.port) | quote }}
 - name: READINESS_POLL_INTERVAL
-  value: {{ printf "%ds" (int .Values.readiness.pollIntervalSeconds) | quote }}
+  value: {{ printf "%ds" (int $r.pollIntervalSeconds) | quote }}
 - name: READINESS_MAX_LAG_BYTES
-  value: {{ .Values.readiness.maxLagBytes | int64 | quote }}
+  value: {{ $r.maxLagBytes | int64 | quote }}
 - name: READINESS_SITE
-  value: {{ .Values.site.name | quote }}
+  value: {{ $v.site.name | quote }}
+{{- if $r.preserveWal.enabled }}
+# The data volume is mounted at the Patroni container's path: diverged WAL goes next to PGDATA.
+- name: READINESS_PGDATA
+  value: {{ $p.dataDir | quote }}
+{{- end }}
+{{- if and $v.site.peer $r.peerCheck.enabled }}
+# Split-brain check while this member is a writable primary: the peer through the tunnel Service.
+- name: READINESS_PEER_HOST
+  value: {{ default (printf "%s.%s.svc" (include "patroni.tunnelService" .) .Release.Namespace) $r.peerCheck.host | quote }}
+- name: READINESS_PEER_PORT
+  value: {{ default $v.tunnel.bootstrapPort $r.peerCheck.port | int | quote }}
+- name: READINESS_PEER_SSLMODE
+  {{- /* The sidecar verifies no certificate (the tunnel's ClusterIP is in none): verify-ca becomes require. */}}
+  value: {{ ternary "require" $sslMode (eq $sslMode "verify-ca") | quote }}
+- name: READINESS_PEER_DATABASE
+  value: {{ $r.peerCheck.database | quote }}
+# This member's own identity: its PostgreSQL over the pod's loopback (pg_hba admits 127.0.0.1).
+- name: READINESS_LOCAL_PG_HOST
+  value: "127.0.0.1"
+- name: READINESS_LOCAL_PG_PORT
+  value: {{ $v.postgresql.port | int | quote }}
+- name: READINESS_REPLICATION_USER
+  value: {{ $v.credentials.replicationUsername | quote }}
+- name: READINESS_REPLICATION_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "patroni.credentialsSecret" . }}
+      key: {{ $v.credentials.keys.replicationPassword }}
+{{- end }}
 {{ include "patroni.rustEnv" (list . "READINESS_") }}
 {{- end -}}
 

@@ -77,13 +77,21 @@ pub enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
-    /// Undo a fence: SITE runs as a primary again (refused while the peer is writable).
+    /// Undo a fence: SITE runs as a primary again (refused while the peer is writable). Removes
+    /// the failover agent's pgdr_fence too.
     Unfence {
         site: String,
         #[arg(long)]
         yes: bool,
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+    /// Approve the rewind of a fenced SITE (failover.rejoin: manual): sets
+    /// pgdr_fence.rejoin_approved_at; the WAL it wrote past the fork is preserved first.
+    Rejoin {
+        site: String,
+        #[arg(long)]
+        yes: bool,
     },
     /// Manual failover: promote SITE (removes standby_cluster). Needs --force.
     Promote {

@@ -220,6 +220,15 @@ impl SiteClient {
         &self,
         edit: impl Fn(&Map<String, Value>) -> Map<String, Value>,
     ) -> Result<bool, Error> {
+        self.try_edit_config(|m| Ok(edit(m))).await
+    }
+
+    /// Like [`Self::edit_config`] with an edit that may refuse (checked against the very
+    /// version it would replace); a refusal leaves the object untouched.
+    pub async fn try_edit_config(
+        &self,
+        edit: impl Fn(&Map<String, Value>) -> Result<Map<String, Value>, String>,
+    ) -> Result<bool, Error> {
         let name = self.site.config_map();
         for attempt in 1..=CAS_ATTEMPTS {
             let cm = self
@@ -236,7 +245,7 @@ impl SiteClient {
                 object: name.clone(),
                 reason,
             })?;
-            let wanted = edit(&current);
+            let wanted = edit(&current).map_err(Error::Refused)?;
             if wanted == current {
                 return Ok(false);
             }

@@ -16,6 +16,8 @@ use crate::progress::Progress;
 /// Annotation on the state ConfigMap that holds the failover agent (chart: FAILOVER_HOLD_ANNOTATION).
 pub const HOLD_ANNOTATION: &str = "patroni-dr/hold";
 pub const STANDBY_CLUSTER: &str = "standby_cluster";
+/// The failover agent's fence marker in the dynamic config (absent: not fenced).
+pub const FENCE: &str = "pgdr_fence";
 
 /// One Patroni member, from its Pod's `status` annotation (reference §3.1).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -87,6 +89,13 @@ impl DcsConfig {
     pub fn paused(&self) -> bool {
         matches!(&self.config, Ok(m) if m.get("pause").and_then(Value::as_bool) == Some(true))
     }
+    /// `pgdr_fence`, when the site fenced itself (present and not null).
+    pub fn fence(&self) -> Option<&Value> {
+        match &self.config {
+            Ok(map) => map.get(FENCE).filter(|v| !v.is_null()),
+            Err(_) => None,
+        }
+    }
 }
 
 fn truthy(v: &Value) -> bool {
@@ -124,6 +133,12 @@ pub struct Agent {
     pub promotion: Option<Value>,
     /// The `state` key could not be read.
     pub state_problem: Option<String>,
+    /// `FAILOVER_REJOIN` of the CronJob (`auto` or `manual`).
+    pub rejoin: Option<String>,
+    /// Both sites writable, as the agent last recorded it (since when).
+    pub split_brain_since: Option<String>,
+    pub fenced_at: Option<String>,
+    pub rejoined_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -324,6 +339,10 @@ pub fn agent_from(state: Option<&ConfigMap>, cronjob: Option<&CronJob>) -> Agent
             Some(Ok(v @ Value::Object(_))) => {
                 agent.last_known_lag_bytes = as_u64(v.get("last_known_lag_bytes"));
                 agent.promotion = v.get("promotion").filter(|p| !p.is_null()).cloned();
+                let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+                agent.split_brain_since = text("split_brain_since");
+                agent.fenced_at = text("fenced_at");
+                agent.rejoined_at = text("rejoined_at");
                 if let Some(d) = v.get("last_decision").filter(|d| d.is_object()) {
                     agent.last_decision = Some(Decision {
                         at: d.get("at").and_then(Value::as_str).map(str::to_string),
@@ -347,13 +366,16 @@ pub fn agent_from(state: Option<&ConfigMap>, cronjob: Option<&CronJob>) -> Agent
     if let Some(cj) = cronjob {
         let spec = cj.spec.as_ref();
         agent.suspended = spec.and_then(|s| s.suspend);
-        agent.mode = spec
-            .and_then(|s| s.job_template.spec.as_ref())
-            .and_then(|j| j.template.spec.as_ref())
-            .and_then(|p| p.containers.first())
-            .and_then(|c| c.env.as_ref())
-            .and_then(|env| env.iter().find(|e| e.name == "FAILOVER_MODE"))
-            .and_then(|e| e.value.clone());
+        let env = |name: &str| {
+            spec.and_then(|s| s.job_template.spec.as_ref())
+                .and_then(|j| j.template.spec.as_ref())
+                .and_then(|p| p.containers.first())
+                .and_then(|c| c.env.as_ref())
+                .and_then(|env| env.iter().find(|e| e.name == name))
+                .and_then(|e| e.value.clone())
+        };
+        agent.mode = env("FAILOVER_MODE");
+        agent.rejoin = env("FAILOVER_REJOIN");
     }
     agent
 }

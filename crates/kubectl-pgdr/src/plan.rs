@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::model::{Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
+use crate::model::{FENCE, Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
 use crate::progress::{LogEntry, PROGRESS_VERSION, Progress, Step, Token};
 
 /// What the operator asked for.
@@ -679,11 +679,13 @@ pub fn with_standby(config: &Map<String, Value>, target: &StandbyTarget) -> Map<
     c
 }
 
-/// The config without `standby_cluster` and with the permanent slot for the peer (promote /
-/// unfence); every other key and slot kept.
+/// The config without `standby_cluster` and the agent's `pgdr_fence`, and with the permanent
+/// slot for the peer (promote / unfence / the switchover's promotion: a deliberate act, which is
+/// what ends a fence); every other key and slot kept.
 pub fn without_standby(config: &Map<String, Value>, peer_slot: &str) -> Map<String, Value> {
     let mut c = config.clone();
     c.remove(STANDBY_CLUSTER);
+    c.remove(FENCE);
     let slots = c
         .entry("slots")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -695,6 +697,52 @@ pub fn without_standby(config: &Map<String, Value>, peer_slot: &str) -> Map<Stri
             .or_insert_with(|| json!({"type": "physical"}));
     }
     c
+}
+
+/// `rejoin SITE`: the config with `pgdr_fence.rejoin_approved_at` set, so the agent lets the
+/// fenced site be rewound onto the authoritative peer (`failover.rejoin: manual`). `Ok(None)`:
+/// approved already. Refused, naming what is wrong, when nothing waits for an approval.
+pub fn approve_rejoin(
+    site: &str,
+    config: &Map<String, Value>,
+    now: Timestamp,
+) -> Result<Option<Map<String, Value>>, String> {
+    let fence = match config.get(FENCE) {
+        None | Some(Value::Null) => {
+            return Err(format!(
+                "site {site} is not fenced (no {FENCE} in its Patroni config): nothing waits for a rejoin"
+            ));
+        }
+        Some(Value::Object(f)) => f,
+        Some(_) => {
+            return Err(format!(
+                "site {site}: {FENCE} is not a JSON object; nothing was changed (check the failover agent's log)"
+            ));
+        }
+    };
+    if fence
+        .get("rejoin_approved_at")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Ok(None);
+    }
+    let phase = fence.get("phase").and_then(Value::as_str).unwrap_or("");
+    if phase != "hold" {
+        return Err(format!(
+            "site {site} is fenced in phase '{phase}': it already follows its peer, nothing waits for an approval"
+        ));
+    }
+    if fence.get("fork_lsn").is_none_or(Value::is_null) {
+        return Err(format!(
+            "site {site} is fenced but the fork point is not known yet (the failover agent has not reached the peer): \
+             there is nothing to approve until the divergence is recorded; see `kubectl pgdr status`"
+        ));
+    }
+    let mut c = config.clone();
+    let mut f = fence.clone();
+    f.insert("rejoin_approved_at".into(), json!(now.to_string()));
+    c.insert(FENCE.into(), Value::Object(f));
+    Ok(Some(c))
 }
 
 #[cfg(test)]

@@ -281,6 +281,62 @@ pub async fn promote(
     Ok(())
 }
 
+/// `rejoin SITE`: approve the rewind of a fenced site (compare-and-set of
+/// `pgdr_fence.rejoin_approved_at`; refused, untouched, when nothing waits for it).
+pub async fn rejoin(pair: &Pair2, site: &str, yes: bool, io: &mut Io<'_>) -> Result<(), Error> {
+    let i = pair.index(site);
+    let c = &pair.sites[i];
+    let obs = pair.observe().await;
+    if let Some(e) = &obs[i].error {
+        return Err(Error::Refused(format!("site {site} cannot be read: {e}")));
+    }
+    let config = obs[i].config.as_ref().and_then(|c| c.config.as_ref().ok());
+    // Checked here for the question, and again inside the compare-and-set.
+    if let Some(cfg) = config {
+        match plan::approve_rejoin(site, cfg, Timestamp::now()) {
+            Err(e) => return Err(Error::Refused(e)),
+            Ok(None) => {
+                io.say(format!("{site}: rejoin approved already; nothing changed"));
+                return Ok(());
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    let fence = obs[i]
+        .config
+        .as_ref()
+        .and_then(|c| c.fence())
+        .cloned()
+        .unwrap_or_default();
+    let f = |k: &str| {
+        fence.get(k).map_or("?".to_string(), |v| {
+            v.as_str().map_or(v.to_string(), str::to_string)
+        })
+    };
+    let summary = format!(
+        "{site} wrote {} bytes on timeline {} after the fork at {} (its end: {}); the rewind onto {} discards them from the database. \
+         The failover agent preserves that WAL first (sidecar /status `divergence`; pgroot/pgdr-diverged/ on the leader's data volume).",
+        f("diverged_bytes"),
+        f("timeline"),
+        f("fork_lsn"),
+        f("local_end_lsn"),
+        f("peer"),
+    );
+    io.say(&summary);
+    if !yes {
+        io.confirm(&format!("Approve the rejoin of {site}."), site)?;
+    }
+    let now = Timestamp::now();
+    let changed = c
+        .try_edit_config(|m| Ok(plan::approve_rejoin(site, m, now)?.unwrap_or_else(|| m.clone())))
+        .await?;
+    io.say(format!(
+        "{site}: rejoin {} (pgdr_fence.rejoin_approved_at); the failover agent rewinds it onto its peer on its next run",
+        if changed { "approved" } else { "approved already" }
+    ));
+    Ok(())
+}
+
 /// The most advanced switchover record on either site, and the target's own copy version.
 fn pick_progress(obs: &[SiteObs; 2]) -> Option<Progress> {
     obs.iter()

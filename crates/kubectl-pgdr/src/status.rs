@@ -32,6 +32,11 @@ pub struct SiteReport {
     pub standby_cluster: Option<Value>,
     pub tunnel: Option<TunnelReport>,
     pub agent: AgentReport,
+    /// `pgdr_fence` of the dynamic config (phase, reason, peer, since, fork, divergence,
+    /// preserve, rejoin_approved_at) while the site is fenced.
+    pub fence: Option<Value>,
+    /// Both sites writable, as this site's failover agent last recorded it.
+    pub split_brain_since: Option<String>,
     pub error: Option<String>,
 }
 
@@ -120,6 +125,15 @@ pub fn report(sites: &[Site; 2], obs: &[SiteObs; 2], max_lag_bytes: u64) -> Repo
         }
         if let Some(p) = &o.agent.state_problem {
             warnings.push(format!("{}: agent state: {p}", o.site));
+        }
+        if let Some(since) = &o.agent.split_brain_since {
+            problems.push(format!(
+                "SPLIT BRAIN reported by {}'s failover agent since {since}",
+                o.site
+            ));
+        }
+        if let Some(f) = o.config.as_ref().and_then(|c| c.fence()) {
+            fence_notes(o, f, &mut warnings);
         }
         match o.role() {
             Role::Down => problems.push(format!("{}: no running leader", o.site)),
@@ -228,6 +242,39 @@ pub fn report(sites: &[Site; 2], obs: &[SiteObs; 2], max_lag_bytes: u64) -> Repo
     }
 }
 
+/// What a fenced site's `pgdr_fence` means for the operator.
+fn fence_notes(o: &SiteObs, f: &Value, warnings: &mut Vec<String>) {
+    let text = |k: &str| f.get(k).and_then(Value::as_str);
+    warnings.push(format!(
+        "{}: fenced ({}) since {}, phase {}: {} is authoritative",
+        o.site,
+        text("reason").unwrap_or("reason unknown"),
+        text("since").unwrap_or("?"),
+        text("phase").unwrap_or("?"),
+        text("peer").unwrap_or("the peer"),
+    ));
+    let diverged = f.get("diverged_bytes").and_then(Value::as_u64).unwrap_or(0);
+    if diverged > 0 {
+        warnings.push(format!(
+            "{}: {diverged} bytes written on timeline {} after the fork at {} (preserved WAL: pgroot/pgdr-diverged/ on the leader's data volume)",
+            o.site,
+            f.get("timeline").map_or("?".into(), Value::to_string),
+            text("fork_lsn").unwrap_or("?"),
+        ));
+    }
+    let approved = f.get("rejoin_approved_at").is_some_and(|v| !v.is_null());
+    if text("phase") == Some("hold")
+        && diverged > 0
+        && !approved
+        && o.agent.rejoin.as_deref() == Some("manual")
+    {
+        warnings.push(format!(
+            "{}: the rewind waits for a person (failover.rejoin: manual): `kubectl pgdr rejoin {}`",
+            o.site, o.site
+        ));
+    }
+}
+
 fn site_report(cfg: &Site, o: &SiteObs) -> SiteReport {
     let leader = o.leader.as_ref().and_then(|l| l.member.clone());
     let members = o
@@ -288,6 +335,8 @@ fn site_report(cfg: &Site, o: &SiteObs) -> SiteReport {
                 .unwrap_or_default(),
             last_known_lag_bytes: o.agent.last_known_lag_bytes,
         },
+        fence: o.config.as_ref().and_then(|c| c.fence()).cloned(),
+        split_brain_since: o.agent.split_brain_since.clone(),
         error: o.error.clone(),
     }
 }
@@ -366,6 +415,48 @@ pub fn render_text(r: &Report) -> String {
                     sc["primary_slot_name"].as_str().unwrap_or("-")
                 )
             })
+        }),
+    ));
+    rows.push((
+        "fence".into(),
+        col(&|s| {
+            s.fence.as_ref().map_or("-".into(), |f| {
+                let t = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+                let approved = if f.get("rejoin_approved_at").is_some_and(|v| !v.is_null()) {
+                    ", rejoin approved"
+                } else {
+                    ""
+                };
+                format!(
+                    "{} ({}) since {}{approved}",
+                    t("phase"),
+                    t("reason"),
+                    t("since")
+                )
+            })
+        }),
+    ));
+    rows.push((
+        "divergence".into(),
+        col(&|s| {
+            s.fence.as_ref().map_or("-".into(), |f| {
+                match (
+                    f.get("diverged_bytes").and_then(Value::as_u64),
+                    f.get("fork_lsn").and_then(Value::as_str),
+                ) {
+                    (Some(b), Some(fork)) => format!("{b} bytes after {fork}"),
+                    (None, Some(fork)) => format!("fork at {fork}"),
+                    _ => "fork not known yet".into(),
+                }
+            })
+        }),
+    ));
+    rows.push((
+        "split brain".into(),
+        col(&|s| {
+            s.split_brain_since
+                .as_ref()
+                .map_or("-".into(), |t| format!("since {t}"))
         }),
     ));
     rows.push((

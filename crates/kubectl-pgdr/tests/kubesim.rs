@@ -493,3 +493,152 @@ fn patroni_stand_in(server: &ServerHandle, pod: &'static str) -> StandIn {
         thread: Some(thread),
     }
 }
+
+/// After a failover: GoldDR primary, Gold fenced by its agent and holding (diverged, rejoin
+/// manual). `status` shows the fence; `rejoin gold` approves by compare-and-set; refusals leave
+/// the config untouched.
+#[tokio::test]
+async fn rejoin_approves_a_held_fence_and_status_shows_it() {
+    let s = fixture();
+    let fenced = json!({"ttl": 30, "loop_wait": 10, "slots": {"pgdr_golddr": {"type": "physical"}},
+        "standby_cluster": {"restore_command": "false"},
+        "pgdr_fence": {"since": "2026-11-30T16:00:00Z", "reason": "witness-moved", "peer": "golddr", "phase": "hold",
+                       "timeline": 1, "fork_lsn": "0/5000A28", "local_end_lsn": "0/6000000", "diverged_bytes": 16438744,
+                       "preserve": {"timeline": 1, "from_lsn": "0/5000A28"}}});
+    let patch = json!({"metadata": {"annotations": {"config": fenced.to_string()}}});
+    let (code, body) = s.gold.request(
+        "PATCH",
+        &path("configmaps", "patroni-config"),
+        Some("application/merge-patch+json"),
+        Some(&patch),
+    );
+    assert_eq!(code, 200, "{body}");
+    let patch = json!({"metadata": {"annotations": {"config": r#"{"ttl":30,"loop_wait":10,"slots":{"pgdr_gold":{"type":"physical"}}}"#}}});
+    let (code, body) = s.golddr.request(
+        "PATCH",
+        &path("configmaps", "patroni-config"),
+        Some("application/merge-patch+json"),
+        Some(&patch),
+    );
+    assert_eq!(code, 200, "{body}");
+    set_pod_status(
+        &s.gold,
+        "patroni-gold-0",
+        &status_json("standby_leader", 1, 0x600_0000, false),
+    );
+    set_pod_status(
+        &s.golddr,
+        "patroni-golddr-0",
+        &status_json("primary", 2, 0x700_0000, false),
+    );
+    // Gold's agent runs too (the CronJob renders on both sites), rejoin manual.
+    create(
+        &s.gold,
+        "configmaps",
+        json!({"metadata": {"name": "patroni-failover-state"}, "data": {"state":
+        r#"{"version":1,"fenced_at":"2026-11-30T16:00:00Z","last_decision":{"at":"2026-11-30T16:01:00Z","verdict":"fenced","reasons":["holding for approval"]}}"#}}),
+    );
+    let cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "patroni-failover"},
+        "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "failover", "image": "x", "env": [{"name": "FAILOVER_MODE", "value": "auto"}, {"name": "FAILOVER_REJOIN", "value": "manual"}]}]}}}}}});
+    let (code, body) = s.gold.request(
+        "POST",
+        &format!("/apis/batch/v1/namespaces/{NS}/cronjobs"),
+        None,
+        Some(&cronjob),
+    );
+    assert_eq!(code, 201, "{body}");
+
+    let (_, out, _) = s.run(&["status"], "").await;
+    assert!(
+        out.contains("hold (witness-moved) since 2026-11-30T16:00:00Z"),
+        "{out}"
+    );
+    assert!(out.contains("16438744 bytes after 0/5000A28"), "{out}");
+    assert!(out.contains("gold: fenced (witness-moved) since 2026-11-30T16:00:00Z, phase hold: golddr is authoritative"), "{out}");
+    assert!(out.contains("`kubectl pgdr rejoin gold`"), "{out}");
+    let (_, out, _) = s.run(&["status", "-o", "json"], "").await;
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["sites"][0]["fence"]["phase"], "hold", "{r}");
+    assert_eq!(r["sites"][1]["fence"], Value::Null);
+
+    // Refused, untouched: GoldDR is not fenced; unfencing Gold while GoldDR is writable.
+    let rv = |s: &ServerHandle| {
+        get(s, "configmaps", "patroni-config")["metadata"]["resourceVersion"].clone()
+    };
+    let before = rv(&s.golddr);
+    let (code, _, err) = s.run(&["rejoin", "golddr", "--yes"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("site golddr is not fenced"), "{err}");
+    assert_eq!(rv(&s.golddr), before);
+    let (code, _, err) = s.run(&["unfence", "gold", "--yes"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("golddr is a writable primary"), "{err}");
+
+    // Declined at the prompt: nothing written.
+    let before = rv(&s.gold);
+    let (code, _, err) = s.run(&["rejoin", "gold"], "no\n").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("16438744 bytes on timeline 1 after the fork at 0/5000A28"),
+        "{err}"
+    );
+    assert_eq!(rv(&s.gold), before);
+
+    // Approved through a 409 (another writer first): every other key kept.
+    s.gold.faults().add(
+        Rule::new(Action::Fail {
+            status: 409,
+            retry_after: None,
+        })
+        .method("PATCH")
+        .path_contains("configmaps/patroni-config")
+        .times(1),
+    );
+    let (code, _, err) = s.run(&["rejoin", "gold"], "gold\n").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("gold: rejoin approved"), "{err}");
+    let config = dynamic_config(&s.gold);
+    assert!(
+        config["pgdr_fence"]["rejoin_approved_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("20"),
+        "{config}"
+    );
+    for key in ["ttl", "loop_wait", "slots", "standby_cluster"] {
+        assert_eq!(config[key], fenced[key], "{key} kept");
+    }
+    for key in ["phase", "fork_lsn", "diverged_bytes", "preserve", "since"] {
+        assert_eq!(
+            config["pgdr_fence"][key], fenced["pgdr_fence"][key],
+            "pgdr_fence.{key} kept"
+        );
+    }
+    // Again: nothing to do, nothing written.
+    let before = rv(&s.gold);
+    let (code, _, err) = s.run(&["rejoin", "gold", "--yes"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("approved already"), "{err}");
+    assert_eq!(rv(&s.gold), before);
+    let (_, out, _) = s.run(&["status"], "").await;
+    assert!(out.contains("rejoin approved"), "{out}");
+    assert!(!out.contains("`kubectl pgdr rejoin gold`"), "{out}");
+
+    // Later GoldDR is a standby again (say, fenced by hand): unfencing Gold removes the fence
+    // marker together with standby_cluster.
+    set_pod_status(
+        &s.golddr,
+        "patroni-golddr-0",
+        &status_json("standby_leader", 2, 0x700_0000, false),
+    );
+    let _patroni = patroni_stand_in(&s.gold, "patroni-gold-0");
+    let (code, _, err) = s
+        .run(&["unfence", "gold", "--yes", "--timeout", "20"], "")
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let config = dynamic_config(&s.gold);
+    assert!(config.get("pgdr_fence").is_none(), "{config}");
+    assert!(config.get("standby_cluster").is_none(), "{config}");
+    assert_eq!(config["ttl"], 30);
+}

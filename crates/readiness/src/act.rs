@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::decide::Poll;
+use crate::decide::{Fence, Latch, PeerCheck, PeerLineage, Poll};
+use crate::preserve::Divergence;
 use crate::{Shared, VERSION};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -75,12 +76,68 @@ async fn live(State(s): State<Arc<Shared>>) -> Response {
 }
 
 /// `/status` body.
+/// `/status` `peer_check`.
+#[derive(Debug, Serialize)]
+pub struct PeerStatus {
+    /// `off`, `idle` (not a writable primary), `failed`, `seen`.
+    pub state: &'static str,
+    pub at: Option<String>,
+    pub error: Option<String>,
+    pub writable: Option<bool>,
+    pub lineage: Option<PeerLineage>,
+    pub divergence_bytes: Option<u64>,
+}
+
+fn peer_status(p: &PeerCheck, at: Option<jiff::Timestamp>) -> PeerStatus {
+    let mut out = PeerStatus {
+        state: "off",
+        at: at.map(|t| t.to_string()),
+        error: None,
+        writable: None,
+        lineage: None,
+        divergence_bytes: None,
+    };
+    match p {
+        PeerCheck::Off => {}
+        PeerCheck::Idle => out.state = "idle",
+        PeerCheck::Failed(e) => {
+            out.state = "failed";
+            out.error = Some(e.clone());
+        }
+        PeerCheck::Seen {
+            writable,
+            lineage,
+            divergence_bytes,
+        } => {
+            out.state = "seen";
+            out.writable = Some(*writable);
+            out.lineage = Some(*lineage);
+            out.divergence_bytes = Some(*divergence_bytes);
+        }
+    }
+    out
+}
+
 #[derive(Debug, Serialize)]
 pub struct StatusBody {
     pub site: String,
     pub member: Option<String>,
     pub scope: Option<String>,
+    /// `fenced` when the dynamic config holds `pgdr_fence`, else Patroni's role.
     pub role: Option<String>,
+    /// Patroni's own role (differs from `role` when fenced).
+    pub patroni_role: Option<String>,
+    /// `pgdr_fence` as read from `/config` (phase, since, reason, peer, fork, divergence).
+    pub fence: Option<Fence>,
+    pub fenced_seconds: Option<u64>,
+    /// Both sites writable right now (the peer check), and since when.
+    pub split_brain: bool,
+    pub split_brain_since: Option<String>,
+    /// Set when the peer was seen writable and promoted from our timeline: `/primary` stays 503.
+    pub split_brain_latch: Option<Latch>,
+    pub peer_check: PeerStatus,
+    /// WAL preservation (`pgdr_fence.preserve`).
+    pub divergence: Divergence,
     pub state: Option<String>,
     pub timeline: Option<u64>,
     pub lag_bytes: Option<u64>,
@@ -110,7 +167,17 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         site: s.settings.site.clone(),
         member: m.and_then(|m| m.member.clone()),
         scope: m.and_then(|m| m.scope.clone()),
-        role: m.map(|m| m.role.as_str().to_string()),
+        role: m.map(|m| m.shown_role().to_string()),
+        patroni_role: m.map(|m| m.role.as_str().to_string()),
+        fence: m.and_then(|m| m.fence.clone()),
+        fenced_seconds: m
+            .and_then(|m| m.fence.as_ref())
+            .map(|f| f.seconds_since(jiff::Timestamp::now())),
+        split_brain: snap.split_brain_since.is_some(),
+        split_brain_since: snap.split_brain_since.map(|t| t.to_string()),
+        split_brain_latch: snap.latch.clone(),
+        peer_check: peer_status(&snap.peer, snap.peer_checked_ts),
+        divergence: s.divergence.borrow().clone(),
         state: m.map(|m| m.state.clone()),
         timeline: m.and_then(|m| m.timeline),
         lag_bytes: m.and_then(|m| m.lag_bytes),

@@ -12,6 +12,17 @@ use crate::decide::{Role, Rules};
 
 pub const PREFIX: &str = "READINESS_";
 
+/// libpq `sslmode` of the peer check (like the failover probe, without certificate checks:
+/// the tunnel's ClusterIP is in no certificate).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+}
+
 /// Raw configuration as read from the environment (logged at start; the password prints `***`).
 #[derive(Clone, Debug, Deserialize)]
 pub struct Config {
@@ -48,6 +59,57 @@ pub struct Config {
     pub site: String,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Peer PostgreSQL through the tunnel Service; unset: no peer check (no split-brain latch).
+    #[serde(default)]
+    pub peer_host: Option<String>,
+    #[serde(default = "default_pg_port")]
+    pub peer_port: u16,
+    #[serde(default)]
+    pub peer_sslmode: SslMode,
+    /// Database both identity checks connect to (`replication=database`).
+    #[serde(default = "default_peer_database")]
+    pub peer_database: String,
+    /// Bound on one peer check (peer and own identity together). Default: ¾ of the poll
+    /// interval; must be shorter than the poll interval.
+    #[serde(default)]
+    pub peer_timeout: Option<Dur>,
+    #[serde(default)]
+    pub replication_user: Option<String>,
+    #[serde(default)]
+    pub replication_password: Option<Secret>,
+    /// The local PostgreSQL, for this member's own identity.
+    #[serde(default = "default_local_pg_host")]
+    pub local_pg_host: String,
+    #[serde(default = "default_pg_port")]
+    pub local_pg_port: u16,
+    /// This member's data directory (the data volume mounted into the sidecar); unset: no WAL
+    /// preservation.
+    #[serde(default)]
+    pub pgdata: Option<PathBuf>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_peer_database() -> String {
+    "postgres".into()
+}
+fn default_local_pg_host() -> String {
+    "127.0.0.1".into()
+}
+
+/// The peer check's connections (see [`crate::peer`]). `Debug` prints the password as `***`.
+#[derive(Clone, Debug)]
+pub struct PeerSettings {
+    pub host: String,
+    pub port: u16,
+    pub sslmode: SslMode,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    pub timeout: Duration,
+    pub local_host: String,
+    pub local_port: u16,
 }
 
 fn default_patroni_url() -> Url {
@@ -77,6 +139,9 @@ pub struct Settings {
     pub poll_interval: Duration,
     pub rules: Rules,
     pub site: String,
+    /// `None`: the peer check is off.
+    pub peer: Option<PeerSettings>,
+    pub pgdata: Option<PathBuf>,
 }
 
 fn var(field: &str) -> String {
@@ -149,7 +214,59 @@ impl Config {
                 role => ready_roles.push(role),
             }
         }
+        let peer_timeout = match self.peer_timeout {
+            Some(d) if d.get().is_zero() || d.get() >= poll_interval => {
+                return Err(ConfigError::invalid(
+                    var("peer_timeout"),
+                    "must be more than zero and shorter than READINESS_POLL_INTERVAL",
+                ));
+            }
+            Some(d) => d.get(),
+            None => poll_interval * 3 / 4,
+        };
+        let peer = match self.peer_host.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(host) => {
+                let Some(user) = self.replication_user.filter(|u| !u.trim().is_empty()) else {
+                    return Err(ConfigError::invalid(
+                        var("replication_user"),
+                        "is required when READINESS_PEER_HOST is set (the peer check logs in as the replication user)",
+                    ));
+                };
+                let Some(password) = self.replication_password else {
+                    return Err(ConfigError::invalid(
+                        var("replication_password"),
+                        "is required when READINESS_PEER_HOST is set",
+                    ));
+                };
+                Some(PeerSettings {
+                    host: host.to_string(),
+                    port: self.peer_port,
+                    sslmode: self.peer_sslmode,
+                    database: self.peer_database,
+                    user,
+                    password,
+                    timeout: peer_timeout,
+                    local_host: self.local_pg_host,
+                    local_port: self.local_pg_port,
+                })
+            }
+        };
+        let pgdata = self.pgdata.filter(|p| !p.as_os_str().is_empty());
+        if let Some(p) = &pgdata
+            && (!p.is_absolute() || p.parent().is_none())
+        {
+            return Err(ConfigError::invalid(
+                var("pgdata"),
+                format!(
+                    "'{}' must be an absolute path below a directory (diverged WAL goes next to it)",
+                    p.display()
+                ),
+            ));
+        }
         Ok(Settings {
+            peer,
+            pgdata,
             patroni: PatroniClientConfig {
                 url,
                 timeout,
@@ -201,6 +318,38 @@ mod tests {
             s.rules.ready_roles,
             vec![Role::Primary, Role::StandbyLeader, Role::Replica]
         );
+        assert!(s.peer.is_none());
+        assert!(s.pgdata.is_none());
+    }
+
+    #[test]
+    fn peer_check_settings() {
+        let s = parse(&[
+            ("PEER_HOST", "demo-golddr.ns.svc"),
+            ("PEER_PORT", "15432"),
+            ("PEER_SSLMODE", "require"),
+            ("REPLICATION_USER", "replicator"),
+            ("REPLICATION_PASSWORD", "r3pl"),
+            ("PGDATA", "/home/postgres/pgdata/pgroot/data"),
+        ])
+        .unwrap();
+        let p = s.peer.unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("demo-golddr.ns.svc", 15432));
+        assert_eq!(p.sslmode, SslMode::Require);
+        assert_eq!(p.database, "postgres");
+        assert_eq!((p.local_host.as_str(), p.local_port), ("127.0.0.1", 5432));
+        // Shorter than the poll interval, so a check never overlaps the next poll.
+        assert_eq!(p.timeout, Duration::from_millis(1500));
+        assert!(!format!("{p:?}").contains("r3pl"));
+        assert_eq!(p.password.expose(), "r3pl");
+        assert_eq!(
+            s.pgdata.unwrap(),
+            PathBuf::from("/home/postgres/pgdata/pgroot/data")
+        );
+        let err = parse(&[("PEER_HOST", "x"), ("REPLICATION_USER", "replicator")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("READINESS_REPLICATION_PASSWORD"), "{err}");
     }
 
     #[test]
@@ -238,6 +387,11 @@ mod tests {
             ("POLL_INTERVAL", "10ms", "READINESS_POLL_INTERVAL"),
             ("PATRONI_PASSWORD", "x", "READINESS_PATRONI_USERNAME"),
             ("STALE_AFTER", "1s", "READINESS_STALE_AFTER"),
+            ("PEER_HOST", "gold-golddr", "READINESS_REPLICATION_USER"),
+            ("PEER_SSLMODE", "verify-full", "READINESS_PEER_SSLMODE"),
+            ("PEER_TIMEOUT", "2s", "READINESS_PEER_TIMEOUT"),
+            ("PEER_PORT", "x", "READINESS_PEER_PORT"),
+            ("PGDATA", "pgroot/data", "READINESS_PGDATA"),
         ];
         for (k, v, want) in cases {
             let err = parse(&[(k, v)]).unwrap_err().to_string();

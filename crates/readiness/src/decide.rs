@@ -1,6 +1,13 @@
-//! Pure readiness rules: from the last poll of Patroni to ready / primary verdicts.
+//! Pure readiness rules: from the last poll of Patroni (and the last peer check) to ready /
+//! primary verdicts, the fence and the split-brain latch.
 
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Key of our fence marker in the site's Patroni dynamic config (absent: not fenced).
+pub const FENCE_KEY: &str = "pgdr_fence";
 
 /// A member's role as Patroni's `/patroni` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,9 +56,30 @@ pub struct MemberView {
     pub paused: bool,
     /// No member holds the leader lock.
     pub cluster_unlocked: bool,
+    /// `pgdr_fence` of the dynamic config: the site fenced itself (the peer is authoritative).
+    /// `None` when absent or when `/config` could not be read.
+    pub fence: Option<Fence>,
 }
 
 impl MemberView {
+    /// A writable primary by Patroni's account: role primary, running, holding the leader lock,
+    /// not a standby cluster. Fence and latch are applied on top by [`decide`].
+    pub fn writable_primary(&self) -> bool {
+        self.role == Role::Primary
+            && self.state == "running"
+            && !self.cluster_unlocked
+            && self.standby_cluster != Some(true)
+    }
+
+    /// The role shown in `/status` and `pgdr_role`: `fenced` wins over Patroni's role.
+    pub fn shown_role(&self) -> &str {
+        if self.fence.is_some() {
+            "fenced"
+        } else {
+            self.role.as_str()
+        }
+    }
+
     /// Replication broken, as far as this member can see: it should receive WAL (a standby
     /// leader or a replica with PostgreSQL running) but its WAL receiver is not streaming. The
     /// sidecar sees only its own Patroni, so this does not say why (primary site down, tunnel
@@ -66,11 +94,164 @@ impl MemberView {
 
 /// The outcome of the latest poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// One value per poll, held in one snapshot: the size difference costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum Poll {
     NotYet,
     Reachable(MemberView),
     Unreachable(String),
 }
+
+/// `pgdr_fence.preserve`: the agent asks the leader's sidecar to copy the diverged WAL.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Preserve {
+    pub timeline: u32,
+    pub from_lsn: String,
+}
+
+/// `pgdr_fence` as the failover agent writes it (contract: every field optional; only the
+/// presence of the key means "fenced").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Fence {
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub peer: Option<String>,
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub timeline: Option<u32>,
+    #[serde(default)]
+    pub fork_lsn: Option<String>,
+    #[serde(default)]
+    pub local_end_lsn: Option<String>,
+    #[serde(default)]
+    pub diverged_bytes: Option<u64>,
+    #[serde(default)]
+    pub preserve: Option<Preserve>,
+    #[serde(default)]
+    pub rejoin_approved_at: Option<String>,
+    /// Set by the sidecar when the marker is present but not what the contract describes; the
+    /// member still counts as fenced (safe side).
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+impl Fence {
+    /// The fence in a dynamic config. Present and not null means fenced, even when its fields
+    /// cannot be read: a marker we do not understand must not make a member writable.
+    pub fn from_config(config: &Map<String, Value>) -> Option<Fence> {
+        match config.get(FENCE_KEY) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                serde_json::from_value::<Fence>(v.clone()).unwrap_or_else(|e| Fence {
+                    unreadable: Some(format!("{FENCE_KEY} is not readable: {e}")),
+                    ..Fence::default()
+                }),
+            ),
+        }
+    }
+
+    /// Seconds since `since` (0 when unknown or in the future).
+    pub fn seconds_since(&self, now: jiff::Timestamp) -> u64 {
+        self.since
+            .as_deref()
+            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+            .map_or(0, |t| {
+                u64::try_from(now.as_second().saturating_sub(t.as_second())).unwrap_or(0)
+            })
+    }
+}
+
+/// How the peer's history relates to ours (mirror of `pgdr_core::lineage::Lineage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerLineage {
+    DifferentSystem,
+    SameTimeline,
+    /// The peer was promoted from our timeline at `fork_lsn`: the peer is authoritative.
+    PeerForkedFromUs {
+        fork_lsn: u64,
+        timeline: u32,
+    },
+    /// We were promoted from the peer's timeline: we are authoritative.
+    WeForkedFromPeer {
+        fork_lsn: u64,
+        timeline: u32,
+    },
+    Unrelated,
+}
+
+/// The result of one check of the peer through the tunnel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerCheck {
+    /// Not configured (no `READINESS_PEER_HOST`, or switched off).
+    Off,
+    /// Not checked: this member is not a writable primary.
+    Idle,
+    /// The peer or our own PostgreSQL did not answer (reason says which).
+    Failed(String),
+    Seen {
+        /// The peer is out of recovery (`pg_is_in_recovery()` false).
+        writable: bool,
+        lineage: PeerLineage,
+        /// WAL we wrote past the fork point (0 unless the peer forked from us).
+        divergence_bytes: u64,
+    },
+}
+
+/// Why `/primary` answers 503 for good: the peer is writable and was promoted from our
+/// timeline. Cleared only once this member has been seen as a standby (standby leader, a member
+/// of a standby cluster) or fenced, so a later primary role comes from a deliberate switchover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Latch {
+    pub since: String,
+    pub fork_lsn: String,
+    pub timeline: u32,
+    pub divergence_bytes: u64,
+}
+
+/// The latch after this poll / peer check.
+pub fn next_latch(
+    prev: Option<Latch>,
+    poll: &Poll,
+    peer: &PeerCheck,
+    now: jiff::Timestamp,
+) -> Option<Latch> {
+    let Poll::Reachable(m) = poll else {
+        return prev; // nothing new known about this member: keep what we had
+    };
+    if m.fence.is_some() || m.standby_cluster == Some(true) || m.role == Role::StandbyLeader {
+        return None;
+    }
+    match (m.writable_primary(), peer) {
+        (
+            true,
+            PeerCheck::Seen {
+                writable: true,
+                lineage: PeerLineage::PeerForkedFromUs { fork_lsn, timeline },
+                divergence_bytes,
+            },
+        ) => Some(prev.unwrap_or_else(|| Latch {
+            since: now.to_string(),
+            fork_lsn: lsn_string(*fork_lsn),
+            timeline: *timeline,
+            divergence_bytes: *divergence_bytes,
+        })),
+        _ => prev,
+    }
+}
+
+/// Both sites writable: this member is a writable primary and the peer said it is one too.
+pub fn split_brain(poll: &Poll, peer: &PeerCheck) -> bool {
+    matches!(poll, Poll::Reachable(m) if m.writable_primary() && m.fence.is_none())
+        && matches!(peer, PeerCheck::Seen { writable: true, .. })
+}
+
+/// LSN text forms, shared with the lineage rules.
+pub use pgdr_core::lineage::{format_lsn as lsn_string, parse_lsn};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rules {
@@ -98,8 +279,34 @@ impl Verdict {
     }
 }
 
-/// `age` is the time since the poll in `poll` completed.
-pub fn decide(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
+/// `age` is the time since the poll in `poll` completed; `latch` the split-brain latch.
+pub fn decide(poll: &Poll, age: Duration, rules: &Rules, latch: Option<&Latch>) -> Verdict {
+    let mut v = decide_role(poll, age, rules);
+    if let Poll::Reachable(m) = poll
+        && let Some(f) = &m.fence
+    {
+        // Fenced: never a write target; /ready follows the standby rules of its Patroni role.
+        v.primary = false;
+        v.reason = format!(
+            "fenced ({}, peer {} authoritative, phase {}): {}",
+            f.reason.as_deref().unwrap_or("reason unknown"),
+            f.peer.as_deref().unwrap_or("?"),
+            f.phase.as_deref().unwrap_or("?"),
+            v.reason
+        );
+    } else if let Some(l) = latch {
+        v.primary = false;
+        v.reason = format!(
+            "split brain: the peer is a writable primary promoted from our timeline {} at {} \
+             (seen {}); /primary stays 503 until this member is demoted and switched over \
+             deliberately: {}",
+            l.timeline, l.fork_lsn, l.since, v.reason
+        );
+    }
+    v
+}
+
+fn decide_role(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
     let m = match poll {
         Poll::NotYet => return Verdict::no("Patroni not polled yet"),
         Poll::Unreachable(e) => return Verdict::no(format!("Patroni unreachable: {e}")),
@@ -124,7 +331,7 @@ pub fn decide(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
         Role::Primary => {
             // Without the leader lock Patroni is about to demote it; in a standby cluster it would
             // be read-only. Either way it must not attract writes.
-            let primary = !m.cluster_unlocked && m.standby_cluster != Some(true);
+            let primary = m.writable_primary();
             let reason = if primary {
                 "running primary".to_string()
             } else if m.cluster_unlocked {
@@ -180,6 +387,27 @@ mod tests {
             replication_state: None,
             paused: false,
             cluster_unlocked: false,
+            fence: None,
+        })
+    }
+
+    fn view(p: Poll) -> MemberView {
+        match p {
+            Poll::Reachable(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn fenced(role: &str, lag: Option<u64>) -> Poll {
+        Poll::Reachable(MemberView {
+            fence: Some(Fence {
+                since: Some("2026-11-30T16:00:00Z".into()),
+                reason: Some("peer-authoritative".into()),
+                peer: Some("golddr".into()),
+                phase: Some("hold".into()),
+                ..Fence::default()
+            }),
+            ..view(member("running", role, lag))
         })
     }
 
@@ -226,7 +454,7 @@ mod tests {
             ("stale primary", member("running", "primary", None), Duration::from_secs(11), rules(), false, false),
         ];
         for (name, poll, age, rules, ready, primary) in cases {
-            let v = decide(&poll, age, &rules);
+            let v = decide(&poll, age, &rules, None);
             assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
             assert!(!v.reason.is_empty(), "{name}");
         }
@@ -259,17 +487,341 @@ mod tests {
             &Poll::Unreachable("timeout".into()),
             Duration::ZERO,
             &rules(),
+            None,
         );
         assert_eq!(v.reason, "Patroni unreachable: timeout");
         let v = decide(
             &member("running", "replica", Some(5000)),
             Duration::ZERO,
             &rules(),
+            None,
         );
         assert!(
             v.reason.contains("5000") && v.reason.contains("1000"),
             "{}",
             v.reason
         );
+    }
+
+    #[test]
+    fn fence_table() {
+        let latch = Latch {
+            since: "2026-11-30T16:00:00Z".into(),
+            fork_lsn: "0/5000A28".into(),
+            timeline: 3,
+            divergence_bytes: 10,
+        };
+        let fresh = Duration::from_secs(1);
+        #[rustfmt::skip]
+        type Case<'a> = (&'a str, Poll, Option<&'a Latch>, bool, bool, &'a str);
+        let cases: Vec<Case> = vec![
+            // name, poll, latch, ready, primary, shown role
+            (
+                "fenced primary still demoting",
+                fenced("primary", None),
+                None,
+                true,
+                false,
+                "fenced",
+            ),
+            (
+                "fenced standby leader",
+                fenced("standby_leader", None),
+                None,
+                true,
+                false,
+                "fenced",
+            ),
+            (
+                "fenced replica within lag",
+                fenced("replica", Some(10)),
+                None,
+                true,
+                false,
+                "fenced",
+            ),
+            (
+                "fenced replica over lag",
+                fenced("replica", Some(5000)),
+                None,
+                false,
+                false,
+                "fenced",
+            ),
+            (
+                "latched primary",
+                member("running", "primary", None),
+                Some(&latch),
+                true,
+                false,
+                "primary",
+            ),
+            (
+                "unlatched primary",
+                member("running", "primary", None),
+                None,
+                true,
+                true,
+                "primary",
+            ),
+            (
+                "latch does not make a stopped member ready",
+                member("stopped", "primary", None),
+                Some(&latch),
+                false,
+                false,
+                "primary",
+            ),
+        ];
+        for (name, poll, latch, ready, primary, role) in cases {
+            let v = decide(&poll, fresh, &rules(), latch);
+            assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
+            assert_eq!(view(poll.clone()).shown_role(), role, "{name}");
+            if latch.is_some() {
+                assert!(
+                    v.reason.contains("split brain") && v.reason.contains("0/5000A28"),
+                    "{name}: {}",
+                    v.reason
+                );
+            }
+            if view(poll).fence.is_some() {
+                assert!(
+                    v.reason.starts_with(
+                        "fenced (peer-authoritative, peer golddr authoritative, phase hold)"
+                    ),
+                    "{name}: {}",
+                    v.reason
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fence_from_config() {
+        let cfg = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            Fence::from_config(&cfg(serde_json::json!({"ttl": 30}))),
+            None
+        );
+        assert_eq!(
+            Fence::from_config(&cfg(serde_json::json!({"pgdr_fence": null}))),
+            None
+        );
+        let f = Fence::from_config(&cfg(serde_json::json!({"pgdr_fence": {
+            "since": "2026-11-30T16:00:00Z", "reason": "split-brain", "peer": "golddr", "phase": "follow",
+            "timeline": 3, "fork_lsn": "0/5000A28", "diverged_bytes": 1234,
+            "preserve": {"timeline": 3, "from_lsn": "0/5000A28"}, "future_key": true}})))
+        .unwrap();
+        assert_eq!(f.phase.as_deref(), Some("follow"));
+        assert_eq!(f.preserve.as_ref().unwrap().timeline, 3);
+        assert_eq!(f.diverged_bytes, Some(1234));
+        assert_eq!(f.unreadable, None);
+        let now: jiff::Timestamp = "2026-11-30T16:01:40Z".parse().unwrap();
+        assert_eq!(f.seconds_since(now), 100);
+        // A marker we cannot read still fences.
+        let f = Fence::from_config(&cfg(
+            serde_json::json!({"pgdr_fence": {"timeline": "three"}}),
+        ))
+        .unwrap();
+        assert!(f.unreadable.unwrap().contains("pgdr_fence"));
+        let f = Fence::from_config(&cfg(serde_json::json!({"pgdr_fence": true}))).unwrap();
+        assert!(f.unreadable.is_some());
+        assert_eq!(f.seconds_since(now), 0);
+    }
+
+    #[test]
+    fn latch_table() {
+        let now: jiff::Timestamp = "2026-11-30T16:00:00Z".parse().unwrap();
+        let forked = PeerCheck::Seen {
+            writable: true,
+            lineage: PeerLineage::PeerForkedFromUs {
+                fork_lsn: 0x5000A28,
+                timeline: 3,
+            },
+            divergence_bytes: 4096,
+        };
+        let peer_standby = PeerCheck::Seen {
+            writable: false,
+            lineage: PeerLineage::SameTimeline,
+            divergence_bytes: 0,
+        };
+        let we_forked = PeerCheck::Seen {
+            writable: true,
+            lineage: PeerLineage::WeForkedFromPeer {
+                fork_lsn: 1,
+                timeline: 2,
+            },
+            divergence_bytes: 0,
+        };
+        let unrelated = PeerCheck::Seen {
+            writable: true,
+            lineage: PeerLineage::Unrelated,
+            divergence_bytes: 0,
+        };
+        let failed = PeerCheck::Failed("timeout".into());
+        let held = Some(Latch {
+            since: "2026-11-30T15:00:00Z".into(),
+            fork_lsn: "0/1".into(),
+            timeline: 2,
+            divergence_bytes: 0,
+        });
+        let primary = member("running", "primary", None);
+        let unlocked = Poll::Reachable(MemberView {
+            cluster_unlocked: true,
+            ..view(primary.clone())
+        });
+        let replica_of_standby = Poll::Reachable(MemberView {
+            standby_cluster: Some(true),
+            ..view(member("running", "replica", Some(0)))
+        });
+        let replica = Poll::Reachable(MemberView {
+            standby_cluster: Some(false),
+            ..view(member("running", "replica", Some(0)))
+        });
+        #[rustfmt::skip]
+        type Case<'a> = (&'a str, Option<Latch>, Poll, &'a PeerCheck, Option<&'a str>, bool);
+        let cases: Vec<Case> = vec![
+            // name, previous latch, poll, peer, latched since (None: no latch), split brain
+            (
+                "peer forked from us: latch at once",
+                None,
+                primary.clone(),
+                &forked,
+                Some("2026-11-30T16:00:00Z"),
+                true,
+            ),
+            (
+                "latch keeps its first time",
+                held.clone(),
+                primary.clone(),
+                &forked,
+                Some("2026-11-30T15:00:00Z"),
+                true,
+            ),
+            (
+                "peer back to standby: latch stays",
+                held.clone(),
+                primary.clone(),
+                &peer_standby,
+                Some("2026-11-30T15:00:00Z"),
+                false,
+            ),
+            (
+                "peer unreachable: latch stays",
+                held.clone(),
+                primary.clone(),
+                &failed,
+                Some("2026-11-30T15:00:00Z"),
+                false,
+            ),
+            (
+                "Patroni unreachable: latch stays",
+                held.clone(),
+                Poll::Unreachable("timeout".into()),
+                &PeerCheck::Idle,
+                Some("2026-11-30T15:00:00Z"),
+                false,
+            ),
+            (
+                "demoted to standby leader: cleared",
+                held.clone(),
+                member("running", "standby_leader", None),
+                &PeerCheck::Idle,
+                None,
+                false,
+            ),
+            (
+                "replica of a standby cluster: cleared",
+                held.clone(),
+                replica_of_standby,
+                &PeerCheck::Idle,
+                None,
+                false,
+            ),
+            (
+                "fenced: cleared",
+                held.clone(),
+                fenced("primary", None),
+                &forked,
+                None,
+                false,
+            ),
+            (
+                "plain replica: kept (not yet a standby)",
+                held.clone(),
+                replica,
+                &PeerCheck::Idle,
+                Some("2026-11-30T15:00:00Z"),
+                false,
+            ),
+            (
+                "we forked from the peer: split brain, no latch",
+                None,
+                primary.clone(),
+                &we_forked,
+                None,
+                true,
+            ),
+            (
+                "unrelated histories: split brain, no latch",
+                None,
+                primary.clone(),
+                &unrelated,
+                None,
+                true,
+            ),
+            (
+                "peer is a standby: nothing",
+                None,
+                primary.clone(),
+                &peer_standby,
+                None,
+                false,
+            ),
+            (
+                "primary without the lock is not writable",
+                None,
+                unlocked,
+                &forked,
+                None,
+                false,
+            ),
+            (
+                "check off",
+                None,
+                primary.clone(),
+                &PeerCheck::Off,
+                None,
+                false,
+            ),
+        ];
+        for (name, prev, poll, peer, since, sb) in cases {
+            let l = next_latch(prev, &poll, peer, now);
+            assert_eq!(l.as_ref().map(|l| l.since.as_str()), since, "{name}");
+            assert_eq!(split_brain(&poll, peer), sb, "{name}");
+        }
+        let l = next_latch(None, &primary, &forked, now).unwrap();
+        assert_eq!(
+            (l.fork_lsn.as_str(), l.timeline, l.divergence_bytes),
+            ("0/5000A28", 3, 4096)
+        );
+    }
+
+    #[test]
+    fn lsn_text() {
+        for (text, n) in [
+            ("0/0", 0u64),
+            ("0/5000A28", 0x5000A28),
+            ("16/B374D848", 0x16_B374_D848),
+        ] {
+            assert_eq!(parse_lsn(text), Some(n));
+            assert_eq!(lsn_string(n), text);
+        }
+        for bad in ["", "5000A28", "0/x", "1/2/3", "100000000/0"] {
+            assert_eq!(parse_lsn(bad), None, "{bad}");
+        }
     }
 }

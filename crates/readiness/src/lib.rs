@@ -4,14 +4,18 @@
 //! One task polls Patroni every interval (each request bounded by a timeout) and publishes a
 //! snapshot; the HTTP handlers only read the latest snapshot, so probes never wait on Patroni.
 //!
-//! Same shape as the other binaries: [`config`] → [`observe`] (poll Patroni) → [`decide`] (pure
-//! verdicts) → [`act`] (answer HTTP requests, [`metrics`]) → [`run`] (poller + server).
+//! Same shape as the other binaries: [`config`] → [`observe`] (poll Patroni) and [`peer`] (the
+//! peer check through the tunnel) → [`decide`] (pure verdicts, fence, split-brain latch) →
+//! [`act`] (answer HTTP requests, [`metrics`]) → [`run`] (poller, peer checker, WAL
+//! preservation ([`preserve`]) and server, each its own task so none delays another).
 
 pub mod act;
 pub mod config;
 pub mod decide;
 pub mod metrics;
 pub mod observe;
+pub mod peer;
+pub mod preserve;
 pub mod run;
 
 use std::net::SocketAddr;
@@ -22,7 +26,7 @@ use pgdr_core::patroni::PatroniError;
 use tokio::sync::watch;
 
 pub use config::{Config, Settings};
-use decide::{Poll, Verdict};
+use decide::{Latch, PeerCheck, Poll, Verdict};
 pub use run::{run, serve};
 
 pub const COMPONENT: &str = "pgdr-readiness";
@@ -38,6 +42,8 @@ pub enum Error {
     },
     #[error("cannot set up the Patroni client: {0}")]
     Patroni(#[from] PatroniError),
+    #[error("cannot set up the peer check: {0}")]
+    Peer(String),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -52,6 +58,29 @@ pub struct Snapshot {
     /// Since when replication has been broken (see [`decide::MemberView::replication_broken`]);
     /// `None` while it streams, or when this member does not replicate.
     pub replication_broken_since: Option<jiff::Timestamp>,
+    /// The latest peer check and when it completed.
+    pub peer: PeerCheck,
+    pub peer_checked_ts: Option<jiff::Timestamp>,
+    /// Both sites writable (see [`decide::split_brain`]), and since when.
+    pub split_brain_since: Option<jiff::Timestamp>,
+    /// The peer was promoted from our timeline: `/primary` 503 until demoted.
+    pub latch: Option<Latch>,
+}
+
+impl Snapshot {
+    pub(crate) fn initial(peer: PeerCheck) -> Snapshot {
+        Snapshot {
+            poll: Poll::NotYet,
+            completed_at: None,
+            completed_ts: None,
+            last_success_ts: None,
+            replication_broken_since: None,
+            peer,
+            peer_checked_ts: None,
+            split_brain_since: None,
+            latch: None,
+        }
+    }
 }
 
 impl Snapshot {
@@ -65,12 +94,18 @@ pub(crate) struct Shared {
     pub(crate) snapshot: watch::Receiver<Arc<Snapshot>>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) started: Instant,
+    pub(crate) divergence: watch::Receiver<preserve::Divergence>,
 }
 
 impl Shared {
     pub(crate) fn verdict(&self) -> (Arc<Snapshot>, Verdict) {
         let snap = self.snapshot.borrow().clone();
-        let v = decide::decide(&snap.poll, snap.age(), &self.settings.rules);
+        let v = decide::decide(
+            &snap.poll,
+            snap.age(),
+            &self.settings.rules,
+            snap.latch.as_ref(),
+        );
         (snap, v)
     }
 }

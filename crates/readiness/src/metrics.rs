@@ -10,13 +10,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::Snapshot;
 use crate::decide::{Poll, Verdict};
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Roles always exported (0 or 1) so a dashboard sees a stable set of series.
-const ROLES: [&str; 4] = ["primary", "standby_leader", "replica", "other"];
+const ROLES: [&str; 5] = ["primary", "standby_leader", "replica", "fenced", "other"];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -32,6 +33,10 @@ pub struct Metrics {
     running: Gauge,
     polls: Family<Labels, Counter>,
     last_success: FloatGauge,
+    split_brain: Gauge,
+    divergence: Gauge,
+    fenced_seconds: Gauge,
+    peer_authoritative: Gauge,
 }
 
 fn label(k: &str, v: &str) -> Labels {
@@ -54,6 +59,10 @@ impl Metrics {
             running: Gauge::default(),
             polls: Family::default(),
             last_success: FloatGauge::default(),
+            split_brain: Gauge::default(),
+            divergence: Gauge::default(),
+            fenced_seconds: Gauge::default(),
+            peer_authoritative: Gauge::default(),
         };
         r.register(
             "readiness",
@@ -114,6 +123,26 @@ impl Metrics {
             "Unix time of the last successful poll",
             m.last_success.clone(),
         );
+        r.register(
+            "split_brain",
+            "1 while this member and the peer are both writable primaries (the peer check)",
+            m.split_brain.clone(),
+        );
+        r.register(
+            "divergence_bytes",
+            "WAL this site wrote past the fork point of the authoritative peer (pgdr_fence.diverged_bytes, or the peer check's figure), 0 when none is known",
+            m.divergence.clone(),
+        );
+        r.register(
+            "fenced_seconds",
+            "Seconds since this site fenced itself (pgdr_fence.since), 0 when not fenced",
+            m.fenced_seconds.clone(),
+        );
+        r.register(
+            "peer_authoritative",
+            "1 when the peer is the authoritative site: this site is fenced, or the peer was seen writable and promoted from our timeline",
+            m.peer_authoritative.clone(),
+        );
         for role in ROLES {
             m.role.get_or_create(&label("role", role)).set(0);
         }
@@ -129,7 +158,36 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, poll: &Poll, verdict: &Verdict, now: jiff::Timestamp) {
+    /// After a poll of Patroni: counts the poll, then [`Self::update`].
+    pub fn record(&self, snap: &Snapshot, verdict: &Verdict, now: jiff::Timestamp) {
+        let ok = matches!(snap.poll, Poll::Reachable(_));
+        self.polls
+            .get_or_create(&label("result", if ok { "ok" } else { "error" }))
+            .inc();
+        self.update(snap, verdict, now);
+    }
+
+    /// The gauges from the snapshot (also when a peer check changed the verdict between two
+    /// polls, which must not count as a poll).
+    pub fn update(&self, snap: &Snapshot, verdict: &Verdict, now: jiff::Timestamp) {
+        let poll = &snap.poll;
+        self.split_brain
+            .set(snap.split_brain_since.is_some().into());
+        let fence = match poll {
+            Poll::Reachable(m) => m.fence.as_ref(),
+            _ => None,
+        };
+        self.peer_authoritative
+            .set((fence.is_some() || snap.latch.is_some()).into());
+        self.fenced_seconds.set(fence.map_or(0, |f| {
+            i64::try_from(f.seconds_since(now)).unwrap_or(i64::MAX)
+        }));
+        let divergence = fence
+            .and_then(|f| f.diverged_bytes)
+            .or(snap.latch.as_ref().map(|l| l.divergence_bytes))
+            .unwrap_or(0);
+        self.divergence
+            .set(i64::try_from(divergence).unwrap_or(i64::MAX));
         self.ready.set(verdict.ready.into());
         self.primary.set(verdict.primary.into());
         let member = match poll {
@@ -137,14 +195,8 @@ impl Metrics {
             _ => None,
         };
         self.up.set(member.is_some().into());
-        self.polls
-            .get_or_create(&label(
-                "result",
-                if member.is_some() { "ok" } else { "error" },
-            ))
-            .inc();
-        let current = member.map(|m| match m.role.as_str() {
-            r @ ("primary" | "standby_leader" | "replica") => r,
+        let current = member.map(|m| match m.shown_role() {
+            r @ ("primary" | "standby_leader" | "replica" | "fenced") => r,
             _ => "other",
         });
         for role in ROLES {
@@ -159,7 +211,9 @@ impl Metrics {
             self.replication_broken.set(f64::NAN);
             return;
         };
-        self.last_success.set(now.as_millisecond() as f64 / 1000.0);
+        if let Some(t) = snap.last_success_ts {
+            self.last_success.set(t.as_millisecond() as f64 / 1000.0);
+        }
         self.running.set((m.state == "running").into());
         self.timeline.set(m.timeline.map_or(0, |t| t as i64));
         self.lag.set(m.lag_bytes.map_or(f64::NAN, |l| l as f64));
@@ -181,7 +235,14 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{MemberView, Role};
+    use crate::decide::{Fence, Latch, MemberView, PeerCheck, Role};
+
+    fn snap(poll: Poll) -> Snapshot {
+        Snapshot {
+            poll,
+            ..Snapshot::initial(PeerCheck::Off)
+        }
+    }
 
     #[test]
     fn exposition_reflects_the_last_poll() {
@@ -197,16 +258,21 @@ mod tests {
             replication_state: Some("streaming".into()),
             paused: false,
             cluster_unlocked: false,
+            fence: None,
         });
         let v = Verdict {
             ready: true,
             primary: false,
             reason: String::new(),
         };
+        let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         m.record(
-            &poll,
+            &Snapshot {
+                last_success_ts: Some(at),
+                ..snap(poll.clone())
+            },
             &v,
-            jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+            at,
         );
         let text = m.encode().unwrap();
         for line in [
@@ -222,6 +288,11 @@ mod tests {
             "pgdr_replication_broken 0.0",
             "pgdr_patroni_polls_total{result=\"ok\"} 1",
             "pgdr_patroni_last_success_timestamp_seconds 1800000000.0",
+            "pgdr_role{role=\"fenced\"} 0",
+            "pgdr_split_brain 0",
+            "pgdr_divergence_bytes 0",
+            "pgdr_fenced_seconds 0",
+            "pgdr_peer_authoritative 0",
             "# EOF",
         ] {
             assert!(
@@ -231,7 +302,7 @@ mod tests {
         }
 
         m.record(
-            &Poll::Unreachable("timeout".into()),
+            &snap(Poll::Unreachable("timeout".into())),
             &Verdict {
                 ready: false,
                 primary: false,
@@ -247,6 +318,80 @@ mod tests {
             "pgdr_replication_lag_bytes NaN",
             "pgdr_replication_broken NaN",
             "pgdr_patroni_polls_total{result=\"error\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn fence_and_split_brain_metrics() {
+        let m = Metrics::new("gold", "0.1.0");
+        let base = MemberView {
+            member: Some("pg-0".into()),
+            scope: Some("demo".into()),
+            state: "running".into(),
+            role: Role::StandbyLeader,
+            timeline: Some(3),
+            lag_bytes: None,
+            standby_cluster: Some(true),
+            replication_state: None,
+            paused: false,
+            cluster_unlocked: false,
+            fence: Some(Fence {
+                since: Some("2026-11-30T16:00:00Z".into()),
+                diverged_bytes: Some(1234),
+                ..Fence::default()
+            }),
+        };
+        let v = Verdict {
+            ready: true,
+            primary: false,
+            reason: String::new(),
+        };
+        let now: jiff::Timestamp = "2026-11-30T16:00:42Z".parse().unwrap();
+        m.record(&snap(Poll::Reachable(base.clone())), &v, now);
+        let text = m.encode().unwrap();
+        for line in [
+            "pgdr_role{role=\"fenced\"} 1",
+            "pgdr_role{role=\"standby_leader\"} 0",
+            "pgdr_fenced_seconds 42",
+            "pgdr_divergence_bytes 1234",
+            "pgdr_peer_authoritative 1",
+            "pgdr_split_brain 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // A writable primary that saw the peer promoted from its timeline.
+        let s = Snapshot {
+            split_brain_since: Some(now),
+            latch: Some(Latch {
+                since: now.to_string(),
+                fork_lsn: "0/1".into(),
+                timeline: 3,
+                divergence_bytes: 77,
+            }),
+            ..snap(Poll::Reachable(MemberView {
+                role: Role::Primary,
+                standby_cluster: Some(false),
+                fence: None,
+                ..base
+            }))
+        };
+        m.record(&s, &v, now);
+        let text = m.encode().unwrap();
+        for line in [
+            "pgdr_role{role=\"primary\"} 1",
+            "pgdr_role{role=\"fenced\"} 0",
+            "pgdr_fenced_seconds 0",
+            "pgdr_divergence_bytes 77",
+            "pgdr_peer_authoritative 1",
+            "pgdr_split_brain 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -3,10 +3,10 @@
 use pgdr_core::dynamic_config;
 use pgdr_core::patroni::PatroniClient;
 
-use crate::decide::{MemberView, Poll, Role};
+use crate::decide::{Fence, MemberView, Poll, Role};
 
-/// One poll of Patroni: `/patroni` always, `/config` for the standby flag, `/cluster` for a
-/// replica's lag.
+/// One poll of Patroni: `/patroni` and `/config` (the standby flag and our fence) always,
+/// `/cluster` for a replica's lag.
 pub async fn poll(client: &PatroniClient) -> Poll {
     let status = match client.member_status().await {
         Ok(s) => s,
@@ -17,14 +17,18 @@ pub async fn poll(client: &PatroniClient) -> Poll {
     };
     let role = Role::parse(&status.role);
     let member = status.patroni.as_ref().and_then(|p| p.name.clone());
+    let config = match client.dynamic_config().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading Patroni's /config failed");
+            None
+        }
+    };
     let standby_cluster = match role {
         Role::StandbyLeader => Some(true),
-        _ => client
-            .dynamic_config()
-            .await
-            .ok()
-            .map(|c| dynamic_config::is_standby_cluster(&c)),
+        _ => config.as_ref().map(dynamic_config::is_standby_cluster),
     };
+    let fence = config.as_ref().and_then(Fence::from_config);
     let lag_bytes = match (&role, &member) {
         (Role::Replica, Some(name)) => client
             .cluster()
@@ -45,5 +49,6 @@ pub async fn poll(client: &PatroniClient) -> Poll {
         replication_state: status.replication_state,
         paused: status.pause,
         cluster_unlocked: status.cluster_unlocked,
+        fence,
     })
 }

@@ -1,13 +1,18 @@
-//! The sidecar's run: the poller (observe → decide → metrics) and the HTTP server ([`crate::act`]).
+//! The sidecar's run: the poller (observe → decide → metrics), the peer checker, the WAL
+//! preserver and the HTTP server ([`crate::act`]). Each is its own task: a slow peer or a long
+//! copy never delays the poll of the local Patroni.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgdr_core::patroni::PatroniClient;
 use tokio::sync::watch;
 
-use crate::decide::{self, Poll};
+use crate::decide::{self, PeerCheck, Poll};
+use crate::peer::PeerChecker;
+use crate::preserve::{self, Divergence};
 use crate::{Error, Settings, Shared, Snapshot, VERSION, act, metrics, observe};
 
 /// Serves until `shutdown` completes, then drains open requests and returns.
@@ -30,77 +35,335 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let checker = match &settings.peer {
+        Some(p) => Some(PeerChecker::new(p.clone()).map_err(Error::Peer)?),
+        None => None,
+    };
+    serve_with(
+        listener,
+        settings,
+        checker.map(PeerSource::checker),
+        shutdown,
+    )
+    .await
+}
+
+/// The future of one peer check.
+pub type PeerFuture = std::pin::Pin<Box<dyn Future<Output = PeerCheck> + Send>>;
+
+/// Where peer checks come from: the real check through the tunnel, or (tests) a script.
+#[derive(Clone)]
+pub struct PeerSource(Arc<dyn Fn() -> PeerFuture + Send + Sync>);
+
+impl PeerSource {
+    pub fn checker(c: PeerChecker) -> Self {
+        let c = Arc::new(c);
+        PeerSource(Arc::new(move || {
+            let c = c.clone();
+            Box::pin(async move { c.check().await })
+        }))
+    }
+
+    pub fn scripted(f: impl Fn() -> PeerCheck + Send + Sync + 'static) -> Self {
+        let f = Arc::new(f);
+        PeerSource(Arc::new(move || {
+            let f = f.clone();
+            Box::pin(async move { f() })
+        }))
+    }
+}
+
+/// Like [`serve`] with the peer checks from `peer` (`None`: off).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    settings: Settings,
+    peer: Option<PeerSource>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let client = PatroniClient::new(&settings.patroni)?;
     let metrics = metrics::Metrics::new(&settings.site, VERSION);
-    let (tx, rx) = watch::channel(Arc::new(Snapshot {
-        poll: Poll::NotYet,
-        completed_at: None,
-        completed_ts: None,
-        last_success_ts: None,
-        replication_broken_since: None,
-    }));
-    let poller = tokio::spawn(poll_loop(
+    let initial_peer = if peer.is_some() {
+        PeerCheck::Idle
+    } else {
+        PeerCheck::Off
+    };
+    let (tx, rx) = watch::channel(Arc::new(Snapshot::initial(initial_peer.clone())));
+    let (want_tx, want_rx) = watch::channel(false);
+    let (peer_tx, peer_rx) = watch::channel((initial_peer, None));
+    let (preserve_tx, preserve_rx) = watch::channel(None);
+    let (div_tx, div_rx) = watch::channel(Divergence::none());
+    let mut tasks = vec![tokio::spawn(poll_loop(Poller {
         client,
-        settings.poll_interval,
+        interval: settings.poll_interval,
         tx,
-        metrics.clone(),
-        settings.rules.clone(),
-    ));
+        metrics: metrics.clone(),
+        rules: settings.rules.clone(),
+        want_peer: want_tx,
+        peer: peer_rx,
+        preserve: preserve_tx,
+        pgdata: settings.pgdata.clone(),
+    }))];
+    if let Some(source) = peer {
+        tasks.push(tokio::spawn(peer_loop(
+            source,
+            settings.poll_interval,
+            want_rx,
+            peer_tx,
+        )));
+    }
+    tasks.push(tokio::spawn(preserve_loop(preserve_rx, div_tx)));
     let addr = listener.local_addr().ok();
-    tracing::info!(listen = ?addr, patroni = %pgdr_core::config::redact_url(&settings.patroni.url), "serving");
+    tracing::info!(
+        listen = ?addr,
+        patroni = %pgdr_core::config::redact_url(&settings.patroni.url),
+        peer = ?settings.peer.as_ref().map(|p| format!("{}:{} sslmode={:?}", p.host, p.port, p.sslmode)),
+        pgdata = ?settings.pgdata,
+        "serving"
+    );
     let shared = Arc::new(Shared {
         settings,
         snapshot: rx,
         metrics,
         started: Instant::now(),
+        divergence: div_rx,
     });
     let result = axum::serve(listener, act::router(shared))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve);
-    poller.abort();
+    for t in tasks {
+        t.abort();
+    }
     tracing::info!("stopped");
     result
 }
 
-async fn poll_loop(
+struct Poller {
     client: PatroniClient,
     interval: Duration,
     tx: watch::Sender<Arc<Snapshot>>,
     metrics: metrics::Metrics,
     rules: decide::Rules,
-) {
-    let mut tick = tokio::time::interval(interval);
+    /// Tells the peer checker whether this member is a writable primary.
+    want_peer: watch::Sender<bool>,
+    peer: watch::Receiver<(PeerCheck, Option<jiff::Timestamp>)>,
+    preserve: watch::Sender<Option<(PathBuf, preserve::Request)>>,
+    pgdata: Option<PathBuf>,
+}
+
+async fn poll_loop(mut p: Poller) {
+    let mut tick = tokio::time::interval(p.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_success_ts = None;
+    let mut last = Snapshot::initial(p.peer.borrow().0.clone());
     let mut last_reason = String::new();
-    let mut broken_since = None;
     loop {
-        tick.tick().await;
-        let poll = observe::poll(&client).await;
+        // A new peer result is applied at once (the latch within one poll), without waiting
+        // for the next tick; Patroni is polled on its own schedule.
+        let polled = tokio::select! {
+            _ = tick.tick() => true,
+            Ok(()) = p.peer.changed() => false,
+        };
         let now = jiff::Timestamp::now();
-        if matches!(poll, Poll::Reachable(_)) {
-            last_success_ts = Some(now);
-        }
-        let verdict = decide::decide(&poll, Duration::ZERO, &rules);
-        if let Poll::Reachable(m) = &poll {
-            let was = broken_since;
-            broken_since = m.replication_broken().then(|| was.unwrap_or(now));
-            if was.is_none() && broken_since.is_some() {
-                tracing::warn!(role = m.role.as_str(), replication_state = ?m.replication_state, "replication broken: this member's WAL receiver is not streaming");
+        let mut snap = Snapshot { ..last.clone() };
+        if polled {
+            let mut poll = observe::poll(&p.client).await;
+            // /config unreadable this time (fence unknown): keep the last fence we saw rather
+            // than calling the member unfenced.
+            if let (Poll::Reachable(m), Poll::Reachable(prev)) = (&mut poll, &last.poll)
+                && m.fence.is_none()
+                && m.standby_cluster.is_none()
+            {
+                m.fence = prev.fence.clone();
             }
+            if let Poll::Reachable(m) = &poll {
+                snap.last_success_ts = Some(now);
+                let was = last.replication_broken_since;
+                snap.replication_broken_since = m.replication_broken().then(|| was.unwrap_or(now));
+                if was.is_none() && snap.replication_broken_since.is_some() {
+                    tracing::warn!(role = m.role.as_str(), replication_state = ?m.replication_state, "replication broken: this member's WAL receiver is not streaming");
+                }
+            }
+            snap.poll = poll;
+            snap.completed_at = Some(Instant::now());
+            snap.completed_ts = Some(now);
         }
-        metrics.record(&poll, &verdict, now);
+        let (peer, peer_ts) = p.peer.borrow_and_update().clone();
+        snap.peer = peer;
+        snap.peer_checked_ts = peer_ts;
+        snap.latch = decide::next_latch(last.latch.clone(), &snap.poll, &snap.peer, now);
+        let sb = decide::split_brain(&snap.poll, &snap.peer);
+        snap.split_brain_since = sb.then(|| last.split_brain_since.unwrap_or(now));
+        log_changes(&last, &snap);
+        let writable =
+            matches!(&snap.poll, Poll::Reachable(m) if m.writable_primary() && m.fence.is_none());
+        p.want_peer
+            .send_if_modified(|w| std::mem::replace(w, writable) != writable);
+        // The leader's copy is the one the agent waits for; replicas would only double the
+        // space taken on their own volumes.
+        let request = match (&snap.poll, &p.pgdata) {
+            (Poll::Reachable(m), Some(pgdata))
+                if matches!(m.role, decide::Role::Primary | decide::Role::StandbyLeader) =>
+            {
+                m.fence.as_ref().and_then(|f| {
+                    f.preserve.as_ref().map(|pr| {
+                        (
+                            pgdata.clone(),
+                            preserve::Request {
+                                timeline: pr.timeline,
+                                from_lsn: pr.from_lsn.clone(),
+                                end_lsn: f.local_end_lsn.clone(),
+                            },
+                        )
+                    })
+                })
+            }
+            _ => None,
+        };
+        // Only a new request wakes the preserver; no fence (or an unreadable poll) keeps the
+        // last one, so a finished copy is not forgotten.
+        if request.is_some() {
+            p.preserve.send_if_modified(|r| {
+                let changed = *r != request;
+                if changed {
+                    r.clone_from(&request);
+                }
+                changed
+            });
+        }
+        let verdict = decide::decide(&snap.poll, Duration::ZERO, &p.rules, snap.latch.as_ref());
+        if polled {
+            p.metrics.record(&snap, &verdict, now);
+        } else {
+            p.metrics.update(&snap, &verdict, now);
+        }
         if verdict.reason != last_reason {
             tracing::info!(ready = verdict.ready, primary = verdict.primary, reason = %verdict.reason, "readiness changed");
             last_reason = verdict.reason.clone();
         }
-        tx.send_replace(Arc::new(Snapshot {
-            poll,
-            completed_at: Some(Instant::now()),
-            completed_ts: Some(now),
-            last_success_ts,
-            replication_broken_since: broken_since,
-        }));
+        p.tx.send_replace(Arc::new(snap.clone()));
+        last = snap;
+    }
+}
+
+fn log_changes(last: &Snapshot, now: &Snapshot) {
+    match (&last.latch, &now.latch) {
+        (None, Some(l)) => tracing::error!(
+            fork_lsn = %l.fork_lsn, timeline = l.timeline, divergence_bytes = l.divergence_bytes,
+            "split brain: the peer is a writable primary promoted from our timeline; /primary answers 503 until this member is demoted"
+        ),
+        (Some(_), None) => {
+            tracing::info!("split-brain latch cleared: this member is a standby or fenced now")
+        }
+        _ => {}
+    }
+    match (last.split_brain_since, now.split_brain_since) {
+        (None, Some(_)) => {
+            tracing::error!(peer = ?now.peer, "split brain: both sites are writable primaries")
+        }
+        (Some(since), None) => {
+            tracing::info!(%since, "split brain over: the peer or this member is no longer writable")
+        }
+        _ => {}
+    }
+    let fence = |s: &Snapshot| match &s.poll {
+        Poll::Reachable(m) => m.fence.clone(),
+        _ => None,
+    };
+    if let Poll::Reachable(_) = &now.poll {
+        match (fence(last), fence(now)) {
+            (None, Some(f)) => {
+                tracing::warn!(reason = ?f.reason, peer = ?f.peer, phase = ?f.phase, "this site is fenced: /primary answers 503")
+            }
+            (Some(a), Some(b)) if a.phase != b.phase => {
+                tracing::info!(from = ?a.phase, to = ?b.phase, "fence phase changed")
+            }
+            (Some(_), None) => tracing::info!("fence removed from the dynamic config"),
+            _ => {}
+        }
+    }
+}
+
+/// Checks the peer every interval while this member is a writable primary (at once when it
+/// becomes one); each check is bounded by its own timeout.
+async fn peer_loop(
+    source: PeerSource,
+    interval: Duration,
+    mut want: watch::Receiver<bool>,
+    tx: watch::Sender<(PeerCheck, Option<jiff::Timestamp>)>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Ok(()) = want.changed() => {}
+        }
+        if !*want.borrow_and_update() {
+            tx.send_if_modified(|(c, _)| std::mem::replace(c, PeerCheck::Idle) != PeerCheck::Idle);
+            continue;
+        }
+        let result = (source.0)().await;
+        if let PeerCheck::Failed(reason) = &result {
+            tracing::debug!(%reason, "peer check failed");
+        }
+        tx.send_replace((result, Some(jiff::Timestamp::now())));
+    }
+}
+
+/// Copies diverged WAL when asked (a new `pgdr_fence.preserve`); retries a failed copy every 30 s.
+async fn preserve_loop(
+    mut rx: watch::Receiver<Option<(PathBuf, preserve::Request)>>,
+    tx: watch::Sender<Divergence>,
+) {
+    const RETRY: Duration = Duration::from_secs(30);
+    let mut failed = false;
+    loop {
+        if failed {
+            let _ = tokio::time::timeout(RETRY, rx.changed()).await;
+        } else if rx.changed().await.is_err() {
+            return;
+        }
+        let Some((pgdata, req)) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        let dir = preserve::target_dir(
+            &pgdata,
+            req.timeline,
+            decide::parse_lsn(&req.from_lsn).unwrap_or(0),
+        );
+        tx.send_replace(Divergence {
+            state: "copying",
+            dir: Some(dir.display().to_string()),
+            ..Divergence::default()
+        });
+        tracing::info!(timeline = req.timeline, from_lsn = %req.from_lsn, dir = %dir.display(), "preserving diverged WAL");
+        let r = tokio::task::spawn_blocking(move || preserve::preserve(&pgdata, &req)).await;
+        let out = match r {
+            Ok(Ok(d)) => {
+                if d.missing.is_empty() {
+                    tracing::info!(files = d.files, bytes = d.bytes, dir = ?d.dir, "diverged WAL preserved");
+                } else {
+                    tracing::warn!(files = d.files, bytes = d.bytes, missing = ?d.missing, dir = ?d.dir, "diverged WAL preserved incompletely: segments missing from pg_wal");
+                }
+                d
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "preserving diverged WAL failed");
+                Divergence {
+                    state: "failed",
+                    dir: Some(dir.display().to_string()),
+                    error: Some(e.to_string()),
+                    ..Divergence::default()
+                }
+            }
+            Err(e) => Divergence {
+                state: "failed",
+                dir: Some(dir.display().to_string()),
+                error: Some(format!("the copy task failed: {e}")),
+                ..Divergence::default()
+            },
+        };
+        failed = out.state == "failed";
+        tx.send_replace(out);
     }
 }

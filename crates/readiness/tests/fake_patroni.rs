@@ -223,3 +223,245 @@ async fn unreachable_patroni_is_not_ready_with_the_reason() {
     );
     let _ = stop.send(());
 }
+
+/// The split-brain latch and the fence through the HTTP answers: a scripted peer check (the real
+/// one needs two PostgreSQL histories; `pgdr_core::lineage` has its own tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_and_split_brain_latch() {
+    use pgdr_readiness::decide::{PeerCheck, PeerLineage};
+    use pgdr_readiness::run::PeerSource;
+    pgdr_core::tls::install_crypto_provider();
+    let script: Shared = Arc::default();
+    let patroni = fake_patroni(script.clone()).await;
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "primary")),
+        config: Some(json!({"ttl": 30})),
+        cluster: None,
+    };
+    let peer: Arc<Mutex<PeerCheck>> = Arc::new(Mutex::new(PeerCheck::Seen {
+        writable: false,
+        lineage: PeerLineage::SameTimeline,
+        divergence_bytes: 0,
+    }));
+    let source = {
+        let peer = peer.clone();
+        PeerSource::scripted(move || peer.lock().unwrap().clone())
+    };
+    let mut s = settings(patroni);
+    // A long poll interval: the latch must come from the peer result itself, not the next poll.
+    s.poll_interval = Duration::from_secs(2);
+    s.rules.stale_after = Duration::from_secs(10);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sidecar = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(pgdr_readiness::run::serve_with(
+        listener,
+        s,
+        Some(source),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let status = |http: reqwest::Client| async move {
+        let (_, body) = get_code(&http, format!("http://{sidecar}/status")).await;
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        get_code(&http, format!("http://{sidecar}/primary")).await.0,
+        200
+    );
+    let st = status(http.clone()).await;
+    assert_eq!(st["peer_check"]["state"], "seen", "{st}");
+    assert_eq!(st["split_brain"], json!(false));
+
+    // The peer is promoted from our timeline: /primary 503 within one poll interval.
+    *peer.lock().unwrap() = PeerCheck::Seen {
+        writable: true,
+        lineage: PeerLineage::PeerForkedFromUs {
+            fork_lsn: 0x5000A28,
+            timeline: 3,
+        },
+        divergence_bytes: 4096,
+    };
+    let t = std::time::Instant::now();
+    loop {
+        let (code, body) = get_code(&http, format!("http://{sidecar}/primary")).await;
+        if code == 503 {
+            assert!(body.contains("split brain"), "{body}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_millis(2500),
+            "/primary still 200: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("latched after {:?}", t.elapsed());
+    let st = status(http.clone()).await;
+    assert_eq!(st["split_brain"], json!(true), "{st}");
+    assert_eq!(st["split_brain_latch"]["fork_lsn"], "0/5000A28", "{st}");
+    let (_, metrics) = get_code(&http, format!("http://{sidecar}/metrics")).await;
+    for line in [
+        "pgdr_split_brain 1",
+        "pgdr_peer_authoritative 1",
+        "pgdr_divergence_bytes 4096",
+        "pgdr_primary 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line}: {metrics}"
+        );
+    }
+
+    // The peer goes away: still 503 (latched), split brain over.
+    *peer.lock().unwrap() = PeerCheck::Failed("timeout".into());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        get_code(&http, format!("http://{sidecar}/primary")).await.0,
+        503
+    );
+    let st = status(http.clone()).await;
+    assert_eq!(st["split_brain"], json!(false), "{st}");
+    assert_eq!(st["peer_check"]["state"], "failed", "{st}");
+
+    // Fenced by the agent: role fenced, /ready follows the standby rules.
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "standby_leader")),
+        config: Some(json!({"standby_cluster": {"restore_command": "false"},
+            "pgdr_fence": {"since": "2026-11-30T16:00:00Z", "reason": "peer-authoritative", "peer": "gold",
+                           "phase": "hold", "timeline": 3, "fork_lsn": "0/5000A28", "diverged_bytes": 4096}})),
+        cluster: None,
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        get_code(&http, format!("http://{sidecar}/ready")).await.0,
+        200
+    );
+    let (code, body) = get_code(&http, format!("http://{sidecar}/primary")).await;
+    assert_eq!(code, 503);
+    assert!(body.contains("fenced (peer-authoritative"), "{body}");
+    let st = status(http.clone()).await;
+    assert_eq!(st["role"], "fenced", "{st}");
+    assert_eq!(st["patroni_role"], "standby_leader", "{st}");
+    assert_eq!(st["fence"]["phase"], "hold", "{st}");
+    assert_eq!(
+        st["split_brain_latch"],
+        Value::Null,
+        "seen fenced: the latch is cleared"
+    );
+    assert_eq!(st["divergence"]["state"], "none", "{st}");
+    let (_, metrics) = get_code(&http, format!("http://{sidecar}/metrics")).await;
+    assert!(
+        metrics.lines().any(|l| l == "pgdr_role{role=\"fenced\"} 1"),
+        "{metrics}"
+    );
+
+    // /config unreadable for a while: the last fence seen still holds, even for a primary.
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "primary")),
+        config: None,
+        cluster: None,
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, body) = get_code(&http, format!("http://{sidecar}/primary")).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(status(http.clone()).await["role"], "fenced");
+
+    // A deliberate switchover later makes it primary again; the peer is a standby by then.
+    *peer.lock().unwrap() = PeerCheck::Seen {
+        writable: false,
+        lineage: PeerLineage::WeForkedFromPeer {
+            fork_lsn: 1,
+            timeline: 4,
+        },
+        divergence_bytes: 0,
+    };
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "primary")),
+        config: Some(json!({"ttl": 30})),
+        cluster: None,
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        get_code(&http, format!("http://{sidecar}/primary")).await.0,
+        200
+    );
+    let _ = stop.send(());
+}
+
+/// `pgdr_fence.preserve` makes the sidecar copy the diverged WAL out of its PGDATA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preserves_wal_when_asked() {
+    pgdr_core::tls::install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let pgdata = tmp.path().join("pgroot/data");
+    std::fs::create_dir_all(pgdata.join("pg_wal")).unwrap();
+    for name in ["000000030000000000000005", "000000030000000000000006"] {
+        std::fs::File::create(pgdata.join("pg_wal").join(name))
+            .unwrap()
+            .set_len(16 << 20)
+            .unwrap();
+    }
+    std::fs::write(
+        pgdata.join("pg_wal/00000003.history"),
+        "1\t0/3000000\tno recovery target specified\n2\t0/4000000\tx\n",
+    )
+    .unwrap();
+    let script: Shared = Arc::default();
+    let patroni = fake_patroni(script.clone()).await;
+    let mut s = settings(patroni);
+    s.pgdata = Some(pgdata.clone());
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "standby_leader")),
+        config: Some(json!({"standby_cluster": {"restore_command": "false"},
+            "pgdr_fence": {"since": "2026-11-30T16:00:00Z", "reason": "witness-moved", "peer": "golddr", "phase": "hold",
+                           "timeline": 3, "fork_lsn": "0/5000A28", "local_end_lsn": "0/7000010",
+                           "preserve": {"timeline": 3, "from_lsn": "0/5000A28"}}})),
+        cluster: None,
+    };
+    // A replica of the fenced site copies nothing: the agent reads the leader's copy.
+    let fenced_config = script.lock().unwrap().config.clone();
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "replica")),
+        config: fenced_config.clone(),
+        cluster: Some(cluster(json!(0))),
+    };
+    let (sidecar, stop, _task) = start_sidecar(s).await;
+    let http = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, body) = get_code(&http, format!("http://{sidecar}/status")).await;
+    let st: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["role"], "fenced", "{st}");
+    assert_eq!(st["divergence"]["state"], "none", "{st}");
+    assert!(!tmp.path().join("pgroot/pgdr-diverged").exists());
+    *script.lock().unwrap() = Script {
+        patroni: Some(member("running", "standby_leader")),
+        config: fenced_config,
+        cluster: None,
+    };
+    let t = std::time::Instant::now();
+    let st = loop {
+        let (_, body) = get_code(&http, format!("http://{sidecar}/status")).await;
+        let st: Value = serde_json::from_str(&body).unwrap();
+        if st["divergence"]["state"] != "none" && st["divergence"]["state"] != "copying" {
+            break st;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Segment 7 holds local_end_lsn but is gone from pg_wal: named, state incomplete.
+    let d = &st["divergence"];
+    assert_eq!(d["state"], "incomplete", "{st}");
+    assert_eq!(d["missing"], json!(["000000030000000000000007"]));
+    assert_eq!(d["files"], 3);
+    let dir = tmp.path().join("pgroot/pgdr-diverged/3-0_5000A28");
+    assert_eq!(d["dir"], dir.display().to_string());
+    assert!(dir.join("MANIFEST.json").exists());
+    assert!(dir.join("000000030000000000000006").exists());
+    let _ = stop.send(());
+}

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
+use pgdr_minicluster::Site;
 use pgdr_minicluster::api::{self, Kind};
 use pgdr_minicluster::identity::SA_MOUNT;
 use pgdr_minicluster::testing::*;
-use pgdr_minicluster::Site;
 use serde_json::{Value, json};
 
 const ROLES: Kind = Kind {

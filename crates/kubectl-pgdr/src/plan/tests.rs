@@ -590,3 +590,67 @@ fn config_edits_keep_other_keys() {
     assert_eq!(open["postgresql"]["use_pg_rewind"], true);
     assert_eq!(without_standby(&open, "pgdr_golddr"), open, "idempotent");
 }
+
+#[test]
+fn rejoin_approval_table() {
+    let map = |v: serde_json::Value| match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let now = t(1000);
+    let hold = json!({"since": "x", "reason": "peer-authoritative", "peer": "golddr", "phase": "hold",
+                      "timeline": 3, "fork_lsn": "0/5000A28", "diverged_bytes": 1234});
+    #[rustfmt::skip]
+    let cases: Vec<(&str, serde_json::Value, Result<bool, &str>)> = vec![
+        // name, config, Ok(changed) or Err(part of the message)
+        ("diverged, holding: approved", json!({"ttl": 30, "pgdr_fence": hold}), Ok(true)),
+        ("approved before: unchanged", json!({"pgdr_fence": {"phase": "hold", "fork_lsn": "0/1", "rejoin_approved_at": "y"}}), Ok(false)),
+        ("not fenced", json!({"ttl": 30}), Err("is not fenced")),
+        ("fence null", json!({"pgdr_fence": null}), Err("is not fenced")),
+        ("following already", json!({"pgdr_fence": {"phase": "follow", "fork_lsn": "0/1"}}), Err("already follows")),
+        ("fork unknown", json!({"pgdr_fence": {"phase": "hold"}}), Err("fork point is not known")),
+        ("not an object", json!({"pgdr_fence": "yes"}), Err("not a JSON object")),
+    ];
+    for (name, cfg, want) in cases {
+        let cfg = map(cfg);
+        match (approve_rejoin("gold", &cfg, now), want) {
+            (Ok(Some(c)), Ok(true)) => {
+                assert_eq!(
+                    c["pgdr_fence"]["rejoin_approved_at"],
+                    json!(now.to_string()),
+                    "{name}"
+                );
+                // Everything else kept.
+                for (k, v) in &cfg {
+                    if k != "pgdr_fence" {
+                        assert_eq!(&c[k], v, "{name}: {k}");
+                    }
+                }
+                assert_eq!(c["pgdr_fence"]["diverged_bytes"], 1234, "{name}");
+            }
+            (Ok(None), Ok(false)) => {}
+            (Err(e), Err(part)) => {
+                assert!(e.contains(part) && e.contains("gold"), "{name}: {e}")
+            }
+            (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn unfence_and_promotion_remove_the_fence_too() {
+    let cfg = match json!({"ttl": 30, "standby_cluster": {"restore_command": "false"},
+                           "pgdr_fence": {"phase": "follow"}, "slots": {"a": {"type": "physical"}}})
+    {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let c = without_standby(&cfg, "pgdr_golddr");
+    assert!(c.get("standby_cluster").is_none());
+    assert!(c.get("pgdr_fence").is_none());
+    assert_eq!(c["ttl"], 30);
+    assert_eq!(
+        c["slots"],
+        json!({"a": {"type": "physical"}, "pgdr_golddr": {"type": "physical"}})
+    );
+}
