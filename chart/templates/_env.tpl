@@ -199,6 +199,12 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 - name: FAILOVER_WITNESS_PEER_API_CA_FILE
   value: "/etc/pgdr/peer-api/ca.crt"
 {{- end }}
+- name: FAILOVER_TUNNEL_HOST_MODE
+  value: {{ $v.portPatch.hostMode | quote }}
+- name: FAILOVER_REJOIN
+  value: {{ $f.rejoin | quote }}
+- name: FAILOVER_READINESS_PORT
+  value: {{ $v.readiness.port | int | quote }}
 {{- with $f.webhook.existingSecret }}
 - name: FAILOVER_WEBHOOK_URL
   valueFrom:

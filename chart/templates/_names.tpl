@@ -183,11 +183,10 @@ is primary, streamed from by the other. Never derived from site names (validated
 {{- end -}}
 {{- end -}}
 
+{{- /* Both sites of a pair run the agent: what a run does follows the site's current role. */ -}}
 {{- define "patroni.failoverEnabled" -}}
 {{- if .Values.site.peer -}}
-{{- if kindIs "bool" .Values.failover.enabled -}}
-{{- if .Values.failover.enabled -}}true{{- end -}}
-{{- else if eq .Values.site.role "standby" -}}true{{- end -}}
+{{- if not (eq (toString .Values.failover.enabled) "false") -}}true{{- end -}}
 {{- end -}}
 {{- end -}}
 

@@ -11,6 +11,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use pgdr_core::k8s::{self, EventSpec, Kube, api_error};
+use pgdr_core::lineage;
 use pgdr_core::patroni::{PatroniClient, PatroniError};
 use pgdr_core::promotion_record::{self, PromotionRecord};
 use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
@@ -144,6 +145,32 @@ pub async fn update_state(
     done.ok_or_else(|| Error::Contention { object: object() })
 }
 
+/// Reads the state, decides with `decide` (which returns the state to write), writes it with
+/// compare-and-set; on a lost race reads and decides again. Never writes an unusable state.
+pub async fn record<D>(
+    settings: &Settings,
+    kube: &Kube,
+    decide: impl Fn(&State) -> (State, D),
+) -> Result<D, Error> {
+    let object = || kube.object(&settings.config.state_configmap);
+    let done = retry::compare_and_set(CAS_ROUNDS, || async {
+        let stored = read_state(settings, kube).await?;
+        let state = stored.state.map_err(|problem| Error::StateUnusable {
+            object: object(),
+            problem,
+        })?;
+        let (next, d) = decide(&state);
+        Ok::<_, Error>(
+            match write_state(settings, kube, stored.resource_version.as_deref(), &next).await? {
+                Cas::Done(()) => Cas::Done(d),
+                Cas::Lost => Cas::Lost,
+            },
+        )
+    })
+    .await?;
+    done.ok_or_else(|| Error::Contention { object: object() })
+}
+
 /// How often a compare-and-set on the state is redone before giving up (contention).
 pub const CAS_ROUNDS: u32 = 10;
 
@@ -222,10 +249,36 @@ pub async fn promote(settings: &Settings, patroni: &PatroniClient) -> Result<Pro
     let started = std::time::Instant::now();
     let deadline = settings.config.promote_confirm_deadline.get();
     let slot = &settings.config.peer_slot_name;
-    let patch = json!({
+    let mut patch = json!({
         "standby_cluster": null,
         "slots": {slot: {"type": "physical"}},
     });
+    // The promotion marker (pgdr_core::lineage): the timeline we leave and where. With it the
+    // old primary, seeing us writable, knows it was forked from and fences itself.
+    match patroni.member_status().await {
+        Ok(s) => match (
+            s.timeline,
+            s.xlog.as_ref().and_then(|x| x.replayed_location),
+        ) {
+            (Some(timeline), Some(fork_lsn)) if timeline > 0 => {
+                let marker = lineage::PromotionMarker {
+                    timeline: u32::try_from(timeline).unwrap_or(u32::MAX),
+                    fork_lsn,
+                    site: settings.config.site.clone(),
+                    at: Timestamp::now().to_string(),
+                };
+                tracing::info!(marker = %marker.render(), "promotion marker");
+                patch["postgresql"] = json!({"parameters": {lineage::MARKER_GUC: marker.render()}});
+            }
+            _ => tracing::warn!(
+                "the standby leader reports no timeline/replayed position: promoting WITHOUT                  a promotion marker (the old primary cannot prove it must fence itself)"
+            ),
+        },
+        Err(e) => tracing::warn!(
+            error = %e.short(),
+            "standby leader status unreadable: promoting WITHOUT a promotion marker"
+        ),
+    }
     retry::until_deadline(
         "PATCH /config on the standby leader",
         deadline,

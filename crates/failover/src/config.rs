@@ -115,6 +115,40 @@ pub struct Config {
     pub webhook_url: Option<Secret>,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// How the follow form of the fence names the reverse tunnel (port-patch's host mode).
+    #[serde(default)]
+    pub tunnel_host_mode: HostMode,
+    /// How a fenced site rejoins once the fork is known (`auto` | `manual`).
+    #[serde(default)]
+    pub rejoin: Rejoin,
+    /// Port of the readiness sidecar on the leader pod (its `/status` reports WAL preservation).
+    #[serde(default = "default_readiness_port")]
+    pub readiness_port: u16,
+}
+
+/// What the fence's follow form writes as `standby_cluster.host`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum HostMode {
+    /// `<service>.<namespace>.svc`: survives the Service being re-created with a new ClusterIP.
+    #[default]
+    #[serde(rename = "dns")]
+    Dns,
+    /// The Service's ClusterIP (clusters without Service DNS, such as the local drill).
+    #[serde(rename = "clusterIP", alias = "clusterip", alias = "cluster-ip")]
+    ClusterIp,
+}
+
+/// `auto`: rejoin once diverged WAL is preserved; `manual`: a person approves when WAL diverged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rejoin {
+    #[default]
+    Auto,
+    Manual,
+}
+
+fn default_readiness_port() -> u16 {
+    8080
 }
 
 fn default_mode() -> Mode {

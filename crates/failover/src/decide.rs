@@ -193,6 +193,20 @@ pub enum Verdict {
     InProgress,
     /// The state ConfigMap holds something we cannot use; it is left untouched.
     StateUnusable,
+    /// Primary role: the peer is a standby (or the local site is healthy and alone in writing).
+    Ok,
+    /// Primary role: the peer gives no answer and no witness says the application moved there.
+    PeerUnreachable,
+    /// Both sites are writable primaries.
+    SplitBrain,
+    /// Primary role: this site must stop taking writes (the fence is written in auto mode).
+    Fence,
+    /// This site is fenced (read-only, waiting: peer, fork, preservation or approval).
+    Fenced,
+    /// Fenced and following the authoritative site, not streaming yet.
+    Rejoining,
+    /// Fenced and streaming from the authoritative site.
+    Rejoined,
 }
 
 impl Verdict {
@@ -207,6 +221,13 @@ impl Verdict {
             Verdict::AlreadyPrimary => "already-primary",
             Verdict::InProgress => "in-progress",
             Verdict::StateUnusable => "state-unusable",
+            Verdict::Ok => "ok",
+            Verdict::PeerUnreachable => "peer-unreachable",
+            Verdict::SplitBrain => "split-brain",
+            Verdict::Fence => "fence",
+            Verdict::Fenced => "fenced",
+            Verdict::Rejoining => "rejoining",
+            Verdict::Rejoined => "rejoined",
         }
     }
 }

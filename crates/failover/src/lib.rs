@@ -15,8 +15,11 @@
 pub mod act;
 pub mod config;
 pub mod decide;
+pub mod fence;
+pub mod guard;
 pub mod observe;
 pub mod run;
+pub mod single_writer;
 pub mod state;
 pub mod tls;
 

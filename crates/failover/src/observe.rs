@@ -220,21 +220,7 @@ pub async fn tunnel_target(
 pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
     let c = &settings.config;
     let timeout = c.probe_timeout.get();
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(host)
-        .port(port)
-        .user(&c.replication_user)
-        .password(c.replication_password.expose())
-        .dbname(&c.probe_database)
-        .application_name("pgdr-failover-probe")
-        .connect_timeout(timeout)
-        .ssl_mode(match c.tunnel_sslmode {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                tokio_postgres::config::SslMode::Require
-            }
-        });
+    let pg = pg_config(settings, host, port);
     let (connector, handshake) = match &settings.tls {
         None => (None, None),
         Some(tls) => {
@@ -290,6 +276,41 @@ pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
             });
             Probe::Accepting { in_recovery, lsn }
         }
+    }
+}
+
+/// The probe's connection settings: the replication user into the probe database.
+pub fn pg_config(settings: &Settings, host: &str, port: u16) -> tokio_postgres::Config {
+    let c = &settings.config;
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(host)
+        .port(port)
+        .user(&c.replication_user)
+        .password(c.replication_password.expose())
+        .dbname(&c.probe_database)
+        .application_name("pgdr-failover-probe")
+        .connect_timeout(c.probe_timeout.get())
+        .ssl_mode(match c.tunnel_sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
+    pg
+}
+
+/// The server's identity (`pgdr_core::lineage::identify`) with the probe's user and TLS.
+pub async fn identity(
+    settings: &Settings,
+    host: &str,
+    port: u16,
+) -> Result<pgdr_core::lineage::Identity, pgdr_core::lineage::IdentifyError> {
+    let pg = pg_config(settings, host, port);
+    let timeout = settings.config.probe_timeout.get();
+    match &settings.tls {
+        None => pgdr_core::lineage::identify(&pg, NoTls, timeout).await,
+        Some(tls) => pgdr_core::lineage::identify(&pg, tls.connector().0, timeout).await,
     }
 }
 
@@ -421,15 +442,28 @@ const LOCK_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
 
 /// The peer-API witness: reads the primary site's `<scope>-leader` through its own API server.
 async fn peer_api_witness(peer: &PeerApi, timeout: std::time::Duration) -> Witness {
-    let token = match std::fs::read_to_string(&peer.token_file) {
-        Ok(t) => t.trim().to_string(),
-        Err(e) => {
-            return Witness::Unknown(format!(
+    let object = format!("{}/{}", peer.namespace, peer.leader_configmap);
+    match peer_api_get(peer, timeout, &peer.leader_configmap).await {
+        Err(why) => Witness::Unknown(why),
+        Ok((status, body)) => lock_verdict(&object, status, &body, jiff::Timestamp::now()),
+    }
+}
+
+/// GET one ConfigMap of the peer's namespace through the peer's API server: (status, body), or
+/// why there is no answer (the witness's text).
+pub async fn peer_api_get(
+    peer: &PeerApi,
+    timeout: std::time::Duration,
+    name: &str,
+) -> Result<(u16, String), String> {
+    let token = std::fs::read_to_string(&peer.token_file)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| {
+            format!(
                 "peer-API witness: cannot read the token file {}: {e}",
                 peer.token_file.display()
-            ));
-        }
-    };
+            )
+        })?;
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout);
@@ -438,30 +472,29 @@ async fn peer_api_witness(peer: &PeerApi, timeout: std::time::Duration) -> Witne
             builder = builder.add_root_certificate(cert);
         }
     }
-    let Ok(http) = builder.build() else {
-        return Witness::Unknown("peer-API witness: cannot build its HTTP client".into());
-    };
+    let http = builder
+        .build()
+        .map_err(|_| "peer-API witness: cannot build its HTTP client".to_string())?;
     let url = format!(
-        "{}/api/v1/namespaces/{}/configmaps/{}",
-        peer.url, peer.namespace, peer.leader_configmap
+        "{}/api/v1/namespaces/{}/configmaps/{name}",
+        peer.url, peer.namespace
     );
     let answer = async {
         let r = http.get(&url).bearer_auth(&token).send().await?;
         let status = r.status().as_u16();
         Ok::<_, reqwest::Error>((status, r.text().await?))
     };
-    let object = format!("{}/{}", peer.namespace, peer.leader_configmap);
     match tokio::time::timeout(timeout, answer).await {
-        Err(_) => Witness::Unknown(format!(
+        Err(_) => Err(format!(
             "peer-API witness: {} did not answer within {timeout:?}",
             peer.url
         )),
-        Ok(Err(e)) => Witness::Unknown(format!(
+        Ok(Err(e)) => Err(format!(
             "peer-API witness: {} unreachable: {}",
             peer.url,
             e.without_url()
         )),
-        Ok(Ok((status, body))) => lock_verdict(&object, status, &body, jiff::Timestamp::now()),
+        Ok(Ok(answer)) => Ok(answer),
     }
 }
 

@@ -9,6 +9,7 @@ use pgdr_core::retry;
 
 use crate::act::{self, Announcement, Promoted, StoredState};
 use crate::decide::{self, Decision, Probe, Reason, Sample, Verdict};
+use crate::single_writer::{self, Role};
 use crate::{COMPONENT, Error, Report, Settings};
 
 /// Builds the Kubernetes client from the environment and runs.
@@ -42,9 +43,45 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
     let mut failed_samples = 0;
     let mut taken = 0;
     let mut last: Option<Decision> = None;
+    // The latest primary-role or fenced-site verdict, when the latest sample was one.
+    let mut last_guard: Option<(Verdict, Vec<String>)> = None;
+    let mut announced = single_writer::Announced::default();
 
     for i in 0..settings.config.samples_per_run {
         tokio::time::sleep_until(started + settings.interval() * i).await;
+        // The site's current role decides what this sample does (never the values file: after
+        // a failover the roles have swapped without a `helm upgrade`).
+        match single_writer::role(settings, &kube).await? {
+            Role::Primary(local) => {
+                let seen = single_writer::primary_sample(
+                    settings,
+                    &kube,
+                    &http,
+                    run_id,
+                    &local,
+                    &mut announced,
+                )
+                .await?;
+                taken = i + 1;
+                last_guard = Some(seen);
+                continue;
+            }
+            Role::Fenced(local, fence) => {
+                let seen =
+                    single_writer::fenced_sample(settings, &kube, &http, run_id, &local, &fence)
+                        .await?;
+                taken = i + 1;
+                last_guard = Some(seen);
+                continue;
+            }
+            Role::Unknown(reason) => {
+                tracing::error!(%reason, "unreadable fence");
+                taken = i + 1;
+                last_guard = Some((Verdict::Unknown, vec![reason]));
+                break;
+            }
+            Role::Standby => last_guard = None,
+        }
         let (sample, patroni) = crate::observe::sample(settings, &kube, run_id).await?;
         let (decision, stored) = decide_and_record(settings, &kube, sample.clone()).await?;
         taken = i + 1;
@@ -73,6 +110,15 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
             }
             _ => last = Some(decision),
         }
+    }
+    if let Some((verdict, reasons)) = last_guard {
+        return Ok(Report {
+            verdict,
+            reasons,
+            samples: taken,
+            failed_samples,
+            promoted: None,
+        });
     }
     let Some(decision) = last else {
         unreachable!("FAILOVER_SAMPLES_PER_RUN is validated to be at least 1")

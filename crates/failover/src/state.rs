@@ -44,6 +44,33 @@ pub struct State {
     pub would_promote_notified_at: Option<Timestamp>,
     /// Set by the run that won the compare-and-set to promote; other runs leave the site alone.
     pub promotion: Option<PromotionRecord>,
+    /// First sample at which both sites were seen writable (cleared once one is not).
+    pub split_brain_since: Option<Timestamp>,
+    /// When `SplitBrain` was last announced (rate limit).
+    pub split_brain_notified_at: Option<Timestamp>,
+    /// Consecutive samples (primary role) at which the peer was silent and a witness said the
+    /// application runs on the peer; with the time of the first.
+    pub moved_samples: u32,
+    pub moved_since: Option<Timestamp>,
+    /// When this site fenced itself, and why (`peer-authoritative`, `witness-moved`, `split-brain`).
+    pub fenced_at: Option<Timestamp>,
+    pub fence_reason: Option<String>,
+    /// What this site wrote past the fork, once the peer could be asked.
+    pub divergence: Option<DivergenceRecord>,
+    /// When the fenced site's leader first streamed from the authoritative site.
+    pub rejoined_at: Option<Timestamp>,
+}
+
+/// The divergence of a fenced site: its timeline, where the peer left it, and how far we wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DivergenceRecord {
+    pub recorded_at: Timestamp,
+    pub peer: String,
+    pub timeline: u32,
+    pub fork_lsn: String,
+    pub local_end_lsn: Option<String>,
+    /// `None`: our end is unknown (or we left the timeline), so the WAL is preserved anyway.
+    pub diverged_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

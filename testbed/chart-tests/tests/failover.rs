@@ -162,7 +162,7 @@ fn primary_site_exposes_a_read_only_peer_witness_identity() {
     assert_eq!(
         r,
         &vec![
-            json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["patroni-leader"], "verbs": ["get"]})
+            json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["patroni-leader", "patroni-config"], "verbs": ["get"]})
         ]
     );
     let rb = g.get("RoleBinding", "patroni-peer-witness");

@@ -54,14 +54,13 @@ fn tsc_can_be_forced_either_way() {
 }
 
 #[test]
-fn dr_jobs_only_on_the_standby_site() {
+fn port_patch_only_on_the_standby_site_the_agent_on_both() {
     let g = gold();
     assert_eq!(g.count("Job"), 0, "port-patch Job on the primary site");
-    assert_eq!(
-        g.count("CronJob"),
-        0,
-        "failover CronJob on the primary site"
-    );
+    // The agent renders on both sites: a run acts on the site's current role.
+    assert_eq!(g.count("CronJob"), 1, "failover agent on the primary site");
+    let off = Render::site("gold").set("failover.enabled=false").render();
+    assert_eq!(off.count("CronJob"), 0, "failover.enabled=false opts out");
 
     let d = golddr();
     let job = d.one("Job");
@@ -622,6 +621,18 @@ fn network_policies_admit_the_tunnel_and_the_release() {
             .map(|p| p["port"].as_u64().unwrap())
             .collect();
         assert_eq!(ports, [5432, 8008]);
+        // Only the failover agent reaches the readiness sidecar (its /status, before a rejoin).
+        let agent = &same["spec"]["ingress"][1];
+        assert_eq!(
+            agent["ports"],
+            json!([{"port": 8080, "protocol": "TCP"}]),
+            "{site}"
+        );
+        assert_eq!(
+            agent["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "failover",
+            "{site}"
+        );
         // The DR jobs and test pod are release members, so the same-release policy admits them.
         let from = &same["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"];
         for (what, meta, _) in objs.pod_templates() {

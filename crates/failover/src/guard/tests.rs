@@ -1,0 +1,572 @@
+//! Decision tables of the primary-role and fenced-site runs.
+
+use super::*;
+
+const T0: &str = "2026-11-30T16:00:00Z";
+
+fn t(secs: i64) -> Timestamp {
+    T0.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(secs)
+}
+
+fn policy(mode: Mode) -> Policy {
+    Policy {
+        mode,
+        failure_threshold: 3,
+        min_failure_span: Duration::from_secs(20),
+        max_lag_bytes: 1000,
+        force: false,
+        min_sample_spacing: Duration::from_secs(5),
+        max_sample_gap: Duration::from_secs(120),
+        claim_ttl: Duration::from_secs(300),
+        max_lsn_age: Duration::from_secs(300),
+        replication_broken_renotify: Duration::from_secs(600),
+    }
+}
+
+const FORK: u64 = 0x5000A28;
+const END: u64 = 0x6000000;
+
+fn sample(at: i64, peer: Peer, placements: Vec<Placement>) -> PrimarySample {
+    PrimarySample {
+        at: t(at),
+        run: "run-a".into(),
+        peer_site: "golddr".into(),
+        peer,
+        placements,
+        promoted_here: false,
+        own: Own {
+            timeline: Some(3),
+            wal_end: Some(END),
+        },
+    }
+}
+
+fn silent() -> Peer {
+    Peer::Silent("connection refused".into())
+}
+fn moved() -> Placement {
+    Placement::Peer("HTTP witness: the GSLB sends the application to golddr".into())
+}
+fn here() -> Placement {
+    Placement::Here("HTTP witness: the GSLB sends the application to gold".into())
+}
+fn unknown() -> Placement {
+    Placement::Unknown("DNS witness: no answer".into())
+}
+fn forked_from_us() -> Lineage {
+    Lineage::PeerForkedFromUs {
+        fork_lsn: FORK,
+        timeline: 3,
+    }
+}
+
+#[test]
+fn primary_role_table() {
+    use Verdict::*;
+    struct Row {
+        name: &'static str,
+        peer: Peer,
+        placements: Vec<Placement>,
+        promoted_here: bool,
+        state: State,
+        verdict: Verdict,
+        fence: Option<(FenceReason, Option<(u32, u64)>)>,
+        split_brain: bool,
+    }
+    let counted = |n: u32| State {
+        moved_samples: n,
+        moved_since: Some(t(-20)),
+        last_sample_at: Some(t(-10)),
+        ..State::default()
+    };
+    let rows = vec![
+        Row {
+            name: "peer promoted from us: fence with the fork",
+            peer: Peer::Writable(forked_from_us()),
+            placements: vec![],
+            promoted_here: false,
+            state: State::default(),
+            verdict: Fence,
+            fence: Some((FenceReason::PeerAuthoritative, Some((3, FORK)))),
+            split_brain: true,
+        },
+        Row {
+            name: "peer promoted from us wins over an old promotion record here",
+            peer: Peer::Writable(forked_from_us()),
+            placements: vec![here()],
+            promoted_here: true,
+            state: State::default(),
+            verdict: Fence,
+            fence: Some((FenceReason::PeerAuthoritative, Some((3, FORK)))),
+            split_brain: true,
+        },
+        Row {
+            name: "we were promoted from the peer: split brain, we keep writing",
+            peer: Peer::Writable(Lineage::WeForkedFromPeer {
+                fork_lsn: FORK,
+                timeline: 2,
+            }),
+            placements: vec![],
+            promoted_here: true,
+            state: State::default(),
+            verdict: SplitBrain,
+            fence: None,
+            split_brain: true,
+        },
+        Row {
+            name: "unrelated forks: split brain, nobody fenced",
+            peer: Peer::Writable(Lineage::Unrelated),
+            placements: vec![moved()],
+            promoted_here: false,
+            state: State::default(),
+            verdict: SplitBrain,
+            fence: None,
+            split_brain: true,
+        },
+        Row {
+            name: "same timeline: split brain, nobody fenced",
+            peer: Peer::Writable(Lineage::SameTimeline),
+            placements: vec![],
+            promoted_here: false,
+            state: State::default(),
+            verdict: SplitBrain,
+            fence: None,
+            split_brain: true,
+        },
+        Row {
+            name: "another database behind the tunnel: not our peer, nothing done",
+            peer: Peer::Writable(Lineage::DifferentSystem),
+            placements: vec![],
+            promoted_here: false,
+            state: State::default(),
+            verdict: Unknown,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "peer is a standby: ok",
+            peer: Peer::Standby,
+            placements: vec![],
+            promoted_here: false,
+            state: counted(2),
+            verdict: Ok,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "promoted site, peer a standby: already-primary",
+            peer: Peer::Standby,
+            placements: vec![],
+            promoted_here: true,
+            state: State::default(),
+            verdict: AlreadyPrimary,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "peer answers but cannot be identified: nothing done",
+            peer: Peer::Unidentified("28P01 password authentication failed".into()),
+            placements: vec![moved()],
+            promoted_here: false,
+            state: counted(2),
+            verdict: Unknown,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witness keeps the application here: warning",
+            peer: silent(),
+            placements: vec![here()],
+            promoted_here: false,
+            state: State::default(),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witness unknown: warning",
+            peer: silent(),
+            placements: vec![unknown()],
+            promoted_here: false,
+            state: counted(2),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, no witness: never fences",
+            peer: silent(),
+            placements: vec![],
+            promoted_here: false,
+            state: counted(2),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witnesses disagree: warning",
+            peer: silent(),
+            placements: vec![moved(), here()],
+            promoted_here: false,
+            state: counted(2),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witness moved, first sample: counting",
+            peer: silent(),
+            placements: vec![moved(), unknown()],
+            promoted_here: false,
+            state: State::default(),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witness moved, third sample: fence (hold, fork unknown)",
+            peer: silent(),
+            placements: vec![moved()],
+            promoted_here: false,
+            state: counted(2),
+            verdict: Fence,
+            fence: Some((FenceReason::WitnessMoved, None)),
+            split_brain: false,
+        },
+        Row {
+            name: "promoted site, silent peer: already-primary",
+            peer: silent(),
+            placements: vec![here()],
+            promoted_here: true,
+            state: State::default(),
+            verdict: AlreadyPrimary,
+            fence: None,
+            split_brain: false,
+        },
+    ];
+    for r in rows {
+        let mut s = sample(0, r.peer, r.placements);
+        s.promoted_here = r.promoted_here;
+        let d = decide_primary(&policy(Mode::Auto), &r.state, &s);
+        assert_eq!(d.verdict, r.verdict, "{}: {:?}", r.name, d.reasons);
+        assert_eq!(
+            d.fence.as_ref().map(|f| (f.reason, f.fork)),
+            r.fence,
+            "{}: {:?}",
+            r.name,
+            d.reasons
+        );
+        assert_eq!(d.split_brain, r.split_brain, "{}", r.name);
+        assert_eq!(
+            d.next.split_brain_since.is_some(),
+            r.split_brain,
+            "{}",
+            r.name
+        );
+        assert!(!d.reasons.is_empty(), "{}", r.name);
+        assert_eq!(
+            d.next.last_decision.as_ref().unwrap().verdict,
+            r.verdict.to_string()
+        );
+    }
+}
+
+#[test]
+fn fence_order_records_the_divergence_on_the_same_timeline_only() {
+    let d = decide_primary(
+        &policy(Mode::Auto),
+        &State::default(),
+        &sample(0, Peer::Writable(forked_from_us()), vec![]),
+    );
+    let f = d.fence.unwrap().fence(t(0), "golddr");
+    assert_eq!(f.phase, Phase::Hold);
+    assert_eq!(f.fork_lsn.as_deref(), Some("0/5000A28"));
+    assert_eq!(f.local_end_lsn.as_deref(), Some("0/6000000"));
+    assert_eq!(f.diverged_bytes, Some(END - FORK));
+
+    // We are on another timeline than the one the peer left: our end says nothing about it.
+    let mut s = sample(0, Peer::Writable(forked_from_us()), vec![]);
+    s.own.timeline = Some(4);
+    let f = decide_primary(&policy(Mode::Auto), &State::default(), &s)
+        .fence
+        .unwrap()
+        .fence(t(0), "golddr");
+    assert_eq!(f.diverged_bytes, None);
+    assert_eq!(f.local_end_lsn, None);
+}
+
+#[test]
+fn observe_mode_reports_fence_without_acting() {
+    let d = decide_primary(
+        &policy(Mode::Observe),
+        &State::default(),
+        &sample(0, Peer::Writable(forked_from_us()), vec![]),
+    );
+    assert_eq!(d.verdict, Verdict::Fence);
+    assert!(d.fence.is_none());
+    assert!(
+        d.reasons.iter().any(|r| r.contains("WOULD fence")),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn moved_count_needs_consecutive_spaced_samples() {
+    let p = policy(Mode::Auto);
+    let mut state = State::default();
+    let mut verdicts = Vec::new();
+    // 0 s, 2 s (overlapping run: not counted), 10 s, 20 s → third counted sample fences.
+    for at in [0, 2, 10, 20] {
+        let d = decide_primary(&p, &state, &sample(at, silent(), vec![moved()]));
+        verdicts.push((d.verdict, d.next.moved_samples));
+        state = d.next;
+    }
+    assert_eq!(
+        verdicts,
+        vec![
+            (Verdict::PeerUnreachable, 1),
+            (Verdict::PeerUnreachable, 1),
+            (Verdict::PeerUnreachable, 2),
+            (Verdict::Fence, 3),
+        ]
+    );
+    // A witness keeping the application here resets the count.
+    let d = decide_primary(&p, &state, &sample(30, silent(), vec![here()]));
+    assert_eq!(d.next.moved_samples, 0);
+    // A long gap restarts it.
+    let gap = State {
+        moved_samples: 2,
+        last_sample_at: Some(t(-500)),
+        ..State::default()
+    };
+    let d = decide_primary(&p, &gap, &sample(0, silent(), vec![moved()]));
+    assert_eq!(
+        (d.verdict, d.next.moved_samples),
+        (Verdict::PeerUnreachable, 1)
+    );
+}
+
+#[test]
+fn split_brain_webhook_is_rate_limited_and_cleared() {
+    let p = policy(Mode::Auto);
+    let writable = || Peer::Writable(Lineage::Unrelated);
+    let d1 = decide_primary(&p, &State::default(), &sample(0, writable(), vec![]));
+    assert!(d1.notify_webhook);
+    assert_eq!(d1.next.split_brain_since, Some(t(0)));
+    let d2 = decide_primary(&p, &d1.next, &sample(60, writable(), vec![]));
+    assert!(
+        d2.split_brain && !d2.notify_webhook,
+        "within the renotify period"
+    );
+    assert_eq!(
+        d2.next.split_brain_since,
+        Some(t(0)),
+        "since the first sample"
+    );
+    let d3 = decide_primary(&p, &d2.next, &sample(700, writable(), vec![]));
+    assert!(d3.notify_webhook, "again after the renotify period");
+    let d4 = decide_primary(&p, &d3.next, &sample(710, Peer::Standby, vec![]));
+    assert_eq!(d4.next.split_brain_since, None);
+    assert_eq!(d4.next.split_brain_notified_at, None);
+}
+
+// ----- fenced site -----
+
+fn hold_fence() -> Fence {
+    FenceOrder {
+        reason: FenceReason::WitnessMoved,
+        fork: None,
+        local_end: Some(END),
+    }
+    .fence(t(-100), "golddr")
+}
+
+fn fenced_sample(peer: Peer, preservation: Preservation) -> FencedSample {
+    FencedSample {
+        at: t(0),
+        run: "run-a".into(),
+        peer,
+        own: Own {
+            timeline: Some(3),
+            wal_end: Some(END),
+        },
+        preservation,
+        read_only: true,
+        leader_streaming: false,
+        target: Ok(()),
+    }
+}
+
+fn preserved() -> Preservation {
+    Preservation::Preserved("pgdr-diverged/3-0_5000A28: 2 files".into())
+}
+
+/// Runs the fenced flow sample after sample, like consecutive runs, until nothing changes.
+fn walk(rejoin: Rejoin, mut fence: Fence, s: &FencedSample) -> (Vec<Verdict>, Fence, State) {
+    let mut state = State::default();
+    let mut verdicts = Vec::new();
+    for _ in 0..6 {
+        let d = decide_fenced(rejoin, &state, &fence, s);
+        verdicts.push(d.verdict);
+        state = d.next;
+        match d.fence {
+            Some(f) => fence = f,
+            None => break,
+        }
+    }
+    (verdicts, fence, state)
+}
+
+#[test]
+fn fenced_flow_table() {
+    use Verdict::{Fenced, Rejoining};
+    let forked = || Peer::Writable(forked_from_us());
+    // Diverged, auto: fork recorded → preserve asked → preserved → follow.
+    let (v, f, st) = walk(
+        Rejoin::Auto,
+        hold_fence(),
+        &fenced_sample(forked(), preserved()),
+    );
+    assert_eq!(v, vec![Fenced, Rejoining, Rejoining], "auto, diverged");
+    assert_eq!(f.phase, Phase::Follow);
+    assert_eq!(f.fork_lsn.as_deref(), Some("0/5000A28"));
+    assert_eq!(f.diverged_bytes, Some(END - FORK));
+    assert_eq!(
+        f.preserve,
+        Some(Preserve {
+            timeline: 3,
+            from_lsn: "0/5000A28".into()
+        })
+    );
+    let div = st.divergence.unwrap();
+    assert_eq!((div.timeline, div.diverged_bytes), (3, Some(END - FORK)));
+
+    // Diverged, preservation not done: stays on hold with preserve set.
+    let (v, f, _) = walk(
+        Rejoin::Auto,
+        hold_fence(),
+        &fenced_sample(forked(), Preservation::NotYet("copying".into())),
+    );
+    assert_eq!(v, vec![Fenced, Fenced]);
+    assert_eq!(f.phase, Phase::Hold);
+    assert!(f.preserve.is_some());
+
+    // Incomplete preservation is enough (the missing segments are named by the sidecar).
+    let (_, f, _) = walk(
+        Rejoin::Auto,
+        hold_fence(),
+        &fenced_sample(
+            forked(),
+            Preservation::Incomplete("missing 1 segment".into()),
+        ),
+    );
+    assert_eq!(f.phase, Phase::Follow);
+
+    // Manual: preserved but not approved → hold; approved → follow.
+    let (_, f, _) = walk(
+        Rejoin::Manual,
+        hold_fence(),
+        &fenced_sample(forked(), preserved()),
+    );
+    assert_eq!(f.phase, Phase::Hold, "manual waits for approval");
+    let mut approved = f.clone();
+    approved.rejoin_approved_at = Some("2026-11-30T16:05:00Z".into());
+    let (_, f, _) = walk(
+        Rejoin::Manual,
+        approved,
+        &fenced_sample(forked(), preserved()),
+    );
+    assert_eq!(f.phase, Phase::Follow, "approved");
+
+    // Nothing diverged: rejoin at once even with manual, no preserve.
+    let mut clean = hold_fence();
+    clean.local_end_lsn = Some(lsn_text(FORK));
+    let mut s = fenced_sample(forked(), Preservation::NotYet("none".into()));
+    s.own.wal_end = Some(FORK);
+    let (v, f, _) = walk(Rejoin::Manual, clean, &s);
+    assert_eq!(v[0], Rejoining);
+    assert_eq!(f.phase, Phase::Follow);
+    assert_eq!(f.diverged_bytes, Some(0));
+    assert!(f.preserve.is_none());
+
+    // Peer unreachable / standby / other lineage / no target: hold, fence unchanged.
+    for (name, peer, target) in [
+        ("silent", silent(), Ok(())),
+        ("standby", Peer::Standby, Ok(())),
+        ("unrelated", Peer::Writable(Lineage::Unrelated), Ok(())),
+        (
+            "we forked",
+            Peer::Writable(Lineage::WeForkedFromPeer {
+                fork_lsn: FORK,
+                timeline: 2,
+            }),
+            Ok(()),
+        ),
+    ] {
+        let mut s = fenced_sample(peer, preserved());
+        s.target = target;
+        let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+        assert_eq!(
+            (d.verdict, d.fence.is_none()),
+            (Fenced, true),
+            "{name}: {:?}",
+            d.reasons
+        );
+    }
+    // Fork known and preserved, but no tunnel Service: stays on hold.
+    let mut s = fenced_sample(forked(), preserved());
+    s.target = Err("tunnel Service missing".into());
+    let (_, f, _) = walk(Rejoin::Auto, hold_fence(), &s);
+    assert_eq!(f.phase, Phase::Hold);
+}
+
+#[test]
+fn following_becomes_rejoined_once_streaming() {
+    let mut f = hold_fence();
+    f.phase = Phase::Follow;
+    let mut s = fenced_sample(Peer::Writable(forked_from_us()), preserved());
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &f, &s);
+    assert_eq!(d.verdict, Verdict::Rejoining);
+    assert!(d.fence.is_none());
+    s.leader_streaming = true;
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &f, &s);
+    assert_eq!(d.verdict, Verdict::Rejoined);
+    assert_eq!(d.next.rejoined_at, Some(t(0)));
+    assert_eq!(d.next.fence_reason.as_deref(), Some("witness-moved"));
+    assert!(d.fence.is_none(), "pgdr_fence stays while following");
+}
+
+#[test]
+fn divergence_is_announced_once() {
+    let s = fenced_sample(
+        Peer::Writable(forked_from_us()),
+        Preservation::NotYet("copying".into()),
+    );
+    let d1 = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert!(d1.diverged.is_some());
+    let f = d1.fence.unwrap();
+    let d2 = decide_fenced(Rejoin::Auto, &d1.next, &f, &s);
+    assert!(d2.diverged.is_none(), "same fork, same bytes: not again");
+}
+
+#[test]
+fn divergence_waits_for_the_demotion_and_takes_the_final_end() {
+    let forked = || Peer::Writable(forked_from_us());
+    let mut s = fenced_sample(forked(), preserved());
+    s.read_only = false;
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert_eq!(
+        (d.verdict, d.fence.is_none(), d.diverged.is_none()),
+        (Verdict::Fenced, true, true)
+    );
+    // Fenced at END, wrote more before Patroni demoted: the later end counts.
+    s.read_only = true;
+    s.own.wal_end = Some(END + 100);
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert_eq!(d.diverged.unwrap().diverged_bytes, Some(END + 100 - FORK));
+    // An own end on another timeline says nothing about this one: the recorded end stays.
+    s.own.timeline = Some(4);
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert_eq!(d.diverged.unwrap().diverged_bytes, Some(END - FORK));
+}
