@@ -101,7 +101,8 @@ pub struct GuardDecision {
     pub verdict: Verdict,
     pub reasons: Vec<String>,
     pub next: State,
-    /// Fence this site now (auto mode only; observe mode reports `fence` without it).
+    /// Fence this site now (on a witness's word: auto mode only; observe mode reports `fence`
+    /// without it. On the peer's lineage: every mode).
     pub fence: Option<FenceOrder>,
     /// Both sites writable at this sample.
     pub split_brain: bool,
@@ -275,7 +276,14 @@ pub fn decide_primary(policy: &Policy, state: &State, s: &PrimarySample) -> Guar
             }
         }
     };
-    if fence.is_some() && policy.mode == Mode::Observe {
+    // Observe mode holds back only the fence that rests on a witness's word. A peer promoted
+    // from our timeline is proof, and the fence it calls for only stops writes that a rejoin
+    // would discard: it acts in every mode (`FAILOVER_MODE` is about promotions).
+    if policy.mode == Mode::Observe
+        && fence
+            .as_ref()
+            .is_some_and(|f| f.reason == FenceReason::WitnessMoved)
+    {
         reasons.push("FAILOVER_MODE=observe: WOULD fence this site, nothing changed".into());
         fence = None;
     }

@@ -296,12 +296,28 @@ fn fence_order_records_the_divergence_on_the_same_timeline_only() {
 }
 
 #[test]
-fn observe_mode_reports_fence_without_acting() {
+fn observe_mode_fences_on_lineage_but_not_on_a_witness_alone() {
+    // Proof (the peer was promoted from our timeline): fenced in observe mode too.
     let d = decide_primary(
         &policy(Mode::Observe),
         &State::default(),
         &sample(0, Peer::Writable(forked_from_us()), vec![]),
     );
+    assert_eq!(d.verdict, Verdict::Fence);
+    assert_eq!(
+        d.fence.map(|f| f.reason),
+        Some(FenceReason::PeerAuthoritative)
+    );
+    // A witness's word (peer silent): observe mode only says what it would do.
+    let p = policy(Mode::Observe);
+    let mut state = State::default();
+    let mut last = None;
+    for at in [0, 10, 20] {
+        let d = decide_primary(&p, &state, &sample(at, silent(), vec![moved()]));
+        state = d.next.clone();
+        last = Some(d);
+    }
+    let d = last.unwrap();
     assert_eq!(d.verdict, Verdict::Fence);
     assert!(d.fence.is_none());
     assert!(
