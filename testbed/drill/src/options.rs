@@ -17,6 +17,8 @@ pub struct Options {
     /// Secrets created on GoldDR before its chart is installed (what a user creates by hand for
     /// `existingSecret` values, e.g. the HTTP witness URL): name → (key → value).
     pub golddr_secrets: Vec<(String, Vec<(String, String)>)>,
+    /// The same for Gold, created before its chart is installed.
+    pub gold_secrets: Vec<(String, Vec<(String, String)>)>,
     /// `rehearse --switchover`: the planned round trip with the kubectl plugin instead of losing Gold.
     pub switchover: bool,
 }
@@ -29,6 +31,7 @@ impl Default for Options {
             cron_every: None,
             log_file: None,
             golddr_secrets: Vec::new(),
+            gold_secrets: Vec::new(),
             switchover: false,
         }
     }
