@@ -448,36 +448,6 @@ impl Stage {
         }
     }
 
-    /// A pod's processes are SIGKILLed (the node's OOM killer, a crashed container): its kubelet
-    /// restarts them per the pod's restartPolicy, the pod object stays. Returns how many died.
-    pub async fn kill_pod(&self, site: &Site, pod: &str) -> Result<usize> {
-        let dir = site.dir().join("pods").join(site.namespace()).join(pod);
-        let pids = pgdr_minicluster::procs::survivors_under(&dir);
-        if pids.is_empty() {
-            return Err(DrillError::Site {
-                site: site.name().into(),
-                reason: format!("pod {pod} has no running process to kill"),
-            });
-        }
-        let out = tokio::process::Command::new("kill")
-            .arg("-KILL")
-            .args(pids.iter().map(u32::to_string))
-            .output()
-            .await
-            .map_err(|e| DrillError::io("running kill", e))?;
-        // A process may have exited on its own meanwhile: only a kill that hit nothing fails.
-        if !out.status.success()
-            && pgdr_minicluster::procs::survivors_under(&dir).len() == pids.len()
-        {
-            return Err(DrillError::Command {
-                what: format!("kill -KILL of pod {pod}'s processes"),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
-        Ok(pids.len())
-    }
-
     /// Waits until `site`'s leader is a standby (read-only) whose WAL receiver is streaming.
     pub async fn wait_site_streaming(&self, site: &Site, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;

@@ -87,7 +87,8 @@ impl Expect {
 }
 
 /// Both sites installed, the GSLB watching them and wired as each site's witness.
-async fn pair(extra_sets: &[&str]) -> (Gslb, Stage) {
+/// `both_sets` go to both sites, `golddr_sets` to GoldDR only.
+async fn pair(both_sets: &[&str], golddr_only: &[&str]) -> (Gslb, Stage) {
     let gslb = Gslb::start(GslbConfig::drill(), &SITES)
         .await
         .expect("GSLB started");
@@ -96,10 +97,11 @@ async fn pair(extra_sets: &[&str]) -> (Gslb, Stage) {
         ..Options::default()
     };
     let (mut gold_sets, mut golddr_sets) = gslb.wire_both(&mut o);
-    for s in extra_sets {
+    for s in both_sets {
         gold_sets.push(s.to_string());
         golddr_sets.push(s.to_string());
     }
+    golddr_sets.extend(golddr_only.iter().map(|s| s.to_string()));
     let started = Instant::now();
     let stage = Stage::up_both(&o, &gold_sets, &golddr_sets, false)
         .await
@@ -199,7 +201,7 @@ async fn wait_new_pod_ips(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_fencing_site_loss_and_return() {
     let _one = ONE_DRILL.lock().await;
-    let (gslb, mut stage) = pair(&[]).await;
+    let (gslb, mut stage) = pair(&[], &[]).await;
     let body = async {
         prepare_table(&stage).await;
         scenario_c(&stage, &gslb).await;
@@ -217,7 +219,7 @@ async fn drill_fencing_site_loss_and_return() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_fencing_partition() {
     let _one = ONE_DRILL.lock().await;
-    let (gslb, mut stage) = pair(&[]).await;
+    let (gslb, mut stage) = pair(&[], &[]).await;
     let body = async {
         prepare_table(&stage).await;
         scenario_b(&mut stage, &gslb).await;
@@ -233,7 +235,13 @@ async fn drill_fencing_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_fencing_two_members_per_site() {
     let _one = ONE_DRILL.lock().await;
-    let (gslb, mut stage) = pair(&["patroni.replicas=2"]).await;
+    // GoldDR's failure window spans more than Patroni's ttl (the overlay's 20 s): an in-site
+    // failover on Gold (at most ttl + loop_wait) must complete before GoldDR may promote.
+    let (gslb, mut stage) = pair(
+        &["patroni.replicas=2"],
+        &["failover.minFailureSpanSeconds=25"],
+    )
+    .await;
     let body = async {
         prepare_table(&stage).await;
         scenario_e(&mut stage, &gslb).await;
@@ -755,9 +763,9 @@ async fn scenario_b(stage: &mut Stage, gslb: &Gslb) {
     expect.finish(&figures);
 }
 
-/// (e) Two members per site. Gold's leader is killed: its replica takes over in-site, the tunnel
+/// (e) Two members per site. Gold's leader pod is deleted: its replica takes over in-site, the tunnel
 /// follows it (the primary Service), GoldDR reconnects and keeps streaming; nothing is promoted
-/// or fenced. Then GoldDR's standby leader is killed: its replica becomes standby leader and the
+/// or fenced. Then GoldDR's standby leader pod is deleted: its replica becomes standby leader and the
 /// agent neither promotes nor reports a failure of the primary.
 async fn scenario_e(stage: &mut Stage, _gslb: &Gslb) {
     let expect = Expect::new("e");
@@ -777,15 +785,16 @@ async fn scenario_e(stage: &mut Stage, _gslb: &Gslb) {
         "e: no write on gold"
     );
 
-    // Gold's leader dies.
-    let old = Stage::leader(stage.gold().unwrap()).expect("e: gold has a leader");
-    let killed = Instant::now();
-    let n = stage
-        .kill_pod(stage.gold().unwrap(), &old)
-        .await
-        .expect("e: kill gold's leader");
-    eprintln!("[e] gold leader {old}: {n} processes SIGKILLed");
+    // Gold's leader pod is deleted (evicted, drained, `kubectl delete pod`). A SIGKILLed
+    // container would not do: the kubelet restarts it within a second and Patroni resumes as
+    // leader ("had the session lock"), so no in-site failover happens.
     let gold = stage.gold().unwrap();
+    let old = Stage::leader(gold).expect("e: gold has a leader");
+    let killed = Instant::now();
+    gold.api()
+        .delete(api::PODS, gold.namespace(), &old)
+        .expect("e: delete gold's leader pod");
+    eprintln!("[e] gold leader pod {old} deleted");
     let new = gold
         .wait_for("a new gold leader", Duration::from_secs(90), |_| {
             Stage::leader(gold).filter(|l| *l != old)
@@ -830,7 +839,7 @@ async fn scenario_e(stage: &mut Stage, _gslb: &Gslb) {
         );
     }
     eprintln!(
-        "[e] gold: {old} killed, {new} leads {:.1}s later, golddr streaming from it {:.1}s after the kill",
+        "[e] gold: {old} deleted, {new} leads {:.1}s later, golddr streaming from it {:.1}s after the delete",
         failed_over.duration_since(killed).as_secs_f64(),
         reconnected.as_secs_f64()
     );
@@ -839,11 +848,11 @@ async fn scenario_e(stage: &mut Stage, _gslb: &Gslb) {
     let promote_before = failover_lines(&stage.golddr, &["verdict=promote"]).len();
     let old_dr = Stage::leader(&stage.golddr).expect("e: golddr has a standby leader");
     let killed_dr = Instant::now();
-    stage
-        .kill_pod(&stage.golddr, &old_dr)
-        .await
-        .expect("e: kill golddr's standby leader");
     let golddr = &stage.golddr;
+    golddr
+        .api()
+        .delete(api::PODS, golddr.namespace(), &old_dr)
+        .expect("e: delete golddr's standby leader pod");
     let new_dr = golddr
         .wait_for(
             "a new golddr standby leader",
@@ -915,7 +924,7 @@ async fn scenario_e(stage: &mut Stage, _gslb: &Gslb) {
         "e: golddr acknowledged writes"
     );
     eprintln!(
-        "[e] golddr: {old_dr} killed, {new_dr} standby leader streaming {:.1}s later; {} gold writes acknowledged, {} lost by the in-site failover (asynchronous replication)",
+        "[e] golddr: {old_dr} deleted, {new_dr} standby leader streaming {:.1}s later; {} gold writes acknowledged, {} lost by the in-site failover (asynchronous replication)",
         dr_back.as_secs_f64(),
         gold_ids.len(),
         lost.len()
