@@ -696,7 +696,6 @@ async fn scenario_b(stage: &mut Stage, gslb: &Gslb) {
         fence.is_some(),
         format!("gold's dynamic config has pgdr_fence while isolated ({fence:?})"),
     );
-    let isolated = writers.acked_since("gold", promoted);
 
     let healed = Instant::now();
     stage.platform.heal();
@@ -719,6 +718,10 @@ async fn scenario_b(stage: &mut Stage, gslb: &Gslb) {
         lost.len()
     );
     let split = fencing::split_brain(&acks, &SITES, ACK_STRETCH_GAP);
+    let isolated = acks
+        .iter()
+        .filter(|a| a.site == "gold" && a.at > promoted)
+        .count();
     let divergence = fencing::divergence(stage.gold().unwrap()).await;
     let stats = sampler.stats();
     let figures = Figures {
@@ -900,7 +903,7 @@ async fn scenario_e(stage: &mut Stage, _gslb: &Gslb) {
     let writable = stage.writable_members().await;
     assert_eq!(
         writable,
-        [new.clone()],
+        std::slice::from_ref(&new),
         "e: gold's new leader must be the one writable primary"
     );
     let stats = sampler.stats();
