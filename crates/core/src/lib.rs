@@ -13,6 +13,7 @@ pub mod config;
 pub mod dynamic_config;
 pub mod exit;
 pub mod k8s;
+pub mod lineage;
 pub mod patroni;
 pub mod promotion_record;
 pub mod retry;

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use pgdr_drill::Platform;
 use pgdr_minicluster::api;
+use pgdr_minicluster::testing::*;
 use serde_json::{Value, json};
 
 fn service_addr(svc: &Value) -> String {
@@ -23,8 +21,8 @@ fn service_addr(svc: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tsc_tunnels_the_peer_site_to_the_primary_nodeport() {
-    let gold = site("gold").await;
-    let golddr = site("golddr").await;
+    let gold = rbac_site("gold").await;
+    let golddr = rbac_site("golddr").await;
     let platform = Platform::start(&gold, &golddr).await.unwrap();
 
     // The primary site: a pod behind a NodePort Service `db`, and a TSC for it.

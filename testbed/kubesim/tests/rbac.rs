@@ -105,13 +105,23 @@ fn sa_subject(name: &str) -> Value {
     json!([{"kind": "ServiceAccount", "name": name, "namespace": "db"}])
 }
 
-fn assert_forbidden(body: &Value, message: &str) {
-    assert_eq!(body["kind"], "Status", "{body}");
-    assert_eq!(body["apiVersion"], "v1", "{body}");
-    assert_eq!(body["status"], "Failure", "{body}");
-    assert_eq!(body["reason"], "Forbidden", "{body}");
-    assert_eq!(body["code"], 403, "{body}");
-    assert_eq!(body["message"], message, "{body}");
+/// Sends the request and asserts the real server's refusal: HTTP 403 with a `Forbidden` Status.
+/// Returns the Status for the message checks.
+async fn forbidden(
+    s: &ServerHandle,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let (st, b) = send(s, token, method, path, body).await;
+    assert_eq!(st, 403, "{method} {path}: {b}");
+    assert_eq!(b["kind"], "Status", "{b}");
+    assert_eq!(b["apiVersion"], "v1", "{b}");
+    assert_eq!(b["status"], "Failure", "{b}");
+    assert_eq!(b["reason"], "Forbidden", "{b}");
+    assert_eq!(b["code"], 403, "{b}");
+    b
 }
 
 #[tokio::test]
@@ -149,8 +159,7 @@ async fn every_namespace_has_a_default_service_account() {
         assert_eq!(s.request("GET", &path, None, None).0, 200, "{ns}");
     }
     let t = s.service_account_token("db", "default").unwrap();
-    let (st, b) = send(&s, Some(&t), "GET", CM, None).await;
-    assert_eq!(st, 403);
+    let b = forbidden(&s, Some(&t), "GET", CM, None).await;
     assert!(
         b["message"]
             .as_str()
@@ -166,17 +175,14 @@ async fn anonymous_sees_version_and_health_only_and_bad_tokens_are_401() {
     for p in ["/version", "/healthz", "/readyz"] {
         assert_eq!(send(&s, None, "GET", p, None).await.0, 200, "{p}");
     }
-    let (st, b) = send(&s, None, "GET", "/api", None).await;
-    assert_eq!(st, 403);
-    assert_forbidden(
-        &b,
-        "forbidden: User \"system:anonymous\" cannot get path \"/api\"",
+    assert_eq!(
+        forbidden(&s, None, "GET", "/api", None).await["message"],
+        "forbidden: User \"system:anonymous\" cannot get path \"/api\""
     );
-    let (st, b) = send(&s, None, "GET", &format!("{CM}/x"), None).await;
-    assert_eq!(st, 403);
-    assert_forbidden(
-        &b,
-        "configmaps \"x\" is forbidden: User \"system:anonymous\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"db\"",
+    let b = forbidden(&s, None, "GET", &format!("{CM}/x"), None).await;
+    assert_eq!(
+        b["message"],
+        "configmaps \"x\" is forbidden: User \"system:anonymous\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"db\""
     );
     assert_eq!(
         b["details"],
@@ -274,7 +280,7 @@ async fn resource_names_allow_named_verbs_but_never_create_or_unnamed_list() {
         sa_subject("failover"),
     );
     let t = s.service_account_token("db", "failover").unwrap();
-    let (st, b) = send(
+    let b = forbidden(
         &s,
         Some(&t),
         "POST",
@@ -282,10 +288,9 @@ async fn resource_names_allow_named_verbs_but_never_create_or_unnamed_list() {
         Some(json!({"metadata": {"name": "state"}})),
     )
     .await;
-    assert_eq!(st, 403);
-    assert_forbidden(
-        &b,
-        "configmaps is forbidden: User \"system:serviceaccount:db:failover\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"db\"",
+    assert_eq!(
+        b["message"],
+        "configmaps is forbidden: User \"system:serviceaccount:db:failover\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"db\""
     );
     assert_eq!(b["details"], json!({"kind": "configmaps"}));
     assert_eq!(
@@ -306,11 +311,9 @@ async fn resource_names_allow_named_verbs_but_never_create_or_unnamed_list() {
     )
     .await;
     assert_eq!((st, o["data"]["leader"].as_str()), (200, Some("a")));
-    let (st, b) = send(&s, Some(&t), "GET", &format!("{CM}/other"), None).await;
-    assert_eq!(st, 403);
-    assert_forbidden(
-        &b,
-        "configmaps \"other\" is forbidden: User \"system:serviceaccount:db:failover\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"db\"",
+    assert_eq!(
+        forbidden(&s, Some(&t), "GET", &format!("{CM}/other"), None).await["message"],
+        "configmaps \"other\" is forbidden: User \"system:serviceaccount:db:failover\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"db\""
     );
     assert_eq!(
         send(&s, Some(&t), "DELETE", &format!("{CM}/state"), None)
@@ -318,8 +321,7 @@ async fn resource_names_allow_named_verbs_but_never_create_or_unnamed_list() {
             .0,
         403
     );
-    let (st, b) = send(&s, Some(&t), "GET", CM, None).await;
-    assert_eq!(st, 403);
+    let b = forbidden(&s, Some(&t), "GET", CM, None).await;
     assert!(
         b["message"].as_str().unwrap().contains("cannot list"),
         "{b}"
@@ -366,8 +368,7 @@ async fn verbs_map_from_method_and_watch() {
     admin_create(&s, CM, json!({"metadata": {"name": "a"}}));
     let t = s.service_account_token("db", "reader").unwrap();
     assert_eq!(send(&s, Some(&t), "GET", CM, None).await.0, 200);
-    let (st, b) = send(&s, Some(&t), "GET", &format!("{CM}?watch=1"), None).await;
-    assert_eq!(st, 403);
+    let b = forbidden(&s, Some(&t), "GET", &format!("{CM}?watch=1"), None).await;
     assert!(
         b["message"].as_str().unwrap().contains("cannot watch"),
         "{b}"
@@ -422,21 +423,18 @@ async fn subresources_need_their_own_rule() {
     )
     .await;
     assert_eq!((st, o["status"]["phase"].as_str()), (200, Some("Running")));
-    let (st, b) = send(
-        &s,
-        Some(&t),
-        "PATCH",
-        pod,
-        Some(json!({"metadata": {"labels": {"a": "b"}}})),
-    )
-    .await;
-    assert_eq!(st, 403);
-    assert_forbidden(
-        &b,
-        "pods \"p\" is forbidden: User \"system:serviceaccount:db:kubelet\" cannot patch resource \"pods\" in API group \"\" in the namespace \"db\"",
+    assert_eq!(
+        forbidden(
+            &s,
+            Some(&t),
+            "PATCH",
+            pod,
+            Some(json!({"metadata": {"labels": {"a": "b"}}}))
+        )
+        .await["message"],
+        "pods \"p\" is forbidden: User \"system:serviceaccount:db:kubelet\" cannot patch resource \"pods\" in API group \"\" in the namespace \"db\""
     );
-    let (st, b) = send(&s, Some(&t), "GET", &format!("{pod}/status"), None).await;
-    assert_eq!(st, 403);
+    let b = forbidden(&s, Some(&t), "GET", &format!("{pod}/status"), None).await;
     assert!(
         b["message"]
             .as_str()
@@ -471,7 +469,7 @@ async fn cluster_role_bindings_reach_every_namespace_role_bindings_only_theirs()
     );
     let t = s.service_account_token("db", "ops").unwrap();
     assert_eq!(send(&s, Some(&t), "GET", CM, None).await.0, 200);
-    let (st, b) = send(
+    forbidden(
         &s,
         Some(&t),
         "GET",
@@ -479,12 +477,9 @@ async fn cluster_role_bindings_reach_every_namespace_role_bindings_only_theirs()
         None,
     )
     .await;
-    assert_eq!(st, 403, "{b}");
-    let (st, b) = send(&s, Some(&t), "GET", "/api/v1/configmaps", None).await;
-    assert_eq!(st, 403);
-    assert_forbidden(
-        &b,
-        "configmaps is forbidden: User \"system:serviceaccount:db:ops\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope",
+    assert_eq!(
+        forbidden(&s, Some(&t), "GET", "/api/v1/configmaps", None).await["message"],
+        "configmaps is forbidden: User \"system:serviceaccount:db:ops\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope"
     );
     admin_create(
         &s,
@@ -519,8 +514,7 @@ async fn cluster_role_bindings_reach_every_namespace_role_bindings_only_theirs()
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gone"},
                "subjects": [{"kind": "ServiceAccount", "name": "ops"}]}),
     );
-    let (st, b) = send(&s, Some(&t), "DELETE", &format!("{CM}/x"), None).await;
-    assert_eq!(st, 403);
+    let b = forbidden(&s, Some(&t), "DELETE", &format!("{CM}/x"), None).await;
     assert!(
         b["message"]
             .as_str()
@@ -559,8 +553,7 @@ async fn group_and_user_subjects() {
     assert_eq!(send(&s, Some(&ta), "POST", CM, new("x")).await.0, 403);
     assert_eq!(send(&s, Some(&tb), "POST", CM, new("y")).await.0, 201);
     assert_eq!(send(&s, Some(&jane), "POST", CM, new("z")).await.0, 201);
-    let (st, b) = send(&s, Some(&bob), "POST", CM, new("w")).await;
-    assert_eq!(st, 403);
+    let b = forbidden(&s, Some(&bob), "POST", CM, new("w")).await;
     assert!(
         b["message"].as_str().unwrap().contains("User \"bob\""),
         "{b}"
@@ -607,8 +600,7 @@ async fn token_secrets_are_filled_and_valid_while_secret_and_account_exist() {
     );
     let token = b64(&secret["data"]["token"]);
     assert_eq!(send(&s, Some(&token), "GET", CM, None).await.0, 200);
-    let (st, b) = send(&s, Some(&token), "GET", secrets, None).await;
-    assert_eq!(st, 403);
+    let b = forbidden(&s, Some(&token), "GET", secrets, None).await;
     assert!(
         b["message"].as_str().unwrap().contains(
             "User \"system:serviceaccount:db:failover\" cannot list resource \"secrets\""
@@ -702,7 +694,7 @@ async fn token_request_and_service_account_kubeconfig() {
     .await;
     assert_eq!(st, 404);
     // The SA itself may not mint tokens without `create serviceaccounts/token`.
-    let (st, b) = send(
+    let b = forbidden(
         &s,
         Some(t),
         "POST",
@@ -710,7 +702,6 @@ async fn token_request_and_service_account_kubeconfig() {
         Some(json!({})),
     )
     .await;
-    assert_eq!(st, 403);
     assert!(
         b["message"]
             .as_str()
@@ -893,10 +884,10 @@ async fn impersonation_needs_the_impersonate_verb() {
     assert_eq!(as_user(&admin, "jane", &["readers"]).await.0, 200);
     let t = s.service_account_token("db", "failover").unwrap();
     let (st, b) = as_user(&t, "jane", &[]).await;
-    assert_eq!(st, 403);
-    assert_forbidden(
-        &b,
-        "users \"jane\" is forbidden: User \"system:serviceaccount:db:failover\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+    assert_eq!((st, &b["reason"]), (403, &json!("Forbidden")));
+    assert_eq!(
+        b["message"],
+        "users \"jane\" is forbidden: User \"system:serviceaccount:db:failover\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
     );
     admin_create(
         &s,

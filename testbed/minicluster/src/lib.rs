@@ -26,6 +26,7 @@ pub mod objects;
 pub mod procs;
 mod services;
 pub mod site;
+pub mod testing;
 pub mod view;
 pub mod volumes;
 

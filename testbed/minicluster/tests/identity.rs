@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use pgdr_minicluster::Site;
 use pgdr_minicluster::api::{self, Kind};
 use pgdr_minicluster::identity::SA_MOUNT;
-use pgdr_minicluster::{Site, SiteConfig};
+use pgdr_minicluster::testing::*;
 use serde_json::{Value, json};
 
 const ROLES: Kind = Kind {
@@ -54,12 +52,6 @@ fn client(name: &str, mounts: Value) -> Value {
     json!({"name": name, "image": "web", "args": ["-c", CLIENT, SA_MOUNT], "volumeMounts": mounts})
 }
 
-async fn rbac_site() -> Site {
-    let mut cfg = SiteConfig::new("gold", NS, prefix(), images());
-    cfg.rbac = true;
-    Site::start(cfg).await.expect("site starts")
-}
-
 async fn finished(site: &Site, pod: &str) -> Value {
     site.wait_for(
         &format!("pod {pod} to finish"),
@@ -75,7 +67,7 @@ async fn finished(site: &Site, pod: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_call_as_their_service_account_or_anonymously() {
-    let site = rbac_site().await;
+    let site = rbac_site("gold").await;
     let a = site.api();
     assert!(site.url().starts_with("https://"));
     a.create(api::CONFIGMAPS, NS, &json!({"metadata": {"name": "x"}}))

@@ -2,13 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
 use pgdr_minicluster::api::{self, obj_name};
+use pgdr_minicluster::testing::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +179,7 @@ async fn jobs_complete_or_fail_after_the_backoff_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cronjob_fires_on_schedule_and_forbid_prevents_overlap() {
-    let site = site_with("golddr", every(1)).await;
+    let site = site_with("golddr", every(1), false).await;
     // Each run takes ~2.5 s while the schedule fires every second: with Forbid, runs never
     // overlap and most fires are skipped.
     let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick", "namespace": NS},

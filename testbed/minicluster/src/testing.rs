@@ -1,10 +1,11 @@
-//! Shared helpers: small sites running trivial local programs as images.
-#![allow(dead_code)]
+//! Helpers for tests of an emulated site (this crate's and the drill's): small sites running
+//! trivial local programs as images, a web pod template, HTTP and status helpers.
+//! Test support only; the drill itself never uses it.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use pgdr_minicluster::{ControllerTimings, CronTiming, Image, ImageMap, Site, SiteConfig};
+use crate::{ControllerTimings, CronTiming, Image, ImageMap, Site, SiteConfig};
 use serde_json::Value;
 
 pub const NS: &str = "drill-test";
@@ -27,13 +28,22 @@ pub fn images() -> ImageMap {
         .with(Image::program("sh", "/bin/sh"))
 }
 
+/// A site with default controller timings, without RBAC.
 pub async fn site(name: &str) -> Site {
-    site_with(name, ControllerTimings::default()).await
+    site_with(name, ControllerTimings::default(), false).await
 }
 
-pub async fn site_with(name: &str, controllers: ControllerTimings) -> Site {
+/// A site enforcing RBAC, as the drill's are (the platform acts as the admin).
+pub async fn rbac_site(name: &str) -> Site {
+    site_with(name, ControllerTimings::default(), true).await
+}
+
+/// Panics when the site cannot start: a test cannot go on without it.
+#[allow(clippy::expect_used)]
+pub async fn site_with(name: &str, controllers: ControllerTimings, rbac: bool) -> Site {
     let mut cfg = SiteConfig::new(name, NS, prefix(), images());
     cfg.controllers = controllers;
+    cfg.rbac = rbac;
     Site::start(cfg).await.expect("site starts")
 }
 
@@ -64,13 +74,15 @@ pub fn web_template(app: &str) -> Value {
     })
 }
 
+/// Panics when no client can be built (never with these options).
+#[allow(clippy::expect_used)]
 pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(3))
         .build()
-        .unwrap()
+        .expect("a plain client builds")
 }
 
 pub async fn get_text(url: &str) -> Option<String> {
@@ -87,8 +99,10 @@ pub fn ready(p: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-pub fn items(site: &Site, kind: pgdr_minicluster::api::Kind) -> Vec<Value> {
-    site.api().list(kind, Some(NS)).unwrap()
+/// Panics when the list fails: the in-memory API does not fail a list of a known kind.
+#[allow(clippy::expect_used)]
+pub fn items(site: &Site, kind: crate::api::Kind) -> Vec<Value> {
+    site.api().list(kind, Some(NS)).expect("list")
 }
 
 pub fn cond(o: &Value, t: &str) -> bool {

@@ -1,0 +1,463 @@
+//! Which of two writable sites is authoritative: their identities and the promotion marker.
+//!
+//! Both sites run the same database (one system identifier). A promotion leaves a *marker* in
+//! the promoted site's own configuration: the custom setting [`MARKER_GUC`] in its Patroni
+//! dynamic config (`postgresql.parameters`), which any user reads with `current_setting`. It names
+//! the timeline the promoted site left and the LSN where it left it (the fork). With it, a site
+//! that sees its peer writable can tell "the peer was promoted from me" (the peer is
+//! authoritative, I must stop taking writes) from "I was promoted from the peer" and from a case
+//! it cannot judge alone (then only a witness may decide).
+//!
+//! Why a marker and not the timeline history: reading `<tli>.history` needs a replication
+//! connection (`TIMELINE_HISTORY`) or file-read privileges; the marker needs neither, works with
+//! the replication user the probe already has, and survives restarts with the dynamic config.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{SimpleQueryMessage, Socket};
+
+/// The custom setting that carries the promotion marker.
+pub const MARKER_GUC: &str = "pgdr.promoted_from";
+
+/// Where a promotion forked the history: the promoted site left `timeline` at `fork_lsn`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromotionMarker {
+    pub timeline: u32,
+    pub fork_lsn: u64,
+    /// The site that was promoted and when (RFC 3339); informational.
+    pub site: String,
+    pub at: String,
+}
+
+impl PromotionMarker {
+    /// `timeline=3 fork_lsn=0/5000A28 site=golddr at=2026-11-30T16:00:00Z` (order free; `site`
+    /// and `at` optional).
+    pub fn parse(text: &str) -> Result<PromotionMarker, String> {
+        let (mut timeline, mut fork_lsn, mut site, mut at) = (None, None, String::new(), "".into());
+        for word in text.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                return Err(format!("{MARKER_GUC}: {word:?} is not key=value"));
+            };
+            match key {
+                "timeline" => {
+                    timeline =
+                        Some(value.parse::<u32>().map_err(|_| {
+                            format!("{MARKER_GUC}: timeline {value:?} is not a number")
+                        })?)
+                }
+                "fork_lsn" => {
+                    fork_lsn = Some(
+                        parse_lsn(value)
+                            .ok_or_else(|| format!("{MARKER_GUC}: {value:?} is not an LSN"))?,
+                    )
+                }
+                "site" => site = value.to_string(),
+                "at" => at = value.to_string(),
+                // Newer writers may add keys; readers ignore them.
+                _ => {}
+            }
+        }
+        match (timeline, fork_lsn) {
+            (Some(timeline), Some(fork_lsn)) if timeline > 0 => Ok(PromotionMarker {
+                timeline,
+                fork_lsn,
+                site,
+                at,
+            }),
+            _ => Err(format!(
+                "{MARKER_GUC}: {text:?} needs timeline=<n ≥ 1> and fork_lsn=<LSN>"
+            )),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "timeline={} fork_lsn={}",
+            self.timeline,
+            format_lsn(self.fork_lsn)
+        );
+        if !self.site.is_empty() {
+            s.push_str(&format!(" site={}", self.site));
+        }
+        if !self.at.is_empty() {
+            s.push_str(&format!(" at={}", self.at));
+        }
+        s
+    }
+}
+
+/// What one server says about itself (see [`IDENTITY_SQL`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub system_id: String,
+    /// The timeline it writes (primary) or last checkpointed on (in recovery).
+    pub timeline: u32,
+    pub in_recovery: bool,
+    /// Flush position (primary) or last replayed position (in recovery).
+    pub wal_end: u64,
+    /// Its promotion marker, if it has one.
+    pub marker: Option<PromotionMarker>,
+}
+
+/// How two identities relate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lineage {
+    /// Not the same database: never act on it.
+    DifferentSystem,
+    /// Both on one timeline: no fork visible.
+    SameTimeline,
+    /// The peer was promoted from our timeline at `fork_lsn`: the peer is authoritative.
+    PeerForkedFromUs { fork_lsn: u64, timeline: u32 },
+    /// We were promoted from the peer's timeline at `fork_lsn`: we are authoritative.
+    WeForkedFromPeer { fork_lsn: u64, timeline: u32 },
+    /// Timelines differ and no marker links them: no automatic authority.
+    Unrelated,
+}
+
+impl fmt::Display for Lineage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lineage::DifferentSystem => write!(f, "a different database (system identifier)"),
+            Lineage::SameTimeline => write!(f, "the same timeline (no fork)"),
+            Lineage::PeerForkedFromUs { fork_lsn, timeline } => write!(
+                f,
+                "the peer was promoted from our timeline {timeline} at {}",
+                format_lsn(*fork_lsn)
+            ),
+            Lineage::WeForkedFromPeer { fork_lsn, timeline } => write!(
+                f,
+                "we were promoted from the peer's timeline {timeline} at {}",
+                format_lsn(*fork_lsn)
+            ),
+            Lineage::Unrelated => write!(
+                f,
+                "different timelines with no promotion marker linking them"
+            ),
+        }
+    }
+}
+
+/// The rule. A marker counts only when it names the other side's *current* timeline and its
+/// owner is on a newer one: a stale marker from an earlier round never matches.
+pub fn lineage(own: &Identity, peer: &Identity) -> Lineage {
+    if own.system_id != peer.system_id {
+        return Lineage::DifferentSystem;
+    }
+    if let Some(m) = &peer.marker
+        && m.timeline == own.timeline
+        && peer.timeline > own.timeline
+    {
+        return Lineage::PeerForkedFromUs {
+            fork_lsn: m.fork_lsn,
+            timeline: own.timeline,
+        };
+    }
+    if let Some(m) = &own.marker
+        && m.timeline == peer.timeline
+        && own.timeline > peer.timeline
+    {
+        return Lineage::WeForkedFromPeer {
+            fork_lsn: m.fork_lsn,
+            timeline: peer.timeline,
+        };
+    }
+    if own.timeline == peer.timeline {
+        Lineage::SameTimeline
+    } else {
+        Lineage::Unrelated
+    }
+}
+
+/// WAL a site wrote past the fork (0 when it stopped before it).
+pub fn divergence_bytes(own_end: u64, fork_lsn: u64) -> u64 {
+    own_end.saturating_sub(fork_lsn)
+}
+
+/// One query any login role may run (PostgreSQL ≥ 10): system identifier, in recovery, timeline
+/// as 8 hex digits, WAL end, marker. On a primary the timeline comes from the current WAL file
+/// name (exact right after a promotion, unlike `pg_control_checkpoint()`, which waits for the
+/// next checkpoint); in recovery from the last checkpoint.
+pub const IDENTITY_SQL: &str = "SELECT (SELECT system_identifier FROM pg_control_system())::text, \
+     pg_is_in_recovery()::text, \
+     CASE WHEN pg_is_in_recovery() \
+          THEN lpad(to_hex((SELECT timeline_id FROM pg_control_checkpoint())), 8, '0') \
+          ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END, \
+     CASE WHEN pg_is_in_recovery() \
+          THEN coalesce(pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn())::text \
+          ELSE pg_current_wal_flush_lsn()::text END, \
+     current_setting('pgdr.promoted_from', true)";
+
+/// Builds an [`Identity`] from the row of [`IDENTITY_SQL`]. A present but unreadable marker is an
+/// error: acting on half a marker is worse than not acting.
+pub fn identity_from_row(cols: &[Option<&str>]) -> Result<Identity, String> {
+    let col = |i: usize, what: &str| {
+        cols.get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| format!("the identity query returned no {what}"))
+    };
+    let system_id = col(0, "system identifier")?.to_string();
+    let in_recovery = match col(1, "recovery state")? {
+        "true" => true,
+        "false" => false,
+        other => return Err(format!("pg_is_in_recovery() returned {other:?}")),
+    };
+    let tli = col(2, "timeline")?;
+    let timeline = u32::from_str_radix(tli, 16)
+        .map_err(|_| format!("timeline {tli:?} is not 8 hex digits"))?;
+    let end = col(3, "WAL position")?;
+    let wal_end = parse_lsn(end).ok_or_else(|| format!("WAL position {end:?} is not an LSN"))?;
+    let marker = match cols.get(4).copied().flatten().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(PromotionMarker::parse(text)?),
+    };
+    Ok(Identity {
+        system_id,
+        timeline,
+        in_recovery,
+        wal_end,
+        marker,
+    })
+}
+
+/// Why [`identify`] has no identity. Mirrors the failover probe's distinction: a server that
+/// answered (even with an error) is alive; silence is not evidence of anything else.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifyError {
+    #[error("no answer: {0}")]
+    NoAnswer(String),
+    #[error("the server answered with an error: {0}")]
+    Rejected(String),
+    #[error("the server answered but its identity is unusable: {0}")]
+    Unusable(String),
+}
+
+/// Connects with `pg` and `tls`, runs [`IDENTITY_SQL`], all within `timeout`.
+pub async fn identify<T>(
+    pg: &tokio_postgres::Config,
+    tls: T,
+    timeout: Duration,
+) -> Result<Identity, IdentifyError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let attempt = async {
+        let (client, connection) = pg.connect(tls).await.map_err(classify)?;
+        let driver = tokio::spawn(connection);
+        let rows = client.simple_query(IDENTITY_SQL).await;
+        drop(client);
+        driver.abort();
+        let rows = rows.map_err(classify)?;
+        let row = rows
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .ok_or_else(|| IdentifyError::Unusable("the identity query returned no row".into()))?;
+        let cols: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+        identity_from_row(&cols).map_err(IdentifyError::Unusable)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(IdentifyError::NoAnswer(format!(
+            "no answer within {timeout:?}"
+        ))),
+    }
+}
+
+fn classify(e: tokio_postgres::Error) -> IdentifyError {
+    match e.as_db_error() {
+        Some(db) => IdentifyError::Rejected(format!("{} {}", db.code().code(), db.message())),
+        None => IdentifyError::NoAnswer(match std::error::Error::source(&e) {
+            Some(src) => format!("{e}: {src}"),
+            None => e.to_string(),
+        }),
+    }
+}
+
+/// `0/3000060` → bytes.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    let hi = u32::from_str_radix(hi, 16).ok()?;
+    let lo = u32::from_str_radix(lo, 16).ok()?;
+    Some((u64::from(hi) << 32) | u64::from(lo))
+}
+
+/// bytes → `0/3000060` (PostgreSQL's form).
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(timeline: u32, marker: Option<(u32, u64)>) -> Identity {
+        Identity {
+            system_id: "7000".into(),
+            timeline,
+            in_recovery: false,
+            wal_end: 0x6000000,
+            marker: marker.map(|(timeline, fork_lsn)| PromotionMarker {
+                timeline,
+                fork_lsn,
+                site: "x".into(),
+                at: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn lineage_table() {
+        let other_system = Identity {
+            system_id: "7001".into(),
+            ..id(4, Some((3, 0x500)))
+        };
+        let rows: Vec<(&str, Identity, Identity, Lineage)> = vec![
+            (
+                "different database",
+                id(3, None),
+                other_system,
+                Lineage::DifferentSystem,
+            ),
+            (
+                "same timeline, no markers",
+                id(3, None),
+                id(3, None),
+                Lineage::SameTimeline,
+            ),
+            (
+                "peer promoted from our timeline",
+                id(3, None),
+                id(4, Some((3, 0x500))),
+                Lineage::PeerForkedFromUs {
+                    fork_lsn: 0x500,
+                    timeline: 3,
+                },
+            ),
+            (
+                "we were promoted from the peer's timeline",
+                id(4, Some((3, 0x500))),
+                id(3, None),
+                Lineage::WeForkedFromPeer {
+                    fork_lsn: 0x500,
+                    timeline: 3,
+                },
+            ),
+            (
+                "peer's marker names another timeline (stale, earlier round)",
+                id(5, None),
+                id(6, Some((3, 0x500))),
+                Lineage::Unrelated,
+            ),
+            (
+                "peer newer but no marker: no authority",
+                id(3, None),
+                id(4, None),
+                Lineage::Unrelated,
+            ),
+            (
+                "both promoted separately from timeline 3 (both on 4)",
+                id(4, Some((3, 0x700))),
+                id(4, Some((3, 0x500))),
+                Lineage::SameTimeline,
+            ),
+            (
+                "marker names our timeline but the peer is older (impossible order): no authority",
+                id(5, None),
+                id(4, Some((5, 0x500))),
+                Lineage::Unrelated,
+            ),
+        ];
+        for (name, own, peer, want) in rows {
+            assert_eq!(lineage(&own, &peer), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn marker_round_trips_and_rejects_half_markers() {
+        let m = PromotionMarker {
+            timeline: 3,
+            fork_lsn: 0x5000A28,
+            site: "golddr".into(),
+            at: "2026-11-30T16:00:00Z".into(),
+        };
+        assert_eq!(
+            m.render(),
+            "timeline=3 fork_lsn=0/5000A28 site=golddr at=2026-11-30T16:00:00Z"
+        );
+        assert_eq!(PromotionMarker::parse(&m.render()), Ok(m));
+        for bad in [
+            "timeline=3",
+            "fork_lsn=0/1",
+            "timeline=x fork_lsn=0/1",
+            "timeline=0 fork_lsn=0/1",
+            "timeline=3 fork_lsn=zz",
+            "garbage",
+        ] {
+            assert!(PromotionMarker::parse(bad).is_err(), "{bad}");
+        }
+        // Unknown keys from a newer writer are ignored.
+        assert!(PromotionMarker::parse("timeline=2 fork_lsn=1/0 reason=x").is_ok());
+    }
+
+    #[test]
+    fn identity_rows() {
+        let ok = identity_from_row(&[
+            Some("7713991272635035741"),
+            Some("false"),
+            Some("0000000A"),
+            Some("0/1501260"),
+            Some(""),
+        ])
+        .unwrap();
+        assert_eq!(
+            (ok.timeline, ok.wal_end, ok.in_recovery),
+            (10, 0x1501260, false)
+        );
+        assert_eq!(ok.marker, None);
+        let marked = identity_from_row(&[
+            Some("1"),
+            Some("true"),
+            Some("00000004"),
+            Some("0/6000000"),
+            Some("timeline=3 fork_lsn=0/5000000"),
+        ])
+        .unwrap();
+        assert_eq!(marked.marker.map(|m| m.fork_lsn), Some(0x5000000));
+        // No marker setting at all (NULL) is fine; a broken one is not.
+        assert!(
+            identity_from_row(&[Some("1"), Some("true"), Some("1"), Some("0/1"), None]).is_ok()
+        );
+        assert!(
+            identity_from_row(&[
+                Some("1"),
+                Some("true"),
+                Some("1"),
+                Some("0/1"),
+                Some("timeline=")
+            ])
+            .is_err()
+        );
+        assert!(
+            identity_from_row(&[Some("1"), Some("maybe"), Some("1"), Some("0/1"), None]).is_err()
+        );
+        assert!(
+            identity_from_row(&[Some("1"), Some("true"), Some("zz"), Some("0/1"), None]).is_err()
+        );
+        assert!(identity_from_row(&[Some("1"), Some("true"), Some("1"), None, None]).is_err());
+    }
+
+    #[test]
+    fn lsn_text_and_divergence() {
+        assert_eq!(parse_lsn("1/5000A28"), Some((1 << 32) | 0x5000A28));
+        assert_eq!(format_lsn((1 << 32) | 0x5000A28), "1/5000A28");
+        assert_eq!(parse_lsn("nope"), None);
+        assert_eq!(divergence_bytes(0x6000000, 0x5000000), 0x1000000);
+        assert_eq!(divergence_bytes(0x4000000, 0x5000000), 0);
+    }
+}
