@@ -433,6 +433,51 @@ pub fn find_u64(v: &Value, key: &str) -> Option<u64> {
     }
 }
 
+/// The agent state's issue-12 records (`split_brain_since`, `fenced_at`, `fence_reason`,
+/// `rejoined_at`) found anywhere in it, rendered; absent ones are left out.
+pub fn agent_records(site: &Site) -> Vec<(&'static str, String)> {
+    fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+        match v {
+            Value::Object(m) => m
+                .get(key)
+                .filter(|x| !x.is_null())
+                .or_else(|| m.values().find_map(|x| find(x, key))),
+            Value::Array(a) => a.iter().find_map(|x| find(x, key)),
+            _ => None,
+        }
+    }
+    let Some(state) = agent_state(site) else {
+        return Vec::new();
+    };
+    [
+        "split_brain_since",
+        "fenced_at",
+        "fence_reason",
+        "rejoined_at",
+    ]
+    .into_iter()
+    .filter_map(|k| {
+        find(&state, k).map(|v| (k, v.as_str().map_or_else(|| v.to_string(), String::from)))
+    })
+    .collect()
+}
+
+/// One line about what a site recorded: its agent's issue-12 records and its `SplitBrain`,
+/// `Diverged` Events.
+pub fn records_line(site: &Site) -> String {
+    let records = agent_records(site)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{}: state [{records}], SplitBrain Events {}, Diverged Events {}",
+        site.name(),
+        events(site, "SplitBrain").len(),
+        events(site, "Diverged").len()
+    )
+}
+
 /// `GET /status` of a readiness sidecar, as JSON.
 pub async fn sidecar_status(addr: SocketAddr) -> Option<Value> {
     let body = tokio::time::timeout(Duration::from_secs(2), gslb::http_get(addr, "/status"))

@@ -636,6 +636,9 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
         writable == [member(&stage.golddr)],
         format!("golddr the one writable primary (writable: {writable:?})"),
     );
+    for site in SITES {
+        eprintln!("[a] {}", fencing::records_line(stage.site(site).unwrap()));
+    }
     eprintln!(
         "[a] gold back {:.1}s after the loss; {} writes acknowledged by gold after golddr's promotion",
         on.duration_since(off).as_secs_f64(),
@@ -772,6 +775,9 @@ async fn scenario_b(stage: &mut Stage, gslb: &Gslb) {
         writable == [member(&stage.golddr)],
         format!("golddr the one writable primary after the heal (writable: {writable:?})"),
     );
+    for site in SITES {
+        eprintln!("[b] {}", fencing::records_line(stage.site(site).unwrap()));
+    }
     eprintln!(
         "[b] {isolated} writes acknowledged by isolated gold after the promotion, split brain {:.1}s, {} of {} samples /primary 200 on both",
         split.as_secs_f64(),
