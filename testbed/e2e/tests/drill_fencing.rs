@@ -11,7 +11,8 @@
 //!   Gold fences itself; healed, it rejoins by rewind with its divergence reported and preserved;
 //! - (e) two members per site: in-site failovers on both sites promote and fence nothing.
 //!
-//! c, d and a share one pair (a ends it); b and e get their own. Every scenario prints its
+//! c and d share one pair (both leave it as they found it); a, b and e get their own, so that
+//! each test's outcome is one scenario's (or c and d's). Every scenario prints its
 //! `FIGURES …` line (also when it fails). The expectations that need the fencing agent and the
 //! readiness sidecar's fencing go through [`Expect::fenced`]; they are collected so that the
 //! scenario still measures and reports, and the scenario fails at its end if one did not hold.
@@ -199,17 +200,16 @@ async fn wait_new_pod_ips(
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drill_fencing_site_loss_and_return() {
+async fn drill_fencing_c_tunnel_down_and_d_dr_site_lost() {
     let _one = ONE_DRILL.lock().await;
     let (gslb, mut stage) = pair(&[], &[]).await;
     let body = async {
         prepare_table(&stage).await;
         scenario_c(&stage, &gslb).await;
         scenario_d(&mut stage, &gslb).await;
-        scenario_a(&mut stage, &gslb).await;
     };
     let outcome = tokio::time::timeout(
-        Duration::from_secs(420),
+        Duration::from_secs(240),
         futures_like::CatchUnwind(Box::pin(body)),
     )
     .await;
@@ -217,7 +217,23 @@ async fn drill_fencing_site_loss_and_return() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drill_fencing_partition() {
+async fn drill_fencing_a_old_primary_returns() {
+    let _one = ONE_DRILL.lock().await;
+    let (gslb, mut stage) = pair(&[], &[]).await;
+    let body = async {
+        prepare_table(&stage).await;
+        scenario_a(&mut stage, &gslb).await;
+    };
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(300),
+        futures_like::CatchUnwind(Box::pin(body)),
+    )
+    .await;
+    finish(stage, outcome).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_fencing_b_partition() {
     let _one = ONE_DRILL.lock().await;
     let (gslb, mut stage) = pair(&[], &[]).await;
     let body = async {
@@ -233,7 +249,7 @@ async fn drill_fencing_partition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drill_fencing_two_members_per_site() {
+async fn drill_fencing_e_two_members_per_site() {
     let _one = ONE_DRILL.lock().await;
     // GoldDR's failure window spans more than Patroni's ttl (the overlay's 20 s): an in-site
     // failover on Gold (at most ttl + loop_wait) must complete before GoldDR may promote.
