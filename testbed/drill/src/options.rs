@@ -19,6 +19,8 @@ pub struct Options {
     pub golddr_secrets: Vec<(String, Vec<(String, String)>)>,
     /// The same for Gold, created before its chart is installed.
     pub gold_secrets: Vec<(String, Vec<(String, String)>)>,
+    /// Patroni members per site (`patroni.replicas` on both sites); None: the drill overlay's one.
+    pub members: Option<u32>,
     /// `rehearse --switchover`: the planned round trip with the kubectl plugin instead of losing Gold.
     pub switchover: bool,
 }
@@ -32,6 +34,7 @@ impl Default for Options {
             log_file: None,
             golddr_secrets: Vec::new(),
             gold_secrets: Vec::new(),
+            members: None,
             switchover: false,
         }
     }

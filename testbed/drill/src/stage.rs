@@ -124,7 +124,13 @@ impl Stage {
         let mut stage = Stage::start(o, live).await?;
         stage.golddr_sets = golddr_sets.to_vec();
         stage.gold_sets = gold_sets.to_vec();
-        match stage.install(golddr_sets).await {
+        if let Some(n) = o.members {
+            // Both sites run what production runs (the chart's default is 2).
+            for sets in [&mut stage.gold_sets, &mut stage.golddr_sets] {
+                sets.push(format!("patroni.replicas={n}"));
+            }
+        }
+        match stage.install().await {
             Ok(()) => Ok(stage),
             Err(e) => {
                 stage.timeline.fail(&e.to_string());
@@ -134,7 +140,7 @@ impl Stage {
         }
     }
 
-    async fn install(&mut self, golddr_sets: &[String]) -> Result<()> {
+    async fn install(&mut self) -> Result<()> {
         let long = Duration::from_secs(180);
         let gold = self.gold.as_ref().ok_or_else(killed)?;
         create_secrets(gold, &self.gold_secrets)?;
@@ -153,7 +159,13 @@ impl Stage {
             self.timeline.mark(format!("golddr: Secret {name} created"));
         }
         self.chart
-            .upgrade(&self.golddr, "values-golddr.yaml", golddr_sets, false, long)
+            .upgrade(
+                &self.golddr,
+                "values-golddr.yaml",
+                &self.golddr_sets,
+                false,
+                long,
+            )
             .await?;
         self.timeline.mark(
             "golddr: helm upgrade --install (values-golddr.yaml + values-drill.yaml) done, port-patch hook completed",

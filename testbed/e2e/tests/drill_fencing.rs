@@ -88,20 +88,17 @@ impl Expect {
 }
 
 /// Both sites installed, the GSLB watching them and wired as each site's witness.
-/// `both_sets` go to both sites, `golddr_sets` to GoldDR only.
-async fn pair(both_sets: &[&str], golddr_only: &[&str]) -> (Gslb, Stage) {
+/// `members` per site (None: the overlay's one); `golddr_only` are extra `--set`s for GoldDR.
+async fn pair(members: Option<u32>, golddr_only: &[&str]) -> (Gslb, Stage) {
     let gslb = Gslb::start(GslbConfig::drill(), &SITES)
         .await
         .expect("GSLB started");
     let mut o = Options {
         cron_every: Some(CRON_EVERY),
+        members,
         ..Options::default()
     };
-    let (mut gold_sets, mut golddr_sets) = gslb.wire_both(&mut o);
-    for s in both_sets {
-        gold_sets.push(s.to_string());
-        golddr_sets.push(s.to_string());
-    }
+    let (gold_sets, mut golddr_sets) = gslb.wire_both(&mut o);
     golddr_sets.extend(golddr_only.iter().map(|s| s.to_string()));
     let started = Instant::now();
     let stage = Stage::up_both(&o, &gold_sets, &golddr_sets, false)
@@ -202,7 +199,7 @@ async fn wait_new_pod_ips(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_fencing_c_tunnel_down_and_d_dr_site_lost() {
     let _one = ONE_DRILL.lock().await;
-    let (gslb, mut stage) = pair(&[], &[]).await;
+    let (gslb, mut stage) = pair(None, &[]).await;
     let body = async {
         prepare_table(&stage).await;
         scenario_c(&stage, &gslb).await;
@@ -219,7 +216,7 @@ async fn drill_fencing_c_tunnel_down_and_d_dr_site_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_fencing_a_old_primary_returns() {
     let _one = ONE_DRILL.lock().await;
-    let (gslb, mut stage) = pair(&[], &[]).await;
+    let (gslb, mut stage) = pair(None, &[]).await;
     let body = async {
         prepare_table(&stage).await;
         scenario_a(&mut stage, &gslb).await;
@@ -235,7 +232,7 @@ async fn drill_fencing_a_old_primary_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_fencing_b_partition() {
     let _one = ONE_DRILL.lock().await;
-    let (gslb, mut stage) = pair(&[], &[]).await;
+    let (gslb, mut stage) = pair(None, &[]).await;
     let body = async {
         prepare_table(&stage).await;
         scenario_b(&mut stage, &gslb).await;
@@ -253,11 +250,7 @@ async fn drill_fencing_e_two_members_per_site() {
     let _one = ONE_DRILL.lock().await;
     // GoldDR's failure window spans more than Patroni's ttl (the overlay's 20 s): an in-site
     // failover on Gold (at most ttl + loop_wait) must complete before GoldDR may promote.
-    let (gslb, mut stage) = pair(
-        &["patroni.replicas=2"],
-        &["failover.minFailureSpanSeconds=25"],
-    )
-    .await;
+    let (gslb, mut stage) = pair(Some(2), &["failover.minFailureSpanSeconds=25"]).await;
     let body = async {
         prepare_table(&stage).await;
         scenario_e(&mut stage, &gslb).await;
