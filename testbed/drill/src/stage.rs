@@ -18,7 +18,8 @@ use crate::options::{Options, target_dir};
 use crate::platform::Platform;
 use crate::timeline::Timeline;
 
-/// Patroni pod of a site (one member per site in the drill overlay).
+/// Patroni pod 0 of a site (the only member with the drill overlay's one member per site; see
+/// [`Stage::leader`] with `--members 2`).
 pub fn member(site: &Site) -> String {
     format!("{RELEASE}-{}-0", site.name())
 }
