@@ -13,7 +13,7 @@ use crate::options::{Options, REHEARSE_CRON_EVERY};
 use crate::stage::Stage;
 use crate::switchover;
 
-pub const USAGE: &str = "usage: pgdr-drill <up|rehearse [--switchover]> [--namespace NS] [--dir DIR] [--cron-every SECS] [--log FILE]";
+pub const USAGE: &str = "usage: pgdr-drill <up|rehearse [--switchover]> [--namespace NS] [--dir DIR] [--cron-every SECS] [--members N] [--log FILE]";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -37,6 +37,15 @@ impl Command {
                 "--dir" => o.dir = Some(PathBuf::from(val()?)),
                 "--log" => o.log_file = Some(PathBuf::from(val()?)),
                 "--switchover" if verb == "rehearse" => o.switchover = true,
+                "--members" => {
+                    o.members = Some(
+                        val()?
+                            .parse()
+                            .ok()
+                            .filter(|n| (1..=5).contains(n))
+                            .ok_or(format!("--members: a number from 1 to 5\n{USAGE}"))?,
+                    )
+                }
                 "--cron-every" => {
                     o.cron_every = Some(
                         val()?
@@ -188,5 +197,17 @@ mod tests {
         };
         assert!(!o.switchover);
         assert!(Command::parse(&args(&["up", "--switchover"])).is_err());
+    }
+
+    #[test]
+    fn members_per_site_is_a_small_number() {
+        let Ok(Command::Up(o)) = Command::parse(&args(&["up", "--members", "2"])) else {
+            panic!("up --members 2 parses");
+        };
+        assert_eq!(o.members, Some(2));
+        for bad in ["0", "9", "two"] {
+            let err = Command::parse(&args(&["up", "--members", bad])).unwrap_err();
+            assert!(err.contains("--members: a number from 1 to 5"), "{err}");
+        }
     }
 }

@@ -178,6 +178,17 @@ impl Gslb {
         )]
     }
 
+    /// [`Gslb::wire`] for both sites: the witness URL for each site in a Secret created before its
+    /// install (the agent renders on both sites), and the `--set` values for each: (Gold's, GoldDR's).
+    pub fn wire_both(&self, o: &mut Options) -> (Vec<String>, Vec<String>) {
+        o.gold_secrets.push((
+            WITNESS_SECRET.into(),
+            vec![("url".into(), self.witness_url("gold"))],
+        ));
+        let golddr = self.wire(o);
+        (golddr.clone(), golddr)
+    }
+
     /// Starts monitoring `site`: its Patroni members' sidecar addresses and its primary Service's
     /// address are read now, like the fixed addresses an F5 monitor and pool are configured with
     /// (the GSLB keeps no handle on the site, so a killed site's API server goes with it). Call it
@@ -351,7 +362,7 @@ async fn check_site(targets: &[(String, SocketAddr)], timeout: Duration) -> (boo
 }
 
 /// Patroni pods of the release with their readiness sidecar's address (pod IP, `status` port).
-fn members(api: &Api, ns: &str) -> Vec<(String, SocketAddr)> {
+pub(crate) fn members(api: &Api, ns: &str) -> Vec<(String, SocketAddr)> {
     let pods = api.list(api::PODS, Some(ns)).unwrap_or_default();
     let mut out = Vec::new();
     for pod in pods {
@@ -387,7 +398,7 @@ fn primary_service_ip(api: &Api, ns: &str) -> Option<IpAddr> {
 }
 
 /// A bare HTTP/1.1 GET: the status code of the answer.
-async fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     let mut sock = TcpStream::connect(addr).await?;
     sock.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -402,11 +413,38 @@ async fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let line = String::from_utf8_lossy(&buf);
+    status_of(&buf)
+}
+
+/// A bare HTTP/1.1 GET of a 200 answer's body (read to the end: `Connection: close`).
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut sock = TcpStream::connect(addr).await?;
+    sock.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    sock.read_to_end(&mut buf).await?;
+    let code = status_of(&buf)?;
+    if code != 200 {
+        return Err(std::io::Error::other(format!("GET {path}: status {code}")));
+    }
+    let text = String::from_utf8_lossy(&buf);
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
+}
+
+fn status_of(buf: &[u8]) -> std::io::Result<u16> {
+    let line = String::from_utf8_lossy(buf);
     line.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {:?}", line.trim())))
+        .ok_or_else(|| {
+            let first = line.lines().next().unwrap_or("").trim().to_string();
+            std::io::Error::other(format!("not an HTTP answer: {first:?}"))
+        })
 }
 
 /// The witness answer for a site asking: (status, body).

@@ -8,9 +8,10 @@
 //! ([`chart`]), the running pair ([`stage::Stage`]), the emulated GSLB that health-checks both
 //! sites and answers the failover CronJob as its witness ([`gslb`]), the rehearsal ([`rehearse`]),
 //! the failover benchmark ([`bench`]), the planned switchover round trip with the kubectl plugin
-//! ([`switchover`]) and the command line ([`cli`]).
+//! ([`switchover`]), what the one-writable-primary scenarios measure ([`fencing`]) and the command
+//! line ([`cli`]).
 //!
-//! Module layering (no cycles): `cli` → `rehearse`, `bench`, `switchover` → `stage`, `gslb` →
+//! Module layering (no cycles): `cli` → `rehearse`, `bench`, `switchover` → `stage`, `fencing` → `gslb` →
 //! `chart`, `platform`, `db`, `images`, `timeline` → `options`, `error`; `rbac` (what the API
 //! servers' RBAC answered the pods) → `minicluster`.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod cronjob;
 pub mod db;
 pub mod error;
+pub mod fencing;
 pub mod gslb;
 pub mod images;
 pub mod options;

@@ -17,6 +17,10 @@ pub struct Options {
     /// Secrets created on GoldDR before its chart is installed (what a user creates by hand for
     /// `existingSecret` values, e.g. the HTTP witness URL): name → (key → value).
     pub golddr_secrets: Vec<(String, Vec<(String, String)>)>,
+    /// The same for Gold, created before its chart is installed.
+    pub gold_secrets: Vec<(String, Vec<(String, String)>)>,
+    /// Patroni members per site (`patroni.replicas` on both sites); None: the drill overlay's one.
+    pub members: Option<u32>,
     /// `rehearse --switchover`: the planned round trip with the kubectl plugin instead of losing Gold.
     pub switchover: bool,
 }
@@ -29,6 +33,8 @@ impl Default for Options {
             cron_every: None,
             log_file: None,
             golddr_secrets: Vec::new(),
+            gold_secrets: Vec::new(),
+            members: None,
             switchover: false,
         }
     }

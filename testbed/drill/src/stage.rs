@@ -18,7 +18,8 @@ use crate::options::{Options, target_dir};
 use crate::platform::Platform;
 use crate::timeline::Timeline;
 
-/// Patroni pod of a site (one member per site in the drill overlay).
+/// Patroni pod 0 of a site (the only member with the drill overlay's one member per site; see
+/// [`Stage::leader`] with `--members 2`).
 pub fn member(site: &Site) -> String {
     format!("{RELEASE}-{}-0", site.name())
 }
@@ -39,8 +40,11 @@ pub struct Stage {
     pub log_file: Option<PathBuf>,
     password: String,
     golddr_secrets: Vec<(String, Vec<(String, String)>)>,
+    gold_secrets: Vec<(String, Vec<(String, String)>)>,
     /// `--set` values GoldDR was installed with; every later upgrade repeats them.
     golddr_sets: Vec<String>,
+    /// `--set` values Gold was installed with.
+    gold_sets: Vec<String>,
 }
 
 impl Stage {
@@ -86,7 +90,9 @@ impl Stage {
             timeline,
             log_file: o.log_file.clone(),
             golddr_secrets: o.golddr_secrets.clone(),
+            gold_secrets: o.gold_secrets.clone(),
             golddr_sets: Vec::new(),
+            gold_sets: Vec::new(),
             password: String::new(),
         })
     }
@@ -95,6 +101,17 @@ impl Stage {
     /// GoldDR (helm waits for the port-patch hook), and waits until Gold is a writable primary and
     /// GoldDR's standby leader streams from it. `golddr_sets` are extra `--set` values for GoldDR.
     pub async fn up(o: &Options, golddr_sets: &[String], live: bool) -> Result<Stage> {
+        Stage::up_both(o, &[], golddr_sets, live).await
+    }
+
+    /// [`Stage::up`] with `--set` values for Gold too (e.g. `patroni.replicas=2` on both sites, or
+    /// Gold's witness); `o.gold_secrets` are created on Gold before its install.
+    pub async fn up_both(
+        o: &Options,
+        gold_sets: &[String],
+        golddr_sets: &[String],
+        live: bool,
+    ) -> Result<Stage> {
         // The images run these; a missing one would only show as pods that never start.
         for bin in ["pgdr-port-patch", "pgdr-failover", "pgdr-readiness"] {
             let p = target_dir().join(bin);
@@ -107,7 +124,14 @@ impl Stage {
         }
         let mut stage = Stage::start(o, live).await?;
         stage.golddr_sets = golddr_sets.to_vec();
-        match stage.install(golddr_sets).await {
+        stage.gold_sets = gold_sets.to_vec();
+        if let Some(n) = o.members {
+            // Both sites run what production runs (the chart's default is 2).
+            for sets in [&mut stage.gold_sets, &mut stage.golddr_sets] {
+                sets.push(format!("patroni.replicas={n}"));
+            }
+        }
+        match stage.install().await {
             Ok(()) => Ok(stage),
             Err(e) => {
                 stage.timeline.fail(&e.to_string());
@@ -117,11 +141,12 @@ impl Stage {
         }
     }
 
-    async fn install(&mut self, golddr_sets: &[String]) -> Result<()> {
+    async fn install(&mut self) -> Result<()> {
         let long = Duration::from_secs(180);
         let gold = self.gold.as_ref().ok_or_else(killed)?;
+        create_secrets(gold, &self.gold_secrets)?;
         self.chart
-            .upgrade(gold, "values-gold.yaml", &[], true, long)
+            .upgrade(gold, "values-gold.yaml", &self.gold_sets, true, long)
             .await?;
         self.timeline.mark(
             "gold: helm upgrade --install (values-gold.yaml + values-drill.yaml) --wait done",
@@ -130,22 +155,18 @@ impl Stage {
         self.chart.copy_credentials(gold, &self.golddr).await?;
         self.timeline
             .mark("credentials copied gold -> golddr (README command)");
-        for (name, entries) in &self.golddr_secrets {
-            let string_data: serde_json::Map<String, Value> = entries
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            let secret = serde_json::json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": name}, "type": "Opaque", "stringData": string_data,
-            });
-            let ns = self.golddr.namespace();
-            self.golddr.api().ensure_namespace(ns)?;
-            self.golddr.api().create(api::SECRETS, ns, &secret)?;
+        create_secrets(&self.golddr, &self.golddr_secrets)?;
+        for (name, _) in &self.golddr_secrets {
             self.timeline.mark(format!("golddr: Secret {name} created"));
         }
         self.chart
-            .upgrade(&self.golddr, "values-golddr.yaml", golddr_sets, false, long)
+            .upgrade(
+                &self.golddr,
+                "values-golddr.yaml",
+                &self.golddr_sets,
+                false,
+                long,
+            )
             .await?;
         self.timeline.mark(
             "golddr: helm upgrade --install (values-golddr.yaml + values-drill.yaml) done, port-patch hook completed",
@@ -222,9 +243,33 @@ impl Stage {
         }
     }
 
-    /// Connects to GoldDR's member directly (its primary Service has no endpoints while standby).
+    /// The site's Patroni leader pod (role label `primary` or `standby-leader`), if one is labelled.
+    pub fn leader(site: &Site) -> Option<String> {
+        let pods = site.api().list(api::PODS, Some(site.namespace())).ok()?;
+        pods.iter()
+            .filter(|p| {
+                matches!(
+                    obj::str_at(p, "/metadata/labels/role"),
+                    Some("primary" | "standby-leader")
+                ) && !obj::terminating(p)
+            })
+            .filter_map(|p| obj::str_at(p, "/metadata/name").map(String::from))
+            .min()
+    }
+
+    /// The leader's address (pod IP, PostgreSQL port); with no labelled leader, member 0's.
+    pub fn leader_addr(site: &Site) -> Option<SocketAddr> {
+        let pod = site.get(
+            api::PODS,
+            &Self::leader(site).unwrap_or_else(|| member(site)),
+        )?;
+        let ip = obj::str_at(&pod, "/status/podIP")?.parse().ok()?;
+        Some(SocketAddr::new(ip, 5432))
+    }
+
+    /// Connects to GoldDR's leader directly (its primary Service has no endpoints while standby).
     pub async fn golddr_member(&self) -> Result<Db> {
-        let addr = Self::member_addr(&self.golddr).ok_or_else(|| DrillError::Site {
+        let addr = Self::leader_addr(&self.golddr).ok_or_else(|| DrillError::Site {
             site: "golddr".into(),
             reason: "member pod has no IP".into(),
         })?;
@@ -277,15 +322,17 @@ impl Stage {
         }
     }
 
-    /// Writable primaries among every live site's member (connecting to pods directly).
+    /// Writable primaries among every Patroni member of every live site (connecting to pods
+    /// directly).
     pub async fn writable_members(&self) -> Vec<String> {
         let mut out = Vec::new();
         for site in self.gold.iter().chain(std::iter::once(&self.golddr)) {
-            if let Some(addr) = Self::member_addr(site)
-                && let Ok(db) = self.connect(addr).await
-                && matches!(db.writable().await, Ok(true))
-            {
-                out.push(member(site));
+            for (pod, addr) in members(site) {
+                if let Ok(db) = self.connect(addr).await
+                    && matches!(db.writable().await, Ok(true))
+                {
+                    out.push(pod);
+                }
             }
         }
         out
@@ -352,6 +399,90 @@ impl Stage {
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A site loses power with its data ([`Site::power_off`]): every process SIGKILLed, its API
+    /// server refusing connections, its objects and volumes kept. Fails if a process survived.
+    pub async fn power_off(&mut self, name: &str) -> Result<()> {
+        let site = self.site_mut(name)?;
+        site.power_off();
+        let dir = site.dir().to_path_buf();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = pgdr_minicluster::procs::survivors_under(&dir);
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(DrillError::Site {
+                    site: name.into(),
+                    reason: format!("processes survived the power loss: {left:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.timeline.mark(format!(
+            "{name} POWERED OFF: every process SIGKILLed, API server refusing, data kept"
+        ));
+        Ok(())
+    }
+
+    /// Power comes back to a site ([`Site::power_on`]): its API server with its objects, its
+    /// kubelet starting every pod again on the same volumes.
+    pub fn power_on(&mut self, name: &str) -> Result<()> {
+        self.site_mut(name)?.power_on()?;
+        self.timeline.mark(format!(
+            "{name} POWERED ON: API server and pods back with their data"
+        ));
+        Ok(())
+    }
+
+    /// A live (or powered-off) site by name.
+    pub fn site(&self, name: &str) -> Result<&Site> {
+        match name {
+            "gold" => self.gold(),
+            "golddr" => Ok(&self.golddr),
+            other => Err(DrillError::Site {
+                site: other.into(),
+                reason: "no such site (gold, golddr)".into(),
+            }),
+        }
+    }
+
+    fn site_mut(&mut self, name: &str) -> Result<&mut Site> {
+        match name {
+            "gold" => self.gold.as_mut().ok_or_else(killed),
+            "golddr" => Ok(&mut self.golddr),
+            other => Err(DrillError::Site {
+                site: other.into(),
+                reason: "no such site (gold, golddr)".into(),
+            }),
+        }
+    }
+
+    /// Waits until `site`'s leader is a standby (read-only) whose WAL receiver is streaming.
+    pub async fn wait_site_streaming(&self, site: &Site, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match Self::leader_addr(site) {
+                Some(addr) => match self.connect(addr).await {
+                    Ok(db) => match db.wal_receiver().await {
+                        Ok(Some(s)) if s == "streaming" => return Ok(()),
+                        Ok(s) => format!("WAL receiver: {s:?}"),
+                        Err(e) => e.to_string(),
+                    },
+                    Err(e) => e.to_string(),
+                },
+                None => "no leader address".into(),
+            };
+            if Instant::now() >= deadline {
+                return Err(DrillError::Timeout {
+                    what: format!("{}'s leader streaming (last: {last})", site.name()),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -472,6 +603,29 @@ impl Stage {
     }
 }
 
+/// Every Patroni member of a site: (pod, address of PostgreSQL).
+pub fn members(site: &Site) -> Vec<(String, SocketAddr)> {
+    let mut out: Vec<(String, SocketAddr)> = site
+        .api()
+        .list(api::PODS, Some(site.namespace()))
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| {
+            p.pointer("/metadata/labels/app.kubernetes.io~1component")
+                == Some(&Value::from("patroni"))
+        })
+        .filter_map(|p| {
+            let ip = obj::str_at(p, "/status/podIP")?.parse().ok()?;
+            Some((
+                obj::str_at(p, "/metadata/name")?.to_string(),
+                SocketAddr::new(ip, 5432),
+            ))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Container logs of a site's pods whose name contains `-<component>-`, oldest first.
 pub fn pod_logs(site: &Site, component: &str) -> Vec<(String, String)> {
     let dir = site.dir().join("pods").join(site.namespace());
@@ -494,6 +648,24 @@ pub fn pod_logs(site: &Site, component: &str) -> Vec<(String, String)> {
             (name, text)
         })
         .collect()
+}
+
+/// Creates Secrets (name → key → value) in a site's namespace, as a user does by hand.
+fn create_secrets(site: &Site, secrets: &[(String, Vec<(String, String)>)]) -> Result<()> {
+    for (name, entries) in secrets {
+        let string_data: serde_json::Map<String, Value> = entries
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name}, "type": "Opaque", "stringData": string_data,
+        });
+        let ns = site.namespace();
+        site.api().ensure_namespace(ns)?;
+        site.api().create(api::SECRETS, ns, &secret)?;
+    }
+    Ok(())
 }
 
 fn killed() -> DrillError {

@@ -79,6 +79,8 @@ pub struct Site {
     procs: Procs,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// What a fresh node loop is built from ([`Site::power_on`]).
+    cfg: SiteConfig,
     // Last: removed after the processes are gone.
     _tmp: Option<tempfile::TempDir>,
 }
@@ -139,37 +141,11 @@ impl Site {
         let node_ip = Ipv4Addr::new(127, cfg.cluster_ip_prefix[1], 255, 254);
         let procs = Procs::default();
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|e| Error::Site {
-                site: cfg.name.clone(),
-                reason: format!("building the probe HTTP client: {e}"),
-            })?;
-        let node = Arc::new(Node {
-            site: cfg.name.clone(),
-            dir: dir.clone(),
-            kubeconfig: kubeconfig.clone(),
-            images: cfg.images.clone(),
-            procs: procs.clone(),
-            timings: cfg.kubelet.clone(),
-            http,
-            default_fs_group: cfg.default_fs_group,
-            held: Default::default(),
-        });
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(
-            api.clone(),
-            node,
-            cfg.controllers.clone(),
-            IpAddr::V4(node_ip),
-            cfg.resync,
-            stop_rx,
-        ));
+        let (stop, task) = spawn_node(&cfg, &api, &dir, &kubeconfig, node_ip, &procs)?;
         tracing::info!(site = %cfg.name, url = %server.url(), %node_ip, dir = %dir.display(), "site started");
         Ok(Site {
-            name: cfg.name,
-            namespace: cfg.namespace,
+            name: cfg.name.clone(),
+            namespace: cfg.namespace.clone(),
             api,
             server,
             dir,
@@ -178,6 +154,7 @@ impl Site {
             procs,
             stop,
             task: Some(task),
+            cfg,
             _tmp: tmp,
         })
     }
@@ -258,6 +235,50 @@ impl Site {
         self.api.get(kind, &self.namespace, name).ok().flatten()
     }
 
+    /// The site loses power: the node loop (kubelet, controllers, kube-proxy) stops at once, every
+    /// process is SIGKILLed and the API server closes its connections and refuses new ones. What
+    /// survives is what survives a real power loss: the API server's objects (etcd is on disk)
+    /// and the volumes. In-process calls through [`Site::api`] still answer (the drill reads the
+    /// stored objects; nothing on the site runs). See [`Site::power_on`].
+    pub fn power_off(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.procs.kill_all();
+        // Far longer than any drill; ended by power_on.
+        self.server
+            .faults()
+            .refuse_for(Duration::from_secs(365 * 24 * 3600));
+    }
+
+    /// Whether the site is powered off.
+    pub fn is_off(&self) -> bool {
+        self.task.is_none()
+    }
+
+    /// Power comes back after [`Site::power_off`]: the API server serves its objects again and a
+    /// fresh node loop starts, whose kubelet starts every pod the API server still has, as after a
+    /// node reboot (new pod addresses, same volumes).
+    pub fn power_on(&mut self) -> Result<()> {
+        if self.task.is_some() {
+            return Ok(());
+        }
+        self.server.faults().clear();
+        self.procs = Procs::default();
+        let (stop, task) = spawn_node(
+            &self.cfg,
+            &self.api,
+            &self.dir,
+            &self.kubeconfig,
+            self.node_ip,
+            &self.procs,
+        )?;
+        self.stop = stop;
+        self.task = Some(task);
+        tracing::info!(site = %self.name, "site powered on");
+        Ok(())
+    }
+
     /// Stops every pod gracefully (SIGTERM, then SIGKILL after the grace period) and the site.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
@@ -275,6 +296,45 @@ impl Drop for Site {
         }
         self.procs.kill_all();
     }
+}
+
+/// Starts the node loop (kubelet, controllers, kube-proxy) of a site on the current runtime.
+fn spawn_node(
+    cfg: &SiteConfig,
+    api: &Api,
+    dir: &Path,
+    kubeconfig: &Path,
+    node_ip: Ipv4Addr,
+    procs: &Procs,
+) -> Result<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| Error::Site {
+            site: cfg.name.clone(),
+            reason: format!("building the probe HTTP client: {e}"),
+        })?;
+    let node = Arc::new(Node {
+        site: cfg.name.clone(),
+        dir: dir.to_path_buf(),
+        kubeconfig: kubeconfig.to_path_buf(),
+        images: cfg.images.clone(),
+        procs: procs.clone(),
+        timings: cfg.kubelet.clone(),
+        http,
+        default_fs_group: cfg.default_fs_group,
+        held: Default::default(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(
+        api.clone(),
+        node,
+        cfg.controllers.clone(),
+        IpAddr::V4(node_ip),
+        cfg.resync,
+        stop_rx,
+    ));
+    Ok((stop, task))
 }
 
 /// The site loop: controllers and kube-proxy when anything changed (or on resync), the kubelet on

@@ -240,3 +240,78 @@ async fn cronjob_fires_on_schedule_and_forbid_prevents_overlap() {
     );
     site.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_that_loses_power_comes_back_with_its_objects_and_starts_its_pods_again() {
+    let mut site = site("gold").await;
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"replicas": 1, "serviceName": "web",
+                 "selector": {"matchLabels": {"app": "web"}}, "template": web_template("web")}});
+    site.api().create(api::STATEFULSETS, NS, &sts).unwrap();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NS},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}});
+    site.api().create(api::SERVICES, NS, &svc).unwrap();
+    let ready_pod = |a: &api::Api| {
+        let pods = a.list(api::PODS, Some(NS)).ok()?;
+        (pods.len() == 1 && pods.iter().all(ready)).then(|| pods[0].clone())
+    };
+    let before = site
+        .wait_for("a ready pod", Duration::from_secs(30), ready_pod)
+        .await
+        .unwrap();
+    let pod_ip = before["status"]["podIP"].as_str().unwrap().to_string();
+    let api_addr = site.server().addr();
+
+    site.power_off();
+    assert!(site.is_off());
+    // Nothing runs: the pod's server, the API server's port.
+    site.wait_for("web-0's server to stop", Duration::from_secs(10), |_| {
+        std::net::TcpStream::connect((pod_ip.as_str(), 8000))
+            .is_err()
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        get_text(&format!("{}/api/v1/namespaces/{NS}/pods", site.url()))
+            .await
+            .is_none(),
+        "the API server answered at {api_addr} while powered off"
+    );
+    let survivors = pgdr_minicluster::procs::survivors_under(site.dir());
+    assert!(survivors.is_empty(), "processes survived: {survivors:?}");
+
+    site.power_on().unwrap();
+    // The same pod object (etcd kept it), started again by the new kubelet.
+    let after = site
+        .wait_for("the pod ready again", Duration::from_secs(30), |a| {
+            let p = ready_pod(a)?;
+            let ip = p["status"]["podIP"].as_str()?;
+            std::net::TcpStream::connect((ip, 8000)).ok()?;
+            Some(p)
+        })
+        .await
+        .unwrap();
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    let ip = site.get(api::SERVICES, "web").unwrap()["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut answered = None;
+    for _ in 0..50 {
+        answered = get_text(&format!("http://{ip}/name")).await;
+        if answered.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(answered.as_deref(), Some("web-0"));
+    assert!(
+        get_text(&format!("{}/api/v1/namespaces/{NS}/pods", site.url()))
+            .await
+            .is_some(),
+        "the API server refuses after power-on"
+    );
+    site.shutdown().await;
+}
