@@ -45,6 +45,10 @@ configmap-patroni.yaml (always rendered).
 {{- fail "patroni.extraBootstrapDcs must not contain standby_cluster: the chart writes the bootstrap placeholder and the port-patch Job writes the real tunnel address" -}}
 {{- end -}}
 {{- $w := $v.failover.witness -}}
+{{- $inSite := add (int $v.patroni.dcs.ttl) (int $v.patroni.dcs.loopWait) -}}
+{{- if and (include "patroni.failoverEnabled" .) (not $v.failover.allowShortWindow) (lt (int $v.failover.minFailureSpanSeconds) $inSite) -}}
+{{- fail (printf "failover.minFailureSpanSeconds (%d) is shorter than an in-site failover of the peer (patroni.dcs.ttl + patroni.dcs.loopWait = %d s): when the primary site's leader is lost without releasing its lock (node loss, a SIGKILLed Patroni), its replica takes over only after the lock expires, and meanwhile the probe fails and a GSLB marks the site down, so this site would promote next to a primary site that is recovering on its own (two writable primaries). Set failover.minFailureSpanSeconds to at least %d (both sites run the same patroni.dcs values), or failover.allowShortWindow=true for a single-member primary site" (int $v.failover.minFailureSpanSeconds) $inSite $inSite) -}}
+{{- end -}}
 {{- if and (include "patroni.failoverEnabled" .) (eq $v.failover.mode "auto") (not $v.failover.allowNoWitness) (not (or $w.dns.name $w.http.existingSecret $w.peerApi.url)) -}}
 {{- fail "failover.mode=auto needs a witness (failover.witness.dns, .http or .peerApi): two sites alone cannot tell \"the primary site is down\" from \"the tunnel is down\", so a tunnel-only partition would promote this site while the primary still takes writes (two writable primaries). Configure a witness (README \"Witnesses\"), or set failover.allowNoWitness=true to accept that risk" -}}
 {{- end -}}

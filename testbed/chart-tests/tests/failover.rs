@@ -305,3 +305,33 @@ fn verify_full_is_not_offered() {
         .unwrap();
     assert!(line.contains("`verify-full` is not offered"), "{line}");
 }
+
+#[test]
+fn the_failure_window_covers_an_in_site_failover_of_the_peer() {
+    // The default (40 s) is ttl + loopWait (30 + 10) and renders.
+    Render::site("golddr").render();
+    let err = Render::site("golddr")
+        .set("failover.minFailureSpanSeconds=39")
+        .render_err();
+    assert!(
+        err.contains("failover.minFailureSpanSeconds (39) is shorter than an in-site failover"),
+        "{err}"
+    );
+    assert!(err.contains("= 40 s"), "{err}");
+    assert!(err.contains("allowShortWindow"), "{err}");
+    // The rule follows the Patroni timings it protects.
+    Render::site("golddr")
+        .set("failover.minFailureSpanSeconds=25")
+        .set("patroni.dcs.ttl=20")
+        .set("patroni.dcs.loopWait=5")
+        .render();
+    let err = Render::site("golddr")
+        .set("patroni.dcs.ttl=60")
+        .render_err();
+    assert!(err.contains("= 70 s"), "{err}");
+    // A single-member primary site may accept a shorter window, explicitly.
+    Render::site("golddr")
+        .set("failover.minFailureSpanSeconds=10")
+        .set("failover.allowShortWindow=true")
+        .render();
+}

@@ -128,13 +128,7 @@ pub async fn run(cmd: Command) -> Result<()> {
             // GoldDR's failover agent runs `auto` with the emulated GSLB as its witness, as in
             // `rehearse`; it lives as long as the sites.
             let gslb = Gslb::start(GslbConfig::drill(), &["gold", "golddr"]).await?;
-            let mut o = o.clone();
-            let sets = gslb.wire(&mut o);
-            let stage = Stage::up(&o, &sets, true).await?;
-            if let Some(gold) = &stage.gold {
-                gslb.watch(gold);
-            }
-            gslb.watch(&stage.golddr);
+            let stage = Stage::up_with_gslb(&o, &gslb, &[], &[], true).await?;
             if let Some(gold) = &stage.gold {
                 println!("{}", cheat_sheet(gold));
             }

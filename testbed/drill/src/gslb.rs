@@ -168,7 +168,7 @@ impl Gslb {
 
     /// Puts the witness URL for GoldDR in a Secret created before GoldDR's install, and returns
     /// the `--set` values that point the failover CronJob at it.
-    pub fn wire(&self, o: &mut Options) -> Vec<String> {
+    fn wire(&self, o: &mut Options) -> Vec<String> {
         o.golddr_secrets.push((
             WITNESS_SECRET.into(),
             vec![("url".into(), self.witness_url("golddr"))],

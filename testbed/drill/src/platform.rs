@@ -247,7 +247,7 @@ fn reconcile(sides: &Sides, state: &Mutex<State>) -> Result<()> {
             }
         }
     }
-    for tsc in &tscs {
+    for (index, tsc) in tscs.iter().enumerate() {
         let uid = obj::uid(tsc).to_string();
         let ns = obj::namespace(tsc).to_string();
         let service = obj::str_at(tsc, "/spec/service").unwrap_or("").to_string();
@@ -282,9 +282,10 @@ fn reconcile(sides: &Sides, state: &Mutex<State>) -> Result<()> {
         claim.service_port = service_port;
         claim.override_port = override_port;
         // Leg 0 lives on the primary and reaches the peer's S; leg 1 the reverse.
-        for (i, (api, other_api, other_node)) in [(papi, qapi, *qnode), (qapi, papi, *pnode)]
-            .into_iter()
-            .enumerate()
+        for (i, (api, own_node, other_api, other_node)) in
+            [(papi, *pnode, qapi, *qnode), (qapi, *qnode, papi, *pnode)]
+                .into_iter()
+                .enumerate()
         {
             let leg = &mut claim.legs[i];
             let upstream = node_port(other_api, other_node, &ns, &service, service_port);
@@ -313,7 +314,8 @@ fn reconcile(sides: &Sides, state: &Mutex<State>) -> Result<()> {
                 "apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": leg.service, "namespace": ns,
                              "labels": {"app.kubernetes.io/managed-by": "porter"}},
-                "spec": {"type": "ClusterIP", "ports": [{"name": format!("{service_port}"),
+                "spec": {"type": "ClusterIP", "clusterIP": tunnel_service_ip(own_node, index).to_string(),
+                         "ports": [{"name": format!("{service_port}"),
                          "port": port, "targetPort": leg.port, "protocol": "TCP"}]}
             });
             let ep = json!({
@@ -333,6 +335,14 @@ fn reconcile(sides: &Sides, state: &Mutex<State>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The ClusterIP of a site's tunnel Service for the `index`-th claim: fixed, so that the drill
+/// can hand it to the readiness sidecar's peer check (`readiness.peerCheck.host`) at install
+/// time. Production uses the Service's DNS name; the drill has no cluster DNS. Far above the
+/// addresses kubesim allocates in order (`127.P.0.1`, `127.P.0.2`, …).
+pub fn tunnel_service_ip(node: Ipv4Addr, index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, node.octets()[1], 200, (1 + index.min(250)) as u8)
 }
 
 /// Creates `want`, or updates the object when the part at `ptr` differs.

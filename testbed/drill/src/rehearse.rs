@@ -76,11 +76,7 @@ pub async fn rehearse(o: &Options) -> Result<Report> {
     // The GSLB is GoldDR's witness, as in production: it follows Gold's `/primary` and moves the
     // application to GoldDR once Gold is marked down.
     let gslb = Gslb::start(GslbConfig::drill(), &["gold", "golddr"]).await?;
-    let mut o = o.clone();
-    let sets = gslb.wire(&mut o);
-    let mut stage = Stage::up(&o, &sets, true).await?;
-    gslb.watch(stage.gold()?);
-    gslb.watch(&stage.golddr);
+    let mut stage = Stage::up_with_gslb(o, &gslb, &[], &[], true).await?;
     let result = run(&mut stage, &gslb).await;
     match &result {
         Ok(r) if r.passed() => {}

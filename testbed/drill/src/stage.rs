@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::chart::{self, Chart, RELEASE};
 use crate::db::Db;
 use crate::error::{DrillError, Result};
+use crate::gslb::Gslb;
 use crate::images::{self, RESTRICTED_V2_FS_GROUP};
 use crate::options::{Options, target_dir};
 use crate::platform::Platform;
@@ -125,6 +126,16 @@ impl Stage {
         let mut stage = Stage::start(o, live).await?;
         stage.golddr_sets = golddr_sets.to_vec();
         stage.gold_sets = gold_sets.to_vec();
+        // The sidecar's peer check goes through the tunnel Service, whose address the drill's
+        // platform fixes (no cluster DNS here).
+        let peer_host = |site: &Site| {
+            format!(
+                "readiness.peerCheck.host={}",
+                crate::platform::tunnel_service_ip(site.node_ip(), 0)
+            )
+        };
+        stage.gold_sets.push(peer_host(stage.gold()?));
+        stage.golddr_sets.push(peer_host(&stage.golddr));
         if let Some(n) = o.members {
             // Both sites run what production runs (the chart's default is 2).
             for sets in [&mut stage.gold_sets, &mut stage.golddr_sets] {
@@ -139,6 +150,28 @@ impl Stage {
                 Err(e)
             }
         }
+    }
+
+    /// Both sites with the emulated GSLB as each site's witness (the agent runs on both, and
+    /// `auto` needs a witness), each site watched by it; `gold_sets` / `golddr_sets` come after
+    /// the witness values.
+    pub async fn up_with_gslb(
+        o: &Options,
+        gslb: &Gslb,
+        gold_sets: &[String],
+        golddr_sets: &[String],
+        live: bool,
+    ) -> Result<Stage> {
+        let mut o = o.clone();
+        let (mut gold, mut golddr) = gslb.wire_both(&mut o);
+        gold.extend_from_slice(gold_sets);
+        golddr.extend_from_slice(golddr_sets);
+        let stage = Stage::up_both(&o, &gold, &golddr, live).await?;
+        if let Some(g) = &stage.gold {
+            gslb.watch(g);
+        }
+        gslb.watch(&stage.golddr);
+        Ok(stage)
     }
 
     async fn install(&mut self) -> Result<()> {

@@ -419,11 +419,7 @@ fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
 pub async fn rehearse(o: &Options, legs: &[LegPlan]) -> Result<Report> {
     // GoldDR's agent needs its witness (as in production); the holds keep it out of the legs.
     let gslb = Gslb::start(GslbConfig::drill(), &["gold", "golddr"]).await?;
-    let mut o = o.clone();
-    let sets = gslb.wire(&mut o);
-    let mut stage = Stage::up(&o, &sets, true).await?;
-    gslb.watch(stage.gold()?);
-    gslb.watch(&stage.golddr);
+    let mut stage = Stage::up_with_gslb(o, &gslb, &[], &[], true).await?;
     let result = run(&mut stage, legs).await;
     match &result {
         Ok(r) if r.passed() => {}

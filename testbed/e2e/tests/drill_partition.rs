@@ -36,17 +36,14 @@ async fn drill_partition() {
     let gslb = Gslb::start(GslbConfig::drill(), &["gold", "golddr"])
         .await
         .expect("GSLB started");
-    let mut o = Options {
+    let o = Options {
         cron_every: Some(CRON_EVERY),
         ..Options::default()
     };
-    let sets = gslb.wire(&mut o);
     let started = Instant::now();
-    let mut stage = Stage::up(&o, &sets, false)
+    let mut stage = Stage::up_with_gslb(&o, &gslb, &[], &[], false)
         .await
         .expect("both sites installed");
-    gslb.watch(stage.gold().unwrap());
-    gslb.watch(&stage.golddr);
     eprintln!("setup done in {:.1}s", started.elapsed().as_secs_f64());
     let outcome = tokio::time::timeout(
         Duration::from_secs(360),
