@@ -99,6 +99,63 @@ pub struct Identity {
     pub wal_end: u64,
     /// Its promotion marker, if it has one.
     pub marker: Option<PromotionMarker>,
+    /// The timelines it left and where (Patroni's cluster history, `/history` or the `history`
+    /// annotation of `<scope>-config`); empty when unknown (always for a peer seen over SQL).
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One line of a timeline history: `timeline` ended at `switchpoint`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub timeline: u32,
+    pub switchpoint: u64,
+}
+
+impl Identity {
+    /// Where this server left `timeline`: `Some(None)` while still on it, `Some(Some(lsn))` from
+    /// its history, `None` when its history does not say.
+    pub fn left(&self, timeline: u32) -> Option<Option<u64>> {
+        if self.timeline == timeline {
+            return Some(None);
+        }
+        self.history
+            .iter()
+            .find(|h| h.timeline == timeline)
+            .map(|h| Some(h.switchpoint))
+    }
+}
+
+/// Patroni's cluster history (`GET /history`, or the `history` annotation of `<scope>-config`):
+/// a JSON list of `[timeline, lsn, reason, time, new leader]`; numbers may come as strings.
+pub fn parse_patroni_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("Patroni history is not JSON: {e}"))?;
+    let lines = value
+        .as_array()
+        .ok_or_else(|| "Patroni history is not a JSON list".to_string())?;
+    let number = |v: &serde_json::Value| -> Option<u64> {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    };
+    lines
+        .iter()
+        .map(|line| {
+            let timeline = line
+                .get(0)
+                .and_then(number)
+                .and_then(|t| u32::try_from(t).ok());
+            let switchpoint = line.get(1).and_then(number);
+            match (timeline, switchpoint) {
+                (Some(timeline), Some(switchpoint)) => Ok(HistoryEntry {
+                    timeline,
+                    switchpoint,
+                }),
+                _ => Err(format!(
+                    "Patroni history line {line} has no timeline and LSN"
+                )),
+            }
+        })
+        .collect()
 }
 
 /// How two identities relate.
@@ -139,19 +196,33 @@ impl fmt::Display for Lineage {
     }
 }
 
-/// The rule. A marker counts only when it names the other side's *current* timeline and its
-/// owner is on a newer one: a stale marker from an earlier round never matches.
+/// The rule. The peer is authoritative when its marker is the newer promotion (ours, if any,
+/// names an older timeline), it moved on from the marker's timeline, and we wrote on that
+/// timeline up to the fork or past it: still on it, or left it at or after the fork (Patroni
+/// promotes a crashed primary that kept its lock onto a new timeline of its own, so "same
+/// timeline number" alone proves nothing). A stale marker from an earlier round never matches:
+/// our newer marker wins, and a timeline we never wrote on is not ours.
 pub fn lineage(own: &Identity, peer: &Identity) -> Lineage {
     if own.system_id != peer.system_id {
         return Lineage::DifferentSystem;
     }
+    let ours_is_newer = |m: &PromotionMarker| {
+        own.marker
+            .as_ref()
+            .is_some_and(|o| o.timeline >= m.timeline)
+    };
     if let Some(m) = &peer.marker
-        && m.timeline == own.timeline
-        && peer.timeline > own.timeline
+        && peer.timeline > m.timeline
+        && !ours_is_newer(m)
+        && match own.left(m.timeline) {
+            Some(None) => true,
+            Some(Some(left_at)) => left_at >= m.fork_lsn,
+            None => false,
+        }
     {
         return Lineage::PeerForkedFromUs {
             fork_lsn: m.fork_lsn,
-            timeline: own.timeline,
+            timeline: m.timeline,
         };
     }
     if let Some(m) = &own.marker
@@ -219,6 +290,7 @@ pub fn identity_from_row(cols: &[Option<&str>]) -> Result<Identity, String> {
         in_recovery,
         wal_end,
         marker,
+        history: Vec::new(),
     })
 }
 
@@ -308,7 +380,20 @@ mod tests {
                 site: "x".into(),
                 at: String::new(),
             }),
+            history: Vec::new(),
         }
+    }
+
+    /// `id` with a history: (timeline, where it was left).
+    fn with_history(mut i: Identity, lines: &[(u32, u64)]) -> Identity {
+        i.history = lines
+            .iter()
+            .map(|&(timeline, switchpoint)| HistoryEntry {
+                timeline,
+                switchpoint,
+            })
+            .collect();
+        i
     }
 
     #[test]
@@ -371,6 +456,37 @@ mod tests {
                 id(5, None),
                 id(4, Some((5, 0x500))),
                 Lineage::Unrelated,
+            ),
+            (
+                "we crash-restarted onto timeline 2 after the fork (Patroni promotes a crashed \
+                 primary that kept its lock): the peer is still authoritative",
+                with_history(id(2, None), &[(1, 0x900)]),
+                id(2, Some((1, 0x500))),
+                Lineage::PeerForkedFromUs {
+                    fork_lsn: 0x500,
+                    timeline: 1,
+                },
+            ),
+            (
+                "we left the marker's timeline before the fork: someone else wrote it, no authority",
+                with_history(id(2, None), &[(1, 0x400)]),
+                id(2, Some((1, 0x500))),
+                Lineage::SameTimeline,
+            ),
+            (
+                "our history is unknown and we moved on: no authority",
+                id(3, None),
+                id(2, Some((1, 0x500))),
+                Lineage::Unrelated,
+            ),
+            (
+                "failback: our marker (timeline 2) is newer than the peer's stale one (timeline 1)",
+                with_history(id(3, Some((2, 0x800))), &[(1, 0x500), (2, 0x800)]),
+                id(2, Some((1, 0x500))),
+                Lineage::WeForkedFromPeer {
+                    fork_lsn: 0x800,
+                    timeline: 2,
+                },
             ),
         ];
         for (name, own, peer, want) in rows {
@@ -450,6 +566,31 @@ mod tests {
             identity_from_row(&[Some("1"), Some("true"), Some("zz"), Some("0/1"), None]).is_err()
         );
         assert!(identity_from_row(&[Some("1"), Some("true"), Some("1"), None, None]).is_err());
+    }
+
+    #[test]
+    fn patroni_history() {
+        let h = parse_patroni_history(
+            r#"[[1, 25165984, "no recovery target specified", "2026-11-30T16:00:00+00:00", "golddr-0"], ["2", "33554592", "x"]]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            h,
+            vec![
+                HistoryEntry {
+                    timeline: 1,
+                    switchpoint: 25165984
+                },
+                HistoryEntry {
+                    timeline: 2,
+                    switchpoint: 33554592
+                }
+            ]
+        );
+        assert_eq!(parse_patroni_history("[]").unwrap(), vec![]);
+        assert!(parse_patroni_history("{}").is_err());
+        assert!(parse_patroni_history("[[1]]").is_err());
+        assert!(parse_patroni_history("nope").is_err());
     }
 
     #[test]

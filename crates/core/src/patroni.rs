@@ -55,6 +55,8 @@ pub enum PatroniError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("Patroni at {url} sent JSON we cannot use: {reason}")]
+    Unexpected { url: String, reason: String },
 }
 
 impl PatroniError {
@@ -234,6 +236,15 @@ impl PatroniClient {
     /// `GET /config`: the dynamic configuration (502 when the DCS holds none yet).
     pub async fn dynamic_config(&self) -> Result<Map<String, Value>, PatroniError> {
         self.get("/config").await
+    }
+
+    /// `GET /history`: the cluster's timeline history (which timeline ended where), read by
+    /// [`crate::lineage`] to judge a peer's promotion marker. An unreadable history is an error.
+    pub async fn history(&self) -> Result<Vec<crate::lineage::HistoryEntry>, PatroniError> {
+        let url = format!("{}/history", self.base);
+        let raw: Value = self.get("/history").await?;
+        crate::lineage::parse_patroni_history(&raw.to_string())
+            .map_err(|reason| PatroniError::Unexpected { url, reason })
     }
 
     /// `PATCH /config`: deep-merge `patch` (a null deletes a key); Patroni applies it with a

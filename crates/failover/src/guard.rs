@@ -156,7 +156,9 @@ pub fn decide_primary(policy: &Policy, state: &State, s: &PrimarySample) -> Guar
                          itself (hold) and keeps its WAL past {}",
                         lsn_text(*fork_lsn)
                     ));
-                    let local_end = s.own.wal_end.filter(|_| s.own.timeline == Some(*timeline));
+                    // The lineage proved our WAL runs through the fork on that timeline (we may
+                    // be on a later one of our own after a crash restart): all past it diverged.
+                    let local_end = s.own.wal_end;
                     fence = Some(FenceOrder {
                         reason: FenceReason::PeerAuthoritative,
                         fork: Some((*timeline, *fork_lsn)),
@@ -430,7 +432,7 @@ pub fn decide_fenced(
                         .local_end_lsn
                         .as_deref()
                         .and_then(crate::observe::parse_lsn)
-                        .or(s.own.wal_end.filter(|_| s.own.timeline == Some(*timeline)));
+                        .or(s.own.wal_end);
                     f.timeline = Some(*timeline);
                     f.fork_lsn = Some(lsn_text(*fork_lsn));
                     f.local_end_lsn = end.map(lsn_text);
@@ -465,7 +467,7 @@ pub fn decide_fenced(
             .local_end_lsn
             .as_deref()
             .and_then(crate::observe::parse_lsn);
-        let now = s.own.wal_end.filter(|_| s.own.timeline == Some(timeline));
+        let now = s.own.wal_end;
         if let Some(end) = recorded.max(now) {
             f.local_end_lsn = Some(lsn_text(end));
             f.diverged_bytes = Some(divergence_bytes(end, fork));

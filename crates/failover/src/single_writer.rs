@@ -176,8 +176,21 @@ async fn peer(settings: &Settings, kube: &Kube, local: &Local) -> Result<Peer, E
             .map_err(|e| e.to_string()),
         None => Err(format!("{} has no conn_url", local.name)),
     };
+    // Our timeline history tells a crash-restarted primary (Patroni promotes it onto a new
+    // timeline of its own) from one that never wrote on the marker's timeline.
+    let history = match &local.patroni {
+        Some(p) => p.history().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read this site's timeline history from Patroni; \
+                a peer's promotion marker is judged against our current timeline only");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     Ok(match ours {
-        Ok(ours) => Peer::Writable(lineage::lineage(&ours, &theirs)),
+        Ok(mut ours) => {
+            ours.history = history;
+            Peer::Writable(lineage::lineage(&ours, &theirs))
+        }
         Err(why) => Peer::Unidentified(format!(
             "the peer is writable but this site's own identity is unknown ({why})"
         )),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::model::{FENCE, Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
+use crate::model::{FENCE, Member, Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
 use crate::progress::{LogEntry, PROGRESS_VERSION, Progress, Step, Token};
 
 /// What the operator asked for.
@@ -682,10 +682,31 @@ pub fn with_standby(config: &Map<String, Value>, target: &StandbyTarget) -> Map<
 /// The config without `standby_cluster` and the agent's `pgdr_fence`, and with the permanent
 /// slot for the peer (promote / unfence / the switchover's promotion: a deliberate act, which is
 /// what ends a fence); every other key and slot kept.
-pub fn without_standby(config: &Map<String, Value>, peer_slot: &str) -> Map<String, Value> {
+///
+/// `marker` is the promotion marker ([`promotion_marker`]) for `postgresql.parameters`: with it a
+/// returning former primary can prove that this site was promoted from its timeline and fence
+/// itself (the failover agent and the readiness sidecar read it).
+pub fn without_standby(
+    config: &Map<String, Value>,
+    peer_slot: &str,
+    marker: Option<&str>,
+) -> Map<String, Value> {
     let mut c = config.clone();
     c.remove(STANDBY_CLUSTER);
     c.remove(FENCE);
+    if let Some(marker) = marker {
+        let pg = c
+            .entry("postgresql")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !pg.is_object() {
+            *pg = Value::Object(Map::new());
+        }
+        let params = &mut pg["parameters"];
+        if !params.is_object() {
+            *params = Value::Object(Map::new());
+        }
+        params[MARKER_GUC] = Value::String(marker.to_string());
+    }
     let slots = c
         .entry("slots")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -697,6 +718,23 @@ pub fn without_standby(config: &Map<String, Value>, peer_slot: &str) -> Map<Stri
             .or_insert_with(|| json!({"type": "physical"}));
     }
     c
+}
+
+/// The custom setting carrying the promotion marker (pgdr-core's `lineage::MARKER_GUC`).
+pub const MARKER_GUC: &str = "pgdr.promoted_from";
+
+/// The promotion marker a promotion of `site` leaves: the timeline its leader follows and the
+/// last position it replayed (the fork, or just below it, which only makes a reported divergence
+/// larger). Format of pgdr-core's `lineage::PromotionMarker` (a test pins it). `None` when the
+/// leader's status does not say.
+pub fn promotion_marker(site: &str, leader: Option<&Member>, now: Timestamp) -> Option<String> {
+    let m = leader?;
+    let timeline = m.timeline?;
+    let lsn = m.replay_lsn.or(m.xlog_location)?;
+    Some(format!(
+        "timeline={timeline} fork_lsn={} site={site} at={now}",
+        fmt_lsn(lsn)
+    ))
 }
 
 /// `rejoin SITE`: the config with `pgdr_fence.rejoin_approved_at` set, so the agent lets the

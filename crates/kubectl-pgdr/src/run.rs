@@ -251,7 +251,16 @@ pub async fn promote(
         )?;
     }
     let slot = c.site.slot_for(&c.site.peer);
-    let changed = c.edit_config(|m| plan::without_standby(m, &slot)).await?;
+    let marker = plan::promotion_marker(site, obs[i].leader_member(), Timestamp::now());
+    if marker.is_none() {
+        io.say(format!(
+            "warning: {site}'s leader reports no timeline/position: no promotion marker is left, so a returning {} will not fence itself on its own (`kubectl pgdr fence {}`)",
+            c.site.peer, c.site.peer
+        ));
+    }
+    let changed = c
+        .edit_config(|m| plan::without_standby(m, &slot, marker.as_deref()))
+        .await?;
     io.say(format!(
         "{site}: standby_cluster {} (slot {slot} declared for {})",
         if changed { "removed" } else { "already absent" },
@@ -501,9 +510,13 @@ async fn act(pair: &Pair2, action: &Action, io: &mut Io<'_>) -> Result<(), Error
             ));
         }
         Action::Promote { site } => {
-            let c = &pair.sites[pair.index(site)];
+            let i = pair.index(site);
+            let c = &pair.sites[i];
             let slot = c.site.slot_for(&c.site.peer);
-            c.edit_config(|m| plan::without_standby(m, &slot)).await?;
+            let obs = pair.observe().await;
+            let marker = plan::promotion_marker(site, obs[i].leader_member(), Timestamp::now());
+            c.edit_config(|m| plan::without_standby(m, &slot, marker.as_deref()))
+                .await?;
             io.say(format!(
                 "{site}: standby_cluster removed, slot {slot} declared"
             ));

@@ -17,12 +17,15 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::{PeerSettings, SslMode};
 use crate::decide::{PeerCheck, PeerLineage};
 use pgdr_core::lineage;
+use pgdr_core::patroni::PatroniClient;
 
 /// The connections of one peer check, built once at start.
 #[derive(Clone)]
 pub struct PeerChecker {
     settings: PeerSettings,
     tls: Option<MakeRustlsConnect>,
+    /// The local Patroni, for our timeline history (judging the peer's promotion marker).
+    patroni: Option<PatroniClient>,
 }
 
 impl std::fmt::Debug for PeerChecker {
@@ -34,12 +37,16 @@ impl std::fmt::Debug for PeerChecker {
 }
 
 impl PeerChecker {
-    pub fn new(settings: PeerSettings) -> Result<Self, String> {
+    pub fn new(settings: PeerSettings, patroni: Option<PatroniClient>) -> Result<Self, String> {
         let tls = match settings.sslmode {
             SslMode::Disable => None,
             SslMode::Prefer | SslMode::Require => Some(MakeRustlsConnect::new(encrypt_only()?)),
         };
-        Ok(Self { settings, tls })
+        Ok(Self {
+            settings,
+            tls,
+            patroni,
+        })
     }
 
     pub fn timeout(&self) -> Duration {
@@ -104,7 +111,7 @@ impl PeerChecker {
             Ok(p) => p,
             Err(e) => return PeerCheck::Failed(format!("peer {}:{}: {e}", s.host, s.port)),
         };
-        let own = match own {
+        let mut own = match own {
             Ok(o) => o,
             Err(e) => {
                 return PeerCheck::Failed(format!(
@@ -113,10 +120,24 @@ impl PeerChecker {
                 ));
             }
         };
+        // Only needed (and only read) when the peer is writable with a marker: our history
+        // tells a crash-restarted primary (Patroni moves it to a timeline of its own) from a
+        // site that never wrote on the marker's timeline.
+        if !peer.in_recovery
+            && peer.marker.is_some()
+            && let Some(p) = &self.patroni
+        {
+            match tokio::time::timeout(s.timeout, p.history()).await {
+                Ok(Ok(h)) => own.history = h,
+                Ok(Err(e)) => tracing::warn!(error = %e.short(), "timeline history unreadable"),
+                Err(_) => tracing::warn!("timeline history: no answer from Patroni in time"),
+            }
+        }
         let lineage = to_peer_lineage(lineage::lineage(&own, &peer));
         let divergence_bytes = match lineage {
             // What we wrote on the timeline the peer left, past the fork point.
-            PeerLineage::PeerForkedFromUs { fork_lsn, timeline } if own.timeline == timeline => {
+            // (the lineage proved our WAL runs through the fork; we may be on a later timeline).
+            PeerLineage::PeerForkedFromUs { fork_lsn, .. } => {
                 lineage::divergence_bytes(own.wal_end, fork_lsn)
             }
             _ => 0,

@@ -166,7 +166,9 @@ pub fn preserve(pgdata: &Path, req: &Request) -> Result<Divergence, PreserveErro
         if name.ends_with(".history") {
             wanted.push((name.clone(), *size));
         } else if let Some((tli, segno)) = parse_segment(name, seg_size)
-            && tli == req.timeline
+            // Later timelines too: a primary that crash-restarted after the fork went on writing
+            // on a timeline of its own (a fenced site holds no one else's WAL: it follows nothing).
+            && tli >= req.timeline
             && segno >= start
         {
             wanted.push((name.clone(), *size));
@@ -325,7 +327,7 @@ mod tests {
             ("000000030000000000000004", seg), // before the segment holding from_lsn
             ("000000030000000000000005", seg),
             ("000000030000000000000006", seg),
-            ("000000040000000000000006", seg), // another timeline
+            ("000000040000000000000006", seg), // our later timeline (a crash restart)
             ("00000002.history", 42),
             ("00000003.history", 84),
             ("archive_status", 0),
@@ -335,8 +337,8 @@ mod tests {
         let dir = d.path().join("pgdr-diverged/3-0_5000A28");
         assert_eq!(out.state, "preserved");
         assert_eq!(out.dir.as_deref(), Some(dir.to_str().unwrap()));
-        assert_eq!(out.files, 4);
-        assert_eq!(out.bytes, 2 * seg + 126);
+        assert_eq!(out.files, 5);
+        assert_eq!(out.bytes, 3 * seg + 126);
         let mut listed: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -349,6 +351,7 @@ mod tests {
                 "00000003.history",
                 "000000030000000000000005",
                 "000000030000000000000006",
+                "000000040000000000000006",
                 "MANIFEST.json"
             ]
         );

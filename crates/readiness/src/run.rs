@@ -36,7 +36,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let checker = match &settings.peer {
-        Some(p) => Some(PeerChecker::new(p.clone()).map_err(Error::Peer)?),
+        Some(p) => {
+            let patroni = PatroniClient::new(&settings.patroni).ok();
+            Some(PeerChecker::new(p.clone(), patroni).map_err(Error::Peer)?)
+        }
         None => None,
     };
     serve_with(

@@ -284,15 +284,15 @@ fn fence_order_records_the_divergence_on_the_same_timeline_only() {
     assert_eq!(f.local_end_lsn.as_deref(), Some("0/6000000"));
     assert_eq!(f.diverged_bytes, Some(END - FORK));
 
-    // We are on another timeline than the one the peer left: our end says nothing about it.
+    // We moved on to a timeline of our own after the fork (Patroni promotes a crash-restarted
+    // primary): the lineage proved our WAL runs through the fork, so all past it diverged.
     let mut s = sample(0, Peer::Writable(forked_from_us()), vec![]);
     s.own.timeline = Some(4);
     let f = decide_primary(&policy(Mode::Auto), &State::default(), &s)
         .fence
         .unwrap()
         .fence(t(0), "golddr");
-    assert_eq!(f.diverged_bytes, None);
-    assert_eq!(f.local_end_lsn, None);
+    assert_eq!(f.diverged_bytes, Some(END - FORK));
 }
 
 #[test]
@@ -581,8 +581,14 @@ fn divergence_waits_for_the_demotion_and_takes_the_final_end() {
     s.own.wal_end = Some(END + 100);
     let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
     assert_eq!(d.diverged.unwrap().diverged_bytes, Some(END + 100 - FORK));
-    // An own end on another timeline says nothing about this one: the recorded end stays.
+    // On a later timeline of our own (a crash restart after the fork) the end still counts:
+    // LSNs go on across our timelines, and the lineage proved we passed the fork.
     s.own.timeline = Some(4);
+    s.own.wal_end = Some(END + 300);
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert_eq!(d.diverged.unwrap().diverged_bytes, Some(END + 300 - FORK));
+    // A lower end than the one recorded at the fence never shrinks the divergence.
+    s.own.wal_end = Some(END - 10);
     let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
     assert_eq!(d.diverged.unwrap().diverged_bytes, Some(END - FORK));
 }

@@ -581,14 +581,18 @@ fn config_edits_keep_other_keys() {
         json!({"host": "patroni-golddr.ns.svc", "port": 31234, "primary_slot_name": "pgdr_gold", "create_replica_methods": ["basebackup"]})
     );
     assert_eq!(with_standby(&fenced, &target), fenced, "idempotent");
-    let open = without_standby(&fenced, "pgdr_golddr");
+    let open = without_standby(&fenced, "pgdr_golddr", None);
     assert!(!open.contains_key("standby_cluster"));
     assert_eq!(
         open["slots"],
         json!({"other": {"type": "physical"}, "pgdr_golddr": {"type": "physical"}})
     );
     assert_eq!(open["postgresql"]["use_pg_rewind"], true);
-    assert_eq!(without_standby(&open, "pgdr_golddr"), open, "idempotent");
+    assert_eq!(
+        without_standby(&open, "pgdr_golddr", None),
+        open,
+        "idempotent"
+    );
 }
 
 #[test]
@@ -645,7 +649,7 @@ fn unfence_and_promotion_remove_the_fence_too() {
         Value::Object(m) => m,
         _ => unreachable!(),
     };
-    let c = without_standby(&cfg, "pgdr_golddr");
+    let c = without_standby(&cfg, "pgdr_golddr", None);
     assert!(c.get("standby_cluster").is_none());
     assert!(c.get("pgdr_fence").is_none());
     assert_eq!(c["ttl"], 30);
@@ -653,4 +657,43 @@ fn unfence_and_promotion_remove_the_fence_too() {
         c["slots"],
         json!({"a": {"type": "physical"}, "pgdr_golddr": {"type": "physical"}})
     );
+}
+
+#[test]
+fn a_promotion_leaves_the_marker_a_returning_primary_reads() {
+    let leader = Member {
+        name: "patroni-golddr-0".into(),
+        role: Some("standby_leader".into()),
+        state: Some("running".into()),
+        timeline: Some(3),
+        xlog_location: Some(0x5000B00),
+        replay_lsn: Some(0x5000A28),
+        receive_lsn: Some(0x5000B00),
+        replication_state: None,
+        pending_restart: false,
+        status_problem: None,
+    };
+    let marker = promotion_marker("golddr", Some(&leader), t(0)).unwrap();
+    // The agents parse it with pgdr-core: same timeline, the replayed position as the fork.
+    let parsed = pgdr_core::lineage::PromotionMarker::parse(&marker).unwrap();
+    assert_eq!((parsed.timeline, parsed.fork_lsn), (3, 0x5000A28));
+    assert_eq!(parsed.site, "golddr");
+    assert_eq!(MARKER_GUC, pgdr_core::lineage::MARKER_GUC);
+    let cfg = match json!({"ttl": 30, "standby_cluster": {"host": "x", "port": 5432},
+                           "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": 100}}})
+    {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let c = without_standby(&cfg, "pgdr_gold", Some(&marker));
+    assert_eq!(c["postgresql"]["parameters"][MARKER_GUC], json!(marker));
+    assert_eq!(c["postgresql"]["parameters"]["max_connections"], 100);
+    assert_eq!(c["postgresql"]["use_pg_rewind"], true);
+    // Without a timeline or position there is no marker (the command warns).
+    let unknown = Member {
+        timeline: None,
+        ..leader.clone()
+    };
+    assert_eq!(promotion_marker("golddr", Some(&unknown), t(0)), None);
+    assert_eq!(promotion_marker("golddr", None, t(0)), None);
 }
