@@ -182,6 +182,10 @@ pub enum PeerLineage {
         timeline: u32,
     },
     Unrelated,
+    /// No proof either way (same or unrelated timelines), but the peer carries a promotion
+    /// marker newer than ours: it was promoted later, most likely from us. Not latched, but
+    /// this member is not advertised as the write target while it lasts.
+    PeerPromotedLater,
 }
 
 /// The result of one check of the peer through the tunnel.
@@ -279,8 +283,16 @@ impl Verdict {
     }
 }
 
-/// `age` is the time since the poll in `poll` completed; `latch` the split-brain latch.
-pub fn decide(poll: &Poll, age: Duration, rules: &Rules, latch: Option<&Latch>) -> Verdict {
+/// `age` is the time since the poll in `poll` completed; `latch` the split-brain latch;
+/// `withheld`: why a writable primary is not advertised on `/primary` although nothing is
+/// proven against it ([`withheld`]).
+pub fn decide(
+    poll: &Poll,
+    age: Duration,
+    rules: &Rules,
+    latch: Option<&Latch>,
+    withheld: Option<&str>,
+) -> Verdict {
     let mut v = decide_role(poll, age, rules);
     if let Poll::Reachable(m) = poll
         && let Some(f) = &m.fence
@@ -305,8 +317,40 @@ pub fn decide(poll: &Poll, age: Duration, rules: &Rules, latch: Option<&Latch>) 
              deliberately: {}",
             l.timeline, l.fork_lsn, l.since, v.reason
         );
+    } else if let Some(why) = withheld
+        && v.primary
+    {
+        v.primary = false;
+        v.reason = format!("writable primary, not advertised: {why}: {}", v.reason);
     }
     v
+}
+
+/// Why a writable, unlatched primary is not advertised on `/primary`: before the first peer
+/// check since it became one (a primary coming back next to a promoted peer is never advertised,
+/// not even for one poll), and while the peer is writable with a newer promotion marker but the
+/// proof is not complete (e.g. Patroni has not yet recorded our own new timeline). `None` once
+/// checked and nothing speaks against it.
+pub fn withheld(
+    primary: bool,
+    checked_since_primary: bool,
+    peer: &PeerCheck,
+) -> Option<&'static str> {
+    if !primary || matches!(peer, PeerCheck::Off) {
+        return None;
+    }
+    if !checked_since_primary {
+        return Some("waiting for the first peer check since it became primary");
+    }
+    matches!(
+        peer,
+        PeerCheck::Seen {
+            writable: true,
+            lineage: PeerLineage::PeerPromotedLater,
+            ..
+        }
+    )
+    .then_some("the peer is writable too and was promoted later (its promotion marker is newer)")
 }
 
 fn decide_role(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
@@ -457,7 +501,7 @@ mod tests {
             ("stale primary", member("running", "primary", None), Duration::from_secs(11), rules(), false, false),
         ];
         for (name, poll, age, rules, ready, primary) in cases {
-            let v = decide(&poll, age, &rules, None);
+            let v = decide(&poll, age, &rules, None, None);
             assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
             assert!(!v.reason.is_empty(), "{name}");
         }
@@ -491,12 +535,14 @@ mod tests {
             Duration::ZERO,
             &rules(),
             None,
+            None,
         );
         assert_eq!(v.reason, "Patroni unreachable: timeout");
         let v = decide(
             &member("running", "replica", Some(5000)),
             Duration::ZERO,
             &rules(),
+            None,
             None,
         );
         assert!(
@@ -577,7 +623,7 @@ mod tests {
             ),
         ];
         for (name, poll, latch, ready, primary, role) in cases {
-            let v = decide(&poll, fresh, &rules(), latch);
+            let v = decide(&poll, fresh, &rules(), latch, None);
             assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
             assert_eq!(view(poll.clone()).shown_role(), role, "{name}");
             if latch.is_some() {
@@ -597,6 +643,74 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_primary_is_withheld_until_checked_and_while_the_peer_was_promoted_later() {
+        let seen = |lineage| PeerCheck::Seen {
+            writable: true,
+            lineage,
+            divergence_bytes: 0,
+        };
+        let later = seen(PeerLineage::PeerPromotedLater);
+        let rows: Vec<(&str, bool, bool, PeerCheck, bool)> = vec![
+            // name, primary, checked since primary, peer, withheld
+            ("peer check off", true, false, PeerCheck::Off, false),
+            ("not checked yet", true, false, PeerCheck::Idle, true),
+            (
+                "checked, peer a standby",
+                true,
+                true,
+                PeerCheck::Seen {
+                    writable: false,
+                    lineage: PeerLineage::SameTimeline,
+                    divergence_bytes: 0,
+                },
+                false,
+            ),
+            (
+                "checked, peer unreachable",
+                true,
+                true,
+                PeerCheck::Failed("timeout".into()),
+                false,
+            ),
+            (
+                "peer writable, promoted later",
+                true,
+                true,
+                later.clone(),
+                true,
+            ),
+            (
+                "peer writable, unrelated, no newer marker",
+                true,
+                true,
+                seen(PeerLineage::Unrelated),
+                false,
+            ),
+            (
+                "we were promoted from the peer",
+                true,
+                true,
+                seen(PeerLineage::WeForkedFromPeer {
+                    fork_lsn: 1,
+                    timeline: 1,
+                }),
+                false,
+            ),
+            ("not a primary", false, false, later, false),
+        ];
+        for (name, primary, checked, peer, want) in rows {
+            assert_eq!(withheld(primary, checked, &peer).is_some(), want, "{name}");
+        }
+        let fresh = Duration::from_millis(10);
+        let primary = member("running", "primary", None);
+        let v = decide(&primary, fresh, &rules(), None, Some("waiting"));
+        assert_eq!((v.ready, v.primary), (true, false), "{v:?}");
+        assert!(v.reason.contains("not advertised: waiting"), "{}", v.reason);
+        let v = decide(&primary, fresh, &rules(), None, None);
+        assert_eq!((v.ready, v.primary), (true, true), "{v:?}");
     }
 
     #[test]

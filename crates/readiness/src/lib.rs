@@ -65,6 +65,10 @@ pub struct Snapshot {
     pub split_brain_since: Option<jiff::Timestamp>,
     /// The peer was promoted from our timeline: `/primary` 503 until demoted.
     pub latch: Option<Latch>,
+    /// Since when this member has been a writable, unfenced primary.
+    pub primary_since: Option<jiff::Timestamp>,
+    /// Why this writable primary is not advertised on `/primary` ([`decide::withheld`]).
+    pub withheld: Option<&'static str>,
 }
 
 impl Snapshot {
@@ -79,6 +83,8 @@ impl Snapshot {
             peer_checked_ts: None,
             split_brain_since: None,
             latch: None,
+            primary_since: None,
+            withheld: None,
         }
     }
 }
@@ -105,6 +111,7 @@ impl Shared {
             snap.age(),
             &self.settings.rules,
             snap.latch.as_ref(),
+            snap.withheld,
         );
         (snap, v)
     }

@@ -133,7 +133,17 @@ impl PeerChecker {
                 Err(_) => tracing::warn!("timeline history: no answer from Patroni in time"),
             }
         }
-        let lineage = to_peer_lineage(lineage::lineage(&own, &peer));
+        let mut lineage = to_peer_lineage(lineage::lineage(&own, &peer));
+        let peer_marker_newer = peer.marker.as_ref().is_some_and(|pm| {
+            own.marker
+                .as_ref()
+                .is_none_or(|om| om.timeline < pm.timeline)
+        });
+        if peer_marker_newer
+            && matches!(lineage, PeerLineage::SameTimeline | PeerLineage::Unrelated)
+        {
+            lineage = PeerLineage::PeerPromotedLater;
+        }
         let divergence_bytes = match lineage {
             // What we wrote on the timeline the peer left, past the fork point.
             // (the lineage proved our WAL runs through the fork; we may be on a later timeline).

@@ -361,7 +361,7 @@ mod tests {
         assert_eq!(m["end_lsn"], "0/6000100");
         assert_eq!(m["segment_size"], seg);
         assert_eq!(m["segment_size_source"], "segment files");
-        assert_eq!(m["bytes"], 2 * seg + 126);
+        assert_eq!(m["bytes"], 3 * seg + 126);
         assert_eq!(m["missing"], serde_json::json!([]));
 
         // Idempotent: a second run, after PostgreSQL recycled segment 6 and wrote segment 5

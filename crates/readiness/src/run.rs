@@ -199,6 +199,12 @@ async fn poll_loop(mut p: Poller) {
         log_changes(&last, &snap);
         let writable =
             matches!(&snap.poll, Poll::Reachable(m) if m.writable_primary() && m.fence.is_none());
+        snap.primary_since = writable.then(|| last.primary_since.unwrap_or(now));
+        let checked_since_primary = snap
+            .peer_checked_ts
+            .zip(snap.primary_since)
+            .is_some_and(|(checked, since)| checked >= since);
+        snap.withheld = decide::withheld(writable, checked_since_primary, &snap.peer);
         p.want_peer
             .send_if_modified(|w| std::mem::replace(w, writable) != writable);
         // The leader's copy is the one the agent waits for; replicas would only double the
@@ -233,7 +239,13 @@ async fn poll_loop(mut p: Poller) {
                 changed
             });
         }
-        let verdict = decide::decide(&snap.poll, Duration::ZERO, &p.rules, snap.latch.as_ref());
+        let verdict = decide::decide(
+            &snap.poll,
+            Duration::ZERO,
+            &p.rules,
+            snap.latch.as_ref(),
+            snap.withheld,
+        );
         if polled {
             p.metrics.record(&snap, &verdict, now);
         } else {

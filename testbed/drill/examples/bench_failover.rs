@@ -6,7 +6,8 @@
 //! a 10-minute partition), `--runs N`, `--cuts N`, `--cut-ms MS` (each short tunnel cut),
 //! `--settle-s S` (wait after a cut), `--partition-s S` (0: none), `--only-default`,
 //! `--prototype-first` (each round starts with the prototype's run),
-//! `--out FILE` (also write the Markdown table there, e.g. docs/benchmarks.md),
+//! `--out FILE` (also write the Markdown table there, e.g. docs/benchmarks.md), `--append`
+//! (keep what FILE held before this run and add this run's section after it),
 //! `--dir DIR` (keep pod logs there, one subfolder per run).
 
 use std::process::ExitCode;
@@ -18,6 +19,8 @@ struct Args {
     o: BenchOptions,
     policies: Vec<Policy>,
     out: Option<std::path::PathBuf>,
+    /// What `out` held before this run (`--append`), kept above this run's section.
+    keep: String,
     command: String,
 }
 
@@ -30,6 +33,7 @@ fn parse() -> Result<Args, String> {
     };
     let mut policies = Policy::pair(o.timings);
     let mut out = None;
+    let mut append = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut num = || -> Result<u64, String> {
@@ -50,6 +54,7 @@ fn parse() -> Result<Args, String> {
             // Each round runs the prototype first (short when it falsely promotes early).
             "--prototype-first" => policies.reverse(),
             "--out" => out = Some(it.next().ok_or("--out needs a file")?.into()),
+            "--append" => append = true,
             // Keep the sites' files (pod logs) in this folder.
             "--dir" => {
                 o.drill.dir = Some(it.next().ok_or("--dir needs a folder")?.into());
@@ -57,16 +62,21 @@ fn parse() -> Result<Args, String> {
             _ => {
                 return Err(format!(
                     "unknown argument {a:?} (--production --runs N --cuts N --cut-ms MS --settle-s S \
-                     --partition-s S --only-default --prototype-first --out FILE --dir DIR)"
+                     --partition-s S --only-default --prototype-first --out FILE --append --dir DIR)"
                 ));
             }
         }
     }
     let command = format!("bench_failover {}", args.join(" "));
+    let keep = match (&out, append) {
+        (Some(path), true) => std::fs::read_to_string(path).unwrap_or_default(),
+        _ => String::new(),
+    };
     Ok(Args {
         o,
         policies,
         out,
+        keep,
         command: command.trim().to_string(),
     })
 }
@@ -92,7 +102,13 @@ async fn main() -> ExitCode {
         let when = jiff::Timestamp::now()
             .strftime("%Y-%m-%d %H:%M UTC")
             .to_string();
-        std::fs::write(out, bench::markdown(results, &a.o, &a.command, &when, note))
+        let section = bench::markdown(results, &a.o, &a.command, &when, note);
+        let text = if a.keep.is_empty() {
+            section
+        } else {
+            format!("{}\n\n{section}", a.keep.trim_end())
+        };
+        std::fs::write(out, text)
     };
     let run = bench::bench(&a.policies, &a.o, |r, note| {
         if let Err(e) = write(r, note) {

@@ -93,19 +93,18 @@ async fn pair(members: Option<u32>, golddr_only: &[&str]) -> (Gslb, Stage) {
     let gslb = Gslb::start(GslbConfig::drill(), &SITES)
         .await
         .expect("GSLB started");
-    let mut o = Options {
+    let o = Options {
         cron_every: Some(CRON_EVERY),
         members,
+        // Keep the sites' folders (pod logs, data) for a look after a failure.
+        dir: std::env::var_os("PGDR_DRILL_DIR").map(Into::into),
         ..Options::default()
     };
-    let (gold_sets, mut golddr_sets) = gslb.wire_both(&mut o);
-    golddr_sets.extend(golddr_only.iter().map(|s| s.to_string()));
+    let golddr_sets: Vec<String> = golddr_only.iter().map(|s| s.to_string()).collect();
     let started = Instant::now();
-    let stage = Stage::up_both(&o, &gold_sets, &golddr_sets, false)
+    let stage = Stage::up_with_gslb(&o, &gslb, &[], &golddr_sets, false)
         .await
         .expect("both sites installed");
-    gslb.watch(stage.gold().unwrap());
-    gslb.watch(&stage.golddr);
     eprintln!("setup done in {:.1}s", started.elapsed().as_secs_f64());
     (gslb, stage)
 }
