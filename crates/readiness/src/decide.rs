@@ -326,21 +326,44 @@ pub fn decide(
     v
 }
 
-/// Why a writable, unlatched primary is not advertised on `/primary`: before the first peer
-/// check since it became one (a primary coming back next to a promoted peer is never advertised,
-/// not even for one poll), and while the peer is writable with a newer promotion marker but the
-/// proof is not complete (e.g. Patroni has not yet recorded our own new timeline). `None` once
-/// checked and nothing speaks against it.
-pub fn withheld(
-    primary: bool,
-    checked_since_primary: bool,
-    peer: &PeerCheck,
-) -> Option<&'static str> {
+/// Peer checks completed since this member became a writable primary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checks {
+    /// A check reached the peer (whatever it said).
+    pub seen: bool,
+    /// Checks that did not reach it.
+    pub failed: u32,
+}
+
+impl Checks {
+    /// After one more completed check.
+    pub fn after(self, check: &PeerCheck) -> Checks {
+        match check {
+            PeerCheck::Seen { .. } => Checks { seen: true, ..self },
+            PeerCheck::Failed(_) => Checks {
+                failed: self.failed.saturating_add(1),
+                ..self
+            },
+            PeerCheck::Off | PeerCheck::Idle => self,
+        }
+    }
+}
+
+/// Peer checks that may fail (tunnel not up yet after a restart) before a new primary is
+/// advertised without having seen its peer.
+pub const UNSEEN_CHECKS: u32 = 3;
+
+/// Why a writable, unlatched primary is not advertised on `/primary`: until its peer has been
+/// seen since it became one (or [`UNSEEN_CHECKS`] checks failed: the peer site may be gone), so
+/// a primary coming back next to a promoted peer is never advertised, not even for one poll; and
+/// while the peer is writable with a newer promotion marker but the proof is not complete (e.g.
+/// Patroni has not yet recorded our own new timeline). `None` once nothing speaks against it.
+pub fn withheld(primary: bool, since_primary: Checks, peer: &PeerCheck) -> Option<&'static str> {
     if !primary || matches!(peer, PeerCheck::Off) {
         return None;
     }
-    if !checked_since_primary {
-        return Some("waiting for the first peer check since it became primary");
+    if !since_primary.seen && since_primary.failed < UNSEEN_CHECKS {
+        return Some("its peer has not been seen since it became primary (peer check pending)");
     }
     matches!(
         peer,
@@ -653,53 +676,72 @@ mod tests {
             divergence_bytes: 0,
         };
         let later = seen(PeerLineage::PeerPromotedLater);
-        let rows: Vec<(&str, bool, bool, PeerCheck, bool)> = vec![
-            // name, primary, checked since primary, peer, withheld
-            ("peer check off", true, false, PeerCheck::Off, false),
-            ("not checked yet", true, false, PeerCheck::Idle, true),
+        let none = Checks::default();
+        let seen_once = none.after(&later);
+        let failed = |n: u32| (0..n).fold(none, |c, _| c.after(&PeerCheck::Failed("x".into())));
+        let standby = PeerCheck::Seen {
+            writable: false,
+            lineage: PeerLineage::SameTimeline,
+            divergence_bytes: 0,
+        };
+        let down = || PeerCheck::Failed("timeout".into());
+        let rows: Vec<(&str, bool, Checks, PeerCheck, bool)> = vec![
+            // name, primary, checks since primary, latest peer check, withheld
+            ("peer check off", true, none, PeerCheck::Off, false),
+            ("not checked yet", true, none, PeerCheck::Idle, true),
             (
-                "checked, peer a standby",
+                "seen: the peer is a standby",
                 true,
-                true,
-                PeerCheck::Seen {
-                    writable: false,
-                    lineage: PeerLineage::SameTimeline,
-                    divergence_bytes: 0,
-                },
+                seen_once,
+                standby,
                 false,
             ),
             (
-                "checked, peer unreachable",
+                "two failed checks: still withheld",
                 true,
+                failed(2),
+                down(),
                 true,
-                PeerCheck::Failed("timeout".into()),
+            ),
+            (
+                "three failed checks: the peer site may be gone",
+                true,
+                failed(3),
+                down(),
+                false,
+            ),
+            (
+                "seen once, failing now",
+                true,
+                seen_once.after(&down()),
+                down(),
                 false,
             ),
             (
                 "peer writable, promoted later",
                 true,
-                true,
+                seen_once,
                 later.clone(),
                 true,
             ),
             (
                 "peer writable, unrelated, no newer marker",
                 true,
-                true,
+                seen_once,
                 seen(PeerLineage::Unrelated),
                 false,
             ),
             (
                 "we were promoted from the peer",
                 true,
-                true,
+                seen_once,
                 seen(PeerLineage::WeForkedFromPeer {
                     fork_lsn: 1,
                     timeline: 1,
                 }),
                 false,
             ),
-            ("not a primary", false, false, later, false),
+            ("not a primary", false, none, later, false),
         ];
         for (name, primary, checked, peer, want) in rows {
             assert_eq!(withheld(primary, checked, &peer).is_some(), want, "{name}");

@@ -65,8 +65,10 @@ pub struct Snapshot {
     pub split_brain_since: Option<jiff::Timestamp>,
     /// The peer was promoted from our timeline: `/primary` 503 until demoted.
     pub latch: Option<Latch>,
-    /// Since when this member has been a writable, unfenced primary.
+    /// Since when this member has been a writable, unfenced primary, and the peer checks
+    /// completed since then.
     pub primary_since: Option<jiff::Timestamp>,
+    pub checks_since_primary: decide::Checks,
     /// Why this writable primary is not advertised on `/primary` ([`decide::withheld`]).
     pub withheld: Option<&'static str>,
 }
@@ -84,6 +86,7 @@ impl Snapshot {
             split_brain_since: None,
             latch: None,
             primary_since: None,
+            checks_since_primary: decide::Checks::default(),
             withheld: None,
         }
     }

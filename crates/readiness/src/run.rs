@@ -191,6 +191,7 @@ async fn poll_loop(mut p: Poller) {
             snap.completed_ts = Some(now);
         }
         let (peer, peer_ts) = p.peer.borrow_and_update().clone();
+        let new_result = peer_ts.is_some() && peer_ts != last.peer_checked_ts;
         snap.peer = peer;
         snap.peer_checked_ts = peer_ts;
         snap.latch = decide::next_latch(last.latch.clone(), &snap.poll, &snap.peer, now);
@@ -200,11 +201,15 @@ async fn poll_loop(mut p: Poller) {
         let writable =
             matches!(&snap.poll, Poll::Reachable(m) if m.writable_primary() && m.fence.is_none());
         snap.primary_since = writable.then(|| last.primary_since.unwrap_or(now));
-        let checked_since_primary = snap
-            .peer_checked_ts
-            .zip(snap.primary_since)
-            .is_some_and(|(checked, since)| checked >= since);
-        snap.withheld = decide::withheld(writable, checked_since_primary, &snap.peer);
+        snap.checks_since_primary = match snap.primary_since {
+            None => decide::Checks::default(),
+            // Only results of checks that ended after this member became primary count.
+            Some(since) if new_result && snap.peer_checked_ts.is_some_and(|t| t >= since) => {
+                last.checks_since_primary.after(&snap.peer)
+            }
+            Some(_) => last.checks_since_primary,
+        };
+        snap.withheld = decide::withheld(writable, snap.checks_since_primary, &snap.peer);
         p.want_peer
             .send_if_modified(|w| std::mem::replace(w, writable) != writable);
         // The leader's copy is the one the agent waits for; replicas would only double the

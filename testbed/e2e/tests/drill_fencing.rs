@@ -204,11 +204,7 @@ async fn drill_fencing_c_tunnel_down_and_d_dr_site_lost() {
         scenario_c(&stage, &gslb).await;
         scenario_d(&mut stage, &gslb).await;
     };
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(240),
-        futures_like::CatchUnwind(Box::pin(body)),
-    )
-    .await;
+    let outcome = tokio::time::timeout(Duration::from_secs(240), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
 }
 
@@ -220,11 +216,7 @@ async fn drill_fencing_a_old_primary_returns() {
         prepare_table(&stage).await;
         scenario_a(&mut stage, &gslb).await;
     };
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(300),
-        futures_like::CatchUnwind(Box::pin(body)),
-    )
-    .await;
+    let outcome = tokio::time::timeout(Duration::from_secs(300), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
 }
 
@@ -236,11 +228,7 @@ async fn drill_fencing_b_partition() {
         prepare_table(&stage).await;
         scenario_b(&mut stage, &gslb).await;
     };
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(300),
-        futures_like::CatchUnwind(Box::pin(body)),
-    )
-    .await;
+    let outcome = tokio::time::timeout(Duration::from_secs(300), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
 }
 
@@ -254,11 +242,7 @@ async fn drill_fencing_e_two_members_per_site() {
         prepare_table(&stage).await;
         scenario_e(&mut stage, &gslb).await;
     };
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(300),
-        futures_like::CatchUnwind(Box::pin(body)),
-    )
-    .await;
+    let outcome = tokio::time::timeout(Duration::from_secs(300), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
 }
 
@@ -633,7 +617,16 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
             .filter(|a| a.site == "golddr")
             .map(|a| a.id)
             .collect();
-        let on_gold = rows_on(stage, "gold").await.unwrap_or_default();
+        // Streaming has begun; replay of the last commits may still be under way.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut on_gold = BTreeSet::new();
+        while Instant::now() < deadline {
+            on_gold = rows_on(stage, "gold").await.unwrap_or_default();
+            if golddr_ids.is_subset(&on_gold) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         expect.fenced(
             golddr_ids.is_subset(&on_gold),
             "every write golddr acknowledged reached gold once it streams",
@@ -962,26 +955,4 @@ async fn scenario_e(stage: &mut Stage, _gslb: &Gslb) {
         lost.len()
     );
     expect.finish(&figures);
-}
-
-/// `catch_unwind` for a future without pulling in the `futures` crate.
-mod futures_like {
-    use std::future::Future;
-    use std::panic::AssertUnwindSafe;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub struct CatchUnwind<F>(pub Pin<Box<F>>);
-
-    impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
-        type Output = Result<(), Box<dyn std::any::Any + Send>>;
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let f = self.0.as_mut();
-            match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-                Err(e) => Poll::Ready(Err(e)),
-            }
-        }
-    }
 }

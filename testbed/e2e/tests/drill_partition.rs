@@ -47,7 +47,7 @@ async fn drill_partition() {
     eprintln!("setup done in {:.1}s", started.elapsed().as_secs_f64());
     let outcome = tokio::time::timeout(
         Duration::from_secs(360),
-        futures_like::CatchUnwind(Box::pin(scenario(&mut stage, &gslb))),
+        pgdr_e2e::catching(scenario(&mut stage, &gslb)),
     )
     .await;
     if !matches!(outcome, Ok(Ok(()))) {
@@ -246,26 +246,4 @@ async fn scenario(stage: &mut Stage, gslb: &Gslb) {
         .check_one_primary(&member(&stage.golddr))
         .await
         .expect("golddr the one primary");
-}
-
-/// `catch_unwind` for a future without pulling in the `futures` crate.
-mod futures_like {
-    use std::future::Future;
-    use std::panic::AssertUnwindSafe;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub struct CatchUnwind<F>(pub Pin<Box<F>>);
-
-    impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
-        type Output = Result<(), Box<dyn std::any::Any + Send>>;
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let f = self.0.as_mut();
-            match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-                Err(e) => Poll::Ready(Err(e)),
-            }
-        }
-    }
 }

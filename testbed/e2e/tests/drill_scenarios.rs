@@ -365,8 +365,7 @@ async fn scenarios(
     stage: &mut Stage,
     witness: &Witness,
 ) -> Result<(), Box<dyn std::any::Any + Send>> {
-    use futures_like::CatchUnwind;
-    CatchUnwind(Box::pin(run_scenarios(stage, witness))).await
+    pgdr_e2e::catching(run_scenarios(stage, witness)).await
 }
 
 async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
@@ -532,26 +531,4 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
         have.len()
     );
     assert_nothing_denied(&stage.golddr, "after promotion");
-}
-
-/// `catch_unwind` for a future without pulling in the `futures` crate.
-mod futures_like {
-    use std::future::Future;
-    use std::panic::AssertUnwindSafe;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub struct CatchUnwind<F>(pub Pin<Box<F>>);
-
-    impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
-        type Output = Result<(), Box<dyn std::any::Any + Send>>;
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let f = self.0.as_mut();
-            match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-                Err(e) => Poll::Ready(Err(e)),
-            }
-        }
-    }
 }
