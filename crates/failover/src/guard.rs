@@ -415,6 +415,20 @@ pub fn decide_fenced(
             reasons.push(format!(
                 "following {peer}: Patroni rewinds/clones and starts streaming (not yet)"
             ));
+            // Patroni compares timeline *numbers* before it rewinds: a fenced site that went on to a
+            // timeline of its own after the fork (a crash restart) may carry the same number as
+            // the authoritative site's, and then Patroni never rewinds (streaming fails with
+            // "requested starting point ... is ahead of the WAL flush position").
+            if let (Some(own), Some(left)) = (s.own.timeline, current.timeline)
+                && own > left
+            {
+                reasons.push(format!(
+                    "this site moved from timeline {left} to a timeline {own} of its own after the \
+                     fork (a crash restart); if {peer} is on timeline {own} too, Patroni skips \
+                     pg_rewind and this site never streams: re-clone it (chart README \"After a \
+                     failover\")"
+                ));
+            }
             break 'flow Verdict::Rejoining;
         }
         // Our end is only final once Patroni has demoted the leader (no more writes).

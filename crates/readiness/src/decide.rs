@@ -349,9 +349,10 @@ impl Checks {
     }
 }
 
-/// Peer checks that may fail (tunnel not up yet after a restart) before a new primary is
-/// advertised without having seen its peer.
-pub const UNSEEN_CHECKS: u32 = 3;
+/// Peer checks that may fail before a new primary is advertised without having seen its peer:
+/// about 10 poll intervals (20 s at the chart's 2 s), for a tunnel that comes back after the
+/// primary site does. Only a peer site that stays unreachable costs this delay.
+pub const UNSEEN_CHECKS: u32 = 10;
 
 /// Why a writable, unlatched primary is not advertised on `/primary`: until its peer has been
 /// seen since it became one (or [`UNSEEN_CHECKS`] checks failed: the peer site may be gone), so
@@ -697,16 +698,16 @@ mod tests {
                 false,
             ),
             (
-                "two failed checks: still withheld",
+                "one failed check short of the bound: still withheld",
                 true,
-                failed(2),
+                failed(UNSEEN_CHECKS - 1),
                 down(),
                 true,
             ),
             (
-                "three failed checks: the peer site may be gone",
+                "UNSEEN_CHECKS failed checks: the peer site may be gone",
                 true,
-                failed(3),
+                failed(UNSEEN_CHECKS),
                 down(),
                 false,
             ),
