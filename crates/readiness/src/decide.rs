@@ -349,10 +349,12 @@ impl Checks {
     }
 }
 
-/// Peer checks that may fail before a new primary is advertised without having seen its peer:
-/// about 10 poll intervals (20 s at the chart's 2 s), for a tunnel that comes back after the
-/// primary site does. Only a peer site that stays unreachable costs this delay.
-pub const UNSEEN_CHECKS: u32 = 10;
+/// Peer checks that may fail before a new primary is advertised without having seen its peer
+/// (a standby peer is never seen: its primary Service, the tunnel's target, has no endpoints):
+/// 3 poll intervals (6 s at the chart's 2 s) for a tunnel that comes back a moment after the
+/// primary site does, well under a GSLB's failure detection (F5: 3 checks 5 s apart), so a
+/// healthy primary starting up is not marked down.
+pub const UNSEEN_CHECKS: u32 = 3;
 
 /// Why a writable, unlatched primary is not advertised on `/primary`: until its peer has been
 /// seen since it became one (or [`UNSEEN_CHECKS`] checks failed: the peer site may be gone), so

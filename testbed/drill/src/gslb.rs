@@ -107,6 +107,8 @@ pub struct Answer {
     pub address: Option<IpAddr>,
     /// Why (the monitor's view of each site).
     pub reason: String,
+    /// The chosen site passes its health check (false: the last-resort pick, nothing is up).
+    pub healthy: bool,
 }
 
 /// A running GSLB: the monitor loop and the witness endpoint. Dropping it stops both.
@@ -302,6 +304,7 @@ fn choose(pools: &[Pool]) -> Option<Answer> {
         site: chosen.name.clone(),
         address: chosen.address,
         reason: view,
+        healthy: chosen.up == Some(true),
     })
 }
 
@@ -457,6 +460,12 @@ fn witness_answer(pools: &[Pool], asking: &str) -> (u16, Value) {
         Some(a) if a.site == asking => (
             200,
             json!({"primary": "down", "reason": format!("the GSLB sends the application to {asking}: {}", a.reason)}),
+        ),
+        // Nothing is healthy and the other site is only the last resort: no evidence that the
+        // application runs there (a primary site must not fence itself on it).
+        Some(a) if !a.healthy => (
+            503,
+            json!({"error": format!("no site is healthy (last resort {}): {}", a.site, a.reason)}),
         ),
         Some(a) => (
             200,
@@ -680,6 +689,18 @@ mod tests {
         );
         assert_eq!(
             status(Some(false), Some(false), "golddr"),
+            (200, Some("down".into()))
+        );
+        // Gold asking (the primary role's question: does the application run on the peer?):
+        // only a healthy GoldDR is evidence; the last-resort pick of a GoldDR that is down too
+        // (e.g. still a standby) is no answer.
+        assert_eq!(
+            status(Some(false), Some(true), "gold"),
+            (200, Some("alive".into()))
+        );
+        assert_eq!(status(Some(false), Some(false), "gold"), (503, None));
+        assert_eq!(
+            status(Some(true), Some(false), "gold"),
             (200, Some("down".into()))
         );
     }
