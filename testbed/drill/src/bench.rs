@@ -608,10 +608,29 @@ fn settings(o: &BenchOptions) -> String {
             "drill timings (values-drill.yaml: 1 s samples, N=4, T>=4 s; CronJobs fired every {}s)",
             o.drill.cron_every.unwrap_or(REHEARSE_CRON_EVERY)
         ),
-        Timings::Production => "production timings (the chart's defaults: 9 samples 5 s apart a run, N=5, T>=40 s, \
-             probe timeout 3 s, wal_receiver_timeout 15 s, Patroni loop_wait 10 s; the CronJob on its \
-             real schedule, once a minute)"
-            .to_string(),
+        Timings::Production => {
+            // From the values the runs use, so the description cannot drift from them.
+            let sets = production_sets();
+            let v = |key: &str| {
+                sets.iter()
+                    .find_map(|s| s.strip_prefix(key)?.strip_prefix('='))
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            format!(
+                "production timings (the chart's defaults: {} samples {} s apart a run, N={}, T>={} s, \
+                 probe timeout {} s, wal_receiver_timeout {} s, Patroni ttl {} s and loop_wait {} s; \
+                 the CronJob on its real schedule, once a minute)",
+                v("failover.samplesPerRun"),
+                v("failover.sampleIntervalSeconds"),
+                v("failover.failureThreshold"),
+                v("failover.minFailureSpanSeconds"),
+                v("failover.probeTimeoutSeconds"),
+                v("failover.walReceiverTimeoutSeconds"),
+                v("patroni.dcs.ttl"),
+                v("patroni.dcs.loopWait"),
+            )
+        }
     };
     let gslb = o.gslb_config();
     format!(
