@@ -245,7 +245,21 @@ async fn fence_and_unfence_keep_every_other_key_and_survive_a_409() {
     assert_eq!(code, 0, "{err}");
     let config = dynamic_config(&s.gold);
     assert!(config.get("standby_cluster").is_none(), "{config}");
-    assert_eq!(config["postgresql"], original["postgresql"]);
+    // Every other key kept; unfencing is a promotion, so it leaves the promotion marker a
+    // returning peer reads (pgdr.promoted_from: the timeline and position gold left).
+    let (pg, was) = (&config["postgresql"], &original["postgresql"]);
+    assert_eq!(pg["use_pg_rewind"], was["use_pg_rewind"], "{config}");
+    assert_eq!(
+        pg["parameters"]["max_connections"],
+        was["parameters"]["max_connections"]
+    );
+    let marker = pg["parameters"]["pgdr.promoted_from"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no promotion marker: {config}"));
+    assert!(
+        marker.starts_with("timeline=1 fork_lsn=") && marker.contains(" site=gold "),
+        "{marker}"
+    );
     assert_eq!(
         config["slots"],
         json!({"pgdr_golddr": {"type": "physical"}})
