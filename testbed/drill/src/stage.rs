@@ -28,7 +28,7 @@ pub fn member(site: &Site) -> String {
 const CONNECT: Duration = Duration::from_secs(3);
 
 /// The running pair: both sites and the platform between them, with the chart installed once
-/// [`Stage::up`] returns. Dropping it kills everything (SIGKILL) and removes the sites' folders.
+/// [`Stage::up_both`] returns. Dropping it kills everything (SIGKILL) and removes the sites' folders.
 pub struct Stage {
     /// None once the primary site has been killed.
     pub gold: Option<Site>,
@@ -100,13 +100,9 @@ impl Stage {
 
     /// Starts both sites, installs Gold (waiting for its workloads), copies the credentials, installs
     /// GoldDR (helm waits for the port-patch hook), and waits until Gold is a writable primary and
-    /// GoldDR's standby leader streams from it. `golddr_sets` are extra `--set` values for GoldDR.
-    pub async fn up(o: &Options, golddr_sets: &[String], live: bool) -> Result<Stage> {
-        Stage::up_both(o, &[], golddr_sets, live).await
-    }
-
-    /// [`Stage::up`] with `--set` values for Gold too (e.g. `patroni.replicas=2` on both sites, or
-    /// Gold's witness); `o.gold_secrets` are created on Gold before its install.
+    /// GoldDR's standby leader streams from it. `gold_sets` / `golddr_sets` are extra `--set`
+    /// values (the agent runs on both sites and `auto` needs a witness on each: see
+    /// [`Stage::up_with_gslb`]); `o.gold_secrets` are created on Gold before its install.
     pub async fn up_both(
         o: &Options,
         gold_sets: &[String],

@@ -341,8 +341,11 @@ async fn drill_scenarios() {
         ..Options::default()
     };
     let sets = ["failover.witness.http.existingSecret=drill-witness".to_string()];
+    // These scenarios are GoldDR's decisions against a scripted witness that answers about Gold
+    // only; Gold's own agent (which would ask it the primary role's question) is left out.
+    let gold = ["failover.enabled=false".to_string()];
     let started = Instant::now();
-    let mut stage = Stage::up(&o, &sets, false)
+    let mut stage = Stage::up_both(&o, &gold, &sets, false)
         .await
         .expect("both sites installed");
     eprintln!("setup done in {:.1}s", started.elapsed().as_secs_f64());
