@@ -516,6 +516,21 @@ impl Stage {
     }
 
     /// `helm upgrade` of GoldDR with its values and the `--set`s it was installed with (plus `sets`).
+    /// `helm upgrade` of Gold with the values it was installed with (e.g. its witness), then
+    /// `sets`; no `--wait` (Gold may be a standby now).
+    pub async fn upgrade_gold(&self, sets: &[String]) -> Result<String> {
+        let all: Vec<String> = self.gold_sets.iter().chain(sets).cloned().collect();
+        self.chart
+            .upgrade(
+                self.gold()?,
+                "values-gold.yaml",
+                &all,
+                false,
+                Duration::from_secs(180),
+            )
+            .await
+    }
+
     pub async fn upgrade_golddr(&self, sets: &[String]) -> Result<String> {
         // The values it was installed with (e.g. its witness), then the caller's.
         let all: Vec<String> = self.golddr_sets.iter().chain(sets).cloned().collect();

@@ -679,17 +679,7 @@ async fn run_leg(
 /// `helm upgrade` of both sites with their original values (Gold's says primary, GoldDR's
 /// standby) while GoldDR is the primary: nothing may change role.
 async fn upgrade_keeps_roles(stage: &mut Stage, plugin: &Plugin) -> Result<()> {
-    let gold = stage.gold()?;
-    stage
-        .chart
-        .upgrade(
-            gold,
-            "values-gold.yaml",
-            &[],
-            false,
-            Duration::from_secs(180),
-        )
-        .await?;
+    stage.upgrade_gold(&[]).await?;
     stage.upgrade_golddr(&[]).await?;
     stage.timeline.mark(
         "helm upgrade of both sites with their original values (gold: primary, golddr: standby) done",
