@@ -439,6 +439,10 @@ async fn measure(
         }
         stage.wait_streaming(Duration::from_secs(120)).await?;
     }
+    // The loss starts a fresh failure streak from a known lag, as in production.
+    stage
+        .wait_agent_baseline(&stage.golddr, Duration::from_secs(180))
+        .await?;
     // Steady load right before the loss, so commits are in flight when it comes.
     tokio::time::sleep(WARM_LOAD).await;
     if writer.is_finished() {

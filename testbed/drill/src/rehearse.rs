@@ -111,6 +111,12 @@ async fn run(stage: &mut Stage, gslb: &Gslb) -> Result<Report> {
     stage.timeline.mark(format!(
         "golddr: all {CONFIRMED_ROWS} rows present (read on the standby leader)"
     ));
+    stage
+        .wait_agent_baseline(&stage.golddr, Duration::from_secs(60))
+        .await?;
+    stage
+        .timeline
+        .mark("golddr: failover agent has a healthy probe of gold on record (a known lag)");
     for id in CONFIRMED_ROWS + 1..=CONFIRMED_ROWS + TRAILING_ROWS {
         gold.insert(id, "gold").await?;
         acked.insert(id);

@@ -327,6 +327,34 @@ impl Stage {
         }
     }
 
+    /// Waits until `site`'s failover agent's last sample was a healthy probe of its peer with a known
+    /// replication lag. The agent promotes only from such a baseline: a loss staged before its first
+    /// healthy sample is (rightly) blocked as "lag unknown", and one staged before the first healthy
+    /// sample after a cut would join the cut's failure streak and look faster than it is.
+    pub async fn wait_agent_baseline(&self, site: &Site, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = crate::fencing::agent_state(site);
+            // The last sample was healthy (no open failure streak) and measured the lag.
+            if state.as_ref().is_some_and(|s| {
+                s["consecutive_failures"] == 0 && s["last_known_lag_bytes"].is_u64()
+            }) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DrillError::Timeout {
+                    what: format!(
+                        "{}'s failover agent recording a healthy probe of its peer (state: {})",
+                        site.name(),
+                        state.map_or("none".into(), |s| s.to_string())
+                    ),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Waits until every id in `ids` is visible on GoldDR's member.
     pub async fn wait_rows_on_golddr(&self, ids: &BTreeSet<i64>, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;

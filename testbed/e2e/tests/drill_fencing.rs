@@ -542,6 +542,10 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
     writers.pause("gold", false);
     let before = pgdr_drill::stage::members(stage.gold().unwrap());
 
+    stage
+        .wait_agent_baseline(&stage.golddr, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("a: {e}"));
     let off = Instant::now();
     stage.power_off("gold").await.expect("a: gold powered off");
     stage
