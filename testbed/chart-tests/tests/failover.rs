@@ -240,10 +240,18 @@ fn timing_defaults_promote_within_a_minute_and_stay_debounced() {
     let span = secs("FAILOVER_MIN_FAILURE_SPAN");
     let n: u64 = env_value(&c, "FAILOVER_FAILURE_THRESHOLD").parse().unwrap();
     let per_run: u64 = env_value(&c, "FAILOVER_SAMPLES_PER_RUN").parse().unwrap();
-    // The streak: N samples at the given spacing span (N-1) x interval >= T.
+    // N and T agree: a streak that spans T across the gap between two runs' samples (a minute
+    // minus a run's sampling) already has N samples, so N never delays a promotion beyond T; and
+    // inside one run the span cannot be reached with fewer than N samples.
+    let gap = 60 - (per_run - 1) * interval;
+    let fewest_across_gap = span.saturating_sub(gap).div_ceil(interval) + 2;
     assert!(
-        (n - 1) * interval >= span,
-        "N={n} at {interval}s cannot span {span}s"
+        n <= fewest_across_gap,
+        "N={n} waits past T={span}s after a {gap}s run gap ({fewest_across_gap} samples span it)"
+    );
+    assert!(
+        (n - 1) * interval <= span,
+        "N={n} at {interval}s takes longer than T={span}s inside a run"
     );
     // Debounced: more than a couple of lost probes, and at least 15 s.
     assert!(n >= 4 && span >= 15, "N={n}, T={span}s");

@@ -96,7 +96,7 @@ fn failover_defaults_are_safe() {
     // Debounce: a window that covers an in-site failover of the peer (ttl + loop_wait = 40 s),
     // about a minute with a witness saying `down` (values.yaml explains each number); auto
     // additionally needs a witness (auto_without_a_witness_is_refused).
-    assert_eq!(env_value(c, "FAILOVER_FAILURE_THRESHOLD"), "9");
+    assert_eq!(env_value(c, "FAILOVER_FAILURE_THRESHOLD"), "6");
     assert_eq!(env_value(c, "FAILOVER_MIN_FAILURE_SPAN"), "40s");
     assert_eq!(env_value(c, "FAILOVER_SAMPLE_INTERVAL"), "5s");
     assert_eq!(env_value(c, "FAILOVER_ALLOW_NO_WITNESS"), "false");

@@ -48,7 +48,7 @@ pub fn production_sets() -> Vec<String> {
         "failover.schedule=* * * * *",
         "failover.sampleIntervalSeconds=5",
         "failover.samplesPerRun=9",
-        "failover.failureThreshold=9",
+        "failover.failureThreshold=6",
         "failover.minFailureSpanSeconds=40",
         // The drill overlay allows its short window; production does not.
         "failover.allowShortWindow=false",
