@@ -206,6 +206,42 @@ pub enum PeerCheck {
     },
 }
 
+/// A member that Patroni may promote any moment: a replica of a site that is no standby cluster
+/// and not fenced, following nothing (not streaming). After a crash or power loss Patroni starts
+/// the old primary exactly like this and promotes it once it holds the leader lock, onto a new
+/// timeline of its own. If the peer was promoted meanwhile, that timeline carries the same number
+/// as the peer's, and Patroni's rewind check (timeline numbers only) then never rewinds this site
+/// onto the peer. Checking the peer now lets the site fence itself before that promotion.
+pub fn about_to_promote(poll: &Poll) -> bool {
+    matches!(poll, Poll::Reachable(m)
+        if m.role == Role::Replica
+            && m.standby_cluster == Some(false)
+            && m.fence.is_none()
+            && m.replication_state.as_deref() != Some("streaming"))
+}
+
+/// Whether the peer checker runs: while this member is a writable, unfenced primary (split
+/// brain) or [`about_to_promote`].
+pub fn wants_peer_check(poll: &Poll) -> bool {
+    let writable = matches!(poll, Poll::Reachable(m) if m.writable_primary() && m.fence.is_none());
+    writable || about_to_promote(poll)
+}
+
+/// Fence the site before Patroni promotes this member: it is [`about_to_promote`] and the peer
+/// is a writable primary promoted from our timeline (the proof on which the failover agent
+/// fences in every mode). Returns the fork (timeline, LSN) for the log; the agent records the
+/// divergence itself once the member is read-only.
+pub fn pre_fence(poll: &Poll, peer: &PeerCheck) -> Option<(u32, u64)> {
+    match peer {
+        PeerCheck::Seen {
+            writable: true,
+            lineage: PeerLineage::PeerForkedFromUs { fork_lsn, timeline },
+            ..
+        } if about_to_promote(poll) => Some((*timeline, *fork_lsn)),
+        _ => None,
+    }
+}
+
 /// Why `/primary` answers 503 for good: the peer is writable and was promoted from our
 /// timeline. Cleared only once this member has been seen as a standby (standby leader, a member
 /// of a standby cluster) or fenced, so a later primary role comes from a deliberate switchover.
@@ -984,6 +1020,124 @@ mod tests {
         }
         for bad in ["", "5000A28", "0/x", "1/2/3", "100000000/0"] {
             assert_eq!(parse_lsn(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn pre_fence_only_a_member_patroni_may_promote_next_to_a_peer_forked_from_us() {
+        let forked = PeerCheck::Seen {
+            writable: true,
+            lineage: PeerLineage::PeerForkedFromUs {
+                fork_lsn: 0x3000000,
+                timeline: 1,
+            },
+            divergence_bytes: 0,
+        };
+        let later = PeerCheck::Seen {
+            writable: true,
+            lineage: PeerLineage::PeerPromotedLater,
+            divergence_bytes: 0,
+        };
+        let standby_peer = PeerCheck::Seen {
+            writable: false,
+            lineage: PeerLineage::SameTimeline,
+            divergence_bytes: 0,
+        };
+        let with = |f: fn(&mut MemberView)| {
+            let mut m = view(member("running", "replica", None));
+            f(&mut m);
+            Poll::Reachable(m)
+        };
+        let crashed = with(|_| {});
+        let streaming = with(|m| m.replication_state = Some("streaming".into()));
+        let standby_site = with(|m| m.standby_cluster = Some(true));
+        let config_unread = with(|m| m.standby_cluster = None);
+        let already_fenced = view(fenced("replica", None));
+        let silent = PeerCheck::Failed("timeout".into());
+        // (case, poll, peer, checks the peer, pre-fence)
+        type Row<'a> = (&'a str, Poll, &'a PeerCheck, bool, Option<(u32, u64)>);
+        let rows: Vec<Row> = vec![
+            (
+                "crash-restarted old primary, peer forked from us",
+                crashed.clone(),
+                &forked,
+                true,
+                Some((1, 0x3000000)),
+            ),
+            (
+                "same member, peer only promoted later (no proof)",
+                crashed.clone(),
+                &later,
+                true,
+                None,
+            ),
+            (
+                "same member, peer a standby",
+                crashed.clone(),
+                &standby_peer,
+                true,
+                None,
+            ),
+            (
+                "same member, peer silent",
+                crashed.clone(),
+                &silent,
+                true,
+                None,
+            ),
+            (
+                "a replica streaming from its leader",
+                streaming,
+                &forked,
+                false,
+                None,
+            ),
+            (
+                "a member of a standby cluster",
+                standby_site,
+                &forked,
+                false,
+                None,
+            ),
+            (
+                "config unreadable: standby or not unknown",
+                config_unread,
+                &forked,
+                false,
+                None,
+            ),
+            (
+                "already fenced",
+                Poll::Reachable(already_fenced),
+                &forked,
+                false,
+                None,
+            ),
+            (
+                "a writable primary: the latch and the agent",
+                member("running", "primary", None),
+                &forked,
+                true,
+                None,
+            ),
+            (
+                "a standby leader",
+                member("running", "standby_leader", None),
+                &forked,
+                false,
+                None,
+            ),
+            (
+                "Patroni unreachable",
+                Poll::Unreachable("refused".into()),
+                &forked,
+                false,
+                None,
+            ),
+        ];
+        for (case, poll, peer, wants, fence) in rows {
+            assert_eq!(wants_peer_check(&poll), wants, "{case}: checks the peer");
+            assert_eq!(pre_fence(&poll, peer), fence, "{case}: pre-fence");
         }
     }
 }

@@ -252,9 +252,10 @@ fn split_brain_latch_against_a_promoted_peer() {
     dr0.wait_query("SHOW pgdr.promoted_from", &marker, Duration::from_secs(60))
         .unwrap();
     let promoted = Instant::now();
-    // Gold is still writable: only the sidecar's latch keeps a GSLB away from it.
+    // Gold is still writable: only the sidecar's latch keeps a GSLB (/primary) and this site's
+    // own Services (/ready) away from it.
     assert_eq!(pg0.psql("SELECT pg_is_in_recovery()").unwrap(), "f");
-    let st = wait_codes(addr, "primary, peer promoted from us", 200, 503);
+    let st = wait_codes(addr, "primary, peer promoted from us", 503, 503);
     println!(
         "/primary 503 {:?} after the peer was writable with its marker",
         promoted.elapsed()

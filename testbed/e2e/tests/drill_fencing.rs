@@ -99,11 +99,24 @@ impl Expect {
     }
 }
 
-/// Why scenario a's rejoin is a known gap: Gold comes back from a crash holding (or retaking)
-/// its lock, Patroni promotes it onto a timeline of its own, numbered like GoldDR's; Patroni's
-/// rewind check compares timeline numbers only, so it never rewinds and streaming fails
-/// ("requested starting point ... is ahead"). Gold stays fenced and read-only (safe) and needs a
-/// re-clone.
+/// Whether the site's readiness sidecar fenced it before Patroni promoted its crash-restarted
+/// member (its log says so; the log file outlives the power cycle).
+fn sidecar_pre_fenced(site: &pgdr_drill::minicluster::Site) -> bool {
+    let log = site
+        .dir()
+        .join("pods")
+        .join(site.namespace())
+        .join(member(site))
+        .join("readiness.log");
+    std::fs::read_to_string(log)
+        .is_ok_and(|t| t.contains("site fenced (hold) before Patroni's promotion"))
+}
+
+/// Why scenario a's rejoin can still fail: Gold comes back from a crash holding (or retaking)
+/// its lock, and when its sidecar does not fence it first, Patroni promotes it onto a timeline of
+/// its own, numbered like GoldDR's; Patroni's rewind check compares timeline numbers only, so it
+/// never rewinds and streaming fails ("requested starting point ... is ahead"). Gold stays fenced
+/// and read-only (safe) and needs a re-clone.
 const PATRONI_SAME_TIMELINE: &str = "Patroni skips pg_rewind when the returning primary's own \
      post-crash timeline has the same number as the promoted site's; gold stays fenced and \
      read-only until re-cloned";
@@ -574,6 +587,10 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
         .wait_site_streaming(stage.gold().unwrap(), REJOIN_WITHIN)
         .await;
     let rejoin = rejoined.is_ok().then(|| on.elapsed());
+    eprintln!(
+        "[a] gold's sidecar fenced it before Patroni's promotion: {} (else the agent fenced a promoted gold)",
+        sidecar_pre_fenced(stage.gold().unwrap())
+    );
     expect.known_gap(
         rejoined.is_ok(),
         format!("gold streams from golddr within {REJOIN_WITHIN:?} of its return ({rejoined:?})"),
