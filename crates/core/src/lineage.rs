@@ -125,6 +125,30 @@ impl Identity {
     }
 }
 
+/// PostgreSQL's own timeline history file (`pg_wal/0000000N.history`): one line per timeline
+/// left, `parent-timeline <tab> switchpoint <tab> reason`; blank and `#` lines are skipped.
+/// Unlike Patroni's cluster history it moves with the data: a re-cloned server has its source's.
+pub fn parse_timeline_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let timeline = fields.next().and_then(|t| t.parse::<u32>().ok());
+            let switchpoint = fields.next().and_then(parse_lsn);
+            match (timeline, switchpoint) {
+                (Some(timeline), Some(switchpoint)) => Ok(HistoryEntry {
+                    timeline,
+                    switchpoint,
+                }),
+                _ => Err(format!(
+                    "timeline history line {line:?} is not \"<timeline> <lsn> <reason>\""
+                )),
+            }
+        })
+        .collect()
+}
+
 /// Patroni's cluster history (`GET /history`, or the `history` annotation of `<scope>-config`):
 /// a JSON list of `[timeline, lsn, reason, time, new leader]`; numbers may come as strings.
 pub fn parse_patroni_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
@@ -600,5 +624,27 @@ mod tests {
         assert_eq!(parse_lsn("nope"), None);
         assert_eq!(divergence_bytes(0x6000000, 0x5000000), 0x1000000);
         assert_eq!(divergence_bytes(0x4000000, 0x5000000), 0);
+    }
+
+    #[test]
+    fn postgres_timeline_history_files() {
+        let text =
+            "1\t0/302A438\tno recovery target specified\n\n2\t0/5000000\tat restore point \"x\"\n";
+        assert_eq!(
+            parse_timeline_history(text).unwrap(),
+            vec![
+                HistoryEntry {
+                    timeline: 1,
+                    switchpoint: 0x302A438
+                },
+                HistoryEntry {
+                    timeline: 2,
+                    switchpoint: 0x5000000
+                },
+            ]
+        );
+        assert_eq!(parse_timeline_history("").unwrap(), vec![]);
+        let err = parse_timeline_history("1\tnot-an-lsn\treason").unwrap_err();
+        assert!(err.contains("not-an-lsn"), "{err}");
     }
 }

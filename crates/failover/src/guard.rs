@@ -15,7 +15,7 @@ use crate::config::Rejoin;
 use crate::decide::{Mode, Policy, Verdict};
 use crate::fence::{Fence, FenceReason, Phase, Preserve, lsn_text};
 use crate::state::{DecisionRecord, DivergenceRecord, State};
-use pgdr_core::lineage::{Lineage, divergence_bytes};
+use pgdr_core::lineage::{HistoryEntry, Lineage, divergence_bytes};
 
 /// The peer as seen through the tunnel Service.
 #[derive(Clone, Debug, PartialEq)]
@@ -363,7 +363,12 @@ pub struct FencedSample {
     pub at: Timestamp,
     pub run: String,
     pub peer: Peer,
+    /// The peer's current timeline, when it could be identified.
+    pub peer_timeline: Option<u32>,
     pub own: Own,
+    /// The local leader's PostgreSQL timeline history (its sidecar reads `pg_wal`); `None`
+    /// when unknown.
+    pub own_history: Option<Vec<HistoryEntry>>,
     pub preservation: Preservation,
     /// The local leader no longer runs as a writable primary (Patroni demoted it).
     pub read_only: bool,
@@ -382,6 +387,52 @@ pub struct FencedDecision {
     pub fence: Option<Fence>,
     /// The divergence was recorded at this sample: announce `Diverged`.
     pub diverged: Option<DivergenceRecord>,
+    /// Rejoining by rewind was found unsafe at this sample (first time): announce
+    /// `RecloneRequired` with this text.
+    pub reclone: Option<String>,
+}
+
+/// Whether following the peer would stream its WAL onto data that Patroni does not rewind.
+/// Patroni decides on pg_rewind by timeline *numbers*: a local timeline equal to the peer's
+/// means "no rewind", a lower one is looked up in the peer's history by number. A site that went
+/// on from `left` (the timeline the peer was promoted from, at `fork`) to a timeline of its own
+/// (a crash restart promoted it) can carry a number the peer also uses; it would then stream the
+/// peer's WAL on top of its own diverged pages. Safe when we never left `left`, when our own
+/// history leaves `left` at the fork (we are on the peer's branch: a re-clone), or when our
+/// timeline is above the peer's (Patroni rewinds; pg_rewind compares histories by position).
+/// Unknown own timeline: no judgement. `Some(reason)`: stay on hold, the site needs a re-clone.
+pub fn rewind_hazard(
+    left: u32,
+    fork: u64,
+    own: Option<u32>,
+    own_history: Option<&[HistoryEntry]>,
+    peer: Option<u32>,
+) -> Option<String> {
+    let own = own?;
+    if own <= left {
+        return None;
+    }
+    if own_history.is_some_and(|h| {
+        h.iter()
+            .any(|e| e.timeline == left && e.switchpoint == fork)
+    }) {
+        return None;
+    }
+    if peer.is_some_and(|p| own > p) {
+        return None;
+    }
+    let ours = match own_history.and_then(|h| h.iter().find(|e| e.timeline == left)) {
+        Some(e) => format!("left timeline {left} at {}", lsn_text(e.switchpoint)),
+        None => format!("left timeline {left} (history unknown)"),
+    };
+    Some(format!(
+        "this site went on to a timeline {own} of its own after the fork (it {ours}, the peer \
+         at {}), and the peer is on timeline {}: Patroni compares timeline numbers and would \
+         not rewind, streaming the peer's WAL onto diverged data. Stays read-only on hold: \
+         re-clone this site (chart README \"After a failover\")",
+        lsn_text(fork),
+        peer.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+    ))
 }
 
 /// A run on a fenced site: contract §2's flow, one step further per sample where possible.
@@ -404,9 +455,25 @@ pub fn decide_fenced(
         .get_or_insert_with(|| current.reason.as_str().to_string());
     let mut f = current.clone();
     let mut diverged = None;
+    let mut hazard = None;
     let peer = current.peer.clone();
     let verdict = 'flow: {
         if current.phase == Phase::Follow {
+            // Checked before "streaming": a site on a colliding timeline may stream, wrongly.
+            if let Some((left, fork)) = current.fork()
+                && let Some(why) = rewind_hazard(
+                    left,
+                    fork,
+                    s.own.timeline,
+                    s.own_history.as_deref(),
+                    s.peer_timeline,
+                )
+            {
+                f.phase = Phase::Hold;
+                reasons.push(why.clone());
+                hazard = Some(why);
+                break 'flow Verdict::Fenced;
+            }
             if s.leader_streaming {
                 next.rejoined_at.get_or_insert(s.at);
                 reasons.push(format!("the local leader streams from {peer}: rejoined"));
@@ -415,20 +482,6 @@ pub fn decide_fenced(
             reasons.push(format!(
                 "following {peer}: Patroni rewinds/clones and starts streaming (not yet)"
             ));
-            // Patroni compares timeline *numbers* before it rewinds: a fenced site that went on to a
-            // timeline of its own after the fork (a crash restart) may carry the same number as
-            // the authoritative site's, and then Patroni never rewinds (streaming fails with
-            // "requested starting point ... is ahead of the WAL flush position").
-            if let (Some(own), Some(left)) = (s.own.timeline, current.timeline)
-                && own > left
-            {
-                reasons.push(format!(
-                    "this site moved from timeline {left} to a timeline {own} of its own after the \
-                     fork (a crash restart); if {peer} is on timeline {own} too, Patroni skips \
-                     pg_rewind and this site never streams: re-clone it (chart README \"After a \
-                     failover\")"
-                ));
-            }
             break 'flow Verdict::Rejoining;
         }
         // Our end is only final once Patroni has demoted the leader (no more writes).
@@ -540,7 +593,18 @@ pub fn decide_fenced(
                 break 'flow Verdict::Fenced;
             }
         }
-        // Step 3: follow the authoritative site.
+        // Step 3: follow the authoritative site, unless Patroni would not rewind us onto it.
+        if let Some(why) = rewind_hazard(
+            timeline,
+            fork,
+            s.own.timeline,
+            s.own_history.as_deref(),
+            s.peer_timeline,
+        ) {
+            reasons.push(why.clone());
+            hazard = Some(why);
+            break 'flow Verdict::Fenced;
+        }
         if !matches!(s.peer, Peer::Writable(Lineage::PeerForkedFromUs { .. })) {
             reasons.push(format!(
                 "{peer} is not seen as our authoritative primary right now: stays on hold"
@@ -563,12 +627,27 @@ pub fn decide_fenced(
         reasons: reasons.clone(),
         run: s.run.clone(),
     });
+    // Announced once per episode; a rejoin ends it.
+    let reclone = match hazard {
+        Some(why) => {
+            let first = state.reclone_required_at.is_none();
+            next.reclone_required_at.get_or_insert(s.at);
+            first.then_some(why)
+        }
+        None => {
+            if verdict == Verdict::Rejoined {
+                next.reclone_required_at = None;
+            }
+            None
+        }
+    };
     FencedDecision {
         verdict,
         reasons,
         next,
         fence: (f != *current).then_some(f),
         diverged,
+        reclone,
     }
 }
 

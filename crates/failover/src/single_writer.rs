@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
 use pgdr_core::k8s::{self, Kube, api_error};
-use pgdr_core::lineage::{self, IdentifyError, Identity};
+use pgdr_core::lineage::{self, HistoryEntry, IdentifyError, Identity};
 use pgdr_core::patroni::{MemberStatus, PatroniClient};
 use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
 
@@ -153,22 +153,28 @@ fn own(local: &Local) -> Own {
     }
 }
 
-/// The peer through the tunnel Service, judged against our own identity.
-async fn peer(settings: &Settings, kube: &Kube, local: &Local) -> Result<Peer, Error> {
+/// The peer through the tunnel Service, judged against our own identity; with the peer's
+/// current timeline when it could be identified.
+async fn peer(
+    settings: &Settings,
+    kube: &Kube,
+    local: &Local,
+) -> Result<(Peer, Option<u32>), Error> {
     let (host, port) = match observe::tunnel_target(settings, kube).await? {
         Ok(t) => t,
-        Err(why) => return Ok(Peer::Silent(why)),
+        Err(why) => return Ok((Peer::Silent(why), None)),
     };
     let theirs = observe::identity(settings, &host, port).await;
     let theirs = match theirs {
         Ok(i) => i,
-        Err(IdentifyError::NoAnswer(why)) => return Ok(Peer::Silent(why)),
+        Err(IdentifyError::NoAnswer(why)) => return Ok((Peer::Silent(why), None)),
         Err(IdentifyError::Rejected(why) | IdentifyError::Unusable(why)) => {
-            return Ok(Peer::Unidentified(why));
+            return Ok((Peer::Unidentified(why), None));
         }
     };
+    let timeline = Some(theirs.timeline);
     if theirs.in_recovery {
-        return Ok(Peer::Standby);
+        return Ok((Peer::Standby, timeline));
     }
     let ours: Result<Identity, String> = match &local.pg {
         Some((h, p)) => observe::identity(settings, h, *p)
@@ -186,7 +192,7 @@ async fn peer(settings: &Settings, kube: &Kube, local: &Local) -> Result<Peer, E
         }),
         None => Vec::new(),
     };
-    Ok(match ours {
+    let peer = match ours {
         Ok(mut ours) => {
             ours.history = history;
             Peer::Writable(lineage::lineage(&ours, &theirs))
@@ -194,7 +200,8 @@ async fn peer(settings: &Settings, kube: &Kube, local: &Local) -> Result<Peer, E
         Err(why) => Peer::Unidentified(format!(
             "the peer is writable but this site's own identity is unknown ({why})"
         )),
-    })
+    };
+    Ok((peer, timeline))
 }
 
 /// Where each witness says the application runs.
@@ -323,7 +330,7 @@ pub async fn primary_sample(
         at: jiff::Timestamp::now(),
         run: run.to_string(),
         peer_site: settings.config.peer_site.clone(),
-        peer: peer?,
+        peer: peer?.0,
         placements,
         promoted_here: promoted?,
         own: own(local),
@@ -416,11 +423,20 @@ pub async fn fenced_sample(
     current: &Fence,
 ) -> Result<(Verdict, Vec<String>), Error> {
     let c = &settings.config;
-    let (peer, target, preservation) = tokio::join!(
+    let (peer, target, sidecar) = tokio::join!(
         peer(settings, kube, local),
         observe::tunnel_target(settings, kube),
-        preservation(settings, http, local, current),
+        sidecar_status(settings, http, local),
     );
+    let (peer, peer_timeline) = peer?;
+    let preservation = match (&current.preserve, &sidecar) {
+        (None, _) => Preservation::NotYet("not requested yet".into()),
+        (Some(_), Ok(v)) => preservation_from(&v["divergence"]),
+        (Some(_), Err(why)) => Preservation::NotYet(why.clone()),
+    };
+    let own_history = sidecar
+        .ok()
+        .and_then(|v| own_history_from(&v["timeline_history"]));
     let target = target?.map(|(ip, port)| FollowTarget {
         host: match c.tunnel_host_mode {
             HostMode::Dns => format!("{}.{}.svc", c.tunnel_service, kube.namespace),
@@ -436,8 +452,10 @@ pub async fn fenced_sample(
     let sample = FencedSample {
         at: jiff::Timestamp::now(),
         run: run.to_string(),
-        peer: peer?,
+        peer,
+        peer_timeline,
         own: own(local),
+        own_history,
         preservation,
         read_only: local.status.as_ref().is_some_and(|s| {
             !matches!(s.role.as_str(), "primary" | "master") && s.state == "running"
@@ -480,6 +498,24 @@ pub async fn fenced_sample(
         })
         .await;
     }
+    if let Some(why) = &d.reclone {
+        tracing::error!(reason = %why, "RE-CLONE REQUIRED: rejoining by rewind is unsafe");
+        act::announce(
+            settings,
+            kube,
+            http,
+            Announcement {
+                reason: "RecloneRequired",
+                action: "Fence",
+                text: format!(
+                    "PostgreSQL site {} cannot rejoin {} by rewind: {why}",
+                    c.site, current.peer
+                ),
+                extra: json!({"event": "reclone-required", "peer": current.peer}),
+            },
+        )
+        .await;
+    }
     if let Some(f) = &d.fence {
         let target = target.ok().filter(|_| f.phase == Phase::Follow);
         write_fence(settings, kube, f, target.as_ref(), false).await?;
@@ -488,17 +524,14 @@ pub async fn fenced_sample(
 }
 
 /// The leader pod's sidecar on WAL preservation; asked only once preservation was requested.
-async fn preservation(
+/// The local leader's readiness sidecar `/status` (WAL preservation, own timeline history).
+async fn sidecar_status(
     settings: &Settings,
     http: &reqwest::Client,
     local: &Local,
-    current: &Fence,
-) -> Preservation {
-    if current.preserve.is_none() {
-        return Preservation::NotYet("not requested yet".into());
-    }
+) -> Result<Value, String> {
     let Some(host) = &local.host else {
-        return Preservation::NotYet(format!("{}: no pod address", local.name));
+        return Err(format!("{}: no pod address", local.name));
     };
     let host = if host.contains(':') {
         format!("[{host}]")
@@ -510,13 +543,22 @@ async fn preservation(
         let r = http.get(&url).send().await?;
         r.json::<Value>().await
     };
-    match answer.await {
-        Ok(v) => preservation_from(&v["divergence"]),
-        Err(e) => Preservation::NotYet(format!(
-            "readiness sidecar {url} unreachable: {}",
-            e.without_url()
-        )),
-    }
+    answer
+        .await
+        .map_err(|e| format!("readiness sidecar {url} unreachable: {}", e.without_url()))
+}
+
+/// `/status` `timeline_history` → entries; `None` when the sidecar does not know it.
+pub fn own_history_from(v: &Value) -> Option<Vec<HistoryEntry>> {
+    v.as_array()?
+        .iter()
+        .map(|l| {
+            Some(HistoryEntry {
+                timeline: u32::try_from(l["timeline"].as_u64()?).ok()?,
+                switchpoint: observe::parse_lsn(l["switchpoint"].as_str()?)?,
+            })
+        })
+        .collect()
 }
 
 /// `/status` `divergence` → what the fenced flow needs.

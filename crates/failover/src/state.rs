@@ -59,6 +59,9 @@ pub struct State {
     pub divergence: Option<DivergenceRecord>,
     /// When the fenced site's leader first streamed from the authoritative site.
     pub rejoined_at: Option<Timestamp>,
+    /// When rejoining by rewind was found unsafe (a timeline of our own numbered like the
+    /// peer's): the site stays on hold until re-cloned.
+    pub reclone_required_at: Option<Timestamp>,
 }
 
 /// The divergence of a fenced site: its timeline, where the peer left it, and how far we wrote.

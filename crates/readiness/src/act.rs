@@ -138,6 +138,9 @@ pub struct StatusBody {
     pub peer_check: PeerStatus,
     /// WAL preservation (`pgdr_fence.preserve`).
     pub divergence: Divergence,
+    /// This member's own PostgreSQL timeline history (`pg_wal/<timeline>.history`; empty on
+    /// timeline 1); `None` without `READINESS_PGDATA` or a known timeline, or when unreadable.
+    pub timeline_history: Option<Vec<crate::preserve::HistoryLine>>,
     pub state: Option<String>,
     pub timeline: Option<u64>,
     pub lag_bytes: Option<u64>,
@@ -178,6 +181,12 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         split_brain_latch: snap.latch.clone(),
         peer_check: peer_status(&snap.peer, snap.peer_checked_ts),
         divergence: s.divergence.borrow().clone(),
+        timeline_history: match (&s.settings.pgdata, m.and_then(|m| m.timeline)) {
+            (Some(pgdata), Some(tl)) => u32::try_from(tl)
+                .ok()
+                .and_then(|tl| crate::preserve::timeline_history(pgdata, tl).ok()),
+            _ => None,
+        },
         state: m.map(|m| m.state.clone()),
         timeline: m.and_then(|m| m.timeline),
         lag_bytes: m.and_then(|m| m.lag_bytes),

@@ -369,13 +369,23 @@ pub struct Checks {
     pub seen: bool,
     /// Checks that did not reach it.
     pub failed: u32,
+    /// The last check that reached the peer found it writable with a newer promotion marker
+    /// ([`PeerLineage::PeerPromotedLater`]). A failed check in between changes nothing: a
+    /// timed-out check is no news that the peer stopped being the newer primary.
+    pub peer_promoted_later: bool,
 }
 
 impl Checks {
     /// After one more completed check.
     pub fn after(self, check: &PeerCheck) -> Checks {
         match check {
-            PeerCheck::Seen { .. } => Checks { seen: true, ..self },
+            PeerCheck::Seen {
+                writable, lineage, ..
+            } => Checks {
+                seen: true,
+                peer_promoted_later: *writable && *lineage == PeerLineage::PeerPromotedLater,
+                ..self
+            },
             PeerCheck::Failed(_) => Checks {
                 failed: self.failed.saturating_add(1),
                 ..self
@@ -396,7 +406,9 @@ pub const UNSEEN_CHECKS: u32 = 3;
 /// seen since it became one (or [`UNSEEN_CHECKS`] checks failed: the peer site may be gone), so
 /// a primary coming back next to a promoted peer is never advertised, not even for one poll; and
 /// while the peer is writable with a newer promotion marker but the proof is not complete (e.g.
-/// Patroni has not yet recorded our own new timeline). `None` once nothing speaks against it.
+/// Patroni has not yet recorded our own new timeline), through failed checks until a check sees
+/// otherwise. `since_primary` includes `peer`, the latest check. `None` once nothing speaks
+/// against it.
 pub fn withheld(primary: bool, since_primary: Checks, peer: &PeerCheck) -> Option<&'static str> {
     if !primary || matches!(peer, PeerCheck::Off) {
         return None;
@@ -404,15 +416,9 @@ pub fn withheld(primary: bool, since_primary: Checks, peer: &PeerCheck) -> Optio
     if !since_primary.seen && since_primary.failed < UNSEEN_CHECKS {
         return Some("its peer has not been seen since it became primary (peer check pending)");
     }
-    matches!(
-        peer,
-        PeerCheck::Seen {
-            writable: true,
-            lineage: PeerLineage::PeerPromotedLater,
-            ..
-        }
+    since_primary.peer_promoted_later.then_some(
+        "the peer is writable too and was promoted later (its promotion marker is newer)",
     )
-    .then_some("the peer is writable too and was promoted later (its promotion marker is newer)")
 }
 
 fn decide_role(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
@@ -716,36 +722,36 @@ mod tests {
         };
         let later = seen(PeerLineage::PeerPromotedLater);
         let none = Checks::default();
-        let seen_once = none.after(&later);
-        let failed = |n: u32| (0..n).fold(none, |c, _| c.after(&PeerCheck::Failed("x".into())));
         let standby = PeerCheck::Seen {
             writable: false,
             lineage: PeerLineage::SameTimeline,
             divergence_bytes: 0,
         };
+        let seen_once = none.after(&standby);
+        let failed = |n: u32| (0..n).fold(none, |c, _| c.after(&PeerCheck::Failed("x".into())));
         let down = || PeerCheck::Failed("timeout".into());
         let rows: Vec<(&str, bool, Checks, PeerCheck, bool)> = vec![
-            // name, primary, checks since primary, latest peer check, withheld
+            // name, primary, checks since primary before the latest, latest peer check, withheld
             ("peer check off", true, none, PeerCheck::Off, false),
             ("not checked yet", true, none, PeerCheck::Idle, true),
             (
                 "seen: the peer is a standby",
                 true,
                 seen_once,
-                standby,
+                standby.clone(),
                 false,
             ),
             (
                 "one failed check short of the bound: still withheld",
                 true,
-                failed(UNSEEN_CHECKS - 1),
+                failed(UNSEEN_CHECKS - 2),
                 down(),
                 true,
             ),
             (
                 "UNSEEN_CHECKS failed checks: the peer site may be gone",
                 true,
-                failed(UNSEEN_CHECKS),
+                failed(UNSEEN_CHECKS - 1),
                 down(),
                 false,
             ),
@@ -780,9 +786,24 @@ mod tests {
                 }),
                 false,
             ),
+            (
+                "promoted later, then a failed check: still withheld",
+                true,
+                none.after(&later),
+                down(),
+                true,
+            ),
+            (
+                "promoted later, then seen as a standby: released",
+                true,
+                none.after(&later),
+                standby.clone(),
+                false,
+            ),
             ("not a primary", false, none, later, false),
         ];
-        for (name, primary, checked, peer, want) in rows {
+        for (name, primary, before, peer, want) in rows {
+            let checked = before.after(&peer);
             assert_eq!(withheld(primary, checked, &peer).is_some(), want, "{name}");
         }
         let fresh = Duration::from_millis(10);

@@ -118,6 +118,35 @@ pub fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
 }
 
 /// The directory a request is preserved in.
+/// One line of this member's own timeline history, as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryLine {
+    pub timeline: u32,
+    pub switchpoint: String,
+}
+
+/// This member's PostgreSQL timeline history: the `pg_wal/<timeline>.history` file of its
+/// current `timeline` (none on timeline 1). It travels with the data (a re-clone brings the
+/// source's), so the failover agent tells a timeline of our own from the peer's by it.
+pub fn timeline_history(pgdata: &Path, timeline: u32) -> Result<Vec<HistoryLine>, String> {
+    if timeline <= 1 {
+        return Ok(Vec::new());
+    }
+    let path = pgdata
+        .join("pg_wal")
+        .join(format!("{timeline:08X}.history"));
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let entries = pgdr_core::lineage::parse_timeline_history(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(entries
+        .into_iter()
+        .map(|h| HistoryLine {
+            timeline: h.timeline,
+            switchpoint: lsn_string(h.switchpoint),
+        })
+        .collect())
+}
+
 pub fn target_dir(pgdata: &Path, timeline: u32, from_lsn: u64) -> PathBuf {
     let parent = pgdata.parent().unwrap_or(pgdata);
     parent.join(DIR_NAME).join(format!(
@@ -448,5 +477,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("timeline"), "{err}");
+    }
+
+    #[test]
+    fn timeline_history_of_the_current_timeline() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("pg_wal")).unwrap();
+        assert_eq!(timeline_history(d.path(), 1).unwrap(), vec![]);
+        let err = timeline_history(d.path(), 2).unwrap_err();
+        assert!(err.contains("00000002.history"), "{err}");
+        fs::write(
+            d.path().join("pg_wal/00000002.history"),
+            "1\t0/302A438\tno recovery target specified\n",
+        )
+        .unwrap();
+        assert_eq!(
+            timeline_history(d.path(), 2).unwrap(),
+            vec![HistoryLine {
+                timeline: 1,
+                switchpoint: "0/302A438".into()
+            }]
+        );
     }
 }

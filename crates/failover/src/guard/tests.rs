@@ -403,10 +403,12 @@ fn fenced_sample(peer: Peer, preservation: Preservation) -> FencedSample {
         at: t(0),
         run: "run-a".into(),
         peer,
+        peer_timeline: Some(4),
         own: Own {
             timeline: Some(3),
             wal_end: Some(END),
         },
+        own_history: None,
         preservation,
         read_only: true,
         leader_streaming: false,
@@ -591,4 +593,116 @@ fn divergence_waits_for_the_demotion_and_takes_the_final_end() {
     s.own.wal_end = Some(END - 10);
     let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
     assert_eq!(d.diverged.unwrap().diverged_bytes, Some(END - FORK));
+}
+
+#[test]
+fn rewind_hazard_table() {
+    let ours = |tl, at| {
+        Some(vec![HistoryEntry {
+            timeline: tl,
+            switchpoint: at,
+        }])
+    };
+    // (case, own timeline, own history, peer timeline, hazard)
+    type Row = (
+        &'static str,
+        Option<u32>,
+        Option<Vec<HistoryEntry>>,
+        Option<u32>,
+        bool,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "never left the fork's timeline",
+            Some(3),
+            None,
+            Some(4),
+            false,
+        ),
+        (
+            "own timeline unknown: no judgement",
+            None,
+            None,
+            Some(4),
+            false,
+        ),
+        (
+            "own 4 after a crash, peer on 4: same number",
+            Some(4),
+            ours(3, END),
+            Some(4),
+            true,
+        ),
+        (
+            "own 4, peer went on to 5: 4 is looked up by number",
+            Some(4),
+            ours(3, END),
+            Some(5),
+            true,
+        ),
+        ("own 4, peer unknown", Some(4), None, None, true),
+        (
+            "own 5 above the peer's 4: Patroni rewinds",
+            Some(5),
+            None,
+            Some(4),
+            false,
+        ),
+        (
+            "own history leaves 3 at the fork: the peer's branch (re-cloned)",
+            Some(4),
+            ours(3, FORK),
+            Some(4),
+            false,
+        ),
+    ];
+    for (case, own, history, peer, want) in rows {
+        let got = rewind_hazard(3, FORK, own, history.as_deref(), peer);
+        assert_eq!(got.is_some(), want, "{case}: {got:?}");
+    }
+    let why = rewind_hazard(3, FORK, Some(4), ours(3, END).as_deref(), Some(4)).unwrap();
+    assert!(
+        why.contains("timeline 4 of its own")
+            && why.contains("0/6000000")
+            && why.contains("re-clone"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_timeline_of_our_own_numbered_like_the_peers_is_never_followed() {
+    let forked = || Peer::Writable(forked_from_us());
+    // Crash-restarted after the fork: on timeline 4 of our own; the peer is on 4 too.
+    let mut s = fenced_sample(forked(), preserved());
+    s.own.timeline = Some(4);
+    s.own_history = Some(vec![HistoryEntry {
+        timeline: 3,
+        switchpoint: END,
+    }]);
+    let (v, f, st) = walk(Rejoin::Auto, hold_fence(), &s);
+    assert!(v.iter().all(|v| *v == Verdict::Fenced), "{v:?}");
+    assert_eq!(f.phase, Phase::Hold, "never follows");
+    assert!(st.reclone_required_at.is_some());
+    // Announced once.
+    let d1 = decide_fenced(Rejoin::Auto, &State::default(), &f, &s);
+    assert!(d1.reclone.is_some());
+    let d2 = decide_fenced(Rejoin::Auto, &d1.next, &f, &s);
+    assert!(d2.reclone.is_none(), "not again");
+    // Already following (an older agent, or the peer moved to our number later) and even
+    // streaming: back to hold, not "rejoined".
+    let mut following = f.clone();
+    following.phase = Phase::Follow;
+    s.leader_streaming = true;
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &following, &s);
+    assert_eq!(d.verdict, Verdict::Fenced);
+    assert_eq!(d.fence.map(|f| f.phase), Some(Phase::Hold));
+    assert_eq!(d.next.rejoined_at, None);
+    // Re-cloned from the peer: our history now leaves 3 at the fork, so it follows and rejoins.
+    s.own_history = Some(vec![HistoryEntry {
+        timeline: 3,
+        switchpoint: FORK,
+    }]);
+    let d = decide_fenced(Rejoin::Auto, &d1.next, &following, &s);
+    assert_eq!(d.verdict, Verdict::Rejoined);
+    assert_eq!(d.next.reclone_required_at, None);
 }
