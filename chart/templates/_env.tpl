@@ -13,7 +13,7 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 {{- end -}}
 
 
-{{/* Environment of the readiness sidecar (READINESS_*; crates/readiness/src/config.rs and README). GET endpoints need no credentials (PATCH /config, the pre-promotion fence, does); the peer check logs in as the replication user. */}}
+{{/* Environment of the readiness sidecar (READINESS_*; crates/readiness/src/config.rs and README). GET endpoints need no credentials; the peer check logs in as the replication user. */}}
 {{- define "patroni.readinessEnv" -}}
 {{- $v := .Values -}}
 {{- $r := $v.readiness -}}
@@ -45,20 +45,6 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
   value: {{ ternary "require" $sslMode (eq $sslMode "verify-ca") | quote }}
 - name: READINESS_PEER_DATABASE
   value: {{ $r.peerCheck.database | quote }}
-# Named in the fence the sidecar writes when the peer was promoted from this site's timeline and
-# Patroni is about to promote a crash-restarted member here (it must beat that promotion).
-- name: READINESS_PEER_SITE
-  value: {{ $v.site.peer | quote }}
-{{- if $v.patroni.restApi.authentication }}
-# Patroni's PATCH /config (that fence) needs the REST API credentials.
-- name: READINESS_PATRONI_USERNAME
-  value: {{ $v.credentials.restApiUsername | quote }}
-- name: READINESS_PATRONI_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "patroni.credentialsSecret" . }}
-      key: {{ $v.credentials.keys.restApiPassword }}
-{{- end }}
 # This member's own identity: its PostgreSQL over the pod's loopback (pg_hba admits 127.0.0.1).
 - name: READINESS_LOCAL_PG_HOST
   value: "127.0.0.1"

@@ -12,7 +12,6 @@
 pub mod config;
 pub mod dynamic_config;
 pub mod exit;
-pub mod fence;
 pub mod k8s;
 pub mod lineage;
 pub mod patroni;

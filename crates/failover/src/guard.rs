@@ -397,38 +397,33 @@ pub struct FencedDecision {
 /// means "no rewind", a lower one is looked up in the peer's history by number. A site that went
 /// on from `left` (the timeline the peer was promoted from, at `fork`) to a timeline of its own
 /// (a crash restart promoted it) can carry a number the peer also uses; it would then stream the
-/// peer's WAL on top of its own diverged pages. Safe when we never left `left`, when our own
-/// history leaves `left` at the fork (we are on the peer's branch: a re-clone), or when our
-/// timeline is above the peer's (Patroni rewinds; pg_rewind compares histories by position).
-/// Unknown own timeline: no judgement. `Some(reason)`: stay on hold, the site needs a re-clone.
+/// peer's WAL on top of its own diverged pages. Safe when we never left `left`, when our
+/// timeline is above the peer's (Patroni rewinds; pg_rewind compares histories by position), or
+/// when our own history leaves `left` at the fork (the peer's branch: rewound or re-cloned).
+/// Without our history: before `following`, a timeline change after the fork is our own (hazard);
+/// while following it is the rewind's result (no judgement). `Some(reason)`: stay on hold.
 pub fn rewind_hazard(
     left: u32,
     fork: u64,
     own: Option<u32>,
     own_history: Option<&[HistoryEntry]>,
     peer: Option<u32>,
+    following: bool,
 ) -> Option<String> {
     let own = own?;
-    if own <= left {
-        return None;
-    }
-    if own_history.is_some_and(|h| {
-        h.iter()
-            .any(|e| e.timeline == left && e.switchpoint == fork)
-    }) {
-        return None;
-    }
-    if peer.is_some_and(|p| own > p) {
+    if own <= left || peer.is_some_and(|p| own > p) {
         return None;
     }
     let ours = match own_history.and_then(|h| h.iter().find(|e| e.timeline == left)) {
+        Some(e) if e.switchpoint == fork => return None,
         Some(e) => format!("left timeline {left} at {}", lsn_text(e.switchpoint)),
-        None => format!("left timeline {left} (history unknown)"),
+        None if following => return None,
+        None => format!("left timeline {left}; its history is unknown"),
     };
     Some(format!(
-        "this site went on to a timeline {own} of its own after the fork (it {ours}, the peer \
-         at {}), and the peer is on timeline {}: Patroni compares timeline numbers and would \
-         not rewind, streaming the peer's WAL onto diverged data. Stays read-only on hold: \
+        "this site went on to a timeline {own} of its own after the fork (it {ours}; the peer \
+         left it at {}), and the peer is on timeline {}: Patroni compares timeline numbers and \
+         would not rewind, streaming the peer's WAL onto diverged data. Stays read-only on hold: \
          re-clone this site (chart README \"After a failover\")",
         lsn_text(fork),
         peer.map_or_else(|| "unknown".to_string(), |p| p.to_string())
@@ -467,6 +462,7 @@ pub fn decide_fenced(
                     s.own.timeline,
                     s.own_history.as_deref(),
                     s.peer_timeline,
+                    true,
                 )
             {
                 f.phase = Phase::Hold;
@@ -600,6 +596,7 @@ pub fn decide_fenced(
             s.own.timeline,
             s.own_history.as_deref(),
             s.peer_timeline,
+            false,
         ) {
             reasons.push(why.clone());
             hazard = Some(why);

@@ -15,7 +15,7 @@
 pub mod act;
 pub mod config;
 pub mod decide;
-pub use pgdr_core::fence;
+pub mod fence;
 pub mod guard;
 pub mod observe;
 pub mod run;

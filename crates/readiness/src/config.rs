@@ -64,10 +64,6 @@ pub struct Config {
     pub peer_host: Option<String>,
     #[serde(default = "default_pg_port")]
     pub peer_port: u16,
-    /// The peer site's name (`site.peer`), written into the fence when this sidecar fences the
-    /// site before Patroni promotes it; unset: it never fences (the agent still does).
-    #[serde(default)]
-    pub peer_site: Option<String>,
     #[serde(default)]
     pub peer_sslmode: SslMode,
     /// Database both identity checks connect to (`replication=database`).
@@ -114,8 +110,6 @@ pub struct PeerSettings {
     pub timeout: Duration,
     pub local_host: String,
     pub local_port: u16,
-    /// See `Config::peer_site`.
-    pub site: Option<String>,
 }
 
 fn default_patroni_url() -> Url {
@@ -255,7 +249,6 @@ impl Config {
                     timeout: peer_timeout,
                     local_host: self.local_pg_host,
                     local_port: self.local_pg_port,
-                    site: self.peer_site.filter(|s| !s.trim().is_empty()),
                 })
             }
         };

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgdr_core::fence;
 use pgdr_core::patroni::PatroniClient;
 use tokio::sync::watch;
 
@@ -106,7 +105,6 @@ pub async fn serve_with(
         peer: peer_rx,
         preserve: preserve_tx,
         pgdata: settings.pgdata.clone(),
-        peer_site: settings.peer.as_ref().and_then(|p| p.site.clone()),
     }))];
     if let Some(source) = peer {
         tasks.push(tokio::spawn(peer_loop(
@@ -149,25 +147,18 @@ struct Poller {
     tx: watch::Sender<Arc<Snapshot>>,
     metrics: metrics::Metrics,
     rules: decide::Rules,
-    /// Tells the peer checker whether to run ([`decide::wants_peer_check`]).
+    /// Tells the peer checker whether this member is a writable primary.
     want_peer: watch::Sender<bool>,
     peer: watch::Receiver<(PeerCheck, Option<jiff::Timestamp>)>,
     preserve: watch::Sender<Option<(PathBuf, preserve::Request)>>,
     pgdata: Option<PathBuf>,
-    /// Named in the fence this sidecar writes before Patroni's promotion (`None`: never).
-    peer_site: Option<String>,
 }
-
-/// Least time between two pre-promotion fence attempts (Patroni answers 409 to a lost race; the
-/// next poll sees the fence or tries again).
-const PRE_FENCE_RETRY: Duration = Duration::from_secs(5);
 
 async fn poll_loop(mut p: Poller) {
     let mut tick = tokio::time::interval(p.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Snapshot::initial(p.peer.borrow().0.clone());
     let mut last_reason = String::new();
-    let mut pre_fenced_at: Option<Instant> = None;
     loop {
         // A new peer result is applied at once (the latch within one poll), without waiting
         // for the next tick; Patroni is polled on its own schedule.
@@ -219,16 +210,8 @@ async fn poll_loop(mut p: Poller) {
             Some(_) => last.checks_since_primary,
         };
         snap.withheld = decide::withheld(writable, snap.checks_since_primary, &snap.peer);
-        let wants = decide::wants_peer_check(&snap.poll);
         p.want_peer
-            .send_if_modified(|w| std::mem::replace(w, wants) != wants);
-        if let (Some(fork), Some(peer_site)) =
-            (decide::pre_fence(&snap.poll, &snap.peer), &p.peer_site)
-            && pre_fenced_at.is_none_or(|t| t.elapsed() >= PRE_FENCE_RETRY)
-        {
-            pre_fenced_at = Some(Instant::now());
-            pre_fence(&p.client, peer_site, fork, now).await;
-        }
+            .send_if_modified(|w| std::mem::replace(w, writable) != writable);
         // The leader's copy is the one the agent waits for; replicas would only double the
         // space taken on their own volumes.
         let request = match (&snap.poll, &p.pgdata) {
@@ -282,46 +265,6 @@ async fn poll_loop(mut p: Poller) {
     }
 }
 
-/// Fences the site (hold form) through Patroni's `PATCH /config` before Patroni promotes this
-/// member: see [`decide::about_to_promote`]. The failover agent takes it from there (records the
-/// divergence, has the WAL preserved, then follows the peer, which Patroni can now rewind onto).
-async fn pre_fence(
-    client: &PatroniClient,
-    peer_site: &str,
-    (timeline, fork_lsn): (u32, u64),
-    now: jiff::Timestamp,
-) {
-    let f = fence::Fence {
-        since: now,
-        reason: fence::FenceReason::PeerAuthoritative,
-        peer: peer_site.to_string(),
-        phase: fence::Phase::Hold,
-        timeline: None,
-        fork_lsn: None,
-        local_end_lsn: None,
-        diverged_bytes: None,
-        preserve: None,
-        rejoin_approved_at: None,
-        other: serde_json::Map::new(),
-    };
-    let mut patch = serde_json::Map::new();
-    fence::apply(&mut patch, &f, None);
-    let fork = fence::lsn_text(fork_lsn);
-    tracing::warn!(
-        peer = peer_site, timeline, fork_lsn = %fork,
-        "the peer is a writable primary promoted from our timeline and Patroni may promote this member next: fencing the site (hold) before it does"
-    );
-    match client.patch_config(&serde_json::Value::Object(patch)).await {
-        Ok(_) => tracing::warn!(
-            peer = peer_site,
-            "site fenced (hold) before Patroni's promotion; the failover agent rejoins it to the peer"
-        ),
-        Err(e) => {
-            tracing::error!(error = %e.short(), "fencing the site through Patroni's PATCH /config failed; retrying at a later poll (the failover agent fences it too)")
-        }
-    }
-}
-
 fn log_changes(last: &Snapshot, now: &Snapshot) {
     match (&last.latch, &now.latch) {
         (None, Some(l)) => tracing::error!(
@@ -360,9 +303,8 @@ fn log_changes(last: &Snapshot, now: &Snapshot) {
     }
 }
 
-/// Checks the peer every interval while the poller wants it (a writable primary, or a member
-/// Patroni may promote next), at once when it starts wanting it; each check is bounded by its
-/// own timeout.
+/// Checks the peer every interval while this member is a writable primary (at once when it
+/// becomes one); each check is bounded by its own timeout.
 async fn peer_loop(
     source: PeerSource,
     interval: Duration,

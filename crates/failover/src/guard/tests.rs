@@ -603,12 +603,13 @@ fn rewind_hazard_table() {
             switchpoint: at,
         }])
     };
-    // (case, own timeline, own history, peer timeline, hazard)
+    // (case, own timeline, own history, peer timeline, following, hazard)
     type Row = (
         &'static str,
         Option<u32>,
         Option<Vec<HistoryEntry>>,
         Option<u32>,
+        bool,
         bool,
     );
     let rows: Vec<Row> = vec![
@@ -618,6 +619,7 @@ fn rewind_hazard_table() {
             None,
             Some(4),
             false,
+            false,
         ),
         (
             "own timeline unknown: no judgement",
@@ -625,12 +627,22 @@ fn rewind_hazard_table() {
             None,
             Some(4),
             false,
+            false,
         ),
         (
             "own 4 after a crash, peer on 4: same number",
             Some(4),
             ours(3, END),
             Some(4),
+            false,
+            true,
+        ),
+        (
+            "same, already following (and maybe streaming)",
+            Some(4),
+            ours(3, END),
+            Some(4),
+            true,
             true,
         ),
         (
@@ -638,29 +650,63 @@ fn rewind_hazard_table() {
             Some(4),
             ours(3, END),
             Some(5),
+            false,
             true,
         ),
-        ("own 4, peer unknown", Some(4), None, None, true),
+        (
+            "own 4, history unknown, before following: our own",
+            Some(4),
+            None,
+            Some(4),
+            false,
+            true,
+        ),
+        (
+            "own 4, history unknown, following: the rewind's result",
+            Some(4),
+            None,
+            Some(4),
+            true,
+            false,
+        ),
+        (
+            "own 4, peer unknown",
+            Some(4),
+            ours(3, END),
+            None,
+            false,
+            true,
+        ),
         (
             "own 5 above the peer's 4: Patroni rewinds",
             Some(5),
             None,
             Some(4),
             false,
+            false,
         ),
         (
-            "own history leaves 3 at the fork: the peer's branch (re-cloned)",
+            "own history leaves 3 at the fork: the peer's branch",
             Some(4),
             ours(3, FORK),
             Some(4),
             false,
+            false,
+        ),
+        (
+            "the peer's branch, following",
+            Some(4),
+            ours(3, FORK),
+            Some(4),
+            true,
+            false,
         ),
     ];
-    for (case, own, history, peer, want) in rows {
-        let got = rewind_hazard(3, FORK, own, history.as_deref(), peer);
+    for (case, own, history, peer, following, want) in rows {
+        let got = rewind_hazard(3, FORK, own, history.as_deref(), peer, following);
         assert_eq!(got.is_some(), want, "{case}: {got:?}");
     }
-    let why = rewind_hazard(3, FORK, Some(4), ours(3, END).as_deref(), Some(4)).unwrap();
+    let why = rewind_hazard(3, FORK, Some(4), ours(3, END).as_deref(), Some(4), false).unwrap();
     assert!(
         why.contains("timeline 4 of its own")
             && why.contains("0/6000000")

@@ -1,8 +1,7 @@
 //! The fence: `pgdr_fence` + `standby_cluster` in the site's own Patroni dynamic config.
 //!
 //! Pure: the document, its two `standby_cluster` forms, and the merge into a config object. The
-//! failover agent changes the ConfigMap by compare-and-set; the readiness sidecar writes the hold
-//! form through Patroni's `PATCH /config` when it must beat Patroni's own promotion.
+//! ConfigMap itself is changed only by compare-and-set (`act::write_fence`).
 //!
 //! - `hold`: `standby_cluster: {"restore_command": "false"}`. Patroni 4.1 demotes the leader to a
 //!   read-only standby leader that follows nothing (no host, so no pg_rewind): our WAL past the
@@ -14,7 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::dynamic_config::STANDBY_CLUSTER;
+use pgdr_core::dynamic_config::STANDBY_CLUSTER;
 
 /// Key of our marker inside the dynamic config (Patroni keeps unknown keys).
 pub const FENCE_KEY: &str = "pgdr_fence";
@@ -82,7 +81,7 @@ impl Fence {
     pub fn fork(&self) -> Option<(u32, u64)> {
         Some((
             self.timeline?,
-            crate::lineage::parse_lsn(self.fork_lsn.as_deref()?)?,
+            crate::observe::parse_lsn(self.fork_lsn.as_deref()?)?,
         ))
     }
 }
@@ -138,7 +137,7 @@ pub fn apply(config: &mut Map<String, Value>, fence: &Fence, target: Option<&Fol
 
 /// `0/5000A28` form of an LSN.
 pub fn lsn_text(lsn: u64) -> String {
-    crate::lineage::format_lsn(lsn)
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
 #[cfg(test)]
@@ -178,13 +177,13 @@ mod tests {
                    "primary_slot_name": "standby_gold", "create_replica_methods": ["basebackup"]})
         );
         assert_eq!(cfg[FENCE_KEY]["phase"], "follow");
-        assert!(crate::dynamic_config::is_standby_cluster(&cfg));
+        assert!(pgdr_core::dynamic_config::is_standby_cluster(&cfg));
 
         // Follow without a target degrades to hold, never to a host-less follow.
         apply(&mut cfg, &fence(Phase::Follow), None);
         assert_eq!(cfg[STANDBY_CLUSTER], json!({"restore_command": "false"}));
         assert_eq!(cfg[FENCE_KEY]["phase"], "hold");
-        assert!(crate::dynamic_config::is_standby_cluster(&cfg));
+        assert!(pgdr_core::dynamic_config::is_standby_cluster(&cfg));
     }
 
     #[test]
