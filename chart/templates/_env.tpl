@@ -205,6 +205,8 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
   value: {{ $f.rejoin | quote }}
 - name: FAILOVER_READINESS_PORT
   value: {{ $v.readiness.port | int | quote }}
+- name: FAILOVER_MEMBER_SELECTOR
+  value: {{ printf "%s,%s=%s" (include "patroni.patroniLabelsKv" .) $v.patroni.kubernetes.scopeLabel (include "patroni.scope" .) | quote }}
 {{- with $f.webhook.existingSecret }}
 - name: FAILOVER_WEBHOOK_URL
   valueFrom:

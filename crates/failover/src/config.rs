@@ -124,6 +124,10 @@ pub struct Config {
     /// Port of the readiness sidecar on the leader pod (its `/status` reports WAL preservation).
     #[serde(default = "default_readiness_port")]
     pub readiness_port: u16,
+    /// Label selector of this site's Patroni member pods (a re-clone asks every member's
+    /// sidecar); unset: `cluster-name=<scope>`, Patroni's default scope label.
+    #[serde(default)]
+    pub member_selector: Option<String>,
 }
 
 /// What the fence's follow form writes as `standby_cluster.host`.
@@ -484,6 +488,13 @@ impl Settings {
     }
     pub fn leader_map(&self) -> String {
         format!("{}-leader", self.config.scope)
+    }
+    pub fn member_selector(&self) -> String {
+        self.config
+            .member_selector
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| format!("cluster-name={}", self.config.scope))
     }
 }
 

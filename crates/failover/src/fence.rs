@@ -53,6 +53,19 @@ pub struct Preserve {
     pub from_lsn: String,
 }
 
+/// Ask every member's readiness sidecar to move its data directory aside (a rewind is unsafe:
+/// `guard::rewind_hazard`), so that Patroni clones the site from the peer. `requested_at` is
+/// the request's identity: a sidecar acts on one request once (a receipt on its volume).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reclone {
+    pub requested_at: String,
+    /// Keep the moved data directory (the WAL past the fork was preserved incompletely, so the
+    /// old data directory is the only full copy of what diverged); else the sidecar deletes it
+    /// once PostgreSQL has stopped.
+    #[serde(default)]
+    pub keep_data: bool,
+}
+
 /// The `pgdr_fence` document (contract §2). Unknown keys written by others are kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fence {
@@ -72,6 +85,8 @@ pub struct Fence {
     pub preserve: Option<Preserve>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejoin_approved_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclone: Option<Reclone>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -156,6 +171,7 @@ mod tests {
             diverged_bytes: Some(0x6000000 - 0x5000A28),
             preserve: None,
             rejoin_approved_at: None,
+            reclone: None,
             other: Map::new(),
         }
     }

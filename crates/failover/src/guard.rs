@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::config::Rejoin;
 use crate::decide::{Mode, Policy, Verdict};
-use crate::fence::{Fence, FenceReason, Phase, Preserve, lsn_text};
+use crate::fence::{Fence, FenceReason, Phase, Preserve, Reclone, lsn_text};
 use crate::state::{DecisionRecord, DivergenceRecord, State};
 use pgdr_core::lineage::{HistoryEntry, Lineage, divergence_bytes};
 
@@ -85,6 +85,7 @@ impl FenceOrder {
             diverged_bytes: None,
             preserve: None,
             rejoin_approved_at: None,
+            reclone: None,
             other: Default::default(),
         };
         if let Some((timeline, fork)) = self.fork {
@@ -357,6 +358,18 @@ pub enum Preservation {
     NotYet(String),
 }
 
+/// One member's readiness sidecar on a re-clone request (`/status` `reclone`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MemberReclone {
+    /// Its data directory was moved aside for the request with this `requested_at`.
+    Moved(String),
+    /// Not (yet) done, or the sidecar could not be asked: why.
+    NotYet(String),
+}
+
+/// Each member pod's answer on a re-clone request (`Err`: the pods could not be listed).
+pub type MemberReports = Result<Vec<(String, MemberReclone)>, String>;
+
 /// One sample of a run on a fenced site.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FencedSample {
@@ -376,6 +389,11 @@ pub struct FencedSample {
     pub leader_streaming: bool,
     /// The reverse tunnel Service gives a follow target (`Err`: why not).
     pub target: Result<(), String>,
+    /// A member holds this site's leader lock.
+    pub lock_held: bool,
+    /// Every member pod of this site with its sidecar's answer on the re-clone request; asked
+    /// only while one is pending (`Err`: the pods could not be listed).
+    pub members: MemberReports,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -390,6 +408,47 @@ pub struct FencedDecision {
     /// Rejoining by rewind was found unsafe at this sample (first time): announce
     /// `RecloneRequired` with this text.
     pub reclone: Option<String>,
+    /// Every member moved its data aside: remove Patroni's `initialize` key in the same
+    /// compare-and-set as the follow form, so that Patroni bootstraps the site as a standby
+    /// leader cloned from the peer (with the key, an empty member waits for a leader forever).
+    pub clear_initialize: bool,
+    /// The re-clone was requested at this sample: announce `Reclone`.
+    pub reclone_requested: bool,
+}
+
+/// The re-clone step while a request is pending (phase hold): every member of the site must
+/// have moved its data directory aside before the follow form (and no `initialize` key) lets
+/// Patroni clone: a member that still has its old data would take the leader lock and stream
+/// the peer's WAL onto it. `Ok`: switch to follow; `Err`: why it waits.
+pub fn reclone_ready(request: &Reclone, members: &MemberReports) -> Result<String, String> {
+    let members = members
+        .as_ref()
+        .map_err(|why| format!("the site's member pods cannot be listed ({why})"))?;
+    if members.is_empty() {
+        return Err("no member pod of this site is listed".into());
+    }
+    let mut waiting = Vec::new();
+    for (name, m) in members {
+        match m {
+            MemberReclone::Moved(id) if *id == request.requested_at => {}
+            MemberReclone::Moved(id) => {
+                waiting.push(format!("{name}: moved for another request ({id})"))
+            }
+            MemberReclone::NotYet(why) => waiting.push(format!("{name}: {why}")),
+        }
+    }
+    if waiting.is_empty() {
+        let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+        Ok(format!(
+            "every member moved its data directory aside ({})",
+            names.join(", ")
+        ))
+    } else {
+        Err(format!(
+            "waiting for every member to move its data directory aside: {}",
+            waiting.join("; ")
+        ))
+    }
 }
 
 /// Whether following the peer would stream its WAL onto data that Patroni does not rewind.
@@ -452,7 +511,47 @@ pub fn decide_fenced(
     let mut diverged = None;
     let mut hazard = None;
     let peer = current.peer.clone();
+    let mut clear_initialize = false;
+    let mut reclone_requested = false;
     let verdict = 'flow: {
+        // A pending re-clone comes first: once a member moved its data aside the site has no
+        // leader (nothing is read-only or streaming until Patroni cloned it).
+        if current.phase == Phase::Hold
+            && let Some(request) = &current.reclone
+        {
+            reasons.push(format!(
+                "re-clone requested at {} (rewinding onto {peer} is unsafe)",
+                request.requested_at
+            ));
+            match reclone_ready(request, &s.members) {
+                Err(why) => {
+                    reasons.push(why);
+                    break 'flow Verdict::Fenced;
+                }
+                Ok(all) => reasons.push(all),
+            }
+            // While Patroni holds the lock it re-writes `initialize` (a leader without the key
+            // restores it): it releases the lock once it finds its data directory gone.
+            if s.lock_held {
+                reasons.push(
+                    "Patroni still holds this site's leader lock (it releases it once it finds \
+                     the data directory gone): waiting"
+                        .into(),
+                );
+                break 'flow Verdict::Fenced;
+            }
+            if let Err(why) = &s.target {
+                reasons.push(format!("no follow target: {why}; stays on hold (empty)"));
+                break 'flow Verdict::Fenced;
+            }
+            f.phase = Phase::Follow;
+            clear_initialize = true;
+            reasons.push(format!(
+                "re-cloning: standby_cluster follows {peer} through the tunnel and Patroni's \
+                 initialize key is removed: Patroni bootstraps a standby leader from {peer}"
+            ));
+            break 'flow Verdict::Rejoining;
+        }
         if current.phase == Phase::Follow {
             // Checked before "streaming": a site on a colliding timeline may stream, wrongly.
             if let Some((left, fork)) = current.fork()
@@ -600,6 +699,30 @@ pub fn decide_fenced(
         ) {
             reasons.push(why.clone());
             hazard = Some(why);
+            // Re-clone instead: the WAL past the fork is preserved (step 2) and `rejoin` let us
+            // this far. Only toward a peer proven authoritative right now, reachable to clone.
+            if !matches!(s.peer, Peer::Writable(Lineage::PeerForkedFromUs { .. })) {
+                reasons.push(format!(
+                    "{peer} is not seen as our authoritative primary right now: no re-clone yet"
+                ));
+            } else if let Err(why) = &s.target {
+                reasons.push(format!("no follow target to clone from: {why}"));
+            } else {
+                f.reclone = Some(Reclone {
+                    requested_at: s.at.to_string(),
+                    keep_data: matches!(s.preservation, Preservation::Incomplete(_)),
+                });
+                reclone_requested = true;
+                reasons.push(format!(
+                    "re-clone requested: each member's readiness sidecar moves its data \
+                     directory aside{}, then Patroni clones this site from {peer}",
+                    if matches!(s.preservation, Preservation::Incomplete(_)) {
+                        " and keeps it (the WAL copy is incomplete)"
+                    } else {
+                        " and deletes it once PostgreSQL stopped (the WAL past the fork is preserved)"
+                    }
+                ));
+            }
             break 'flow Verdict::Fenced;
         }
         if !matches!(s.peer, Peer::Writable(Lineage::PeerForkedFromUs { .. })) {
@@ -634,6 +757,10 @@ pub fn decide_fenced(
         None => {
             if verdict == Verdict::Rejoined {
                 next.reclone_required_at = None;
+                // Done: a later fence episode must not find an old request.
+                if f.reclone.take().is_some() {
+                    next.recloned_at.get_or_insert(s.at);
+                }
             }
             None
         }
@@ -645,6 +772,8 @@ pub fn decide_fenced(
         fence: (f != *current).then_some(f),
         diverged,
         reclone,
+        clear_initialize,
+        reclone_requested,
     }
 }
 

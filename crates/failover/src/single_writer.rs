@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
@@ -20,7 +20,9 @@ use crate::act::{self, Announcement};
 use crate::config::{HostMode, Settings, WitnessConfig};
 use crate::decide::Verdict;
 use crate::fence::{self, Fence, FollowTarget, Phase};
-use crate::guard::{self, FencedSample, Own, Peer, Placement, Preservation, PrimarySample};
+use crate::guard::{
+    self, FencedSample, MemberReclone, Own, Peer, Placement, Preservation, PrimarySample,
+};
 use crate::observe;
 use crate::{Error, decide::Witness};
 
@@ -39,6 +41,8 @@ pub enum Role {
 /// The local leader as needed by the primary and fenced runs.
 pub struct Local {
     pub name: String,
+    /// A member holds the leader lock (`name` is that member).
+    pub lock_held: bool,
     /// Host of its REST API (the pod IP in a cluster): the readiness sidecar listens there too.
     pub host: Option<String>,
     /// Its PostgreSQL address (`conn_url` of the member), for its own identity.
@@ -133,6 +137,7 @@ async fn local(settings: &Settings, kube: &Kube) -> Result<Local, Error> {
         None => None,
     };
     Ok(Local {
+        lock_held: name.is_some(),
         name: name.unwrap_or_else(|| "(no leader)".into()),
         host,
         pg,
@@ -376,7 +381,7 @@ pub async fn primary_sample(
     }
     if let Some(order) = &d.fence {
         let f = order.fence(sample.at, &c.peer_site);
-        let written = write_fence(settings, kube, &f, None, true).await?;
+        let written = write_fence(settings, kube, &f, None, true, false).await?;
         if written {
             let at = sample.at;
             let reason = order.reason.as_str().to_string();
@@ -423,10 +428,16 @@ pub async fn fenced_sample(
     current: &Fence,
 ) -> Result<(Verdict, Vec<String>), Error> {
     let c = &settings.config;
-    let (peer, target, sidecar) = tokio::join!(
+    let (peer, target, sidecar, members) = tokio::join!(
         peer(settings, kube, local),
         observe::tunnel_target(settings, kube),
         sidecar_status(settings, http, local),
+        async {
+            match &current.reclone {
+                Some(_) => members_reclone(settings, kube, http).await,
+                None => Ok(Vec::new()),
+            }
+        },
     );
     let (peer, peer_timeline) = peer?;
     let preservation = match (&current.preserve, &sidecar) {
@@ -462,6 +473,8 @@ pub async fn fenced_sample(
         }),
         leader_streaming: streaming,
         target: target.as_ref().map(|_| ()).map_err(Clone::clone),
+        lock_held: local.lock_held,
+        members,
     };
     let d = act::record(settings, kube, |state| {
         let d = guard::decide_fenced(c.rejoin, state, current, &sample);
@@ -516,14 +529,85 @@ pub async fn fenced_sample(
         )
         .await;
     }
+    if d.reclone_requested {
+        tracing::warn!(peer = %current.peer, "RE-CLONE: every member's sidecar moves its data directory aside, then Patroni clones this site from the peer");
+        act::announce(
+            settings,
+            kube,
+            http,
+            Announcement {
+                reason: "Reclone",
+                action: "Fence",
+                text: format!(
+                    "PostgreSQL site {} is re-cloned from {}: the WAL it wrote past the fork is \
+                     preserved (pgdr-diverged/ on the data volume); each member's data directory \
+                     is moved aside, then Patroni clones the site through the tunnel",
+                    c.site, current.peer
+                ),
+                extra: json!({"event": "reclone", "peer": current.peer}),
+            },
+        )
+        .await;
+    }
     if let Some(f) = &d.fence {
         let target = target.ok().filter(|_| f.phase == Phase::Follow);
-        write_fence(settings, kube, f, target.as_ref(), false).await?;
+        let written = write_fence(
+            settings,
+            kube,
+            f,
+            target.as_ref(),
+            false,
+            d.clear_initialize,
+        )
+        .await?;
+        if written && d.clear_initialize {
+            tracing::warn!(object = %kube.object(&settings.config_map()), "re-clone: Patroni's initialize key removed with the follow form; Patroni bootstraps a standby leader from the peer");
+        }
     }
     Ok((d.verdict, d.reasons))
 }
 
-/// The leader pod's sidecar on WAL preservation; asked only once preservation was requested.
+/// Every member pod of this site and its sidecar's answer on the pending re-clone request.
+async fn members_reclone(
+    settings: &Settings,
+    kube: &Kube,
+    http: &reqwest::Client,
+) -> guard::MemberReports {
+    let selector = settings.member_selector();
+    let pods = kube
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("listing pods {selector}: {e}"))?;
+    let asks = pods.items.into_iter().map(|p| async move {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let answer = match ip {
+            None => MemberReclone::NotYet("no pod address (not running)".into()),
+            Some(ip) => match status_at(settings, http, &ip).await {
+                Ok(v) => member_reclone_from(&v["reclone"]),
+                Err(why) => MemberReclone::NotYet(why),
+            },
+        };
+        (name, answer)
+    });
+    Ok(futures_util::future::join_all(asks).await)
+}
+
+/// `/status` `reclone` → the member's answer.
+pub fn member_reclone_from(r: &Value) -> MemberReclone {
+    match (r["state"].as_str(), r["requested_at"].as_str()) {
+        (Some("moved"), Some(id)) => MemberReclone::Moved(id.to_string()),
+        (Some(state), _) => MemberReclone::NotYet(format!(
+            "sidecar reclone state {state}{}",
+            r["detail"]
+                .as_str()
+                .map_or_else(String::new, |d| format!(" ({d})"))
+        )),
+        (None, _) => MemberReclone::NotYet("sidecar reports no re-clone yet".into()),
+    }
+}
+
 /// The local leader's readiness sidecar `/status` (WAL preservation, own timeline history).
 async fn sidecar_status(
     settings: &Settings,
@@ -533,10 +617,19 @@ async fn sidecar_status(
     let Some(host) = &local.host else {
         return Err(format!("{}: no pod address", local.name));
     };
+    status_at(settings, http, host).await
+}
+
+/// A readiness sidecar's `/status` on a pod address.
+async fn status_at(
+    settings: &Settings,
+    http: &reqwest::Client,
+    host: &str,
+) -> Result<Value, String> {
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
-        host.clone()
+        host.to_string()
     };
     let url = format!("http://{host}:{}/status", settings.config.readiness_port);
     let answer = async {
@@ -582,6 +675,9 @@ pub fn preservation_from(d: &Value) -> Preservation {
     }
 }
 
+/// Patroni's key on `<scope>-config` that says the cluster was bootstrapped (its system id).
+const INITIALIZE_ANNOTATION: &str = "initialize";
+
 /// Compare-and-set of the fence into `<scope>-config`. `only_if_absent`: a primary fencing
 /// itself never overwrites a fence written meanwhile (by the plugin or another run).
 pub async fn write_fence(
@@ -590,6 +686,7 @@ pub async fn write_fence(
     f: &Fence,
     target: Option<&FollowTarget>,
     only_if_absent: bool,
+    clear_initialize: bool,
 ) -> Result<bool, Error> {
     let name = settings.config_map();
     let api = kube.config_maps();
@@ -612,9 +709,14 @@ pub async fn write_fence(
             return Ok(Cas::Done(false));
         }
         fence::apply(&mut map, f, target);
+        let mut annotations = json!({CONFIG_ANNOTATION: dynamic_config::render(&map)});
+        if clear_initialize {
+            // Merge patch: null removes the key.
+            annotations[INITIALIZE_ANNOTATION] = Value::Null;
+        }
         let patch = json!({"metadata": {
             "resourceVersion": cm.metadata.resource_version,
-            "annotations": {CONFIG_ANNOTATION: dynamic_config::render(&map)},
+            "annotations": annotations,
         }});
         let r = retry::until_deadline(
             &format!("compare-and-set {name}"),

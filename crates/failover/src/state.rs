@@ -62,6 +62,8 @@ pub struct State {
     /// When rejoining by rewind was found unsafe (a timeline of our own numbered like the
     /// peer's): the site stays on hold until re-cloned.
     pub reclone_required_at: Option<Timestamp>,
+    /// When a re-cloned site first streamed from the authoritative site.
+    pub recloned_at: Option<Timestamp>,
 }
 
 /// The divergence of a fenced site: its timeline, where the peer left it, and how far we wrote.

@@ -262,6 +262,19 @@ fn fence_notes(o: &SiteObs, f: &Value, warnings: &mut Vec<String>) {
             text("fork_lsn").unwrap_or("?"),
         ));
     }
+    if let Some(r) = f.get("reclone").filter(|v| v.is_object()) {
+        warnings.push(format!(
+            "{}: re-clone requested at {} (a rewind is unsafe): each member's data directory is moved aside{}, then Patroni clones the site from {}",
+            o.site,
+            r.get("requested_at").and_then(Value::as_str).unwrap_or("?"),
+            if r.get("keep_data") == Some(&Value::Bool(true)) {
+                " and kept (pgroot/pgdr-diverged/reclone-*/data)"
+            } else {
+                ""
+            },
+            text("peer").unwrap_or("the peer"),
+        ));
+    }
     let approved = f.get("rejoin_approved_at").is_some_and(|v| !v.is_null());
     if text("phase") == Some("hold")
         && diverged > 0
@@ -269,7 +282,7 @@ fn fence_notes(o: &SiteObs, f: &Value, warnings: &mut Vec<String>) {
         && o.agent.rejoin.as_deref() == Some("manual")
     {
         warnings.push(format!(
-            "{}: the rewind waits for a person (failover.rejoin: manual): `kubectl pgdr rejoin {}`",
+            "{}: the rewind (or re-clone) waits for a person (failover.rejoin: manual): `kubectl pgdr rejoin {}`",
             o.site, o.site
         ));
     }

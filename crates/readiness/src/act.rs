@@ -138,6 +138,8 @@ pub struct StatusBody {
     pub peer_check: PeerStatus,
     /// WAL preservation (`pgdr_fence.preserve`).
     pub divergence: Divergence,
+    /// Re-clone (`pgdr_fence.reclone`): this member's data directory moved aside.
+    pub reclone: Option<crate::reclone::Status>,
     /// This member's own PostgreSQL timeline history (`pg_wal/<timeline>.history`; empty on
     /// timeline 1); `None` without `READINESS_PGDATA` or a known timeline, or when unreadable.
     pub timeline_history: Option<Vec<crate::preserve::HistoryLine>>,
@@ -181,6 +183,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         split_brain_latch: snap.latch.clone(),
         peer_check: peer_status(&snap.peer, snap.peer_checked_ts),
         divergence: s.divergence.borrow().clone(),
+        reclone: s.reclone.borrow().clone(),
         timeline_history: match (&s.settings.pgdata, m.and_then(|m| m.timeline)) {
             (Some(pgdata), Some(tl)) => u32::try_from(tl)
                 .ok()

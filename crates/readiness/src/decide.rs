@@ -133,6 +133,9 @@ pub struct Fence {
     pub preserve: Option<Preserve>,
     #[serde(default)]
     pub rejoin_approved_at: Option<String>,
+    /// `pgdr_fence.reclone`: move this member's data directory aside ([`crate::reclone`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclone: Option<crate::reclone::Request>,
     /// Set by the sidecar when the marker is present but not what the contract describes; the
     /// member still counts as fenced (safe side).
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]

@@ -7,7 +7,8 @@
 //! Same shape as the other binaries: [`config`] → [`observe`] (poll Patroni) and [`peer`] (the
 //! peer check through the tunnel) → [`decide`] (pure verdicts, fence, split-brain latch) →
 //! [`act`] (answer HTTP requests, [`metrics`]) → [`run`] (poller, peer checker, WAL
-//! preservation ([`preserve`]) and server, each its own task so none delays another).
+//! preservation ([`preserve`]), re-clone ([`reclone`]) and server, each its own task so none
+//! delays another).
 
 pub mod act;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod observe;
 pub mod peer;
 pub mod preserve;
+pub mod reclone;
 pub mod run;
 
 use std::net::SocketAddr;
@@ -104,6 +106,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: metrics::Metrics,
     pub(crate) started: Instant,
     pub(crate) divergence: watch::Receiver<preserve::Divergence>,
+    pub(crate) reclone: watch::Receiver<Option<reclone::Status>>,
 }
 
 impl Shared {

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::decide::{self, PeerCheck, Poll};
 use crate::peer::PeerChecker;
 use crate::preserve::{self, Divergence};
+use crate::reclone;
 use crate::{Error, Settings, Shared, Snapshot, VERSION, act, metrics, observe};
 
 /// Serves until `shutdown` completes, then drains open requests and returns.
@@ -95,6 +96,8 @@ pub async fn serve_with(
     let (peer_tx, peer_rx) = watch::channel((initial_peer, None));
     let (preserve_tx, preserve_rx) = watch::channel(None);
     let (div_tx, div_rx) = watch::channel(Divergence::none());
+    let (reclone_tx, reclone_rx) = watch::channel(None);
+    let (reclone_status_tx, reclone_status_rx) = watch::channel(None);
     let mut tasks = vec![tokio::spawn(poll_loop(Poller {
         client,
         interval: settings.poll_interval,
@@ -104,6 +107,7 @@ pub async fn serve_with(
         want_peer: want_tx,
         peer: peer_rx,
         preserve: preserve_tx,
+        reclone: reclone_tx,
         pgdata: settings.pgdata.clone(),
     }))];
     if let Some(source) = peer {
@@ -115,6 +119,7 @@ pub async fn serve_with(
         )));
     }
     tasks.push(tokio::spawn(preserve_loop(preserve_rx, div_tx)));
+    tasks.push(tokio::spawn(reclone_loop(reclone_rx, reclone_status_tx)));
     let addr = listener.local_addr().ok();
     tracing::info!(
         listen = ?addr,
@@ -129,6 +134,7 @@ pub async fn serve_with(
         metrics,
         started: Instant::now(),
         divergence: div_rx,
+        reclone: reclone_status_rx,
     });
     let result = axum::serve(listener, act::router(shared))
         .with_graceful_shutdown(shutdown)
@@ -151,6 +157,7 @@ struct Poller {
     want_peer: watch::Sender<bool>,
     peer: watch::Receiver<(PeerCheck, Option<jiff::Timestamp>)>,
     preserve: watch::Sender<Option<(PathBuf, preserve::Request)>>,
+    reclone: watch::Sender<Option<(PathBuf, reclone::Request)>>,
     pgdata: Option<PathBuf>,
 }
 
@@ -240,6 +247,28 @@ async fn poll_loop(mut p: Poller) {
                 let changed = *r != request;
                 if changed {
                     r.clone_from(&request);
+                }
+                changed
+            });
+        }
+        // A re-clone request acts on a fenced member on hold that is not a writable primary:
+        // never on a site the agent already let follow (its data may be the fresh clone).
+        let reclone_request = match (&snap.poll, &p.pgdata) {
+            (Poll::Reachable(m), Some(pgdata)) if !m.writable_primary() => {
+                m.fence.as_ref().and_then(|f| {
+                    f.reclone
+                        .as_ref()
+                        .filter(|_| f.phase.as_deref() == Some("hold"))
+                        .map(|r| (pgdata.clone(), r.clone()))
+                })
+            }
+            _ => None,
+        };
+        if reclone_request.is_some() {
+            p.reclone.send_if_modified(|r| {
+                let changed = *r != reclone_request;
+                if changed {
+                    r.clone_from(&reclone_request);
                 }
                 changed
             });
@@ -385,5 +414,73 @@ async fn preserve_loop(
         };
         failed = out.state == "failed";
         tx.send_replace(out);
+    }
+}
+
+/// Moves this member's data directory aside when asked (a new `pgdr_fence.reclone`), then
+/// deletes the moved folder once PostgreSQL stopped in it (unless `keep_data`). A failure is
+/// retried every 30 s; the receipt on the volume makes every retry and restart safe.
+async fn reclone_loop(
+    mut rx: watch::Receiver<Option<(PathBuf, reclone::Request)>>,
+    tx: watch::Sender<Option<reclone::Status>>,
+) {
+    const RETRY: Duration = Duration::from_secs(30);
+    const POSTMASTER_WAIT: Duration = Duration::from_secs(120);
+    let mut failed = false;
+    loop {
+        if failed {
+            let _ = tokio::time::timeout(RETRY, rx.changed()).await;
+        } else if rx.changed().await.is_err() {
+            return;
+        }
+        let Some((pgdata, req)) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        let fail = |detail: String| reclone::Status {
+            requested_at: req.requested_at.clone(),
+            state: "failed".into(),
+            detail: Some(detail),
+            keep_data: req.keep_data,
+            ..reclone::Status::default()
+        };
+        let moved = {
+            let (pgdata, req) = (pgdata.clone(), req.clone());
+            tokio::task::spawn_blocking(move || reclone::move_aside(&pgdata, &req)).await
+        };
+        let st = match moved {
+            Ok(Ok(st)) => st,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, requested_at = %req.requested_at, "re-clone: moving the data directory aside failed");
+                failed = true;
+                tx.send_replace(Some(fail(e.to_string())));
+                continue;
+            }
+            Err(e) => {
+                failed = true;
+                tx.send_replace(Some(fail(format!("the move task failed: {e}"))));
+                continue;
+            }
+        };
+        failed = false;
+        tracing::warn!(requested_at = %st.requested_at, moved_to = ?st.moved_to, keep_data = st.keep_data, "re-clone: data directory moved aside; Patroni stops PostgreSQL and clones this member once the agent lets it");
+        tx.send_replace(Some(st.clone()));
+        if st.removed || st.keep_data {
+            continue;
+        }
+        let removed = tokio::task::spawn_blocking(move || {
+            reclone::remove_moved(&pgdata, &st, POSTMASTER_WAIT)
+        })
+        .await;
+        match removed {
+            Ok(Ok(st)) => {
+                tracing::info!(requested_at = %st.requested_at, "re-clone: the moved data directory is deleted (the WAL past the fork was preserved)");
+                tx.send_replace(Some(st));
+            }
+            // Still `moved` (the agent needs no more): the folder stays, which costs only space.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "re-clone: deleting the moved data directory failed; it stays on the volume")
+            }
+            Err(e) => tracing::error!(error = %e, "re-clone: the delete task failed"),
+        }
     }
 }

@@ -434,7 +434,7 @@ pub fn find_u64(v: &Value, key: &str) -> Option<u64> {
 }
 
 /// The agent state's issue-12 records (`split_brain_since`, `fenced_at`, `fence_reason`,
-/// `rejoined_at`) found anywhere in it, rendered; absent ones are left out.
+/// `rejoined_at`, `reclone_required_at`, `recloned_at`) found anywhere in it, rendered; absent ones are left out.
 pub fn agent_records(site: &Site) -> Vec<(&'static str, String)> {
     fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
         match v {
@@ -454,6 +454,8 @@ pub fn agent_records(site: &Site) -> Vec<(&'static str, String)> {
         "fenced_at",
         "fence_reason",
         "rejoined_at",
+        "reclone_required_at",
+        "recloned_at",
     ]
     .into_iter()
     .filter_map(|k| {
@@ -500,7 +502,7 @@ pub struct Divergence {
     pub preserved: bool,
     /// `Diverged` Warning Events on the site.
     pub events: usize,
-    /// The preserved WAL's folders (`<volume>/pgdr-diverged/*`).
+    /// The preserved WAL's folders (`<volume>/pgroot/pgdr-diverged/*`).
     pub dirs: Vec<std::path::PathBuf>,
 }
 
@@ -536,13 +538,12 @@ pub async fn divergence(site: &Site) -> Divergence {
             d.source = "sidecar /status".into();
         }
     }
-    let pvc = site.dir().join("pvc").join(site.namespace());
-    for claim in std::fs::read_dir(&pvc).into_iter().flatten().flatten() {
-        for dir in std::fs::read_dir(claim.path().join("pgdr-diverged"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+    for root in diverged_roots(site) {
+        for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            // Only the preserved WAL's folders (a re-clone's receipt and moved data aside).
+            if !dir.path().is_dir() || dir.file_name().to_string_lossy().starts_with("reclone-") {
+                continue;
+            }
             let manifest = std::fs::read_to_string(dir.path().join("MANIFEST.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok());
@@ -561,6 +562,38 @@ pub async fn divergence(site: &Site) -> Divergence {
         }
     }
     d
+}
+
+/// The `pgdr-diverged` folders on the members' volumes: next to the data directory
+/// (`<volume>/pgroot/pgdr-diverged`).
+fn diverged_roots(site: &Site) -> Vec<std::path::PathBuf> {
+    let pvc = site.dir().join("pvc").join(site.namespace());
+    std::fs::read_dir(&pvc)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|claim| claim.path().join("pgroot").join("pgdr-diverged"))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// The re-clone receipts (`pgdr-diverged/reclone-*.json`) on the members' volumes of `site`.
+pub fn reclone_receipts(site: &Site) -> Vec<Value> {
+    let mut out = Vec::new();
+    for root in diverged_roots(site) {
+        for f in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.starts_with("reclone-")
+                && name.ends_with(".json")
+                && let Some(v) = std::fs::read_to_string(f.path())
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+            {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 /// One scenario's figures, printed as the issue's table line.

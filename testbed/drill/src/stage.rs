@@ -543,6 +543,40 @@ impl Stage {
         }
     }
 
+    /// Waits until every Patroni member of `site` has a streaming WAL receiver (a standby
+    /// leader from the peer, its replicas from it).
+    pub async fn wait_members_streaming(&self, site: &Site, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut last = Vec::new();
+            for (name, addr) in members(site) {
+                let state = match self.connect(addr).await {
+                    Ok(db) => match db.wal_receiver().await {
+                        Ok(Some(s)) if s == "streaming" => continue,
+                        Ok(s) => format!("WAL receiver {s:?}"),
+                        Err(e) => e.to_string(),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                last.push(format!("{name}: {state}"));
+            }
+            if last.is_empty() && !members(site).is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DrillError::Timeout {
+                    what: format!(
+                        "every {} member streaming (last: {})",
+                        site.name(),
+                        last.join("; ")
+                    ),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// `helm upgrade` of GoldDR with its values and the `--set`s it was installed with (plus `sets`).
     /// `helm upgrade` of Gold with the values it was installed with (e.g. its witness), then
     /// `sets`; no `--wait` (Gold may be a standby now).

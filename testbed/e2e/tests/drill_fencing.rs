@@ -74,18 +74,6 @@ impl Expect {
         }
     }
 
-    /// An expectation of the issue that this product does not meet yet, for a reason found and
-    /// written down (the closing note, chart README "After a failover"): printed with its outcome
-    /// every run, never failing it, so the figure stays visible until the gap is closed.
-    fn known_gap(&mut self, ok: bool, what: impl Into<String>, gap: &str) {
-        let what = what.into();
-        if ok {
-            eprintln!("[{}] ok: {what}", self.scenario);
-        } else {
-            eprintln!("[{}] KNOWN GAP: {what} — {gap}", self.scenario);
-        }
-    }
-
     /// Prints the figures, then fails the scenario if an expectation did not hold.
     fn finish(self, figures: &Figures) {
         println!("{}", figures.line());
@@ -102,14 +90,10 @@ impl Expect {
 /// Patroni's `ttl` in the drill overlay (testbed/drill/values-drill.yaml).
 const LOCK_TTL: Duration = Duration::from_secs(20);
 
-/// Why scenario a's rejoin is a known gap: Gold comes back from a crash holding its lock, and
-/// Patroni promotes it at once onto a timeline of its own, numbered like GoldDR's. Patroni's
-/// rewind check compares timeline numbers only: it would not rewind and would stream GoldDR's
-/// WAL onto Gold's diverged pages. The agent sees that (Gold's own timeline history from its
-/// sidecar), keeps Gold on hold, read-only, and announces `RecloneRequired`.
-const PATRONI_SAME_TIMELINE: &str = "Patroni promoted the returning primary onto a timeline of \
-     its own numbered like the promoted site's; it would not rewind it, so the agent keeps it on \
-     hold (RecloneRequired) until a person re-clones it";
+/// A returning primary that Patroni promoted onto a timeline of its own is re-cloned: the agent
+/// holds it until its diverged WAL is preserved, each sidecar moves its member's data aside,
+/// then Patroni clones the site from the peer. Counted from power-on; includes the clone.
+const RECLONE_WITHIN: Duration = Duration::from_secs(120);
 
 /// Both sites installed, the GSLB watching them and wired as each site's witness.
 /// `members` per site (None: the overlay's one); `golddr_only` are extra `--set`s for GoldDR.
@@ -246,6 +230,21 @@ async fn drill_fencing_a_old_primary_returns() {
         scenario_a(&mut stage, &gslb).await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(300), pgdr_e2e::catching(body)).await;
+    finish(stage, outcome).await;
+}
+
+/// Scenario a with two members per site, as production runs: both Gold members come back with
+/// their data, and the re-clone must move both aside before Patroni clones (a member left with
+/// its old data would take the lock and stream onto it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_fencing_a_two_members_per_site() {
+    let _one = ONE_DRILL.lock().await;
+    let (gslb, mut stage) = pair(Some(2), &["failover.minFailureSpanSeconds=25"]).await;
+    let body = async {
+        prepare_table(&stage).await;
+        scenario_a(&mut stage, &gslb).await;
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(360), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
 }
 
@@ -585,15 +584,15 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
     stage.power_on("gold").expect("a: gold powered on");
     wait_new_pod_ips(stage.gold().unwrap(), &before).await;
     gslb.watch(stage.gold().unwrap());
-    // Issue 12: the returning primary fences itself and streams from GoldDR.
+    // Issue 12: the returning primary fences itself and streams from GoldDR: by rewind, or, when
+    // Patroni put it on a timeline of its own numbered like GoldDR's, by re-clone.
     let rejoined = stage
-        .wait_site_streaming(stage.gold().unwrap(), REJOIN_WITHIN)
+        .wait_site_streaming(stage.gold().unwrap(), RECLONE_WITHIN)
         .await;
     let rejoin = rejoined.is_ok().then(|| on.elapsed());
-    expect.known_gap(
+    expect.fenced(
         rejoined.is_ok(),
-        format!("gold streams from golddr within {REJOIN_WITHIN:?} of its return ({rejoined:?})"),
-        PATRONI_SAME_TIMELINE,
+        format!("gold streams from golddr within {RECLONE_WITHIN:?} of its return ({rejoined:?})"),
     );
     expect.fenced(
         leader_writable(stage, "gold").await == Some(false),
@@ -680,17 +679,51 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
             golddr_ids.is_subset(&on_gold),
             "every write golddr acknowledged reached gold once it streams",
         );
-    } else {
-        // Not rejoined: the agent must have recognised that Patroni would not rewind gold (a
-        // timeline of its own numbered like golddr's), kept it on hold and said so.
-        let phase = fencing::fence(stage.gold().unwrap()).map(|f| f["phase"].clone());
-        let events = fencing::events(stage.gold().unwrap(), "RecloneRequired");
+    }
+    // A re-clone, when Patroni put gold on a colliding timeline (the usual case after a power
+    // loss): announced, its diverged WAL still preserved after it, the moved data deleted.
+    let gold = stage.gold().unwrap();
+    if !fencing::events(gold, "RecloneRequired").is_empty() {
+        // The agent records it at its first sample that sees gold stream (a run or two later).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let recloned = loop {
+            let done = fencing::agent_records(gold)
+                .iter()
+                .any(|(k, _)| *k == "recloned_at");
+            if done || rejoin.is_none() || Instant::now() > deadline {
+                break done;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let receipts = fencing::reclone_receipts(gold);
+        eprintln!("[a] re-clone receipts: {receipts:?}");
         expect.fenced(
-            phase.as_ref().is_some_and(|p| p == "hold") && !events.is_empty(),
+            !fencing::events(gold, "Reclone").is_empty() && (rejoin.is_none() || recloned),
             format!(
-                "gold kept on hold with a RecloneRequired Event (phase {phase:?}, events {events:?})"
+                "gold's re-clone announced (Event Reclone) and recorded (recloned_at: {recloned})"
             ),
         );
+        let members = pgdr_drill::stage::members(gold).len();
+        expect.fenced(
+            receipts.len() >= members
+                && receipts
+                    .iter()
+                    .all(|r| r["state"] == "moved" && r["removed"] == true),
+            format!(
+                "every gold member ({members}) moved its data aside and deleted it ({} receipts on the volumes)",
+                receipts.len()
+            ),
+        );
+        if members > 1 {
+            // The other members clone from the re-cloned leader and stream from it.
+            let streaming = stage
+                .wait_members_streaming(gold, Duration::from_secs(60))
+                .await;
+            expect.fenced(
+                streaming.is_ok(),
+                format!("every gold member streams after the re-clone ({streaming:?})"),
+            );
+        }
     }
     let writable = stage.writable_members().await;
     expect.fenced(

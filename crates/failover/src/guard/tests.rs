@@ -413,6 +413,8 @@ fn fenced_sample(peer: Peer, preservation: Preservation) -> FencedSample {
         read_only: true,
         leader_streaming: false,
         target: Ok(()),
+        lock_held: true,
+        members: Ok(Vec::new()),
     }
 }
 
@@ -729,7 +731,10 @@ fn a_timeline_of_our_own_numbered_like_the_peers_is_never_followed() {
     assert!(v.iter().all(|v| *v == Verdict::Fenced), "{v:?}");
     assert_eq!(f.phase, Phase::Hold, "never follows");
     assert!(st.reclone_required_at.is_some());
+    assert!(f.reclone.is_some(), "a re-clone is requested instead");
     // Announced once.
+    let mut f = f.clone();
+    f.reclone = None;
     let d1 = decide_fenced(Rejoin::Auto, &State::default(), &f, &s);
     assert!(d1.reclone.is_some());
     let d2 = decide_fenced(Rejoin::Auto, &d1.next, &f, &s);
@@ -751,4 +756,172 @@ fn a_timeline_of_our_own_numbered_like_the_peers_is_never_followed() {
     let d = decide_fenced(Rejoin::Auto, &d1.next, &following, &s);
     assert_eq!(d.verdict, Verdict::Rejoined);
     assert_eq!(d.next.reclone_required_at, None);
+}
+
+#[test]
+fn a_colliding_timeline_is_recloned_once_every_member_moved_its_data() {
+    let forked = || Peer::Writable(forked_from_us());
+    let mut s = fenced_sample(forked(), preserved());
+    s.own.timeline = Some(4);
+    s.own_history = Some(vec![HistoryEntry {
+        timeline: 3,
+        switchpoint: END,
+    }]);
+    // The walk ends at the request: preserved, auto, peer authoritative and a target.
+    let (_, f, st) = walk(Rejoin::Auto, hold_fence(), &s);
+    let request = f.reclone.clone().expect("a re-clone is requested");
+    assert_eq!(request.requested_at, t(0).to_string());
+    assert!(
+        !request.keep_data,
+        "the WAL copy is complete: the old data goes"
+    );
+    assert_eq!(f.phase, Phase::Hold);
+    // Members: the site's leader is gone once they moved their data (no timeline, not
+    // read-only), which must not stop the step.
+    s.own = Own {
+        timeline: None,
+        wal_end: None,
+    };
+    s.read_only = false;
+    s.lock_held = false;
+    let moved = |id: &str| MemberReclone::Moved(id.to_string());
+    let rows: Vec<(&str, MemberReports, bool)> = vec![
+        ("pods not listed", Err("403".into()), false),
+        ("no pods", Ok(vec![]), false),
+        (
+            "one of two moved",
+            Ok(vec![
+                ("p-0".into(), moved(&request.requested_at)),
+                (
+                    "p-1".into(),
+                    MemberReclone::NotYet("sidecar unreachable".into()),
+                ),
+            ]),
+            false,
+        ),
+        (
+            "moved for an older request",
+            Ok(vec![("p-0".into(), moved("2026-01-01T00:00:00Z"))]),
+            false,
+        ),
+        (
+            "both moved",
+            Ok(vec![
+                ("p-0".into(), moved(&request.requested_at)),
+                ("p-1".into(), moved(&request.requested_at)),
+            ]),
+            true,
+        ),
+    ];
+    for (case, members, go) in rows {
+        s.members = members;
+        let d = decide_fenced(Rejoin::Auto, &st, &f, &s);
+        assert_eq!(d.clear_initialize, go, "{case}: {:?}", d.reasons);
+        if go {
+            assert_eq!(d.verdict, Verdict::Rejoining, "{case}");
+            assert_eq!(
+                d.fence.as_ref().map(|f| f.phase),
+                Some(Phase::Follow),
+                "{case}"
+            );
+        } else {
+            assert_eq!(d.verdict, Verdict::Fenced, "{case}");
+            assert_eq!(d.fence, None, "{case}: nothing changes while it waits");
+            assert!(
+                d.reasons.iter().any(|r| r.contains("re-clone requested")),
+                "{case}"
+            );
+        }
+    }
+    // Patroni has not released its lock yet (it would restore the initialize key): waits.
+    s.lock_held = true;
+    let d = decide_fenced(Rejoin::Auto, &st, &f, &s);
+    assert!(!d.clear_initialize && d.fence.is_none(), "{:?}", d.reasons);
+    assert!(
+        d.reasons.iter().any(|r| r.contains("leader lock")),
+        "{:?}",
+        d.reasons
+    );
+    s.lock_held = false;
+    // Without a follow target it stays on hold, even with every member moved.
+    s.target = Err("tunnel Service has no port".into());
+    let d = decide_fenced(Rejoin::Auto, &st, &f, &s);
+    assert!(!d.clear_initialize && d.fence.is_none(), "{:?}", d.reasons);
+    s.target = Ok(());
+    // Cloned and streaming on the peer's branch: rejoined, the request is removed.
+    let mut following = f.clone();
+    following.phase = Phase::Follow;
+    s.own = Own {
+        timeline: Some(4),
+        wal_end: Some(END + 100),
+    };
+    s.own_history = Some(vec![HistoryEntry {
+        timeline: 3,
+        switchpoint: FORK,
+    }]);
+    s.read_only = true;
+    s.leader_streaming = true;
+    let d = decide_fenced(Rejoin::Auto, &st, &following, &s);
+    assert_eq!(d.verdict, Verdict::Rejoined, "{:?}", d.reasons);
+    assert_eq!(d.fence.as_ref().and_then(|f| f.reclone.clone()), None);
+    assert!(d.next.recloned_at.is_some() && d.next.reclone_required_at.is_none());
+}
+
+#[test]
+fn reclone_is_not_requested_without_approval_proof_or_a_target() {
+    let forked = || Peer::Writable(forked_from_us());
+    let colliding = |peer: Peer, preservation: Preservation| {
+        let mut s = fenced_sample(peer, preservation);
+        s.own.timeline = Some(4);
+        s.own_history = Some(vec![HistoryEntry {
+            timeline: 3,
+            switchpoint: END,
+        }]);
+        s
+    };
+    // Manual rejoin: no request before `kubectl pgdr rejoin`.
+    let (_, f, _) = walk(
+        Rejoin::Manual,
+        hold_fence(),
+        &colliding(forked(), preserved()),
+    );
+    assert_eq!(f.reclone, None, "manual, not approved");
+    let mut approved = f.clone();
+    approved.rejoin_approved_at = Some(t(5).to_string());
+    let d = decide_fenced(
+        Rejoin::Manual,
+        &State::default(),
+        &approved,
+        &colliding(forked(), preserved()),
+    );
+    assert!(
+        d.fence.and_then(|f| f.reclone).is_some(),
+        "approved: requested"
+    );
+    // Preservation still copying: no request.
+    let (_, f, _) = walk(
+        Rejoin::Auto,
+        hold_fence(),
+        &colliding(forked(), Preservation::NotYet("copying".into())),
+    );
+    assert_eq!(f.reclone, None, "not preserved yet");
+    // Incomplete copy: requested, keeping the old data directory.
+    let (_, f, _) = walk(
+        Rejoin::Auto,
+        hold_fence(),
+        &colliding(forked(), Preservation::Incomplete("missing 1".into())),
+    );
+    assert_eq!(f.reclone.map(|r| r.keep_data), Some(true));
+    // No follow target now: no request (nothing to clone from).
+    let mut s = colliding(forked(), preserved());
+    let (_, f, _) = walk(Rejoin::Auto, hold_fence(), &s);
+    s.target = Err("no tunnel Service".into());
+    let mut unrequested = f.clone();
+    unrequested.reclone = None;
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &unrequested, &s);
+    assert!(
+        d.fence.and_then(|f| f.reclone).is_none(),
+        "no target: {:?}",
+        d.reasons
+    );
 }
