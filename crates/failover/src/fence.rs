@@ -151,9 +151,7 @@ pub fn apply(config: &mut Map<String, Value>, fence: &Fence, target: Option<&Fol
 }
 
 /// `0/5000A28` form of an LSN.
-pub fn lsn_text(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
+pub use pgdr_core::lineage::format_lsn as lsn_text;
 
 #[cfg(test)]
 mod tests {

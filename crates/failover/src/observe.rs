@@ -383,11 +383,8 @@ fn mode_name(mode: SslMode) -> &'static str {
     }
 }
 
-/// `0/3000060` → bytes.
-pub fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
+/// `0/5000A28` → bytes (one parser for the workspace: `pgdr_core::lineage`).
+pub use pgdr_core::lineage::parse_lsn;
 
 /// Asks every configured witness, concurrently, each bounded by the probe timeout.
 pub async fn witnesses(settings: &Settings, http: &reqwest::Client) -> Vec<Witness> {

@@ -227,7 +227,7 @@ async fn drill_fencing_a_old_primary_returns() {
     let (gslb, mut stage) = pair(None, &[]).await;
     let body = async {
         prepare_table(&stage).await;
-        scenario_a(&mut stage, &gslb).await;
+        scenario_a(&mut stage, &gslb, "a").await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(300), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
@@ -242,7 +242,7 @@ async fn drill_fencing_a_two_members_per_site() {
     let (gslb, mut stage) = pair(Some(2), &["failover.minFailureSpanSeconds=25"]).await;
     let body = async {
         prepare_table(&stage).await;
-        scenario_a(&mut stage, &gslb).await;
+        scenario_a(&mut stage, &gslb, "a2").await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(360), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
@@ -515,18 +515,18 @@ fn count_in(path: &std::path::Path, needle: &str) -> usize {
 /// data: it must become a standby of GoldDR (fenced) and stream from it, `/primary` never 200 on
 /// both sites, no write GoldDR acknowledged lost, the discarded bytes reported (the issue expects
 /// 0: Gold's last acknowledged writes reached GoldDR before the loss).
-async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
-    let mut expect = Expect::new("a");
+async fn scenario_a(stage: &mut Stage, gslb: &Gslb, name: &'static str) {
+    let mut expect = Expect::new(name);
     let sampler = PrimarySampler::start(watched(stage));
     let writers = Writers::start(watched(stage), stage.password(), 3_000_000_000);
     let t0 = Instant::now();
     assert!(
         writers.wait_ack("gold", t0, Duration::from_secs(20)).await,
-        "a: no write on gold"
+        "{name}: no write on gold"
     );
     gslb.wait_marked("gold", true, Duration::from_secs(20))
         .await
-        .expect("a: the GSLB sees gold healthy");
+        .unwrap_or_else(|e| panic!("{name}: the GSLB sees gold healthy: {e:?}"));
     // Gold's clients stop a moment before the loss and GoldDR has every acknowledged write, so
     // nothing of Gold's diverges (the issue's "expected 0 here").
     writers.pause("gold", true);
@@ -540,29 +540,32 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
     stage
         .wait_rows_on_golddr(&gold_ids, Duration::from_secs(30))
         .await
-        .unwrap_or_else(|e| panic!("a: {e}"));
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     writers.pause("gold", false);
     let before = pgdr_drill::stage::members(stage.gold().unwrap());
 
     stage
         .wait_agent_baseline(&stage.golddr, Duration::from_secs(60))
         .await
-        .unwrap_or_else(|e| panic!("a: {e}"));
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let off = Instant::now();
-    stage.power_off("gold").await.expect("a: gold powered off");
+    stage
+        .power_off("gold")
+        .await
+        .unwrap_or_else(|e| panic!("{name}: gold powered off: {e:?}"));
     stage
         .wait_writable(&stage.golddr, Duration::from_secs(120))
         .await
-        .unwrap_or_else(|e| panic!("a: golddr not promoted after gold was lost: {e}"));
+        .unwrap_or_else(|e| panic!("{name}: golddr not promoted after gold was lost: {e}"));
     let promoted = Instant::now();
     assert!(
         writers
             .wait_ack("golddr", promoted, Duration::from_secs(20))
             .await,
-        "a: no write acknowledged by the promoted golddr"
+        "{name}: no write acknowledged by the promoted golddr"
     );
     eprintln!(
-        "[a] golddr promoted {:.1}s after gold lost power",
+        "[{name}] golddr promoted {:.1}s after gold lost power",
         promoted.duration_since(off).as_secs_f64()
     );
     // Gold stays off past its leader lock's ttl (the drill's 20 s), as a lost site does (the
@@ -581,7 +584,9 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
     .await;
 
     let on = Instant::now();
-    stage.power_on("gold").expect("a: gold powered on");
+    stage
+        .power_on("gold")
+        .unwrap_or_else(|e| panic!("{name}: gold powered on: {e:?}"));
     wait_new_pod_ips(stage.gold().unwrap(), &before).await;
     gslb.watch(stage.gold().unwrap());
     // Issue 12: the returning primary fences itself and streams from GoldDR: by rewind, or, when
@@ -609,17 +614,19 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
         .iter()
         .filter(|a| a.site == "gold" && a.at > promoted)
         .count();
-    let have = rows_on(stage, "golddr").await.expect("a: rows on golddr");
+    let have = rows_on(stage, "golddr")
+        .await
+        .unwrap_or_else(|| panic!("{name}: rows on golddr"));
     let lost = fencing::lost(&acks, "golddr", &have);
     assert!(
         lost.is_empty(),
-        "a: golddr lost {} writes it acknowledged",
+        "{name}: golddr lost {} writes it acknowledged",
         lost.len()
     );
     let divergence = fencing::divergence(stage.gold().unwrap()).await;
     let stats = sampler.stats();
     let figures = Figures {
-        scenario: "a".into(),
+        scenario: name.into(),
         split_brain: fencing::split_brain(&acks, &SITES, ACK_STRETCH_GAP),
         both_primary_samples: stats.both,
         acked_lost: lost.len(),
@@ -647,7 +654,7 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
     );
     if let Some(b) = divergence.bytes.filter(|b| *b > 0) {
         eprintln!(
-            "[a] note: gold reported {b} diverged bytes ({isolated} commits acknowledged by gold after golddr's promotion)"
+            "[{name}] note: gold reported {b} diverged bytes ({isolated} commits acknowledged by gold after golddr's promotion)"
         );
         expect.fenced(
             divergence.preserved,
@@ -696,7 +703,7 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
         let receipts = fencing::reclone_receipts(gold);
-        eprintln!("[a] re-clone receipts: {receipts:?}");
+        eprintln!("[{name}] re-clone receipts: {receipts:?}");
         expect.fenced(
             !fencing::events(gold, "Reclone").is_empty() && (rejoin.is_none() || recloned),
             format!(
@@ -731,10 +738,13 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb) {
         format!("golddr the one writable primary (writable: {writable:?})"),
     );
     for site in SITES {
-        eprintln!("[a] {}", fencing::records_line(stage.site(site).unwrap()));
+        eprintln!(
+            "[{name}] {}",
+            fencing::records_line(stage.site(site).unwrap())
+        );
     }
     eprintln!(
-        "[a] gold back {:.1}s after the loss; {} writes acknowledged by gold after golddr's promotion",
+        "[{name}] gold back {:.1}s after the loss; {} writes acknowledged by gold after golddr's promotion",
         on.duration_since(off).as_secs_f64(),
         isolated
     );
