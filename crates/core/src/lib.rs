@@ -10,14 +10,17 @@
 //! [`exit`] code.
 
 pub mod config;
-pub mod dynamic_config;
 pub mod exit;
 pub mod k8s;
 pub mod lineage;
 pub mod patroni;
-pub mod promotion_record;
 pub mod retry;
 pub mod telemetry;
 pub mod tls;
+
+/// The documents shared with the other processes (re-exported: the binaries name them through
+/// core or directly).
+pub use pgdr_contract as contract;
+pub use pgdr_contract::{dynamic_config, promotion_record};
 
 pub use config::{ConfigError, Dur, LogFormat, Secret, Url};

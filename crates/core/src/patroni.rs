@@ -114,6 +114,16 @@ pub struct MemberStatus {
     pub patroni: Option<PatroniInfo>,
 }
 
+impl MemberStatus {
+    /// A running primary by Patroni's account ([`pgdr_contract::role::is_writable_primary`]).
+    pub fn is_writable_primary(&self) -> bool {
+        pgdr_contract::role::is_writable_primary(&self.role, &self.state)
+    }
+    pub fn is_running(&self) -> bool {
+        pgdr_contract::role::is_running(&self.state)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct Xlog {
     /// Primary: current flush LSN (bytes).

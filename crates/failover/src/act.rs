@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
+use pgdr_core::contract::{marker::PromotionMarker, promote};
 use pgdr_core::k8s::{self, EventSpec, Kube, api_error};
-use pgdr_core::lineage;
 use pgdr_core::patroni::{PatroniClient, PatroniError};
 use pgdr_core::promotion_record::{self, PromotionRecord};
 use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
@@ -248,37 +248,40 @@ pub struct Promoted {
 pub async fn promote(settings: &Settings, patroni: &PatroniClient) -> Result<Promoted, Error> {
     let started = std::time::Instant::now();
     let deadline = settings.config.promote_confirm_deadline.get();
-    let slot = &settings.config.peer_slot_name;
-    let mut patch = json!({
-        "standby_cluster": null,
-        "slots": {slot: {"type": "physical"}},
-    });
-    // The promotion marker (pgdr_core::lineage): the timeline we leave and where. With it the
+    // The promotion marker (pgdr_contract::marker): the timeline we leave and where. With it the
     // old primary, seeing us writable, knows it was forked from and fences itself.
-    match patroni.member_status().await {
+    let marker = match patroni.member_status().await {
         Ok(s) => match (
             s.timeline,
             s.xlog.as_ref().and_then(|x| x.replayed_location),
         ) {
             (Some(timeline), Some(fork_lsn)) if timeline > 0 => {
-                let marker = lineage::PromotionMarker {
+                let marker = PromotionMarker {
                     timeline: u32::try_from(timeline).unwrap_or(u32::MAX),
                     fork_lsn,
                     site: settings.config.site.clone(),
                     at: Timestamp::now().to_string(),
                 };
                 tracing::info!(marker = %marker.render(), "promotion marker");
-                patch["postgresql"] = json!({"parameters": {lineage::MARKER_GUC: marker.render()}});
+                Some(marker)
             }
-            _ => tracing::warn!(
-                "the standby leader reports no timeline/replayed position: promoting WITHOUT                  a promotion marker (the old primary cannot prove it must fence itself)"
-            ),
+            _ => {
+                tracing::warn!(
+                    "the standby leader reports no timeline/replayed position: promoting WITHOUT \
+                     a promotion marker (the old primary cannot prove it must fence itself)"
+                );
+                None
+            }
         },
-        Err(e) => tracing::warn!(
-            error = %e.short(),
-            "standby leader status unreadable: promoting WITHOUT a promotion marker"
-        ),
-    }
+        Err(e) => {
+            tracing::warn!(
+                error = %e.short(),
+                "standby leader status unreadable: promoting WITHOUT a promotion marker"
+            );
+            None
+        }
+    };
+    let patch = promote::patch(&settings.peer_slot, marker.as_ref());
     retry::until_deadline(
         "PATCH /config on the standby leader",
         deadline,
@@ -313,11 +316,7 @@ pub async fn promote(settings: &Settings, patroni: &PatroniClient) -> Result<Pro
         fast_backoff().with_max_delay(Duration::from_millis(500)),
         || async {
             match patroni.member_status().await {
-                Ok(s)
-                    if matches!(s.role.as_str(), "primary" | "master") && s.state == "running" =>
-                {
-                    Ok(s)
-                }
+                Ok(s) if s.is_writable_primary() => Ok(s),
                 Ok(s) => Err(format!("role {} state {}", s.role, s.state)),
                 Err(e) => Err(e.short()),
             }

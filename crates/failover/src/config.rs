@@ -1,5 +1,6 @@
 //! Configuration: `FAILOVER_*` variables (contract: `chart/docs/failover-env.md`), parsed once.
 
+use pgdr_core::contract::slot::SlotName;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -233,6 +234,8 @@ pub struct Settings {
     pub witnesses: Vec<WitnessConfig>,
     /// TLS for the tunnel probe; `None` for `sslmode=disable`.
     pub tls: Option<ProbeTls>,
+    /// `FAILOVER_PEER_SLOT_NAME`, validated: the one slot between the sites.
+    pub peer_slot: SlotName,
 }
 
 impl Config {
@@ -337,11 +340,14 @@ impl Config {
             max_lsn_age: self.max_lsn_age.get(),
             replication_broken_renotify: REPLICATION_BROKEN_RENOTIFY,
         };
+        let peer_slot = SlotName::parse(&self.peer_slot_name)
+            .map_err(|e| ConfigError::invalid(var("PEER_SLOT_NAME"), e.to_string()))?;
         Ok(Settings {
             config: self,
             policy,
             witnesses,
             tls,
+            peer_slot,
         })
     }
 }

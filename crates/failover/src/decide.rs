@@ -8,6 +8,7 @@
 //! and a primary position that is fresh; every guard that blocks is reported (not just the
 //! first), so the log says everything at once.
 
+use pgdr_core::contract::role;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -104,10 +105,10 @@ pub struct Leader {
 
 impl Leader {
     pub fn is_primary(&self) -> bool {
-        matches!(self.role.as_str(), "primary" | "master") && self.state == "running"
+        role::is_writable_primary(&self.role, &self.state)
     }
     fn is_running_standby_leader(&self) -> bool {
-        self.role == "standby_leader" && self.state == "running"
+        role::is_standby_leader(&self.role, &self.state)
     }
     pub fn streaming(&self) -> bool {
         self.replication_state.as_deref() == Some("streaming")

@@ -13,8 +13,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::config::Rejoin;
 use crate::decide::{Mode, Policy, Verdict};
-use crate::fence::{Fence, FenceReason, Phase, Preserve, Reclone, lsn_text};
 use crate::state::{DecisionRecord, DivergenceRecord, State};
+use pgdr_core::contract::fence::{Fence, FenceReason, Phase, Preserve, Reclone};
+use pgdr_core::contract::lsn::format as lsn_text;
 use pgdr_core::lineage::{HistoryEntry, Lineage, divergence_bytes};
 
 /// The peer as seen through the tunnel Service.
@@ -74,23 +75,11 @@ impl FenceOrder {
     /// The fence document (always `hold` first: the follow form comes from the fenced run once
     /// the divergence is recorded and preserved).
     pub fn fence(&self, at: Timestamp, peer: &str) -> Fence {
-        let mut f = Fence {
-            since: at,
-            reason: self.reason,
-            peer: peer.to_string(),
-            phase: Phase::Hold,
-            timeline: None,
-            fork_lsn: None,
-            local_end_lsn: self.local_end.map(lsn_text),
-            diverged_bytes: None,
-            preserve: None,
-            rejoin_approved_at: None,
-            reclone: None,
-            other: Default::default(),
-        };
+        let mut f = Fence::hold(at, self.reason, peer);
+        f.local_end_lsn = self.local_end;
         if let Some((timeline, fork)) = self.fork {
             f.timeline = Some(timeline);
-            f.fork_lsn = Some(lsn_text(fork));
+            f.fork_lsn = Some(fork);
             f.diverged_bytes = self.local_end.map(|end| divergence_bytes(end, fork));
         }
         f
@@ -128,6 +117,8 @@ fn lineage_text(l: &Lineage) -> String {
             lsn_text(*fork_lsn)
         ),
         Lineage::Unrelated => "forked separately from us (no automatic authority)".into(),
+        // Never from `lineage::lineage` (the sidecar's refinement); said as what it is.
+        Lineage::PeerPromotedLater => "carries a newer promotion marker (no fork visible)".into(),
     }
 }
 
@@ -184,14 +175,16 @@ pub fn decide_primary(policy: &Policy, state: &State, s: &PrimarySample) -> Guar
                     );
                     Verdict::Unknown
                 }
-                Lineage::SameTimeline | Lineage::Unrelated if s.promoted_here => {
+                Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater
+                    if s.promoted_here =>
+                {
                     reasons.push(format!(
                         "this site holds the promotion record: it is authoritative and keeps \
                          writing; {peer} must be fenced (`kubectl pgdr fence {peer}`)"
                     ));
                     Verdict::SplitBrain
                 }
-                Lineage::SameTimeline | Lineage::Unrelated => {
+                Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater => {
                     reasons.push(
                         "no lineage proof of authority: nothing fenced automatically; a person \
                          must choose the site to keep (`kubectl pgdr fence SITE` on the other)"
@@ -590,14 +583,10 @@ pub fn decide_fenced(
         if f.fork().is_none() {
             match &s.peer {
                 Peer::Writable(Lineage::PeerForkedFromUs { fork_lsn, timeline }) => {
-                    let end = f
-                        .local_end_lsn
-                        .as_deref()
-                        .and_then(crate::observe::parse_lsn)
-                        .or(s.own.wal_end);
+                    let end = f.local_end_lsn.or(s.own.wal_end);
                     f.timeline = Some(*timeline);
-                    f.fork_lsn = Some(lsn_text(*fork_lsn));
-                    f.local_end_lsn = end.map(lsn_text);
+                    f.fork_lsn = Some(*fork_lsn);
+                    f.local_end_lsn = end;
                     f.diverged_bytes = end.map(|e| divergence_bytes(e, *fork_lsn));
                 }
                 Peer::Writable(other) => {
@@ -625,13 +614,10 @@ pub fn decide_fenced(
         let (timeline, fork) = f.fork().expect("set above");
         // The end recorded when fencing may predate the last writes before the demotion: the
         // read-only leader's own end on that timeline is the final one.
-        let recorded = f
-            .local_end_lsn
-            .as_deref()
-            .and_then(crate::observe::parse_lsn);
+        let recorded = f.local_end_lsn;
         let now = s.own.wal_end;
         if let Some(end) = recorded.max(now) {
-            f.local_end_lsn = Some(lsn_text(end));
+            f.local_end_lsn = Some(end);
             f.diverged_bytes = Some(divergence_bytes(end, fork));
         }
         let record = DivergenceRecord {
@@ -639,7 +625,7 @@ pub fn decide_fenced(
             peer: peer.clone(),
             timeline,
             fork_lsn: lsn_text(fork),
-            local_end_lsn: f.local_end_lsn.clone(),
+            local_end_lsn: f.local_end_lsn.map(lsn_text),
             diverged_bytes: f.diverged_bytes,
         };
         let known = state.divergence.as_ref().is_some_and(|d| {
@@ -653,7 +639,8 @@ pub fn decide_fenced(
         reasons.push(format!(
             "fork: {peer} left our timeline {timeline} at {}; our end {}; diverged bytes {}",
             lsn_text(fork),
-            f.local_end_lsn.as_deref().unwrap_or("unknown"),
+            f.local_end_lsn
+                .map_or_else(|| "unknown".to_string(), lsn_text),
             f.diverged_bytes
                 .map_or_else(|| "unknown".to_string(), |b| b.to_string())
         ));
@@ -663,7 +650,7 @@ pub fn decide_fenced(
             if f.preserve.is_none() {
                 f.preserve = Some(Preserve {
                     timeline,
-                    from_lsn: lsn_text(fork),
+                    from_lsn: fork,
                 });
                 reasons.push("asked the readiness sidecar to preserve the diverged WAL".into());
                 break 'flow Verdict::Fenced;

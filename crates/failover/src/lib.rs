@@ -15,7 +15,6 @@
 pub mod act;
 pub mod config;
 pub mod decide;
-pub mod fence;
 pub mod guard;
 pub mod observe;
 pub mod run;

@@ -12,19 +12,24 @@ use serde_json::{Value, json};
 
 use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
 use pgdr_core::k8s::{self, Kube, api_error};
-use pgdr_core::lineage::{self, HistoryEntry, IdentifyError, Identity};
+use pgdr_core::lineage::{self, IdentifyError, Identity};
 use pgdr_core::patroni::{MemberStatus, PatroniClient};
 use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
 
 use crate::act::{self, Announcement};
 use crate::config::{HostMode, Settings, WitnessConfig};
 use crate::decide::Verdict;
-use crate::fence::{self, Fence, FollowTarget, Phase};
 use crate::guard::{
     self, FencedSample, MemberReclone, Own, Peer, Placement, Preservation, PrimarySample,
 };
 use crate::observe;
 use crate::{Error, decide::Witness};
+use pgdr_core::contract::fence::{self, Fence, Phase};
+use pgdr_core::contract::keys::INITIALIZE_ANNOTATION;
+use pgdr_core::contract::sidecar::{
+    AgentView, Divergence, DivergenceState, RecloneState, RecloneStatus,
+};
+use pgdr_core::contract::slot::FollowTarget;
 
 /// What this site is right now, from its dynamic config and its leader.
 pub enum Role {
@@ -84,7 +89,7 @@ pub async fn role(settings: &Settings, kube: &Kube) -> Result<Role, Error> {
     let primary = local
         .status
         .as_ref()
-        .is_some_and(|s| matches!(s.role.as_str(), "primary" | "master") && s.state == "running");
+        .is_some_and(|s| s.is_writable_primary());
     Ok(if primary {
         Role::Primary(local)
     } else {
@@ -442,19 +447,17 @@ pub async fn fenced_sample(
     let (peer, peer_timeline) = peer?;
     let preservation = match (&current.preserve, &sidecar) {
         (None, _) => Preservation::NotYet("not requested yet".into()),
-        (Some(_), Ok(v)) => preservation_from(&v["divergence"]),
+        (Some(_), Ok(v)) => preservation_from(v.divergence.as_ref()),
         (Some(_), Err(why)) => Preservation::NotYet(why.clone()),
     };
-    let own_history = sidecar
-        .ok()
-        .and_then(|v| own_history_from(&v["timeline_history"]));
+    let own_history = sidecar.ok().and_then(|v| v.own_history());
     let target = target?.map(|(ip, port)| FollowTarget {
         host: match c.tunnel_host_mode {
             HostMode::Dns => format!("{}.{}.svc", c.tunnel_service, kube.namespace),
             HostMode::ClusterIp => ip,
         },
         port,
-        slot: c.peer_slot_name.clone(),
+        slot: settings.peer_slot.clone(),
     });
     let streaming = local
         .status
@@ -468,9 +471,10 @@ pub async fn fenced_sample(
         own: own(local),
         own_history,
         preservation,
-        read_only: local.status.as_ref().is_some_and(|s| {
-            !matches!(s.role.as_str(), "primary" | "master") && s.state == "running"
-        }),
+        read_only: local
+            .status
+            .as_ref()
+            .is_some_and(|s| s.is_running() && !s.is_writable_primary()),
         leader_streaming: streaming,
         target: target.as_ref().map(|_| ()).map_err(Clone::clone),
         lock_held: local.lock_held,
@@ -585,7 +589,7 @@ async fn members_reclone(
         let answer = match ip {
             None => MemberReclone::NotYet("no pod address (not running)".into()),
             Some(ip) => match status_at(settings, http, &ip).await {
-                Ok(v) => member_reclone_from(&v["reclone"]),
+                Ok(v) => member_reclone_from(v.reclone.as_ref()),
                 Err(why) => MemberReclone::NotYet(why),
             },
         };
@@ -595,16 +599,17 @@ async fn members_reclone(
 }
 
 /// `/status` `reclone` → the member's answer.
-pub fn member_reclone_from(r: &Value) -> MemberReclone {
-    match (r["state"].as_str(), r["requested_at"].as_str()) {
-        (Some("moved"), Some(id)) => MemberReclone::Moved(id.to_string()),
-        (Some(state), _) => MemberReclone::NotYet(format!(
-            "sidecar reclone state {state}{}",
-            r["detail"]
-                .as_str()
+pub fn member_reclone_from(r: Option<&RecloneStatus>) -> MemberReclone {
+    match r {
+        Some(r) if r.state == RecloneState::Moved => MemberReclone::Moved(r.requested_at.clone()),
+        Some(r) => MemberReclone::NotYet(format!(
+            "sidecar reclone state {:?}{}",
+            r.state,
+            r.detail
+                .as_deref()
                 .map_or_else(String::new, |d| format!(" ({d})"))
         )),
-        (None, _) => MemberReclone::NotYet("sidecar reports no re-clone yet".into()),
+        None => MemberReclone::NotYet("sidecar reports no re-clone yet".into()),
     }
 }
 
@@ -613,7 +618,7 @@ async fn sidecar_status(
     settings: &Settings,
     http: &reqwest::Client,
     local: &Local,
-) -> Result<Value, String> {
+) -> Result<AgentView, String> {
     let Some(host) = &local.host else {
         return Err(format!("{}: no pod address", local.name));
     };
@@ -625,7 +630,7 @@ async fn status_at(
     settings: &Settings,
     http: &reqwest::Client,
     host: &str,
-) -> Result<Value, String> {
+) -> Result<AgentView, String> {
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -634,49 +639,22 @@ async fn status_at(
     let url = format!("http://{host}:{}/status", settings.config.readiness_port);
     let answer = async {
         let r = http.get(&url).send().await?;
-        r.json::<Value>().await
+        r.json::<AgentView>().await
     };
     answer
         .await
         .map_err(|e| format!("readiness sidecar {url} unreachable: {}", e.without_url()))
 }
 
-/// `/status` `timeline_history` → entries; `None` when the sidecar does not know it.
-pub fn own_history_from(v: &Value) -> Option<Vec<HistoryEntry>> {
-    v.as_array()?
-        .iter()
-        .map(|l| {
-            Some(HistoryEntry {
-                timeline: u32::try_from(l["timeline"].as_u64()?).ok()?,
-                switchpoint: observe::parse_lsn(l["switchpoint"].as_str()?)?,
-            })
-        })
-        .collect()
-}
-
 /// `/status` `divergence` → what the fenced flow needs.
-pub fn preservation_from(d: &Value) -> Preservation {
-    let state = d["state"].as_str().unwrap_or("absent");
-    let what = format!(
-        "{} ({} files, {} bytes{})",
-        d["dir"].as_str().unwrap_or("?"),
-        d["files"].as_u64().unwrap_or(0),
-        d["bytes"].as_u64().unwrap_or(0),
-        match d["missing"].as_array() {
-            Some(m) if !m.is_empty() =>
-                format!(", missing {}", serde_json::to_string(m).unwrap_or_default()),
-            _ => String::new(),
-        }
-    );
-    match state {
-        "preserved" => Preservation::Preserved(what),
-        "incomplete" => Preservation::Incomplete(what),
-        other => Preservation::NotYet(format!("sidecar divergence state {other}")),
+pub fn preservation_from(d: Option<&Divergence>) -> Preservation {
+    match d {
+        Some(d) if d.state == DivergenceState::Preserved => Preservation::Preserved(d.describe()),
+        Some(d) if d.state == DivergenceState::Incomplete => Preservation::Incomplete(d.describe()),
+        Some(d) => Preservation::NotYet(format!("sidecar divergence state {:?}", d.state)),
+        None => Preservation::NotYet("sidecar divergence state absent".into()),
     }
 }
-
-/// Patroni's key on `<scope>-config` that says the cluster was bootstrapped (its system id).
-const INITIALIZE_ANNOTATION: &str = "initialize";
 
 /// Compare-and-set of the fence into `<scope>-config`. `only_if_absent`: a primary fencing
 /// itself never overwrites a fence written meanwhile (by the plugin or another run).
@@ -780,7 +758,11 @@ mod tests {
 
     #[test]
     fn sidecar_status_table() {
-        let kind = |v: Value| match preservation_from(&v) {
+        let kind = |v: Value| match preservation_from(
+            serde_json::from_value::<Option<Divergence>>(v)
+                .unwrap()
+                .as_ref(),
+        ) {
             Preservation::Preserved(_) => "preserved",
             Preservation::Incomplete(w) => {
                 assert!(w.contains("missing"), "{w}");

@@ -280,8 +280,8 @@ fn fence_order_records_the_divergence_on_the_same_timeline_only() {
     );
     let f = d.fence.unwrap().fence(t(0), "golddr");
     assert_eq!(f.phase, Phase::Hold);
-    assert_eq!(f.fork_lsn.as_deref(), Some("0/5000A28"));
-    assert_eq!(f.local_end_lsn.as_deref(), Some("0/6000000"));
+    assert_eq!(f.fork_lsn.map(lsn_text).as_deref(), Some("0/5000A28"));
+    assert_eq!(f.local_end_lsn.map(lsn_text).as_deref(), Some("0/6000000"));
     assert_eq!(f.diverged_bytes, Some(END - FORK));
 
     // We moved on to a timeline of our own after the fork (Patroni promotes a crash-restarted
@@ -450,13 +450,13 @@ fn fenced_flow_table() {
     );
     assert_eq!(v, vec![Fenced, Rejoining, Rejoining], "auto, diverged");
     assert_eq!(f.phase, Phase::Follow);
-    assert_eq!(f.fork_lsn.as_deref(), Some("0/5000A28"));
+    assert_eq!(f.fork_lsn.map(lsn_text).as_deref(), Some("0/5000A28"));
     assert_eq!(f.diverged_bytes, Some(END - FORK));
     assert_eq!(
         f.preserve,
         Some(Preserve {
             timeline: 3,
-            from_lsn: "0/5000A28".into()
+            from_lsn: 0x5000A28
         })
     );
     let div = st.divergence.unwrap();
@@ -501,7 +501,7 @@ fn fenced_flow_table() {
 
     // Nothing diverged: rejoin at once even with manual, no preserve.
     let mut clean = hold_fence();
-    clean.local_end_lsn = Some(lsn_text(FORK));
+    clean.local_end_lsn = Some(FORK);
     let mut s = fenced_sample(forked(), Preservation::NotYet("none".into()));
     s.own.wal_end = Some(FORK);
     let (v, f, _) = walk(Rejoin::Manual, clean, &s);

@@ -3,12 +3,7 @@
 
 use serde_json::{Map, Value};
 
-/// Name of the annotation holding the dynamic config JSON.
-pub const CONFIG_ANNOTATION: &str = "config";
-/// Name of the annotation holding the system identifier once the cluster is bootstrapped.
-pub const INITIALIZE_ANNOTATION: &str = "initialize";
-/// Key of the standby-cluster section inside the dynamic config.
-pub const STANDBY_CLUSTER: &str = "standby_cluster";
+pub use crate::keys::{CONFIG_ANNOTATION, INITIALIZE_ANNOTATION, STANDBY_CLUSTER};
 
 /// Why a `config` annotation cannot be used. The caller adds which object it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,7 +46,7 @@ pub fn is_standby_cluster(config: &Map<String, Value>) -> bool {
 }
 
 /// Python truthiness of a JSON value, as Patroni evaluates it.
-fn truthy(v: &Value) -> bool {
+pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
