@@ -1,9 +1,12 @@
 //! Shared helpers of the chart tests: find `helm`, render the chart, look objects up, and
-//! generate the README's values table from the `# --` comments of `values.yaml`.
+//! generate the README's values table from the `# --` comments of `values.yaml`; check the
+//! documents' cross-references ([`docs`]).
 //!
 //! The tests live in `tests/`; this library has no other users.
 
 #![forbid(unsafe_code)]
+
+pub mod docs;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -128,12 +128,35 @@ fn everything_fits_the_platform_default_quota_limits_and_storage_included() {
             replicas * mebibytes(size) <= 1024,
             "{site}: {replicas} x {size} over the 1 GiB storage quota"
         );
+        // NOTES (computed from the values) and README "Sizing" state the same totals as the
+        // rendered pods, so a user can compare them with the namespace's quota.
+        let notes = Render::site(site).notes();
+        let stated = format!("requests {rcpu}m CPU / {rmem}Mi,\nlimits {lcpu}m CPU / {lmem}Mi,");
+        assert!(
+            notes.contains(&stated),
+            "{site}: want {stated:?} in\n{notes}"
+        );
+        let readme = std::fs::read_to_string(chart_dir().join("README.md")).unwrap();
+        let row = format!("| {rcpu}m / {rmem} MiB | {lcpu}m / {lmem} MiB | 2 x 512 MiB |");
+        let sizing =
+            &readme[readme.find("## Sizing").unwrap()..readme.find("## Credentials").unwrap()];
+        assert!(
+            sizing.contains(&row),
+            "{site}: README \"Sizing\" lacks {row:?}"
+        );
     }
-    // NOTES state the footprint so a user can compare it with the namespace's quota.
     let notes = Render::site("golddr").notes();
-    assert!(notes.contains("limits 1400m CPU"), "{notes}");
     assert!(
         notes.contains("storage 1024Mi (2 x 512Mi), NodePorts 1"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("(2 Patroni pods, a failover run, the port-patch Job, the test pod)"),
+        "{notes}"
+    );
+    let notes = Render::site("gold").notes();
+    assert!(
+        notes.contains("(2 Patroni pods, a failover run, the test pod)"),
         "{notes}"
     );
 }
