@@ -43,6 +43,22 @@ pub enum Phase {
     Unknown,
 }
 
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Hold => "hold",
+            Phase::Follow => "follow",
+            Phase::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FenceReason {
@@ -88,7 +104,7 @@ pub struct Reclone {
 }
 
 /// The `pgdr_fence` document. Unknown keys written by others are kept.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fence {
     #[serde(default = "first_version")]
     pub version: u32,
@@ -176,7 +192,7 @@ pub fn read(config: &Map<String, Value>) -> Result<Option<Fence>, Unreadable> {
 
 /// A fence as a reader that must fail safe sees it: present means fenced, even when its fields
 /// cannot be read (a document we do not understand must not make a member writable).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Seen {
     Readable(Fence),

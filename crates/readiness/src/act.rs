@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::decide::{Fence, Latch, PeerCheck, PeerLineage, Poll};
-use crate::preserve::Divergence;
+use crate::decide::{FenceSeen, Latch, Lineage, PeerCheck, Poll};
 use crate::{Shared, VERSION};
+use pgdr_core::contract::sidecar::{Divergence, HistoryLine, RecloneStatus};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -84,7 +84,7 @@ pub struct PeerStatus {
     pub at: Option<String>,
     pub error: Option<String>,
     pub writable: Option<bool>,
-    pub lineage: Option<PeerLineage>,
+    pub lineage: Option<Lineage>,
     pub divergence_bytes: Option<u64>,
 }
 
@@ -128,7 +128,7 @@ pub struct StatusBody {
     /// Patroni's own role (differs from `role` when fenced).
     pub patroni_role: Option<String>,
     /// `pgdr_fence` as read from `/config` (phase, since, reason, peer, fork, divergence).
-    pub fence: Option<Fence>,
+    pub fence: Option<FenceSeen>,
     pub fenced_seconds: Option<u64>,
     /// Both sites writable right now (the peer check), and since when.
     pub split_brain: bool,
@@ -139,10 +139,10 @@ pub struct StatusBody {
     /// WAL preservation (`pgdr_fence.preserve`).
     pub divergence: Divergence,
     /// Re-clone (`pgdr_fence.reclone`): this member's data directory moved aside.
-    pub reclone: Option<crate::reclone::Status>,
+    pub reclone: Option<RecloneStatus>,
     /// This member's own PostgreSQL timeline history (`pg_wal/<timeline>.history`; empty on
     /// timeline 1); `None` without `READINESS_PGDATA` or a known timeline, or when unreadable.
-    pub timeline_history: Option<Vec<crate::preserve::HistoryLine>>,
+    pub timeline_history: Option<Vec<HistoryLine>>,
     pub state: Option<String>,
     pub timeline: Option<u64>,
     pub lag_bytes: Option<u64>,

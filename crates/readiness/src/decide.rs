@@ -3,41 +3,11 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
 
-/// Key of our fence marker in the site's Patroni dynamic config (absent: not fenced).
-pub const FENCE_KEY: &str = "pgdr_fence";
-
-/// A member's role as Patroni's `/patroni` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Role {
-    Primary,
-    StandbyLeader,
-    Replica,
-    Other(String),
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Role {
-        match s {
-            // `master` is the name before Patroni 3.
-            "primary" | "master" => Role::Primary,
-            "standby_leader" | "standby-leader" => Role::StandbyLeader,
-            "replica" => Role::Replica,
-            other => Role::Other(other.to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Role::Primary => "primary",
-            Role::StandbyLeader => "standby_leader",
-            Role::Replica => "replica",
-            Role::Other(s) => s,
-        }
-    }
-}
+pub use pgdr_core::contract::fence::{Fence, Seen as FenceSeen};
+pub use pgdr_core::contract::lineage::Lineage;
+pub use pgdr_core::contract::role::Role;
 
 /// What one successful poll of Patroni said about this member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +28,7 @@ pub struct MemberView {
     pub cluster_unlocked: bool,
     /// `pgdr_fence` of the dynamic config: the site fenced itself (the peer is authoritative).
     /// `None` when absent or when `/config` could not be read.
-    pub fence: Option<Fence>,
+    pub fence: Option<FenceSeen>,
 }
 
 impl MemberView {
@@ -102,95 +72,6 @@ pub enum Poll {
     Unreachable(String),
 }
 
-/// `pgdr_fence.preserve`: the agent asks the leader's sidecar to copy the diverged WAL.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Preserve {
-    pub timeline: u32,
-    pub from_lsn: String,
-}
-
-/// `pgdr_fence` as the failover agent writes it (contract: every field optional; only the
-/// presence of the key means "fenced").
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Fence {
-    #[serde(default)]
-    pub since: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub peer: Option<String>,
-    #[serde(default)]
-    pub phase: Option<String>,
-    #[serde(default)]
-    pub timeline: Option<u32>,
-    #[serde(default)]
-    pub fork_lsn: Option<String>,
-    #[serde(default)]
-    pub local_end_lsn: Option<String>,
-    #[serde(default)]
-    pub diverged_bytes: Option<u64>,
-    #[serde(default)]
-    pub preserve: Option<Preserve>,
-    #[serde(default)]
-    pub rejoin_approved_at: Option<String>,
-    /// `pgdr_fence.reclone`: move this member's data directory aside ([`crate::reclone`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reclone: Option<crate::reclone::Request>,
-    /// Set by the sidecar when the marker is present but not what the contract describes; the
-    /// member still counts as fenced (safe side).
-    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
-    pub unreadable: Option<String>,
-}
-
-impl Fence {
-    /// The fence in a dynamic config. Present and not null means fenced, even when its fields
-    /// cannot be read: a marker we do not understand must not make a member writable.
-    pub fn from_config(config: &Map<String, Value>) -> Option<Fence> {
-        match config.get(FENCE_KEY) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                serde_json::from_value::<Fence>(v.clone()).unwrap_or_else(|e| Fence {
-                    unreadable: Some(format!("{FENCE_KEY} is not readable: {e}")),
-                    ..Fence::default()
-                }),
-            ),
-        }
-    }
-
-    /// Seconds since `since` (0 when unknown or in the future).
-    pub fn seconds_since(&self, now: jiff::Timestamp) -> u64 {
-        self.since
-            .as_deref()
-            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-            .map_or(0, |t| {
-                u64::try_from(now.as_second().saturating_sub(t.as_second())).unwrap_or(0)
-            })
-    }
-}
-
-/// How the peer's history relates to ours (mirror of `pgdr_core::lineage::Lineage`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PeerLineage {
-    DifferentSystem,
-    SameTimeline,
-    /// The peer was promoted from our timeline at `fork_lsn`: the peer is authoritative.
-    PeerForkedFromUs {
-        fork_lsn: u64,
-        timeline: u32,
-    },
-    /// We were promoted from the peer's timeline: we are authoritative.
-    WeForkedFromPeer {
-        fork_lsn: u64,
-        timeline: u32,
-    },
-    Unrelated,
-    /// No proof either way (same or unrelated timelines), but the peer carries a promotion
-    /// marker newer than ours: it was promoted later, most likely from us. Not latched, but
-    /// this member is not advertised as the write target while it lasts.
-    PeerPromotedLater,
-}
-
 /// The result of one check of the peer through the tunnel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerCheck {
@@ -203,7 +84,7 @@ pub enum PeerCheck {
     Seen {
         /// The peer is out of recovery (`pg_is_in_recovery()` false).
         writable: bool,
-        lineage: PeerLineage,
+        lineage: Lineage,
         /// WAL we wrote past the fork point (0 unless the peer forked from us).
         divergence_bytes: u64,
     },
@@ -238,7 +119,7 @@ pub fn next_latch(
             true,
             PeerCheck::Seen {
                 writable: true,
-                lineage: PeerLineage::PeerForkedFromUs { fork_lsn, timeline },
+                lineage: Lineage::PeerForkedFromUs { fork_lsn, timeline },
                 divergence_bytes,
             },
         ) => Some(prev.unwrap_or_else(|| Latch {
@@ -302,13 +183,18 @@ pub fn decide(
     {
         // Fenced: never a write target; /ready follows the standby rules of its Patroni role.
         v.primary = false;
-        v.reason = format!(
-            "fenced ({}, peer {} authoritative, phase {}): {}",
-            f.reason.as_deref().unwrap_or("reason unknown"),
-            f.peer.as_deref().unwrap_or("?"),
-            f.phase.as_deref().unwrap_or("?"),
-            v.reason
-        );
+        v.reason = match f {
+            FenceSeen::Readable(f) => format!(
+                "fenced ({}, peer {} authoritative, phase {}): {}",
+                f.reason.as_str(),
+                f.peer,
+                f.phase,
+                v.reason
+            ),
+            FenceSeen::Unreadable { unreadable } => {
+                format!("fenced ({unreadable}): {}", v.reason)
+            }
+        };
     } else if let Some(l) = latch {
         // Not ready either: the pod leaves this site's Services, so clients in this cluster stop
         // writing rows that the rejoin would discard (the agent fences it within its samples).
@@ -337,7 +223,7 @@ pub struct Checks {
     /// Checks that did not reach it.
     pub failed: u32,
     /// The last check that reached the peer found it writable with a newer promotion marker
-    /// ([`PeerLineage::PeerPromotedLater`]). A failed check in between changes nothing: a
+    /// ([`Lineage::PeerPromotedLater`]). A failed check in between changes nothing: a
     /// timed-out check is no news that the peer stopped being the newer primary.
     pub peer_promoted_later: bool,
 }
@@ -350,7 +236,7 @@ impl Checks {
                 writable, lineage, ..
             } => Checks {
                 seen: true,
-                peer_promoted_later: *writable && *lineage == PeerLineage::PeerPromotedLater,
+                peer_promoted_later: *writable && *lineage == Lineage::PeerPromotedLater,
                 ..self
             },
             PeerCheck::Failed(_) => Checks {
@@ -482,13 +368,11 @@ mod tests {
 
     fn fenced(role: &str, lag: Option<u64>) -> Poll {
         Poll::Reachable(MemberView {
-            fence: Some(Fence {
-                since: Some("2026-11-30T16:00:00Z".into()),
-                reason: Some("peer-authoritative".into()),
-                peer: Some("golddr".into()),
-                phase: Some("hold".into()),
-                ..Fence::default()
-            }),
+            fence: Some(FenceSeen::Readable(Fence::hold(
+                "2026-11-30T16:00:00Z".parse().unwrap(),
+                pgdr_core::contract::fence::FenceReason::PeerAuthoritative,
+                "golddr",
+            ))),
             ..view(member("running", role, lag))
         })
     }
@@ -687,11 +571,11 @@ mod tests {
             lineage,
             divergence_bytes: 0,
         };
-        let later = seen(PeerLineage::PeerPromotedLater);
+        let later = seen(Lineage::PeerPromotedLater);
         let none = Checks::default();
         let standby = PeerCheck::Seen {
             writable: false,
-            lineage: PeerLineage::SameTimeline,
+            lineage: Lineage::SameTimeline,
             divergence_bytes: 0,
         };
         let seen_once = none.after(&standby);
@@ -740,14 +624,14 @@ mod tests {
                 "peer writable, unrelated, no newer marker",
                 true,
                 seen_once,
-                seen(PeerLineage::Unrelated),
+                seen(Lineage::Unrelated),
                 false,
             ),
             (
                 "we were promoted from the peer",
                 true,
                 seen_once,
-                seen(PeerLineage::WeForkedFromPeer {
+                seen(Lineage::WeForkedFromPeer {
                     fork_lsn: 1,
                     timeline: 1,
                 }),
@@ -784,37 +668,34 @@ mod tests {
 
     #[test]
     fn fence_from_config() {
+        use serde_json::Value;
         let cfg = |v: Value| match v {
             Value::Object(m) => m,
             _ => unreachable!(),
         };
-        assert_eq!(
-            Fence::from_config(&cfg(serde_json::json!({"ttl": 30}))),
-            None
-        );
-        assert_eq!(
-            Fence::from_config(&cfg(serde_json::json!({"pgdr_fence": null}))),
-            None
-        );
-        let f = Fence::from_config(&cfg(serde_json::json!({"pgdr_fence": {
+        let read = |v: Value| pgdr_core::contract::fence::seen(&cfg(v));
+        assert_eq!(read(serde_json::json!({"ttl": 30})), None);
+        assert_eq!(read(serde_json::json!({"pgdr_fence": null})), None);
+        let f = read(serde_json::json!({"pgdr_fence": {
             "since": "2026-11-30T16:00:00Z", "reason": "split-brain", "peer": "golddr", "phase": "follow",
             "timeline": 3, "fork_lsn": "0/5000A28", "diverged_bytes": 1234,
-            "preserve": {"timeline": 3, "from_lsn": "0/5000A28"}, "future_key": true}})))
+            "preserve": {"timeline": 3, "from_lsn": "0/5000A28"}, "future_key": true}}))
         .unwrap();
-        assert_eq!(f.phase.as_deref(), Some("follow"));
-        assert_eq!(f.preserve.as_ref().unwrap().timeline, 3);
-        assert_eq!(f.diverged_bytes, Some(1234));
-        assert_eq!(f.unreadable, None);
+        let doc = f.fence().unwrap();
+        assert_eq!(doc.phase, pgdr_core::contract::fence::Phase::Follow);
+        assert_eq!(doc.preserve.as_ref().unwrap().timeline, 3);
+        assert_eq!(doc.diverged_bytes, Some(1234));
+        assert!(!f.holds());
         let now: jiff::Timestamp = "2026-11-30T16:01:40Z".parse().unwrap();
         assert_eq!(f.seconds_since(now), 100);
         // A marker we cannot read still fences.
-        let f = Fence::from_config(&cfg(
-            serde_json::json!({"pgdr_fence": {"timeline": "three"}}),
-        ))
-        .unwrap();
-        assert!(f.unreadable.unwrap().contains("pgdr_fence"));
-        let f = Fence::from_config(&cfg(serde_json::json!({"pgdr_fence": true}))).unwrap();
-        assert!(f.unreadable.is_some());
+        let f = read(serde_json::json!({"pgdr_fence": {"timeline": "three"}})).unwrap();
+        assert!(
+            matches!(&f, FenceSeen::Unreadable { unreadable } if unreadable.contains("pgdr_fence")),
+            "{f:?}"
+        );
+        let f = read(serde_json::json!({"pgdr_fence": true})).unwrap();
+        assert!(f.fence().is_none());
         assert_eq!(f.seconds_since(now), 0);
     }
 
@@ -823,7 +704,7 @@ mod tests {
         let now: jiff::Timestamp = "2026-11-30T16:00:00Z".parse().unwrap();
         let forked = PeerCheck::Seen {
             writable: true,
-            lineage: PeerLineage::PeerForkedFromUs {
+            lineage: Lineage::PeerForkedFromUs {
                 fork_lsn: 0x5000A28,
                 timeline: 3,
             },
@@ -831,12 +712,12 @@ mod tests {
         };
         let peer_standby = PeerCheck::Seen {
             writable: false,
-            lineage: PeerLineage::SameTimeline,
+            lineage: Lineage::SameTimeline,
             divergence_bytes: 0,
         };
         let we_forked = PeerCheck::Seen {
             writable: true,
-            lineage: PeerLineage::WeForkedFromPeer {
+            lineage: Lineage::WeForkedFromPeer {
                 fork_lsn: 1,
                 timeline: 2,
             },
@@ -844,7 +725,7 @@ mod tests {
         };
         let unrelated = PeerCheck::Seen {
             writable: true,
-            lineage: PeerLineage::Unrelated,
+            lineage: Lineage::Unrelated,
             divergence_bytes: 0,
         };
         let failed = PeerCheck::Failed("timeout".into());

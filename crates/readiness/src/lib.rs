@@ -105,8 +105,8 @@ pub(crate) struct Shared {
     pub(crate) snapshot: watch::Receiver<Arc<Snapshot>>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) started: Instant,
-    pub(crate) divergence: watch::Receiver<preserve::Divergence>,
-    pub(crate) reclone: watch::Receiver<Option<reclone::Status>>,
+    pub(crate) divergence: watch::Receiver<pgdr_core::contract::sidecar::Divergence>,
+    pub(crate) reclone: watch::Receiver<Option<pgdr_core::contract::sidecar::RecloneStatus>>,
 }
 
 impl Shared {

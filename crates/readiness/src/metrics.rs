@@ -183,6 +183,7 @@ impl Metrics {
             i64::try_from(f.seconds_since(now)).unwrap_or(i64::MAX)
         }));
         let divergence = fence
+            .and_then(|f| f.fence())
             .and_then(|f| f.diverged_bytes)
             .or(snap.latch.as_ref().map(|l| l.divergence_bytes))
             .unwrap_or(0);
@@ -235,7 +236,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{Fence, Latch, MemberView, PeerCheck, Role};
+    use crate::decide::{Fence, FenceSeen, Latch, MemberView, PeerCheck, Role};
 
     fn snap(poll: Poll) -> Snapshot {
         Snapshot {
@@ -340,11 +341,14 @@ mod tests {
             replication_state: None,
             paused: false,
             cluster_unlocked: false,
-            fence: Some(Fence {
-                since: Some("2026-11-30T16:00:00Z".into()),
+            fence: Some(FenceSeen::Readable(Fence {
                 diverged_bytes: Some(1234),
-                ..Fence::default()
-            }),
+                ..Fence::hold(
+                    "2026-11-30T16:00:00Z".parse().unwrap(),
+                    pgdr_core::contract::fence::FenceReason::PeerAuthoritative,
+                    "golddr",
+                )
+            })),
         };
         let v = Verdict {
             ready: true,

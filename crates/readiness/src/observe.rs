@@ -3,7 +3,7 @@
 use pgdr_core::dynamic_config;
 use pgdr_core::patroni::PatroniClient;
 
-use crate::decide::{Fence, MemberView, Poll, Role};
+use crate::decide::{MemberView, Poll, Role};
 
 /// One poll of Patroni: `/patroni` and `/config` (the standby flag and our fence) always,
 /// `/cluster` for a replica's lag.
@@ -28,7 +28,7 @@ pub async fn poll(client: &PatroniClient) -> Poll {
         Role::StandbyLeader => Some(true),
         _ => config.as_ref().map(dynamic_config::is_standby_cluster),
     };
-    let fence = config.as_ref().and_then(Fence::from_config);
+    let fence = config.as_ref().and_then(pgdr_core::contract::fence::seen);
     let lag_bytes = match (&role, &member) {
         (Role::Replica, Some(name)) => client
             .cluster()

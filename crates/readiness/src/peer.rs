@@ -15,7 +15,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{PeerSettings, SslMode};
-use crate::decide::{PeerCheck, PeerLineage};
+use crate::decide::{Lineage, PeerCheck};
 use pgdr_core::lineage;
 use pgdr_core::patroni::PatroniClient;
 
@@ -133,21 +133,11 @@ impl PeerChecker {
                 Err(_) => tracing::warn!("timeline history: no answer from Patroni in time"),
             }
         }
-        let mut lineage = to_peer_lineage(lineage::lineage(&own, &peer));
-        let peer_marker_newer = peer.marker.as_ref().is_some_and(|pm| {
-            own.marker
-                .as_ref()
-                .is_none_or(|om| om.timeline < pm.timeline)
-        });
-        if peer_marker_newer
-            && matches!(lineage, PeerLineage::SameTimeline | PeerLineage::Unrelated)
-        {
-            lineage = PeerLineage::PeerPromotedLater;
-        }
+        let lineage = lineage::lineage_for_advertising(&own, &peer);
         let divergence_bytes = match lineage {
             // What we wrote on the timeline the peer left, past the fork point.
             // (the lineage proved our WAL runs through the fork; we may be on a later timeline).
-            PeerLineage::PeerForkedFromUs { fork_lsn, .. } => {
+            Lineage::PeerForkedFromUs { fork_lsn, .. } => {
                 lineage::divergence_bytes(own.wal_end, fork_lsn)
             }
             _ => 0,
@@ -157,20 +147,6 @@ impl PeerChecker {
             lineage,
             divergence_bytes,
         }
-    }
-}
-
-fn to_peer_lineage(l: lineage::Lineage) -> PeerLineage {
-    match l {
-        lineage::Lineage::DifferentSystem => PeerLineage::DifferentSystem,
-        lineage::Lineage::SameTimeline => PeerLineage::SameTimeline,
-        lineage::Lineage::PeerForkedFromUs { fork_lsn, timeline } => {
-            PeerLineage::PeerForkedFromUs { fork_lsn, timeline }
-        }
-        lineage::Lineage::WeForkedFromPeer { fork_lsn, timeline } => {
-            PeerLineage::WeForkedFromPeer { fork_lsn, timeline }
-        }
-        lineage::Lineage::Unrelated => PeerLineage::Unrelated,
     }
 }
 

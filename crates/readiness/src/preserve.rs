@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::decide::{lsn_string, parse_lsn};
+use pgdr_core::contract::lsn::format as lsn_string;
+pub use pgdr_core::contract::sidecar::{Divergence, DivergenceState, HistoryLine};
 
 /// PostgreSQL's default `wal_segment_size`, assumed when no segment file shows the size.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
@@ -22,36 +23,13 @@ pub const MANIFEST: &str = "MANIFEST.json";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub timeline: u32,
-    pub from_lsn: String,
+    pub from_lsn: u64,
     /// `pgdr_fence.local_end_lsn`: segments up to this one are expected.
-    pub end_lsn: Option<String>,
-}
-
-/// `/status` `divergence`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Divergence {
-    /// `none`, `copying`, `preserved`, `incomplete`, `failed`.
-    pub state: &'static str,
-    pub dir: Option<String>,
-    pub files: u64,
-    pub bytes: u64,
-    pub missing: Vec<String>,
-    pub error: Option<String>,
-}
-
-impl Divergence {
-    pub fn none() -> Self {
-        Divergence {
-            state: "none",
-            ..Divergence::default()
-        }
-    }
+    pub end_lsn: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreserveError {
-    #[error("pgdr_fence.preserve.from_lsn '{0}' is not an LSN (like 0/5000A28)")]
-    BadLsn(String),
     #[error("pgdr_fence.preserve.timeline must be at least 1")]
     BadTimeline,
     #[error("{what} {path}: {source}")]
@@ -117,14 +95,6 @@ pub fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
     format!("{tli:08X}{:08X}{:08X}", segno / per_log, segno % per_log)
 }
 
-/// The directory a request is preserved in.
-/// One line of this member's own timeline history, as `/status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HistoryLine {
-    pub timeline: u32,
-    pub switchpoint: String,
-}
-
 /// This member's PostgreSQL timeline history: the `pg_wal/<timeline>.history` file of its
 /// current `timeline` (none on timeline 1). It travels with the data (a re-clone brings the
 /// source's), so the failover agent tells a timeline of our own from the peer's by it.
@@ -138,15 +108,10 @@ pub fn timeline_history(pgdata: &Path, timeline: u32) -> Result<Vec<HistoryLine>
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let entries = pgdr_core::lineage::parse_timeline_history(&text)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(entries
-        .into_iter()
-        .map(|h| HistoryLine {
-            timeline: h.timeline,
-            switchpoint: lsn_string(h.switchpoint),
-        })
-        .collect())
+    Ok(entries.into_iter().map(HistoryLine::from).collect())
 }
 
+/// The directory a request is preserved in.
 pub fn target_dir(pgdata: &Path, timeline: u32, from_lsn: u64) -> PathBuf {
     let parent = pgdata.parent().unwrap_or(pgdata);
     parent.join(DIR_NAME).join(format!(
@@ -157,8 +122,7 @@ pub fn target_dir(pgdata: &Path, timeline: u32, from_lsn: u64) -> PathBuf {
 
 /// Copies the segments and history files; the returned state is `preserved` or `incomplete`.
 pub fn preserve(pgdata: &Path, req: &Request) -> Result<Divergence, PreserveError> {
-    let from =
-        parse_lsn(&req.from_lsn).ok_or_else(|| PreserveError::BadLsn(req.from_lsn.clone()))?;
+    let from = req.from_lsn;
     if req.timeline == 0 {
         return Err(PreserveError::BadTimeline);
     }
@@ -204,7 +168,7 @@ pub fn preserve(pgdata: &Path, req: &Request) -> Result<Divergence, PreserveErro
         }
     }
     wanted.sort();
-    let end = req.end_lsn.as_deref().and_then(parse_lsn);
+    let end = req.end_lsn;
     let dir = target_dir(pgdata, req.timeline, from);
     fs::create_dir_all(&dir).map_err(io_err("cannot create the preservation directory", &dir))?;
     let mut kept = Vec::new();
@@ -290,9 +254,9 @@ pub fn preserve(pgdata: &Path, req: &Request) -> Result<Divergence, PreserveErro
     fs::rename(&tmp, &path).map_err(io_err("cannot rename into place", &tmp))?;
     Ok(Divergence {
         state: if missing.is_empty() {
-            "preserved"
+            DivergenceState::Preserved
         } else {
-            "incomplete"
+            DivergenceState::Incomplete
         },
         dir: Some(dir.display().to_string()),
         files: files.len() as u64,
@@ -322,8 +286,8 @@ mod tests {
     fn req(tli: u32, from: &str, end: Option<&str>) -> Request {
         Request {
             timeline: tli,
-            from_lsn: from.into(),
-            end_lsn: end.map(str::to_string),
+            from_lsn: pgdr_core::contract::lsn::parse(from).unwrap(),
+            end_lsn: end.map(|e| pgdr_core::contract::lsn::parse(e).unwrap()),
         }
     }
 
@@ -364,7 +328,7 @@ mod tests {
         let pgdata = d.path().join("data");
         let out = preserve(&pgdata, &req(3, "0/5000A28", Some("0/6000100"))).unwrap();
         let dir = d.path().join("pgdr-diverged/3-0_5000A28");
-        assert_eq!(out.state, "preserved");
+        assert_eq!(out.state, DivergenceState::Preserved);
         assert_eq!(out.dir.as_deref(), Some(dir.to_str().unwrap()));
         assert_eq!(out.files, 5);
         assert_eq!(out.bytes, 3 * seg + 126);
@@ -428,7 +392,7 @@ mod tests {
             &req(3, "0/5000A28", Some("0/8000010")),
         )
         .unwrap();
-        assert_eq!(out.state, "incomplete");
+        assert_eq!(out.state, DivergenceState::Incomplete);
         assert_eq!(
             out.missing,
             ["000000030000000000000006", "000000030000000000000008"]
@@ -436,7 +400,7 @@ mod tests {
         // Nothing of the timeline left at all: the segment holding from_lsn is named.
         let d = fake_pgdata(&[]);
         let out = preserve(&d.path().join("data"), &req(3, "0/5000A28", None)).unwrap();
-        assert_eq!((out.state, out.files), ("incomplete", 0));
+        assert_eq!((out.state, out.files), (DivergenceState::Incomplete, 0));
         assert_eq!(out.missing, ["000000030000000000000005"]);
         let m: serde_json::Value = serde_json::from_str(
             &fs::read_to_string(d.path().join("pgdr-diverged/3-0_5000A28").join(MANIFEST)).unwrap(),
@@ -455,7 +419,7 @@ mod tests {
         ]);
         // 0/5000A28 lies in 1 MiB segment 0x50.
         let out = preserve(&d.path().join("data"), &req(2, "0/5000A28", None)).unwrap();
-        assert_eq!((out.state, out.files), ("preserved", 3));
+        assert_eq!((out.state, out.files), (DivergenceState::Preserved, 3));
         assert!(out.dir.unwrap().ends_with("pgdr-diverged/2-0_5000A28"));
     }
 
@@ -469,10 +433,15 @@ mod tests {
             err.contains(&d.path().join("data/pg_wal").display().to_string()),
             "{err}"
         );
-        let err = preserve(d.path(), &req(3, "5000A28", None))
+        // A request whose LSN is not one never reaches the copy: the fence document is unreadable
+        // (the member stays fenced; nothing is copied).
+        let doc = serde_json::json!({"pgdr_fence": {"since": "2026-11-30T16:00:00Z",
+            "reason": "peer-authoritative", "peer": "golddr", "phase": "hold",
+            "preserve": {"timeline": 3, "from_lsn": "5000A28"}}});
+        let err = pgdr_core::contract::fence::read(doc.as_object().unwrap())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("'5000A28'"), "{err}");
+        assert!(err.contains("\"5000A28\""), "{err}");
         let err = preserve(d.path(), &req(0, "0/1", None))
             .unwrap_err()
             .to_string();
@@ -495,7 +464,7 @@ mod tests {
             timeline_history(d.path(), 2).unwrap(),
             vec![HistoryLine {
                 timeline: 1,
-                switchpoint: "0/302A438".into()
+                switchpoint: 0x302A438
             }]
         );
     }

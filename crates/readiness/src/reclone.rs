@@ -12,35 +12,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-/// `pgdr_fence.reclone` as this sidecar acts on it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Request {
-    pub requested_at: String,
-    #[serde(default)]
-    pub keep_data: bool,
-}
-
-/// What `/status` `reclone` says (the agent waits for `moved` from every member).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Status {
-    pub requested_at: String,
-    /// `moving`, `moved`, `failed`.
-    pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// Where the data directory went (`None`: there was none to move).
-    #[serde(default)]
-    pub moved_to: Option<String>,
-    #[serde(default)]
-    pub moved_at: Option<String>,
-    /// The moved folder was deleted (after PostgreSQL stopped), or is kept (`keep_data`).
-    #[serde(default)]
-    pub removed: bool,
-    #[serde(default)]
-    pub keep_data: bool,
-}
+pub use pgdr_core::contract::fence::Reclone as Request;
+pub use pgdr_core::contract::sidecar::{RecloneState, RecloneStatus as Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecloneError {
@@ -137,7 +110,7 @@ pub fn move_aside(pgdata: &Path, req: &Request) -> Result<Status, RecloneError> 
     };
     let status = Status {
         requested_at: req.requested_at.clone(),
-        state: "moved".into(),
+        state: RecloneState::Moved,
         detail: None,
         moved_to,
         moved_at: Some(jiff::Timestamp::now().to_string()),
@@ -215,7 +188,7 @@ mod tests {
         let data = pgdata(root.path());
         fs::write(data.join("postmaster.pid"), "123\n").unwrap();
         let st = move_aside(&data, &request(false)).unwrap();
-        assert_eq!(st.state, "moved");
+        assert_eq!(st.state, RecloneState::Moved);
         assert!(!data.exists(), "the data directory is gone from its place");
         let moved = PathBuf::from(st.moved_to.clone().unwrap());
         assert!(moved.join("PG_VERSION").exists(), "moved, not deleted yet");
@@ -259,6 +232,6 @@ mod tests {
             keep_data: false,
         };
         let st = move_aside(&data, &other).unwrap();
-        assert_eq!((st.state.as_str(), st.moved_to), ("moved", None));
+        assert_eq!((st.state, st.moved_to), (RecloneState::Moved, None));
     }
 }

@@ -12,9 +12,12 @@ use tokio::sync::watch;
 
 use crate::decide::{self, PeerCheck, Poll};
 use crate::peer::PeerChecker;
-use crate::preserve::{self, Divergence};
+use crate::preserve;
 use crate::reclone;
 use crate::{Error, Settings, Shared, Snapshot, VERSION, act, metrics, observe};
+use pgdr_core::contract::fence::Reclone;
+use pgdr_core::contract::lsn;
+use pgdr_core::contract::sidecar::{Divergence, DivergenceState, RecloneState, RecloneStatus};
 
 /// Serves until `shutdown` completes, then drains open requests and returns.
 pub async fn run(
@@ -95,7 +98,7 @@ pub async fn serve_with(
     let (want_tx, want_rx) = watch::channel(false);
     let (peer_tx, peer_rx) = watch::channel((initial_peer, None));
     let (preserve_tx, preserve_rx) = watch::channel(None);
-    let (div_tx, div_rx) = watch::channel(Divergence::none());
+    let (div_tx, div_rx) = watch::channel(Divergence::default());
     let (reclone_tx, reclone_rx) = watch::channel(None);
     let (reclone_status_tx, reclone_status_rx) = watch::channel(None);
     let mut tasks = vec![tokio::spawn(poll_loop(Poller {
@@ -157,7 +160,7 @@ struct Poller {
     want_peer: watch::Sender<bool>,
     peer: watch::Receiver<(PeerCheck, Option<jiff::Timestamp>)>,
     preserve: watch::Sender<Option<(PathBuf, preserve::Request)>>,
-    reclone: watch::Sender<Option<(PathBuf, reclone::Request)>>,
+    reclone: watch::Sender<Option<(PathBuf, Reclone)>>,
     pgdata: Option<PathBuf>,
 }
 
@@ -225,14 +228,14 @@ async fn poll_loop(mut p: Poller) {
             (Poll::Reachable(m), Some(pgdata))
                 if matches!(m.role, decide::Role::Primary | decide::Role::StandbyLeader) =>
             {
-                m.fence.as_ref().and_then(|f| {
+                m.fence.as_ref().and_then(|f| f.fence()).and_then(|f| {
                     f.preserve.as_ref().map(|pr| {
                         (
                             pgdata.clone(),
                             preserve::Request {
                                 timeline: pr.timeline,
-                                from_lsn: pr.from_lsn.clone(),
-                                end_lsn: f.local_end_lsn.clone(),
+                                from_lsn: pr.from_lsn,
+                                end_lsn: f.local_end_lsn,
                             },
                         )
                     })
@@ -254,14 +257,13 @@ async fn poll_loop(mut p: Poller) {
         // A re-clone request acts on a fenced member on hold that is not a writable primary:
         // never on a site the agent already let follow (its data may be the fresh clone).
         let reclone_request = match (&snap.poll, &p.pgdata) {
-            (Poll::Reachable(m), Some(pgdata)) if !m.writable_primary() => {
-                m.fence.as_ref().and_then(|f| {
-                    f.reclone
-                        .as_ref()
-                        .filter(|_| f.phase.as_deref() == Some("hold"))
-                        .map(|r| (pgdata.clone(), r.clone()))
-                })
-            }
+            (Poll::Reachable(m), Some(pgdata)) if !m.writable_primary() => m
+                .fence
+                .as_ref()
+                .filter(|f| f.holds())
+                .and_then(|f| f.fence())
+                .and_then(|f| f.reclone.as_ref())
+                .map(|r| (pgdata.clone(), r.clone())),
             _ => None,
         };
         if reclone_request.is_some() {
@@ -315,16 +317,21 @@ fn log_changes(last: &Snapshot, now: &Snapshot) {
         _ => {}
     }
     let fence = |s: &Snapshot| match &s.poll {
-        Poll::Reachable(m) => m.fence.clone(),
+        Poll::Reachable(m) => m.fence.clone().map(|f| f.fence().cloned()),
         _ => None,
     };
     if let Poll::Reachable(_) = &now.poll {
         match (fence(last), fence(now)) {
-            (None, Some(f)) => {
-                tracing::warn!(reason = ?f.reason, peer = ?f.peer, phase = ?f.phase, "this site is fenced: /primary answers 503")
+            (None, Some(Some(f))) => {
+                tracing::warn!(reason = ?f.reason, peer = %f.peer, phase = ?f.phase, "this site is fenced: /primary answers 503")
             }
-            (Some(a), Some(b)) if a.phase != b.phase => {
-                tracing::info!(from = ?a.phase, to = ?b.phase, "fence phase changed")
+            (None, Some(None)) => {
+                tracing::warn!(
+                    "this site is fenced (the fence document is unreadable): /primary answers 503"
+                )
+            }
+            (Some(a), Some(b)) if a.as_ref().map(|f| f.phase) != b.as_ref().map(|f| f.phase) => {
+                tracing::info!(from = ?a.map(|f| f.phase), to = ?b.map(|f| f.phase), "fence phase changed")
             }
             (Some(_), None) => tracing::info!("fence removed from the dynamic config"),
             _ => {}
@@ -375,17 +382,13 @@ async fn preserve_loop(
         let Some((pgdata, req)) = rx.borrow_and_update().clone() else {
             continue;
         };
-        let dir = preserve::target_dir(
-            &pgdata,
-            req.timeline,
-            decide::parse_lsn(&req.from_lsn).unwrap_or(0),
-        );
+        let dir = preserve::target_dir(&pgdata, req.timeline, req.from_lsn);
         tx.send_replace(Divergence {
-            state: "copying",
+            state: DivergenceState::Copying,
             dir: Some(dir.display().to_string()),
             ..Divergence::default()
         });
-        tracing::info!(timeline = req.timeline, from_lsn = %req.from_lsn, dir = %dir.display(), "preserving diverged WAL");
+        tracing::info!(timeline = req.timeline, from_lsn = %lsn::format(req.from_lsn), dir = %dir.display(), "preserving diverged WAL");
         let r = tokio::task::spawn_blocking(move || preserve::preserve(&pgdata, &req)).await;
         let out = match r {
             Ok(Ok(d)) => {
@@ -399,20 +402,20 @@ async fn preserve_loop(
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "preserving diverged WAL failed");
                 Divergence {
-                    state: "failed",
+                    state: DivergenceState::Failed,
                     dir: Some(dir.display().to_string()),
                     error: Some(e.to_string()),
                     ..Divergence::default()
                 }
             }
             Err(e) => Divergence {
-                state: "failed",
+                state: DivergenceState::Failed,
                 dir: Some(dir.display().to_string()),
                 error: Some(format!("the copy task failed: {e}")),
                 ..Divergence::default()
             },
         };
-        failed = out.state == "failed";
+        failed = out.state == DivergenceState::Failed;
         tx.send_replace(out);
     }
 }
@@ -421,8 +424,8 @@ async fn preserve_loop(
 /// deletes the moved folder once PostgreSQL stopped in it (unless `keep_data`). A failure is
 /// retried every 30 s; the receipt on the volume makes every retry and restart safe.
 async fn reclone_loop(
-    mut rx: watch::Receiver<Option<(PathBuf, reclone::Request)>>,
-    tx: watch::Sender<Option<reclone::Status>>,
+    mut rx: watch::Receiver<Option<(PathBuf, Reclone)>>,
+    tx: watch::Sender<Option<RecloneStatus>>,
 ) {
     const RETRY: Duration = Duration::from_secs(30);
     const POSTMASTER_WAIT: Duration = Duration::from_secs(120);
@@ -436,12 +439,12 @@ async fn reclone_loop(
         let Some((pgdata, req)) = rx.borrow_and_update().clone() else {
             continue;
         };
-        let fail = |detail: String| reclone::Status {
+        let fail = |detail: String| RecloneStatus {
             requested_at: req.requested_at.clone(),
-            state: "failed".into(),
+            state: RecloneState::Failed,
             detail: Some(detail),
             keep_data: req.keep_data,
-            ..reclone::Status::default()
+            ..RecloneStatus::default()
         };
         let moved = {
             let (pgdata, req) = (pgdata.clone(), req.clone());

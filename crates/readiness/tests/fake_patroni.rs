@@ -228,7 +228,7 @@ async fn unreachable_patroni_is_not_ready_with_the_reason() {
 /// one needs two PostgreSQL histories; `pgdr_core::lineage` has its own tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fence_and_split_brain_latch() {
-    use pgdr_readiness::decide::{PeerCheck, PeerLineage};
+    use pgdr_readiness::decide::{Lineage, PeerCheck};
     use pgdr_readiness::run::PeerSource;
     pgdr_core::tls::install_crypto_provider();
     let script: Shared = Arc::default();
@@ -240,7 +240,7 @@ async fn fence_and_split_brain_latch() {
     };
     let peer: Arc<Mutex<PeerCheck>> = Arc::new(Mutex::new(PeerCheck::Seen {
         writable: false,
-        lineage: PeerLineage::SameTimeline,
+        lineage: Lineage::SameTimeline,
         divergence_bytes: 0,
     }));
     let source = {
@@ -282,7 +282,7 @@ async fn fence_and_split_brain_latch() {
     // The peer is promoted from our timeline: /primary 503 within one poll interval.
     *peer.lock().unwrap() = PeerCheck::Seen {
         writable: true,
-        lineage: PeerLineage::PeerForkedFromUs {
+        lineage: Lineage::PeerForkedFromUs {
             fork_lsn: 0x5000A28,
             timeline: 3,
         },
@@ -375,7 +375,7 @@ async fn fence_and_split_brain_latch() {
     // A deliberate switchover later makes it primary again; the peer is a standby by then.
     *peer.lock().unwrap() = PeerCheck::Seen {
         writable: false,
-        lineage: PeerLineage::WeForkedFromPeer {
+        lineage: Lineage::WeForkedFromPeer {
             fork_lsn: 1,
             timeline: 4,
         },

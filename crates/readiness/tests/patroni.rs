@@ -302,12 +302,16 @@ fn preserved_wal_reads_with_pg_waldump() {
         &data,
         &preserve::Request {
             timeline: 1,
-            from_lsn: from.clone(),
-            end_lsn: Some(end.clone()),
+            from_lsn: pgdr_core::contract::lsn::parse(&from).unwrap(),
+            end_lsn: pgdr_core::contract::lsn::parse(&end),
         },
     )
     .unwrap();
-    assert_eq!(out.state, "preserved", "{out:?}");
+    assert_eq!(
+        out.state,
+        pgdr_core::contract::sidecar::DivergenceState::Preserved,
+        "{out:?}"
+    );
     assert!(out.files >= 1 && out.missing.is_empty(), "{out:?}");
     let dir = std::path::PathBuf::from(out.dir.clone().unwrap());
     assert_eq!(
