@@ -190,6 +190,20 @@ is primary, streamed from by the other. Never derived from site names (validated
 {{- end -}}
 {{- end -}}
 
+{{/*
+"true" when the metrics NetworkPolicy renders: networkPolicy.metrics.enabled, or when null,
+whenever the chart sets up scraping (Sysdig annotations, ServiceMonitor, PodMonitor).
+*/}}
+{{- define "patroni.metricsIngress" -}}
+{{- $v := .Values -}}
+{{- $e := $v.networkPolicy.metrics.enabled -}}
+{{- if $v.networkPolicy.enabled -}}
+{{- if kindIs "bool" $e -}}
+{{- if $e -}}true{{- end -}}
+{{- else if or $v.monitoring.sysdig.enabled $v.monitoring.serviceMonitor.enabled $v.monitoring.podMonitor.enabled -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Pod-level settings shared by every pod of the chart. */}}
 {{- define "patroni.podCommon" -}}
 securityContext:

@@ -221,7 +221,9 @@ pub fn section_refs(text: &str) -> Vec<SectionRef> {
                 path = Some(text[j + 2..j + end].to_string());
                 j += end + 1;
             }
-        } else if text[..i].ends_with("chart ") {
+        } else if text[..i].trim_end().ends_with("chart")
+            && text[..i].ends_with(char::is_whitespace)
+        {
             path = Some("/chart/README.md".into());
         }
         if j < bytes.len() && bytes[j] == b'`' {
@@ -483,7 +485,7 @@ mod tests {
             ),
             (
                 "docs/runbooks/r.md",
-                "(chart README \"After a failover\"; [x](../../crates/x/README.md) \"Reading preserved WAL\"; README \"Running pieces\")\n",
+                "(chart README \"After a failover\"; [x](../../crates/x/README.md) \"Reading preserved WAL\"; README \"Running pieces\"; the chart\nREADME \"Standby bootstrap\")\n",
             ),
         ]);
         let problems = check_section_refs(&tree, Path::new("chart/values.yaml"));

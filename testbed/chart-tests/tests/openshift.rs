@@ -475,6 +475,27 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
     let d = on("golddr");
     let sm = d.one("ServiceMonitor");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "status");
+    // Another release in the namespace has its own headless Service: the instance label keeps
+    // this ServiceMonitor to this release's, and the site label to this site's.
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
+        RELEASE
+    );
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"]["patroni-dr/site"],
+        "golddr"
+    );
+    let selected: Vec<String> = d
+        .of_kind("Service")
+        .filter(|svc| {
+            selects(
+                &sm["spec"]["selector"]["matchLabels"],
+                &svc["metadata"]["labels"],
+            )
+        })
+        .map(describe)
+        .collect();
+    assert_eq!(selected, ["Service/patroni-headless"]);
     let headless = d.get("Service", "patroni-headless");
     assert!(selects(
         &sm["spec"]["selector"]["matchLabels"],
@@ -501,8 +522,58 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
     ] {
         assert!(dr.contains(&a.to_string()), "{a} missing: {dr:?}");
     }
-    let g = alerts(&on("gold"));
+    let gold_on = on("gold");
+    let g = alerts(&gold_on);
     assert!(g.contains(&"PgdrSiteFenced".to_string()), "{g:?}");
+    // The agent runs on both sites, so both watch its runs; without the agent, neither does.
+    assert!(g.contains(&"PgdrFailoverRunsFailing".to_string()), "{g:?}");
+    let no_agent = Render::site("gold")
+        .set("monitoring.prometheusRule.enabled=true")
+        .set("failover.enabled=false")
+        .render();
+    assert!(!alerts(&no_agent).contains(&"PgdrFailoverRunsFailing".to_string()));
+
+    // Every alert links its section of docs/runbooks/alerts.md, under the repository's URL.
+    let cargo = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+    let repo = cargo
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("repository = "))
+        .unwrap()
+        .trim_matches('"');
+    let base = format!("{repo}/blob/main/docs/runbooks/");
+    let runbook =
+        std::fs::read_to_string(workspace_root().join("docs/runbooks/alerts.md")).unwrap();
+    let sections = pgdr_chart_tests::docs::anchors(&runbook);
+    for objs in [&d, &gold_on] {
+        for rule in objs.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+        {
+            let alert = rule["alert"].as_str().unwrap();
+            let url = rule["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+            let anchor = url
+                .strip_prefix(&format!("{base}alerts.md#"))
+                .unwrap_or_else(|| panic!("{alert}: {url} is not under {base}alerts.md"));
+            assert!(
+                sections.contains(anchor),
+                "{alert}: docs/runbooks/alerts.md has no section #{anchor}"
+            );
+        }
+    }
+    let mirrored = Render::site("gold")
+        .set("monitoring.prometheusRule.enabled=true")
+        .set("monitoring.prometheusRule.runbookBaseUrl=https://wiki.example/pgdr/")
+        .render();
+    let rule = &mirrored.one("PrometheusRule")["spec"]["groups"][0]["rules"][0];
+    assert!(
+        rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://wiki.example/pgdr/alerts.md#pgdr"),
+        "{rule}"
+    );
 }
 
 #[test]

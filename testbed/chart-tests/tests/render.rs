@@ -642,14 +642,49 @@ fn network_policies_admit_the_tunnel_and_the_release() {
                 "{site}: {what} cannot reach Patroni"
             );
         }
-        assert!(objs.find("NetworkPolicy", "patroni-metrics").is_none());
+        // Sysdig scraping is on by default, so the scrapers are let in to the port the pods'
+        // prometheus.io/port annotation names (a deny-by-default namespace drops them otherwise).
+        let np = objs.get("NetworkPolicy", "patroni-metrics");
+        let pod = &objs.get("StatefulSet", &format!("patroni-{site}"))["spec"]["template"];
+        assert!(
+            selects(
+                &np["spec"]["podSelector"]["matchLabels"],
+                &pod["metadata"]["labels"]
+            ),
+            "{site}"
+        );
+        let port = &np["spec"]["ingress"][0]["ports"][0]["port"];
+        assert_eq!(
+            port.to_string(),
+            pod["metadata"]["annotations"]["prometheus.io/port"]
+                .as_str()
+                .unwrap(),
+            "{site}"
+        );
+        assert_eq!(
+            np["spec"]["ingress"][0]["from"],
+            json!([
+                {"namespaceSelector": {"matchLabels": {"network.openshift.io/policy-group": "monitoring"}}},
+                {"namespaceSelector": {"matchLabels": {"policy-group.network.openshift.io/host-network": ""}}}
+            ]),
+            "{site}: two peers (OR)"
+        );
     }
-    let with_metrics = Render::site("gold")
-        .set("networkPolicy.metrics.enabled=true")
-        .set("networkPolicy.metrics.namespaceLabels.kubernetes\\.io/metadata\\.name=monitoring")
-        .render();
-    let np = with_metrics.get("NetworkPolicy", "patroni-metrics");
-    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 8080);
+    let metrics = |r: Render| r.render().find("NetworkPolicy", "patroni-metrics").cloned();
+    let no_sysdig = || Render::site("gold").set("monitoring.sysdig.enabled=false");
+    assert!(metrics(no_sysdig()).is_none(), "no scraping, no opening");
+    assert!(metrics(no_sysdig().set("monitoring.serviceMonitor.enabled=true")).is_some());
+    assert!(metrics(no_sysdig().set("monitoring.podMonitor.enabled=true")).is_some());
+    assert!(metrics(no_sysdig().set("networkPolicy.metrics.enabled=true")).is_some());
+    assert!(metrics(Render::site("gold").set("networkPolicy.metrics.enabled=false")).is_none());
+    let custom = metrics(Render::site("gold").set_json(
+        r#"networkPolicy.metrics.peers=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}},"podSelector":{"matchLabels":{"app":"prometheus"}}}]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        custom["spec"]["ingress"][0]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {"matchLabels": {"app": "prometheus"}}}])
+    );
 }
 
 #[test]

@@ -57,6 +57,22 @@ fn bad_enums_and_patterns_are_rejected() {
             .yaml("patroni:\n  extraBootstrapDcs:\n    standby_cluster: {host: x}\n"),
         &["extraBootstrapDcs"],
     );
+    // An empty peer list would render `from: []`, which admits every source.
+    rejected(
+        Render::site("gold").set_json("networkPolicy.metrics.peers=[]"),
+        &["peers"],
+    );
+    // The keys peers replaced are refused, not silently ignored.
+    rejected(
+        Render::site("gold")
+            .yaml("networkPolicy:\n  metrics:\n    namespaceLabels: {name: monitoring}\n"),
+        &["namespaceLabels"],
+    );
+    rejected(
+        Render::site("gold")
+            .set("monitoring.prometheusRule.runbookBaseUrl=https://wiki.example/runbooks"),
+        &["runbookBaseUrl"],
+    );
 }
 
 #[test]
