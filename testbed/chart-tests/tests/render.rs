@@ -586,6 +586,11 @@ fn selectors_use_labels_the_pods_carry_and_never_the_role() {
         // PDB and NetworkPolicies select the Patroni pods.
         let pdb = objs.one("PodDisruptionBudget");
         assert!(selects(&pdb["spec"]["selector"]["matchLabels"], pod_labels));
+        // A fenced or latched member is NotReady by design and must not block node drains.
+        assert_eq!(
+            pdb["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow",
+            "{site}"
+        );
         for np in objs.of_kind("NetworkPolicy") {
             let sel = &np["spec"]["podSelector"];
             if sel.get("matchExpressions").is_some() {
