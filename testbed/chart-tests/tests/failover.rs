@@ -179,6 +179,28 @@ fn primary_site_exposes_a_read_only_peer_witness_identity() {
         .set("failover.witness.peerApi.exposeOnThisSite=false")
         .render();
     assert!(off.find("Secret", "patroni-peer-witness-token").is_none());
+
+    // What the Role grants is what NOTES and README "Peer-API witness" say it grants (the
+    // witness reads the config too: a standby cluster holds a fresh lock as well).
+    let notes = Render::site("gold").notes();
+    assert!(
+        notes.contains("(get on patroni-leader and patroni-config only)"),
+        "{notes}"
+    );
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).unwrap();
+    let start = readme.find("### Peer-API witness").unwrap();
+    let section = &readme[start..start + readme[start..].find("\n## ").unwrap()];
+    for name in r[0]["resourceNames"].as_array().unwrap() {
+        assert!(
+            section.contains(&format!("`{}`", name.as_str().unwrap())),
+            "README \"Peer-API witness\" does not name {name}"
+        );
+    }
+    assert!(
+        !readme.contains("`patroni-leader` only"),
+        "stale: the Role grants the config too"
+    );
+    assert!(section.contains("#### Rotating the witness token"));
 }
 
 #[test]
