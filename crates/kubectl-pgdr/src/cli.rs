@@ -33,9 +33,10 @@ pub struct Cli {
     /// Patroni scope (`patroni.scope`), default the fullname.
     #[arg(long, global = true)]
     pub scope: Option<String>,
-    /// Prefix of the replication slots (`replication.slotPrefix`), default `pgdr_`.
+    /// The replication slot between the sites (the chart's `replication.slotName`). Default:
+    /// read from the failover agents' CronJobs or the standby site's `standby_cluster`.
     #[arg(long, global = true)]
-    pub slot_prefix: Option<String>,
+    pub slot_name: Option<String>,
     /// How standby_cluster names the tunnel Service: `dns` (default) or `clusterIP`.
     #[arg(long, global = true)]
     pub tunnel_host_mode: Option<HostMode>,
@@ -143,7 +144,7 @@ impl Cli {
                 namespace: self.namespace.clone(),
                 fullname: self.fullname.clone(),
                 scope: self.scope.clone(),
-                slot_prefix: self.slot_prefix.clone(),
+                slot_name: self.slot_name.clone(),
                 tunnel_host_mode: self.tunnel_host_mode,
             },
         )

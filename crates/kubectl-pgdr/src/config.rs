@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use pgdr_contract::slot::SlotName;
 use serde::Deserialize;
 
 /// How `standby_cluster.host` names the tunnel Service (the chart's `portPatch.hostMode`).
@@ -39,7 +40,9 @@ pub struct FileConfig {
     pub fullname: Option<String>,
     pub scope: Option<String>,
     pub scope_label: Option<String>,
-    pub slot_prefix: Option<String>,
+    /// The replication slot between the sites (the chart's `replication.slotName`); found on
+    /// the sites when absent.
+    pub slot_name: Option<String>,
     pub tunnel_host_mode: Option<HostMode>,
 }
 
@@ -64,7 +67,7 @@ pub struct Overrides {
     pub namespace: Option<String>,
     pub fullname: Option<String>,
     pub scope: Option<String>,
-    pub slot_prefix: Option<String>,
+    pub slot_name: Option<String>,
     pub tunnel_host_mode: Option<HostMode>,
 }
 
@@ -89,8 +92,6 @@ pub struct Site {
     /// Service the platform created on this site for the tunnel towards the peer.
     pub tunnel_service: String,
     pub tunnel_host_mode: HostMode,
-    /// `replication.slotPrefix`.
-    pub slot_prefix: String,
 }
 
 impl Site {
@@ -112,10 +113,6 @@ impl Site {
     pub fn statefulset(&self) -> String {
         format!("{}-{}", self.fullname, self.name)
     }
-    /// The replication slot a primary keeps for site `site` (chart helper `patroni.slotFor`).
-    pub fn slot_for(&self, site: &str) -> String {
-        format!("{}{}", self.slot_prefix, site).replace('-', "_")
-    }
     /// Label selector of this site's Patroni member Pods.
     pub fn pod_selector(&self) -> String {
         format!("{}={}", self.scope_label, self.scope)
@@ -126,6 +123,9 @@ impl Site {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Settings {
     pub sites: [Site; 2],
+    /// `--slot-name` / `slotName`: the one replication slot between the sites. `None`: read it
+    /// from the sites (`plan::slot_name`).
+    pub slot_name: Option<SlotName>,
 }
 
 impl Settings {
@@ -169,6 +169,8 @@ pub enum ConfigError {
     UnknownSite { name: String, known: String },
     #[error("site name '{0}' is not valid: use lower-case letters, digits and '-'")]
     BadName(String),
+    #[error("--slot-name / slotName: {0}")]
+    BadSlot(#[from] pgdr_contract::slot::InvalidSlotName),
 }
 
 /// Parses a `--site` value.
@@ -253,11 +255,6 @@ pub fn resolve(file: Option<FileConfig>, flags: &Overrides) -> Result<Settings, 
                 .or(s.tunnel_host_mode)
                 .or(file.tunnel_host_mode)
                 .unwrap_or_default(),
-            slot_prefix: flags
-                .slot_prefix
-                .clone()
-                .or_else(|| file.slot_prefix.clone())
-                .unwrap_or_else(|| "pgdr_".to_string()),
             scope_label: file
                 .scope_label
                 .clone()
@@ -268,7 +265,16 @@ pub fn resolve(file: Option<FileConfig>, flags: &Overrides) -> Result<Settings, 
     };
     let a = build(&sites[0], &sites[1].name);
     let b = build(&sites[1], &sites[0].name);
-    Ok(Settings { sites: [a, b] })
+    let slot_name = flags
+        .slot_name
+        .as_deref()
+        .or(file.slot_name.as_deref())
+        .map(SlotName::parse)
+        .transpose()?;
+    Ok(Settings {
+        sites: [a, b],
+        slot_name,
+    })
 }
 
 #[cfg(test)]
@@ -296,8 +302,7 @@ mod tests {
         assert_eq!(gold.state_map(), "patroni-failover-state");
         assert_eq!(gold.tunnel_service, "patroni-golddr");
         assert_eq!(gold.statefulset(), "patroni-gold");
-        assert_eq!(gold.slot_for("golddr"), "pgdr_golddr");
-        assert_eq!(gold.slot_for("gold-dr"), "pgdr_gold_dr");
+        assert_eq!(s.slot_name, None, "read from the sites unless given");
         assert_eq!(s.peer_of("golddr").unwrap().name, "gold");
         assert_eq!(gold.pod_selector(), "cluster-name=patroni");
     }

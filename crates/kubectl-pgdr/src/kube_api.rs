@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 use crate::config::{HostMode, Site};
 use crate::error::{Error, hint, is_status};
 use crate::model::{self, SiteObs, StoredProgress};
-use crate::plan::StandbyTarget;
 use crate::progress::{self, PROGRESS_KEY, Progress};
+use pgdr_contract::slot::{FollowTarget, SlotName};
 
 /// How many times a compare-and-set is retried after a 409 before giving up.
 const CAS_ATTEMPTS: u32 = 5;
@@ -188,8 +188,9 @@ impl SiteClient {
         Ok(true)
     }
 
-    /// Where `standby_cluster` on this site must point: the peer through the tunnel Service.
-    pub async fn standby_target(&self) -> Result<StandbyTarget, Error> {
+    /// Where `standby_cluster` on this site must point: the peer through the tunnel Service,
+    /// streaming from `slot` (the one slot between the sites).
+    pub async fn standby_target(&self, slot: &SlotName) -> Result<FollowTarget, Error> {
         let name = &self.site.tunnel_service;
         let tunnel_err = |reason: &str| Error::Tunnel {
             site: self.site.name.clone(),
@@ -206,10 +207,10 @@ impl SiteClient {
             HostMode::Dns => format!("{name}.{}.svc", self.namespace),
             HostMode::ClusterIp => t.cluster_ip.ok_or_else(|| tunnel_err("has no ClusterIP"))?,
         };
-        Ok(StandbyTarget {
+        Ok(FollowTarget {
             host,
             port,
-            primary_slot_name: self.site.slot_for(&self.site.name),
+            slot: slot.clone(),
         })
     }
 

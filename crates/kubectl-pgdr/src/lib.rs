@@ -35,7 +35,10 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
         kube_api::connect(&settings.sites[0], timeout),
         kube_api::connect(&settings.sites[1], timeout)
     );
-    let pair = Pair2 { sites: [a?, b?] };
+    let pair = Pair2 {
+        sites: [a?, b?],
+        slot_name: settings.slot_name.clone(),
+    };
     let site_ok = |name: &str| settings.site(name).map(|_| ());
     match &cli.command {
         Command::Status {

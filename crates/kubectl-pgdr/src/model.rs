@@ -15,9 +15,9 @@ use crate::progress::Progress;
 
 /// Annotation on the state ConfigMap that holds the failover agent (chart: FAILOVER_HOLD_ANNOTATION).
 pub const HOLD_ANNOTATION: &str = "patroni-dr/hold";
-pub const STANDBY_CLUSTER: &str = "standby_cluster";
-/// The failover agent's fence marker in the dynamic config (absent: not fenced).
-pub const FENCE: &str = "pgdr_fence";
+pub use pgdr_contract::keys::{FENCE, STANDBY_CLUSTER};
+pub use pgdr_contract::lsn::format as fmt_lsn;
+use pgdr_contract::{dynamic_config, keys, role};
 
 /// One Patroni member, from its Pod's `status` annotation (reference §3.1).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -39,14 +39,20 @@ pub struct Member {
 
 impl Member {
     pub fn is_running(&self) -> bool {
-        self.state.as_deref() == Some("running")
+        role::is_running(self.state.as_deref().unwrap_or(""))
     }
-    /// A running read-write primary. `master` is Patroni < 3's name.
+    /// A running read-write primary (`pgdr_contract::role`).
     pub fn is_writable(&self) -> bool {
-        self.is_running() && matches!(self.role.as_deref(), Some("primary" | "master"))
+        role::is_writable_primary(
+            self.role.as_deref().unwrap_or(""),
+            self.state.as_deref().unwrap_or(""),
+        )
     }
     pub fn is_standby_leader(&self) -> bool {
-        self.is_running() && self.role.as_deref() == Some("standby_leader")
+        role::is_standby_leader(
+            self.role.as_deref().unwrap_or(""),
+            self.state.as_deref().unwrap_or(""),
+        )
     }
     pub fn is_streaming(&self) -> bool {
         self.replication_state.as_deref() == Some("streaming")
@@ -70,15 +76,9 @@ pub struct DcsConfig {
 impl DcsConfig {
     /// Patroni's rule: `standby_cluster` with a truthy host, port or restore_command.
     pub fn is_standby(&self) -> bool {
-        match &self.config {
-            Ok(map) => match map.get(STANDBY_CLUSTER) {
-                Some(Value::Object(sc)) => ["host", "port", "restore_command"]
-                    .iter()
-                    .any(|k| sc.get(*k).is_some_and(truthy)),
-                _ => false,
-            },
-            Err(_) => false,
-        }
+        self.config
+            .as_ref()
+            .is_ok_and(dynamic_config::is_standby_cluster)
     }
     pub fn standby_cluster(&self) -> Option<&Map<String, Value>> {
         match &self.config {
@@ -95,17 +95,6 @@ impl DcsConfig {
             Ok(map) => map.get(FENCE).filter(|v| !v.is_null()),
             Err(_) => None,
         }
-    }
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 
@@ -135,6 +124,9 @@ pub struct Agent {
     pub state_problem: Option<String>,
     /// `FAILOVER_REJOIN` of the CronJob (`auto` or `manual`).
     pub rejoin: Option<String>,
+    /// The replication slot the agent uses (`FAILOVER_PEER_SLOT_NAME`: the chart's
+    /// `replication.slotName`).
+    pub slot_name: Option<String>,
     /// Both sites writable, as the agent last recorded it (since when).
     pub split_brain_since: Option<String>,
     pub fenced_at: Option<String>,
@@ -242,11 +234,6 @@ impl SiteObs {
     }
 }
 
-/// Decimal LSN as PostgreSQL prints it (`0/3000060`).
-pub fn fmt_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
 fn annotations(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> BTreeMap<String, String> {
@@ -263,21 +250,17 @@ fn as_u64(v: Option<&Value>) -> Option<u64> {
 
 pub fn config_from(cm: &ConfigMap) -> DcsConfig {
     let ann = annotations(&cm.metadata);
-    let config = match ann.get("config") {
+    let config = match ann.get(keys::CONFIG_ANNOTATION) {
         None => Ok(Map::new()),
-        Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => match map.get(STANDBY_CLUSTER) {
-                None | Some(Value::Null) | Some(Value::Object(_)) => Ok(map),
-                Some(_) => Err("standby_cluster is not an object".to_string()),
-            },
-            Ok(_) => Err("the config annotation is not a JSON object".to_string()),
-            Err(e) => Err(format!("the config annotation is not valid JSON ({e})")),
-        },
+        Some(text) => dynamic_config::parse(text).map_err(|e| e.to_string()),
     };
     DcsConfig {
         resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
         config,
-        initialize: ann.get("initialize").cloned().filter(|s| !s.is_empty()),
+        initialize: ann
+            .get(keys::INITIALIZE_ANNOTATION)
+            .cloned()
+            .filter(|s| !s.is_empty()),
     }
 }
 
@@ -376,6 +359,7 @@ pub fn agent_from(state: Option<&ConfigMap>, cronjob: Option<&CronJob>) -> Agent
         };
         agent.mode = env("FAILOVER_MODE");
         agent.rejoin = env("FAILOVER_REJOIN");
+        agent.slot_name = env(pgdr_contract::slot::AGENT_SLOT_ENV);
     }
     agent
 }

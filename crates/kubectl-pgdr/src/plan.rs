@@ -9,6 +9,10 @@ use serde_json::{Map, Value, json};
 
 use crate::model::{FENCE, Member, Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
 use crate::progress::{LogEntry, PROGRESS_VERSION, Progress, Step, Token};
+use pgdr_contract::fence::Phase;
+use pgdr_contract::marker::PromotionMarker;
+use pgdr_contract::promote;
+use pgdr_contract::slot::{FollowTarget, SlotName};
 
 /// What the operator asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -654,87 +658,88 @@ pub fn check_promote(
     Ok(notes)
 }
 
-/// Where `standby_cluster` on `site` should point: the peer through this site's tunnel.
-pub struct StandbyTarget {
-    pub host: String,
-    pub port: u16,
-    pub primary_slot_name: String,
-}
-
-impl StandbyTarget {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "host": self.host,
-            "port": self.port,
-            "primary_slot_name": self.primary_slot_name,
-            "create_replica_methods": ["basebackup"],
-        })
-    }
-}
-
-/// The config with `standby_cluster` set (fence / demote); every other key kept.
-pub fn with_standby(config: &Map<String, Value>, target: &StandbyTarget) -> Map<String, Value> {
+/// The config with `standby_cluster` following `target` (fence / demote); every other key kept.
+pub fn with_standby(config: &Map<String, Value>, target: &FollowTarget) -> Map<String, Value> {
     let mut c = config.clone();
-    c.insert(STANDBY_CLUSTER.into(), target.to_json());
+    c.insert(STANDBY_CLUSTER.into(), target.standby_cluster());
     c
 }
 
-/// The config without `standby_cluster` and the agent's `pgdr_fence`, and with the permanent
-/// slot for the peer (promote / unfence / the switchover's promotion: a deliberate act, which is
-/// what ends a fence); every other key and slot kept.
-///
-/// `marker` is the promotion marker ([`promotion_marker`]) for `postgresql.parameters`: with it a
-/// returning former primary can prove that this site was promoted from its timeline and fence
-/// itself (the failover agent and the readiness sidecar read it).
+/// The config as a promotion leaves it (promote / unfence / the switchover's promotion: a
+/// deliberate act, which is what ends a fence): `pgdr_contract::promote`, the same edit the
+/// failover agent makes — `standby_cluster` and the fence removed, the slot for the peer
+/// declared, and the promotion marker set when known (with it a returning former primary can
+/// prove that this site was promoted from its timeline and fence itself).
 pub fn without_standby(
     config: &Map<String, Value>,
-    peer_slot: &str,
-    marker: Option<&str>,
+    peer_slot: &SlotName,
+    marker: Option<&PromotionMarker>,
 ) -> Map<String, Value> {
     let mut c = config.clone();
-    c.remove(STANDBY_CLUSTER);
-    c.remove(FENCE);
-    if let Some(marker) = marker {
-        let pg = c
-            .entry("postgresql")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !pg.is_object() {
-            *pg = Value::Object(Map::new());
-        }
-        let params = &mut pg["parameters"];
-        if !params.is_object() {
-            *params = Value::Object(Map::new());
-        }
-        params[MARKER_GUC] = Value::String(marker.to_string());
-    }
-    let slots = c
-        .entry("slots")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !slots.is_object() {
-        *slots = Value::Object(Map::new());
-    }
-    if let Value::Object(s) = slots {
-        s.entry(peer_slot.to_string())
-            .or_insert_with(|| json!({"type": "physical"}));
-    }
+    promote::apply(&mut c, peer_slot, marker);
     c
 }
-
-/// The custom setting carrying the promotion marker (pgdr-core's `lineage::MARKER_GUC`).
-pub const MARKER_GUC: &str = "pgdr.promoted_from";
 
 /// The promotion marker a promotion of `site` leaves: the timeline its leader follows and the
 /// last position it replayed (the fork, or just below it, which only makes a reported divergence
-/// larger). Format of pgdr-core's `lineage::PromotionMarker` (a test pins it). `None` when the
-/// leader's status does not say.
-pub fn promotion_marker(site: &str, leader: Option<&Member>, now: Timestamp) -> Option<String> {
+/// larger). `None` when the leader's status does not say.
+pub fn promotion_marker(
+    site: &str,
+    leader: Option<&Member>,
+    now: Timestamp,
+) -> Option<PromotionMarker> {
     let m = leader?;
-    let timeline = m.timeline?;
-    let lsn = m.replay_lsn.or(m.xlog_location)?;
-    Some(format!(
-        "timeline={timeline} fork_lsn={} site={site} at={now}",
-        fmt_lsn(lsn)
-    ))
+    let timeline = u32::try_from(m.timeline?).ok().filter(|t| *t > 0)?;
+    let fork_lsn = m.replay_lsn.or(m.xlog_location)?;
+    Some(PromotionMarker {
+        timeline,
+        fork_lsn,
+        site: site.to_string(),
+        at: now.to_string(),
+    })
+}
+
+/// Where the one replication slot's name comes from, in order: `--slot-name` (or `slotName` in
+/// the config file); the failover agents' CronJobs (`FAILOVER_PEER_SLOT_NAME`, set by the chart
+/// from `replication.slotName`); a standby site's `standby_cluster.primary_slot_name`. Every
+/// source found must agree: a pair whose sites name different slots is refused, naming them.
+pub fn slot_name(configured: Option<&SlotName>, obs: &[SiteObs; 2]) -> Result<SlotName, String> {
+    if let Some(s) = configured {
+        return Ok(s.clone());
+    }
+    let mut found: Vec<(String, String)> = Vec::new();
+    for o in obs {
+        if let Some(s) = &o.agent.slot_name {
+            found.push((format!("{}'s failover CronJob", o.site), s.clone()));
+        }
+        if let Some(s) = o
+            .config
+            .as_ref()
+            .filter(|c| c.is_standby())
+            .and_then(|c| c.standby_cluster())
+            .and_then(|sc| sc.get("primary_slot_name"))
+            .and_then(Value::as_str)
+        {
+            found.push((format!("{}'s standby_cluster", o.site), s.to_string()));
+        }
+    }
+    let Some((_, first)) = found.first() else {
+        return Err(
+            "cannot tell the replication slot's name: no failover agent CronJob and no \
+             standby_cluster names it; pass --slot-name (the chart's replication.slotName, the \
+             same on both sites)"
+                .into(),
+        );
+    };
+    if let Some((where_, other)) = found.iter().find(|(_, s)| s != first) {
+        return Err(format!(
+            "the sites name different replication slots ({} says {first:?}, {where_} says \
+             {other:?}): nothing was changed; set replication.slotName to the same value on both \
+             sites, or pass --slot-name",
+            found[0].0
+        ));
+    }
+    SlotName::parse(first).map_err(|e| format!("{}: {e}", found[0].0))
 }
 
 /// `rejoin SITE`: the config with `pgdr_fence.rejoin_approved_at` set, so the agent lets the
@@ -764,8 +769,12 @@ pub fn approve_rejoin(
     {
         return Ok(None);
     }
-    let phase = fence.get("phase").and_then(Value::as_str).unwrap_or("");
-    if phase != "hold" {
+    let phase = fence
+        .get("phase")
+        .cloned()
+        .and_then(|p| serde_json::from_value::<Phase>(p).ok());
+    if phase != Some(Phase::Hold) {
+        let phase = phase.map_or("unreadable", Phase::as_str);
         return Err(format!(
             "site {site} is fenced in phase '{phase}': it already follows its peer, nothing waits for an approval"
         ));

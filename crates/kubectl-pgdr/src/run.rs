@@ -1,6 +1,7 @@
 //! The commands: observe, decide (pure, in `plan`/`status`), act, repeat. Human progress goes to
 //! stderr, results to stdout.
 
+use pgdr_contract::slot::SlotName;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,8 @@ impl Io<'_> {
 /// The two connected sites, in configuration order.
 pub struct Pair2 {
     pub sites: [SiteClient; 2],
+    /// `--slot-name`, when given; else read from the sites ([`Pair2::slot`]).
+    pub slot_name: Option<SlotName>,
 }
 
 impl Pair2 {
@@ -65,6 +68,11 @@ impl Pair2 {
     pub async fn observe(&self) -> [SiteObs; 2] {
         let (a, b) = tokio::join!(self.sites[0].observe(), self.sites[1].observe());
         [a, b]
+    }
+    /// The one replication slot between the sites (`plan::slot_name`); refused, before anything
+    /// is changed, when it cannot be told or the sites disagree.
+    pub fn slot(&self, obs: &[SiteObs; 2]) -> Result<SlotName, Error> {
+        plan::slot_name(self.slot_name.as_ref(), obs).map_err(Error::Refused)
     }
 }
 
@@ -181,7 +189,8 @@ pub async fn fence(
     if let Some(e) = &obs[i].error {
         return Err(Error::Refused(format!("site {site} cannot be read: {e}")));
     }
-    let target = c.standby_target().await?;
+    let slot = pair.slot(&obs)?;
+    let target = c.standby_target(&slot).await?;
     let peer = &obs[1 - i];
     if !yes {
         let note = if obs[i].writable().is_some() && peer.writable().is_none() {
@@ -197,7 +206,7 @@ pub async fn fence(
         io.confirm(
             &format!(
                 "Fence {site}: standby_cluster -> {}:{} (slot {}). {note}",
-                target.host, target.port, target.primary_slot_name
+                target.host, target.port, target.slot
             ),
             site,
         )?;
@@ -208,7 +217,7 @@ pub async fn fence(
         if changed { "written" } else { "already set" },
         target.host,
         target.port,
-        target.primary_slot_name
+        target.slot
     ));
     wait_for(
         pair,
@@ -250,7 +259,7 @@ pub async fn promote(
             site,
         )?;
     }
-    let slot = c.site.slot_for(&c.site.peer);
+    let slot = pair.slot(&obs)?;
     let marker = plan::promotion_marker(site, obs[i].leader_member(), Timestamp::now());
     if marker.is_none() {
         io.say(format!(
@@ -259,7 +268,7 @@ pub async fn promote(
         ));
     }
     let changed = c
-        .edit_config(|m| plan::without_standby(m, &slot, marker.as_deref()))
+        .edit_config(|m| plan::without_standby(m, &slot, marker.as_ref()))
         .await?;
     io.say(format!(
         "{site}: standby_cluster {} (slot {slot} declared for {})",
@@ -434,7 +443,8 @@ pub async fn switchover(
             }
             Next::Act { action, why } => {
                 io.say(&why);
-                act(pair, &action, io).await?;
+                let slot = pair.slot(&obs)?;
+                act(pair, &action, &slot, io).await?;
             }
             Next::Wait(reason) => {
                 let started = *wait_started.get_or_insert_with(Instant::now);
@@ -487,7 +497,7 @@ async fn record(
     Ok(true)
 }
 
-async fn act(pair: &Pair2, action: &Action, io: &mut Io<'_>) -> Result<(), Error> {
+async fn act(pair: &Pair2, action: &Action, slot: &SlotName, io: &mut Io<'_>) -> Result<(), Error> {
     match action {
         Action::SetHold { sites } | Action::ReleaseHold { sites } => {
             let on = matches!(action, Action::SetHold { .. });
@@ -502,20 +512,19 @@ async fn act(pair: &Pair2, action: &Action, io: &mut Io<'_>) -> Result<(), Error
         }
         Action::Demote { site } => {
             let c = &pair.sites[pair.index(site)];
-            let target = c.standby_target().await?;
+            let target = c.standby_target(slot).await?;
             c.edit_config(|m| plan::with_standby(m, &target)).await?;
             io.say(format!(
                 "{site}: standby_cluster -> {}:{} (slot {})",
-                target.host, target.port, target.primary_slot_name
+                target.host, target.port, target.slot
             ));
         }
         Action::Promote { site } => {
             let i = pair.index(site);
             let c = &pair.sites[i];
-            let slot = c.site.slot_for(&c.site.peer);
             let obs = pair.observe().await;
             let marker = plan::promotion_marker(site, obs[i].leader_member(), Timestamp::now());
-            c.edit_config(|m| plan::without_standby(m, &slot, marker.as_deref()))
+            c.edit_config(|m| plan::without_standby(m, slot, marker.as_ref()))
                 .await?;
             io.say(format!(
                 "{site}: standby_cluster removed, slot {slot} declared"

@@ -93,7 +93,7 @@ fn fixture() -> Sites {
     let cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "patroni-failover"},
         "spec": {"schedule": "* * * * *", "suspend": false, "jobTemplate": {"spec": {"template": {"spec": {
             "restartPolicy": "Never",
-            "containers": [{"name": "failover", "image": "x", "env": [{"name": "FAILOVER_MODE", "value": "auto"}]}]}}}}}});
+            "containers": [{"name": "failover", "image": "x", "env": [{"name": "FAILOVER_MODE", "value": "auto"}, {"name": "FAILOVER_PEER_SLOT_NAME", "value": "pgdr_golddr"}]}]}}}}}});
     let (code, body) = s.golddr.request(
         "POST",
         &format!("/apis/batch/v1/namespaces/{NS}/cronjobs"),
@@ -223,7 +223,7 @@ async fn fence_and_unfence_keep_every_other_key_and_survive_a_409() {
     }
     assert_eq!(
         config["standby_cluster"],
-        json!({"host": "10.96.0.20", "port": 31001, "primary_slot_name": "pgdr_gold", "create_replica_methods": ["basebackup"]})
+        json!({"host": "10.96.0.20", "port": 31001, "primary_slot_name": "pgdr_golddr", "create_replica_methods": ["basebackup"]})
     );
     // Fencing again changes nothing.
     let before =
@@ -347,7 +347,9 @@ async fn promote_is_refused_while_the_peer_is_writable_or_without_force() {
     );
     let config = dynamic_config(&s.golddr);
     assert!(config.get("standby_cluster").is_none());
-    assert_eq!(config["slots"]["pgdr_gold"], json!({"type": "physical"}));
+    // The one slot of the pair (replication.slotName), never one named after a site.
+    assert_eq!(config["slots"]["pgdr_golddr"], json!({"type": "physical"}));
+    assert!(config["slots"].get("pgdr_gold").is_none(), "{config}");
     assert_eq!(config["postgresql"]["use_pg_rewind"], true);
 }
 
@@ -527,7 +529,7 @@ async fn rejoin_approves_a_held_fence_and_status_shows_it() {
         Some(&patch),
     );
     assert_eq!(code, 200, "{body}");
-    let patch = json!({"metadata": {"annotations": {"config": r#"{"ttl":30,"loop_wait":10,"slots":{"pgdr_gold":{"type":"physical"}}}"#}}});
+    let patch = json!({"metadata": {"annotations": {"config": r#"{"ttl":30,"loop_wait":10,"slots":{"pgdr_golddr":{"type":"physical"}}}"#}}});
     let (code, body) = s.golddr.request(
         "PATCH",
         &path("configmaps", "patroni-config"),
@@ -554,7 +556,7 @@ async fn rejoin_approves_a_held_fence_and_status_shows_it() {
     );
     let cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "patroni-failover"},
         "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
-            "containers": [{"name": "failover", "image": "x", "env": [{"name": "FAILOVER_MODE", "value": "auto"}, {"name": "FAILOVER_REJOIN", "value": "manual"}]}]}}}}}});
+            "containers": [{"name": "failover", "image": "x", "env": [{"name": "FAILOVER_MODE", "value": "auto"}, {"name": "FAILOVER_REJOIN", "value": "manual"}, {"name": "FAILOVER_PEER_SLOT_NAME", "value": "pgdr_golddr"}]}]}}}}}});
     let (code, body) = s.gold.request(
         "POST",
         &format!("/apis/batch/v1/namespaces/{NS}/cronjobs"),

@@ -9,6 +9,7 @@ use super::*;
 use crate::model::tests::{config, member, site};
 use crate::model::{Member, SiteObs};
 use crate::progress::{Progress, Step, Token};
+use pgdr_contract::marker::MARKER_GUC;
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + s).unwrap()
@@ -568,10 +569,10 @@ fn promote_checks() {
 fn config_edits_keep_other_keys() {
     let base = json!({"ttl": 30, "postgresql": {"use_pg_rewind": true}, "slots": {"other": {"type": "physical"}}});
     let base = base.as_object().unwrap();
-    let target = StandbyTarget {
+    let target = FollowTarget {
         host: "patroni-golddr.ns.svc".into(),
         port: 31234,
-        primary_slot_name: "pgdr_gold".into(),
+        slot: slot("pgdr_gold"),
     };
     let fenced = with_standby(base, &target);
     assert_eq!(fenced["ttl"], 30);
@@ -581,7 +582,7 @@ fn config_edits_keep_other_keys() {
         json!({"host": "patroni-golddr.ns.svc", "port": 31234, "primary_slot_name": "pgdr_gold", "create_replica_methods": ["basebackup"]})
     );
     assert_eq!(with_standby(&fenced, &target), fenced, "idempotent");
-    let open = without_standby(&fenced, "pgdr_golddr", None);
+    let open = without_standby(&fenced, &slot("pgdr_golddr"), None);
     assert!(!open.contains_key("standby_cluster"));
     assert_eq!(
         open["slots"],
@@ -589,7 +590,7 @@ fn config_edits_keep_other_keys() {
     );
     assert_eq!(open["postgresql"]["use_pg_rewind"], true);
     assert_eq!(
-        without_standby(&open, "pgdr_golddr", None),
+        without_standby(&open, &slot("pgdr_golddr"), None),
         open,
         "idempotent"
     );
@@ -649,7 +650,7 @@ fn unfence_and_promotion_remove_the_fence_too() {
         Value::Object(m) => m,
         _ => unreachable!(),
     };
-    let c = without_standby(&cfg, "pgdr_golddr", None);
+    let c = without_standby(&cfg, &slot("pgdr_golddr"), None);
     assert!(c.get("standby_cluster").is_none());
     assert!(c.get("pgdr_fence").is_none());
     assert_eq!(c["ttl"], 30);
@@ -674,19 +675,24 @@ fn a_promotion_leaves_the_marker_a_returning_primary_reads() {
         status_problem: None,
     };
     let marker = promotion_marker("golddr", Some(&leader), t(0)).unwrap();
-    // The agents parse it with pgdr-core: same timeline, the replayed position as the fork.
-    let parsed = pgdr_core::lineage::PromotionMarker::parse(&marker).unwrap();
+    // The agents parse its text with the same contract: same timeline, the replayed position as
+    // the fork.
+    let parsed = PromotionMarker::parse(&marker.render()).unwrap();
     assert_eq!((parsed.timeline, parsed.fork_lsn), (3, 0x5000A28));
     assert_eq!(parsed.site, "golddr");
-    assert_eq!(MARKER_GUC, pgdr_core::lineage::MARKER_GUC);
     let cfg = match json!({"ttl": 30, "standby_cluster": {"host": "x", "port": 5432},
                            "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": 100}}})
     {
         Value::Object(m) => m,
         _ => unreachable!(),
     };
-    let c = without_standby(&cfg, "pgdr_gold", Some(&marker));
-    assert_eq!(c["postgresql"]["parameters"][MARKER_GUC], json!(marker));
+    let c = without_standby(&cfg, &slot("pgdr_gold"), Some(&marker));
+    assert_eq!(
+        c["postgresql"]["parameters"][MARKER_GUC],
+        json!(marker.render())
+    );
+    // What the agents read back from a config (pgdr_contract::marker::get).
+    assert_eq!(pgdr_contract::marker::get(&c), Ok(Some(marker.clone())));
     assert_eq!(c["postgresql"]["parameters"]["max_connections"], 100);
     assert_eq!(c["postgresql"]["use_pg_rewind"], true);
     // Without a timeline or position there is no marker (the command warns).
@@ -696,4 +702,56 @@ fn a_promotion_leaves_the_marker_a_returning_primary_reads() {
     };
     assert_eq!(promotion_marker("golddr", Some(&unknown), t(0)), None);
     assert_eq!(promotion_marker("golddr", None, t(0)), None);
+}
+
+fn slot(name: &str) -> SlotName {
+    SlotName::parse(name).unwrap()
+}
+
+/// The slot every plugin write names is the pair's one slot (`replication.slotName`), found on
+/// the sites; never a name made from a site name (the bug that left a failed-back site asking
+/// for a slot that did not exist).
+#[test]
+fn slot_name_table() {
+    let with = |agent: Option<&str>, standby_slot: Option<&str>, standby: bool| {
+        let mut o = site("x", standby, member("x-0", "primary", 1, 1));
+        o.agent.slot_name = agent.map(str::to_string);
+        if let (Some(s), Some(Ok(cfg))) = (standby_slot, o.config.as_mut().map(|c| &mut c.config)) {
+            cfg.insert(
+                STANDBY_CLUSTER.into(),
+                json!({"host": "h", "port": 5432, "primary_slot_name": s}),
+            );
+        }
+        o
+    };
+    let given = slot("from_flag");
+    // name, --slot-name, both sites, Ok(slot) or Err(part of the message)
+    type Row<'a> = (&'a str, Option<&'a SlotName>, [SiteObs; 2], Result<&'a str, &'a str>);
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        ("the flag wins", Some(&given),
+            [with(Some("pgdr_golddr"), None, false), with(None, None, false)], Ok("from_flag")),
+        ("both agents agree", None,
+            [with(Some("pgdr_golddr"), None, false), with(Some("pgdr_golddr"), Some("pgdr_golddr"), true)], Ok("pgdr_golddr")),
+        ("only the standby's standby_cluster", None,
+            [with(None, None, false), with(None, Some("pgdr_golddr"), true)], Ok("pgdr_golddr")),
+        ("an agent on one site only", None,
+            [with(None, None, false), with(Some("pgdr_golddr"), None, true)], Ok("pgdr_golddr")),
+        ("the sites disagree", None,
+            [with(Some("pgdr_golddr"), None, false), with(Some("pgdr_gold"), None, true)], Err("different replication slots")),
+        ("agent and standby_cluster disagree", None,
+            [with(None, None, false), with(Some("a"), Some("b"), true)], Err("different replication slots")),
+        ("nothing names it", None,
+            [with(None, None, false), with(None, None, true)], Err("pass --slot-name")),
+        ("an invalid name is refused", None,
+            [with(Some("Gold-DR"), None, false), with(None, None, true)], Err("not a replication slot name")),
+    ];
+    for (name, configured, obs, want) in rows {
+        let got = slot_name(configured, &obs);
+        match (got, want) {
+            (Ok(s), Ok(w)) => assert_eq!(s.as_str(), w, "{name}"),
+            (Err(e), Err(part)) => assert!(e.contains(part), "{name}: {e}"),
+            (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+        }
+    }
 }
