@@ -6,7 +6,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build bins plugin fmt lint test test-unit test-e2e chart-test drill drill-up bench-apiserver bench-failover bench-failover-prod apiserver images images-check deny clean-tools
+.PHONY: help deps build bins plugin fmt lint layering test test-unit test-e2e chart-test drill drill-up bench-apiserver bench-failover bench-failover-prod apiserver images images-check deny clean-tools
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -31,11 +31,14 @@ plugin: ## Build the kubectl plugin as a static release binary and print where i
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## cargo fmt --check and clippy -D warnings
+lint: layering ## cargo fmt --check, clippy -D warnings, and the layering check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps lint bins ## Everything CI runs: deps, fmt check, clippy, all tests (unit, API server, real Patroni, drill, chart, one image, cargo-deny)
+layering: ## No shipping crate depends on a test-bed crate; the contract crate depends on none, the plugin only on it
+	bash scripts/layering.sh
+
+test: deps lint bins ## Everything CI runs: deps, fmt check, clippy, layering, all tests (unit, API server, real Patroni, drill, chart, one image, cargo-deny)
 	$(CARGO) test --workspace --all-targets
 	bash scripts/chart-test.sh
 	bash scripts/images.sh --one pgdr-readiness

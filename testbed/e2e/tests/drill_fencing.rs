@@ -28,6 +28,7 @@ use pgdr_drill::gslb::{Gslb, GslbConfig};
 use pgdr_drill::minicluster::api;
 use pgdr_drill::options::Options;
 use pgdr_drill::stage::{Stage, member, pod_logs};
+use pgdr_drill::switchover::Plugin;
 
 /// The drill's failover runs fire every few seconds.
 const CRON_EVERY: u64 = 2;
@@ -227,22 +228,24 @@ async fn drill_fencing_a_old_primary_returns() {
     let (gslb, mut stage) = pair(None, &[]).await;
     let body = async {
         prepare_table(&stage).await;
-        scenario_a(&mut stage, &gslb, "a").await;
+        scenario_a(&mut stage, &gslb, "a", Promoter::Agent, Failback::Plugin).await;
     };
-    let outcome = tokio::time::timeout(Duration::from_secs(300), pgdr_e2e::catching(body)).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(420), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
 }
 
 /// Scenario a with two members per site, as production runs: both Gold members come back with
 /// their data, and the re-clone must move both aside before Patroni clones (a member left with
-/// its old data would take the lock and stream onto it).
+/// its old data would take the lock and stream onto it). GoldDR is promoted by a person here
+/// (`kubectl pgdr promote golddr --force` while its agent is held): Gold's agent then fences Gold
+/// onto the slot the plugin declared, which must be the pair's one slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_fencing_a_two_members_per_site() {
     let _one = ONE_DRILL.lock().await;
     let (gslb, mut stage) = pair(Some(2), &["failover.minFailureSpanSeconds=25"]).await;
     let body = async {
         prepare_table(&stage).await;
-        scenario_a(&mut stage, &gslb, "a2").await;
+        scenario_a(&mut stage, &gslb, "a2", Promoter::Plugin, Failback::None).await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(360), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
@@ -515,8 +518,34 @@ fn count_in(path: &std::path::Path, needle: &str) -> usize {
 /// data: it must become a standby of GoldDR (fenced) and stream from it, `/primary` never 200 on
 /// both sites, no write GoldDR acknowledged lost, the discarded bytes reported (the issue expects
 /// 0: Gold's last acknowledged writes reached GoldDR before the loss).
-async fn scenario_a(stage: &mut Stage, gslb: &Gslb, name: &'static str) {
+/// Who promotes GoldDR in scenario a.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Promoter {
+    /// GoldDR's failover agent, on the GSLB's word.
+    Agent,
+    /// A person: `kubectl pgdr hold golddr`, then `promote golddr --force` once Gold is lost.
+    Plugin,
+}
+
+/// What follows Gold's rejoin in scenario a.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failback {
+    None,
+    /// The failback runbook with the plugin: `fence gold` (a no-op on the site the agent fenced,
+    /// unless the plugin names another slot), then `switchover --to gold`; GoldDR must stream.
+    Plugin,
+}
+
+async fn scenario_a(
+    stage: &mut Stage,
+    gslb: &Gslb,
+    name: &'static str,
+    promoter: Promoter,
+    failback: Failback,
+) {
     let mut expect = Expect::new(name);
+    let plugin = Plugin::for_sites(stage.gold().unwrap(), &stage.golddr)
+        .unwrap_or_else(|e| panic!("{name}: the kubectl plugin: {e:?}"));
     let sampler = PrimarySampler::start(watched(stage));
     let writers = Writers::start(watched(stage), stage.password(), 3_000_000_000);
     let t0 = Instant::now();
@@ -548,11 +577,23 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb, name: &'static str) {
         .wait_agent_baseline(&stage.golddr, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+    if promoter == Promoter::Plugin {
+        plugin_ok(&plugin, &["hold", "golddr"], name).await;
+    }
     let off = Instant::now();
     stage
         .power_off("gold")
         .await
         .unwrap_or_else(|e| panic!("{name}: gold powered off: {e:?}"));
+    if promoter == Promoter::Plugin {
+        plugin_ok(
+            &plugin,
+            &["promote", "golddr", "--force", "--yes", "--timeout", "90"],
+            name,
+        )
+        .await;
+        plugin_ok(&plugin, &["release", "golddr"], name).await;
+    }
     stage
         .wait_writable(&stage.golddr, Duration::from_secs(120))
         .await
@@ -753,7 +794,83 @@ async fn scenario_a(stage: &mut Stage, gslb: &Gslb, name: &'static str) {
         on.duration_since(off).as_secs_f64(),
         isolated
     );
+    if failback == Failback::Plugin && rejoin.is_some() {
+        failback_with_the_plugin(stage, &plugin, name, &mut expect).await;
+    }
     expect.finish(&figures);
+}
+
+/// Runs the plugin and panics with its output unless it exits 0.
+async fn plugin_ok(plugin: &Plugin, args: &[&str], name: &str) -> String {
+    let r = plugin
+        .run(args, None)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: kubectl pgdr {}: {e:?}", args.join(" ")));
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{name}: kubectl pgdr {} failed:\n{}{}",
+        args.join(" "),
+        r.stdout,
+        r.stderr
+    );
+    r.stderr
+}
+
+/// docs/runbooks/failback.md with the plugin, after the agent fenced and rejoined Gold: `fence
+/// gold` rewrites Gold's `standby_cluster` with the plugin's target (the same one when the plugin
+/// names the pair's slot: Gold keeps streaming), then `switchover --to gold` demotes GoldDR onto
+/// the slot Gold declares: GoldDR must stream from Gold.
+async fn failback_with_the_plugin(
+    stage: &Stage,
+    plugin: &Plugin,
+    name: &str,
+    expect: &mut Expect,
+) {
+    let out = plugin_ok(plugin, &["fence", "gold", "--yes", "--timeout", "60"], name).await;
+    expect.fenced(
+        out.contains("slot pgdr_golddr"),
+        format!("`kubectl pgdr fence gold` names the pair's slot pgdr_golddr ({out})"),
+    );
+    let streaming = stage
+        .wait_site_streaming(stage.gold().unwrap(), Duration::from_secs(60))
+        .await;
+    expect.fenced(
+        streaming.is_ok(),
+        format!("gold streams from golddr after `kubectl pgdr fence gold` ({streaming:?})"),
+    );
+    let t = Instant::now();
+    let switched = plugin
+        .run(&["switchover", "--to", "gold", "--step-timeout", "120"], None)
+        .await;
+    let switched_ok = matches!(&switched, Ok(r) if r.code == Some(0));
+    expect.fenced(
+        switched_ok,
+        format!("`kubectl pgdr switchover --to gold` (the failback) finished: {switched:?}"),
+    );
+    if switched_ok {
+        let healthy = plugin
+            .wait_healthy("gold", Duration::from_secs(90))
+            .await
+            .map(|_| ());
+        expect.fenced(
+            healthy.is_ok(),
+            format!(
+                "after the failback gold is the primary and golddr streams from it ({healthy:?})"
+            ),
+        );
+        let streaming = stage
+            .wait_site_streaming(&stage.golddr, Duration::from_secs(30))
+            .await;
+        expect.fenced(
+            streaming.is_ok(),
+            format!("golddr streams from gold after the failback ({streaming:?})"),
+        );
+        eprintln!(
+            "[{name}] failback with the plugin: fence + switchover --to gold in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// (b) The tunnel is blackholed both ways while clients write to Gold and the GSLB keeps Gold:
