@@ -41,8 +41,12 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 - name: READINESS_PEER_PORT
   value: {{ default $v.tunnel.bootstrapPort $r.peerCheck.port | int | quote }}
 - name: READINESS_PEER_SSLMODE
-  {{- /* The sidecar verifies no certificate (the tunnel's ClusterIP is in none): verify-ca becomes require. */}}
-  value: {{ ternary "require" $sslMode (eq $sslMode "verify-ca") | quote }}
+  value: {{ $sslMode | quote }}
+{{- if eq $sslMode "verify-ca" }}
+- name: READINESS_PEER_SSLROOTCERT
+  {{- /* The CA only, mounted into the sidecar from the TLS Secret (statefulset.yaml, tls-ca). */}}
+  value: "/etc/pgdr/tls-ca/ca.crt"
+{{- end }}
 - name: READINESS_PEER_DATABASE
   value: {{ $r.peerCheck.database | quote }}
 # This member's own identity: its PostgreSQL over the pod's loopback (pg_hba admits 127.0.0.1).

@@ -65,3 +65,91 @@ fn classify(e: tokio_postgres::Error) -> IdentifyError {
         }),
     }
 }
+
+/// [`identify`] with the tunnel's TLS ([`crate::tls::ProbeTls`]; `None`: plain text).
+pub async fn identify_with(
+    pg: &tokio_postgres::Config,
+    tls: Option<&crate::tls::ProbeTls>,
+    timeout: Duration,
+) -> Result<Identity, IdentifyError> {
+    match tls {
+        None => identify(pg, tokio_postgres::NoTls, timeout).await,
+        Some(tls) => identify(pg, tls.connector().0, timeout).await,
+    }
+}
+
+/// What one look at the peer found ([`check_peer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerView {
+    /// No answer: silence is not evidence of anything else.
+    Silent(String),
+    /// It answered, but with an error or an unusable identity: alive, not judged.
+    Unidentified(String),
+    Seen(Box<Sighting>),
+}
+
+/// The peer identified, and how it relates to this site.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sighting {
+    pub peer: Identity,
+    /// This site's own identity (with its timeline history when the peer is writable with a
+    /// marker), or why it is unknown.
+    pub own: Result<Identity, String>,
+    /// [`lineage`] of the two, when our own identity is known.
+    pub lineage: Option<Lineage>,
+}
+
+impl Sighting {
+    pub fn writable(&self) -> bool {
+        !self.peer.in_recovery
+    }
+}
+
+/// The one lineage check of the agent and the sidecar: identify the peer (through the tunnel)
+/// and this site (locally) at once, read our own timeline history from Patroni when the peer is
+/// writable with a promotion marker (only then can it matter: it tells a crash-restarted primary,
+/// which Patroni moves to a timeline of its own, from a site that never wrote on the marker's
+/// timeline), and judge the peer ([`lineage`]). `history_within` bounds the history request.
+pub async fn check_peer<P, O>(
+    peer: P,
+    own: O,
+    patroni: Option<&crate::patroni::PatroniClient>,
+    history_within: Duration,
+) -> PeerView
+where
+    P: std::future::Future<Output = Result<Identity, IdentifyError>>,
+    O: std::future::Future<Output = Result<Identity, String>>,
+{
+    let (peer, own) = tokio::join!(peer, own);
+    let peer = match peer {
+        Ok(p) => p,
+        Err(IdentifyError::NoAnswer(why)) => return PeerView::Silent(why),
+        Err(IdentifyError::Rejected(why) | IdentifyError::Unusable(why)) => {
+            return PeerView::Unidentified(why);
+        }
+    };
+    let own = match own {
+        Ok(mut own) => {
+            if !peer.in_recovery
+                && peer.marker.is_some()
+                && let Some(p) = patroni
+            {
+                match tokio::time::timeout(history_within, p.history()).await {
+                    Ok(Ok(h)) => own.history = h,
+                    Ok(Err(e)) => tracing::warn!(
+                        error = %e.short(),
+                        "this site's timeline history is unreadable: the peer's promotion \
+                         marker is judged against our current timeline only"
+                    ),
+                    Err(_) => tracing::warn!(
+                        "this site's timeline history: no answer from Patroni in time"
+                    ),
+                }
+            }
+            Ok(own)
+        }
+        Err(why) => Err(why),
+    };
+    let lineage = own.as_ref().ok().map(|o| lineage(o, &peer));
+    PeerView::Seen(Box::new(Sighting { peer, own, lineage }))
+}

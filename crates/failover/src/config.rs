@@ -10,23 +10,11 @@ use serde::Deserialize;
 use pgdr_core::{ConfigError, Dur, LogFormat, Secret, Url};
 
 use crate::decide::{Mode, Policy};
-use crate::tls::ProbeTls;
+use pgdr_core::tls::ProbeTls;
 
 pub const PREFIX: &str = "FAILOVER_";
 
-/// libpq `sslmode` values. `verify-full` is parsed only to be refused with its reason: the
-/// probe dials the tunnel's ClusterIP, which no certificate of the primary names.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
-    Disable,
-    #[default]
-    Prefer,
-    Require,
-    VerifyCa,
-    /// Parsed only to refuse it with a reason (see [`Config::validate`]).
-    VerifyFull,
-}
+pub use pgdr_core::tls::SslMode;
 
 /// The environment, as the chart sets it. `Debug` is safe to log: secrets print as `***`.
 #[derive(Clone, Debug, Deserialize)]
@@ -300,9 +288,7 @@ impl Config {
         if self.tunnel_sslmode == SslMode::VerifyFull {
             return Err(ConfigError::invalid(
                 var("TUNNEL_SSLMODE"),
-                "verify-full is not supported: the probe dials the tunnel's ClusterIP, which no \
-                 certificate of the primary names, so a host name check could only fail; use \
-                 verify-ca (the chain is verified against FAILOVER_TUNNEL_SSLROOTCERT)",
+                SslMode::refuse_verify_full("FAILOVER_TUNNEL_SSLROOTCERT"),
             ));
         }
         // The CA file is read once, here: a missing or unusable file is a configuration error

@@ -20,7 +20,8 @@ pub mod observe;
 pub mod run;
 pub mod single_writer;
 pub mod state;
-pub mod tls;
+/// TLS of the tunnel probe: one verifier with the sidecar's, in core.
+pub use pgdr_core::tls;
 
 use std::time::Duration;
 

@@ -290,13 +290,7 @@ pub fn pg_config(settings: &Settings, host: &str, port: u16) -> tokio_postgres::
         .dbname(&c.probe_database)
         .application_name("pgdr-failover-probe")
         .connect_timeout(c.probe_timeout.get())
-        .ssl_mode(match c.tunnel_sslmode {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                tokio_postgres::config::SslMode::Require
-            }
-        });
+        .ssl_mode(c.tunnel_sslmode.driver_mode());
     pg
 }
 
@@ -307,11 +301,12 @@ pub async fn identity(
     port: u16,
 ) -> Result<pgdr_core::lineage::Identity, pgdr_core::lineage::IdentifyError> {
     let pg = pg_config(settings, host, port);
-    let timeout = settings.config.probe_timeout.get();
-    match &settings.tls {
-        None => pgdr_core::lineage::identify(&pg, NoTls, timeout).await,
-        Some(tls) => pgdr_core::lineage::identify(&pg, tls.connector().0, timeout).await,
-    }
+    pgdr_core::lineage::identify_with(
+        &pg,
+        settings.tls.as_ref(),
+        settings.config.probe_timeout.get(),
+    )
+    .await
 }
 
 type StatusRows = Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>;
@@ -374,13 +369,7 @@ fn is_tls_error(e: &tokio_postgres::Error) -> bool {
 }
 
 fn mode_name(mode: SslMode) -> &'static str {
-    match mode {
-        SslMode::Disable => "disable",
-        SslMode::Prefer => "prefer",
-        SslMode::Require => "require",
-        SslMode::VerifyCa => "verify-ca",
-        SslMode::VerifyFull => "verify-full",
-    }
+    mode.as_str()
 }
 
 /// `0/5000A28` → bytes (one parser for the workspace: `pgdr_core::lineage`).

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
 use pgdr_core::k8s::{self, Kube, api_error};
-use pgdr_core::lineage::{self, IdentifyError, Identity};
+use pgdr_core::lineage::{self, PeerView};
 use pgdr_core::patroni::{MemberStatus, PatroniClient};
 use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
 
@@ -174,44 +174,38 @@ async fn peer(
         Ok(t) => t,
         Err(why) => return Ok((Peer::Silent(why), None)),
     };
-    let theirs = observe::identity(settings, &host, port).await;
-    let theirs = match theirs {
-        Ok(i) => i,
-        Err(IdentifyError::NoAnswer(why)) => return Ok((Peer::Silent(why), None)),
-        Err(IdentifyError::Rejected(why) | IdentifyError::Unusable(why)) => {
-            return Ok((Peer::Unidentified(why), None));
+    let theirs = observe::identity(settings, &host, port);
+    let ours = async {
+        match &local.pg {
+            Some((h, p)) => observe::identity(settings, h, *p)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err(format!("{} has no conn_url", local.name)),
         }
     };
-    let timeline = Some(theirs.timeline);
-    if theirs.in_recovery {
-        return Ok((Peer::Standby, timeline));
-    }
-    let ours: Result<Identity, String> = match &local.pg {
-        Some((h, p)) => observe::identity(settings, h, *p)
-            .await
-            .map_err(|e| e.to_string()),
-        None => Err(format!("{} has no conn_url", local.name)),
-    };
-    // Our timeline history tells a crash-restarted primary (Patroni promotes it onto a new
-    // timeline of its own) from one that never wrote on the marker's timeline.
-    let history = match &local.patroni {
-        Some(p) => p.history().await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read this site's timeline history from Patroni; \
-                a peer's promotion marker is judged against our current timeline only");
-            Vec::new()
-        }),
-        None => Vec::new(),
-    };
-    let peer = match ours {
-        Ok(mut ours) => {
-            ours.history = history;
-            Peer::Writable(lineage::lineage(&ours, &theirs))
+    let view = lineage::check_peer(
+        theirs,
+        ours,
+        local.patroni.as_ref(),
+        settings.config.probe_timeout.get(),
+    )
+    .await;
+    Ok(match view {
+        PeerView::Silent(why) => (Peer::Silent(why), None),
+        PeerView::Unidentified(why) => (Peer::Unidentified(why), None),
+        PeerView::Seen(seen) => {
+            let timeline = Some(seen.peer.timeline);
+            let peer = match (seen.writable(), seen.lineage, &seen.own) {
+                (false, _, _) => Peer::Standby,
+                (true, Some(l), _) => Peer::Writable(l),
+                (true, None, Err(why)) => Peer::Unidentified(format!(
+                    "the peer is writable but this site's own identity is unknown ({why})"
+                )),
+                (true, None, Ok(_)) => Peer::Unidentified("the peer could not be judged".into()),
+            };
+            (peer, timeline)
         }
-        Err(why) => Peer::Unidentified(format!(
-            "the peer is writable but this site's own identity is unknown ({why})"
-        )),
-    };
-    Ok((peer, timeline))
+    })
 }
 
 /// Where each witness says the application runs.

@@ -1,5 +1,6 @@
 //! `READINESS_*` environment variables (documented in this crate's README.md).
 
+use pgdr_core::tls::ProbeTls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,16 +13,10 @@ use crate::decide::{Role, Rules};
 
 pub const PREFIX: &str = "READINESS_";
 
-/// libpq `sslmode` of the peer check (like the failover probe, without certificate checks:
-/// the tunnel's ClusterIP is in no certificate).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
-    Disable,
-    #[default]
-    Prefer,
-    Require,
-}
+/// libpq `sslmode` of the peer check: the failover probe's ([`pgdr_core::tls`]), with the same
+/// verifier: `verify-ca` checks the chain against `READINESS_PEER_SSLROOTCERT`, `require` and
+/// `prefer` encrypt without checking the certificate, `verify-full` is refused with its reason.
+pub use pgdr_core::tls::SslMode;
 
 /// Raw configuration as read from the environment (logged at start; the password prints `***`).
 #[derive(Clone, Debug, Deserialize)]
@@ -66,6 +61,9 @@ pub struct Config {
     pub peer_port: u16,
     #[serde(default)]
     pub peer_sslmode: SslMode,
+    /// CA file (PEM) for `verify-ca` (required there) and `require` (optional, then verified).
+    #[serde(default)]
+    pub peer_sslrootcert: Option<PathBuf>,
     /// Database both identity checks connect to (`replication=database`).
     #[serde(default = "default_peer_database")]
     pub peer_database: String,
@@ -104,6 +102,9 @@ pub struct PeerSettings {
     pub host: String,
     pub port: u16,
     pub sslmode: SslMode,
+    /// The TLS client of the peer connection, built once from the mode and the CA file (`None`
+    /// for `disable`).
+    pub tls: Option<ProbeTls>,
     pub database: String,
     pub user: String,
     pub password: Secret,
@@ -224,6 +225,12 @@ impl Config {
             Some(d) => d.get(),
             None => poll_interval * 3 / 4,
         };
+        if self.peer_sslmode == SslMode::VerifyFull {
+            return Err(ConfigError::invalid(
+                var("peer_sslmode"),
+                SslMode::refuse_verify_full("READINESS_PEER_SSLROOTCERT"),
+            ));
+        }
         let peer = match self.peer_host.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(host) => {
@@ -239,10 +246,15 @@ impl Config {
                         "is required when READINESS_PEER_HOST is set",
                     ));
                 };
+                // The CA file is read once, here: a missing or unusable file is a configuration
+                // error, not a failed peer check.
+                let tls = ProbeTls::new(self.peer_sslmode, self.peer_sslrootcert.as_deref())
+                    .map_err(|reason| ConfigError::invalid(var("peer_sslrootcert"), reason))?;
                 Some(PeerSettings {
                     host: host.to_string(),
                     port: self.peer_port,
                     sslmode: self.peer_sslmode,
+                    tls,
                     database: self.peer_database,
                     user,
                     password,
@@ -352,6 +364,59 @@ mod tests {
         assert!(err.contains("READINESS_REPLICATION_PASSWORD"), "{err}");
     }
 
+    /// verify-ca like the failover probe: the CA file is required and read at start (the same
+    /// verifier, pgdr_core::tls), `require` verifies too when one is given.
+    #[test]
+    fn peer_check_verify_ca() {
+        let peer = [
+            ("PEER_HOST", "demo-golddr.ns.svc"),
+            ("REPLICATION_USER", "replicator"),
+            ("REPLICATION_PASSWORD", "r3pl"),
+        ];
+        fn with<'a>(
+            peer: &[(&'a str, &'a str)],
+            extra: &[(&'a str, &'a str)],
+        ) -> Result<Settings, ConfigError> {
+            let mut v = peer.to_vec();
+            v.extend_from_slice(extra);
+            parse(&v)
+        }
+        let err = with(&peer, &[("PEER_SSLMODE", "verify-ca")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("READINESS_PEER_SSLROOTCERT"), "{err}");
+        let err = with(
+            &peer,
+            &[
+                ("PEER_SSLMODE", "verify-ca"),
+                ("PEER_SSLROOTCERT", "/nonexistent/ca.crt"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/ca.crt"), "{err}");
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../failover/testdata/ca.crt");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.crt");
+        std::fs::copy(ca, &path).unwrap();
+        let path = path.display().to_string();
+        for mode in ["verify-ca", "require"] {
+            let s = with(
+                &peer,
+                &[("PEER_SSLMODE", mode), ("PEER_SSLROOTCERT", &path)],
+            )
+            .unwrap();
+            let tls = s.peer.unwrap().tls.unwrap();
+            assert_eq!(
+                tls.verification(),
+                pgdr_core::tls::Verification::Ca,
+                "{mode}"
+            );
+        }
+        let s = with(&peer, &[("PEER_SSLMODE", "disable")]).unwrap();
+        assert!(s.peer.unwrap().tls.is_none());
+    }
+
     #[test]
     fn options_and_redaction() {
         let raw: Config = pgdr_core::config::from_vars(
@@ -389,6 +454,7 @@ mod tests {
             ("STALE_AFTER", "1s", "READINESS_STALE_AFTER"),
             ("PEER_HOST", "gold-golddr", "READINESS_REPLICATION_USER"),
             ("PEER_SSLMODE", "verify-full", "READINESS_PEER_SSLMODE"),
+            ("PEER_SSLMODE", "verify-all", "READINESS_PEER_SSLMODE"),
             ("PEER_TIMEOUT", "2s", "READINESS_PEER_TIMEOUT"),
             ("PEER_PORT", "x", "READINESS_PEER_PORT"),
             ("PGDATA", "pgroot/data", "READINESS_PGDATA"),

@@ -44,8 +44,6 @@ pub enum Error {
     },
     #[error("cannot set up the Patroni client: {0}")]
     Patroni(#[from] PatroniError),
-    #[error("cannot set up the peer check: {0}")]
-    Peer(String),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }

@@ -4,26 +4,19 @@
 //! ours through the local PostgreSQL, as the replication user. The verdicts are in
 //! [`crate::decide`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::NoTls;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{PeerSettings, SslMode};
+use crate::config::PeerSettings;
 use crate::decide::{Lineage, PeerCheck};
-use pgdr_core::lineage;
+use pgdr_core::lineage::{self, PeerView};
 use pgdr_core::patroni::PatroniClient;
 
 /// The connections of one peer check, built once at start.
 #[derive(Clone)]
 pub struct PeerChecker {
     settings: PeerSettings,
-    tls: Option<MakeRustlsConnect>,
     /// The local Patroni, for our timeline history (judging the peer's promotion marker).
     patroni: Option<PatroniClient>,
 }
@@ -37,16 +30,9 @@ impl std::fmt::Debug for PeerChecker {
 }
 
 impl PeerChecker {
-    pub fn new(settings: PeerSettings, patroni: Option<PatroniClient>) -> Result<Self, String> {
-        let tls = match settings.sslmode {
-            SslMode::Disable => None,
-            SslMode::Prefer | SslMode::Require => Some(MakeRustlsConnect::new(encrypt_only()?)),
-        };
-        Ok(Self {
-            settings,
-            tls,
-            patroni,
-        })
+    /// The TLS client was built with the settings (a bad CA file is a configuration error).
+    pub fn new(settings: PeerSettings, patroni: Option<PatroniClient>) -> Self {
+        Self { settings, patroni }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -76,42 +62,35 @@ impl PeerChecker {
     /// only passed to the driver).
     pub async fn check(&self) -> PeerCheck {
         let s = &self.settings;
-        let peer_pg = self.pg(
-            &s.host,
-            s.port,
-            match s.sslmode {
-                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                SslMode::Require => tokio_postgres::config::SslMode::Require,
-            },
-        );
+        let peer_pg = self.pg(&s.host, s.port, s.sslmode.driver_mode());
         let local_pg = self.pg(
             &s.local_host,
             s.local_port,
             tokio_postgres::config::SslMode::Disable,
         );
-        let peer = async {
-            match &self.tls {
-                None => lineage::identify(&peer_pg, NoTls, s.timeout).await,
-                Some(tls) => lineage::identify(&peer_pg, tls.clone(), s.timeout).await,
-            }
+        let peer = lineage::identify_with(&peer_pg, s.tls.as_ref(), s.timeout);
+        let own = async {
+            lineage::identify(&local_pg, NoTls, s.timeout)
+                .await
+                .map_err(|e| e.to_string())
         };
-        let own = lineage::identify(&local_pg, NoTls, s.timeout);
-        let both = async { tokio::join!(peer, own) };
-        let (peer, own) = match tokio::time::timeout(s.timeout, both).await {
+        let look = lineage::check_peer(peer, own, self.patroni.as_ref(), s.timeout);
+        let view = match tokio::time::timeout(s.timeout, look).await {
             Err(_) => {
                 return PeerCheck::Failed(format!(
                     "no answer within {:?} (peer {}:{} or local {}:{})",
                     s.timeout, s.host, s.port, s.local_host, s.local_port
                 ));
             }
-            Ok(r) => r,
+            Ok(v) => v,
         };
-        let peer = match peer {
-            Ok(p) => p,
-            Err(e) => return PeerCheck::Failed(format!("peer {}:{}: {e}", s.host, s.port)),
+        let seen = match view {
+            PeerView::Silent(e) | PeerView::Unidentified(e) => {
+                return PeerCheck::Failed(format!("peer {}:{}: {e}", s.host, s.port));
+            }
+            PeerView::Seen(seen) => seen,
         };
-        let mut own = match own {
+        let own = match &seen.own {
             Ok(o) => o,
             Err(e) => {
                 return PeerCheck::Failed(format!(
@@ -120,88 +99,20 @@ impl PeerChecker {
                 ));
             }
         };
-        // Only needed (and only read) when the peer is writable with a marker: our history
-        // tells a crash-restarted primary (Patroni moves it to a timeline of its own) from a
-        // site that never wrote on the marker's timeline.
-        if !peer.in_recovery
-            && peer.marker.is_some()
-            && let Some(p) = &self.patroni
-        {
-            match tokio::time::timeout(s.timeout, p.history()).await {
-                Ok(Ok(h)) => own.history = h,
-                Ok(Err(e)) => tracing::warn!(error = %e.short(), "timeline history unreadable"),
-                Err(_) => tracing::warn!("timeline history: no answer from Patroni in time"),
-            }
-        }
-        let lineage = lineage::lineage_for_advertising(&own, &peer);
+        // Not advertised while the peer carries a newer promotion marker without a proof.
+        let lineage = lineage::lineage_for_advertising(own, &seen.peer);
         let divergence_bytes = match lineage {
-            // What we wrote on the timeline the peer left, past the fork point.
-            // (the lineage proved our WAL runs through the fork; we may be on a later timeline).
+            // What we wrote on the timeline the peer left, past the fork point (the lineage
+            // proved our WAL runs through the fork; we may be on a later timeline).
             Lineage::PeerForkedFromUs { fork_lsn, .. } => {
                 lineage::divergence_bytes(own.wal_end, fork_lsn)
             }
             _ => 0,
         };
         PeerCheck::Seen {
-            writable: !peer.in_recovery,
+            writable: seen.writable(),
             lineage,
             divergence_bytes,
         }
-    }
-}
-
-/// TLS for `prefer`/`require` (libpq without a root certificate): encryption only, the
-/// certificate is not verified (the tunnel's ClusterIP is in no certificate); the handshake
-/// signatures are verified, so the server holds the key of the certificate it presented.
-fn encrypt_only() -> Result<ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyCertificate {
-        algorithms: provider.signature_verification_algorithms,
-    });
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
-}
-
-#[derive(Debug)]
-struct AnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }

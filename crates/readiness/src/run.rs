@@ -42,7 +42,7 @@ pub async fn serve(
     let checker = match &settings.peer {
         Some(p) => {
             let patroni = PatroniClient::new(&settings.patroni).ok();
-            Some(PeerChecker::new(p.clone(), patroni).map_err(Error::Peer)?)
+            Some(PeerChecker::new(p.clone(), patroni))
         }
         None => None,
     };

@@ -331,7 +331,7 @@ fn verify_full_is_not_offered() {
     let values = std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap();
     let line = values
         .lines()
-        .find(|l| l.contains("`sslmode` of the standby"))
+        .find(|l| l.contains("`sslmode` of the connections through the tunnel"))
         .unwrap();
     assert!(line.contains("`verify-full` is not offered"), "{line}");
 }

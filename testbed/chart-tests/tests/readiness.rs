@@ -35,12 +35,13 @@ fn peer_check_through_the_tunnel_service_on_both_sites() {
             pw["name"].as_str().unwrap().ends_with("credentials"),
             "{site}: {pw}"
         );
-        // The sidecar verifies no certificate: verify-ca becomes require, others pass through.
+        // The sidecar's sslmode is the replication's (one verifier in both binaries).
         let mode = env_value(&c, "READINESS_PEER_SSLMODE");
         assert!(
-            ["disable", "prefer", "require"].contains(&mode),
+            ["disable", "prefer", "require", "verify-ca"].contains(&mode),
             "{site}: {mode}"
         );
+        assert!(env(&c, "READINESS_PEER_SSLROOTCERT").is_none(), "{site}");
     }
     let c = sidecar(
         &Render::site("gold")
@@ -72,15 +73,37 @@ fn peer_check_through_the_tunnel_service_on_both_sites() {
     // Its own PostgreSQL over the pod's loopback, on the chart's port.
     assert_eq!(env_value(&c, "READINESS_LOCAL_PG_HOST"), "127.0.0.1");
     assert_eq!(env_value(&c, "READINESS_LOCAL_PG_PORT"), "5432");
-    let c = sidecar(
-        &Render::site("gold")
-            .set("tls.enabled=true")
-            .set("tls.sslMode=verify-ca")
-            .set("tls.existingSecret=pg-tls")
-            .render(),
-        "gold",
+    // verify-ca: the sidecar verifies the peer's chain like Patroni's replication connection,
+    // with the CA alone mounted from the TLS Secret (never the server key).
+    let objs = Render::site("gold")
+        .set("tls.enabled=true")
+        .set("tls.sslMode=verify-ca")
+        .set("tls.existingSecret=pg-tls")
+        .render();
+    let c = sidecar(&objs, "gold");
+    assert_eq!(env_value(&c, "READINESS_PEER_SSLMODE"), "verify-ca");
+    let root = env_value(&c, "READINESS_PEER_SSLROOTCERT");
+    let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+    let mount = mounts
+        .iter()
+        .find(|m| root.starts_with(m["mountPath"].as_str().unwrap_or("-")))
+        .unwrap_or_else(|| panic!("{root} is on no mount of the sidecar: {mounts:?}"));
+    assert_eq!(mount["readOnly"], true);
+    let sts = objs.get("StatefulSet", "patroni-gold");
+    let volume = sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap()
+        .clone();
+    assert_eq!(volume["secret"]["secretName"], "pg-tls");
+    assert_eq!(
+        volume["secret"]["items"],
+        serde_json::json!([{"key": "ca.crt", "path": "ca.crt"}]),
+        "only the CA reaches the sidecar"
     );
-    assert_eq!(env_value(&c, "READINESS_PEER_SSLMODE"), "require");
+    assert!(root.ends_with("/ca.crt"), "{root} names the projected file");
 }
 
 #[test]

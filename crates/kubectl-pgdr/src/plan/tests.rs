@@ -726,7 +726,12 @@ fn slot_name_table() {
     };
     let given = slot("from_flag");
     // name, --slot-name, both sites, Ok(slot) or Err(part of the message)
-    type Row<'a> = (&'a str, Option<&'a SlotName>, [SiteObs; 2], Result<&'a str, &'a str>);
+    type Row<'a> = (
+        &'a str,
+        Option<&'a SlotName>,
+        [SiteObs; 2],
+        Result<&'a str, &'a str>,
+    );
     #[rustfmt::skip]
     let rows: Vec<Row> = vec![
         ("the flag wins", Some(&given),
