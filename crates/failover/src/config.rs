@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use pgdr_core::{ConfigError, Dur, LogFormat, Secret, Url};
 
-use crate::decide::{Mode, Policy};
+use crate::standby::{Mode, Policy};
 use pgdr_core::tls::ProbeTls;
 
 pub const PREFIX: &str = "FAILOVER_";

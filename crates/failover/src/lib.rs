@@ -1,11 +1,15 @@
-//! The failover CronJob of the standby site: observe the primary site, decide, promote.
+//! The failover agent (a CronJob on both sites). Each run plays the program of the site's current
+//! role ([`role`]), each with the same shape: observe → a pure decision with its reasons → the
+//! shared acts ([`act`]):
+//! - [`standby`]: a standby site — observe the primary site ([`observe`]: tunnel probe, local
+//!   standby leader, witnesses), decide ([`standby::decide`]), promote.
+//! - [`primary`]: a writable primary — the peer and the witnesses; fence this site when the peer is
+//!   authoritative ([`primary::decide_primary`]).
+//! - [`fenced`]: a fenced site — record and preserve the divergence, rejoin by rewind or re-clone
+//!   ([`fenced::decide_fenced`]).
 //!
-//! Same shape as the other binaries: [`config`] → [`observe`] → [`decide`] → [`act`] → [`run`].
-//! - [`config`]: the `FAILOVER_*` variables, validated into [`Settings`].
-//! - [`observe`]: one sample = tunnel probe + local standby leader + witness (network I/O).
-//! - [`decide`]: a pure function of (policy, persisted state, sample) → verdict + reasons.
-//! - [`act`]: state ConfigMap compare-and-set, promotion, confirmation, announcements.
-//! - [`run`]: the loop that wires them together.
+//! [`config`] reads the `FAILOVER_*` variables into [`Settings`]; [`sample`] is the vocabulary
+//! the primary and fenced runs share; [`run`] is the loop that wires a run together.
 //!
 //! A run takes `FAILOVER_SAMPLES_PER_RUN` samples. After each it decides and writes the state
 //! with a compare-and-set; a lost compare-and-set means another run wrote in between, so the
@@ -14,11 +18,13 @@
 
 pub mod act;
 pub mod config;
-pub mod decide;
-pub mod guard;
+pub mod fenced;
 pub mod observe;
+pub mod primary;
+pub mod role;
 pub mod run;
-pub mod single_writer;
+pub mod sample;
+pub mod standby;
 pub mod state;
 /// TLS of the tunnel probe: one verifier with the sidecar's, in core.
 pub use pgdr_core::tls;
@@ -28,8 +34,8 @@ use std::time::Duration;
 use pgdr_core::k8s::{ApiError, ClientError};
 
 pub use config::{Config, Settings};
-pub use decide::{Decision, Mode, Reason, Verdict};
 pub use run::{run, run_with};
+pub use standby::{Decision, Mode, Reason, Verdict};
 
 use crate::state::StateProblem;
 

@@ -18,7 +18,7 @@ use pgdr_core::patroni::{MemberStatus, PatroniClient, PatroniClientConfig};
 
 use crate::Error;
 use crate::config::{PeerApi, Settings, SslMode, WitnessConfig};
-use crate::decide::{Leader, LocalLeader, Probe, Sample, SiteConfig, Witness};
+use crate::standby::{Leader, LocalLeader, Probe, Sample, SiteConfig, Witness};
 use crate::tls::Handshake;
 
 /// The local site's dynamic config: standby or not, and whether Patroni is paused there.

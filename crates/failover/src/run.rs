@@ -8,9 +8,10 @@ use pgdr_core::k8s::Kube;
 use pgdr_core::retry;
 
 use crate::act::{self, Announcement, Promoted, StoredState};
-use crate::decide::{self, Decision, Probe, Reason, Sample, Verdict};
-use crate::single_writer::{self, Role};
+use crate::role::{self, Role};
+use crate::standby::{self as decide, Decision, Probe, Reason, Sample, Verdict};
 use crate::{COMPONENT, Error, Report, Settings};
+use crate::{fenced, primary};
 
 /// Builds the Kubernetes client from the environment and runs.
 pub async fn run(settings: &Settings) -> Result<Report, Error> {
@@ -45,15 +46,15 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
     let mut last: Option<Decision> = None;
     // The latest primary-role or fenced-site verdict, when the latest sample was one.
     let mut last_guard: Option<(Verdict, Vec<String>)> = None;
-    let mut announced = single_writer::Announced::default();
+    let mut announced = primary::observe::Announced::default();
 
     for i in 0..settings.config.samples_per_run {
         tokio::time::sleep_until(started + settings.interval() * i).await;
         // The site's current role decides what this sample does (never the values file: after
         // a failover the roles have swapped without a `helm upgrade`).
-        match single_writer::role(settings, &kube).await? {
+        match role::role(settings, &kube).await? {
             Role::Primary(local) => {
-                let seen = single_writer::primary_sample(
+                let seen = primary::observe::primary_sample(
                     settings,
                     &kube,
                     &http,
@@ -68,7 +69,7 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
             }
             Role::Fenced(local, fence) => {
                 let seen =
-                    single_writer::fenced_sample(settings, &kube, &http, run_id, &local, &fence)
+                    fenced::observe::fenced_sample(settings, &kube, &http, run_id, &local, &fence)
                         .await?;
                 taken = i + 1;
                 last_guard = Some(seen);

@@ -158,7 +158,7 @@ async fn peer_api_witness_reads_the_primary_sites_lock() {
             other => panic!("{other:?}"),
         }
     };
-    use pgdr_failover::decide::Witness;
+    use pgdr_failover::standby::Witness;
 
     // No lock at all: the API answers 404, the primary site has no leader.
     assert!(matches!(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pgdr_failover::decide::Probe;
+use pgdr_failover::standby::Probe;
 use pgdr_failover::{Config, Settings, observe};
 use pgdr_patroni_harness::{PatroniNode, Scratch};
 

@@ -1,0 +1,294 @@
+//! The primary role: a run on a writable primary site (`standby_cluster` absent, the local
+//! leader a primary, no fence). Pure decision here ([`decide_primary`]); observation in
+//! [`observe`]; the fence it orders is written by [`crate::fenced::observe::write_fence`].
+//!
+//! The promoted site is authoritative. A writable primary fences itself when the peer is a
+//! writable primary promoted from our timeline (lineage), or when the peer is silent and a
+//! witness says positively, for N samples in a row, that the application runs on the peer. Both
+//! writable with no such proof is split brain: reported on every run, nothing fenced (a person
+//! decides).
+
+use jiff::Timestamp;
+
+use crate::sample::{Own, Peer, Placement, lineage_text, signed};
+use crate::standby::{Mode, Policy, Verdict};
+use crate::state::{DecisionRecord, State};
+use pgdr_core::contract::fence::{Fence, FenceReason};
+use pgdr_core::contract::lsn::format as lsn_text;
+use pgdr_core::lineage::{Lineage, divergence_bytes};
+
+pub mod observe;
+
+/// One sample of a run on a writable primary site.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrimarySample {
+    pub at: Timestamp,
+    pub run: String,
+    pub peer_site: String,
+    pub peer: Peer,
+    pub placements: Vec<Placement>,
+    /// This site was promoted by the agent (durable promotion record): authoritative when both
+    /// are writable and the lineage does not say otherwise.
+    pub promoted_here: bool,
+    pub own: Own,
+}
+
+/// What the fence must say when a primary fences itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FenceOrder {
+    pub reason: FenceReason,
+    /// (timeline, fork LSN), when the peer was reached.
+    pub fork: Option<(u32, u64)>,
+    pub local_end: Option<u64>,
+}
+
+impl FenceOrder {
+    /// The fence document (always `hold` first: the follow form comes from the fenced run once
+    /// the divergence is recorded and preserved).
+    pub fn fence(&self, at: Timestamp, peer: &str) -> Fence {
+        let mut f = Fence::hold(at, self.reason, peer);
+        f.local_end_lsn = self.local_end;
+        if let Some((timeline, fork)) = self.fork {
+            f.timeline = Some(timeline);
+            f.fork_lsn = Some(fork);
+            f.diverged_bytes = self.local_end.map(|end| divergence_bytes(end, fork));
+        }
+        f
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardDecision {
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    pub next: State,
+    /// Fence this site now (on a witness's word: auto mode only; observe mode reports `fence`
+    /// without it. On the peer's lineage: every mode).
+    pub fence: Option<FenceOrder>,
+    /// Both sites writable at this sample.
+    pub split_brain: bool,
+    /// Call the webhook for the split brain (rate-limited through the state).
+    pub notify_webhook: bool,
+}
+
+/// A run on a writable primary site (`standby_cluster` absent, local leader primary, no fence).
+pub fn decide_primary(policy: &Policy, state: &State, s: &PrimarySample) -> GuardDecision {
+    let mut next = state.clone();
+    let mut reasons = Vec::new();
+    let mut fence = None;
+    let peer = &s.peer_site;
+    let idle = if s.promoted_here {
+        Verdict::AlreadyPrimary
+    } else {
+        Verdict::Ok
+    };
+    let verdict = match &s.peer {
+        Peer::Writable(lineage) => {
+            reset_moved(&mut next);
+            next.split_brain_since.get_or_insert(s.at);
+            reasons.push(format!(
+                "SPLIT BRAIN: {peer} is a writable primary too, {}",
+                lineage_text(lineage)
+            ));
+            match lineage {
+                Lineage::PeerForkedFromUs { fork_lsn, timeline } => {
+                    reasons.push(format!(
+                        "{peer} was promoted from this site: it is authoritative, this site fences \
+                         itself (hold) and keeps its WAL past {}",
+                        lsn_text(*fork_lsn)
+                    ));
+                    // The lineage proved our WAL runs through the fork on that timeline (we may
+                    // be on a later one of our own after a crash restart): all past it diverged.
+                    let local_end = s.own.wal_end;
+                    fence = Some(FenceOrder {
+                        reason: FenceReason::PeerAuthoritative,
+                        fork: Some((*timeline, *fork_lsn)),
+                        local_end,
+                    });
+                    Verdict::Fence
+                }
+                Lineage::WeForkedFromPeer { .. } => {
+                    reasons.push(format!(
+                        "this site was promoted from {peer}'s timeline: this site is authoritative \
+                         and keeps writing; {peer} must fence itself (its agent does, or `kubectl \
+                         pgdr fence {peer}`)"
+                    ));
+                    Verdict::SplitBrain
+                }
+                Lineage::DifferentSystem => {
+                    next.split_brain_since = None;
+                    reasons.push(
+                        "the tunnel reaches another database, not this pair's peer: nothing done; \
+                         check the tunnel Service's target"
+                            .into(),
+                    );
+                    Verdict::Unknown
+                }
+                Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater
+                    if s.promoted_here =>
+                {
+                    reasons.push(format!(
+                        "this site holds the promotion record: it is authoritative and keeps \
+                         writing; {peer} must be fenced (`kubectl pgdr fence {peer}`)"
+                    ));
+                    Verdict::SplitBrain
+                }
+                Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater => {
+                    reasons.push(
+                        "no lineage proof of authority: nothing fenced automatically; a person \
+                         must choose the site to keep (`kubectl pgdr fence SITE` on the other)"
+                            .into(),
+                    );
+                    Verdict::SplitBrain
+                }
+            }
+        }
+        Peer::Standby => {
+            reset_moved(&mut next);
+            next.split_brain_since = None;
+            reasons.push(format!(
+                "{peer} is a standby (in recovery): one writable primary"
+            ));
+            idle
+        }
+        Peer::Unidentified(why) => {
+            reset_moved(&mut next);
+            reasons.push(format!(
+                "{peer} answered through the tunnel but could not be identified ({why}): alive, \
+                 role unknown; nothing done"
+            ));
+            Verdict::Unknown
+        }
+        Peer::Silent(why) => {
+            next.split_brain_since = None;
+            reasons.push(format!("{peer} gives no answer through the tunnel: {why}"));
+            let moved: Vec<&String> = s
+                .placements
+                .iter()
+                .filter_map(|p| match p {
+                    Placement::Peer(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            let here: Vec<&String> = s
+                .placements
+                .iter()
+                .filter_map(|p| match p {
+                    Placement::Here(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            for p in &s.placements {
+                let (Placement::Peer(r) | Placement::Here(r) | Placement::Unknown(r)) = p;
+                reasons.push(r.clone());
+            }
+            if s.placements.is_empty() {
+                reasons.push("no witness configured: a silent peer alone never fences".into());
+            }
+            if moved.is_empty() || !here.is_empty() {
+                reset_moved(&mut next);
+                if !here.is_empty() {
+                    reasons.push("a witness keeps the application here: warning only".into());
+                } else if !s.placements.is_empty() {
+                    reasons.push("no witness says the application moved: warning only".into());
+                }
+                if s.promoted_here {
+                    Verdict::AlreadyPrimary
+                } else {
+                    Verdict::PeerUnreachable
+                }
+            } else {
+                count_moved(policy, state, s.at, &mut next, &mut reasons);
+                if next.moved_samples >= policy.failure_threshold {
+                    reasons.push(format!(
+                        "the application runs on {peer} ({} samples in a row): this isolated \
+                         primary fences itself (hold) and stops taking writes",
+                        next.moved_samples
+                    ));
+                    fence = Some(FenceOrder {
+                        reason: FenceReason::WitnessMoved,
+                        fork: None,
+                        local_end: s.own.wal_end,
+                    });
+                    Verdict::Fence
+                } else {
+                    reasons.push(format!(
+                        "a witness says the application runs on {peer}: {} of {} samples",
+                        next.moved_samples, policy.failure_threshold
+                    ));
+                    Verdict::PeerUnreachable
+                }
+            }
+        }
+    };
+    // Observe mode holds back only the fence that rests on a witness's word. A peer promoted
+    // from our timeline is proof, and the fence it calls for only stops writes that a rejoin
+    // would discard: it acts in every mode (`FAILOVER_MODE` is about promotions).
+    if policy.mode == Mode::Observe
+        && fence
+            .as_ref()
+            .is_some_and(|f| f.reason == FenceReason::WitnessMoved)
+    {
+        reasons.push("FAILOVER_MODE=observe: WOULD fence this site, nothing changed".into());
+        fence = None;
+    }
+    let split_brain = matches!(s.peer, Peer::Writable(ref l) if *l != Lineage::DifferentSystem);
+    let notify_webhook = split_brain
+        && next
+            .split_brain_notified_at
+            .is_none_or(|t| s.at.duration_since(t) >= signed(policy.replication_broken_renotify));
+    if notify_webhook {
+        next.split_brain_notified_at = Some(s.at);
+    }
+    if !split_brain {
+        next.split_brain_notified_at = None;
+    }
+    next.last_decision = Some(DecisionRecord {
+        at: s.at,
+        verdict: verdict.to_string(),
+        reasons: reasons.clone(),
+        run: s.run.clone(),
+    });
+    GuardDecision {
+        verdict,
+        reasons,
+        next,
+        fence,
+        split_brain,
+        notify_webhook,
+    }
+}
+
+fn reset_moved(next: &mut State) {
+    next.moved_samples = 0;
+    next.moved_since = None;
+}
+
+/// Counts a "moved" sample with the same spacing rules as the failover streak: an overlapping
+/// run does not count twice, a long gap restarts the count.
+fn count_moved(
+    policy: &Policy,
+    state: &State,
+    at: Timestamp,
+    next: &mut State,
+    reasons: &mut Vec<String>,
+) {
+    if let Some(last) = state.last_sample_at {
+        let gap = at.duration_since(last);
+        if gap.is_negative() || gap > signed(policy.max_sample_gap) {
+            reasons.push(format!("{gap:#} since the last sample: the count restarts"));
+            reset_moved(next);
+        } else if state.moved_samples > 0 && gap < signed(policy.min_sample_spacing) {
+            reasons.push(format!(
+                "{gap:#} after the last sample (an overlapping run): not counted again"
+            ));
+            return;
+        }
+    }
+    next.moved_samples += 1;
+    next.moved_since.get_or_insert(at);
+    next.last_sample_at = Some(at);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,256 @@
+//! The primary role's observation: the peer (through the tunnel), every witness's placement of
+//! the application, whether this site holds the promotion record; then the decision, the
+//! fence it orders and the announcements.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde_json::{Value, json};
+
+use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
+use pgdr_core::k8s::{self, Kube};
+
+use crate::act::{self, Announcement};
+use crate::config::{Settings, WitnessConfig};
+use crate::fenced::observe::write_fence;
+use crate::primary::{self, PrimarySample};
+use crate::role::{Local, log, own, peer};
+use crate::sample::Placement;
+use crate::standby::{Verdict, Witness};
+use crate::{Error, observe};
+
+/// Where each witness says the application runs.
+async fn placements(settings: &Settings, http: &reqwest::Client) -> Vec<Placement> {
+    let asks = settings
+        .witnesses
+        .iter()
+        .map(|w| placement(w, settings, http));
+    futures_util::future::join_all(asks).await
+}
+
+async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Client) -> Placement {
+    match w {
+        WitnessConfig::Dns { name, expected } => {
+            let timeout = settings.config.probe_timeout.get();
+            let lookup = tokio::net::lookup_host((name.as_str(), 0));
+            match tokio::time::timeout(timeout, lookup).await {
+                Ok(Ok(addrs)) => dns_placement(name, &addrs.map(|a| a.ip()).collect(), expected),
+                _ => Placement::Unknown(format!("DNS witness: {name} did not resolve")),
+            }
+        }
+        // The HTTP contract answers for the asking site: `alive` = the GSLB sends the
+        // application to the peer; `down` = to this site.
+        WitnessConfig::Http { .. } => match observe::witness(w, settings, http).await {
+            Witness::PrimaryAlive(r) => Placement::Peer(r),
+            Witness::PrimaryDown(r) => Placement::Here(r),
+            Witness::Unknown(r) => Placement::Unknown(r),
+        },
+        // The peer's lock fresh is not enough (a standby cluster holds one too): its dynamic
+        // config must also say it is not a standby cluster.
+        WitnessConfig::PeerApi(peer) => match observe::witness(w, settings, http).await {
+            Witness::PrimaryAlive(r) => {
+                let config = peer
+                    .leader_configmap
+                    .trim_end_matches("-leader")
+                    .to_string()
+                    + "-config";
+                match observe::peer_api_get(peer, settings.config.probe_timeout.get(), &config)
+                    .await
+                {
+                    Ok((200, body)) => {
+                        let standby = serde_json::from_str::<Value>(&body)
+                            .ok()
+                            .and_then(|cm| {
+                                cm["metadata"]["annotations"][CONFIG_ANNOTATION]
+                                    .as_str()
+                                    .map(str::to_string)
+                            })
+                            .and_then(|t| dynamic_config::parse(&t).ok())
+                            .map(|m| dynamic_config::is_standby_cluster(&m));
+                        match standby {
+                            Some(false) => Placement::Peer(format!(
+                                "{r}; its dynamic config is not a standby cluster"
+                            )),
+                            Some(true) => Placement::Here(format!("{r}; it is a standby cluster")),
+                            None => Placement::Unknown(format!(
+                                "peer-API witness: {config} is unreadable"
+                            )),
+                        }
+                    }
+                    Ok((status, _)) => Placement::Unknown(format!(
+                        "peer-API witness: reading {config} answered HTTP {status}"
+                    )),
+                    Err(e) => Placement::Unknown(e),
+                }
+            }
+            Witness::PrimaryDown(r) => Placement::Here(r),
+            Witness::Unknown(r) => Placement::Unknown(r),
+        },
+    }
+}
+
+/// The application runs on the peer only when the name resolves and to none of our addresses.
+pub fn dns_placement(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> Placement {
+    let list = got
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if got.is_empty() {
+        Placement::Unknown(format!("DNS witness: {name} resolved to no address"))
+    } else if got.iter().all(|ip| expected.contains(ip)) {
+        Placement::Here(format!("DNS witness: {name} resolves to {list}, this site"))
+    } else if got.iter().any(|ip| expected.contains(ip)) {
+        Placement::Unknown(format!(
+            "DNS witness: {name} resolves to {list}, this site and another"
+        ))
+    } else {
+        Placement::Peer(format!(
+            "DNS witness: {name} resolves to {list}, not this site"
+        ))
+    }
+}
+
+async fn promoted_here(settings: &Settings, kube: &Kube) -> Result<bool, Error> {
+    Ok(kube
+        .get_opt(
+            &kube.config_maps(),
+            &settings.config.promotion_record_configmap,
+        )
+        .await?
+        .is_some())
+}
+
+/// One run's memory of what it already announced (one Event per kind per run).
+#[derive(Default)]
+pub struct Announced {
+    split_brain: bool,
+}
+
+/// One sample on a writable primary site.
+pub async fn primary_sample(
+    settings: &Settings,
+    kube: &Kube,
+    http: &reqwest::Client,
+    run: &str,
+    local: &Local,
+    announced: &mut Announced,
+) -> Result<(Verdict, Vec<String>), Error> {
+    let (peer, placements, promoted) = tokio::join!(
+        peer(settings, kube, local),
+        placements(settings, http),
+        promoted_here(settings, kube)
+    );
+    let sample = PrimarySample {
+        at: jiff::Timestamp::now(),
+        run: run.to_string(),
+        peer_site: settings.config.peer_site.clone(),
+        peer: peer?.0,
+        placements,
+        promoted_here: promoted?,
+        own: own(local),
+    };
+    let d = act::record(settings, kube, |state| {
+        let d = primary::decide_primary(&settings.policy, state, &sample);
+        (d.next.clone(), d)
+    })
+    .await?;
+    log(&d.verdict, &d.reasons, "primary-role sample");
+    let c = &settings.config;
+    if d.split_brain && !announced.split_brain {
+        announced.split_brain = true;
+        let text = format!(
+            "PostgreSQL SPLIT BRAIN: {} and {} are both writable primaries. {}",
+            c.site,
+            c.peer_site,
+            d.reasons.join("; ")
+        );
+        let since = d.next.split_brain_since.map(|t| t.to_string());
+        let spec = k8s::EventSpec {
+            type_: "Warning",
+            reason: "SplitBrain",
+            message: text.clone(),
+            action: "Observe",
+        };
+        if d.notify_webhook {
+            act::announce(
+                settings,
+                kube,
+                http,
+                Announcement {
+                    reason: "SplitBrain",
+                    action: "Observe",
+                    text,
+                    extra: json!({"event": "split-brain", "since": since}),
+                },
+            )
+            .await;
+        } else {
+            act::event(settings, kube, spec).await;
+        }
+    }
+    if let Some(order) = &d.fence {
+        let f = order.fence(sample.at, &c.peer_site);
+        let written = write_fence(settings, kube, &f, None, true, false).await?;
+        if written {
+            let at = sample.at;
+            let reason = order.reason.as_str().to_string();
+            if let Err(e) = act::update_state(settings, kube, |s| {
+                s.fenced_at = Some(at);
+                s.fence_reason = Some(reason.clone());
+            })
+            .await
+            {
+                tracing::error!(error = %e, "fenced, but the state was not updated");
+            }
+            let text = format!(
+                "PostgreSQL site {} FENCED itself ({}): read-only standby leader, {} is authoritative. {}",
+                c.site,
+                order.reason.as_str(),
+                c.peer_site,
+                d.reasons.join("; ")
+            );
+            act::announce(
+                settings,
+                kube,
+                http,
+                Announcement {
+                    reason: "Fenced",
+                    action: "Fence",
+                    text,
+                    extra: json!({"event": "fenced", "reason": order.reason.as_str(),
+                    "fork_lsn": f.fork_lsn, "diverged_bytes": f.diverged_bytes}),
+                },
+            )
+            .await;
+        }
+    }
+    Ok((d.verdict, d.reasons))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_placement_table() {
+        let here: Vec<IpAddr> = vec!["10.9.0.1".parse().unwrap()];
+        let set = |ips: &[&str]| {
+            ips.iter()
+                .map(|i| i.parse().unwrap())
+                .collect::<BTreeSet<IpAddr>>()
+        };
+        let kind = |p: Placement| match p {
+            Placement::Peer(_) => "peer",
+            Placement::Here(_) => "here",
+            Placement::Unknown(_) => "unknown",
+        };
+        assert_eq!(kind(dns_placement("a", &set(&["10.9.0.1"]), &here)), "here");
+        assert_eq!(kind(dns_placement("a", &set(&["10.1.0.1"]), &here)), "peer");
+        assert_eq!(
+            kind(dns_placement("a", &set(&["10.1.0.1", "10.9.0.1"]), &here)),
+            "unknown"
+        );
+        assert_eq!(kind(dns_placement("a", &set(&[]), &here)), "unknown");
+    }
+}

@@ -1,0 +1,376 @@
+//! Decision tables of the primary-role runs.
+
+use std::time::Duration;
+
+use super::*;
+use crate::sample::fixtures::*;
+use pgdr_core::contract::fence::Phase;
+
+fn policy(mode: Mode) -> Policy {
+    Policy {
+        mode,
+        failure_threshold: 3,
+        min_failure_span: Duration::from_secs(20),
+        max_lag_bytes: 1000,
+        force: false,
+        min_sample_spacing: Duration::from_secs(5),
+        max_sample_gap: Duration::from_secs(120),
+        claim_ttl: Duration::from_secs(300),
+        max_lsn_age: Duration::from_secs(300),
+        replication_broken_renotify: Duration::from_secs(600),
+    }
+}
+
+fn sample(at: i64, peer: Peer, placements: Vec<Placement>) -> PrimarySample {
+    PrimarySample {
+        at: t(at),
+        run: "run-a".into(),
+        peer_site: "golddr".into(),
+        peer,
+        placements,
+        promoted_here: false,
+        own: Own {
+            timeline: Some(3),
+            wal_end: Some(END),
+        },
+    }
+}
+
+fn moved() -> Placement {
+    Placement::Peer("HTTP witness: the GSLB sends the application to golddr".into())
+}
+fn here() -> Placement {
+    Placement::Here("HTTP witness: the GSLB sends the application to gold".into())
+}
+fn unknown() -> Placement {
+    Placement::Unknown("DNS witness: no answer".into())
+}
+
+#[test]
+fn primary_role_table() {
+    use Verdict::*;
+    struct Row {
+        name: &'static str,
+        peer: Peer,
+        placements: Vec<Placement>,
+        promoted_here: bool,
+        state: State,
+        verdict: Verdict,
+        fence: Option<(FenceReason, Option<(u32, u64)>)>,
+        split_brain: bool,
+    }
+    let counted = |n: u32| State {
+        moved_samples: n,
+        moved_since: Some(t(-20)),
+        last_sample_at: Some(t(-10)),
+        ..State::default()
+    };
+    let rows = vec![
+        Row {
+            name: "peer promoted from us: fence with the fork",
+            peer: Peer::Writable(forked_from_us()),
+            placements: vec![],
+            promoted_here: false,
+            state: State::default(),
+            verdict: Fence,
+            fence: Some((FenceReason::PeerAuthoritative, Some((3, FORK)))),
+            split_brain: true,
+        },
+        Row {
+            name: "peer promoted from us wins over an old promotion record here",
+            peer: Peer::Writable(forked_from_us()),
+            placements: vec![here()],
+            promoted_here: true,
+            state: State::default(),
+            verdict: Fence,
+            fence: Some((FenceReason::PeerAuthoritative, Some((3, FORK)))),
+            split_brain: true,
+        },
+        Row {
+            name: "we were promoted from the peer: split brain, we keep writing",
+            peer: Peer::Writable(Lineage::WeForkedFromPeer {
+                fork_lsn: FORK,
+                timeline: 2,
+            }),
+            placements: vec![],
+            promoted_here: true,
+            state: State::default(),
+            verdict: SplitBrain,
+            fence: None,
+            split_brain: true,
+        },
+        Row {
+            name: "unrelated forks: split brain, nobody fenced",
+            peer: Peer::Writable(Lineage::Unrelated),
+            placements: vec![moved()],
+            promoted_here: false,
+            state: State::default(),
+            verdict: SplitBrain,
+            fence: None,
+            split_brain: true,
+        },
+        Row {
+            name: "same timeline: split brain, nobody fenced",
+            peer: Peer::Writable(Lineage::SameTimeline),
+            placements: vec![],
+            promoted_here: false,
+            state: State::default(),
+            verdict: SplitBrain,
+            fence: None,
+            split_brain: true,
+        },
+        Row {
+            name: "another database behind the tunnel: not our peer, nothing done",
+            peer: Peer::Writable(Lineage::DifferentSystem),
+            placements: vec![],
+            promoted_here: false,
+            state: State::default(),
+            verdict: Unknown,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "peer is a standby: ok",
+            peer: Peer::Standby,
+            placements: vec![],
+            promoted_here: false,
+            state: counted(2),
+            verdict: Ok,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "promoted site, peer a standby: already-primary",
+            peer: Peer::Standby,
+            placements: vec![],
+            promoted_here: true,
+            state: State::default(),
+            verdict: AlreadyPrimary,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "peer answers but cannot be identified: nothing done",
+            peer: Peer::Unidentified("28P01 password authentication failed".into()),
+            placements: vec![moved()],
+            promoted_here: false,
+            state: counted(2),
+            verdict: Unknown,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witness keeps the application here: warning",
+            peer: silent(),
+            placements: vec![here()],
+            promoted_here: false,
+            state: State::default(),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witness unknown: warning",
+            peer: silent(),
+            placements: vec![unknown()],
+            promoted_here: false,
+            state: counted(2),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, no witness: never fences",
+            peer: silent(),
+            placements: vec![],
+            promoted_here: false,
+            state: counted(2),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witnesses disagree: warning",
+            peer: silent(),
+            placements: vec![moved(), here()],
+            promoted_here: false,
+            state: counted(2),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witness moved, first sample: counting",
+            peer: silent(),
+            placements: vec![moved(), unknown()],
+            promoted_here: false,
+            state: State::default(),
+            verdict: PeerUnreachable,
+            fence: None,
+            split_brain: false,
+        },
+        Row {
+            name: "silent peer, witness moved, third sample: fence (hold, fork unknown)",
+            peer: silent(),
+            placements: vec![moved()],
+            promoted_here: false,
+            state: counted(2),
+            verdict: Fence,
+            fence: Some((FenceReason::WitnessMoved, None)),
+            split_brain: false,
+        },
+        Row {
+            name: "promoted site, silent peer: already-primary",
+            peer: silent(),
+            placements: vec![here()],
+            promoted_here: true,
+            state: State::default(),
+            verdict: AlreadyPrimary,
+            fence: None,
+            split_brain: false,
+        },
+    ];
+    for r in rows {
+        let mut s = sample(0, r.peer, r.placements);
+        s.promoted_here = r.promoted_here;
+        let d = decide_primary(&policy(Mode::Auto), &r.state, &s);
+        assert_eq!(d.verdict, r.verdict, "{}: {:?}", r.name, d.reasons);
+        assert_eq!(
+            d.fence.as_ref().map(|f| (f.reason, f.fork)),
+            r.fence,
+            "{}: {:?}",
+            r.name,
+            d.reasons
+        );
+        assert_eq!(d.split_brain, r.split_brain, "{}", r.name);
+        assert_eq!(
+            d.next.split_brain_since.is_some(),
+            r.split_brain,
+            "{}",
+            r.name
+        );
+        assert!(!d.reasons.is_empty(), "{}", r.name);
+        assert_eq!(
+            d.next.last_decision.as_ref().unwrap().verdict,
+            r.verdict.to_string()
+        );
+    }
+}
+
+#[test]
+fn fence_order_records_the_divergence_on_the_same_timeline_only() {
+    let d = decide_primary(
+        &policy(Mode::Auto),
+        &State::default(),
+        &sample(0, Peer::Writable(forked_from_us()), vec![]),
+    );
+    let f = d.fence.unwrap().fence(t(0), "golddr");
+    assert_eq!(f.phase, Phase::Hold);
+    assert_eq!(f.fork_lsn.map(lsn_text).as_deref(), Some("0/5000A28"));
+    assert_eq!(f.local_end_lsn.map(lsn_text).as_deref(), Some("0/6000000"));
+    assert_eq!(f.diverged_bytes, Some(END - FORK));
+
+    // We moved on to a timeline of our own after the fork (Patroni promotes a crash-restarted
+    // primary): the lineage proved our WAL runs through the fork, so all past it diverged.
+    let mut s = sample(0, Peer::Writable(forked_from_us()), vec![]);
+    s.own.timeline = Some(4);
+    let f = decide_primary(&policy(Mode::Auto), &State::default(), &s)
+        .fence
+        .unwrap()
+        .fence(t(0), "golddr");
+    assert_eq!(f.diverged_bytes, Some(END - FORK));
+}
+
+#[test]
+fn observe_mode_fences_on_lineage_but_not_on_a_witness_alone() {
+    // Proof (the peer was promoted from our timeline): fenced in observe mode too.
+    let d = decide_primary(
+        &policy(Mode::Observe),
+        &State::default(),
+        &sample(0, Peer::Writable(forked_from_us()), vec![]),
+    );
+    assert_eq!(d.verdict, Verdict::Fence);
+    assert_eq!(
+        d.fence.map(|f| f.reason),
+        Some(FenceReason::PeerAuthoritative)
+    );
+    // A witness's word (peer silent): observe mode only says what it would do.
+    let p = policy(Mode::Observe);
+    let mut state = State::default();
+    let mut last = None;
+    for at in [0, 10, 20] {
+        let d = decide_primary(&p, &state, &sample(at, silent(), vec![moved()]));
+        state = d.next.clone();
+        last = Some(d);
+    }
+    let d = last.unwrap();
+    assert_eq!(d.verdict, Verdict::Fence);
+    assert!(d.fence.is_none());
+    assert!(
+        d.reasons.iter().any(|r| r.contains("WOULD fence")),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn moved_count_needs_consecutive_spaced_samples() {
+    let p = policy(Mode::Auto);
+    let mut state = State::default();
+    let mut verdicts = Vec::new();
+    // 0 s, 2 s (overlapping run: not counted), 10 s, 20 s → third counted sample fences.
+    for at in [0, 2, 10, 20] {
+        let d = decide_primary(&p, &state, &sample(at, silent(), vec![moved()]));
+        verdicts.push((d.verdict, d.next.moved_samples));
+        state = d.next;
+    }
+    assert_eq!(
+        verdicts,
+        vec![
+            (Verdict::PeerUnreachable, 1),
+            (Verdict::PeerUnreachable, 1),
+            (Verdict::PeerUnreachable, 2),
+            (Verdict::Fence, 3),
+        ]
+    );
+    // A witness keeping the application here resets the count.
+    let d = decide_primary(&p, &state, &sample(30, silent(), vec![here()]));
+    assert_eq!(d.next.moved_samples, 0);
+    // A long gap restarts it.
+    let gap = State {
+        moved_samples: 2,
+        last_sample_at: Some(t(-500)),
+        ..State::default()
+    };
+    let d = decide_primary(&p, &gap, &sample(0, silent(), vec![moved()]));
+    assert_eq!(
+        (d.verdict, d.next.moved_samples),
+        (Verdict::PeerUnreachable, 1)
+    );
+}
+
+#[test]
+fn split_brain_webhook_is_rate_limited_and_cleared() {
+    let p = policy(Mode::Auto);
+    let writable = || Peer::Writable(Lineage::Unrelated);
+    let d1 = decide_primary(&p, &State::default(), &sample(0, writable(), vec![]));
+    assert!(d1.notify_webhook);
+    assert_eq!(d1.next.split_brain_since, Some(t(0)));
+    let d2 = decide_primary(&p, &d1.next, &sample(60, writable(), vec![]));
+    assert!(
+        d2.split_brain && !d2.notify_webhook,
+        "within the renotify period"
+    );
+    assert_eq!(
+        d2.next.split_brain_since,
+        Some(t(0)),
+        "since the first sample"
+    );
+    let d3 = decide_primary(&p, &d2.next, &sample(700, writable(), vec![]));
+    assert!(d3.notify_webhook, "again after the renotify period");
+    let d4 = decide_primary(&p, &d3.next, &sample(710, Peer::Standby, vec![]));
+    assert_eq!(d4.next.split_brain_since, None);
+    assert_eq!(d4.next.split_brain_notified_at, None);
+}
+
+// ----- fenced site -----
