@@ -18,6 +18,7 @@
 
 pub mod act;
 pub mod config;
+pub mod ctx;
 pub mod fenced;
 pub mod observe;
 pub mod primary;

@@ -8,6 +8,7 @@ use pgdr_core::k8s::Kube;
 use pgdr_core::retry;
 
 use crate::act::{self, Announcement, Promoted, StoredState};
+use crate::ctx::Ctx;
 use crate::role::{self, Role};
 use crate::standby::{self as decide, Decision, Probe, Reason, Sample, Verdict};
 use crate::{COMPONENT, Error, Report, Settings};
@@ -24,15 +25,20 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
 /// One run with a given client and run id (the Pod name in a cluster).
 pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Result<Report, Error> {
     pgdr_core::tls::install_crypto_provider();
-    let kube = Kube {
-        client,
-        namespace: settings.config.namespace.clone(),
-        deadline: settings.config.api_timeout.get(),
+    let ctx = Ctx {
+        settings,
+        kube: Kube {
+            client,
+            namespace: settings.config.namespace.clone(),
+            deadline: settings.config.api_timeout.get(),
+        },
+        http: reqwest::Client::builder()
+            .timeout(settings.config.probe_timeout.get())
+            .build()
+            .expect("a plain reqwest client always builds"),
+        run: run_id.to_string(),
     };
-    let http = reqwest::Client::builder()
-        .timeout(settings.config.probe_timeout.get())
-        .build()
-        .expect("a plain reqwest client always builds");
+    let (kube, http) = (&ctx.kube, &ctx.http);
     if settings.witnesses.is_empty() {
         tracing::warn!(
             mode = ?settings.policy.mode,
@@ -52,25 +58,15 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
         tokio::time::sleep_until(started + settings.interval() * i).await;
         // The site's current role decides what this sample does (never the values file: after
         // a failover the roles have swapped without a `helm upgrade`).
-        match role::role(settings, &kube).await? {
+        match role::role(settings, kube).await? {
             Role::Primary(local) => {
-                let seen = primary::observe::primary_sample(
-                    settings,
-                    &kube,
-                    &http,
-                    run_id,
-                    &local,
-                    &mut announced,
-                )
-                .await?;
+                let seen = primary::observe::primary_sample(&ctx, &local, &mut announced).await?;
                 taken = i + 1;
                 last_guard = Some(seen);
                 continue;
             }
             Role::Fenced(local, fence) => {
-                let seen =
-                    fenced::observe::fenced_sample(settings, &kube, &http, run_id, &local, &fence)
-                        .await?;
+                let seen = fenced::observe::fenced_sample(&ctx, &local, &fence).await?;
                 taken = i + 1;
                 last_guard = Some(seen);
                 continue;
@@ -83,24 +79,24 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
             }
             Role::Standby => last_guard = None,
         }
-        let (sample, patroni) = crate::observe::sample(settings, &kube, run_id).await?;
-        let (decision, stored) = decide_and_record(settings, &kube, sample.clone()).await?;
+        let (sample, patroni) = crate::observe::sample(settings, kube, run_id).await?;
+        let (decision, stored) = decide_and_record(settings, kube, sample.clone()).await?;
         taken = i + 1;
         failed_samples += u32::from(decision.failed_sample && decision.counted);
         log_sample(taken, &sample, &decision, stored.as_ref());
         if decision.notify_replication_broken {
-            announce_replication_broken(settings, &kube, &http, &decision).await;
+            announce_replication_broken(settings, kube, http, &decision).await;
         }
 
         match decision.verdict {
             Verdict::Promote => {
                 log_decision(&decision);
-                let promoted = promote(settings, &kube, &http, &sample, &decision, patroni).await?;
+                let promoted = promote(settings, kube, http, &sample, &decision, patroni).await?;
                 return Ok(report(decision, taken, failed_samples, Some(promoted)));
             }
             Verdict::WouldPromote => {
                 if decision.notify {
-                    announce_would_promote(settings, &kube, &http, &decision).await;
+                    announce_would_promote(settings, kube, http, &decision).await;
                 }
                 last = Some(decision);
                 break;

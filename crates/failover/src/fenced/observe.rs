@@ -7,11 +7,12 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
-use pgdr_core::k8s::{self, Kube, api_error};
+use pgdr_core::k8s::{self, api_error};
 use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
 
 use crate::act::{self, Announcement};
 use crate::config::{HostMode, Settings};
+use crate::ctx::Ctx;
 use crate::fenced::{self, FencedSample, MemberReclone, Preservation};
 use crate::role::{Local, log, own, peer};
 use crate::standby::Verdict;
@@ -25,13 +26,11 @@ use pgdr_core::contract::slot::FollowTarget;
 
 /// One sample on a fenced site.
 pub async fn fenced_sample(
-    settings: &Settings,
-    kube: &Kube,
-    http: &reqwest::Client,
-    run: &str,
+    ctx: &Ctx<'_>,
     local: &Local,
     current: &Fence,
 ) -> Result<(Verdict, Vec<String>), Error> {
+    let (settings, kube, http, run) = (ctx.settings, &ctx.kube, &ctx.http, ctx.run.as_str());
     let c = &settings.config;
     let (peer, target, sidecar, members) = tokio::join!(
         peer(settings, kube, local),
@@ -39,7 +38,7 @@ pub async fn fenced_sample(
         sidecar_status(settings, http, local),
         async {
             match &current.reclone {
-                Some(_) => members_reclone(settings, kube, http).await,
+                Some(_) => members_reclone(ctx).await,
                 None => Ok(Vec::new()),
             }
         },
@@ -155,15 +154,7 @@ pub async fn fenced_sample(
     }
     if let Some(f) = &d.fence {
         let target = target.ok().filter(|_| f.phase == Phase::Follow);
-        let written = write_fence(
-            settings,
-            kube,
-            f,
-            target.as_ref(),
-            false,
-            d.clear_initialize,
-        )
-        .await?;
+        let written = write_fence(ctx, f, target.as_ref(), false, d.clear_initialize).await?;
         if written && d.clear_initialize {
             tracing::warn!(object = %kube.object(&settings.config_map()), "re-clone: Patroni's initialize key removed with the follow form; Patroni bootstraps a standby leader from the peer");
         }
@@ -172,11 +163,8 @@ pub async fn fenced_sample(
 }
 
 /// Every member pod of this site and its sidecar's answer on the pending re-clone request.
-async fn members_reclone(
-    settings: &Settings,
-    kube: &Kube,
-    http: &reqwest::Client,
-) -> fenced::MemberReports {
+async fn members_reclone(ctx: &Ctx<'_>) -> fenced::MemberReports {
+    let (settings, kube, http) = (ctx.settings, &ctx.kube, &ctx.http);
     let selector = settings.member_selector();
     let pods = kube
         .api::<Pod>()
@@ -259,13 +247,13 @@ pub fn preservation_from(d: Option<&Divergence>) -> Preservation {
 /// Compare-and-set of the fence into `<scope>-config`. `only_if_absent`: a primary fencing
 /// itself never overwrites a fence written meanwhile (by the plugin or another run).
 pub async fn write_fence(
-    settings: &Settings,
-    kube: &Kube,
+    ctx: &Ctx<'_>,
     f: &Fence,
     target: Option<&FollowTarget>,
     only_if_absent: bool,
     clear_initialize: bool,
 ) -> Result<bool, Error> {
+    let (settings, kube) = (ctx.settings, &ctx.kube);
     let name = settings.config_map();
     let api = kube.config_maps();
     let done = retry::compare_and_set(act::CAS_ROUNDS, || async {

@@ -12,6 +12,7 @@ use pgdr_core::k8s::{self, Kube};
 
 use crate::act::{self, Announcement};
 use crate::config::{Settings, WitnessConfig};
+use crate::ctx::Ctx;
 use crate::fenced::observe::write_fence;
 use crate::primary::{self, PrimarySample};
 use crate::role::{Local, log, own, peer};
@@ -129,13 +130,11 @@ pub struct Announced {
 
 /// One sample on a writable primary site.
 pub async fn primary_sample(
-    settings: &Settings,
-    kube: &Kube,
-    http: &reqwest::Client,
-    run: &str,
+    ctx: &Ctx<'_>,
     local: &Local,
     announced: &mut Announced,
 ) -> Result<(Verdict, Vec<String>), Error> {
+    let (settings, kube, http, run) = (ctx.settings, &ctx.kube, &ctx.http, ctx.run.as_str());
     let (peer, placements, promoted) = tokio::join!(
         peer(settings, kube, local),
         placements(settings, http),
@@ -191,7 +190,7 @@ pub async fn primary_sample(
     }
     if let Some(order) = &d.fence {
         let f = order.fence(sample.at, &c.peer_site);
-        let written = write_fence(settings, kube, &f, None, true, false).await?;
+        let written = write_fence(ctx, &f, None, true, false).await?;
         if written {
             let at = sample.at;
             let reason = order.reason.as_str().to_string();
