@@ -38,9 +38,8 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-pub const SA_TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
-pub const SA_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
-pub const SA_UID_ANNOTATION: &str = "kubernetes.io/service-account.uid";
+use crate::token::mint;
+pub use crate::token::{SA_NAME_ANNOTATION, SA_TOKEN_TYPE, SA_UID_ANNOTATION};
 const RBAC: &str = "rbac.authorization.k8s.io";
 const MASTERS: &str = "system:masters";
 const AUTHENTICATED: &str = "system:authenticated";
@@ -100,38 +99,12 @@ pub struct Auth {
     issued: Mutex<HashMap<String, Issued>>,
 }
 
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A token shaped like the real ones (a JWT, so tools that decode the claims can), with a random
-/// third part instead of a signature: the server accepts only tokens it has on record (its own
-/// book, or the `data.token` of an existing token Secret), so the shape carries no trust.
-pub(crate) fn mint(claims: &Value) -> String {
-    let header = b64url(br#"{"alg":"none","typ":"JWT","kid":"kubesim"}"#);
-    let payload = b64url(&serde_json::to_vec(claims).expect("JSON values serialize"));
-    let secret: [u8; 32] = rand::random();
-    format!("{header}.{payload}.{}", b64url(&secret))
-}
-
 fn claims(token: &str) -> Option<Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-/// The claims the legacy token controller puts in a Secret's token.
-pub(crate) fn secret_token_claims(namespace: &str, secret: &str, sa: &str, uid: &str) -> Value {
-    json!({
-        "iss": "kubernetes/serviceaccount",
-        "kubernetes.io/serviceaccount/namespace": namespace,
-        "kubernetes.io/serviceaccount/secret.name": secret,
-        "kubernetes.io/serviceaccount/service-account.name": sa,
-        "kubernetes.io/serviceaccount/service-account.uid": uid,
-        "sub": format!("system:serviceaccount:{namespace}:{sa}"),
-    })
 }
 
 fn unauthorized() -> ApiError {
@@ -1049,6 +1022,7 @@ mod tests {
 
     #[test]
     fn tokens_carry_readable_claims() {
+        use crate::token::secret_token_claims;
         let t = mint(&secret_token_claims("db", "s", "patroni", "u"));
         assert_eq!(t.split('.').count(), 3);
         let c = claims(&t).unwrap();

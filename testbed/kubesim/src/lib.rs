@@ -20,6 +20,7 @@ pub mod registry;
 pub mod selector;
 pub mod store;
 mod tls;
+pub mod token;
 
 pub use api::RequestRecord;
 pub use auth::User;

@@ -4,11 +4,11 @@
 //! Every write goes through [`Inner::write`], so validation, status-subresource rules,
 //! generation, no-op detection and event emission are the same whatever the verb.
 
-use crate::auth;
 use crate::error::ApiError;
 use crate::patch;
 use crate::registry::{Registry, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::token;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, VecDeque};
@@ -962,10 +962,10 @@ impl Inner {
                 if obj.get("type").is_none() {
                     obj["type"] = json!("Opaque");
                 }
-                if obj.get("type").and_then(Value::as_str) == Some(auth::SA_TOKEN_TYPE) {
+                if obj.get("type").and_then(Value::as_str) == Some(token::SA_TOKEN_TYPE) {
                     let sa = obj
                         .pointer("/metadata/annotations")
-                        .and_then(|a| a.get(auth::SA_NAME_ANNOTATION))
+                        .and_then(|a| a.get(token::SA_NAME_ANNOTATION))
                         .and_then(Value::as_str)
                         .unwrap_or_default();
                     if sa.is_empty() {
@@ -974,7 +974,7 @@ impl Inner {
                             name,
                             format!(
                                 "metadata.annotations[{}]: Required value",
-                                auth::SA_NAME_ANNOTATION
+                                token::SA_NAME_ANNOTATION
                             ),
                         ));
                     }
@@ -1118,7 +1118,7 @@ impl Inner {
         {
             return false;
         }
-        let sa = annotation(obj, auth::SA_NAME_ANNOTATION);
+        let sa = annotation(obj, token::SA_NAME_ANNOTATION);
         let ns = meta_str(obj, "namespace").unwrap_or_default().to_string();
         let secret = meta_str(obj, "name").unwrap_or_default().to_string();
         let Some(uid) = self
@@ -1129,22 +1129,22 @@ impl Inner {
         else {
             return false;
         };
-        let want_uid = annotation(obj, auth::SA_UID_ANNOTATION);
+        let want_uid = annotation(obj, token::SA_UID_ANNOTATION);
         if !want_uid.is_empty() && want_uid != uid {
             // Meant for an earlier ServiceAccount of that name: never valid.
             return false;
         }
-        let token = auth::mint(&auth::secret_token_claims(&ns, &secret, &sa, &uid));
+        let minted = token::mint(&token::secret_token_claims(&ns, &secret, &sa, &uid));
         let b64 = |s: &str| json!(base64::engine::general_purpose::STANDARD.encode(s));
         meta_mut(obj)
             .entry("annotations")
             .or_insert(json!({}))
             .as_object_mut()
-            .map(|a| a.insert(auth::SA_UID_ANNOTATION.into(), json!(uid)));
+            .map(|a| a.insert(token::SA_UID_ANNOTATION.into(), json!(uid)));
         if !obj.get("data").is_some_and(Value::is_object) {
             obj["data"] = json!({});
         }
-        obj["data"]["token"] = b64(&token);
+        obj["data"]["token"] = b64(&minted);
         obj["data"]["namespace"] = b64(&ns);
         obj["data"]["ca.crt"] = b64(crate::tls::CA_PEM);
         true
@@ -1160,10 +1160,10 @@ impl Inner {
         let name = meta_str(sa, "name").unwrap_or_default();
         let mine: Vec<Value> = self
             .scan(&secrets, Some(&ns))
-            .filter(|s| s.get("type").and_then(Value::as_str) == Some(auth::SA_TOKEN_TYPE))
+            .filter(|s| s.get("type").and_then(Value::as_str) == Some(token::SA_TOKEN_TYPE))
             .filter(|s| {
                 s.pointer("/metadata/annotations")
-                    .and_then(|a| a.get(auth::SA_NAME_ANNOTATION))
+                    .and_then(|a| a.get(token::SA_NAME_ANNOTATION))
                     .and_then(Value::as_str)
                     == Some(name)
             })
