@@ -249,11 +249,11 @@ impl PatroniClient {
     }
 
     /// `GET /history`: the cluster's timeline history (which timeline ended where), read by
-    /// [`crate::lineage`] to judge a peer's promotion marker. An unreadable history is an error.
-    pub async fn history(&self) -> Result<Vec<crate::lineage::HistoryEntry>, PatroniError> {
+    /// the lineage rule (`pgdr_contract::lineage`) to judge a peer's promotion marker. An unreadable history is an error.
+    pub async fn history(&self) -> Result<Vec<pgdr_contract::lineage::HistoryEntry>, PatroniError> {
         let url = format!("{}/history", self.base);
         let raw: Value = self.get("/history").await?;
-        crate::lineage::parse_patroni_history(&raw.to_string())
+        pgdr_contract::lineage::parse_patroni_history(&raw.to_string())
             .map_err(|reason| PatroniError::Unexpected { url, reason })
     }
 

@@ -18,7 +18,13 @@ use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
 
 use crate::Error;
 use crate::config::Settings;
+use crate::ctx::Ctx;
 use crate::state::{self, STATE_KEY, State, StateProblem};
+use pgdr_core::contract::fence::{self, Fence};
+use pgdr_core::contract::keys::INITIALIZE_ANNOTATION;
+use pgdr_core::contract::slot::FollowTarget;
+use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
+use serde_json::Value;
 
 /// The component name on Events.
 pub const COMPONENT: &str = "pgdr-failover";
@@ -453,4 +459,68 @@ pub async fn webhook(
         Ok(()) => tracing::info!("webhook notified"),
         Err(e) => tracing::warn!(error = ?e, "webhook failed (the outcome is unchanged)"),
     }
+}
+
+/// Compare-and-set of the fence into `<scope>-config`. `only_if_absent`: a primary fencing
+/// itself never overwrites a fence written meanwhile (by the plugin or another run).
+pub async fn write_fence(
+    ctx: &Ctx<'_>,
+    f: &Fence,
+    target: Option<&FollowTarget>,
+    only_if_absent: bool,
+    clear_initialize: bool,
+) -> Result<bool, Error> {
+    let (settings, kube) = (ctx.settings, &ctx.kube);
+    let name = settings.config_map();
+    let api = kube.config_maps();
+    let done = retry::compare_and_set(CAS_ROUNDS, || async {
+        let Some(cm): Option<ConfigMap> = kube.get_opt(&api, &name).await? else {
+            return Ok(Cas::Done(false));
+        };
+        let text = cm
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CONFIG_ANNOTATION))
+            .cloned()
+            .unwrap_or_else(|| "{}".into());
+        let Ok(mut map) = dynamic_config::parse(&text) else {
+            tracing::error!(object = %kube.object(&name), "dynamic config unreadable: fence NOT written");
+            return Ok(Cas::Done(false));
+        };
+        if only_if_absent && matches!(fence::read(&map), Ok(Some(_)) | Err(_)) {
+            return Ok(Cas::Done(false));
+        }
+        fence::apply(&mut map, f, target);
+        let mut annotations = json!({CONFIG_ANNOTATION: dynamic_config::render(&map)});
+        if clear_initialize {
+            // Merge patch: null removes the key.
+            annotations[INITIALIZE_ANNOTATION] = Value::Null;
+        }
+        let patch = json!({"metadata": {
+            "resourceVersion": cm.metadata.resource_version,
+            "annotations": annotations,
+        }});
+        let r = retry::until_deadline(
+            &format!("compare-and-set {name}"),
+            kube.deadline,
+            fast_backoff(),
+            || async { api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await },
+            |e| k8s::is_transient(e) && !k8s::is_conflict(e),
+        )
+        .await;
+        match r {
+            Ok(_) => Ok::<_, Error>(Cas::Done(true)),
+            Err(RetryError::Fatal(e)) if k8s::is_conflict(&e) => Ok(Cas::Lost),
+            Err(e) => Err(api_error("write", &kube.object(&name), e).into()),
+        }
+    })
+    .await?;
+    let written = done.ok_or_else(|| Error::Contention {
+        object: kube.object(&name),
+    })?;
+    if written {
+        tracing::warn!(object = %kube.object(&name), phase = ?f.phase, reason = f.reason.as_str(), fork_lsn = ?f.fork_lsn, preserve = ?f.preserve, "fence written");
+    }
+    Ok(written)
 }

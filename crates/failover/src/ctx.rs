@@ -1,6 +1,6 @@
 //! What every part of a run works with: the settings, the Kubernetes handle, the HTTP client
 //! for witnesses, webhooks and sidecars, and the run's id (its Pod name in a cluster). Built once
-//! per run ([`crate::run::run_with`]) and passed as one value instead of four parameters.
+//! per run (by `run_with`) and passed as one value instead of four parameters.
 
 use pgdr_core::k8s::Kube;
 

@@ -96,7 +96,7 @@ fn default_local_pg_host() -> String {
     "127.0.0.1".into()
 }
 
-/// The peer check's connections (see [`crate::peer`]). `Debug` prints the password as `***`.
+/// The peer check's connections (the `peer` module). `Debug` prints the password as `***`.
 #[derive(Clone, Debug)]
 pub struct PeerSettings {
     pub host: String,

@@ -1,15 +1,12 @@
 //! The fenced role's observation: the peer, this site's leader and its sidecar (preservation,
 //! own timeline history, re-clone receipts of every member), the follow target; then the
-//! decision and the fence's compare-and-set ([`write_fence`], also the primary role's).
+//! decision and the fence's compare-and-set (`act::write_fence`, also the primary role's).
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{ListParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use serde_json::json;
 
-use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
-use pgdr_core::k8s::{self, api_error};
-use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
-
+use crate::act::write_fence;
 use crate::act::{self, Announcement};
 use crate::config::{HostMode, Settings};
 use crate::ctx::Ctx;
@@ -17,8 +14,7 @@ use crate::fenced::{self, FencedSample, MemberReclone, Preservation};
 use crate::role::{Local, log, own, peer};
 use crate::standby::Verdict;
 use crate::{Error, observe};
-use pgdr_core::contract::fence::{self, Fence, Phase};
-use pgdr_core::contract::keys::INITIALIZE_ANNOTATION;
+use pgdr_core::contract::fence::{Fence, Phase};
 use pgdr_core::contract::sidecar::{
     AgentView, Divergence, DivergenceState, RecloneState, RecloneStatus,
 };
@@ -244,73 +240,10 @@ pub fn preservation_from(d: Option<&Divergence>) -> Preservation {
     }
 }
 
-/// Compare-and-set of the fence into `<scope>-config`. `only_if_absent`: a primary fencing
-/// itself never overwrites a fence written meanwhile (by the plugin or another run).
-pub async fn write_fence(
-    ctx: &Ctx<'_>,
-    f: &Fence,
-    target: Option<&FollowTarget>,
-    only_if_absent: bool,
-    clear_initialize: bool,
-) -> Result<bool, Error> {
-    let (settings, kube) = (ctx.settings, &ctx.kube);
-    let name = settings.config_map();
-    let api = kube.config_maps();
-    let done = retry::compare_and_set(act::CAS_ROUNDS, || async {
-        let Some(cm): Option<ConfigMap> = kube.get_opt(&api, &name).await? else {
-            return Ok(Cas::Done(false));
-        };
-        let text = cm
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(CONFIG_ANNOTATION))
-            .cloned()
-            .unwrap_or_else(|| "{}".into());
-        let Ok(mut map) = dynamic_config::parse(&text) else {
-            tracing::error!(object = %kube.object(&name), "dynamic config unreadable: fence NOT written");
-            return Ok(Cas::Done(false));
-        };
-        if only_if_absent && matches!(fence::read(&map), Ok(Some(_)) | Err(_)) {
-            return Ok(Cas::Done(false));
-        }
-        fence::apply(&mut map, f, target);
-        let mut annotations = json!({CONFIG_ANNOTATION: dynamic_config::render(&map)});
-        if clear_initialize {
-            // Merge patch: null removes the key.
-            annotations[INITIALIZE_ANNOTATION] = Value::Null;
-        }
-        let patch = json!({"metadata": {
-            "resourceVersion": cm.metadata.resource_version,
-            "annotations": annotations,
-        }});
-        let r = retry::until_deadline(
-            &format!("compare-and-set {name}"),
-            kube.deadline,
-            fast_backoff(),
-            || async { api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await },
-            |e| k8s::is_transient(e) && !k8s::is_conflict(e),
-        )
-        .await;
-        match r {
-            Ok(_) => Ok::<_, Error>(Cas::Done(true)),
-            Err(RetryError::Fatal(e)) if k8s::is_conflict(&e) => Ok(Cas::Lost),
-            Err(e) => Err(api_error("write", &kube.object(&name), e).into()),
-        }
-    })
-    .await?;
-    let written = done.ok_or_else(|| Error::Contention {
-        object: kube.object(&name),
-    })?;
-    if written {
-        tracing::warn!(object = %kube.object(&name), phase = ?f.phase, reason = f.reason.as_str(), fork_lsn = ?f.fork_lsn, preserve = ?f.preserve, "fence written");
-    }
-    Ok(written)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn sidecar_status_table() {

@@ -1,6 +1,6 @@
 //! The primary role: a run on a writable primary site (`standby_cluster` absent, the local
 //! leader a primary, no fence). Pure decision here ([`decide_primary`]); observation in
-//! [`observe`]; the fence it orders is written by [`crate::fenced::observe::write_fence`].
+//! [`observe`]; the fence it orders is written by [`crate::act::write_fence`].
 //!
 //! The promoted site is authoritative. A writable primary fences itself when the peer is a
 //! writable primary promoted from our timeline (lineage), or when the peer is silent and a

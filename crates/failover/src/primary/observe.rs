@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
 use pgdr_core::k8s::{self, Kube};
 
+use crate::act::write_fence;
 use crate::act::{self, Announcement};
 use crate::config::{Settings, WitnessConfig};
 use crate::ctx::Ctx;
-use crate::fenced::observe::write_fence;
 use crate::primary::{self, PrimarySample};
 use crate::role::{Local, log, own, peer};
 use crate::sample::Placement;
