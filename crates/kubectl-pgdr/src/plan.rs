@@ -291,309 +291,348 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
         }
     }
     match p.step {
-        Step::Hold => {
-            let missing: Vec<String> = [from, to]
-                .iter()
-                .filter(|s| s.agent.installed && !s.agent.hold)
-                .map(|s| s.site.clone())
-                .collect();
-            if missing.is_empty() {
-                Next::Record {
-                    progress: advance(p, Step::Demote, now, "failover agents held".into()),
-                }
-            } else {
-                Next::Act {
-                    action: Action::SetHold { sites: missing },
-                    why: "hold the failover agents so nothing decides mid-way".into(),
-                }
-            }
+        Step::Hold => step_hold(pair, p, now),
+        Step::Demote => step_demote(pair, p, now),
+        Step::Token => step_token(pair, p, now),
+        Step::CatchUp => step_catch_up(pair, p, req, now),
+        Step::Promote => step_promote(pair, p, now),
+        Step::Promoted => step_promoted(pair, p, now),
+        Step::Verify => step_verify(pair, p, now),
+        Step::Release => step_release(pair, p, now),
+        Step::Done => step_done(),
+    }
+}
+
+/// Switchover step `Hold`: Hold both failover agents, so that nothing decides mid-way.
+fn step_hold(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
+    let (from, to) = (pair.from, pair.to);
+    let missing: Vec<String> = [from, to]
+        .iter()
+        .filter(|s| s.agent.installed && !s.agent.hold)
+        .map(|s| s.site.clone())
+        .collect();
+    if missing.is_empty() {
+        Next::Record {
+            progress: advance(p, Step::Demote, now, "failover agents held".into()),
         }
-        Step::Demote => {
-            if from.is_standby_configured() {
-                return Next::Record {
-                    progress: advance(
-                        p,
-                        Step::Token,
-                        now,
-                        format!("{} configured as a standby cluster", from.site),
-                    ),
-                };
-            }
-            if to.writable().is_some() {
-                return Next::Stuck(format!(
-                    "site {} became writable before {} was demoted",
-                    to.site, from.site
-                ));
-            }
-            let Some(primary) = from.writable() else {
-                return Next::Wait(format!(
-                    "site {} has no running primary to demote ({})",
-                    from.site,
-                    from.role().as_str()
-                ));
-            };
-            if p.source_lsn_before_demote.is_none() {
-                let mut rec = p.clone();
-                rec.rev += 1;
-                rec.source_lsn_before_demote = primary.xlog_location;
-                return Next::Record { progress: rec };
-            }
-            Next::Act {
-                action: Action::Demote {
-                    site: from.site.clone(),
-                },
-                why: format!(
-                    "demote {} (clean shutdown, then a standby leader following {})",
-                    from.site, to.site
-                ),
-            }
+    } else {
+        Next::Act {
+            action: Action::SetHold { sites: missing },
+            why: "hold the failover agents so nothing decides mid-way".into(),
         }
-        Step::Token => {
-            let Some(leader) = from.leader_member() else {
-                return Next::Wait(format!(
-                    "{}: waiting for a leader after the demote",
-                    from.site
-                ));
-            };
-            if leader.is_writable() {
-                return Next::Wait(format!(
-                    "{} still runs as a primary; Patroni demotes it within a loop",
-                    from.site
-                ));
-            }
-            if !leader.is_standby_leader() {
-                return Next::Wait(format!(
-                    "{}: {} is {} / {}",
-                    from.site,
-                    leader.name,
-                    leader.role.as_deref().unwrap_or("?"),
-                    leader.state.as_deref().unwrap_or("?")
-                ));
-            }
-            let (Some(tl), Some(lsn)) = (leader.timeline, leader.replayed()) else {
-                return Next::Wait(format!(
-                    "{}: the standby leader publishes no position yet",
-                    from.site
-                ));
-            };
-            if p.source_timeline.is_some_and(|t| t != tl) {
-                return Next::Stuck(format!(
-                    "{} came back on timeline {tl}, it was on {}: not a clean demote",
-                    from.site,
-                    p.source_timeline.unwrap_or_default()
-                ));
-            }
-            if p.source_lsn_before_demote
-                .is_some_and(|before| lsn < before)
-            {
-                return Next::Stuck(format!(
-                    "{}'s position after the demote ({}) is before its last write position ({}): not a clean demote",
-                    from.site,
-                    fmt_lsn(lsn),
-                    fmt_lsn(p.source_lsn_before_demote.unwrap_or_default())
-                ));
-            }
-            let mut rec = advance(
+    }
+}
+
+/// Switchover step `Demote`: Record the source's write position, then make the source a standby cluster following the
+/// target (Patroni shuts it down cleanly and restarts it as a standby leader).
+fn step_demote(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
+    let (from, to) = (pair.from, pair.to);
+    if from.is_standby_configured() {
+        return Next::Record {
+            progress: advance(
                 p,
-                Step::CatchUp,
+                Step::Token,
                 now,
-                format!("demotion token: LSN {} on timeline {tl}", fmt_lsn(lsn)),
-            );
-            rec.token = Some(Token { lsn, timeline: tl });
-            Next::Record { progress: rec }
+                format!("{} configured as a standby cluster", from.site),
+            ),
+        };
+    }
+    if to.writable().is_some() {
+        return Next::Stuck(format!(
+            "site {} became writable before {} was demoted",
+            to.site, from.site
+        ));
+    }
+    let Some(primary) = from.writable() else {
+        return Next::Wait(format!(
+            "site {} has no running primary to demote ({})",
+            from.site,
+            from.role().as_str()
+        ));
+    };
+    if p.source_lsn_before_demote.is_none() {
+        let mut rec = p.clone();
+        rec.rev += 1;
+        rec.source_lsn_before_demote = primary.xlog_location;
+        return Next::Record { progress: rec };
+    }
+    Next::Act {
+        action: Action::Demote {
+            site: from.site.clone(),
+        },
+        why: format!(
+            "demote {} (clean shutdown, then a standby leader following {})",
+            from.site, to.site
+        ),
+    }
+}
+
+/// Switchover step `Token`: Once the source runs as a standby leader: record its final position and timeline (the
+/// demotion token).
+fn step_token(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
+    let from = pair.from;
+    let Some(leader) = from.leader_member() else {
+        return Next::Wait(format!(
+            "{}: waiting for a leader after the demote",
+            from.site
+        ));
+    };
+    if leader.is_writable() {
+        return Next::Wait(format!(
+            "{} still runs as a primary; Patroni demotes it within a loop",
+            from.site
+        ));
+    }
+    if !leader.is_standby_leader() {
+        return Next::Wait(format!(
+            "{}: {} is {} / {}",
+            from.site,
+            leader.name,
+            leader.role.as_deref().unwrap_or("?"),
+            leader.state.as_deref().unwrap_or("?")
+        ));
+    }
+    let (Some(tl), Some(lsn)) = (leader.timeline, leader.replayed()) else {
+        return Next::Wait(format!(
+            "{}: the standby leader publishes no position yet",
+            from.site
+        ));
+    };
+    if p.source_timeline.is_some_and(|t| t != tl) {
+        return Next::Stuck(format!(
+            "{} came back on timeline {tl}, it was on {}: not a clean demote",
+            from.site,
+            p.source_timeline.unwrap_or_default()
+        ));
+    }
+    if p.source_lsn_before_demote
+        .is_some_and(|before| lsn < before)
+    {
+        return Next::Stuck(format!(
+            "{}'s position after the demote ({}) is before its last write position ({}): not a clean demote",
+            from.site,
+            fmt_lsn(lsn),
+            fmt_lsn(p.source_lsn_before_demote.unwrap_or_default())
+        ));
+    }
+    let mut rec = advance(
+        p,
+        Step::CatchUp,
+        now,
+        format!("demotion token: LSN {} on timeline {tl}", fmt_lsn(lsn)),
+    );
+    rec.token = Some(Token { lsn, timeline: tl });
+    Next::Record { progress: rec }
+}
+
+/// Switchover step `CatchUp`: Wait until the target has replayed exactly the token (`--force`: promote anyway after
+/// `force_after`, saying what may be lost); WAL past the token on the target means divergence.
+fn step_catch_up(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
+    let to = pair.to;
+    let token = p.token.expect("catch-up always has a token");
+    if to.writable().is_some() {
+        return Next::Stuck(format!(
+            "site {} became writable before the catch-up was confirmed",
+            to.site
+        ));
+    }
+    let Some(leader) = to.leader_member().filter(|m| m.is_standby_leader()) else {
+        return Next::Wait(format!(
+            "{}: no running standby leader ({})",
+            to.site,
+            to.role().as_str()
+        ));
+    };
+    let replayed = leader.replayed().unwrap_or(0);
+    let received = leader.receive_lsn.unwrap_or(0);
+    if replayed > token.lsn || received > token.lsn {
+        return Next::Stuck(format!(
+            "{} has WAL past the demotion token ({} replayed, {} received, token {}): the sites diverged",
+            to.site,
+            fmt_lsn(replayed),
+            fmt_lsn(received),
+            fmt_lsn(token.lsn)
+        ));
+    }
+    match leader.timeline {
+        Some(tl) if tl > token.timeline => {
+            return Next::Stuck(format!(
+                "{} is on timeline {tl}, past the token's {}",
+                to.site, token.timeline
+            ));
         }
-        Step::CatchUp => {
-            let token = p.token.expect("catch-up always has a token");
-            if to.writable().is_some() {
-                return Next::Stuck(format!(
-                    "site {} became writable before the catch-up was confirmed",
-                    to.site
-                ));
-            }
-            let Some(leader) = to.leader_member().filter(|m| m.is_standby_leader()) else {
-                return Next::Wait(format!(
-                    "{}: no running standby leader ({})",
-                    to.site,
-                    to.role().as_str()
-                ));
-            };
-            let replayed = leader.replayed().unwrap_or(0);
-            let received = leader.receive_lsn.unwrap_or(0);
-            if replayed > token.lsn || received > token.lsn {
-                return Next::Stuck(format!(
-                    "{} has WAL past the demotion token ({} replayed, {} received, token {}): the sites diverged",
-                    to.site,
-                    fmt_lsn(replayed),
-                    fmt_lsn(received),
-                    fmt_lsn(token.lsn)
-                ));
-            }
-            match leader.timeline {
-                Some(tl) if tl > token.timeline => {
-                    return Next::Stuck(format!(
-                        "{} is on timeline {tl}, past the token's {}",
-                        to.site, token.timeline
-                    ));
-                }
-                Some(tl) if tl == token.timeline && replayed == token.lsn => {
-                    return Next::Record {
-                        progress: advance(
-                            p,
-                            Step::Promote,
-                            now,
-                            format!(
-                                "{} replayed exactly up to {} on timeline {tl}",
-                                to.site,
-                                fmt_lsn(token.lsn)
-                            ),
-                        ),
-                    };
-                }
-                // The tunnel reaches only the source's primary Service, which has no endpoint
-                // once the source demoted: the target's WAL receiver is down and Patroni publishes
-                // its checkpoint timeline, older than the token's. The target followed the source
-                // on the token's timeline when the switchover began, has been a read-only standby
-                // of it since, and replayed exactly up to the token: it is on that timeline.
-                Some(tl)
-                    if tl < token.timeline
-                        && replayed == token.lsn
-                        && !leader.is_streaming()
-                        && p.target_timeline == Some(token.timeline) =>
-                {
-                    return Next::Record {
-                        progress: advance(
-                            p,
-                            Step::Promote,
-                            now,
-                            format!(
-                                "{} replayed exactly up to {} on timeline {} (followed on it when the switchover began; receiver down since the demote, Patroni shows checkpoint timeline {tl})",
-                                to.site,
-                                fmt_lsn(token.lsn),
-                                token.timeline
-                            ),
-                        ),
-                    };
-                }
-                _ => {}
-            }
-            let missing = token.lsn - replayed;
-            let waited = now.duration_since(p.step_started_at).unsigned_abs();
-            if (p.force || req.force) && waited >= req.force_after {
-                let mut rec = advance(
+        Some(tl) if tl == token.timeline && replayed == token.lsn => {
+            return Next::Record {
+                progress: advance(
                     p,
                     Step::Promote,
                     now,
                     format!(
-                        "FORCED after {waited:?}: {} replayed {}, {missing} bytes short of the token {}",
+                        "{} replayed exactly up to {} on timeline {tl}",
                         to.site,
-                        fmt_lsn(replayed),
                         fmt_lsn(token.lsn)
                     ),
-                );
-                rec.forced_loss_bytes = Some(missing);
-                return Next::Record { progress: rec };
-            }
-            Next::Wait(format!(
-                "{} replayed {} of {} ({missing} bytes to go, timeline {})",
+                ),
+            };
+        }
+        // The tunnel reaches only the source's primary Service, which has no endpoint
+        // once the source demoted: the target's WAL receiver is down and Patroni publishes
+        // its checkpoint timeline, older than the token's. The target followed the source
+        // on the token's timeline when the switchover began, has been a read-only standby
+        // of it since, and replayed exactly up to the token: it is on that timeline.
+        Some(tl)
+            if tl < token.timeline
+                && replayed == token.lsn
+                && !leader.is_streaming()
+                && p.target_timeline == Some(token.timeline) =>
+        {
+            return Next::Record {
+                progress: advance(
+                    p,
+                    Step::Promote,
+                    now,
+                    format!(
+                        "{} replayed exactly up to {} on timeline {} (followed on it when the switchover began; receiver down since the demote, Patroni shows checkpoint timeline {tl})",
+                        to.site,
+                        fmt_lsn(token.lsn),
+                        token.timeline
+                    ),
+                ),
+            };
+        }
+        _ => {}
+    }
+    let missing = token.lsn - replayed;
+    let waited = now.duration_since(p.step_started_at).unsigned_abs();
+    if (p.force || req.force) && waited >= req.force_after {
+        let mut rec = advance(
+            p,
+            Step::Promote,
+            now,
+            format!(
+                "FORCED after {waited:?}: {} replayed {}, {missing} bytes short of the token {}",
                 to.site,
                 fmt_lsn(replayed),
-                fmt_lsn(token.lsn),
-                leader.timeline.map_or("?".into(), |t| t.to_string())
-            ))
-        }
-        Step::Promote => {
-            if from.writable().is_some() {
-                return Next::Stuck(format!(
-                    "{} is writable again: refusing to promote {}",
-                    from.site, to.site
-                ));
-            }
-            if !to.is_standby_configured() {
-                return Next::Record {
-                    progress: advance(
-                        p,
-                        Step::Promoted,
-                        now,
-                        format!("{} no longer configured as a standby", to.site),
-                    ),
-                };
-            }
-            Next::Act {
-                action: Action::Promote {
-                    site: to.site.clone(),
-                },
-                why: format!("promote {}", to.site),
-            }
-        }
-        Step::Promoted => {
-            let token_tl = p.token.map_or(0, |t| t.timeline);
-            match to.writable() {
-                Some(m) if m.timeline.is_some_and(|tl| tl > token_tl) => {
-                    let tl = m.timeline.unwrap_or_default();
-                    let mut rec = advance(
-                        p,
-                        Step::Verify,
-                        now,
-                        format!("{} is a writable primary on timeline {tl}", to.site),
-                    );
-                    rec.new_timeline = Some(tl);
-                    Next::Record { progress: rec }
-                }
-                _ => Next::Wait(format!("{} is promoting ({})", to.site, to.role().as_str())),
-            }
-        }
-        Step::Verify => {
-            let want = p.new_timeline.unwrap_or_default();
-            match from.leader_member() {
-                Some(l)
-                    if l.is_standby_leader() && l.is_streaming() && l.timeline == Some(want) =>
-                {
-                    Next::Record {
-                        progress: advance(
-                            p,
-                            Step::Release,
-                            now,
-                            format!("{} streams from {} on timeline {want}", from.site, to.site),
-                        ),
-                    }
-                }
-                Some(l) => Next::Wait(format!(
-                    "{}: {} is {} / {}, replication {}, timeline {} (want {want})",
-                    from.site,
-                    l.name,
-                    l.role.as_deref().unwrap_or("?"),
-                    l.state.as_deref().unwrap_or("?"),
-                    l.replication_state.as_deref().unwrap_or("none"),
-                    l.timeline.map_or("?".into(), |t| t.to_string())
-                )),
-                None => Next::Wait(format!("{}: no leader yet", from.site)),
-            }
-        }
-        Step::Release => {
-            let ours: Vec<String> = [from, to]
-                .iter()
-                .filter(|s| s.agent.installed && s.agent.hold && !p.held_before.contains(&s.site))
-                .map(|s| s.site.clone())
-                .collect();
-            if ours.is_empty() {
-                let msg = match p.forced_loss_bytes {
-                    Some(b) => {
-                        format!("switchover complete (forced: up to {b} bytes were not replayed)")
-                    }
-                    None => "switchover complete, nothing lost".to_string(),
-                };
-                Next::Record {
-                    progress: advance(p, Step::Done, now, msg),
-                }
-            } else {
-                Next::Act {
-                    action: Action::ReleaseHold { sites: ours },
-                    why: "release the holds this switchover set".into(),
-                }
-            }
-        }
-        Step::Done => Next::Done("switchover complete".into()),
+                fmt_lsn(token.lsn)
+            ),
+        );
+        rec.forced_loss_bytes = Some(missing);
+        return Next::Record { progress: rec };
     }
+    Next::Wait(format!(
+        "{} replayed {} of {} ({missing} bytes to go, timeline {})",
+        to.site,
+        fmt_lsn(replayed),
+        fmt_lsn(token.lsn),
+        leader.timeline.map_or("?".into(), |t| t.to_string())
+    ))
+}
+
+/// Switchover step `Promote`: Remove `standby_cluster` from the target and declare the pair's slot; never while the source
+/// is writable.
+fn step_promote(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
+    let (from, to) = (pair.from, pair.to);
+    if from.writable().is_some() {
+        return Next::Stuck(format!(
+            "{} is writable again: refusing to promote {}",
+            from.site, to.site
+        ));
+    }
+    if !to.is_standby_configured() {
+        return Next::Record {
+            progress: advance(
+                p,
+                Step::Promoted,
+                now,
+                format!("{} no longer configured as a standby", to.site),
+            ),
+        };
+    }
+    Next::Act {
+        action: Action::Promote {
+            site: to.site.clone(),
+        },
+        why: format!("promote {}", to.site),
+    }
+}
+
+/// Switchover step `Promoted`: Wait for a writable primary on the target, on a later timeline.
+fn step_promoted(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
+    let to = pair.to;
+    let token_tl = p.token.map_or(0, |t| t.timeline);
+    match to.writable() {
+        Some(m) if m.timeline.is_some_and(|tl| tl > token_tl) => {
+            let tl = m.timeline.unwrap_or_default();
+            let mut rec = advance(
+                p,
+                Step::Verify,
+                now,
+                format!("{} is a writable primary on timeline {tl}", to.site),
+            );
+            rec.new_timeline = Some(tl);
+            Next::Record { progress: rec }
+        }
+        _ => Next::Wait(format!("{} is promoting ({})", to.site, to.role().as_str())),
+    }
+}
+
+/// Switchover step `Verify`: Wait until the source's standby leader streams from the new primary.
+fn step_verify(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
+    let (from, to) = (pair.from, pair.to);
+    let want = p.new_timeline.unwrap_or_default();
+    match from.leader_member() {
+        Some(l) if l.is_standby_leader() && l.is_streaming() && l.timeline == Some(want) => {
+            Next::Record {
+                progress: advance(
+                    p,
+                    Step::Release,
+                    now,
+                    format!("{} streams from {} on timeline {want}", from.site, to.site),
+                ),
+            }
+        }
+        Some(l) => Next::Wait(format!(
+            "{}: {} is {} / {}, replication {}, timeline {} (want {want})",
+            from.site,
+            l.name,
+            l.role.as_deref().unwrap_or("?"),
+            l.state.as_deref().unwrap_or("?"),
+            l.replication_state.as_deref().unwrap_or("none"),
+            l.timeline.map_or("?".into(), |t| t.to_string())
+        )),
+        None => Next::Wait(format!("{}: no leader yet", from.site)),
+    }
+}
+
+/// Switchover step `Release`: Remove the holds this switchover set (holds set before it are kept).
+fn step_release(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
+    let (from, to) = (pair.from, pair.to);
+    let ours: Vec<String> = [from, to]
+        .iter()
+        .filter(|s| s.agent.installed && s.agent.hold && !p.held_before.contains(&s.site))
+        .map(|s| s.site.clone())
+        .collect();
+    if ours.is_empty() {
+        let msg = match p.forced_loss_bytes {
+            Some(b) => {
+                format!("switchover complete (forced: up to {b} bytes were not replayed)")
+            }
+            None => "switchover complete, nothing lost".to_string(),
+        };
+        Next::Record {
+            progress: advance(p, Step::Done, now, msg),
+        }
+    } else {
+        Next::Act {
+            action: Action::ReleaseHold { sites: ours },
+            why: "release the holds this switchover set".into(),
+        }
+    }
+}
+
+/// Switchover step `Done`: Nothing left to do.
+fn step_done() -> Next {
+    Next::Done("switchover complete".into())
 }
 
 /// Checks before `promote SITE` / `unfence SITE` (removing `standby_cluster`). A peer that is
