@@ -13,6 +13,9 @@ use serde_json::{Map, Value, json};
 
 use crate::keys::SLOTS;
 
+/// The key of `standby_cluster` that names the slot to stream from.
+pub const PRIMARY_SLOT_NAME: &str = "primary_slot_name";
+
 /// The failover agent's environment variable that carries the slot name (the chart sets it from
 /// `replication.slotName`); the plugin reads it from the agent's CronJob.
 pub const AGENT_SLOT_ENV: &str = "FAILOVER_PEER_SLOT_NAME";
@@ -83,10 +86,17 @@ impl FollowTarget {
         json!({
             "host": self.host,
             "port": self.port,
-            "primary_slot_name": self.slot.as_str(),
+            PRIMARY_SLOT_NAME: self.slot.as_str(),
             "create_replica_methods": ["basebackup"],
         })
     }
+}
+
+/// The slot a `standby_cluster` section streams from, when it names one.
+pub fn followed(standby_cluster: &Map<String, Value>) -> Option<&str> {
+    standby_cluster
+        .get(PRIMARY_SLOT_NAME)
+        .and_then(Value::as_str)
 }
 
 /// Declares `slot` as a permanent physical slot in a dynamic config object; every other key and

@@ -561,21 +561,53 @@ pub fn http_verdict(status: u16, body: &str) -> Witness {
     }
 }
 
+/// What a DNS witness's answer says about this site, read once for both roles (the standby's
+/// [`dns_verdict`], the primary's placement).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsAnswer {
+    /// The name resolved to no address.
+    Empty,
+    /// Only to addresses of this site.
+    Here,
+    /// To addresses of this site and others.
+    Mixed,
+    /// To none of this site's addresses.
+    Elsewhere,
+}
+
+impl DnsAnswer {
+    /// The answer, and its addresses as text for the reasons.
+    pub fn read(got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> (DnsAnswer, String) {
+        let list = got
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let answer = if got.is_empty() {
+            DnsAnswer::Empty
+        } else if got.iter().all(|ip| expected.contains(ip)) {
+            DnsAnswer::Here
+        } else if got.iter().any(|ip| expected.contains(ip)) {
+            DnsAnswer::Mixed
+        } else {
+            DnsAnswer::Elsewhere
+        };
+        (answer, list)
+    }
+}
+
 /// Agrees only when the name resolves, and only to addresses of this site.
 pub fn dns_verdict(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> Witness {
-    let list = got
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    if got.is_empty() {
-        Witness::Unknown(format!("DNS witness: {name} resolved to no address"))
-    } else if got.iter().all(|ip| expected.contains(ip)) {
-        Witness::PrimaryDown(format!("DNS witness: {name} resolves to {list}, this site"))
-    } else {
-        Witness::PrimaryAlive(format!(
+    match DnsAnswer::read(got, expected) {
+        (DnsAnswer::Empty, _) => {
+            Witness::Unknown(format!("DNS witness: {name} resolved to no address"))
+        }
+        (DnsAnswer::Here, list) => {
+            Witness::PrimaryDown(format!("DNS witness: {name} resolves to {list}, this site"))
+        }
+        (DnsAnswer::Mixed | DnsAnswer::Elsewhere, list) => Witness::PrimaryAlive(format!(
             "DNS witness: {name} resolves to {list}, not (only) this site"
-        ))
+        )),
     }
 }
 

@@ -756,8 +756,7 @@ pub fn slot_name(configured: Option<&SlotName>, obs: &[SiteObs; 2]) -> Result<Sl
             .as_ref()
             .filter(|c| c.is_standby())
             .and_then(|c| c.standby_cluster())
-            .and_then(|sc| sc.get("primary_slot_name"))
-            .and_then(Value::as_str)
+            .and_then(pgdr_contract::slot::followed)
         {
             found.push((format!("{}'s standby_cluster", o.site), s.to_string()));
         }

@@ -425,7 +425,9 @@ pub fn render_text(r: &Report) -> String {
                     "{}:{} slot {}",
                     sc["host"].as_str().unwrap_or("?"),
                     sc["port"],
-                    sc["primary_slot_name"].as_str().unwrap_or("-")
+                    sc.as_object()
+                        .and_then(pgdr_contract::slot::followed)
+                        .unwrap_or("-")
                 )
             })
         }),

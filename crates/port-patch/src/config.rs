@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use pgdr_core::config::{ConfigError, Dur, KeyValues, LogFormat};
+use pgdr_core::contract::slot::SlotName;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -117,7 +118,7 @@ pub struct Settings {
     pub port_name: Option<String>,
     pub host_mode: HostMode,
     pub host: Option<String>,
-    pub primary_slot_name: Option<String>,
+    pub primary_slot_name: Option<SlotName>,
     pub create_replica_methods: Option<Vec<String>>,
     /// Labels for a created ConfigMap: `labels` plus `scope_label=scope`.
     pub labels: BTreeMap<String, String>,
@@ -190,21 +191,12 @@ impl Config {
             }
             other => other,
         };
-        let primary_slot_name = match self.primary_slot_name.filter(|s| !s.is_empty()) {
-            Some(s)
-                if !s
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') =>
-            {
-                return Err(ConfigError::invalid(
-                    var("primary_slot_name"),
-                    format!(
-                        "'{s}' is not a valid replication slot name (lowercase letters, digits, '_')"
-                    ),
-                ));
-            }
-            other => other,
-        };
+        let primary_slot_name = self
+            .primary_slot_name
+            .filter(|s| !s.is_empty())
+            .map(|s| SlotName::parse(&s))
+            .transpose()
+            .map_err(|e| ConfigError::invalid(var("primary_slot_name"), e.to_string()))?;
         let create_replica_methods = match self.create_replica_methods {
             Some(list) => {
                 let list: Vec<String> = list

@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use pgdr_core::contract::slot::{PRIMARY_SLOT_NAME, SlotName};
 use pgdr_core::dynamic_config::{self, MalformedConfig, STANDBY_CLUSTER};
 pub use pgdr_core::promotion_record::PromotionRecord;
 use serde_json::{Map, Value};
@@ -14,7 +15,7 @@ use crate::config::{HostMode, PortField};
 pub struct Target {
     pub host: String,
     pub port: u16,
-    pub primary_slot_name: Option<String>,
+    pub primary_slot_name: Option<SlotName>,
     pub create_replica_methods: Option<Vec<String>>,
 }
 
@@ -258,7 +259,7 @@ pub fn with_target(mut config: Map<String, Value>, target: &Target) -> Map<Strin
     sc.insert("host".into(), Value::from(target.host.clone()));
     sc.insert("port".into(), Value::from(target.port));
     if let Some(slot) = &target.primary_slot_name {
-        sc.insert("primary_slot_name".into(), Value::from(slot.clone()));
+        sc.insert(PRIMARY_SLOT_NAME.into(), Value::from(slot.as_str()));
     }
     if let Some(methods) = &target.create_replica_methods {
         sc.insert(
@@ -295,7 +296,7 @@ mod tests {
         Target {
             host: "svc-gold.ns.svc".into(),
             port: 43504,
-            primary_slot_name: Some("golddr".into()),
+            primary_slot_name: Some(SlotName::parse("golddr").unwrap()),
             create_replica_methods: None,
         }
     }

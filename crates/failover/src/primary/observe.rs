@@ -14,6 +14,7 @@ use crate::act::write_fence;
 use crate::act::{self, Announcement};
 use crate::config::{Settings, WitnessConfig};
 use crate::ctx::Ctx;
+use crate::observe::DnsAnswer;
 use crate::primary::{self, PrimarySample};
 use crate::role::{Local, log, own, peer};
 use crate::sample::Placement;
@@ -92,23 +93,19 @@ async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Clien
 
 /// The application runs on the peer only when the name resolves and to none of our addresses.
 pub fn dns_placement(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> Placement {
-    let list = got
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    if got.is_empty() {
-        Placement::Unknown(format!("DNS witness: {name} resolved to no address"))
-    } else if got.iter().all(|ip| expected.contains(ip)) {
-        Placement::Here(format!("DNS witness: {name} resolves to {list}, this site"))
-    } else if got.iter().any(|ip| expected.contains(ip)) {
-        Placement::Unknown(format!(
+    match DnsAnswer::read(got, expected) {
+        (DnsAnswer::Empty, _) => {
+            Placement::Unknown(format!("DNS witness: {name} resolved to no address"))
+        }
+        (DnsAnswer::Here, list) => {
+            Placement::Here(format!("DNS witness: {name} resolves to {list}, this site"))
+        }
+        (DnsAnswer::Mixed, list) => Placement::Unknown(format!(
             "DNS witness: {name} resolves to {list}, this site and another"
-        ))
-    } else {
-        Placement::Peer(format!(
+        )),
+        (DnsAnswer::Elsewhere, list) => Placement::Peer(format!(
             "DNS witness: {name} resolves to {list}, not this site"
-        ))
+        )),
     }
 }
 
