@@ -156,200 +156,274 @@ pub fn rewind_hazard(
     ))
 }
 
-/// A run on a fenced site: contract §2's flow, one step further per sample where possible.
+/// A run on a fenced site: contract §2's flow, one step further per sample where possible. The
+/// steps, in order (each may stop the run with its verdict): a pending re-clone; the follow
+/// phase; the demotion; the fork; the divergence record; the preservation; follow or re-clone.
 pub fn decide_fenced(
     rejoin: Rejoin,
     state: &State,
     current: &Fence,
     s: &FencedSample,
 ) -> FencedDecision {
-    let mut next = state.clone();
-    let mut reasons = vec![format!(
-        "fenced since {} ({}), {} is authoritative, phase {:?}",
-        current.since,
-        current.reason.as_str(),
-        current.peer,
-        current.phase
-    )];
-    next.fenced_at.get_or_insert(current.since);
-    next.fence_reason
-        .get_or_insert_with(|| current.reason.as_str().to_string());
-    let mut f = current.clone();
-    let mut diverged = None;
-    let mut hazard = None;
-    let peer = current.peer.clone();
-    let mut clear_initialize = false;
-    let mut reclone_requested = false;
-    let verdict = 'flow: {
-        // A pending re-clone comes first: once a member moved its data aside the site has no
-        // leader (nothing is read-only or streaming until Patroni cloned it).
-        if current.phase == Phase::Hold
-            && let Some(request) = &current.reclone
+    let mut flow = Flow::new(state, current, s);
+    let verdict = flow.run(rejoin).unwrap_or_else(|stop| stop);
+    flow.finish(verdict)
+}
+
+/// One fenced run in progress: what it read, and what it has decided so far.
+struct Flow<'a> {
+    state: &'a State,
+    current: &'a Fence,
+    s: &'a FencedSample,
+    peer: String,
+    next: State,
+    reasons: Vec<String>,
+    /// The fence as it will be written (compared with `current` at the end).
+    f: Fence,
+    diverged: Option<DivergenceRecord>,
+    hazard: Option<String>,
+    clear_initialize: bool,
+    reclone_requested: bool,
+}
+
+/// `Err(verdict)`: the run stops at this step with that verdict.
+type Step<T = ()> = Result<T, Verdict>;
+
+impl<'a> Flow<'a> {
+    fn new(state: &'a State, current: &'a Fence, s: &'a FencedSample) -> Flow<'a> {
+        let mut next = state.clone();
+        next.fenced_at.get_or_insert(current.since);
+        next.fence_reason
+            .get_or_insert_with(|| current.reason.as_str().to_string());
+        Flow {
+            state,
+            current,
+            s,
+            peer: current.peer.clone(),
+            next,
+            reasons: vec![format!(
+                "fenced since {} ({}), {} is authoritative, phase {:?}",
+                current.since,
+                current.reason.as_str(),
+                current.peer,
+                current.phase
+            )],
+            f: current.clone(),
+            diverged: None,
+            hazard: None,
+            clear_initialize: false,
+            reclone_requested: false,
+        }
+    }
+
+    fn say(&mut self, reason: impl Into<String>) {
+        self.reasons.push(reason.into());
+    }
+
+    /// Says why and stops the run as [`Verdict::Fenced`].
+    fn hold(&mut self, reason: impl Into<String>) -> Verdict {
+        self.say(reason);
+        Verdict::Fenced
+    }
+
+    fn run(&mut self, rejoin: Rejoin) -> Step<Verdict> {
+        self.pending_reclone()?;
+        self.following()?;
+        self.demoted()?;
+        let (timeline, fork) = self.fork()?;
+        self.record_divergence(timeline, fork);
+        self.preserved(rejoin, timeline, fork)?;
+        Ok(self.follow_or_reclone(timeline, fork))
+    }
+
+    /// A pending re-clone comes first: once a member moved its data aside the site has no leader
+    /// (nothing is read-only or streaming until Patroni cloned it).
+    fn pending_reclone(&mut self) -> Step {
+        let (current, s, peer) = (self.current, self.s, self.peer.clone());
+        let Some(request) = current
+            .reclone
+            .as_ref()
+            .filter(|_| current.phase == Phase::Hold)
+        else {
+            return Ok(());
+        };
+        self.say(format!(
+            "re-clone requested at {} (rewinding onto {peer} is unsafe)",
+            request.requested_at
+        ));
+        match reclone_ready(request, &s.members) {
+            Err(why) => return Err(self.hold(why)),
+            Ok(all) => self.say(all),
+        }
+        // While Patroni holds the lock it re-writes `initialize` (a leader without the key
+        // restores it): it releases the lock once it finds its data directory gone.
+        if s.lock_held {
+            return Err(self.hold(
+                "Patroni still holds this site's leader lock (it releases it once it finds the \
+                 data directory gone): waiting",
+            ));
+        }
+        if let Err(why) = &s.target {
+            return Err(self.hold(format!("no follow target: {why}; stays on hold (empty)")));
+        }
+        self.f.phase = Phase::Follow;
+        self.clear_initialize = true;
+        self.say(format!(
+            "re-cloning: standby_cluster follows {peer} through the tunnel and Patroni's \
+             initialize key is removed: Patroni bootstraps a standby leader from {peer}"
+        ));
+        Err(Verdict::Rejoining)
+    }
+
+    /// In phase follow: rejoined once the leader streams, unless the data is on a colliding
+    /// timeline (checked first: such a site may stream, wrongly).
+    fn following(&mut self) -> Step {
+        let (current, s, peer) = (self.current, self.s, self.peer.clone());
+        if current.phase != Phase::Follow {
+            return Ok(());
+        }
+        if let Some((left, fork)) = current.fork()
+            && let Some(why) = rewind_hazard(
+                left,
+                fork,
+                s.own.timeline,
+                s.own_history.as_deref(),
+                s.peer_timeline,
+                true,
+            )
         {
-            reasons.push(format!(
-                "re-clone requested at {} (rewinding onto {peer} is unsafe)",
-                request.requested_at
-            ));
-            match reclone_ready(request, &s.members) {
-                Err(why) => {
-                    reasons.push(why);
-                    break 'flow Verdict::Fenced;
-                }
-                Ok(all) => reasons.push(all),
-            }
-            // While Patroni holds the lock it re-writes `initialize` (a leader without the key
-            // restores it): it releases the lock once it finds its data directory gone.
-            if s.lock_held {
-                reasons.push(
-                    "Patroni still holds this site's leader lock (it releases it once it finds \
-                     the data directory gone): waiting"
-                        .into(),
-                );
-                break 'flow Verdict::Fenced;
-            }
-            if let Err(why) = &s.target {
-                reasons.push(format!("no follow target: {why}; stays on hold (empty)"));
-                break 'flow Verdict::Fenced;
-            }
-            f.phase = Phase::Follow;
-            clear_initialize = true;
-            reasons.push(format!(
-                "re-cloning: standby_cluster follows {peer} through the tunnel and Patroni's \
-                 initialize key is removed: Patroni bootstraps a standby leader from {peer}"
-            ));
-            break 'flow Verdict::Rejoining;
+            self.f.phase = Phase::Hold;
+            self.hazard = Some(why.clone());
+            return Err(self.hold(why));
         }
-        if current.phase == Phase::Follow {
-            // Checked before "streaming": a site on a colliding timeline may stream, wrongly.
-            if let Some((left, fork)) = current.fork()
-                && let Some(why) = rewind_hazard(
-                    left,
-                    fork,
-                    s.own.timeline,
-                    s.own_history.as_deref(),
-                    s.peer_timeline,
-                    true,
-                )
-            {
-                f.phase = Phase::Hold;
-                reasons.push(why.clone());
-                hazard = Some(why);
-                break 'flow Verdict::Fenced;
-            }
-            if s.leader_streaming {
-                next.rejoined_at.get_or_insert(s.at);
-                reasons.push(format!("the local leader streams from {peer}: rejoined"));
-                break 'flow Verdict::Rejoined;
-            }
-            reasons.push(format!(
-                "following {peer}: Patroni rewinds/clones and starts streaming (not yet)"
-            ));
-            break 'flow Verdict::Rejoining;
+        if s.leader_streaming {
+            self.next.rejoined_at.get_or_insert(s.at);
+            self.say(format!("the local leader streams from {peer}: rejoined"));
+            return Err(Verdict::Rejoined);
         }
-        // Our end is only final once Patroni has demoted the leader (no more writes).
-        if !s.read_only {
-            reasons.push(
-                "Patroni is still demoting this site's leader (not read-only yet): waiting".into(),
-            );
-            break 'flow Verdict::Fenced;
+        self.say(format!(
+            "following {peer}: Patroni rewinds/clones and starts streaming (not yet)"
+        ));
+        Err(Verdict::Rejoining)
+    }
+
+    /// Our end is only final once Patroni has demoted the leader (no more writes).
+    fn demoted(&mut self) -> Step {
+        if self.s.read_only {
+            Ok(())
+        } else {
+            Err(self
+                .hold("Patroni is still demoting this site's leader (not read-only yet): waiting"))
         }
-        // Step 1: the fork, from the peer's promotion marker.
-        if f.fork().is_none() {
-            match &s.peer {
-                Peer::Writable(Lineage::PeerForkedFromUs { fork_lsn, timeline }) => {
-                    let end = f.local_end_lsn.or(s.own.wal_end);
-                    f.timeline = Some(*timeline);
-                    f.fork_lsn = Some(*fork_lsn);
-                    f.local_end_lsn = end;
-                    f.diverged_bytes = end.map(|e| divergence_bytes(e, *fork_lsn));
-                }
-                Peer::Writable(other) => {
-                    reasons.push(format!(
-                        "{peer} is writable but {}: no automatic rejoin, stays read-only; a \
-                         person decides (`kubectl pgdr status`)",
-                        lineage_text(other)
-                    ));
-                    break 'flow Verdict::Fenced;
-                }
-                Peer::Standby => {
-                    reasons.push(format!(
-                        "{peer} is not a writable primary (in recovery): stays read-only"
-                    ));
-                    break 'flow Verdict::Fenced;
-                }
-                Peer::Silent(why) | Peer::Unidentified(why) => {
-                    reasons.push(format!(
-                        "{peer} cannot be asked for its history ({why}): stays read-only"
-                    ));
-                    break 'flow Verdict::Fenced;
-                }
+    }
+
+    /// Step 1: the fork (the timeline the peer left, and where), from the peer's promotion
+    /// marker; recorded in the fence once known.
+    fn fork(&mut self) -> Step<(u32, u64)> {
+        let (s, peer) = (self.s, self.peer.clone());
+        if let Some(fork) = self.f.fork() {
+            return Ok(fork);
+        }
+        match &s.peer {
+            Peer::Writable(Lineage::PeerForkedFromUs { fork_lsn, timeline }) => {
+                let end = self.f.local_end_lsn.or(s.own.wal_end);
+                self.f.timeline = Some(*timeline);
+                self.f.fork_lsn = Some(*fork_lsn);
+                self.f.local_end_lsn = end;
+                self.f.diverged_bytes = end.map(|e| divergence_bytes(e, *fork_lsn));
+                Ok((*timeline, *fork_lsn))
             }
+            Peer::Writable(other) => Err(self.hold(format!(
+                "{peer} is writable but {}: no automatic rejoin, stays read-only; a person \
+                 decides (`kubectl pgdr status`)",
+                lineage_text(other)
+            ))),
+            Peer::Standby => Err(self.hold(format!(
+                "{peer} is not a writable primary (in recovery): stays read-only"
+            ))),
+            Peer::Silent(why) | Peer::Unidentified(why) => Err(self.hold(format!(
+                "{peer} cannot be asked for its history ({why}): stays read-only"
+            ))),
         }
-        let (timeline, fork) = f.fork().expect("set above");
+    }
+
+    /// The divergence: our final end on the forked timeline and the bytes past the fork,
+    /// recorded in the state (and announced) when new.
+    fn record_divergence(&mut self, timeline: u32, fork: u64) {
         // The end recorded when fencing may predate the last writes before the demotion: the
         // read-only leader's own end on that timeline is the final one.
-        let recorded = f.local_end_lsn;
-        let now = s.own.wal_end;
-        if let Some(end) = recorded.max(now) {
-            f.local_end_lsn = Some(end);
-            f.diverged_bytes = Some(divergence_bytes(end, fork));
+        if let Some(end) = self.f.local_end_lsn.max(self.s.own.wal_end) {
+            self.f.local_end_lsn = Some(end);
+            self.f.diverged_bytes = Some(divergence_bytes(end, fork));
         }
         let record = DivergenceRecord {
-            recorded_at: s.at,
-            peer: peer.clone(),
+            recorded_at: self.s.at,
+            peer: self.peer.clone(),
             timeline,
             fork_lsn: lsn_text(fork),
-            local_end_lsn: f.local_end_lsn.map(lsn_text),
-            diverged_bytes: f.diverged_bytes,
+            local_end_lsn: self.f.local_end_lsn.map(lsn_text),
+            diverged_bytes: self.f.diverged_bytes,
         };
-        let known = state.divergence.as_ref().is_some_and(|d| {
+        let known = self.state.divergence.as_ref().is_some_and(|d| {
             (d.timeline, &d.fork_lsn, d.diverged_bytes)
                 == (record.timeline, &record.fork_lsn, record.diverged_bytes)
         });
         if !known {
-            next.divergence = Some(record.clone());
-            diverged = Some(record);
+            self.next.divergence = Some(record.clone());
+            self.diverged = Some(record);
         }
-        reasons.push(format!(
-            "fork: {peer} left our timeline {timeline} at {}; our end {}; diverged bytes {}",
+        let peer = self.peer.clone();
+        let end = self
+            .f
+            .local_end_lsn
+            .map_or_else(|| "unknown".to_string(), lsn_text);
+        let bytes = self
+            .f
+            .diverged_bytes
+            .map_or_else(|| "unknown".to_string(), |b| b.to_string());
+        self.say(format!(
+            "fork: {peer} left our timeline {timeline} at {}; our end {end}; diverged bytes {bytes}",
             lsn_text(fork),
-            f.local_end_lsn
-                .map_or_else(|| "unknown".to_string(), lsn_text),
-            f.diverged_bytes
-                .map_or_else(|| "unknown".to_string(), |b| b.to_string())
         ));
-        // Step 2: preserve what diverged (unknown counts as diverged).
-        let something_diverged = f.diverged_bytes != Some(0);
-        if something_diverged {
-            if f.preserve.is_none() {
-                f.preserve = Some(Preserve {
-                    timeline,
-                    from_lsn: fork,
-                });
-                reasons.push("asked the readiness sidecar to preserve the diverged WAL".into());
-                break 'flow Verdict::Fenced;
-            }
-            match &s.preservation {
-                Preservation::Preserved(what) => {
-                    reasons.push(format!("diverged WAL preserved: {what}"))
-                }
-                Preservation::Incomplete(what) => reasons.push(format!(
-                    "diverged WAL preserved INCOMPLETE (segments already gone): {what}"
-                )),
-                Preservation::NotYet(what) => {
-                    reasons.push(format!("waiting for the WAL preservation: {what}"));
-                    break 'flow Verdict::Fenced;
-                }
-            }
-            if rejoin == Rejoin::Manual && f.rejoin_approved_at.is_none() {
-                reasons.push(format!(
-                    "rejoin: manual and WAL diverged: stays read-only until `kubectl pgdr rejoin` \
-                     (then it rewinds onto {peer}, discarding the preserved range)"
-                ));
-                break 'flow Verdict::Fenced;
+    }
+
+    /// Step 2: what diverged is preserved (unknown counts as diverged), and a manual rejoin is
+    /// approved, before anything discards it.
+    fn preserved(&mut self, rejoin: Rejoin, timeline: u32, fork: u64) -> Step {
+        let (s, peer) = (self.s, self.peer.clone());
+        if self.f.diverged_bytes == Some(0) {
+            return Ok(());
+        }
+        if self.f.preserve.is_none() {
+            self.f.preserve = Some(Preserve {
+                timeline,
+                from_lsn: fork,
+            });
+            return Err(self.hold("asked the readiness sidecar to preserve the diverged WAL"));
+        }
+        match &s.preservation {
+            Preservation::Preserved(what) => self.say(format!("diverged WAL preserved: {what}")),
+            Preservation::Incomplete(what) => self.say(format!(
+                "diverged WAL preserved INCOMPLETE (segments already gone): {what}"
+            )),
+            Preservation::NotYet(what) => {
+                return Err(self.hold(format!("waiting for the WAL preservation: {what}")));
             }
         }
-        // Step 3: follow the authoritative site, unless Patroni would not rewind us onto it.
+        if rejoin == Rejoin::Manual && self.f.rejoin_approved_at.is_none() {
+            return Err(self.hold(format!(
+                "rejoin: manual and WAL diverged: stays read-only until `kubectl pgdr rejoin` \
+                 (then it rewinds onto {peer}, discarding the preserved range)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Step 3: follow the authoritative site, unless Patroni would not rewind us onto it; then
+    /// request a re-clone instead.
+    fn follow_or_reclone(&mut self, timeline: u32, fork: u64) -> Verdict {
+        let (s, peer) = (self.s, self.peer.clone());
+        let authoritative = matches!(s.peer, Peer::Writable(Lineage::PeerForkedFromUs { .. }));
         if let Some(why) = rewind_hazard(
             timeline,
             fork,
@@ -358,83 +432,86 @@ pub fn decide_fenced(
             s.peer_timeline,
             false,
         ) {
-            reasons.push(why.clone());
-            hazard = Some(why);
+            self.say(why.clone());
+            self.hazard = Some(why);
             // Re-clone instead: the WAL past the fork is preserved (step 2) and `rejoin` let us
             // this far. Only toward a peer proven authoritative right now, reachable to clone.
-            if !matches!(s.peer, Peer::Writable(Lineage::PeerForkedFromUs { .. })) {
-                reasons.push(format!(
+            if !authoritative {
+                return self.hold(format!(
                     "{peer} is not seen as our authoritative primary right now: no re-clone yet"
                 ));
-            } else if let Err(why) = &s.target {
-                reasons.push(format!("no follow target to clone from: {why}"));
-            } else {
-                f.reclone = Some(Reclone {
-                    requested_at: s.at.to_string(),
-                    keep_data: matches!(s.preservation, Preservation::Incomplete(_)),
-                });
-                reclone_requested = true;
-                reasons.push(format!(
-                    "re-clone requested: each member's readiness sidecar moves its data \
-                     directory aside{}, then Patroni clones this site from {peer}",
-                    if matches!(s.preservation, Preservation::Incomplete(_)) {
-                        " and keeps it (the WAL copy is incomplete)"
-                    } else {
-                        " and deletes it once PostgreSQL stopped (the WAL past the fork is preserved)"
-                    }
-                ));
             }
-            break 'flow Verdict::Fenced;
+            if let Err(why) = &s.target {
+                return self.hold(format!("no follow target to clone from: {why}"));
+            }
+            let incomplete = matches!(s.preservation, Preservation::Incomplete(_));
+            self.f.reclone = Some(Reclone {
+                requested_at: s.at.to_string(),
+                keep_data: incomplete,
+            });
+            self.reclone_requested = true;
+            return self.hold(format!(
+                "re-clone requested: each member's readiness sidecar moves its data directory \
+                 aside{}, then Patroni clones this site from {peer}",
+                if incomplete {
+                    " and keeps it (the WAL copy is incomplete)"
+                } else {
+                    " and deletes it once PostgreSQL stopped (the WAL past the fork is preserved)"
+                }
+            ));
         }
-        if !matches!(s.peer, Peer::Writable(Lineage::PeerForkedFromUs { .. })) {
-            reasons.push(format!(
+        if !authoritative {
+            return self.hold(format!(
                 "{peer} is not seen as our authoritative primary right now: stays on hold"
             ));
-            break 'flow Verdict::Fenced;
         }
         if let Err(why) = &s.target {
-            reasons.push(format!("no follow target: {why}; stays on hold"));
-            break 'flow Verdict::Fenced;
+            return self.hold(format!("no follow target: {why}; stays on hold"));
         }
-        f.phase = Phase::Follow;
-        reasons.push(format!(
+        self.f.phase = Phase::Follow;
+        self.say(format!(
             "rejoining: standby_cluster now follows {peer} through the tunnel (pg_rewind as needed)"
         ));
         Verdict::Rejoining
-    };
-    next.last_decision = Some(DecisionRecord {
-        at: s.at,
-        verdict: verdict.to_string(),
-        reasons: reasons.clone(),
-        run: s.run.clone(),
-    });
-    // Announced once per episode; a rejoin ends it.
-    let reclone = match hazard {
-        Some(why) => {
-            let first = state.reclone_required_at.is_none();
-            next.reclone_required_at.get_or_insert(s.at);
-            first.then_some(why)
-        }
-        None => {
-            if verdict == Verdict::Rejoined {
-                next.reclone_required_at = None;
-                // Done: a later fence episode must not find an old request.
-                if f.reclone.take().is_some() {
-                    next.recloned_at.get_or_insert(s.at);
-                }
+    }
+
+    /// The decision: the state's record of it, the re-clone announcement (once per episode; a
+    /// rejoin ends it) and the fence to write when it changed.
+    fn finish(mut self, verdict: Verdict) -> FencedDecision {
+        let s = self.s;
+        self.next.last_decision = Some(DecisionRecord {
+            at: s.at,
+            verdict: verdict.to_string(),
+            reasons: self.reasons.clone(),
+            run: s.run.clone(),
+        });
+        let reclone = match self.hazard {
+            Some(why) => {
+                let first = self.state.reclone_required_at.is_none();
+                self.next.reclone_required_at.get_or_insert(s.at);
+                first.then_some(why)
             }
-            None
+            None => {
+                if verdict == Verdict::Rejoined {
+                    self.next.reclone_required_at = None;
+                    // Done: a later fence episode must not find an old request.
+                    if self.f.reclone.take().is_some() {
+                        self.next.recloned_at.get_or_insert(s.at);
+                    }
+                }
+                None
+            }
+        };
+        FencedDecision {
+            verdict,
+            reasons: self.reasons,
+            next: self.next,
+            fence: (self.f != *self.current).then_some(self.f),
+            diverged: self.diverged,
+            reclone,
+            clear_initialize: self.clear_initialize,
+            reclone_requested: self.reclone_requested,
         }
-    };
-    FencedDecision {
-        verdict,
-        reasons,
-        next,
-        fence: (f != *current).then_some(f),
-        diverged,
-        reclone,
-        clear_initialize,
-        reclone_requested,
     }
 }
 
