@@ -71,191 +71,221 @@ pub struct GuardDecision {
     pub notify_webhook: bool,
 }
 
-/// A run on a writable primary site (`standby_cluster` absent, local leader primary, no fence).
+/// A run on a writable primary site (`standby_cluster` absent, local leader primary, no fence):
+/// what the peer is (writable, a standby, unidentified, silent) decides; observe mode holds back
+/// a fence that rests on a witness alone; the split brain is recorded and its webhook rate-limited.
 pub fn decide_primary(policy: &Policy, state: &State, s: &PrimarySample) -> GuardDecision {
-    let mut next = state.clone();
-    let mut reasons = Vec::new();
-    let mut fence = None;
-    let peer = &s.peer_site;
-    let idle = if s.promoted_here {
-        Verdict::AlreadyPrimary
-    } else {
-        Verdict::Ok
+    let mut d = Deciding {
+        next: state.clone(),
+        reasons: Vec::new(),
+        fence: None,
+        peer: &s.peer_site,
     };
     let verdict = match &s.peer {
-        Peer::Writable(lineage) => {
-            reset_moved(&mut next);
-            next.split_brain_since.get_or_insert(s.at);
-            reasons.push(format!(
-                "SPLIT BRAIN: {peer} is a writable primary too, {}",
-                lineage_text(lineage)
-            ));
-            match lineage {
-                Lineage::PeerForkedFromUs { fork_lsn, timeline } => {
-                    reasons.push(format!(
-                        "{peer} was promoted from this site: it is authoritative, this site fences \
-                         itself (hold) and keeps its WAL past {}",
-                        lsn_text(*fork_lsn)
-                    ));
-                    // The lineage proved our WAL runs through the fork on that timeline (we may
-                    // be on a later one of our own after a crash restart): all past it diverged.
-                    let local_end = s.own.wal_end;
-                    fence = Some(FenceOrder {
-                        reason: FenceReason::PeerAuthoritative,
-                        fork: Some((*timeline, *fork_lsn)),
-                        local_end,
-                    });
-                    Verdict::Fence
-                }
-                Lineage::WeForkedFromPeer { .. } => {
-                    reasons.push(format!(
-                        "this site was promoted from {peer}'s timeline: this site is authoritative \
-                         and keeps writing; {peer} must fence itself (its agent does, or `kubectl \
-                         pgdr fence {peer}`)"
-                    ));
-                    Verdict::SplitBrain
-                }
-                Lineage::DifferentSystem => {
-                    next.split_brain_since = None;
-                    reasons.push(
-                        "the tunnel reaches another database, not this pair's peer: nothing done; \
-                         check the tunnel Service's target"
-                            .into(),
-                    );
-                    Verdict::Unknown
-                }
-                Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater
-                    if s.promoted_here =>
-                {
-                    reasons.push(format!(
-                        "this site holds the promotion record: it is authoritative and keeps \
-                         writing; {peer} must be fenced (`kubectl pgdr fence {peer}`)"
-                    ));
-                    Verdict::SplitBrain
-                }
-                Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater => {
-                    reasons.push(
-                        "no lineage proof of authority: nothing fenced automatically; a person \
-                         must choose the site to keep (`kubectl pgdr fence SITE` on the other)"
-                            .into(),
-                    );
-                    Verdict::SplitBrain
-                }
-            }
-        }
-        Peer::Standby => {
-            reset_moved(&mut next);
-            next.split_brain_since = None;
-            reasons.push(format!(
-                "{peer} is a standby (in recovery): one writable primary"
-            ));
-            idle
-        }
-        Peer::Unidentified(why) => {
-            reset_moved(&mut next);
-            reasons.push(format!(
-                "{peer} answered through the tunnel but could not be identified ({why}): alive, \
-                 role unknown; nothing done"
-            ));
-            Verdict::Unknown
-        }
-        Peer::Silent(why) => {
-            next.split_brain_since = None;
-            reasons.push(format!("{peer} gives no answer through the tunnel: {why}"));
-            let moved: Vec<&String> = s
-                .placements
-                .iter()
-                .filter_map(|p| match p {
-                    Placement::Peer(r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            let here: Vec<&String> = s
-                .placements
-                .iter()
-                .filter_map(|p| match p {
-                    Placement::Here(r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            for p in &s.placements {
-                let (Placement::Peer(r) | Placement::Here(r) | Placement::Unknown(r)) = p;
-                reasons.push(r.clone());
-            }
-            if s.placements.is_empty() {
-                reasons.push("no witness configured: a silent peer alone never fences".into());
-            }
-            if moved.is_empty() || !here.is_empty() {
-                reset_moved(&mut next);
-                if !here.is_empty() {
-                    reasons.push("a witness keeps the application here: warning only".into());
-                } else if !s.placements.is_empty() {
-                    reasons.push("no witness says the application moved: warning only".into());
-                }
-                if s.promoted_here {
-                    Verdict::AlreadyPrimary
-                } else {
-                    Verdict::PeerUnreachable
-                }
-            } else {
-                count_moved(policy, state, s.at, &mut next, &mut reasons);
-                if next.moved_samples >= policy.failure_threshold {
-                    reasons.push(format!(
-                        "the application runs on {peer} ({} samples in a row): this isolated \
-                         primary fences itself (hold) and stops taking writes",
-                        next.moved_samples
-                    ));
-                    fence = Some(FenceOrder {
-                        reason: FenceReason::WitnessMoved,
-                        fork: None,
-                        local_end: s.own.wal_end,
-                    });
-                    Verdict::Fence
-                } else {
-                    reasons.push(format!(
-                        "a witness says the application runs on {peer}: {} of {} samples",
-                        next.moved_samples, policy.failure_threshold
-                    ));
-                    Verdict::PeerUnreachable
-                }
-            }
-        }
+        Peer::Writable(lineage) => d.writable_peer(s, lineage),
+        Peer::Standby => d.standby_peer(s),
+        Peer::Unidentified(why) => d.unidentified_peer(why),
+        Peer::Silent(why) => d.silent_peer(policy, state, s, why),
     };
-    // Observe mode holds back only the fence that rests on a witness's word. A peer promoted
-    // from our timeline is proof, and the fence it calls for only stops writes that a rejoin
-    // would discard: it acts in every mode (`FAILOVER_MODE` is about promotions).
-    if policy.mode == Mode::Observe
-        && fence
-            .as_ref()
-            .is_some_and(|f| f.reason == FenceReason::WitnessMoved)
-    {
-        reasons.push("FAILOVER_MODE=observe: WOULD fence this site, nothing changed".into());
-        fence = None;
+    d.observe_mode(policy);
+    d.finish(policy, s, verdict)
+}
+
+/// A primary-role decision in progress.
+struct Deciding<'a> {
+    next: State,
+    reasons: Vec<String>,
+    fence: Option<FenceOrder>,
+    peer: &'a str,
+}
+
+impl Deciding<'_> {
+    fn say(&mut self, reason: impl Into<String>) {
+        self.reasons.push(reason.into());
     }
-    let split_brain = matches!(s.peer, Peer::Writable(ref l) if *l != Lineage::DifferentSystem);
-    let notify_webhook = split_brain
-        && next
-            .split_brain_notified_at
-            .is_none_or(|t| s.at.duration_since(t) >= signed(policy.replication_broken_renotify));
-    if notify_webhook {
-        next.split_brain_notified_at = Some(s.at);
+
+    /// Both sites writable: the lineage says who is authoritative, or a person must.
+    fn writable_peer(&mut self, s: &PrimarySample, lineage: &Lineage) -> Verdict {
+        let peer = self.peer;
+        reset_moved(&mut self.next);
+        self.next.split_brain_since.get_or_insert(s.at);
+        self.say(format!(
+            "SPLIT BRAIN: {peer} is a writable primary too, {}",
+            lineage_text(lineage)
+        ));
+        match lineage {
+            Lineage::PeerForkedFromUs { fork_lsn, timeline } => {
+                self.say(format!(
+                    "{peer} was promoted from this site: it is authoritative, this site fences \
+                     itself (hold) and keeps its WAL past {}",
+                    lsn_text(*fork_lsn)
+                ));
+                // The lineage proved our WAL runs through the fork on that timeline (we may be
+                // on a later one of our own after a crash restart): all past it diverged.
+                self.fence = Some(FenceOrder {
+                    reason: FenceReason::PeerAuthoritative,
+                    fork: Some((*timeline, *fork_lsn)),
+                    local_end: s.own.wal_end,
+                });
+                Verdict::Fence
+            }
+            Lineage::WeForkedFromPeer { .. } => {
+                self.say(format!(
+                    "this site was promoted from {peer}'s timeline: this site is authoritative \
+                     and keeps writing; {peer} must fence itself (its agent does, or `kubectl \
+                     pgdr fence {peer}`)"
+                ));
+                Verdict::SplitBrain
+            }
+            Lineage::DifferentSystem => {
+                self.next.split_brain_since = None;
+                self.say(
+                    "the tunnel reaches another database, not this pair's peer: nothing done; \
+                     check the tunnel Service's target",
+                );
+                Verdict::Unknown
+            }
+            Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater
+                if s.promoted_here =>
+            {
+                self.say(format!(
+                    "this site holds the promotion record: it is authoritative and keeps \
+                     writing; {peer} must be fenced (`kubectl pgdr fence {peer}`)"
+                ));
+                Verdict::SplitBrain
+            }
+            Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater => {
+                self.say(
+                    "no lineage proof of authority: nothing fenced automatically; a person must \
+                     choose the site to keep (`kubectl pgdr fence SITE` on the other)",
+                );
+                Verdict::SplitBrain
+            }
+        }
     }
-    if !split_brain {
-        next.split_brain_notified_at = None;
+
+    fn standby_peer(&mut self, s: &PrimarySample) -> Verdict {
+        reset_moved(&mut self.next);
+        self.next.split_brain_since = None;
+        let peer = self.peer;
+        self.say(format!(
+            "{peer} is a standby (in recovery): one writable primary"
+        ));
+        if s.promoted_here {
+            Verdict::AlreadyPrimary
+        } else {
+            Verdict::Ok
+        }
     }
-    next.last_decision = Some(DecisionRecord {
-        at: s.at,
-        verdict: verdict.to_string(),
-        reasons: reasons.clone(),
-        run: s.run.clone(),
-    });
-    GuardDecision {
-        verdict,
-        reasons,
-        next,
-        fence,
-        split_brain,
-        notify_webhook,
+
+    fn unidentified_peer(&mut self, why: &str) -> Verdict {
+        reset_moved(&mut self.next);
+        let peer = self.peer;
+        self.say(format!(
+            "{peer} answered through the tunnel but could not be identified ({why}): alive, role \
+             unknown; nothing done"
+        ));
+        Verdict::Unknown
+    }
+
+    /// A silent peer: only the witnesses can say the application moved; N samples in a row of
+    /// "moved" (and none "here") fence this isolated primary.
+    fn silent_peer(
+        &mut self,
+        policy: &Policy,
+        state: &State,
+        s: &PrimarySample,
+        why: &str,
+    ) -> Verdict {
+        let peer = self.peer;
+        self.next.split_brain_since = None;
+        self.say(format!("{peer} gives no answer through the tunnel: {why}"));
+        let moved = s.placements.iter().any(|p| matches!(p, Placement::Peer(_)));
+        let here = s.placements.iter().any(|p| matches!(p, Placement::Here(_)));
+        for p in &s.placements {
+            let (Placement::Peer(r) | Placement::Here(r) | Placement::Unknown(r)) = p;
+            self.say(r.clone());
+        }
+        if s.placements.is_empty() {
+            self.say("no witness configured: a silent peer alone never fences");
+        }
+        if !moved || here {
+            reset_moved(&mut self.next);
+            if here {
+                self.say("a witness keeps the application here: warning only");
+            } else if !s.placements.is_empty() {
+                self.say("no witness says the application moved: warning only");
+            }
+            return if s.promoted_here {
+                Verdict::AlreadyPrimary
+            } else {
+                Verdict::PeerUnreachable
+            };
+        }
+        count_moved(policy, state, s.at, &mut self.next, &mut self.reasons);
+        if self.next.moved_samples >= policy.failure_threshold {
+            self.say(format!(
+                "the application runs on {peer} ({} samples in a row): this isolated primary \
+                 fences itself (hold) and stops taking writes",
+                self.next.moved_samples
+            ));
+            self.fence = Some(FenceOrder {
+                reason: FenceReason::WitnessMoved,
+                fork: None,
+                local_end: s.own.wal_end,
+            });
+            Verdict::Fence
+        } else {
+            self.say(format!(
+                "a witness says the application runs on {peer}: {} of {} samples",
+                self.next.moved_samples, policy.failure_threshold
+            ));
+            Verdict::PeerUnreachable
+        }
+    }
+
+    /// Observe mode holds back only the fence that rests on a witness's word. A peer promoted
+    /// from our timeline is proof, and the fence it calls for only stops writes that a rejoin
+    /// would discard: it acts in every mode (`FAILOVER_MODE` is about promotions).
+    fn observe_mode(&mut self, policy: &Policy) {
+        if policy.mode == Mode::Observe
+            && self
+                .fence
+                .as_ref()
+                .is_some_and(|f| f.reason == FenceReason::WitnessMoved)
+        {
+            self.say("FAILOVER_MODE=observe: WOULD fence this site, nothing changed");
+            self.fence = None;
+        }
+    }
+
+    /// The split-brain webhook (rate-limited through the state) and the decision record.
+    fn finish(mut self, policy: &Policy, s: &PrimarySample, verdict: Verdict) -> GuardDecision {
+        let split_brain = matches!(s.peer, Peer::Writable(ref l) if *l != Lineage::DifferentSystem);
+        let notify_webhook = split_brain
+            && self.next.split_brain_notified_at.is_none_or(|t| {
+                s.at.duration_since(t) >= signed(policy.replication_broken_renotify)
+            });
+        if notify_webhook {
+            self.next.split_brain_notified_at = Some(s.at);
+        }
+        if !split_brain {
+            self.next.split_brain_notified_at = None;
+        }
+        self.next.last_decision = Some(DecisionRecord {
+            at: s.at,
+            verdict: verdict.to_string(),
+            reasons: self.reasons.clone(),
+            run: s.run.clone(),
+        });
+        GuardDecision {
+            verdict,
+            reasons: self.reasons,
+            next: self.next,
+            fence: self.fence,
+            split_brain,
+            notify_webhook,
+        }
     }
 }
 
