@@ -356,172 +356,171 @@ fn site_report(cfg: &Site, o: &SiteObs) -> SiteReport {
 
 /// The side-by-side text view.
 pub fn render_text(r: &Report) -> String {
-    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut out = table(&rows(r));
+    out.push_str(&footer(r));
+    out
+}
+
+/// The table: one row per fact, one column per site.
+fn rows(r: &Report) -> Vec<(String, Vec<String>)> {
     let col = |f: &dyn Fn(&SiteReport) -> String| r.sites.iter().map(f).collect::<Vec<_>>();
-    rows.push(("site".into(), col(&|s| s.name.clone())));
-    rows.push((
-        "context".into(),
-        col(&|s| {
-            format!(
-                "{}/{}",
-                s.context.as_deref().unwrap_or("(current)"),
-                s.namespace.as_deref().unwrap_or("(default)")
-            )
-        }),
-    ));
-    rows.push(("role".into(), col(&|s| s.role.as_str().to_string())));
-    rows.push((
-        "leader".into(),
-        col(&|s| s.leader.clone().unwrap_or("-".into())),
-    ));
-    rows.push((
-        "timeline".into(),
-        col(&|s| s.timeline.map_or("-".into(), |t| t.to_string())),
-    ));
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut rows: Vec<(String, Vec<String>)> = vec![
+        ("site".into(), col(&|s| s.name.clone())),
+        ("context".into(), col(&context_cell)),
+        ("role".into(), col(&|s| s.role.as_str().to_string())),
+        ("leader".into(), col(&|s| or_dash(s.leader.clone()))),
+        (
+            "timeline".into(),
+            col(&|s| or_dash(s.timeline.map(|t| t.to_string()))),
+        ),
+    ];
     let max_members = r.sites.iter().map(|s| s.members.len()).max().unwrap_or(0);
     for i in 0..max_members {
-        rows.push((
-            if i == 0 {
-                "members".into()
-            } else {
-                String::new()
-            },
-            col(&|s| {
-                s.members.get(i).map_or(String::new(), |m| {
-                    let lsn = m
-                        .write_lsn
-                        .as_ref()
-                        .map(|l| format!("write {l}"))
-                        .or_else(|| m.replay_lsn.as_ref().map(|l| format!("replay {l}")))
-                        .unwrap_or_default();
-                    format!(
-                        "{} {}/{} {}",
-                        m.name,
-                        m.role.as_deref().unwrap_or("?"),
-                        m.state.as_deref().unwrap_or("?"),
-                        lsn
-                    )
-                    .trim_end()
-                    .to_string()
-                })
-            }),
-        ));
+        let label = if i == 0 { "members" } else { "" };
+        rows.push((label.into(), col(&|s| member_cell(s, i))));
     }
-    rows.push((
-        "replication".into(),
-        col(&|s| {
-            s.members
-                .iter()
-                .find(|m| Some(&m.name) == s.leader.as_ref())
-                .and_then(|m| m.replication.clone())
-                .unwrap_or("-".into())
-        }),
-    ));
-    rows.push((
-        "standby_cluster".into(),
-        col(&|s| {
-            s.standby_cluster.as_ref().map_or("-".into(), |sc| {
-                format!(
-                    "{}:{} slot {}",
-                    sc["host"].as_str().unwrap_or("?"),
-                    sc["port"],
-                    sc.as_object()
-                        .and_then(pgdr_contract::slot::followed)
-                        .unwrap_or("-")
-                )
-            })
-        }),
-    ));
-    rows.push((
-        "fence".into(),
-        col(&|s| {
-            s.fence.as_ref().map_or("-".into(), |f| {
-                let t = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
-                let approved = if f.get("rejoin_approved_at").is_some_and(|v| !v.is_null()) {
-                    ", rejoin approved"
-                } else {
-                    ""
-                };
-                format!(
-                    "{} ({}) since {}{approved}",
-                    t("phase"),
-                    t("reason"),
-                    t("since")
-                )
-            })
-        }),
-    ));
-    rows.push((
-        "divergence".into(),
-        col(&|s| {
-            s.fence.as_ref().map_or("-".into(), |f| {
-                match (
-                    f.get("diverged_bytes").and_then(Value::as_u64),
-                    f.get("fork_lsn").and_then(Value::as_str),
-                ) {
-                    (Some(b), Some(fork)) => format!("{b} bytes after {fork}"),
-                    (None, Some(fork)) => format!("fork at {fork}"),
-                    _ => "fork not known yet".into(),
-                }
-            })
-        }),
-    ));
-    rows.push((
-        "split brain".into(),
-        col(&|s| {
-            s.split_brain_since
-                .as_ref()
-                .map_or("-".into(), |t| format!("since {t}"))
-        }),
-    ));
-    rows.push((
-        "tunnel".into(),
-        col(&|s| {
-            s.tunnel.as_ref().map_or("-".into(), |t| {
-                format!(
-                    "{} port {}",
-                    t.service,
-                    t.port.map_or("?".into(), |p| p.to_string())
-                )
-            })
-        }),
-    ));
-    rows.push((
-        "agent".into(),
-        col(&|s| {
-            if !s.agent.installed {
-                return "-".into();
-            }
-            format!(
-                "{}{}{}",
-                s.agent.mode.as_deref().unwrap_or("?"),
-                if s.agent.hold { ", HOLD" } else { "" },
-                if s.agent.suspended == Some(true) {
-                    ", suspended"
-                } else {
-                    ""
-                }
-            )
-        }),
-    ));
-    rows.push((
-        "last decision".into(),
-        col(&|s| s.agent.last_decision.clone().unwrap_or("-".into())),
-    ));
-    rows.push((
-        "reasons".into(),
-        col(&|s| {
-            if s.agent.reasons.is_empty() {
-                "-".into()
-            } else {
-                s.agent.reasons.join("; ")
-            }
-        }),
-    ));
+    rows.extend([
+        ("replication".into(), col(&replication_cell)),
+        ("standby_cluster".into(), col(&standby_cluster_cell)),
+        ("fence".into(), col(&fence_cell)),
+        ("divergence".into(), col(&divergence_cell)),
+        (
+            "split brain".into(),
+            col(&|s| or_dash(s.split_brain_since.as_ref().map(|t| format!("since {t}")))),
+        ),
+        ("tunnel".into(), col(&tunnel_cell)),
+        ("agent".into(), col(&agent_cell)),
+        (
+            "last decision".into(),
+            col(&|s| or_dash(s.agent.last_decision.clone())),
+        ),
+        ("reasons".into(), col(&reasons_cell)),
+    ]);
+    rows
+}
+
+fn context_cell(s: &SiteReport) -> String {
+    format!(
+        "{}/{}",
+        s.context.as_deref().unwrap_or("(current)"),
+        s.namespace.as_deref().unwrap_or("(default)")
+    )
+}
+
+/// The `i`-th member: name, role/state and its write (or replay) position.
+fn member_cell(s: &SiteReport, i: usize) -> String {
+    s.members.get(i).map_or(String::new(), |m| {
+        let lsn = m
+            .write_lsn
+            .as_ref()
+            .map(|l| format!("write {l}"))
+            .or_else(|| m.replay_lsn.as_ref().map(|l| format!("replay {l}")))
+            .unwrap_or_default();
+        format!(
+            "{} {}/{} {}",
+            m.name,
+            m.role.as_deref().unwrap_or("?"),
+            m.state.as_deref().unwrap_or("?"),
+            lsn
+        )
+        .trim_end()
+        .to_string()
+    })
+}
+
+/// The leader's replication state.
+fn replication_cell(s: &SiteReport) -> String {
+    s.members
+        .iter()
+        .find(|m| Some(&m.name) == s.leader.as_ref())
+        .and_then(|m| m.replication.clone())
+        .unwrap_or("-".into())
+}
+
+fn standby_cluster_cell(s: &SiteReport) -> String {
+    s.standby_cluster.as_ref().map_or("-".into(), |sc| {
+        format!(
+            "{}:{} slot {}",
+            sc["host"].as_str().unwrap_or("?"),
+            sc["port"],
+            sc.as_object()
+                .and_then(pgdr_contract::slot::followed)
+                .unwrap_or("-")
+        )
+    })
+}
+
+fn fence_cell(s: &SiteReport) -> String {
+    s.fence.as_ref().map_or("-".into(), |f| {
+        let t = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+        let approved = if f.get("rejoin_approved_at").is_some_and(|v| !v.is_null()) {
+            ", rejoin approved"
+        } else {
+            ""
+        };
+        format!(
+            "{} ({}) since {}{approved}",
+            t("phase"),
+            t("reason"),
+            t("since")
+        )
+    })
+}
+
+fn divergence_cell(s: &SiteReport) -> String {
+    s.fence.as_ref().map_or("-".into(), |f| {
+        match (
+            f.get("diverged_bytes").and_then(Value::as_u64),
+            f.get("fork_lsn").and_then(Value::as_str),
+        ) {
+            (Some(b), Some(fork)) => format!("{b} bytes after {fork}"),
+            (None, Some(fork)) => format!("fork at {fork}"),
+            _ => "fork not known yet".into(),
+        }
+    })
+}
+
+fn tunnel_cell(s: &SiteReport) -> String {
+    s.tunnel.as_ref().map_or("-".into(), |t| {
+        format!(
+            "{} port {}",
+            t.service,
+            t.port.map_or("?".into(), |p| p.to_string())
+        )
+    })
+}
+
+fn agent_cell(s: &SiteReport) -> String {
+    if !s.agent.installed {
+        return "-".into();
+    }
+    format!(
+        "{}{}{}",
+        s.agent.mode.as_deref().unwrap_or("?"),
+        if s.agent.hold { ", HOLD" } else { "" },
+        if s.agent.suspended == Some(true) {
+            ", suspended"
+        } else {
+            ""
+        }
+    )
+}
+
+fn reasons_cell(s: &SiteReport) -> String {
+    if s.agent.reasons.is_empty() {
+        "-".into()
+    } else {
+        s.agent.reasons.join("; ")
+    }
+}
+
+/// The rows as aligned text.
+fn table(rows: &[(String, Vec<String>)]) -> String {
     let w0 = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|(_, v)| v[0].len()).max().unwrap_or(0);
     let mut out = String::new();
-    for (k, v) in &rows {
+    for (k, v) in rows {
         let line = format!(
             "{k:<w0$}  {:<w1$}  {}",
             v[0],
@@ -530,6 +529,12 @@ pub fn render_text(r: &Report) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// Lag, a switchover in progress, warnings, problems and the verdict, under the table.
+fn footer(r: &Report) -> String {
+    let mut out = String::new();
     if let Some(l) = &r.lag {
         out.push_str(&format!(
             "lag: {} is {} bytes behind {}{}\n",
