@@ -84,65 +84,90 @@ pub fn report(sites: &[Site; 2], obs: &[SiteObs; 2], max_lag_bytes: u64) -> Repo
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     for o in obs {
-        if let Some(e) = &o.error {
-            problems.push(format!("{}: the API cannot be read: {e}", o.site));
-            continue;
-        }
-        match &o.config {
-            None => problems.push(format!("{}: Patroni's config ConfigMap is missing", o.site)),
-            Some(c) => {
-                if let Err(e) = &c.config {
-                    problems.push(format!("{}: {e}", o.site));
-                }
-                if c.paused() {
-                    warnings.push(format!("{}: Patroni is paused", o.site));
-                }
+        site_notes(o, &mut problems, &mut warnings);
+    }
+    let lag = pair_notes(obs, max_lag_bytes, &mut problems);
+    let switchover = switchover_notes(obs, &mut problems, &mut warnings);
+    let sites = sites
+        .iter()
+        .zip(obs)
+        .map(|(cfg, o)| site_report(cfg, o))
+        .collect();
+    Report {
+        healthy: problems.is_empty(),
+        sites,
+        lag,
+        problems,
+        warnings,
+        switchover,
+    }
+}
+
+/// What one site says on its own: API, config, members, agent, fence, role.
+fn site_notes(o: &SiteObs, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
+    if let Some(e) = &o.error {
+        problems.push(format!("{}: the API cannot be read: {e}", o.site));
+        return;
+    }
+    match &o.config {
+        None => problems.push(format!("{}: Patroni's config ConfigMap is missing", o.site)),
+        Some(c) => {
+            if let Err(e) = &c.config {
+                problems.push(format!("{}: {e}", o.site));
             }
-        }
-        for m in &o.members {
-            if let Some(p) = &m.status_problem {
-                warnings.push(format!("{}: member {}: {p}", o.site, m.name));
-            } else if !m.is_running() {
-                warnings.push(format!(
-                    "{}: member {} is {}",
-                    o.site,
-                    m.name,
-                    m.state.as_deref().unwrap_or("unknown")
-                ));
+            if c.paused() {
+                warnings.push(format!("{}: Patroni is paused", o.site));
             }
-            if m.pending_restart {
-                warnings.push(format!("{}: member {} needs a restart", o.site, m.name));
-            }
-        }
-        if o.agent.hold {
-            warnings.push(format!(
-                "{}: the failover agent is held (patroni-dr/hold)",
-                o.site
-            ));
-        }
-        if o.agent.suspended == Some(true) {
-            warnings.push(format!("{}: the failover CronJob is suspended", o.site));
-        }
-        if let Some(p) = &o.agent.state_problem {
-            warnings.push(format!("{}: agent state: {p}", o.site));
-        }
-        if let Some(since) = &o.agent.split_brain_since {
-            problems.push(format!(
-                "SPLIT BRAIN reported by {}'s failover agent since {since}",
-                o.site
-            ));
-        }
-        if let Some(f) = o.config.as_ref().and_then(|c| c.fence()) {
-            fence_notes(o, f, &mut warnings);
-        }
-        match o.role() {
-            Role::Down => problems.push(format!("{}: no running leader", o.site)),
-            Role::Demoting | Role::Promoting => {
-                problems.push(format!("{}: {} in progress", o.site, o.role().as_str()))
-            }
-            _ => {}
         }
     }
+    for m in &o.members {
+        if let Some(p) = &m.status_problem {
+            warnings.push(format!("{}: member {}: {p}", o.site, m.name));
+        } else if !m.is_running() {
+            warnings.push(format!(
+                "{}: member {} is {}",
+                o.site,
+                m.name,
+                m.state.as_deref().unwrap_or("unknown")
+            ));
+        }
+        if m.pending_restart {
+            warnings.push(format!("{}: member {} needs a restart", o.site, m.name));
+        }
+    }
+    if o.agent.hold {
+        warnings.push(format!(
+            "{}: the failover agent is held (patroni-dr/hold)",
+            o.site
+        ));
+    }
+    if o.agent.suspended == Some(true) {
+        warnings.push(format!("{}: the failover CronJob is suspended", o.site));
+    }
+    if let Some(p) = &o.agent.state_problem {
+        warnings.push(format!("{}: agent state: {p}", o.site));
+    }
+    if let Some(since) = &o.agent.split_brain_since {
+        problems.push(format!(
+            "SPLIT BRAIN reported by {}'s failover agent since {since}",
+            o.site
+        ));
+    }
+    if let Some(f) = o.config.as_ref().and_then(|c| c.fence()) {
+        fence_notes(o, f, warnings);
+    }
+    match o.role() {
+        Role::Down => problems.push(format!("{}: no running leader", o.site)),
+        Role::Demoting | Role::Promoting => {
+            problems.push(format!("{}: {} in progress", o.site, o.role().as_str()))
+        }
+        _ => {}
+    }
+}
+
+/// What the pair says together: one writable primary, its standby streaming, on the right
+/// timeline, within the lag bound. Returns the lag when one is known.
+fn pair_notes(obs: &[SiteObs; 2], max_lag_bytes: u64, problems: &mut Vec<String>) -> Option<Lag> {
     let writable: Vec<&SiteObs> = obs.iter().filter(|o| o.writable().is_some()).collect();
     let mut lag = None;
     match writable.as_slice() {
@@ -202,7 +227,15 @@ pub fn report(sites: &[Site; 2], obs: &[SiteObs; 2], max_lag_bytes: u64) -> Repo
         }
         _ => unreachable!("two sites"),
     }
-    // The most advanced record of either site.
+    lag
+}
+
+/// The most advanced switchover record of either site, and whether it stopped mid-way.
+fn switchover_notes(
+    obs: &[SiteObs; 2],
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Progress> {
     let switchover = obs
         .iter()
         .filter_map(|o| o.switchover.as_ref())
@@ -227,19 +260,7 @@ pub fn report(sites: &[Site; 2], obs: &[SiteObs; 2], max_lag_bytes: u64) -> Repo
             warnings.push(format!("{}: switchover record: {e}", o.site));
         }
     }
-    let sites = sites
-        .iter()
-        .zip(obs)
-        .map(|(cfg, o)| site_report(cfg, o))
-        .collect();
-    Report {
-        healthy: problems.is_empty(),
-        sites,
-        lag,
-        problems,
-        warnings,
-        switchover,
-    }
+    switchover
 }
 
 /// What a fenced site's `pgdr_fence` means for the operator.
