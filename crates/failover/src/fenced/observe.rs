@@ -20,12 +20,39 @@ use pgdr_core::contract::sidecar::{
 };
 use pgdr_core::contract::slot::FollowTarget;
 
-/// One sample on a fenced site.
+/// One sample on a fenced site: observe, decide (recorded by compare-and-set), announce, and
+/// write the fence the decision asks for.
 pub async fn fenced_sample(
     ctx: &Ctx<'_>,
     local: &Local,
     current: &Fence,
 ) -> Result<(Verdict, Vec<String>), Error> {
+    let (settings, kube) = (ctx.settings, &ctx.kube);
+    let (sample, target) = observe_fenced(ctx, local, current).await?;
+    let d = act::record(settings, kube, |state| {
+        let d = fenced::decide_fenced(settings.config.rejoin, state, current, &sample);
+        (d.next.clone(), d)
+    })
+    .await?;
+    log(&d.verdict, &d.reasons, "fenced-site sample");
+    announce_fenced(ctx, current, &d).await;
+    if let Some(f) = &d.fence {
+        let target = target.ok().filter(|_| f.phase == Phase::Follow);
+        let written = write_fence(ctx, f, target.as_ref(), false, d.clear_initialize).await?;
+        if written && d.clear_initialize {
+            tracing::warn!(object = %kube.object(&settings.config_map()), "re-clone: Patroni's initialize key removed with the follow form; Patroni bootstraps a standby leader from the peer");
+        }
+    }
+    Ok((d.verdict, d.reasons))
+}
+
+/// The fenced site's sample: the peer, the follow target, the leader's sidecar (preservation,
+/// own history) and, while a re-clone is pending, every member's sidecar.
+async fn observe_fenced(
+    ctx: &Ctx<'_>,
+    local: &Local,
+    current: &Fence,
+) -> Result<(FencedSample, Result<FollowTarget, String>), Error> {
     let (settings, kube, http, run) = (ctx.settings, &ctx.kube, &ctx.http, ctx.run.as_str());
     let c = &settings.config;
     let (peer, target, sidecar, members) = tokio::join!(
@@ -75,12 +102,14 @@ pub async fn fenced_sample(
         lock_held: local.lock_held,
         members,
     };
-    let d = act::record(settings, kube, |state| {
-        let d = fenced::decide_fenced(c.rejoin, state, current, &sample);
-        (d.next.clone(), d)
-    })
-    .await?;
-    log(&d.verdict, &d.reasons, "fenced-site sample");
+    Ok((sample, target))
+}
+
+/// The Events (and webhook) of a fenced run: divergence recorded, re-clone required, re-clone
+/// requested.
+async fn announce_fenced(ctx: &Ctx<'_>, current: &Fence, d: &fenced::FencedDecision) {
+    let (settings, kube, http) = (ctx.settings, &ctx.kube, &ctx.http);
+    let c = &settings.config;
     if let Some(div) = &d.diverged {
         let bytes = div
             .diverged_bytes
@@ -148,14 +177,6 @@ pub async fn fenced_sample(
         )
         .await;
     }
-    if let Some(f) = &d.fence {
-        let target = target.ok().filter(|_| f.phase == Phase::Follow);
-        let written = write_fence(ctx, f, target.as_ref(), false, d.clear_initialize).await?;
-        if written && d.clear_initialize {
-            tracing::warn!(object = %kube.object(&settings.config_map()), "re-clone: Patroni's initialize key removed with the follow form; Patroni bootstraps a standby leader from the peer");
-        }
-    }
-    Ok((d.verdict, d.reasons))
 }
 
 /// Every member pod of this site and its sidecar's answer on the pending re-clone request.
