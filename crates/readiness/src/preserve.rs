@@ -127,95 +127,15 @@ pub fn preserve(pgdata: &Path, req: &Request) -> Result<Divergence, PreserveErro
         return Err(PreserveError::BadTimeline);
     }
     let wal = pgdata.join("pg_wal");
-    let mut entries = Vec::new();
-    for e in fs::read_dir(&wal).map_err(io_err("cannot list the WAL directory", &wal))? {
-        let e = e.map_err(io_err("cannot list the WAL directory", &wal))?;
-        let path = e.path();
-        let meta = e.metadata().map_err(io_err("cannot read", &path))?;
-        if meta.is_file() {
-            entries.push((e.file_name().to_string_lossy().into_owned(), meta.len()));
-        }
-    }
-    // Full segments are always wal_segment_size long (PostgreSQL preallocates them): the most
-    // common size among segment-named files that is a power of two from 1 MiB to 1 GiB.
-    let sizes: Vec<u64> = entries
-        .iter()
-        .filter(|(n, _)| {
-            !n.ends_with(".partial") && parse_segment(n, DEFAULT_SEGMENT_SIZE).is_some()
-        })
-        .map(|(_, s)| *s)
-        .filter(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
-        .collect();
-    let (seg_size, seg_source) = match sizes
-        .iter()
-        .max_by_key(|s| sizes.iter().filter(|x| x == s).count())
-    {
-        Some(s) => (*s, "segment files"),
-        None => (DEFAULT_SEGMENT_SIZE, "assumed default"),
-    };
+    let entries = wal_files(&wal)?;
+    let (seg_size, seg_source) = segment_size(&entries);
     let start = from / seg_size;
-    let mut wanted: Vec<(String, u64)> = Vec::new();
-    for (name, size) in &entries {
-        if name.ends_with(".history") {
-            wanted.push((name.clone(), *size));
-        } else if let Some((tli, segno)) = parse_segment(name, seg_size)
-            // Later timelines too: a primary that crash-restarted after the fork went on writing
-            // on a timeline of its own (a fenced site holds no one else's WAL: it follows nothing).
-            && tli >= req.timeline
-            && segno >= start
-        {
-            wanted.push((name.clone(), *size));
-        }
-    }
-    wanted.sort();
+    let wanted = wanted_files(&entries, req.timeline, start, seg_size);
     let end = req.end_lsn;
     let dir = target_dir(pgdata, req.timeline, from);
     fs::create_dir_all(&dir).map_err(io_err("cannot create the preservation directory", &dir))?;
-    let mut kept = Vec::new();
-    for (name, _) in &wanted {
-        let src = wal.join(name);
-        let dst = dir.join(name);
-        match fs::metadata(&dst) {
-            Ok(m) => {
-                // Already preserved: keep it. A different size now is reported, not overwritten.
-                if fs::metadata(&src).is_ok_and(|s| s.len() != m.len()) {
-                    kept.push(name.clone());
-                }
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("cannot read", &dst)(e)),
-        }
-        let tmp = dir.join(format!(".{name}.tmp"));
-        match fs::copy(&src, &tmp) {
-            Ok(_) => fs::rename(&tmp, &dst).map_err(io_err("cannot rename into place", &tmp))?,
-            // Recycled or removed by PostgreSQL since the listing: counted as missing below.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let _ = fs::remove_file(&tmp); // our own partial temp file, if any
-            }
-            Err(e) => return Err(io_err("cannot copy", &src)(e)),
-        }
-    }
-    // What the directory holds now (this run's copies and earlier ones).
-    let mut files = Vec::new();
-    let mut have = BTreeSet::new();
-    for e in fs::read_dir(&dir).map_err(io_err("cannot list", &dir))? {
-        let e = e.map_err(io_err("cannot list", &dir))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        let seg = parse_segment(&name, seg_size);
-        if !(name.ends_with(".history") || seg.is_some()) {
-            continue;
-        }
-        if let Some((_, segno)) = seg {
-            have.insert(segno);
-        }
-        let bytes = e
-            .metadata()
-            .map_err(io_err("cannot read", &e.path()))?
-            .len();
-        files.push(ManifestFile { name, bytes });
-    }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let kept = copy_new(&wal, &dir, &wanted)?;
+    let (files, have) = held_files(&dir, seg_size)?;
     // Expected: every segment from the one holding from_lsn up to the recorded end (or the last
     // one present). A missing one is named, never silently skipped.
     let last = match (end, have.iter().next_back()) {
@@ -247,11 +167,7 @@ pub fn preserve(pgdata: &Path, req: &Request) -> Result<Divergence, PreserveErro
         kept_existing: &kept,
         updated_at: jiff::Timestamp::now().to_string(),
     };
-    let text = serde_json::to_string_pretty(&manifest).expect("the manifest always serializes");
-    let tmp = dir.join(format!(".{MANIFEST}.tmp"));
-    let path = dir.join(MANIFEST);
-    fs::write(&tmp, text + "\n").map_err(io_err("cannot write", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err("cannot rename into place", &tmp))?;
+    write_manifest(&dir, &manifest)?;
     Ok(Divergence {
         state: if missing.is_empty() {
             DivergenceState::Preserved
@@ -264,6 +180,136 @@ pub fn preserve(pgdata: &Path, req: &Request) -> Result<Divergence, PreserveErro
         missing,
         error: None,
     })
+}
+
+/// The files of `pg_wal` with their sizes.
+fn wal_files(wal: &Path) -> Result<Vec<(String, u64)>, PreserveError> {
+    let mut entries = Vec::new();
+    for e in fs::read_dir(wal).map_err(io_err("cannot list the WAL directory", wal))? {
+        let e = e.map_err(io_err("cannot list the WAL directory", wal))?;
+        let path = e.path();
+        let meta = e.metadata().map_err(io_err("cannot read", &path))?;
+        if meta.is_file() {
+            entries.push((e.file_name().to_string_lossy().into_owned(), meta.len()));
+        }
+    }
+    Ok(entries)
+}
+
+/// The WAL segment size and where it came from. Full segments are always wal_segment_size long
+/// (PostgreSQL preallocates them): the most common size among segment-named files that is a
+/// power of two from 1 MiB to 1 GiB.
+fn segment_size(entries: &[(String, u64)]) -> (u64, &'static str) {
+    let sizes: Vec<u64> = entries
+        .iter()
+        .filter(|(n, _)| {
+            !n.ends_with(".partial") && parse_segment(n, DEFAULT_SEGMENT_SIZE).is_some()
+        })
+        .map(|(_, s)| *s)
+        .filter(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
+        .collect();
+    match sizes
+        .iter()
+        .max_by_key(|s| sizes.iter().filter(|x| x == s).count())
+    {
+        Some(s) => (*s, "segment files"),
+        None => (DEFAULT_SEGMENT_SIZE, "assumed default"),
+    }
+}
+
+/// The history files, and the segments of `timeline` (or later) from segment `start` on.
+fn wanted_files(
+    entries: &[(String, u64)],
+    timeline: u32,
+    start: u64,
+    seg_size: u64,
+) -> Vec<(String, u64)> {
+    let mut wanted: Vec<(String, u64)> = Vec::new();
+    for (name, size) in entries {
+        if name.ends_with(".history") {
+            wanted.push((name.clone(), *size));
+        } else if let Some((tli, segno)) = parse_segment(name, seg_size)
+            // Later timelines too: a primary that crash-restarted after the fork went on writing
+            // on a timeline of its own (a fenced site holds no one else's WAL: it follows nothing).
+            && tli >= timeline
+            && segno >= start
+        {
+            wanted.push((name.clone(), *size));
+        }
+    }
+    wanted.sort();
+    wanted
+}
+
+/// Copies what is not preserved yet (temporary name, then rename). Returns the files kept as
+/// they were although the source's size differs now.
+fn copy_new(
+    wal: &Path,
+    dir: &Path,
+    wanted: &[(String, u64)],
+) -> Result<Vec<String>, PreserveError> {
+    let mut kept = Vec::new();
+    for (name, _) in wanted {
+        let src = wal.join(name);
+        let dst = dir.join(name);
+        match fs::metadata(&dst) {
+            Ok(m) => {
+                // Already preserved: keep it. A different size now is reported, not overwritten.
+                if fs::metadata(&src).is_ok_and(|s| s.len() != m.len()) {
+                    kept.push(name.clone());
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("cannot read", &dst)(e)),
+        }
+        let tmp = dir.join(format!(".{name}.tmp"));
+        match fs::copy(&src, &tmp) {
+            Ok(_) => fs::rename(&tmp, &dst).map_err(io_err("cannot rename into place", &tmp))?,
+            // Recycled or removed by PostgreSQL since the listing: counted as missing later.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let _ = fs::remove_file(&tmp); // our own partial temp file, if any
+            }
+            Err(e) => return Err(io_err("cannot copy", &src)(e)),
+        }
+    }
+    Ok(kept)
+}
+
+/// What the directory holds now (this run's copies and earlier ones): its files, and the
+/// segment numbers among them.
+fn held_files(
+    dir: &Path,
+    seg_size: u64,
+) -> Result<(Vec<ManifestFile>, BTreeSet<u64>), PreserveError> {
+    let mut files = Vec::new();
+    let mut have = BTreeSet::new();
+    for e in fs::read_dir(dir).map_err(io_err("cannot list", dir))? {
+        let e = e.map_err(io_err("cannot list", dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let seg = parse_segment(&name, seg_size);
+        if !(name.ends_with(".history") || seg.is_some()) {
+            continue;
+        }
+        if let Some((_, segno)) = seg {
+            have.insert(segno);
+        }
+        let bytes = e
+            .metadata()
+            .map_err(io_err("cannot read", &e.path()))?
+            .len();
+        files.push(ManifestFile { name, bytes });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((files, have))
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest<'_>) -> Result<(), PreserveError> {
+    let text = serde_json::to_string_pretty(manifest).expect("the manifest always serializes");
+    let tmp = dir.join(format!(".{MANIFEST}.tmp"));
+    let path = dir.join(MANIFEST);
+    fs::write(&tmp, text + "\n").map_err(io_err("cannot write", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("cannot rename into place", &tmp))
 }
 
 #[cfg(test)]
