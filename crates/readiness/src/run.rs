@@ -179,102 +179,17 @@ async fn poll_loop(mut p: Poller) {
         let now = jiff::Timestamp::now();
         let mut snap = Snapshot { ..last.clone() };
         if polled {
-            let mut poll = observe::poll(&p.client).await;
-            // /config unreadable this time (fence unknown): keep the last fence we saw rather
-            // than calling the member unfenced.
-            if let (Poll::Reachable(m), Poll::Reachable(prev)) = (&mut poll, &last.poll)
-                && m.fence.is_none()
-                && m.standby_cluster.is_none()
-            {
-                m.fence = prev.fence.clone();
-            }
-            if let Poll::Reachable(m) = &poll {
-                snap.last_success_ts = Some(now);
-                let was = last.replication_broken_since;
-                snap.replication_broken_since = m.replication_broken().then(|| was.unwrap_or(now));
-                if was.is_none() && snap.replication_broken_since.is_some() {
-                    tracing::warn!(role = m.role.as_str(), replication_state = ?m.replication_state, "replication broken: this member's WAL receiver is not streaming");
-                }
-            }
-            snap.poll = poll;
-            snap.completed_at = Some(Instant::now());
-            snap.completed_ts = Some(now);
+            let poll = observe::poll(&p.client).await;
+            apply_poll(&last, &mut snap, poll, now);
         }
         let (peer, peer_ts) = p.peer.borrow_and_update().clone();
-        let new_result = peer_ts.is_some() && peer_ts != last.peer_checked_ts;
-        snap.peer = peer;
-        snap.peer_checked_ts = peer_ts;
-        snap.latch = decide::next_latch(last.latch.clone(), &snap.poll, &snap.peer, now);
-        let sb = decide::split_brain(&snap.poll, &snap.peer);
-        snap.split_brain_since = sb.then(|| last.split_brain_since.unwrap_or(now));
-        log_changes(&last, &snap);
-        let writable =
-            matches!(&snap.poll, Poll::Reachable(m) if m.writable_primary() && m.fence.is_none());
-        snap.primary_since = writable.then(|| last.primary_since.unwrap_or(now));
-        snap.checks_since_primary = match snap.primary_since {
-            None => decide::Checks::default(),
-            // Only results of checks that ended after this member became primary count.
-            Some(since) if new_result && snap.peer_checked_ts.is_some_and(|t| t >= since) => {
-                last.checks_since_primary.after(&snap.peer)
-            }
-            Some(_) => last.checks_since_primary,
-        };
-        snap.withheld = decide::withheld(writable, snap.checks_since_primary, &snap.peer);
+        let writable = apply_peer(&last, &mut snap, peer, peer_ts, now);
         p.want_peer
             .send_if_modified(|w| std::mem::replace(w, writable) != writable);
-        // The leader's copy is the one the agent waits for; replicas would only double the
-        // space taken on their own volumes.
-        let request = match (&snap.poll, &p.pgdata) {
-            (Poll::Reachable(m), Some(pgdata))
-                if matches!(m.role, decide::Role::Primary | decide::Role::StandbyLeader) =>
-            {
-                m.fence.as_ref().and_then(|f| f.fence()).and_then(|f| {
-                    f.preserve.as_ref().map(|pr| {
-                        (
-                            pgdata.clone(),
-                            preserve::Request {
-                                timeline: pr.timeline,
-                                from_lsn: pr.from_lsn,
-                                end_lsn: f.local_end_lsn,
-                            },
-                        )
-                    })
-                })
-            }
-            _ => None,
-        };
-        // Only a new request wakes the preserver; no fence (or an unreadable poll) keeps the
-        // last one, so a finished copy is not forgotten.
-        if request.is_some() {
-            p.preserve.send_if_modified(|r| {
-                let changed = *r != request;
-                if changed {
-                    r.clone_from(&request);
-                }
-                changed
-            });
-        }
-        // A re-clone request acts on a fenced member on hold that is not a writable primary:
-        // never on a site the agent already let follow (its data may be the fresh clone).
-        let reclone_request = match (&snap.poll, &p.pgdata) {
-            (Poll::Reachable(m), Some(pgdata)) if !m.writable_primary() => m
-                .fence
-                .as_ref()
-                .filter(|f| f.holds())
-                .and_then(|f| f.fence())
-                .and_then(|f| f.reclone.as_ref())
-                .map(|r| (pgdata.clone(), r.clone())),
-            _ => None,
-        };
-        if reclone_request.is_some() {
-            p.reclone.send_if_modified(|r| {
-                let changed = *r != reclone_request;
-                if changed {
-                    r.clone_from(&reclone_request);
-                }
-                changed
-            });
-        }
+        // Only a new request wakes the preserver or the re-cloner; no fence (or an unreadable
+        // poll) keeps the last one, so a finished job is not forgotten.
+        offer(&p.preserve, preserve_request(&snap, p.pgdata.as_ref()));
+        offer(&p.reclone, reclone_request(&snap, p.pgdata.as_ref()));
         let verdict = decide::decide(
             &snap.poll,
             Duration::ZERO,
@@ -293,6 +208,111 @@ async fn poll_loop(mut p: Poller) {
         }
         p.tx.send_replace(Arc::new(snap.clone()));
         last = snap;
+    }
+}
+
+/// A completed poll of Patroni into the snapshot.
+fn apply_poll(last: &Snapshot, snap: &mut Snapshot, mut poll: Poll, now: jiff::Timestamp) {
+    // /config unreadable this time (fence unknown): keep the last fence we saw rather than
+    // calling the member unfenced.
+    if let (Poll::Reachable(m), Poll::Reachable(prev)) = (&mut poll, &last.poll)
+        && m.fence.is_none()
+        && m.standby_cluster.is_none()
+    {
+        m.fence = prev.fence.clone();
+    }
+    if let Poll::Reachable(m) = &poll {
+        snap.last_success_ts = Some(now);
+        let was = last.replication_broken_since;
+        snap.replication_broken_since = m.replication_broken().then(|| was.unwrap_or(now));
+        if was.is_none() && snap.replication_broken_since.is_some() {
+            tracing::warn!(role = m.role.as_str(), replication_state = ?m.replication_state, "replication broken: this member's WAL receiver is not streaming");
+        }
+    }
+    snap.poll = poll;
+    snap.completed_at = Some(Instant::now());
+    snap.completed_ts = Some(now);
+}
+
+/// The latest peer check into the snapshot: latch, split brain, the checks since this member
+/// became a writable primary and whether it is withheld. Returns whether it is a writable,
+/// unfenced primary (then the peer is checked).
+fn apply_peer(
+    last: &Snapshot,
+    snap: &mut Snapshot,
+    peer: PeerCheck,
+    peer_ts: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> bool {
+    let new_result = peer_ts.is_some() && peer_ts != last.peer_checked_ts;
+    snap.peer = peer;
+    snap.peer_checked_ts = peer_ts;
+    snap.latch = decide::next_latch(last.latch.clone(), &snap.poll, &snap.peer, now);
+    let sb = decide::split_brain(&snap.poll, &snap.peer);
+    snap.split_brain_since = sb.then(|| last.split_brain_since.unwrap_or(now));
+    log_changes(last, snap);
+    let writable =
+        matches!(&snap.poll, Poll::Reachable(m) if m.writable_primary() && m.fence.is_none());
+    snap.primary_since = writable.then(|| last.primary_since.unwrap_or(now));
+    snap.checks_since_primary = match snap.primary_since {
+        None => decide::Checks::default(),
+        // Only results of checks that ended after this member became primary count.
+        Some(since) if new_result && snap.peer_checked_ts.is_some_and(|t| t >= since) => {
+            last.checks_since_primary.after(&snap.peer)
+        }
+        Some(_) => last.checks_since_primary,
+    };
+    snap.withheld = decide::withheld(writable, snap.checks_since_primary, &snap.peer);
+    writable
+}
+
+/// `pgdr_fence.preserve` for this member: the leader's copy is the one the agent waits for
+/// (replicas would only double the space taken on their own volumes).
+fn preserve_request(
+    snap: &Snapshot,
+    pgdata: Option<&PathBuf>,
+) -> Option<(PathBuf, preserve::Request)> {
+    let (Poll::Reachable(m), Some(pgdata)) = (&snap.poll, pgdata) else {
+        return None;
+    };
+    if !matches!(m.role, decide::Role::Primary | decide::Role::StandbyLeader) {
+        return None;
+    }
+    let f = m.fence.as_ref()?.fence()?;
+    let pr = f.preserve.as_ref()?;
+    Some((
+        pgdata.clone(),
+        preserve::Request {
+            timeline: pr.timeline,
+            from_lsn: pr.from_lsn,
+            end_lsn: f.local_end_lsn,
+        },
+    ))
+}
+
+/// `pgdr_fence.reclone` for this member: only on a fenced member on hold that is not a writable
+/// primary, never on a site the agent already let follow (its data may be the fresh clone).
+fn reclone_request(snap: &Snapshot, pgdata: Option<&PathBuf>) -> Option<(PathBuf, Reclone)> {
+    let (Poll::Reachable(m), Some(pgdata)) = (&snap.poll, pgdata) else {
+        return None;
+    };
+    if m.writable_primary() {
+        return None;
+    }
+    let f = m.fence.as_ref().filter(|f| f.holds())?.fence()?;
+    Some((pgdata.clone(), f.reclone.as_ref()?.clone()))
+}
+
+/// Hands a request to its worker when it is new; `None` changes nothing.
+fn offer<T: Clone + PartialEq>(tx: &watch::Sender<Option<T>>, request: Option<T>) {
+    if request.is_some() {
+        tx.send_if_modified(|r| {
+            let changed = *r != request;
+            if changed {
+                r.clone_from(&request);
+            }
+            changed
+        });
     }
 }
 
