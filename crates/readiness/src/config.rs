@@ -198,72 +198,8 @@ impl Config {
             Some(d) => d.get(),
             None => poll_interval * 3 + timeout * 3,
         };
-        let mut ready_roles = Vec::new();
-        for r in self
-            .ready_roles
-            .iter()
-            .map(|r| r.trim())
-            .filter(|r| !r.is_empty())
-        {
-            match Role::parse(r) {
-                Role::Other(_) => {
-                    return Err(ConfigError::invalid(
-                        var("ready_roles"),
-                        format!("unknown role '{r}' (use primary, standby_leader, replica)"),
-                    ));
-                }
-                role => ready_roles.push(role),
-            }
-        }
-        let peer_timeout = match self.peer_timeout {
-            Some(d) if d.get().is_zero() || d.get() >= poll_interval => {
-                return Err(ConfigError::invalid(
-                    var("peer_timeout"),
-                    "must be more than zero and shorter than READINESS_POLL_INTERVAL",
-                ));
-            }
-            Some(d) => d.get(),
-            None => poll_interval * 3 / 4,
-        };
-        if self.peer_sslmode == SslMode::VerifyFull {
-            return Err(ConfigError::invalid(
-                var("peer_sslmode"),
-                SslMode::refuse_verify_full("READINESS_PEER_SSLROOTCERT"),
-            ));
-        }
-        let peer = match self.peer_host.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(host) => {
-                let Some(user) = self.replication_user.filter(|u| !u.trim().is_empty()) else {
-                    return Err(ConfigError::invalid(
-                        var("replication_user"),
-                        "is required when READINESS_PEER_HOST is set (the peer check logs in as the replication user)",
-                    ));
-                };
-                let Some(password) = self.replication_password else {
-                    return Err(ConfigError::invalid(
-                        var("replication_password"),
-                        "is required when READINESS_PEER_HOST is set",
-                    ));
-                };
-                // The CA file is read once, here: a missing or unusable file is a configuration
-                // error, not a failed peer check.
-                let tls = ProbeTls::new(self.peer_sslmode, self.peer_sslrootcert.as_deref())
-                    .map_err(|reason| ConfigError::invalid(var("peer_sslrootcert"), reason))?;
-                Some(PeerSettings {
-                    host: host.to_string(),
-                    port: self.peer_port,
-                    sslmode: self.peer_sslmode,
-                    tls,
-                    database: self.peer_database,
-                    user,
-                    password,
-                    timeout: peer_timeout,
-                    local_host: self.local_pg_host,
-                    local_port: self.local_pg_port,
-                })
-            }
-        };
+        let ready_roles = self.ready_roles()?;
+        let peer = self.peer_settings(poll_interval)?;
         let pgdata = self.pgdata.filter(|p| !p.as_os_str().is_empty());
         if let Some(p) = &pgdata
             && (!p.is_absolute() || p.parent().is_none())
@@ -294,6 +230,86 @@ impl Config {
                 stale_after,
             },
             site: self.site,
+        })
+    }
+
+    /// `READINESS_READY_ROLES`: the Patroni roles that may be ready.
+    fn ready_roles(&self) -> Result<Vec<Role>, ConfigError> {
+        let mut ready_roles = Vec::new();
+        for r in self
+            .ready_roles
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+        {
+            match Role::parse(r) {
+                Role::Other(_) => {
+                    return Err(ConfigError::invalid(
+                        var("ready_roles"),
+                        format!("unknown role '{r}' (use primary, standby_leader, replica)"),
+                    ));
+                }
+                role => ready_roles.push(role),
+            }
+        }
+        Ok(ready_roles)
+    }
+
+    /// The peer check's settings (`None` without `READINESS_PEER_HOST`); its timeout must be
+    /// shorter than the poll interval.
+    fn peer_settings(&self, poll_interval: Duration) -> Result<Option<PeerSettings>, ConfigError> {
+        let peer_timeout = match self.peer_timeout {
+            Some(d) if d.get().is_zero() || d.get() >= poll_interval => {
+                return Err(ConfigError::invalid(
+                    var("peer_timeout"),
+                    "must be more than zero and shorter than READINESS_POLL_INTERVAL",
+                ));
+            }
+            Some(d) => d.get(),
+            None => poll_interval * 3 / 4,
+        };
+        if self.peer_sslmode == SslMode::VerifyFull {
+            return Err(ConfigError::invalid(
+                var("peer_sslmode"),
+                SslMode::refuse_verify_full("READINESS_PEER_SSLROOTCERT"),
+            ));
+        }
+        Ok(match self.peer_host.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(host) => {
+                let Some(user) = self
+                    .replication_user
+                    .clone()
+                    .filter(|u| !u.trim().is_empty())
+                else {
+                    return Err(ConfigError::invalid(
+                        var("replication_user"),
+                        "is required when READINESS_PEER_HOST is set (the peer check logs in as the replication user)",
+                    ));
+                };
+                let Some(password) = self.replication_password.clone() else {
+                    return Err(ConfigError::invalid(
+                        var("replication_password"),
+                        "is required when READINESS_PEER_HOST is set",
+                    ));
+                };
+                // The CA file is read once, here: a missing or unusable file is a configuration
+                // error, not a failed peer check.
+                let tls = ProbeTls::new(self.peer_sslmode, self.peer_sslrootcert.as_deref())
+                    .map_err(|reason| ConfigError::invalid(var("peer_sslrootcert"), reason))?;
+                Some(PeerSettings {
+                    host: host.to_string(),
+                    port: self.peer_port,
+                    sslmode: self.peer_sslmode,
+                    tls,
+                    database: self.peer_database.clone(),
+                    user,
+                    password,
+                    timeout: peer_timeout,
+                    local_host: self.local_pg_host.clone(),
+                    local_port: self.local_pg_port,
+                })
+            }
         })
     }
 }
