@@ -153,3 +153,79 @@ where
     let lineage = own.as_ref().ok().map(|o| lineage(o, &peer));
     PeerView::Seen(Box::new(Sighting { peer, own, lineage }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(timeline: u32, in_recovery: bool, marker: Option<(u32, u64)>) -> Identity {
+        Identity {
+            system_id: "7000".into(),
+            timeline,
+            in_recovery,
+            wal_end: 0x6000000,
+            marker: marker.map(|(timeline, fork_lsn)| PromotionMarker {
+                timeline,
+                fork_lsn,
+                site: "golddr".into(),
+                at: String::new(),
+            }),
+            history: Vec::new(),
+        }
+    }
+
+    async fn look(
+        peer: Result<Identity, IdentifyError>,
+        own: Result<Identity, String>,
+    ) -> PeerView {
+        check_peer(async { peer }, async { own }, None, Duration::from_secs(1)).await
+    }
+
+    /// The agent and the sidecar read the same verdict from one look: silence, an answer without
+    /// an identity, a standby, a writable peer judged against us, or our own identity missing.
+    #[tokio::test]
+    async fn one_look_at_the_peer() {
+        let silent = look(
+            Err(IdentifyError::NoAnswer("refused".into())),
+            Ok(id(1, false, None)),
+        );
+        assert_eq!(silent.await, PeerView::Silent("refused".into()));
+        let rejected = look(
+            Err(IdentifyError::Rejected("28P01 password".into())),
+            Ok(id(1, false, None)),
+        );
+        assert_eq!(
+            rejected.await,
+            PeerView::Unidentified("28P01 password".into())
+        );
+
+        let PeerView::Seen(standby) = look(Ok(id(1, true, None)), Ok(id(1, false, None))).await
+        else {
+            panic!("a standby is seen")
+        };
+        assert!(!standby.writable());
+        assert_eq!(standby.lineage, Some(Lineage::SameTimeline));
+
+        let PeerView::Seen(forked) =
+            look(Ok(id(2, false, Some((1, 0x500)))), Ok(id(1, false, None))).await
+        else {
+            panic!("a writable peer is seen")
+        };
+        assert!(forked.writable());
+        assert_eq!(
+            forked.lineage,
+            Some(Lineage::PeerForkedFromUs {
+                fork_lsn: 0x500,
+                timeline: 1
+            })
+        );
+
+        let PeerView::Seen(unknown_self) =
+            look(Ok(id(2, false, None)), Err("no conn_url".into())).await
+        else {
+            panic!("the peer is seen even when we are not")
+        };
+        assert_eq!(unknown_self.lineage, None);
+        assert_eq!(unknown_self.own, Err("no conn_url".into()));
+    }
+}
