@@ -74,6 +74,25 @@ pub enum Error {
     Output(String),
 }
 
+impl Error {
+    /// The process exit code for this error (`crate::EXIT_*`).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => crate::EXIT_CONFIG,
+            Error::Refused(_)
+            | Error::NotConfirmed
+            | Error::Malformed { .. }
+            | Error::Contention { .. }
+            | Error::Missing { .. } => crate::EXIT_REFUSED,
+            Error::Stuck { .. } | Error::Timeout { .. } => crate::EXIT_UNFINISHED,
+            Error::Kubeconfig { .. }
+            | Error::Api { .. }
+            | Error::Tunnel { .. }
+            | Error::Output(_) => crate::EXIT_API,
+        }
+    }
+}
+
 /// A short hint for an API failure, by status code.
 pub fn hint(e: &kube::Error) -> &'static str {
     match e {
@@ -91,4 +110,59 @@ pub fn hint(e: &kube::Error) -> &'static str {
 
 pub fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script tells "nothing changed" (3) from "something may have changed" (4) from "could
+    /// not talk to a site" (5).
+    #[test]
+    fn exit_codes_by_kind() {
+        let rows: Vec<(Error, i32)> = vec![
+            (
+                Error::Config(ConfigError::BadSiteFlag("x".into())),
+                crate::EXIT_CONFIG,
+            ),
+            (Error::Refused("peer writable".into()), crate::EXIT_REFUSED),
+            (Error::NotConfirmed, crate::EXIT_REFUSED),
+            (
+                Error::Contention {
+                    site: "gold".into(),
+                    object: "cm".into(),
+                    attempts: 5,
+                },
+                crate::EXIT_REFUSED,
+            ),
+            (
+                Error::Timeout {
+                    what: "promotion".into(),
+                    timeout: Duration::from_secs(1),
+                    last: "replica".into(),
+                    next: "retry",
+                },
+                crate::EXIT_UNFINISHED,
+            ),
+            (
+                Error::Stuck {
+                    step: "catch-up",
+                    reason: "diverged".into(),
+                },
+                crate::EXIT_UNFINISHED,
+            ),
+            (
+                Error::Tunnel {
+                    site: "gold".into(),
+                    service: "svc".into(),
+                    reason: "does not exist".into(),
+                },
+                crate::EXIT_API,
+            ),
+            (Error::Output("closed".into()), crate::EXIT_API),
+        ];
+        for (e, want) in rows {
+            assert_eq!(e.exit_code(), want, "{e}");
+        }
+    }
 }

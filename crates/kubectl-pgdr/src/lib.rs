@@ -23,9 +23,17 @@ pub use error::Error;
 use cli::{Cli, Command};
 use run::{Io, Pair2};
 
-/// Exit codes: 0 done / healthy, 1 unhealthy (status) or the command failed or was refused.
+/// Exit codes (README "Exit codes"), so that a script can tell what happened:
+/// 0 done / healthy; 1 the pair is unhealthy (`status`); 2 the configuration or the command line
+/// is wrong (clap uses 2 for usage errors too); 3 refused or not confirmed: nothing was changed;
+/// 4 did not finish in time or stopped mid-way: something may have changed, see `status`;
+/// 5 a site's API (or the kubeconfig, the tunnel Service, the output) failed.
 pub const EXIT_OK: i32 = 0;
-pub const EXIT_FAIL: i32 = 1;
+pub const EXIT_UNHEALTHY: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+pub const EXIT_REFUSED: i32 = 3;
+pub const EXIT_UNFINISHED: i32 = 4;
+pub const EXIT_API: i32 = 5;
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
@@ -46,7 +54,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
             max_lag_bytes,
         } => {
             let healthy = run::status(&pair, &settings, *output, *max_lag_bytes, io).await?;
-            Ok(if healthy { EXIT_OK } else { EXIT_FAIL })
+            Ok(if healthy { EXIT_OK } else { EXIT_UNHEALTHY })
         }
         Command::Hold { site } => {
             run::hold(&pair, &settings, site.as_deref(), true, io).await?;

@@ -13,7 +13,7 @@ async fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            kubectl_pgdr::EXIT_FAIL
+            e.exit_code()
         }
     };
     std::process::exit(code);

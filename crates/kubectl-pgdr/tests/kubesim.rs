@@ -136,7 +136,7 @@ async fn status_shows_both_sites_and_its_exit_code_follows_health() {
         &status_json("standby_leader", 1, 90_000, false),
     );
     let (code, out, _) = s.run(&["status", "--max-lag-bytes", "1000"], "").await;
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, kubectl_pgdr::EXIT_UNHEALTHY, "{out}");
     assert!(
         out.contains("PROBLEM: golddr: the standby leader is not streaming from gold"),
         "{out}"
@@ -150,13 +150,13 @@ async fn status_shows_both_sites_and_its_exit_code_follows_health() {
         &status_json("primary", 2, 120_000, false),
     );
     let (code, out, _) = s.run(&["status"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_UNHEALTHY);
     assert!(out.contains("SPLIT BRAIN"), "{out}");
 
     // A site whose API is down is reported, not a crash.
     s.golddr.faults().refuse_for(Duration::from_secs(600));
     let (code, out, _) = s.run(&["status", "--request-timeout", "2"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_UNHEALTHY);
     assert!(out.contains("unreachable"), "{out}");
 }
 
@@ -185,7 +185,7 @@ async fn hold_and_release_annotate_the_state_configmap() {
     assert_eq!(annotation(&cm, "patroni-dr/hold"), None);
 
     let (code, _, err) = s.run(&["hold", "nowhere"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_CONFIG);
     assert!(err.contains("'nowhere' is not configured"), "{err}");
 }
 
@@ -281,7 +281,7 @@ async fn a_config_that_keeps_changing_is_never_overwritten() {
     let (code, _, err) = s
         .run(&["fence", "gold", "--yes", "--timeout", "2"], "")
         .await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED);
     assert!(err.contains("kept changing"), "{err}");
     assert!(dynamic_config(&s.gold).get("standby_cluster").is_none());
 }
@@ -290,7 +290,7 @@ async fn a_config_that_keeps_changing_is_never_overwritten() {
 async fn promote_is_refused_while_the_peer_is_writable_or_without_force() {
     let s = fixture();
     let (code, _, err) = s.run(&["promote", "golddr", "--force", "--yes"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED);
     assert!(err.contains("gold is a writable primary"), "{err}");
     assert!(
         dynamic_config(&s.golddr).get("standby_cluster").is_some(),
@@ -305,7 +305,7 @@ async fn promote_is_refused_while_the_peer_is_writable_or_without_force() {
             "",
         )
         .await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED);
     assert!(err.contains("--force"), "{err}");
     // Declined at the prompt: nothing changes.
     let (code, _, err) = s
@@ -314,7 +314,7 @@ async fn promote_is_refused_while_the_peer_is_writable_or_without_force() {
             "no\n",
         )
         .await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED);
     assert!(
         err.contains("last known lag recorded by the agent: 0 bytes"),
         "{err}"
@@ -365,7 +365,7 @@ async fn a_malformed_config_is_reported_and_left_untouched() {
     );
     assert_eq!(code, 200);
     let (code, _, err) = s.run(&["fence", "gold", "--yes"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED);
     assert!(
         err.contains("cannot be used") && err.contains("nothing was changed"),
         "{err}"
@@ -373,7 +373,7 @@ async fn a_malformed_config_is_reported_and_left_untouched() {
     let cm = get(&s.gold, "configmaps", "patroni-config");
     assert_eq!(annotation(&cm, "config").as_deref(), Some("{not json"));
     let (code, out, _) = s.run(&["status"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_UNHEALTHY);
     assert!(out.contains("not valid JSON"), "{out}");
 }
 
@@ -430,11 +430,11 @@ async fn the_switchover_record_is_a_compare_and_set() {
     );
     // A stopped switchover makes the pair unhealthy and says how to resume.
     let (code, out, _) = s.run(&["status"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_UNHEALTHY);
     assert!(out.contains("switchover --resume"), "{out}");
     // A switchover the other way is refused while this one is recorded.
     let (code, _, err) = s.run(&["switchover", "--to", "gold"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED);
     assert!(err.contains("in progress"), "{err}");
 }
 
@@ -584,17 +584,17 @@ async fn rejoin_approves_a_held_fence_and_status_shows_it() {
     };
     let before = rv(&s.golddr);
     let (code, _, err) = s.run(&["rejoin", "golddr", "--yes"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED);
     assert!(err.contains("site golddr is not fenced"), "{err}");
     assert_eq!(rv(&s.golddr), before);
     let (code, _, err) = s.run(&["unfence", "gold", "--yes"], "").await;
-    assert_eq!(code, 1);
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED);
     assert!(err.contains("golddr is a writable primary"), "{err}");
 
     // Declined at the prompt: nothing written.
     let before = rv(&s.gold);
     let (code, _, err) = s.run(&["rejoin", "gold"], "no\n").await;
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED, "{err}");
     assert!(
         err.contains("16438744 bytes on timeline 1 after the fork at 0/5000A28"),
         "{err}"

@@ -79,7 +79,7 @@ impl Sites {
             Ok(c) => c,
             Err(e) => {
                 let _ = std::io::Write::write_all(&mut err, format!("error: {e}\n").as_bytes());
-                kubectl_pgdr::EXIT_FAIL
+                e.exit_code()
             }
         };
         let (out, err) = (
