@@ -65,8 +65,26 @@ pub enum RetryError<E> {
     },
 }
 
+/// How long the server asked us to wait before the next attempt: a Kubernetes API `Status` with
+/// `details.retryAfterSeconds` (what the API server sends with a 429 from priority and fairness,
+/// and with some 503s, beside its `Retry-After` header). `None` for any other error.
+pub fn server_retry_after<E: 'static>(e: &E) -> Option<Duration> {
+    let any: &dyn std::any::Any = e;
+    match any.downcast_ref::<kube::Error>()? {
+        kube::Error::Api(status) => status
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(u64::from(s))),
+        _ => None,
+    }
+}
+
 /// Runs `op` until it succeeds, fails with a non-retryable error, or `deadline` passes.
 /// Each retry is logged at `warn` with `what` so a Job's log shows what it was waiting for.
+/// A server that says when to come back ([`server_retry_after`]) is not asked again before
+/// then; the deadline still bounds the whole (a longer wait ends as `Deadline`).
 pub async fn until_deadline<T, E, Fut, F, R>(
     what: &str,
     deadline: Duration,
@@ -78,7 +96,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     R: Fn(&E) -> bool,
-    E: Display,
+    E: Display + 'static,
 {
     let started = Instant::now();
     let last: Mutex<Option<String>> = Mutex::new(None);
@@ -87,6 +105,7 @@ where
     let attempt = op
         .retry(backoff)
         .when(|e| retryable(e))
+        .adjust(|e, wait| wait.map(|w| server_retry_after(e).map_or(w, |asked| asked.max(w))))
         .notify(|e, wait| {
             tracing::warn!(what, error = %e, retry_in_ms = wait.as_millis() as u64, "not yet, retrying");
             *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
@@ -198,5 +217,57 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn too_many_requests(retry_after: u32) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 429, "reason": "TooManyRequests",
+            "message": "too many requests", "details": {"retryAfterSeconds": retry_after}
+        }))
+        .unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    /// The API server's `retryAfterSeconds` stretches the next wait (never shortens it); other
+    /// errors keep the backoff's.
+    #[tokio::test]
+    async fn a_server_that_says_when_is_not_asked_before() {
+        assert_eq!(
+            server_retry_after(&too_many_requests(2)),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(server_retry_after(&too_many_requests(0)), None);
+        assert_eq!(server_retry_after(&E::Transient(1)), None);
+        let n = AtomicU32::new(0);
+        let started = Instant::now();
+        let r = until_deadline(
+            "t",
+            Duration::from_secs(5),
+            fast(),
+            || async {
+                match n.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(too_many_requests(1)),
+                    _ => Ok(()),
+                }
+            },
+            |_| true,
+        )
+        .await;
+        assert!(r.is_ok());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(950),
+            "retried after {waited:?}, before the server's 1 s"
+        );
+        // A wait longer than the budget ends at the budget, as a deadline.
+        let r: Result<(), _> = until_deadline(
+            "t",
+            Duration::from_millis(300),
+            fast(),
+            || async { Err(too_many_requests(60)) },
+            |_| true,
+        )
+        .await;
+        assert!(matches!(r, Err(RetryError::Deadline { .. })));
     }
 }
