@@ -416,7 +416,6 @@ fn rows(r: &Report) -> Vec<(String, Vec<String>)> {
             "last decision".into(),
             col(&|s| or_dash(s.agent.last_decision.clone())),
         ),
-        ("reasons".into(), col(&reasons_cell)),
     ]);
     rows
 }
@@ -528,14 +527,6 @@ fn agent_cell(s: &SiteReport) -> String {
     )
 }
 
-fn reasons_cell(s: &SiteReport) -> String {
-    if s.agent.reasons.is_empty() {
-        "-".into()
-    } else {
-        s.agent.reasons.join("; ")
-    }
-}
-
 /// The rows as aligned text.
 fn table(rows: &[(String, Vec<String>)]) -> String {
     let w0 = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -553,9 +544,16 @@ fn table(rows: &[(String, Vec<String>)]) -> String {
     out
 }
 
-/// Lag, a switchover in progress, warnings, problems and the verdict, under the table.
+/// Each agent's reasons (one per line: they are long, and in the table they widened the first
+/// site's column), lag, a switchover in progress, warnings, problems and the verdict.
 fn footer(r: &Report) -> String {
     let mut out = String::new();
+    for s in r.sites.iter().filter(|s| !s.agent.reasons.is_empty()) {
+        out.push_str(&format!("{} agent's reasons:\n", s.name));
+        for reason in &s.agent.reasons {
+            out.push_str(&format!("  - {reason}\n"));
+        }
+    }
     if let Some(l) = &r.lag {
         out.push_str(&format!(
             "lag: {} is {} bytes behind {}{}\n",
@@ -713,6 +711,24 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("health: OK\n"), "{text}");
+        // Long reasons go under the table, one per line, and never widen a column.
+        let mut long = r.clone();
+        long.sites[1].agent.reasons = vec!["x".repeat(300), "second".into()];
+        let text = render_text(&long);
+        assert!(
+            text.contains(&format!(
+                "golddr agent's reasons:\n  - {}\n  - second\n",
+                "x".repeat(300)
+            )),
+            "{text}"
+        );
+        let widest_table_line = text
+            .lines()
+            .take_while(|l| !l.ends_with("reasons:"))
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        assert!(widest_table_line < 200, "{text}");
         let in_sync = report(
             &sites(),
             &pair(100, member("golddr-0", "standby_leader", 1, 100)),
