@@ -40,11 +40,30 @@ fn sigterm_is_a_graceful_exit_0() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sidecar never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Wait for the sidecar's own "serving" line, not for the port to answer: another process
+    // may hold a port that was free a moment ago, and a SIGTERM sent before the handler exists
+    // would kill the sidecar instead of stopping it.
+    let stderr = child.stderr.take().unwrap();
+    let (serving_tx, serving_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if line.contains("serving") {
+                let _ = serving_tx.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    serving_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sidecar never logged that it is serving");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the sidecar serves on its port"
+    );
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -58,8 +77,7 @@ fn sigterm_is_a_graceful_exit_0() {
         assert!(Instant::now() < deadline, "no exit within 5s of SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = reader.join().unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
 }
