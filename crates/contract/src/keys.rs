@@ -22,3 +22,5 @@ pub const PARAMETERS: &str = "parameters";
 
 /// Dynamic config: our fence document ([`crate::fence`]); absent or null means not fenced.
 pub const FENCE: &str = "pgdr_fence";
+/// Dynamic config: the highest promotion epoch this site has seen at its peer ([`crate::epoch`]).
+pub const EPOCH_SEEN: &str = "pgdr_epoch_seen";

@@ -10,6 +10,7 @@
 //! - [`dynamic_config`]: parsing Patroni's `config` annotation and its standby-cluster rule.
 //! - [`lsn`]: PostgreSQL's `X/Y` positions.
 //! - [`marker`]: the promotion marker a promotion leaves (`pgdr.promoted_from`).
+//! - [`epoch`]: the promotion epoch that orders promotions (the fencing token).
 //! - [`lineage`]: which of two sites is authoritative, from their identities and markers.
 //! - [`fence`]: the `pgdr_fence` document, its phases and `standby_cluster` forms.
 //! - [`slot`]: the one replication slot between the sites, and what a promotion declares.
@@ -19,6 +20,7 @@
 //! - [`promotion_record`]: the durable record of a promotion port-patch honours.
 
 pub mod dynamic_config;
+pub mod epoch;
 pub mod fence;
 pub mod keys;
 pub mod lineage;

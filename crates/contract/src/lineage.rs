@@ -115,114 +115,116 @@ pub fn parse_patroni_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
         .collect()
 }
 
-/// How two identities relate.
+/// How two identities relate. Authority is the higher promotion epoch ([`crate::epoch`]), never
+/// the higher timeline number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Lineage {
     /// Not the same database: never act on it.
     DifferentSystem,
-    /// Both on one timeline: no fork visible.
+    /// Neither site was ever promoted (epoch 0 both) and both are on one timeline.
     SameTimeline,
-    /// The peer was promoted from our timeline at `fork_lsn`: the peer is authoritative.
-    PeerForkedFromUs { fork_lsn: u64, timeline: u32 },
-    /// We were promoted from the peer's timeline at `fork_lsn`: we are authoritative.
-    WeForkedFromPeer { fork_lsn: u64, timeline: u32 },
-    /// Timelines differ and no marker links them: no automatic authority.
+    /// The peer's promotion is the newer one (its epoch is higher): the peer is authoritative.
+    /// It left `timeline` at `fork_lsn`; `fork_pending`: that is the position read before its
+    /// promotion, not yet the switchpoint from its history (good for fencing, not for a rewind).
+    PeerAuthoritative {
+        epoch: u64,
+        timeline: u32,
+        fork_lsn: u64,
+        fork_pending: bool,
+    },
+    /// Our promotion is the newer one: we are authoritative (we left `timeline` at `fork_lsn`).
+    WeAuthoritative {
+        epoch: u64,
+        timeline: u32,
+        fork_lsn: u64,
+    },
+    /// Neither site was ever promoted (epoch 0 both) and the timelines differ: no authority.
     Unrelated,
-    /// No proof either way (same or unrelated timelines), but the peer carries a promotion
-    /// marker newer than ours: it was promoted later, most likely from us. Only
-    /// [`lineage_for_advertising`] says this (the sidecar does not advertise such a member);
-    /// [`lineage`] never does.
-    PeerPromotedLater,
+    /// Both sites carry promotions of the same epoch: two promotions that did not know of each
+    /// other. Neither is the authority; neither may be advertised until a person settles it.
+    EpochTie { epoch: u64 },
+}
+
+impl Lineage {
+    /// The peer is the authority (whatever its fork's state).
+    pub fn peer_authoritative(&self) -> bool {
+        matches!(self, Lineage::PeerAuthoritative { .. })
+    }
 }
 
 impl fmt::Display for Lineage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Lineage::DifferentSystem => write!(f, "a different database (system identifier)"),
-            Lineage::SameTimeline => write!(f, "the same timeline (no fork)"),
-            Lineage::PeerForkedFromUs { fork_lsn, timeline } => write!(
+            Lineage::SameTimeline => write!(f, "the same timeline (no promotion on either site)"),
+            Lineage::PeerAuthoritative {
+                epoch,
+                timeline,
+                fork_lsn,
+                fork_pending,
+            } => write!(
                 f,
-                "the peer was promoted from our timeline {timeline} at {}",
-                format_lsn(*fork_lsn)
+                "the peer's promotion is newer (epoch {epoch}; it left timeline {timeline} at {}{})",
+                format_lsn(*fork_lsn),
+                if *fork_pending {
+                    ", switchpoint not yet published"
+                } else {
+                    ""
+                }
             ),
-            Lineage::WeForkedFromPeer { fork_lsn, timeline } => write!(
+            Lineage::WeAuthoritative {
+                epoch,
+                timeline,
+                fork_lsn,
+            } => write!(
                 f,
-                "we were promoted from the peer's timeline {timeline} at {}",
+                "our promotion is newer (epoch {epoch}; we left timeline {timeline} at {})",
                 format_lsn(*fork_lsn)
             ),
             Lineage::Unrelated => write!(
                 f,
-                "different timelines with no promotion marker linking them"
+                "different timelines and no promotion on either site (no authority)"
             ),
-            Lineage::PeerPromotedLater => write!(
+            Lineage::EpochTie { epoch } => write!(
                 f,
-                "no fork visible, but the peer carries a newer promotion marker than ours"
+                "both sites were promoted at epoch {epoch} (two promotions that did not know of \
+                 each other): no authority until a person settles it"
             ),
         }
     }
 }
 
-/// The rule. The peer is authoritative when its marker is the newer promotion (ours, if any,
-/// names an older timeline), it moved on from the marker's timeline, and we wrote on that
-/// timeline up to the fork or past it: still on it, or left it at or after the fork (Patroni
-/// promotes a crashed primary that kept its lock onto a new timeline of its own, so "same
-/// timeline number" alone proves nothing). A stale marker from an earlier round never matches:
-/// our newer marker wins, and a timeline we never wrote on is not ours.
+impl Identity {
+    /// The epoch of this server's promotion marker (0: never promoted).
+    pub fn epoch(&self) -> u64 {
+        self.marker.as_ref().map_or(0, |m| m.epoch)
+    }
+}
+
+/// The rule: the higher epoch is the authority; equal epochs above zero are a tie; with no
+/// promotion on either side only "same timeline or not" is said. Timeline numbers are never
+/// compared to decide authority (each site numbers its own: a crash restart or an in-site
+/// failover moves one of them on).
 pub fn lineage(own: &Identity, peer: &Identity) -> Lineage {
     if own.system_id != peer.system_id {
         return Lineage::DifferentSystem;
     }
-    let ours_is_newer = |m: &PromotionMarker| {
-        own.marker
-            .as_ref()
-            .is_some_and(|o| o.timeline >= m.timeline)
-    };
-    if let Some(m) = &peer.marker
-        && peer.timeline > m.timeline
-        && !ours_is_newer(m)
-        && match own.left(m.timeline) {
-            Some(None) => true,
-            Some(Some(left_at)) => left_at >= m.fork_lsn,
-            None => false,
-        }
-    {
-        return Lineage::PeerForkedFromUs {
-            fork_lsn: m.fork_lsn,
-            timeline: m.timeline,
-        };
-    }
-    if let Some(m) = &own.marker
-        && m.timeline == peer.timeline
-        && own.timeline > peer.timeline
-    {
-        return Lineage::WeForkedFromPeer {
-            fork_lsn: m.fork_lsn,
-            timeline: peer.timeline,
-        };
-    }
-    if own.timeline == peer.timeline {
-        Lineage::SameTimeline
-    } else {
-        Lineage::Unrelated
-    }
-}
-
-/// [`lineage`], refined for the question "may this member be advertised as the write target?":
-/// where it proves nothing (same or unrelated timelines) but the peer carries a promotion marker
-/// newer than ours (or we have none), the peer was most likely promoted from us:
-/// [`Lineage::PeerPromotedLater`].
-pub fn lineage_for_advertising(own: &Identity, peer: &Identity) -> Lineage {
-    let l = lineage(own, peer);
-    let peer_marker_newer = peer.marker.as_ref().is_some_and(|pm| {
-        own.marker
-            .as_ref()
-            .is_none_or(|om| om.timeline < pm.timeline)
-    });
-    if peer_marker_newer && matches!(l, Lineage::SameTimeline | Lineage::Unrelated) {
-        Lineage::PeerPromotedLater
-    } else {
-        l
+    match (&own.marker, &peer.marker) {
+        (_, Some(p)) if p.epoch > own.epoch() => Lineage::PeerAuthoritative {
+            epoch: p.epoch,
+            timeline: p.timeline,
+            fork_lsn: p.fork_lsn,
+            fork_pending: p.fork_pending,
+        },
+        (Some(o), _) if o.epoch > peer.epoch() => Lineage::WeAuthoritative {
+            epoch: o.epoch,
+            timeline: o.timeline,
+            fork_lsn: o.fork_lsn,
+        },
+        (Some(o), Some(_)) if o.epoch > 0 => Lineage::EpochTie { epoch: o.epoch },
+        _ if own.timeline == peer.timeline => Lineage::SameTimeline,
+        _ => Lineage::Unrelated,
     }
 }
 
@@ -271,7 +273,7 @@ pub fn identity_from_row(cols: &[Option<&str>]) -> Result<Identity, String> {
     let wal_end = parse_lsn(end).ok_or_else(|| format!("WAL position {end:?} is not an LSN"))?;
     let marker = match cols.get(4).copied().flatten().map(str::trim) {
         None | Some("") => None,
-        Some(text) => Some(PromotionMarker::parse(text)?),
+        Some(text) => Some(PromotionMarker::parse(text).map_err(|e| e.to_string())?),
     };
     Ok(Identity {
         system_id,
@@ -287,15 +289,18 @@ pub fn identity_from_row(cols: &[Option<&str>]) -> Result<Identity, String> {
 mod tests {
     use super::*;
 
-    fn id(timeline: u32, marker: Option<(u32, u64)>) -> Identity {
+    /// An identity on `timeline` with a marker `(epoch, marker timeline, fork)`.
+    fn id(timeline: u32, marker: Option<(u64, u32, u64)>) -> Identity {
         Identity {
             system_id: "7000".into(),
             timeline,
             in_recovery: false,
             wal_end: 0x6000000,
-            marker: marker.map(|(timeline, fork_lsn)| PromotionMarker {
+            marker: marker.map(|(epoch, timeline, fork_lsn)| PromotionMarker {
+                epoch,
                 timeline,
                 fork_lsn,
+                fork_pending: false,
                 site: "x".into(),
                 at: String::new(),
             }),
@@ -303,23 +308,20 @@ mod tests {
         }
     }
 
-    /// `id` with a history: (timeline, where it was left).
-    fn with_history(mut i: Identity, lines: &[(u32, u64)]) -> Identity {
-        i.history = lines
-            .iter()
-            .map(|&(timeline, switchpoint)| HistoryEntry {
-                timeline,
-                switchpoint,
-            })
-            .collect();
-        i
+    fn peer_auth(epoch: u64, timeline: u32, fork_lsn: u64) -> Lineage {
+        Lineage::PeerAuthoritative {
+            epoch,
+            timeline,
+            fork_lsn,
+            fork_pending: false,
+        }
     }
 
     #[test]
     fn lineage_table() {
         let other_system = Identity {
             system_id: "7001".into(),
-            ..id(4, Some((3, 0x500)))
+            ..id(4, Some((1, 3, 0x500)))
         };
         let rows: Vec<(&str, Identity, Identity, Lineage)> = vec![
             (
@@ -329,82 +331,78 @@ mod tests {
                 Lineage::DifferentSystem,
             ),
             (
-                "same timeline, no markers",
+                "same timeline, never promoted",
                 id(3, None),
                 id(3, None),
                 Lineage::SameTimeline,
             ),
             (
-                "peer promoted from our timeline",
+                "the peer was promoted (epoch 1), we never were",
                 id(3, None),
-                id(4, Some((3, 0x500))),
-                Lineage::PeerForkedFromUs {
-                    fork_lsn: 0x500,
+                id(4, Some((1, 3, 0x500))),
+                peer_auth(1, 3, 0x500),
+            ),
+            (
+                "we were promoted",
+                id(4, Some((1, 3, 0x500))),
+                id(3, None),
+                Lineage::WeAuthoritative {
+                    epoch: 1,
                     timeline: 3,
+                    fork_lsn: 0x500,
                 },
             ),
             (
-                "we were promoted from the peer's timeline",
-                id(4, Some((3, 0x500))),
-                id(3, None),
-                Lineage::WeForkedFromPeer {
-                    fork_lsn: 0x500,
-                    timeline: 3,
-                },
-            ),
-            (
-                "peer's marker names another timeline (stale, earlier round)",
-                id(5, None),
-                id(6, Some((3, 0x500))),
-                Lineage::Unrelated,
-            ),
-            (
-                "peer newer but no marker: no authority",
+                "never promoted, timelines differ (an in-site failover): no authority",
                 id(3, None),
                 id(4, None),
                 Lineage::Unrelated,
             ),
             (
-                "both promoted separately from timeline 3 (both on 4)",
-                id(4, Some((3, 0x700))),
-                id(4, Some((3, 0x500))),
-                Lineage::SameTimeline,
-            ),
-            (
-                "marker names our timeline but the peer is older (impossible order): no authority",
-                id(5, None),
-                id(4, Some((5, 0x500))),
-                Lineage::Unrelated,
-            ),
-            (
-                "we crash-restarted onto timeline 2 after the fork (Patroni promotes a crashed \
-                 primary that kept its lock): the peer is still authoritative",
-                with_history(id(2, None), &[(1, 0x900)]),
-                id(2, Some((1, 0x500))),
-                Lineage::PeerForkedFromUs {
-                    fork_lsn: 0x500,
+                "issue item 1: our promotion (epoch 3) is newer though the peer's marker names a \
+                 higher timeline than ours",
+                id(4, Some((3, 1, 0x300))),
+                id(4, Some((2, 2, 0x800))),
+                Lineage::WeAuthoritative {
+                    epoch: 3,
                     timeline: 1,
+                    fork_lsn: 0x300,
                 },
             ),
             (
-                "we left the marker's timeline before the fork: someone else wrote it, no authority",
-                with_history(id(2, None), &[(1, 0x400)]),
-                id(2, Some((1, 0x500))),
-                Lineage::SameTimeline,
+                "issue item 2: the peer's marker names a timeline we left by an in-site failover; \
+                 its epoch still makes it the authority",
+                id(6, Some((1, 2, 0x100))),
+                id(6, Some((2, 5, 0x500))),
+                peer_auth(2, 5, 0x500),
             ),
             (
-                "our history is unknown and we moved on: no authority",
-                id(3, None),
-                id(2, Some((1, 0x500))),
-                Lineage::Unrelated,
+                "two promotions from the same epoch: a tie, neither is the authority",
+                id(4, Some((2, 3, 0x700))),
+                id(4, Some((2, 3, 0x500))),
+                Lineage::EpochTie { epoch: 2 },
             ),
             (
-                "failback: our marker (timeline 2) is newer than the peer's stale one (timeline 1)",
-                with_history(id(3, Some((2, 0x800))), &[(1, 0x500), (2, 0x800)]),
-                id(2, Some((1, 0x500))),
-                Lineage::WeForkedFromPeer {
-                    fork_lsn: 0x800,
-                    timeline: 2,
+                "we crash-restarted onto a timeline of our own: the peer's epoch still decides",
+                id(2, None),
+                id(2, Some((1, 1, 0x500))),
+                peer_auth(1, 1, 0x500),
+            ),
+            (
+                "a pending fork is passed on",
+                id(1, None),
+                Identity {
+                    marker: Some(PromotionMarker {
+                        fork_pending: true,
+                        ..PromotionMarker::parse("epoch=1 timeline=1 fork_lsn=0/10").unwrap()
+                    }),
+                    ..id(2, None)
+                },
+                Lineage::PeerAuthoritative {
+                    epoch: 1,
+                    timeline: 1,
+                    fork_lsn: 0x10,
+                    fork_pending: true,
                 },
             ),
         ];
@@ -413,31 +411,55 @@ mod tests {
         }
     }
 
-    #[test]
-    fn advertising_refines_only_what_proves_nothing() {
-        // Same timeline, the peer has a marker and we have none: promoted later.
-        assert_eq!(
-            lineage_for_advertising(&id(3, None), &id(3, Some((2, 0x500)))),
-            Lineage::PeerPromotedLater
-        );
-        // Our marker is as new: nothing to refine.
-        assert_eq!(
-            lineage_for_advertising(&id(3, Some((2, 0x600))), &id(3, Some((2, 0x500)))),
-            Lineage::SameTimeline
-        );
-        // A proof stays a proof.
-        assert_eq!(
-            lineage_for_advertising(&id(3, None), &id(4, Some((3, 0x500)))),
-            Lineage::PeerForkedFromUs {
-                fork_lsn: 0x500,
-                timeline: 3
+    /// Any two identities of one database: at most one side is the authority, the two sides'
+    /// verdicts mirror each other, and a lower epoch never outranks a higher one.
+    mod authority_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn identity() -> impl Strategy<Value = Identity> {
+            (
+                1u32..6,
+                proptest::option::of((0u64..5, 1u32..6, 0u64..0x1000, any::<bool>())),
+            )
+                .prop_map(|(timeline, m)| Identity {
+                    marker: m.map(|(epoch, t, fork_lsn, fork_pending)| PromotionMarker {
+                        epoch,
+                        timeline: t,
+                        fork_lsn,
+                        fork_pending,
+                        site: String::new(),
+                        at: String::new(),
+                    }),
+                    ..id(timeline, None)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn at_most_one_authority(a in identity(), b in identity()) {
+                let (ab, ba) = (lineage(&a, &b), lineage(&b, &a));
+                // a says "the peer is authoritative" exactly when b says "we are".
+                prop_assert_eq!(ab.peer_authoritative(),
+                    matches!(ba, Lineage::WeAuthoritative { .. }));
+                prop_assert_eq!(ba.peer_authoritative(),
+                    matches!(ab, Lineage::WeAuthoritative { .. }));
+                prop_assert!(!(ab.peer_authoritative() && ba.peer_authoritative()));
+                // Ties are symmetric.
+                prop_assert_eq!(matches!(ab, Lineage::EpochTie { .. }),
+                    matches!(ba, Lineage::EpochTie { .. }));
             }
-        );
-        // No marker on the peer: nothing to refine.
-        assert_eq!(
-            lineage_for_advertising(&id(3, None), &id(4, None)),
-            Lineage::Unrelated
-        );
+
+            #[test]
+            fn never_told_to_yield_to_a_lower_epoch(a in identity(), b in identity()) {
+                if lineage(&a, &b).peer_authoritative() {
+                    prop_assert!(b.epoch() > a.epoch());
+                }
+                if b.epoch() > a.epoch() {
+                    prop_assert!(lineage(&a, &b).peer_authoritative());
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,86 +1,101 @@
 //! What every promotion writes into the promoted site's dynamic config, whoever promotes (the
-//! failover agent through Patroni's `PATCH /config`, the plugin by compare-and-set of the whole
-//! config): `standby_cluster` removed, the fence removed, the slot for the peer declared, and the
-//! promotion marker set.
+//! failover agent and the plugin, each by compare-and-set of the whole `<scope>-config`):
+//! `standby_cluster` removed, the fence removed, the slot for the peer declared, and the promotion
+//! marker with the next epoch ([`crate::epoch`]), all in one write. Patroni wakes on the change of
+//! the `config` annotation and promotes the standby leader.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::keys::{FENCE, PARAMETERS, SLOTS, STANDBY_CLUSTER};
-use crate::marker::{MARKER_GUC, PromotionMarker};
+use crate::keys::{FENCE, STANDBY_CLUSTER};
+use crate::marker::PromotionMarker;
 use crate::slot::{self, SlotName};
 
-/// The promotion applied to a whole config object (every other key kept).
+/// Where the site about to be promoted stands: the timeline its leader follows and the last
+/// position it replayed (the fork, or a little below it until the new timeline's history says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fork {
+    pub timeline: u32,
+    pub replayed: u64,
+}
+
+/// Who promotes, and what is known of the peer's epoch right now (0: it cannot be asked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Promotion<'a> {
+    pub site: &'a str,
+    pub at: String,
+    pub peer_known: u64,
+}
+
+/// The promotion applied to a whole config object (every other key kept); the marker written.
+/// Without a fork position there is no promotion: a promotion that leaves no fresh marker lets an
+/// older marker speak for this site (callers refuse and say why).
 pub fn apply(
     config: &mut Map<String, Value>,
     peer_slot: &SlotName,
-    marker: Option<&PromotionMarker>,
-) {
+    fork: Fork,
+    who: &Promotion<'_>,
+) -> PromotionMarker {
+    let marker = PromotionMarker {
+        epoch: crate::epoch::next(config, who.peer_known),
+        timeline: fork.timeline,
+        fork_lsn: fork.replayed,
+        fork_pending: true,
+        site: who.site.to_string(),
+        at: who.at.clone(),
+    };
     config.remove(STANDBY_CLUSTER);
     config.remove(FENCE);
-    if let Some(m) = marker {
-        crate::marker::set(config, m);
-    }
+    crate::marker::set(config, &marker);
     slot::declare(config, peer_slot);
-}
-
-/// The promotion as a JSON merge patch for `PATCH /config` (null removes a key).
-pub fn patch(peer_slot: &SlotName, marker: Option<&PromotionMarker>) -> Value {
-    let mut p = json!({
-        STANDBY_CLUSTER: null,
-        FENCE: null,
-        SLOTS: slot::declare_patch(peer_slot),
-    });
-    if let Some(m) = marker {
-        p[crate::keys::POSTGRESQL] = json!({ PARAMETERS: { MARKER_GUC: m.render() } });
-    }
-    p
+    marker
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Patroni merges a PATCH like RFC 7386 (null deletes); applying the patch that way must give
-    /// what `apply` gives.
-    fn merge(target: &mut Value, patch: &Value) {
-        match (target, patch) {
-            (Value::Object(t), Value::Object(p)) => {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-            (t, p) => *t = p.clone(),
-        }
-    }
+    use serde_json::json;
 
     #[test]
-    fn patch_and_apply_agree() {
+    fn a_promotion_writes_the_next_epoch_and_keeps_every_other_key() {
         let slot = SlotName::parse("pgdr_golddr").unwrap();
-        let m = PromotionMarker {
-            timeline: 1,
-            fork_lsn: 0x300,
-            site: "golddr".into(),
-            at: String::new(),
+        let mut config = json!({"ttl": 30, "standby_cluster": {"host": "h", "port": 1},
+            "pgdr_fence": {"phase": "hold"}, "pgdr_epoch_seen": 4,
+            "postgresql": {"parameters": {"max_connections": 100,
+                "pgdr.promoted_from": "epoch=2 timeline=1 fork_lsn=0/100"}},
+            "slots": {"other": {"type": "physical"}}})
+        .as_object()
+        .cloned()
+        .unwrap();
+        let who = Promotion {
+            site: "golddr",
+            at: "2026-12-04T00:00:00Z".into(),
+            peer_known: 3,
         };
-        let before = json!({"ttl": 30, "standby_cluster": {"host": "h", "port": 1},
-            "pgdr_fence": {"phase": "hold"},
-            "postgresql": {"parameters": {"max_connections": 100}},
-            "slots": {"other": {"type": "physical"}}});
-        for marker in [Some(&m), None] {
-            let mut via_apply = before.as_object().cloned().unwrap();
-            apply(&mut via_apply, &slot, marker);
-            let mut via_patch = before.clone();
-            merge(&mut via_patch, &patch(&slot, marker));
-            assert_eq!(Value::Object(via_apply.clone()), via_patch);
-            assert!(!crate::dynamic_config::is_standby_cluster(&via_apply));
-            assert!(via_apply.get(FENCE).is_none());
-            assert_eq!(via_apply["slots"]["other"]["type"], "physical");
-            assert_eq!(via_apply["slots"]["pgdr_golddr"]["type"], "physical");
-            assert_eq!(crate::marker::get(&via_apply).unwrap().as_ref(), marker);
-        }
+        let fork = Fork {
+            timeline: 5,
+            replayed: 0x300,
+        };
+        let m = apply(&mut config, &slot, fork, &who);
+        assert_eq!(
+            (m.epoch, m.timeline, m.fork_lsn, m.fork_pending),
+            (5, 5, 0x300, true)
+        );
+        assert!(!crate::dynamic_config::is_standby_cluster(&config));
+        assert!(config.get(FENCE).is_none());
+        assert_eq!(config["slots"]["other"]["type"], "physical");
+        assert_eq!(config["slots"]["pgdr_golddr"]["type"], "physical");
+        assert_eq!(config["postgresql"]["parameters"]["max_connections"], 100);
+        assert_eq!(crate::marker::get(&config).unwrap(), Some(m));
+        // A peer known higher than anything here wins.
+        let again = apply(
+            &mut config,
+            &slot,
+            fork,
+            &Promotion {
+                peer_known: 9,
+                ..who
+            },
+        );
+        assert_eq!(again.epoch, 10);
     }
 }

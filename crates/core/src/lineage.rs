@@ -165,6 +165,8 @@ mod tests {
             in_recovery,
             wal_end: 0x6000000,
             marker: marker.map(|(timeline, fork_lsn)| PromotionMarker {
+                epoch: 1,
+                fork_pending: false,
                 timeline,
                 fork_lsn,
                 site: "golddr".into(),
@@ -214,9 +216,11 @@ mod tests {
         assert!(forked.writable());
         assert_eq!(
             forked.lineage,
-            Some(Lineage::PeerForkedFromUs {
+            Some(Lineage::PeerAuthoritative {
+                epoch: 1,
                 fork_lsn: 0x500,
-                timeline: 1
+                timeline: 1,
+                fork_pending: false,
             })
         );
 

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use pgdr_core::contract::{marker::PromotionMarker, promote};
 use pgdr_core::k8s::{self, EventSpec, Kube, api_error};
-use pgdr_core::patroni::{PatroniClient, PatroniError};
+use pgdr_core::patroni::PatroniClient;
 use pgdr_core::promotion_record::{self, PromotionRecord};
 use pgdr_core::retry::{self, Cas, RetryError, fast_backoff};
 
@@ -247,67 +247,78 @@ pub struct Promoted {
     pub took: Duration,
 }
 
-/// Removes `standby_cluster` (and declares the peer's permanent slot, so the old primary site
-/// can later rejoin as a standby without a re-clone) through Patroni's `PATCH /config`, which
-/// Patroni applies as a compare-and-set on `<scope>-config`; then waits until the leader
-/// reports a running primary.
-pub async fn promote(settings: &Settings, patroni: &PatroniClient) -> Result<Promoted, Error> {
+/// Promotes this site in one compare-and-set of `<scope>-config` (`pgdr_contract::promote`):
+/// `standby_cluster` removed, the peer's permanent slot declared (so the old primary site can
+/// later rejoin as a standby without a re-clone) and the promotion marker with the next epoch
+/// written; Patroni wakes on the `config` change and promotes its standby leader. Then waits
+/// until the leader reports a running primary.
+///
+/// Fails closed: without the standby leader's timeline and replayed position there is no marker,
+/// and a promotion without a fresh marker would let an older one speak for this site (a returning
+/// peer could then outrank the site holding the newest writes). A config that is no longer a
+/// standby cluster when written means someone else promoted: this run does not promote twice.
+pub async fn promote(
+    settings: &Settings,
+    kube: &Kube,
+    patroni: &PatroniClient,
+) -> Result<Promoted, Error> {
     let started = std::time::Instant::now();
     let deadline = settings.config.promote_confirm_deadline.get();
-    // The promotion marker (pgdr_contract::marker): the timeline we leave and where. With it the
-    // old primary, seeing us writable, knows it was forked from and fences itself.
-    let marker = match patroni.member_status().await {
-        Ok(s) => match (
-            s.timeline,
-            s.xlog.as_ref().and_then(|x| x.replayed_location),
-        ) {
-            (Some(timeline), Some(fork_lsn)) if timeline > 0 => {
-                let marker = PromotionMarker {
-                    timeline: u32::try_from(timeline).unwrap_or(u32::MAX),
-                    fork_lsn,
-                    site: settings.config.site.clone(),
-                    at: Timestamp::now().to_string(),
-                };
-                tracing::info!(marker = %marker.render(), "promotion marker");
-                Some(marker)
-            }
-            _ => {
-                tracing::warn!(
-                    "the standby leader reports no timeline/replayed position: promoting WITHOUT \
-                     a promotion marker (the old primary cannot prove it must fence itself)"
-                );
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!(
-                error = %e.short(),
-                "standby leader status unreadable: promoting WITHOUT a promotion marker"
-            );
-            None
+    let failed = |detail: String| Error::PromoteFailed {
+        leader: patroni.base_url().to_string(),
+        detail,
+    };
+    let status = patroni.member_status().await.map_err(|e| {
+        failed(format!(
+            "the standby leader's status is unreadable ({}): no promotion marker, so no promotion",
+            e.short()
+        ))
+    })?;
+    let fork = match (
+        status
+            .timeline
+            .and_then(|t| u32::try_from(t).ok())
+            .filter(|t| *t > 0),
+        status.xlog.as_ref().and_then(|x| x.replayed_location),
+    ) {
+        (Some(timeline), Some(replayed)) => promote::Fork { timeline, replayed },
+        _ => {
+            return Err(failed(
+                "the standby leader reports no timeline or replayed position: no promotion \
+                 marker, so no promotion (it would let an older marker speak for this site)"
+                    .into(),
+            ));
         }
     };
-    let patch = promote::patch(&settings.peer_slot, marker.as_ref());
-    retry::until_deadline(
-        "PATCH /config on the standby leader",
-        deadline,
-        fast_backoff(),
-        || async { patroni.patch_config(&patch).await },
-        patroni_retryable,
-    )
-    .await
-    .map_err(|e| Error::PromoteFailed {
-        leader: patroni.base_url().to_string(),
-        detail: match e {
-            RetryError::Fatal(e) => e.to_string(),
-            RetryError::Deadline { elapsed, last } => {
-                format!(
-                    "still failing after {elapsed:.1?}: {}",
-                    last.unwrap_or_default()
-                )
-            }
-        },
-    })?;
+    let who = promote::Promotion {
+        site: &settings.config.site,
+        at: Timestamp::now().to_string(),
+        peer_known: 0,
+    };
+    let marker = edit_config(settings, kube, false, |map| {
+        if !dynamic_config::is_standby_cluster(map) {
+            return Edit::Leave(None);
+        }
+        Edit::Write(Some(promote::apply(map, &settings.peer_slot, fork, &who)))
+    })
+    .await?;
+    let marker = match marker {
+        None => {
+            return Err(failed(format!(
+                "{} is missing or unreadable: not promoted",
+                kube.object(&settings.config_map())
+            )));
+        }
+        Some(None) => {
+            return Err(failed(format!(
+                "{} is no longer a standby cluster (promoted by someone else meanwhile): not \
+                 promoted a second time",
+                kube.object(&settings.config_map())
+            )));
+        }
+        Some(Some(m)) => m,
+    };
+    tracing::warn!(marker = %marker.render(), epoch = marker.epoch, "promotion written (epoch, fork pending until the new timeline's history says)");
     tracing::info!(
         leader = patroni.base_url(),
         "standby_cluster removed; waiting for a writable primary"
@@ -343,15 +354,6 @@ pub async fn promote(settings: &Settings, patroni: &PatroniClient) -> Result<Pro
         timeline: status.timeline,
         took: started.elapsed(),
     })
-}
-
-fn patroni_retryable(e: &PatroniError) -> bool {
-    match e {
-        PatroniError::Unreachable { .. } => true,
-        // 409: Patroni lost its own compare-and-set on <scope>-config; the merge is re-done.
-        PatroniError::Status { status, .. } => *status == 409 || *status >= 500,
-        _ => false,
-    }
 }
 
 /// A verdict worth telling people about: one log line, the webhook and a Warning Event.
@@ -461,21 +463,29 @@ pub async fn webhook(
     }
 }
 
-/// Compare-and-set of the fence into `<scope>-config`. `only_if_absent`: a primary fencing
-/// itself never overwrites a fence written meanwhile (by the plugin or another run).
-pub async fn write_fence(
-    ctx: &Ctx<'_>,
-    f: &Fence,
-    target: Option<&FollowTarget>,
-    only_if_absent: bool,
+/// What an edit of `<scope>-config` decided on the document it was given.
+pub enum Edit<T> {
+    /// Write the edited document (compare-and-set), then return `T`.
+    Write(T),
+    /// Leave the object as it is and return `T`.
+    Leave(T),
+}
+
+/// Compare-and-set of this site's dynamic config: `edit` decides on the fresh document every
+/// round (a lost race means decide again on what won, never re-apply a stale decision).
+/// `Ok(None)`: the object is missing or its config unreadable (logged; nothing written).
+/// `clear_initialize`: the write also removes Patroni's `initialize` annotation.
+pub async fn edit_config<T>(
+    settings: &Settings,
+    kube: &Kube,
     clear_initialize: bool,
-) -> Result<bool, Error> {
-    let (settings, kube) = (ctx.settings, &ctx.kube);
+    edit: impl Fn(&mut serde_json::Map<String, Value>) -> Edit<T>,
+) -> Result<Option<T>, Error> {
     let name = settings.config_map();
     let api = kube.config_maps();
     let done = retry::compare_and_set(CAS_ROUNDS, || async {
         let Some(cm): Option<ConfigMap> = kube.get_opt(&api, &name).await? else {
-            return Ok(Cas::Done(false));
+            return Ok(Cas::Done(None));
         };
         let text = cm
             .metadata
@@ -485,13 +495,13 @@ pub async fn write_fence(
             .cloned()
             .unwrap_or_else(|| "{}".into());
         let Ok(mut map) = dynamic_config::parse(&text) else {
-            tracing::error!(object = %kube.object(&name), "dynamic config unreadable: fence NOT written");
-            return Ok(Cas::Done(false));
+            tracing::error!(object = %kube.object(&name), "dynamic config unreadable: nothing written");
+            return Ok(Cas::Done(None));
         };
-        if only_if_absent && matches!(fence::read(&map), Ok(Some(_)) | Err(_)) {
-            return Ok(Cas::Done(false));
-        }
-        fence::apply(&mut map, f, target);
+        let out = match edit(&mut map) {
+            Edit::Leave(out) => return Ok(Cas::Done(Some(out))),
+            Edit::Write(out) => out,
+        };
         let mut annotations = json!({CONFIG_ANNOTATION: dynamic_config::render(&map)});
         if clear_initialize {
             // Merge patch: null removes the key.
@@ -510,17 +520,83 @@ pub async fn write_fence(
         )
         .await;
         match r {
-            Ok(_) => Ok::<_, Error>(Cas::Done(true)),
+            Ok(_) => Ok::<_, Error>(Cas::Done(Some(out))),
             Err(RetryError::Fatal(e)) if k8s::is_conflict(&e) => Ok(Cas::Lost),
             Err(e) => Err(api_error("write", &kube.object(&name), e).into()),
         }
     })
     .await?;
-    let written = done.ok_or_else(|| Error::Contention {
+    done.ok_or_else(|| Error::Contention {
         object: kube.object(&name),
-    })?;
+    })
+}
+
+/// Records the peer's epoch as seen in this site's dynamic config when it is new (a later
+/// promotion of this site is numbered above it). Failing to record is logged, never fatal: the
+/// next sample tries again.
+pub async fn record_seen_epoch(settings: &Settings, kube: &Kube, epoch: u64) {
+    let r = edit_config(settings, kube, false, |map| {
+        if pgdr_core::contract::epoch::record_seen(map, epoch) {
+            Edit::Write(true)
+        } else {
+            Edit::Leave(false)
+        }
+    })
+    .await;
+    match r {
+        Ok(Some(true)) => tracing::info!(epoch, "recorded the peer's promotion epoch"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, epoch, "the peer's promotion epoch was not recorded"),
+    }
+}
+
+/// The promotion marker of this site, once its own timeline history says where it left the
+/// marker's timeline: the marker is rewritten with that switchpoint (same epoch), so that a
+/// fenced peer can check its rewind against the real fork. `Ok(Some(marker))` when written.
+pub async fn settle_fork(
+    settings: &Settings,
+    kube: &Kube,
+    history: &[pgdr_core::lineage::HistoryEntry],
+) -> Result<Option<PromotionMarker>, Error> {
+    let written = edit_config(settings, kube, false, |map| {
+        let Ok(Some(m)) = pgdr_core::contract::marker::get(map) else {
+            return Edit::Leave(None);
+        };
+        let Some(line) = history.iter().find(|h| h.timeline == m.timeline) else {
+            return Edit::Leave(None);
+        };
+        if !m.fork_pending {
+            return Edit::Leave(None);
+        }
+        let settled = m.settled(line.switchpoint);
+        pgdr_core::contract::marker::set(map, &settled);
+        Edit::Write(Some(settled))
+    })
+    .await?;
+    Ok(written.flatten())
+}
+
+/// Compare-and-set of the fence into `<scope>-config`. `only_if_absent`: a primary fencing
+/// itself never overwrites a fence written meanwhile (by the plugin or another run).
+pub async fn write_fence(
+    ctx: &Ctx<'_>,
+    f: &Fence,
+    target: Option<&FollowTarget>,
+    only_if_absent: bool,
+    clear_initialize: bool,
+) -> Result<bool, Error> {
+    let (settings, kube) = (ctx.settings, &ctx.kube);
+    let written = edit_config(settings, kube, clear_initialize, |map| {
+        if only_if_absent && matches!(fence::read(map), Ok(Some(_)) | Err(_)) {
+            return Edit::Leave(false);
+        }
+        fence::apply(map, f, target);
+        Edit::Write(true)
+    })
+    .await?
+    .unwrap_or(false);
     if written {
-        tracing::warn!(object = %kube.object(&name), phase = ?f.phase, reason = f.reason.as_str(), fork_lsn = ?f.fork_lsn, preserve = ?f.preserve, "fence written");
+        tracing::warn!(object = %kube.object(&settings.config_map()), phase = ?f.phase, reason = f.reason.as_str(), fork_lsn = ?f.fork_lsn, preserve = ?f.preserve, "fence written");
     }
     Ok(written)
 }

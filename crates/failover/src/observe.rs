@@ -218,6 +218,12 @@ pub async fn tunnel_target(
 /// agreed and then failed the handshake or the certificate check, is alive and misconfigured
 /// (rejected, never a reason to promote), not silent.
 pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
+    probe_seeing(settings, host, port).await.0
+}
+
+/// [`probe`], and the promotion epoch of the server's marker when it answered with a readable
+/// one (the agent records it as seen: a later promotion of this site is numbered above it).
+pub async fn probe_seeing(settings: &Settings, host: &str, port: u16) -> (Probe, Option<u64>) {
     let c = &settings.config;
     let timeout = c.probe_timeout.get();
     let pg = pg_config(settings, host, port);
@@ -241,21 +247,27 @@ pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
             .unwrap_or(Handshake::NotStarted)
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Err(_) => Probe::NoAnswer {
-            reason: match handshake() {
-                Handshake::Started => {
-                    format!("no answer within {timeout:?} (stalled in the TLS handshake)")
-                }
-                _ => format!("no answer within {timeout:?}"),
+        Err(_) => (
+            Probe::NoAnswer {
+                reason: match handshake() {
+                    Handshake::Started => {
+                        format!("no answer within {timeout:?} (stalled in the TLS handshake)")
+                    }
+                    _ => format!("no answer within {timeout:?}"),
+                },
             },
-        },
-        Ok(Err(e)) => classify(&e, &handshake(), c.tunnel_sslmode),
+            None,
+        ),
+        Ok(Err(e)) => (classify(&e, &handshake(), c.tunnel_sslmode), None),
         Ok(Ok(Err(e))) => {
             tracing::debug!(error = %e, "probe connected but the status query failed");
-            Probe::Accepting {
-                in_recovery: None,
-                lsn: None,
-            }
+            (
+                Probe::Accepting {
+                    in_recovery: None,
+                    lsn: None,
+                },
+                None,
+            )
         }
         Ok(Ok(Ok(messages))) => {
             let row = messages.iter().find_map(|m| match m {
@@ -274,7 +286,12 @@ pub async fn probe(settings: &Settings, host: &str, port: u16) -> Probe {
                 }
                 parsed
             });
-            Probe::Accepting { in_recovery, lsn }
+            let epoch = row
+                .and_then(|r| r.get(2))
+                .filter(|t| !t.trim().is_empty())
+                .and_then(|t| pgdr_core::lineage::PromotionMarker::parse(t).ok())
+                .map(|m| m.epoch);
+            (Probe::Accepting { in_recovery, lsn }, epoch)
         }
     }
 }
@@ -324,8 +341,13 @@ where
     let driver = tokio::spawn(connection);
     let rows = client
         .simple_query(
-            "SELECT pg_is_in_recovery()::text, \
-             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END",
+            concat!(
+                "SELECT pg_is_in_recovery()::text, \
+                 CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END, \
+                 current_setting('",
+                pgdr_core::contract::marker_guc!(),
+                "', true)"
+            ),
         )
         .await;
     drop(client);
@@ -612,22 +634,24 @@ pub fn dns_verdict(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> W
 }
 
 /// One sample: the tunnel probe, the local site, the witness — concurrently, each bounded.
+/// One standby-role sample, the local leader's REST client, and the peer's promotion epoch when
+/// its probe read one.
 pub async fn sample(
     settings: &Settings,
     kube: &Kube,
     run_id: &str,
-) -> Result<(Sample, Option<PatroniClient>), Error> {
+) -> Result<(Sample, Option<PatroniClient>, Option<u64>), Error> {
     let http = reqwest::Client::builder()
         .timeout(settings.config.probe_timeout.get())
         .build()
         .expect("a plain reqwest client always builds");
     let probe = async {
         Ok::<_, Error>(match tunnel_target(settings, kube).await? {
-            Ok((host, port)) => probe(settings, &host, port).await,
+            Ok((host, port)) => probe_seeing(settings, &host, port).await,
             // A Service being reconciled is not a dying primary site: no opinion.
             Err(reason) => {
                 tracing::warn!(%reason, "tunnel Service unusable: this sample is unknown (not counted)");
-                Probe::Unknown { reason }
+                (Probe::Unknown { reason }, None)
             }
         })
     };
@@ -640,11 +664,12 @@ pub async fn sample(
     );
     let (site, config_paused) = site?;
     let (leader, patroni) = leader?;
+    let (probe, peer_epoch) = probe?;
     Ok((
         Sample {
             at: jiff::Timestamp::now(),
             run: run_id.to_string(),
-            probe: probe?,
+            probe,
             site,
             leader,
             witnesses,
@@ -653,6 +678,7 @@ pub async fn sample(
             config_paused,
         },
         patroni,
+        peer_epoch,
     ))
 }
 

@@ -15,6 +15,8 @@ use crate::sample::{Own, Peer};
 use crate::standby::Verdict;
 use crate::{Error, observe};
 use pgdr_core::contract::fence::{self, Fence};
+use pgdr_core::contract::marker::{self, PromotionMarker};
+use pgdr_core::contract::sidecar::AgentView;
 
 /// What this site is right now, from its dynamic config and its leader.
 pub enum Role {
@@ -39,6 +41,8 @@ pub struct Local {
     pub pg: Option<(String, u16)>,
     pub status: Option<MemberStatus>,
     pub patroni: Option<PatroniClient>,
+    /// This site's own promotion marker (`None`: never promoted, or unreadable).
+    pub marker: Option<PromotionMarker>,
 }
 
 /// Reads `<scope>-config` and, when it is not a standby cluster or carries a fence, the leader.
@@ -67,7 +71,8 @@ pub async fn role(settings: &Settings, kube: &Kube) -> Result<Role, Error> {
     if fenced.is_none() && dynamic_config::is_standby_cluster(&map) {
         return Ok(Role::Standby);
     }
-    let local = local(settings, kube).await?;
+    let mut local = local(settings, kube).await?;
+    local.marker = marker::get(&map).ok().flatten();
     if let Some(f) = fenced {
         return Ok(Role::Fenced(local, Box::new(f)));
     }
@@ -133,6 +138,7 @@ async fn local(settings: &Settings, kube: &Kube) -> Result<Local, Error> {
         pg,
         status,
         patroni,
+        marker: None,
     })
 }
 
@@ -191,6 +197,39 @@ pub(crate) async fn peer(
             (peer, timeline)
         }
     })
+}
+
+/// The local leader's readiness sidecar `/status` (WAL preservation, own timeline history).
+pub(crate) async fn sidecar_status(
+    settings: &Settings,
+    http: &reqwest::Client,
+    local: &Local,
+) -> Result<AgentView, String> {
+    let Some(host) = &local.host else {
+        return Err(format!("{}: no pod address", local.name));
+    };
+    status_at(settings, http, host).await
+}
+
+/// A readiness sidecar's `/status` on a pod address.
+pub(crate) async fn status_at(
+    settings: &Settings,
+    http: &reqwest::Client,
+    host: &str,
+) -> Result<AgentView, String> {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let url = format!("http://{host}:{}/status", settings.config.readiness_port);
+    let answer = async {
+        let r = http.get(&url).send().await?;
+        r.json::<AgentView>().await
+    };
+    answer
+        .await
+        .map_err(|e| format!("readiness sidecar {url} unreachable: {}", e.without_url()))
 }
 
 pub(crate) fn log(verdict: &Verdict, reasons: &[String], what: &str) {

@@ -53,6 +53,8 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
     // The latest primary-role or fenced-site verdict, when the latest sample was one.
     let mut last_guard: Option<(Verdict, Vec<String>)> = None;
     let mut announced = primary::observe::Announced::default();
+    // The peer's epoch already recorded by this run (recorded once per run at most per value).
+    let mut recorded_epoch = 0;
 
     for i in 0..settings.config.samples_per_run {
         tokio::time::sleep_until(started + settings.interval() * i).await;
@@ -79,7 +81,11 @@ pub async fn run_with(settings: &Settings, client: Client, run_id: &str) -> Resu
             }
             Role::Standby => last_guard = None,
         }
-        let (sample, patroni) = crate::observe::sample(settings, kube, run_id).await?;
+        let (sample, patroni, peer_epoch) = crate::observe::sample(settings, kube, run_id).await?;
+        if let Some(epoch) = peer_epoch.filter(|e| *e > recorded_epoch) {
+            act::record_seen_epoch(settings, kube, epoch).await;
+            recorded_epoch = epoch;
+        }
         let (decision, stored) = decide_and_record(settings, kube, sample.clone()).await?;
         taken = i + 1;
         failed_samples += u32::from(decision.failed_sample && decision.counted);
@@ -198,7 +204,7 @@ async fn promote(
     patroni: Option<pgdr_core::patroni::PatroniClient>,
 ) -> Result<Promoted, Error> {
     let result = match patroni {
-        Some(p) => act::promote(settings, &p).await,
+        Some(p) => act::promote(settings, kube, &p).await,
         // decide() never promotes without a reachable leader; keep the types honest anyway.
         None => Err(Error::PromoteFailed {
             leader: sample.leader.name(),

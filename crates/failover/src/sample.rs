@@ -45,18 +45,36 @@ pub(crate) fn signed(d: Duration) -> SignedDuration {
 pub(crate) fn lineage_text(l: &Lineage) -> String {
     match l {
         Lineage::DifferentSystem => "a different database (system identifier differs)".into(),
-        Lineage::SameTimeline => "on our timeline (no fork visible)".into(),
-        Lineage::PeerForkedFromUs { fork_lsn, timeline } => format!(
-            "promoted from our timeline {timeline} at {}",
+        Lineage::SameTimeline => "on our timeline (neither site was ever promoted)".into(),
+        Lineage::PeerAuthoritative {
+            epoch,
+            timeline,
+            fork_lsn,
+            fork_pending,
+        } => format!(
+            "promoted at epoch {epoch}, newer than ours, from timeline {timeline} at {}{}",
+            lsn_text(*fork_lsn),
+            if *fork_pending {
+                " (switchpoint not yet published)"
+            } else {
+                ""
+            }
+        ),
+        Lineage::WeAuthoritative {
+            epoch,
+            timeline,
+            fork_lsn,
+        } => format!(
+            "older than our promotion (epoch {epoch}, from timeline {timeline} at {})",
             lsn_text(*fork_lsn)
         ),
-        Lineage::WeForkedFromPeer { fork_lsn, timeline } => format!(
-            "the timeline {timeline} we were promoted from at {}",
-            lsn_text(*fork_lsn)
+        Lineage::Unrelated => {
+            "on another timeline, neither site ever promoted (no automatic authority)".into()
+        }
+        Lineage::EpochTie { epoch } => format!(
+            "promoted at the same epoch {epoch} as this site (two promotions that did not know of \
+             each other: no automatic authority)"
         ),
-        Lineage::Unrelated => "forked separately from us (no automatic authority)".into(),
-        // Never from `lineage::lineage` (the sidecar's refinement); said as what it is.
-        Lineage::PeerPromotedLater => "carries a newer promotion marker (no fork visible)".into(),
     }
 }
 
@@ -80,10 +98,14 @@ pub(crate) mod fixtures {
         Peer::Silent("connection refused".into())
     }
 
+    /// The peer was promoted after us (epoch 1) from our timeline 3 at [`FORK`], switchpoint
+    /// published.
     pub fn forked_from_us() -> Lineage {
-        Lineage::PeerForkedFromUs {
+        Lineage::PeerAuthoritative {
+            epoch: 1,
             fork_lsn: FORK,
             timeline: 3,
+            fork_pending: false,
         }
     }
 }

@@ -404,8 +404,26 @@ fn an_isolated_primary_fences_itself_on_the_witness_and_rejoins_once_reachable()
         r.reasons
     );
 
-    // The partition heals: fork from the peer's marker, divergence preserved, rejoined.
+    // The partition heals: fork from the peer's marker, divergence preserved, rejoined. GoldDR's
+    // agent runs as it does every minute: it publishes its new timeline's switchpoint in its
+    // promotion marker (until then the marker's fork is pending and Gold waits).
     reverse.heal();
+    let r = rt
+        .block_on(pgdr_failover::run_with(
+            &s_b,
+            rt.block_on(client(&p.site_b)),
+            "golddr-3",
+        ))
+        .unwrap();
+    let marker =
+        dynamic_config(&p.site_b, "golddr")["postgresql"]["parameters"]["pgdr.promoted_from"]
+            .as_str()
+            .map(|m| pgdr_core::lineage::PromotionMarker::parse(m).unwrap());
+    assert!(
+        marker.as_ref().is_some_and(|m| !m.fork_pending && m.epoch == 1),
+        "{marker:?}: {:?}",
+        r.reasons
+    );
     let seen = rt.block_on(run_until(
         site_a,
         &s_a,

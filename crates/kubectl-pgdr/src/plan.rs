@@ -9,9 +9,9 @@ use serde_json::{Map, Value, json};
 
 use crate::model::{FENCE, Member, Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
 use crate::progress::{LogEntry, PROGRESS_VERSION, Progress, Step, Token};
+use pgdr_contract::dynamic_config;
 use pgdr_contract::fence::Phase;
-use pgdr_contract::marker::PromotionMarker;
-use pgdr_contract::promote;
+use pgdr_contract::promote::{self, Fork, Promotion};
 use pgdr_contract::slot::{FollowTarget, SlotName};
 
 /// What the operator asked for.
@@ -707,35 +707,40 @@ pub fn with_standby(config: &Map<String, Value>, target: &FollowTarget) -> Map<S
 /// The config as a promotion leaves it (promote / unfence / the switchover's promotion: a
 /// deliberate act, which is what ends a fence): `pgdr_contract::promote`, the same edit the
 /// failover agent makes — `standby_cluster` and the fence removed, the slot for the peer
-/// declared, and the promotion marker set when known (with it a returning former primary can
-/// prove that this site was promoted from its timeline and fence itself).
+/// declared, and the promotion marker with the next epoch (above both sites' known epochs), so
+/// that a returning former primary finds this site's promotion newer than its own and fences
+/// itself. A site that is already an unfenced primary is left as it is (no second epoch).
 pub fn without_standby(
     config: &Map<String, Value>,
     peer_slot: &SlotName,
-    marker: Option<&PromotionMarker>,
+    fork: Fork,
+    who: &Promotion<'_>,
 ) -> Map<String, Value> {
     let mut c = config.clone();
-    promote::apply(&mut c, peer_slot, marker);
+    if !dynamic_config::is_standby_cluster(&c) && !c.contains_key(FENCE) {
+        return c;
+    }
+    promote::apply(&mut c, peer_slot, fork, who);
     c
 }
 
-/// The promotion marker a promotion of `site` leaves: the timeline its leader follows and the
-/// last position it replayed (the fork, or just below it, which only makes a reported divergence
-/// larger). `None` when the leader's status does not say.
-pub fn promotion_marker(
-    site: &str,
-    leader: Option<&Member>,
-    now: Timestamp,
-) -> Option<PromotionMarker> {
+/// Where a promotion of the site with this leader forks: the timeline its leader follows and the
+/// last position it replayed (the fork, or just below it until the promoted site publishes its
+/// switchpoint). `None` when the leader's status does not say: then there is no promotion (a
+/// promotion without a fresh marker would let an older marker speak for the site).
+pub fn fork(leader: Option<&Member>) -> Option<Fork> {
     let m = leader?;
     let timeline = u32::try_from(m.timeline?).ok().filter(|t| *t > 0)?;
-    let fork_lsn = m.replay_lsn.or(m.xlog_location)?;
-    Some(PromotionMarker {
-        timeline,
-        fork_lsn,
-        site: site.to_string(),
-        at: now.to_string(),
-    })
+    let replayed = m.replay_lsn.or(m.xlog_location)?;
+    Some(Fork { timeline, replayed })
+}
+
+/// The highest epoch a site's observed config knows (0 when it could not be read).
+pub fn known_epoch(obs: &SiteObs) -> u64 {
+    obs.config
+        .as_ref()
+        .and_then(|c| c.config.as_ref().ok())
+        .map_or(0, pgdr_contract::epoch::known)
 }
 
 /// Where the one replication slot's name comes from, in order: `--slot-name` (or `slotName` in

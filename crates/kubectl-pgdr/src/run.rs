@@ -260,16 +260,7 @@ pub async fn promote(
         )?;
     }
     let slot = pair.slot(&obs)?;
-    let marker = plan::promotion_marker(site, obs[i].leader_member(), Timestamp::now());
-    if marker.is_none() {
-        io.say(format!(
-            "warning: {site}'s leader reports no timeline/position: no promotion marker is left, so a returning {} will not fence itself on its own (`kubectl pgdr fence {}`)",
-            c.site.peer, c.site.peer
-        ));
-    }
-    let changed = c
-        .edit_config(|m| plan::without_standby(m, &slot, marker.as_ref()))
-        .await?;
+    let changed = promote_site(pair, site, &obs, &slot, io).await?;
     io.say(format!(
         "{site}: standby_cluster {} (slot {slot} declared for {})",
         if changed { "removed" } else { "already absent" },
@@ -520,16 +511,75 @@ async fn act(pair: &Pair2, action: &Action, slot: &SlotName, io: &mut Io<'_>) ->
             ));
         }
         Action::Promote { site } => {
-            let i = pair.index(site);
-            let c = &pair.sites[i];
             let obs = pair.observe().await;
-            let marker = plan::promotion_marker(site, obs[i].leader_member(), Timestamp::now());
-            c.edit_config(|m| plan::without_standby(m, slot, marker.as_ref()))
-                .await?;
+            promote_site(pair, site, &obs, slot, io).await?;
             io.say(format!(
                 "{site}: standby_cluster removed, slot {slot} declared"
             ));
         }
     }
     Ok(())
+}
+
+/// Every promotion the plugin makes (promote, unfence, the switchover's promotion): one
+/// compare-and-set of the site's config with the next epoch above both sites' known epochs
+/// (`pgdr_contract::promote`); refused without the leader's timeline and position (no fresh
+/// marker, no promotion). The new epoch is then recorded as seen on the other site when it can
+/// be reached, so that a later promotion there is numbered above it. `Ok(changed)`.
+async fn promote_site(
+    pair: &Pair2,
+    site: &str,
+    obs: &[SiteObs; 2],
+    slot: &SlotName,
+    io: &mut Io<'_>,
+) -> Result<bool, Error> {
+    let i = pair.index(site);
+    let c = &pair.sites[i];
+    let fork = plan::fork(obs[i].leader_member()).ok_or_else(|| {
+        Error::Refused(format!(
+            "{site}'s leader reports no timeline or replayed position: not promoted (a promotion \
+             without a fresh promotion marker would let an older marker speak for {site}); check \
+             that its standby leader runs (`kubectl pgdr status`) and try again"
+        ))
+    })?;
+    let peer_known = plan::known_epoch(&obs[1 - i]);
+    if obs[1 - i].config.is_none() {
+        io.say(format!(
+            "note: {}'s config could not be read: the new epoch is numbered from what {site} \
+             knows",
+            c.site.peer
+        ));
+    }
+    let who = pgdr_contract::promote::Promotion {
+        site,
+        at: Timestamp::now().to_string(),
+        peer_known,
+    };
+    let changed = c
+        .edit_config(|m| plan::without_standby(m, slot, fork, &who))
+        .await?;
+    let epoch = pair.observe().await[i]
+        .config
+        .as_ref()
+        .and_then(|c| c.config.as_ref().ok())
+        .map(pgdr_contract::epoch::written);
+    if let Some(e) = epoch.filter(|e| *e > 0) {
+        io.say(format!("{site}: promotion epoch {e}"));
+        let other = &pair.sites[1 - i];
+        let recorded = other
+            .edit_config(|m| {
+                let mut m = m.clone();
+                pgdr_contract::epoch::record_seen(&mut m, e);
+                m
+            })
+            .await;
+        if let Err(err) = recorded {
+            io.say(format!(
+                "note: {} was not told of epoch {e} ({err}); its failover agent records it once \
+                 it sees {site}",
+                c.site.peer
+            ));
+        }
+    }
+    Ok(changed)
 }

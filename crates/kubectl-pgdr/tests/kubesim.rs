@@ -257,7 +257,8 @@ async fn fence_and_unfence_keep_every_other_key_and_survive_a_409() {
         .as_str()
         .unwrap_or_else(|| panic!("no promotion marker: {config}"));
     assert!(
-        marker.starts_with("timeline=1 fork_lsn=") && marker.contains(" site=gold "),
+        marker.starts_with("epoch=1 timeline=1 fork_lsn=")
+            && marker.contains(" fork=pending site=gold "),
         "{marker}"
     );
     assert_eq!(

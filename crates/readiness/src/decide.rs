@@ -119,7 +119,10 @@ pub fn next_latch(
             true,
             PeerCheck::Seen {
                 writable: true,
-                lineage: Lineage::PeerForkedFromUs { fork_lsn, timeline },
+                lineage:
+                    Lineage::PeerAuthoritative {
+                        fork_lsn, timeline, ..
+                    },
                 divergence_bytes,
             },
         ) => Some(prev.unwrap_or_else(|| Latch {
@@ -222,10 +225,10 @@ pub struct Checks {
     pub seen: bool,
     /// Checks that did not reach it.
     pub failed: u32,
-    /// The last check that reached the peer found it writable with a newer promotion marker
-    /// ([`Lineage::PeerPromotedLater`]). A failed check in between changes nothing: a
-    /// timed-out check is no news that the peer stopped being the newer primary.
-    pub peer_promoted_later: bool,
+    /// The last check that reached the peer found it writable with a promotion epoch not below
+    /// ours (a tie, [`Lineage::EpochTie`], or newer). A failed check in between changes nothing:
+    /// a timed-out check is no news that the peer stopped being writable.
+    pub contested: bool,
 }
 
 impl Checks {
@@ -236,7 +239,11 @@ impl Checks {
                 writable, lineage, ..
             } => Checks {
                 seen: true,
-                peer_promoted_later: *writable && *lineage == Lineage::PeerPromotedLater,
+                contested: *writable
+                    && matches!(
+                        lineage,
+                        Lineage::EpochTie { .. } | Lineage::PeerAuthoritative { .. }
+                    ),
                 ..self
             },
             PeerCheck::Failed(_) => Checks {
@@ -258,8 +265,8 @@ pub const UNSEEN_CHECKS: u32 = 3;
 /// Why a writable, unlatched primary is not advertised on `/primary`: until its peer has been
 /// seen since it became one (or [`UNSEEN_CHECKS`] checks failed: the peer site may be gone), so
 /// a primary coming back next to a promoted peer is never advertised, not even for one poll; and
-/// while the peer is writable with a newer promotion marker but the proof is not complete (e.g.
-/// Patroni has not yet recorded our own new timeline), through failed checks until a check sees
+/// while the peer is writable at the same promotion epoch (two promotions that did not know of
+/// each other: a person settles it) or a newer one, through failed checks until a check sees
 /// otherwise. `since_primary` includes `peer`, the latest check. `None` once nothing speaks
 /// against it.
 pub fn withheld(primary: bool, since_primary: Checks, peer: &PeerCheck) -> Option<&'static str> {
@@ -269,8 +276,9 @@ pub fn withheld(primary: bool, since_primary: Checks, peer: &PeerCheck) -> Optio
     if !since_primary.seen && since_primary.failed < UNSEEN_CHECKS {
         return Some("its peer has not been seen since it became primary (peer check pending)");
     }
-    since_primary.peer_promoted_later.then_some(
-        "the peer is writable too and was promoted later (its promotion marker is newer)",
+    since_primary.contested.then_some(
+        "the peer is writable too and its promotion epoch is not below ours (a tie: settle it \
+         with `kubectl pgdr fence SITE` on the site to discard)",
     )
 }
 
@@ -565,13 +573,13 @@ mod tests {
     }
 
     #[test]
-    fn a_primary_is_withheld_until_checked_and_while_the_peer_was_promoted_later() {
+    fn a_primary_is_withheld_until_checked_and_while_the_peer_ties_or_outranks_it() {
         let seen = |lineage| PeerCheck::Seen {
             writable: true,
             lineage,
             divergence_bytes: 0,
         };
-        let later = seen(Lineage::PeerPromotedLater);
+        let later = seen(Lineage::EpochTie { epoch: 2 });
         let none = Checks::default();
         let standby = PeerCheck::Seen {
             writable: false,
@@ -614,14 +622,14 @@ mod tests {
                 false,
             ),
             (
-                "peer writable, promoted later",
+                "peer writable, promoted at the same epoch",
                 true,
                 seen_once,
                 later.clone(),
                 true,
             ),
             (
-                "peer writable, unrelated, no newer marker",
+                "peer writable, never promoted on either side",
                 true,
                 seen_once,
                 seen(Lineage::Unrelated),
@@ -631,21 +639,22 @@ mod tests {
                 "we were promoted from the peer",
                 true,
                 seen_once,
-                seen(Lineage::WeForkedFromPeer {
+                seen(Lineage::WeAuthoritative {
+                    epoch: 2,
                     fork_lsn: 1,
                     timeline: 1,
                 }),
                 false,
             ),
             (
-                "promoted later, then a failed check: still withheld",
+                "a tie, then a failed check: still withheld",
                 true,
                 none.after(&later),
                 down(),
                 true,
             ),
             (
-                "promoted later, then seen as a standby: released",
+                "a tie, then seen as a standby: released",
                 true,
                 none.after(&later),
                 standby.clone(),
@@ -704,9 +713,11 @@ mod tests {
         let now: jiff::Timestamp = "2026-11-30T16:00:00Z".parse().unwrap();
         let forked = PeerCheck::Seen {
             writable: true,
-            lineage: Lineage::PeerForkedFromUs {
+            lineage: Lineage::PeerAuthoritative {
+                epoch: 1,
                 fork_lsn: 0x5000A28,
                 timeline: 3,
+                fork_pending: false,
             },
             divergence_bytes: 4096,
         };
@@ -717,7 +728,8 @@ mod tests {
         };
         let we_forked = PeerCheck::Seen {
             writable: true,
-            lineage: Lineage::WeForkedFromPeer {
+            lineage: Lineage::WeAuthoritative {
+                epoch: 2,
                 fork_lsn: 1,
                 timeline: 2,
             },

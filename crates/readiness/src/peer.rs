@@ -92,12 +92,11 @@ impl PeerChecker {
                 ));
             }
         };
-        // Not advertised while the peer carries a newer promotion marker without a proof.
-        let lineage = lineage::lineage_for_advertising(own, &seen.peer);
+        let lineage = lineage::lineage(own, &seen.peer);
         let divergence_bytes = match lineage {
-            // What we wrote on the timeline the peer left, past the fork point (the lineage
-            // proved our WAL runs through the fork; we may be on a later timeline).
-            Lineage::PeerForkedFromUs { fork_lsn, .. } => {
+            // What we wrote past the authoritative peer's fork (at most: the fork may still be
+            // the position the peer read before its promotion, a little below its switchpoint).
+            Lineage::PeerAuthoritative { fork_lsn, .. } => {
                 lineage::divergence_bytes(own.wal_end, fork_lsn)
             }
             _ => 0,

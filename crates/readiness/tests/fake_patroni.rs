@@ -279,12 +279,14 @@ async fn fence_and_split_brain_latch() {
     assert_eq!(st["peer_check"]["state"], "seen", "{st}");
     assert_eq!(st["split_brain"], json!(false));
 
-    // The peer is promoted from our timeline: /primary 503 within one poll interval.
+    // The peer's promotion is newer: /primary 503 within one poll interval.
     *peer.lock().unwrap() = PeerCheck::Seen {
         writable: true,
-        lineage: Lineage::PeerForkedFromUs {
+        lineage: Lineage::PeerAuthoritative {
+            epoch: 1,
             fork_lsn: 0x5000A28,
             timeline: 3,
+            fork_pending: false,
         },
         divergence_bytes: 4096,
     };
@@ -375,7 +377,8 @@ async fn fence_and_split_brain_latch() {
     // A deliberate switchover later makes it primary again; the peer is a standby by then.
     *peer.lock().unwrap() = PeerCheck::Seen {
         writable: false,
-        lineage: Lineage::WeForkedFromPeer {
+        lineage: Lineage::WeAuthoritative {
+            epoch: 2,
             fork_lsn: 1,
             timeline: 4,
         },

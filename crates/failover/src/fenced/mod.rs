@@ -325,7 +325,15 @@ impl<'a> Flow<'a> {
             return Ok(fork);
         }
         match &s.peer {
-            Peer::Writable(Lineage::PeerForkedFromUs { fork_lsn, timeline }) => {
+            Peer::Writable(Lineage::PeerAuthoritative {
+                fork_pending: true, ..
+            }) => Err(self.hold(format!(
+                "{peer} is authoritative but has not yet published where its new timeline \
+                 starts (its failover agent reads it from its timeline history): waiting"
+            ))),
+            Peer::Writable(Lineage::PeerAuthoritative {
+                fork_lsn, timeline, ..
+            }) => {
                 let end = self.f.local_end_lsn.or(s.own.wal_end);
                 self.f.timeline = Some(*timeline);
                 self.f.fork_lsn = Some(*fork_lsn);
@@ -423,7 +431,7 @@ impl<'a> Flow<'a> {
     /// request a re-clone instead.
     fn follow_or_reclone(&mut self, timeline: u32, fork: u64) -> Verdict {
         let (s, peer) = (self.s, self.peer.clone());
-        let authoritative = matches!(s.peer, Peer::Writable(Lineage::PeerForkedFromUs { .. }));
+        let authoritative = matches!(s.peer, Peer::Writable(l) if l.peer_authoritative());
         if let Some(why) = rewind_hazard(
             timeline,
             fork,

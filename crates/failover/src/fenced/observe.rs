@@ -8,16 +8,14 @@ use serde_json::json;
 
 use crate::act::write_fence;
 use crate::act::{self, Announcement};
-use crate::config::{HostMode, Settings};
+use crate::config::HostMode;
 use crate::ctx::Ctx;
 use crate::fenced::{self, FencedSample, MemberReclone, Preservation};
-use crate::role::{Local, log, own, peer};
+use crate::role::{Local, log, own, peer, sidecar_status, status_at};
 use crate::standby::Verdict;
 use crate::{Error, observe};
 use pgdr_core::contract::fence::{Fence, Phase};
-use pgdr_core::contract::sidecar::{
-    AgentView, Divergence, DivergenceState, RecloneState, RecloneStatus,
-};
+use pgdr_core::contract::sidecar::{Divergence, DivergenceState, RecloneState, RecloneStatus};
 use pgdr_core::contract::slot::FollowTarget;
 
 /// One sample on a fenced site: observe, decide (recorded by compare-and-set), announce, and
@@ -216,39 +214,6 @@ pub fn member_reclone_from(r: Option<&RecloneStatus>) -> MemberReclone {
         )),
         None => MemberReclone::NotYet("sidecar reports no re-clone yet".into()),
     }
-}
-
-/// The local leader's readiness sidecar `/status` (WAL preservation, own timeline history).
-async fn sidecar_status(
-    settings: &Settings,
-    http: &reqwest::Client,
-    local: &Local,
-) -> Result<AgentView, String> {
-    let Some(host) = &local.host else {
-        return Err(format!("{}: no pod address", local.name));
-    };
-    status_at(settings, http, host).await
-}
-
-/// A readiness sidecar's `/status` on a pod address.
-async fn status_at(
-    settings: &Settings,
-    http: &reqwest::Client,
-    host: &str,
-) -> Result<AgentView, String> {
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    let url = format!("http://{host}:{}/status", settings.config.readiness_port);
-    let answer = async {
-        let r = http.get(&url).send().await?;
-        r.json::<AgentView>().await
-    };
-    answer
-        .await
-        .map_err(|e| format!("readiness sidecar {url} unreachable: {}", e.without_url()))
 }
 
 /// `/status` `divergence` → what the fenced flow needs.

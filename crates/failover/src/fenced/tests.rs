@@ -133,7 +133,8 @@ fn fenced_flow_table() {
         ("unrelated", Peer::Writable(Lineage::Unrelated), Ok(())),
         (
             "we forked",
-            Peer::Writable(Lineage::WeForkedFromPeer {
+            Peer::Writable(Lineage::WeAuthoritative {
+                epoch: 2,
                 fork_lsn: FORK,
                 timeline: 2,
             }),
@@ -155,6 +156,34 @@ fn fenced_flow_table() {
     s.target = Err("tunnel Service missing".into());
     let (_, f, _) = walk(Rejoin::Auto, hold_fence(), &s);
     assert_eq!(f.phase, Phase::Hold);
+}
+
+/// An authority whose switchpoint is not yet published (its marker's fork is the position read
+/// before its promotion) holds the flow at the fork: nothing is recorded, preserved or followed
+/// until the real fork is known; then the flow goes on with it.
+#[test]
+fn a_pending_fork_is_waited_for() {
+    let pending = Peer::Writable(Lineage::PeerAuthoritative {
+        epoch: 1,
+        timeline: 3,
+        fork_lsn: FORK - 0x100,
+        fork_pending: true,
+    });
+    let s = fenced_sample(pending, preserved());
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &hold_fence(), &s);
+    assert_eq!(d.verdict, Verdict::Fenced);
+    assert_eq!(d.fence, None, "nothing written while the fork is pending");
+    assert!(
+        d.reasons.iter().any(|r| r.contains("not yet published")),
+        "{:?}",
+        d.reasons
+    );
+    let (_, f, _) = walk(
+        Rejoin::Auto,
+        hold_fence(),
+        &fenced_sample(Peer::Writable(forked_from_us()), preserved()),
+    );
+    assert_eq!(f.fork_lsn, Some(FORK));
 }
 
 #[test]

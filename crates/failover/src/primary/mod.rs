@@ -114,14 +114,16 @@ impl Deciding<'_> {
             lineage_text(lineage)
         ));
         match lineage {
-            Lineage::PeerForkedFromUs { fork_lsn, timeline } => {
+            Lineage::PeerAuthoritative {
+                fork_lsn, timeline, ..
+            } => {
                 self.say(format!(
-                    "{peer} was promoted from this site: it is authoritative, this site fences \
-                     itself (hold) and keeps its WAL past {}",
+                    "{peer}'s promotion is newer: it is authoritative, this site fences itself \
+                     (hold) and keeps its WAL past {}",
                     lsn_text(*fork_lsn)
                 ));
-                // The lineage proved our WAL runs through the fork on that timeline (we may be
-                // on a later one of our own after a crash restart): all past it diverged.
+                // Everything we wrote past the peer's fork diverged (the fenced run settles the
+                // exact fork once the peer published its switchpoint).
                 self.fence = Some(FenceOrder {
                     reason: FenceReason::PeerAuthoritative,
                     fork: Some((*timeline, *fork_lsn)),
@@ -129,9 +131,9 @@ impl Deciding<'_> {
                 });
                 Verdict::Fence
             }
-            Lineage::WeForkedFromPeer { .. } => {
+            Lineage::WeAuthoritative { .. } => {
                 self.say(format!(
-                    "this site was promoted from {peer}'s timeline: this site is authoritative \
+                    "this site's promotion is newer than {peer}'s: this site is authoritative \
                      and keeps writing; {peer} must fence itself (its agent does, or `kubectl \
                      pgdr fence {peer}`)"
                 ));
@@ -145,16 +147,22 @@ impl Deciding<'_> {
                 );
                 Verdict::Unknown
             }
-            Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater
-                if s.promoted_here =>
-            {
+            Lineage::EpochTie { epoch } => {
+                self.say(format!(
+                    "both sites were promoted at epoch {epoch}: neither is authoritative and \
+                     neither is advertised; a person chooses the site to keep (`kubectl pgdr \
+                     fence SITE` on the other)"
+                ));
+                Verdict::SplitBrain
+            }
+            Lineage::SameTimeline | Lineage::Unrelated if s.promoted_here => {
                 self.say(format!(
                     "this site holds the promotion record: it is authoritative and keeps \
                      writing; {peer} must be fenced (`kubectl pgdr fence {peer}`)"
                 ));
                 Verdict::SplitBrain
             }
-            Lineage::SameTimeline | Lineage::Unrelated | Lineage::PeerPromotedLater => {
+            Lineage::SameTimeline | Lineage::Unrelated => {
                 self.say(
                     "no lineage proof of authority: nothing fenced automatically; a person must \
                      choose the site to keep (`kubectl pgdr fence SITE` on the other)",

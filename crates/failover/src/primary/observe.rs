@@ -21,6 +21,34 @@ use crate::sample::Placement;
 use crate::standby::{Verdict, Witness};
 use crate::{Error, observe};
 
+/// This site was promoted and its marker's fork is still the position read before the
+/// promotion: once its timeline history says where it left that timeline (the readiness
+/// sidecar reads `pg_wal`; Patroni's cluster history otherwise), the marker is rewritten with the
+/// switchpoint, so that a fenced peer can rewind against the real fork. Bookkeeping, done in
+/// every mode; a failure is logged and retried on the next sample.
+async fn settle_fork(ctx: &Ctx<'_>, local: &Local) {
+    let from_sidecar = crate::role::sidecar_status(ctx.settings, &ctx.http, local)
+        .await
+        .ok()
+        .and_then(|v| v.own_history());
+    let history = match (from_sidecar, &local.patroni) {
+        (Some(h), _) if !h.is_empty() => h,
+        (_, Some(p)) => p.history().await.unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    match act::settle_fork(ctx.settings, &ctx.kube, &history).await {
+        Ok(Some(m)) => {
+            tracing::info!(marker = %m.render(), "promotion marker settled: the fork is the new timeline's switchpoint")
+        }
+        Ok(None) => tracing::info!(
+            "promotion marker: the new timeline's switchpoint is not in the history yet"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "promotion marker not settled (next sample tries again)")
+        }
+    }
+}
+
 /// Where each witness says the application runs.
 async fn placements(settings: &Settings, http: &reqwest::Client) -> Vec<Placement> {
     let asks = settings
@@ -132,6 +160,9 @@ pub async fn primary_sample(
     announced: &mut Announced,
 ) -> Result<(Verdict, Vec<String>), Error> {
     let (settings, kube, http, run) = (ctx.settings, &ctx.kube, &ctx.http, ctx.run.as_str());
+    if local.marker.as_ref().is_some_and(|m| m.fork_pending) {
+        settle_fork(ctx, local).await;
+    }
     let (peer, placements, promoted) = tokio::join!(
         peer(settings, kube, local),
         placements(settings, http),

@@ -88,7 +88,8 @@ fn primary_role_table() {
         },
         Row {
             name: "we were promoted from the peer: split brain, we keep writing",
-            peer: Peer::Writable(Lineage::WeForkedFromPeer {
+            peer: Peer::Writable(Lineage::WeAuthoritative {
+                epoch: 2,
                 fork_lsn: FORK,
                 timeline: 2,
             }),
@@ -114,6 +115,17 @@ fn primary_role_table() {
             peer: Peer::Writable(Lineage::SameTimeline),
             placements: vec![],
             promoted_here: false,
+            state: State::default(),
+            verdict: SplitBrain,
+            fence: None,
+            split_brain: true,
+        },
+        Row {
+            name: "both promoted at the same epoch: split brain, nobody fenced, even with the \
+                   promotion record here",
+            peer: Peer::Writable(Lineage::EpochTie { epoch: 2 }),
+            placements: vec![moved()],
+            promoted_here: true,
             state: State::default(),
             verdict: SplitBrain,
             fence: None,

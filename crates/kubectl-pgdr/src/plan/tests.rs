@@ -582,7 +582,7 @@ fn config_edits_keep_other_keys() {
         json!({"host": "patroni-golddr.ns.svc", "port": 31234, "primary_slot_name": "pgdr_gold", "create_replica_methods": ["basebackup"]})
     );
     assert_eq!(with_standby(&fenced, &target), fenced, "idempotent");
-    let open = without_standby(&fenced, &slot("pgdr_golddr"), None);
+    let open = without_standby(&fenced, &slot("pgdr_golddr"), FORK, &who(0));
     assert!(!open.contains_key("standby_cluster"));
     assert_eq!(
         open["slots"],
@@ -590,9 +590,9 @@ fn config_edits_keep_other_keys() {
     );
     assert_eq!(open["postgresql"]["use_pg_rewind"], true);
     assert_eq!(
-        without_standby(&open, &slot("pgdr_golddr"), None),
+        without_standby(&open, &slot("pgdr_golddr"), FORK, &who(0)),
         open,
-        "idempotent"
+        "idempotent: an unfenced primary gets no second epoch"
     );
 }
 
@@ -650,7 +650,7 @@ fn unfence_and_promotion_remove_the_fence_too() {
         Value::Object(m) => m,
         _ => unreachable!(),
     };
-    let c = without_standby(&cfg, &slot("pgdr_golddr"), None);
+    let c = without_standby(&cfg, &slot("pgdr_golddr"), FORK, &who(0));
     assert!(c.get("standby_cluster").is_none());
     assert!(c.get("pgdr_fence").is_none());
     assert_eq!(c["ttl"], 30);
@@ -658,6 +658,19 @@ fn unfence_and_promotion_remove_the_fence_too() {
         c["slots"],
         json!({"a": {"type": "physical"}, "pgdr_golddr": {"type": "physical"}})
     );
+}
+
+const FORK: Fork = Fork {
+    timeline: 3,
+    replayed: 0x5000A28,
+};
+
+fn who(peer_known: u64) -> Promotion<'static> {
+    Promotion {
+        site: "golddr",
+        at: t(0).to_string(),
+        peer_known,
+    }
 }
 
 #[test]
@@ -674,34 +687,42 @@ fn a_promotion_leaves_the_marker_a_returning_primary_reads() {
         pending_restart: false,
         status_problem: None,
     };
-    let marker = promotion_marker("golddr", Some(&leader), t(0)).unwrap();
-    // The agents parse its text with the same contract: same timeline, the replayed position as
-    // the fork.
-    let parsed = PromotionMarker::parse(&marker.render()).unwrap();
-    assert_eq!((parsed.timeline, parsed.fork_lsn), (3, 0x5000A28));
-    assert_eq!(parsed.site, "golddr");
+    // The fork: the timeline the leader follows and the position it replayed.
+    assert_eq!(fork(Some(&leader)), Some(FORK));
     let cfg = match json!({"ttl": 30, "standby_cluster": {"host": "x", "port": 5432},
-                           "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": 100}}})
+                           "pgdr_epoch_seen": 2,
+                           "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": 100,
+                               "pgdr.promoted_from": "epoch=1 timeline=1 fork_lsn=0/100"}}})
     {
         Value::Object(m) => m,
         _ => unreachable!(),
     };
-    let c = without_standby(&cfg, &slot("pgdr_gold"), Some(&marker));
+    // The epoch is above this site's own (1), what it saw (2) and the peer's known (4).
+    let c = without_standby(&cfg, &slot("pgdr_gold"), FORK, &who(4));
+    let marker = pgdr_contract::marker::get(&c).unwrap().unwrap();
+    assert_eq!(
+        (
+            marker.epoch,
+            marker.timeline,
+            marker.fork_lsn,
+            marker.fork_pending
+        ),
+        (5, 3, 0x5000A28, true)
+    );
+    assert_eq!(marker.site, "golddr");
     assert_eq!(
         c["postgresql"]["parameters"][MARKER_GUC],
         json!(marker.render())
     );
-    // What the agents read back from a config (pgdr_contract::marker::get).
-    assert_eq!(pgdr_contract::marker::get(&c), Ok(Some(marker.clone())));
     assert_eq!(c["postgresql"]["parameters"]["max_connections"], 100);
     assert_eq!(c["postgresql"]["use_pg_rewind"], true);
-    // Without a timeline or position there is no marker (the command warns).
+    // Without a timeline or position there is no fork, and so no promotion (the command refuses).
     let unknown = Member {
         timeline: None,
         ..leader.clone()
     };
-    assert_eq!(promotion_marker("golddr", Some(&unknown), t(0)), None);
-    assert_eq!(promotion_marker("golddr", None, t(0)), None);
+    assert_eq!(fork(Some(&unknown)), None);
+    assert_eq!(fork(None), None);
 }
 
 fn slot(name: &str) -> SlotName {
