@@ -43,6 +43,8 @@ pub struct Local {
     pub patroni: Option<PatroniClient>,
     /// This site's own promotion marker (`None`: never promoted, or unreadable).
     pub marker: Option<PromotionMarker>,
+    /// The highest promotion epoch this site has recorded at its peer.
+    pub seen_epoch: u64,
 }
 
 /// Reads `<scope>-config` and, when it is not a standby cluster or carries a fence, the leader.
@@ -73,6 +75,7 @@ pub async fn role(settings: &Settings, kube: &Kube) -> Result<Role, Error> {
     }
     let mut local = local(settings, kube).await?;
     local.marker = marker::get(&map).ok().flatten();
+    local.seen_epoch = pgdr_core::contract::epoch::seen(&map);
     if let Some(f) = fenced {
         return Ok(Role::Fenced(local, Box::new(f)));
     }
@@ -139,6 +142,7 @@ async fn local(settings: &Settings, kube: &Kube) -> Result<Local, Error> {
         status,
         patroni,
         marker: None,
+        seen_epoch: 0,
     })
 }
 

@@ -420,7 +420,9 @@ fn an_isolated_primary_fences_itself_on_the_witness_and_rejoins_once_reachable()
             .as_str()
             .map(|m| pgdr_core::lineage::PromotionMarker::parse(m).unwrap());
     assert!(
-        marker.as_ref().is_some_and(|m| !m.fork_pending && m.epoch == 1),
+        marker
+            .as_ref()
+            .is_some_and(|m| !m.fork_pending && m.epoch == 1),
         "{marker:?}: {:?}",
         r.reasons
     );

@@ -251,13 +251,11 @@ async fn drill_fencing_a_two_members_per_site() {
 
 /// Scenario a with GoldDR promoted by a person (`kubectl pgdr promote golddr --force` while its
 /// agent is held); Gold's agent then fences Gold onto the slot the plugin declared (the pair's
-/// one slot since the slot fix). Ignored: it stalls on a known bug of issue 20 (item 7): the
-/// plugin's promotion marker names the replay position of the pod's status annotation as the
-/// fork, the real switchpoint is later, so after the re-clone the fenced flow sees a "rewind
-/// hazard" in Gold's own (correct) history, puts Gold back on hold and never finishes. Run it with
-/// `cargo test -p pgdr-e2e --test drill_fencing -- --ignored promoted_with_the_plugin`.
+/// one slot). The plugin's marker names the position replayed before the promotion as a pending
+/// fork; GoldDR's agent publishes the real switchpoint, and Gold rejoins against it (issue 20
+/// item 7: with the pre-promotion position as the fork, a correctly rewound or re-cloned Gold saw
+/// a "hazard" in its own history and held forever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 20 item 7: a plugin promotion's marker fork is not the real switchpoint"]
 async fn drill_fencing_a_promoted_with_the_plugin() {
     let _one = ONE_DRILL.lock().await;
     let (gslb, mut stage) = pair(None, &[]).await;

@@ -31,6 +31,16 @@ pub struct PrimarySample {
     /// are writable and the lineage does not say otherwise.
     pub promoted_here: bool,
     pub own: Own,
+    /// This site's own promotion epoch and the highest epoch it has recorded at its peer.
+    pub epochs: Epochs,
+}
+
+/// This site's own promotion epoch (its marker; 0: never promoted) and the highest it has seen at
+/// its peer (`pgdr_epoch_seen`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Epochs {
+    pub own: u64,
+    pub seen: u64,
 }
 
 /// What the fence must say when a primary fences itself.
@@ -229,6 +239,19 @@ impl Deciding<'_> {
             } else {
                 Verdict::PeerUnreachable
             };
+        }
+        // Isolation never moves authority down: a witness can say the application moved, not
+        // that the peer is newer. A site whose own promotion is the newest it knows of does not
+        // yield to a peer it cannot see (it is fenced once it sees a newer one).
+        if s.epochs.own > s.epochs.seen {
+            reset_moved(&mut self.next);
+            self.say(format!(
+                "a witness says the application runs on {peer}, but this site's promotion (epoch \
+                 {}) is the newest this site knows of ({peer} last seen at epoch {}): it does not \
+                 fence itself in favour of a peer it cannot see",
+                s.epochs.own, s.epochs.seen
+            ));
+            return Verdict::PeerUnreachable;
         }
         count_moved(policy, state, s.at, &mut self.next, &mut self.reasons);
         if self.next.moved_samples >= policy.failure_threshold {

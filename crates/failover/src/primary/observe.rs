@@ -176,6 +176,10 @@ pub async fn primary_sample(
         placements,
         promoted_here: promoted?,
         own: own(local),
+        epochs: primary::Epochs {
+            own: local.marker.as_ref().map_or(0, |m| m.epoch),
+            seen: local.seen_epoch,
+        },
     };
     let d = act::record(settings, kube, |state| {
         let d = primary::decide_primary(&settings.policy, state, &sample);

@@ -33,6 +33,7 @@ fn sample(at: i64, peer: Peer, placements: Vec<Placement>) -> PrimarySample {
             timeline: Some(3),
             wal_end: Some(END),
         },
+        epochs: Epochs::default(),
     }
 }
 
@@ -291,6 +292,49 @@ fn fence_order_records_the_divergence_on_the_same_timeline_only() {
         .unwrap()
         .fence(t(0), "golddr");
     assert_eq!(f.diverged_bytes, Some(END - FORK));
+}
+
+/// Issue 20 item 12: the promoted site, isolated, is told by the witness that the application
+/// runs on the old primary (a GSLB preferring it). Its own promotion is the newest it knows of:
+/// it does not fence itself in favour of a peer it cannot see. A site whose peer was last seen at
+/// its own epoch or above still fences on the witness.
+#[test]
+fn isolation_never_moves_authority_down() {
+    let p = policy(Mode::Auto);
+    let counted = |n: u32| State {
+        moved_samples: n,
+        moved_since: Some(t(-20)),
+        last_sample_at: Some(t(-10)),
+        ..State::default()
+    };
+    let newest = |own, seen| PrimarySample {
+        epochs: Epochs { own, seen },
+        ..sample(0, silent(), vec![moved()])
+    };
+    for (own, seen, fences) in [
+        (1, 0, false),
+        (3, 2, false),
+        (0, 0, true),
+        (1, 1, true),
+        (1, 2, true),
+    ] {
+        let d = decide_primary(&p, &counted(2), &newest(own, seen));
+        assert_eq!(
+            d.fence.is_some(),
+            fences,
+            "own {own}, seen {seen}: {:?}",
+            d.reasons
+        );
+        if !fences {
+            assert_eq!(d.verdict, Verdict::PeerUnreachable);
+            assert_eq!(d.next.moved_samples, 0, "the count restarts");
+            assert!(
+                d.reasons.iter().any(|r| r.contains("cannot see")),
+                "{:?}",
+                d.reasons
+            );
+        }
+    }
 }
 
 #[test]
