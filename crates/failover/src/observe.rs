@@ -453,8 +453,30 @@ async fn peer_api_witness(peer: &PeerApi, timeout: std::time::Duration) -> Witne
     let object = format!("{}/{}", peer.namespace, peer.leader_configmap);
     match peer_api_get(peer, timeout, &peer.leader_configmap).await {
         Err(why) => Witness::Unknown(why),
+        // No lock object: a wrong name or namespace, or a peer Patroni with `use_endpoints`,
+        // looks the same as a cluster without a leader. Only the cluster's config object proves
+        // the cluster exists (and so that the missing lock means "no leader").
+        Ok((404, _)) => {
+            let config = config_of(&peer.leader_configmap);
+            match peer_api_get(peer, timeout, &config).await {
+                Ok((200, _)) => Witness::PrimaryDown(format!(
+                    "peer-API witness: {object} does not exist while {config} does (the peer's \
+                     Patroni cluster has no leader lock)"
+                )),
+                Ok((status, _)) => Witness::Unknown(format!(
+                    "peer-API witness: neither {object} nor {config} can be read (HTTP 404, \
+                     {status}): check FAILOVER_WITNESS_PEER_LEADER_CONFIGMAP and its namespace"
+                )),
+                Err(why) => Witness::Unknown(why),
+            }
+        }
         Ok((status, body)) => lock_verdict(&object, status, &body, jiff::Timestamp::now()),
     }
+}
+
+/// The peer's `<scope>-config` next to its `<scope>-leader`.
+pub fn config_of(leader_configmap: &str) -> String {
+    format!("{}-config", leader_configmap.trim_end_matches("-leader"))
 }
 
 /// GET one ConfigMap of the peer's namespace through the peer's API server: (status, body), or
@@ -507,16 +529,16 @@ pub async fn peer_api_get(
 }
 
 /// The leader lock as the peer API server returned it: renewed within its ttl (+ margin) →
-/// alive; the API answered but the lock is absent, names no leader or has expired → down;
+/// alive; the lock names no leader or has expired → down; absent → unknown here (see
+/// [`peer_api_witness`]);
 /// anything else (401/403, other errors, unreadable) → unknown.
 pub fn lock_verdict(object: &str, status: u16, body: &str, now: jiff::Timestamp) -> Witness {
     let who = "peer-API witness";
     match status {
         200 => {}
+        // Judged by the caller, which asks whether the cluster exists at all.
         404 => {
-            return Witness::PrimaryDown(format!(
-                "{who}: {object} does not exist (no leader lock)"
-            ));
+            return Witness::Unknown(format!("{who}: {object} does not exist"));
         }
         s => return Witness::Unknown(format!("{who}: reading {object} answered HTTP {s}")),
     }
@@ -761,7 +783,8 @@ mod tests {
             ),
             (200, lock("pg0", "2026-11-23T23:20:15.000000+00:00"), "down"),
             (200, lock("", "2026-11-23T23:20:50.912478+00:00"), "down"),
-            (404, String::new(), "down"),
+            // No lock object: judged by the caller (does the cluster exist at all?).
+            (404, String::new(), "unknown"),
             (200, lock("pg0", "garbage"), "unknown"),
             (200, "not json".to_string(), "unknown"),
             (401, String::new(), "unknown"),

@@ -160,17 +160,27 @@ async fn peer_api_witness_reads_the_primary_sites_lock() {
     };
     use pgdr_failover::standby::Witness;
 
-    // No lock at all: the API answers 404, the primary site has no leader.
-    assert!(matches!(
-        ask(settings_for(&url)).await,
-        Witness::PrimaryDown(_)
-    ));
+    // Neither the lock nor the cluster's config object: a wrong name or namespace (or a peer
+    // Patroni with `use_endpoints`) is no evidence that the primary is down (issue 20 item 15).
+    let got = ask(settings_for(&url)).await;
+    assert!(
+        matches!(got, Witness::Unknown(ref d) if d.contains("demo-config")),
+        "{got:?}"
+    );
+    // The cluster exists (its config object) and has no lock: no leader, down.
+    let path = format!("/api/v1/namespaces/{NS}/configmaps");
+    let config = json!({"metadata": {"name": "demo-config", "annotations": {"config": "{}"}}});
+    assert_eq!(gold.request("POST", &path, None, Some(&config)).0, 201);
+    let got = ask(settings_for(&url)).await;
+    assert!(
+        matches!(got, Witness::PrimaryDown(ref d) if d.contains("no leader lock")),
+        "{got:?}"
+    );
 
     let lock = |renew: jiff::Timestamp| {
         json!({"metadata": {"name": "demo-leader", "annotations": {
             "leader": "demo-0", "ttl": "30", "renewTime": renew.to_string()}}})
     };
-    let path = format!("/api/v1/namespaces/{NS}/configmaps");
     let fresh = lock(jiff::Timestamp::now());
     assert_eq!(gold.request("POST", &path, None, Some(&fresh)).0, 201);
     let got = ask(settings_for(&url)).await;

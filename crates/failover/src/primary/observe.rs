@@ -79,11 +79,7 @@ async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Clien
         // config must also say it is not a standby cluster.
         WitnessConfig::PeerApi(peer) => match observe::witness(w, settings, http).await {
             Witness::PrimaryAlive(r) => {
-                let config = peer
-                    .leader_configmap
-                    .trim_end_matches("-leader")
-                    .to_string()
-                    + "-config";
+                let config = observe::config_of(&peer.leader_configmap);
                 match observe::peer_api_get(peer, settings.config.probe_timeout.get(), &config)
                     .await
                 {
