@@ -133,7 +133,7 @@ pub struct StatusBody {
     /// Both sites writable right now (the peer check), and since when.
     pub split_brain: bool,
     pub split_brain_since: Option<String>,
-    /// Set when the peer was seen writable and promoted from our timeline: `/primary` stays 503.
+    /// Set when the peer was seen writable and with a newer promotion epoch: `/primary` stays 503.
     pub split_brain_latch: Option<Latch>,
     pub peer_check: PeerStatus,
     /// WAL preservation (`pgdr_fence.preserve`).

@@ -204,8 +204,8 @@ pub fn decide(
         v.primary = false;
         v.ready = false;
         v.reason = format!(
-            "split brain: the peer is a writable primary promoted from our timeline {} at {} \
-             (seen {}); /primary stays 503 until this member is demoted and switched over \
+            "split brain: the peer is a writable primary with a newer promotion epoch (it left \
+             timeline {} at {}; seen {}); /primary stays 503 until this member is demoted and switched over \
              deliberately: {}",
             l.timeline, l.fork_lsn, l.since, v.reason
         );

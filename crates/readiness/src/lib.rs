@@ -63,7 +63,7 @@ pub struct Snapshot {
     pub peer_checked_ts: Option<jiff::Timestamp>,
     /// Both sites writable (see [`decide::split_brain`]), and since when.
     pub split_brain_since: Option<jiff::Timestamp>,
-    /// The peer was promoted from our timeline: `/primary` 503 until demoted.
+    /// The peer's promotion epoch is newer: `/primary` 503 until demoted.
     pub latch: Option<Latch>,
     /// Since when this member has been a writable, unfenced primary, and the peer checks
     /// completed since then.

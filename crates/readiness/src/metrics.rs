@@ -140,7 +140,7 @@ impl Metrics {
         );
         r.register(
             "peer_authoritative",
-            "1 when the peer is the authoritative site: this site is fenced, or the peer was seen writable and promoted from our timeline",
+            "1 when the peer is the authoritative site: this site is fenced, or the peer was seen writable with a newer promotion epoch",
             m.peer_authoritative.clone(),
         );
         for role in ROLES {

@@ -320,7 +320,7 @@ fn log_changes(last: &Snapshot, now: &Snapshot) {
     match (&last.latch, &now.latch) {
         (None, Some(l)) => tracing::error!(
             fork_lsn = %l.fork_lsn, timeline = l.timeline, divergence_bytes = l.divergence_bytes,
-            "split brain: the peer is a writable primary promoted from our timeline; /primary answers 503 until this member is demoted"
+            "split brain: the peer is a writable primary with a newer promotion epoch; /primary answers 503 until this member is demoted"
         ),
         (Some(_), None) => {
             tracing::info!("split-brain latch cleared: this member is a standby or fenced now")

@@ -243,7 +243,7 @@ fn split_brain_latch_against_a_promoted_peer() {
         .unwrap()
         .trim()
         .to_string();
-    let marker = format!("timeline=1 fork_lsn={fork} site=golddr");
+    let marker = format!("epoch=1 timeline=1 fork_lsn={fork} site=golddr");
     dr0.patch_config(&serde_json::json!({"standby_cluster": null,
         "postgresql": {"parameters": {"pgdr.promoted_from": marker}}}))
         .unwrap();
@@ -269,7 +269,7 @@ fn split_brain_latch_against_a_promoted_peer() {
     assert_eq!(st["split_brain_latch"]["fork_lsn"], fork.as_str(), "{st}");
     assert_eq!(st["split_brain_latch"]["timeline"], 1, "{st}");
     assert_eq!(
-        st["peer_check"]["lineage"]["kind"], "peer_forked_from_us",
+        st["peer_check"]["lineage"]["kind"], "peer_authoritative",
         "{st}"
     );
     let (_, metrics) = get(addr, "/metrics");
