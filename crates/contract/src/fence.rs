@@ -240,6 +240,13 @@ pub fn standby_cluster(phase: Phase, target: Option<&FollowTarget>) -> Value {
 
 /// Writes the fence and the matching `standby_cluster` into a config object. Follow without a
 /// target degrades to hold.
+/// Whether the config still holds the fence a decision was taken on (`None`: no fence). A
+/// decision is written only then: a fence changed in between (a person's `unfence`, another
+/// run's step) is never overwritten with a stale decision, and an unreadable one never at all.
+pub fn unchanged(config: &Map<String, Value>, decided_on: Option<&Fence>) -> bool {
+    matches!(read(config), Ok(now) if now.as_ref() == decided_on)
+}
+
 pub fn apply(config: &mut Map<String, Value>, fence: &Fence, target: Option<&FollowTarget>) {
     let mut fence = fence.clone();
     if target.is_none() {
@@ -386,5 +393,27 @@ mod tests {
         })
         .unwrap();
         assert_eq!(shown, json!({"unreadable": "x"}));
+    }
+
+    /// A decision is written only on the document it was taken on (issue 20 item 10: a lost
+    /// compare-and-set used to re-apply a stale fence, undoing an `unfence`).
+    #[test]
+    fn a_decision_is_written_only_on_the_fence_it_was_taken_on() {
+        let cfg = |v: Value| v.as_object().cloned().unwrap();
+        let hold = json!({"since": "2026-11-30T16:00:00Z", "reason": "witness-moved",
+            "peer": "golddr", "phase": "hold"});
+        let fenced = cfg(json!({"ttl": 30, FENCE: hold}));
+        let decided = read(&fenced).unwrap();
+        assert!(unchanged(&fenced, decided.as_ref()));
+        // Unfenced meanwhile: the stale decision is not written back.
+        assert!(!unchanged(&cfg(json!({"ttl": 30})), decided.as_ref()));
+        // Another step meanwhile (phase follow): not written either.
+        let mut follow = hold.clone();
+        follow["phase"] = json!("follow");
+        assert!(!unchanged(&cfg(json!({FENCE: follow})), decided.as_ref()));
+        // A primary fencing itself: only while there is no fence; an unreadable one counts as one.
+        assert!(unchanged(&cfg(json!({"ttl": 30})), None));
+        assert!(!unchanged(&fenced, None));
+        assert!(!unchanged(&cfg(json!({FENCE: {"phase": 3}})), None));
     }
 }

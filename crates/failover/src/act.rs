@@ -576,18 +576,25 @@ pub async fn settle_fork(
     Ok(written.flatten())
 }
 
-/// Compare-and-set of the fence into `<scope>-config`. `only_if_absent`: a primary fencing
-/// itself never overwrites a fence written meanwhile (by the plugin or another run).
+/// Compare-and-set of the fence into `<scope>-config`, only while the document still holds
+/// `decided_on`, the fence the decision was taken on (`None`: no fence; a primary fencing itself
+/// never overwrites a fence written meanwhile by the plugin or another run). A fence that changed
+/// in between (a person's `unfence`, another run's step) is left as it is, never overwritten with
+/// the stale decision: the next sample decides again on the new one. `Ok(true)` when written.
 pub async fn write_fence(
     ctx: &Ctx<'_>,
     f: &Fence,
     target: Option<&FollowTarget>,
-    only_if_absent: bool,
+    decided_on: Option<&Fence>,
     clear_initialize: bool,
 ) -> Result<bool, Error> {
     let (settings, kube) = (ctx.settings, &ctx.kube);
     let written = edit_config(settings, kube, clear_initialize, |map| {
-        if only_if_absent && matches!(fence::read(map), Ok(Some(_)) | Err(_)) {
+        if !fence::unchanged(map, decided_on) {
+            tracing::warn!(
+                "the fence changed since this sample read it: the decision is not written; the \
+                 next sample decides on the new document"
+            );
             return Edit::Leave(false);
         }
         fence::apply(map, f, target);

@@ -36,7 +36,8 @@ pub async fn fenced_sample(
     announce_fenced(ctx, current, &d).await;
     if let Some(f) = &d.fence {
         let target = target.ok().filter(|_| f.phase == Phase::Follow);
-        let written = write_fence(ctx, f, target.as_ref(), false, d.clear_initialize).await?;
+        let written =
+            write_fence(ctx, f, target.as_ref(), Some(current), d.clear_initialize).await?;
         if written && d.clear_initialize {
             tracing::warn!(object = %kube.object(&settings.config_map()), "re-clone: Patroni's initialize key removed with the follow form; Patroni bootstraps a standby leader from the peer");
         }

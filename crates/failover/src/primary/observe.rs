@@ -218,7 +218,7 @@ pub async fn primary_sample(
     }
     if let Some(order) = &d.fence {
         let f = order.fence(sample.at, &c.peer_site);
-        let written = write_fence(ctx, &f, None, true, false).await?;
+        let written = write_fence(ctx, &f, None, None, false).await?;
         if written {
             let at = sample.at;
             let reason = order.reason.as_str().to_string();
