@@ -112,6 +112,8 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 {{- $sslMode := ternary $v.tls.sslMode "prefer" $v.tls.enabled -}}
 - name: FAILOVER_MODE
   value: {{ $f.mode | quote }}
+- name: FAILOVER_FENCING
+  value: {{ $f.fencing | default "auto" | quote }}
 - name: FAILOVER_SITE
   value: {{ $v.site.name | quote }}
 - name: FAILOVER_PEER_SITE

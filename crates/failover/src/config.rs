@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use pgdr_core::{ConfigError, Dur, LogFormat, Secret, Url};
 
-use crate::standby::{Mode, Policy};
+use crate::standby::{Fencing, Mode, Policy};
 use pgdr_core::tls::ProbeTls;
 
 pub const PREFIX: &str = "FAILOVER_";
@@ -21,6 +21,9 @@ pub use pgdr_core::tls::SslMode;
 pub struct Config {
     #[serde(default = "default_mode")]
     pub mode: Mode,
+    /// Whether a writable primary writes the fences it decides on ([`Fencing`]).
+    #[serde(default)]
+    pub fencing: Fencing,
     pub site: String,
     pub peer_site: String,
     pub namespace: String,
@@ -314,6 +317,7 @@ impl Config {
         let interval = self.sample_interval.get();
         let policy = Policy {
             mode: self.mode,
+            fencing: self.fencing,
             failure_threshold: self.failure_threshold,
             min_failure_span: self.min_failure_span.get(),
             max_lag_bytes: self.max_lag_bytes,

@@ -94,6 +94,24 @@ pub(crate) mod fixtures {
         T0.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(secs)
     }
 
+    /// The decision tables' policy: N = 3 samples spanning T = 20 s, 1000 bytes of lag.
+    pub fn policy(mode: crate::standby::Mode) -> crate::standby::Policy {
+        use std::time::Duration;
+        crate::standby::Policy {
+            mode,
+            fencing: crate::standby::Fencing::Auto,
+            failure_threshold: 3,
+            min_failure_span: Duration::from_secs(20),
+            max_lag_bytes: 1000,
+            force: false,
+            min_sample_spacing: Duration::from_secs(5),
+            max_sample_gap: Duration::from_secs(120),
+            claim_ttl: Duration::from_secs(300),
+            max_lsn_age: Duration::from_secs(300),
+            replication_broken_renotify: Duration::from_secs(600),
+        }
+    }
+
     pub fn silent() -> Peer {
         Peer::Silent("connection refused".into())
     }

@@ -11,7 +11,7 @@
 use jiff::Timestamp;
 
 use crate::sample::{Own, Peer, Placement, lineage_text, signed};
-use crate::standby::{Mode, Policy, Verdict};
+use crate::standby::{Fencing, Mode, Policy, Verdict};
 use crate::state::{DecisionRecord, State};
 use pgdr_core::contract::fence::{Fence, FenceReason};
 use pgdr_core::contract::lsn::format as lsn_text;
@@ -275,16 +275,19 @@ impl Deciding<'_> {
         }
     }
 
-    /// Observe mode holds back only the fence that rests on a witness's word. A peer promoted
-    /// from our timeline is proof, and the fence it calls for only stops writes that a rejoin
-    /// would discard: it acts in every mode (`FAILOVER_MODE` is about promotions).
+    /// `FAILOVER_FENCING=observe` holds back every fence; `FAILOVER_MODE=observe` holds back only
+    /// the fence that rests on a witness's word. A peer at a higher epoch is proof, and the fence
+    /// it calls for only stops writes that a rejoin would discard: with fencing `auto` it acts in
+    /// every mode (`FAILOVER_MODE` is about promotions).
     fn observe_mode(&mut self, policy: &Policy) {
-        if policy.mode == Mode::Observe
-            && self
-                .fence
-                .as_ref()
-                .is_some_and(|f| f.reason == FenceReason::WitnessMoved)
-        {
+        let Some(f) = &self.fence else { return };
+        if policy.fencing == Fencing::Observe {
+            self.say(format!(
+                "FAILOVER_FENCING=observe: WOULD fence this site ({}), nothing changed",
+                f.reason.as_str()
+            ));
+            self.fence = None;
+        } else if policy.mode == Mode::Observe && f.reason == FenceReason::WitnessMoved {
             self.say("FAILOVER_MODE=observe: WOULD fence this site, nothing changed");
             self.fence = None;
         }

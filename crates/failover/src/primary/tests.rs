@@ -1,25 +1,8 @@
 //! Decision tables of the primary-role runs.
 
-use std::time::Duration;
-
 use super::*;
 use crate::sample::fixtures::*;
 use pgdr_core::contract::fence::Phase;
-
-fn policy(mode: Mode) -> Policy {
-    Policy {
-        mode,
-        failure_threshold: 3,
-        min_failure_span: Duration::from_secs(20),
-        max_lag_bytes: 1000,
-        force: false,
-        min_sample_spacing: Duration::from_secs(5),
-        max_sample_gap: Duration::from_secs(120),
-        claim_ttl: Duration::from_secs(300),
-        max_lsn_age: Duration::from_secs(300),
-        replication_broken_renotify: Duration::from_secs(600),
-    }
-}
 
 fn sample(at: i64, peer: Peer, placements: Vec<Placement>) -> PrimarySample {
     PrimarySample {
@@ -364,6 +347,30 @@ fn observe_mode_fences_on_lineage_but_not_on_a_witness_alone() {
     assert!(d.fence.is_none());
     assert!(
         d.reasons.iter().any(|r| r.contains("WOULD fence")),
+        "{:?}",
+        d.reasons
+    );
+}
+
+/// `FAILOVER_FENCING=observe`: no fence is written, not even on proof (issue 20 item 14: the
+/// fencing contract is its own setting).
+#[test]
+fn fencing_observe_writes_no_fence_even_on_proof() {
+    let p = Policy {
+        fencing: Fencing::Observe,
+        ..policy(Mode::Auto)
+    };
+    let d = decide_primary(
+        &p,
+        &State::default(),
+        &sample(0, Peer::Writable(forked_from_us()), vec![]),
+    );
+    assert_eq!(d.verdict, Verdict::Fence);
+    assert!(d.fence.is_none());
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.contains("FAILOVER_FENCING=observe: WOULD fence")),
         "{:?}",
         d.reasons
     );

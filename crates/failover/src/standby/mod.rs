@@ -26,10 +26,25 @@ pub enum Mode {
     Auto,
 }
 
+/// Whether a writable primary writes the fence it decides on (`FAILOVER_FENCING`). `auto`: on
+/// proof (the peer writable at a higher promotion epoch) in every mode, and on a witness's word
+/// with `FAILOVER_MODE=auto` only; `observe`: never, it logs "WOULD fence". Separate from
+/// [`Mode`] because a fence only stops writes that a rejoin would discard (nothing is discarded
+/// without being recorded and preserved): fencing on proof is the safe default even while
+/// promotions are manual.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fencing {
+    #[default]
+    Auto,
+    Observe,
+}
+
 /// Thresholds and switches; built once from the configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub mode: Mode,
+    pub fencing: Fencing,
     /// N: consecutive failed samples.
     pub failure_threshold: u32,
     /// T: the failed streak must span at least this long (first to last failed sample).

@@ -9,18 +9,7 @@ fn t(secs: i64) -> Timestamp {
 }
 
 fn policy() -> Policy {
-    Policy {
-        mode: Mode::Auto,
-        failure_threshold: 3,
-        min_failure_span: Duration::from_secs(20),
-        max_lag_bytes: 1000,
-        force: false,
-        min_sample_spacing: Duration::from_secs(5),
-        max_sample_gap: Duration::from_secs(120),
-        claim_ttl: Duration::from_secs(300),
-        max_lsn_age: Duration::from_secs(300),
-        replication_broken_renotify: Duration::from_secs(600),
-    }
+    crate::sample::fixtures::policy(Mode::Auto)
 }
 
 fn standby_leader() -> Leader {
