@@ -456,21 +456,21 @@ async fn peer_api_witness(peer: &PeerApi, timeout: std::time::Duration) -> Witne
         // No lock object: a wrong name or namespace, or a peer Patroni with `use_endpoints`,
         // looks the same as a cluster without a leader. Only the cluster's config object proves
         // the cluster exists (and so that the missing lock means "no leader").
-        Ok((404, _)) => {
+        Ok(PeerAnswer { status: 404, .. }) => {
             let config = config_of(&peer.leader_configmap);
             match peer_api_get(peer, timeout, &config).await {
-                Ok((200, _)) => Witness::PrimaryDown(format!(
+                Ok(PeerAnswer { status: 200, .. }) => Witness::PrimaryDown(format!(
                     "peer-API witness: {object} does not exist while {config} does (the peer's \
                      Patroni cluster has no leader lock)"
                 )),
-                Ok((status, _)) => Witness::Unknown(format!(
+                Ok(PeerAnswer { status, .. }) => Witness::Unknown(format!(
                     "peer-API witness: neither {object} nor {config} can be read (HTTP 404, \
                      {status}): check FAILOVER_WITNESS_PEER_LEADER_CONFIGMAP and its namespace"
                 )),
                 Err(why) => Witness::Unknown(why),
             }
         }
-        Ok((status, body)) => lock_verdict(&object, status, &body, jiff::Timestamp::now()),
+        Ok(a) => lock_verdict(&object, a.status, &a.body, a.date),
     }
 }
 
@@ -479,13 +479,30 @@ pub fn config_of(leader_configmap: &str) -> String {
     format!("{}-config", leader_configmap.trim_end_matches("-leader"))
 }
 
-/// GET one ConfigMap of the peer's namespace through the peer's API server: (status, body), or
-/// why there is no answer (the witness's text).
+/// What the peer's API server answered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerAnswer {
+    pub status: u16,
+    pub body: String,
+    /// The peer API server's own clock (its `Date` header): a lock's age is judged on the clock
+    /// that stamped it, never on ours (two clusters' clocks may disagree by more than a ttl).
+    pub date: Option<jiff::Timestamp>,
+}
+
+/// An HTTP `Date` (RFC 9110 IMF-fixdate, an RFC 2822 form).
+pub fn http_date(text: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::parse(text.trim())
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// GET one ConfigMap of the peer's namespace through the peer's API server, or why there is no
+/// answer (the witness's text).
 pub async fn peer_api_get(
     peer: &PeerApi,
     timeout: std::time::Duration,
     name: &str,
-) -> Result<(u16, String), String> {
+) -> Result<PeerAnswer, String> {
     let token = std::fs::read_to_string(&peer.token_file)
         .map(|t| t.trim().to_string())
         .map_err(|e| {
@@ -512,7 +529,16 @@ pub async fn peer_api_get(
     let answer = async {
         let r = http.get(&url).bearer_auth(&token).send().await?;
         let status = r.status().as_u16();
-        Ok::<_, reqwest::Error>((status, r.text().await?))
+        let date = r
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(http_date);
+        Ok::<_, reqwest::Error>(PeerAnswer {
+            status,
+            body: r.text().await?,
+            date,
+        })
     };
     match tokio::time::timeout(timeout, answer).await {
         Err(_) => Err(format!(
@@ -528,11 +554,17 @@ pub async fn peer_api_get(
     }
 }
 
-/// The leader lock as the peer API server returned it: renewed within its ttl (+ margin) →
-/// alive; the lock names no leader or has expired → down; absent → unknown here (see
-/// [`peer_api_witness`]);
-/// anything else (401/403, other errors, unreadable) → unknown.
-pub fn lock_verdict(object: &str, status: u16, body: &str, now: jiff::Timestamp) -> Witness {
+/// The leader lock as the peer API server returned it, aged on that server's clock (`now`, its
+/// `Date`; without one the age cannot be judged: unknown). Renewed within its ttl (+ margin) →
+/// alive; expired → down; names no leader → down only once its last renewal is older than the ttl
+/// too (before that an election may be running: unknown); absent → unknown here (see
+/// [`peer_api_witness`]); anything else (401/403, other errors, unreadable) → unknown.
+pub fn lock_verdict(
+    object: &str,
+    status: u16,
+    body: &str,
+    now: Option<jiff::Timestamp>,
+) -> Witness {
     let who = "peer-API witness";
     match status {
         200 => {}
@@ -545,11 +577,14 @@ pub fn lock_verdict(object: &str, status: u16, body: &str, now: jiff::Timestamp)
     let Ok(cm) = serde_json::from_str::<Value>(body) else {
         return Witness::Unknown(format!("{who}: {object} is not a readable object"));
     };
+    let Some(now) = now else {
+        return Witness::Unknown(format!(
+            "{who}: the peer's API server sent no Date: the lock's age is not judged on this \
+             cluster's clock"
+        ));
+    };
     let ann = &cm["metadata"]["annotations"];
     let leader = ann["leader"].as_str().unwrap_or_default();
-    if leader.is_empty() {
-        return Witness::PrimaryDown(format!("{who}: {object} names no leader"));
-    }
     let ttl = ann["ttl"]
         .as_str()
         .and_then(|t| t.parse::<i64>().ok())
@@ -558,18 +593,29 @@ pub fn lock_verdict(object: &str, status: u16, body: &str, now: jiff::Timestamp)
         .as_str()
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
     else {
+        if leader.is_empty() {
+            return Witness::PrimaryDown(format!("{who}: {object} names no leader"));
+        }
         return Witness::Unknown(format!("{who}: {object} has no readable renewTime"));
     };
     let age = now.duration_since(renewed);
     let limit = jiff::SignedDuration::from_secs(ttl) + LOCK_MARGIN;
-    if age <= limit {
-        Witness::PrimaryAlive(format!(
-            "{who}: {leader} renewed the leader lock {age:#} ago (ttl {ttl}s)"
-        ))
-    } else {
-        Witness::PrimaryDown(format!(
-            "{who}: the leader lock of {leader} expired, last renewed {age:#} ago (ttl {ttl}s)"
-        ))
+    match (leader.is_empty(), age <= limit) {
+        (false, true) => Witness::PrimaryAlive(format!(
+            "{who}: {leader} renewed the leader lock {age:#} ago (ttl {ttl}s, the peer API \
+             server's clock)"
+        )),
+        (false, false) => Witness::PrimaryDown(format!(
+            "{who}: the leader lock of {leader} expired, last renewed {age:#} ago (ttl {ttl}s, \
+             the peer API server's clock)"
+        )),
+        (true, true) => Witness::Unknown(format!(
+            "{who}: {object} names no leader, changed {age:#} ago (ttl {ttl}s): an election may \
+             be running"
+        )),
+        (true, false) => Witness::PrimaryDown(format!(
+            "{who}: {object} names no leader since at least {age:#} (ttl {ttl}s)"
+        )),
     }
 }
 
@@ -762,6 +808,30 @@ mod tests {
         assert!(matches!(got.as_slice(), [Witness::Unknown(_)]), "{got:?}");
     }
 
+    /// The lock is aged on the peer API server's clock (its `Date`), never on ours: a 30 s skew
+    /// between the clusters no longer turns a live primary into "down" (issue 20 item 8).
+    #[test]
+    fn peer_api_lock_is_aged_on_the_peer_clock() {
+        assert_eq!(
+            http_date("Fri, 04 Dec 2026 17:28:32 GMT"),
+            Some("2026-12-04T17:28:32Z".parse().unwrap())
+        );
+        assert_eq!(http_date("yesterday"), None);
+        let body = serde_json::json!({"metadata": {"annotations": {"leader": "pg0", "ttl": "30",
+            "renewTime": "2026-12-04T17:28:30+00:00"}}})
+        .to_string();
+        let peer_now = http_date("Fri, 04 Dec 2026 17:28:32 GMT");
+        assert!(matches!(
+            lock_verdict("ns/demo-leader", 200, &body, peer_now),
+            Witness::PrimaryAlive(_)
+        ));
+        // Without the peer's clock there is no judgement (never ours instead).
+        assert!(matches!(
+            lock_verdict("ns/demo-leader", 200, &body, None),
+            Witness::Unknown(_)
+        ));
+    }
+
     #[test]
     fn peer_api_lock_table() {
         let now: jiff::Timestamp = "2026-11-23T23:21:00Z".parse().unwrap();
@@ -782,7 +852,9 @@ mod tests {
                 "alive",
             ),
             (200, lock("pg0", "2026-11-23T23:20:15.000000+00:00"), "down"),
-            (200, lock("", "2026-11-23T23:20:50.912478+00:00"), "down"),
+            // No leader, changed within the ttl: an election may be running.
+            (200, lock("", "2026-11-23T23:20:50.912478+00:00"), "unknown"),
+            (200, lock("", "2026-11-23T23:20:15.000000+00:00"), "down"),
             // No lock object: judged by the caller (does the cluster exist at all?).
             (404, String::new(), "unknown"),
             (200, lock("pg0", "garbage"), "unknown"),
@@ -792,7 +864,7 @@ mod tests {
             (503, String::new(), "unknown"),
         ];
         for (status, body, want) in cases {
-            let got = match lock_verdict("ns/demo-leader", status, &body, now) {
+            let got = match lock_verdict("ns/demo-leader", status, &body, Some(now)) {
                 Witness::PrimaryAlive(_) => "alive",
                 Witness::PrimaryDown(_) => "down",
                 Witness::Unknown(_) => "unknown",

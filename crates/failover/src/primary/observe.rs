@@ -83,7 +83,9 @@ async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Clien
                 match observe::peer_api_get(peer, settings.config.probe_timeout.get(), &config)
                     .await
                 {
-                    Ok((200, body)) => {
+                    Ok(observe::PeerAnswer {
+                        status: 200, body, ..
+                    }) => {
                         let standby = serde_json::from_str::<Value>(&body)
                             .ok()
                             .and_then(|cm| {
@@ -103,7 +105,7 @@ async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Clien
                             )),
                         }
                     }
-                    Ok((status, _)) => Placement::Unknown(format!(
+                    Ok(observe::PeerAnswer { status, .. }) => Placement::Unknown(format!(
                         "peer-API witness: reading {config} answered HTTP {status}"
                     )),
                     Err(e) => Placement::Unknown(e),
