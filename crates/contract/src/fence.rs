@@ -68,6 +68,8 @@ pub enum FenceReason {
     WitnessMoved,
     /// Both writable, the other side authoritative by a person's decision.
     SplitBrain,
+    /// A person fenced this site (`kubectl pgdr fence`).
+    Operator,
     #[serde(other)]
     Unknown,
 }
@@ -78,6 +80,7 @@ impl FenceReason {
             FenceReason::PeerAuthoritative => "peer-authoritative",
             FenceReason::WitnessMoved => "witness-moved",
             FenceReason::SplitBrain => "split-brain",
+            FenceReason::Operator => "operator",
             FenceReason::Unknown => "unknown",
         }
     }
@@ -238,8 +241,6 @@ pub fn standby_cluster(phase: Phase, target: Option<&FollowTarget>) -> Value {
     }
 }
 
-/// Writes the fence and the matching `standby_cluster` into a config object. Follow without a
-/// target degrades to hold.
 /// Whether the config still holds the fence a decision was taken on (`None`: no fence). A
 /// decision is written only then: a fence changed in between (a person's `unfence`, another
 /// run's step) is never overwritten with a stale decision, and an unreadable one never at all.
@@ -247,6 +248,8 @@ pub fn unchanged(config: &Map<String, Value>, decided_on: Option<&Fence>) -> boo
     matches!(read(config), Ok(now) if now.as_ref() == decided_on)
 }
 
+/// Writes the fence and the matching `standby_cluster` into a config object. Follow without a
+/// target degrades to hold.
 pub fn apply(config: &mut Map<String, Value>, fence: &Fence, target: Option<&FollowTarget>) {
     let mut fence = fence.clone();
     if target.is_none() {

@@ -82,6 +82,10 @@ pub enum Command {
     /// the failover agent's pgdr_fence too.
     Unfence {
         site: String,
+        /// Needed while the peer is visibly alive (its API answers, its leader runs); the site's
+        /// name is then typed even with --yes.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         yes: bool,
         #[arg(long, default_value_t = 120)]

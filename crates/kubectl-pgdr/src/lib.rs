@@ -69,13 +69,18 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
             run::fence(&pair, site, *yes, Duration::from_secs(*timeout), io).await?;
             Ok(EXIT_OK)
         }
-        Command::Unfence { site, yes, timeout } => {
+        Command::Unfence {
+            site,
+            force,
+            yes,
+            timeout,
+        } => {
             site_ok(site)?;
             run::promote(
                 &pair,
                 site,
-                false,
-                false,
+                plan::PromoteKind::Unfence,
+                *force,
                 *yes,
                 Duration::from_secs(*timeout),
                 io,
@@ -98,7 +103,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
             run::promote(
                 &pair,
                 site,
-                true,
+                plan::PromoteKind::Promote,
                 *force,
                 *yes,
                 Duration::from_secs(*timeout),

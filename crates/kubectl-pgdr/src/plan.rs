@@ -635,14 +635,49 @@ fn step_done() -> Next {
     Next::Done("switchover complete".into())
 }
 
-/// Checks before `promote SITE` / `unfence SITE` (removing `standby_cluster`). A peer that is
-/// visibly writable is never overridden: promoting then is a split brain.
+/// Which command promotes a site by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromoteKind {
+    /// `unfence SITE`: ends a fence (the site must be fenced).
+    Unfence,
+    /// `promote SITE --force`: promotes a standby site, bypassing the agent's checks.
+    Promote,
+}
+
+/// What the checks before a manual promotion found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromoteCheck {
+    pub notes: Vec<String>,
+    /// The peer is visibly alive: the site's name must be typed, `--yes` is not enough.
+    pub must_type: bool,
+}
+
+/// The peer is visibly alive: its API answers and its leader runs (the caller has already refused
+/// a writable one). `Some(what was seen)`.
+pub fn peer_alive(peer: &SiteObs) -> Option<String> {
+    if peer.error.is_some() {
+        return None;
+    }
+    let m = peer.leader_member().filter(|m| m.is_running())?;
+    Some(format!(
+        "{}'s API answers and its leader {} runs as {}{}",
+        peer.site,
+        m.name,
+        m.role.as_deref().unwrap_or("?"),
+        if m.is_streaming() { ", streaming" } else { "" }
+    ))
+}
+
+/// The checks before `unfence` / `promote --force`: never two primaries; `unfence` only ends a
+/// fence (a standby is promoted with `promote --force`); and while the peer is visibly alive
+/// (a second promotion beside a live site is how a pair gets two authorities) only with `--force`
+/// and the site's name typed.
 pub fn check_promote(
     site: &SiteObs,
     peer: &SiteObs,
-    force_needed: bool,
+    kind: PromoteKind,
     force: bool,
-) -> Result<Vec<String>, String> {
+) -> Result<PromoteCheck, String> {
     if let Some(e) = &site.error {
         return Err(format!("site {} cannot be read: {e}", site.site));
     }
@@ -661,13 +696,37 @@ pub fn check_promote(
             peer.site, site.site, site.site, peer.site
         ));
     }
-    if force_needed && !force {
+    if kind == PromoteKind::Unfence && cfg.fence().is_none() {
+        return Err(format!(
+            "site {} is not fenced: nothing to unfence. A standby site is promoted with `kubectl \
+             pgdr promote {} --force` (or `switchover --to {}` while {} runs)",
+            site.site, site.site, site.site, peer.site
+        ));
+    }
+    if kind == PromoteKind::Promote && !force {
         return Err(format!(
             "promoting {} by hand bypasses the failover agent's checks: rerun with --force",
             site.site
         ));
     }
+    let alive = peer_alive(peer);
+    if let Some(what) = &alive
+        && !force
+    {
+        return Err(format!(
+            "{what}: it is visibly alive. Promoting {} beside it needs --force and the site's name \
+             typed; a planned change of roles is `kubectl pgdr switchover --to {}`",
+            site.site, site.site
+        ));
+    }
     let mut notes = Vec::new();
+    if let Some(what) = &alive {
+        notes.push(format!(
+            "WARNING: {what}. {} keeps what it has; promoting {} makes two histories (type the \
+             name: --yes is not enough)",
+            peer.site, site.site
+        ));
+    }
     if let Some(e) = &peer.error {
         notes.push(format!(
             "site {} cannot be read ({e}): make sure it is really down or fenced",
@@ -694,7 +753,39 @@ pub fn check_promote(
         Some(b) => notes.push(format!("last known lag recorded by the agent: {b} bytes")),
         None => notes.push("no lag recorded by the agent".into()),
     }
-    Ok(notes)
+    Ok(PromoteCheck {
+        notes,
+        must_type: alive.is_some(),
+    })
+}
+
+/// `kubectl pgdr fence SITE`: the follow form with a fence document of reason `operator` (so
+/// that the site shows as fenced, its agent runs the fenced role and `unfence` knows what it
+/// ends); every other key kept. A fence already there (the agent's, perhaps holding for a WAL
+/// preservation or a re-clone) is never replaced: `Ok(None)`. An unreadable one is refused.
+pub fn fenced_by_operator(
+    config: &Map<String, Value>,
+    target: &FollowTarget,
+    peer: &str,
+    now: Timestamp,
+) -> Result<Option<Map<String, Value>>, String> {
+    match pgdr_contract::fence::read(config) {
+        Ok(Some(_)) => Ok(None),
+        Err(e) => Err(format!(
+            "{e}: fix or remove it first (`kubectl pgdr unfence` removes it)"
+        )),
+        Ok(None) => {
+            let mut f = pgdr_contract::fence::Fence::hold(
+                now,
+                pgdr_contract::fence::FenceReason::Operator,
+                peer,
+            );
+            f.phase = Phase::Follow;
+            let mut c = config.clone();
+            pgdr_contract::fence::apply(&mut c, &f, Some(target));
+            Ok(Some(c))
+        }
+    }
 }
 
 /// The config with `standby_cluster` following `target` (fence / demote); every other key kept.

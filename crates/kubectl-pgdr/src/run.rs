@@ -211,14 +211,29 @@ pub async fn fence(
             site,
         )?;
     }
-    let changed = c.edit_config(|m| plan::with_standby(m, &target)).await?;
-    io.say(format!(
-        "{site}: standby_cluster {} ({}:{}, slot {})",
-        if changed { "written" } else { "already set" },
-        target.host,
-        target.port,
-        target.slot
-    ));
+    let now = Timestamp::now();
+    let changed = c
+        .try_edit_config(|m| {
+            Ok(plan::fenced_by_operator(m, &target, &c.site.peer, now)?
+                .unwrap_or_else(|| m.clone()))
+        })
+        .await?;
+    match obs[i].config.as_ref().and_then(|cfg| cfg.fence()) {
+        Some(existing) if !changed => io.say(format!(
+            "{site}: already fenced ({}, phase {}): left as it is (an existing fence is never \
+             replaced; the pair's slot is {}; `kubectl pgdr status` shows its state)",
+            existing["reason"].as_str().unwrap_or("?"),
+            existing["phase"].as_str().unwrap_or("?"),
+            target.slot
+        )),
+        _ => io.say(format!(
+            "{site}: standby_cluster {} ({}:{}, slot {}; pgdr_fence reason operator)",
+            if changed { "written" } else { "already set" },
+            target.host,
+            target.port,
+            target.slot
+        )),
+    }
     wait_for(
         pair,
         &format!("{site} to stop being writable"),
@@ -235,11 +250,13 @@ pub async fn fence(
     Ok(())
 }
 
-/// `unfence SITE` and `promote SITE --force`: remove standby_cluster, declare the peer's slot.
+/// `unfence SITE` and `promote SITE --force`: remove standby_cluster, declare the peer's slot,
+/// write the next epoch. The site's name is typed unless `--yes`, and always while the peer is
+/// visibly alive.
 pub async fn promote(
     pair: &Pair2,
     site: &str,
-    force_needed: bool,
+    kind: plan::PromoteKind,
     force: bool,
     yes: bool,
     timeout: Duration,
@@ -248,12 +265,11 @@ pub async fn promote(
     let i = pair.index(site);
     let c = &pair.sites[i];
     let obs = pair.observe().await;
-    let notes =
-        plan::check_promote(&obs[i], &obs[1 - i], force_needed, force).map_err(Error::Refused)?;
-    for n in &notes {
+    let check = plan::check_promote(&obs[i], &obs[1 - i], kind, force).map_err(Error::Refused)?;
+    for n in &check.notes {
         io.say(n);
     }
-    if !yes {
+    if !yes || check.must_type {
         io.confirm(
             &format!("Promote {site} to a writable primary. Writes acknowledged by {} after the position above are lost.", c.site.peer),
             site,

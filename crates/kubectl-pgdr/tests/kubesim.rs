@@ -232,15 +232,27 @@ async fn fence_and_unfence_keep_every_other_key_and_survive_a_409() {
         .run(&["fence", "gold", "--yes", "--timeout", "5"], "")
         .await;
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("already set"), "{err}");
+    assert!(
+        err.contains("already fenced (operator, phase follow)"),
+        "{err}"
+    );
     assert_eq!(
         get(&s.gold, "configmaps", "patroni-config")["metadata"]["resourceVersion"],
         before
     );
 
-    // GoldDR is a standby too now; unfence gold back (the peer is not writable).
+    // GoldDR is a standby too now; unfence gold back (the peer is not writable, but visibly
+    // alive: --force and the typed name).
     let (code, _, err) = s
         .run(&["unfence", "gold", "--timeout", "20"], "gold\n")
+        .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("visibly alive"), "{err}");
+    let (code, _, err) = s
+        .run(
+            &["unfence", "gold", "--force", "--yes", "--timeout", "20"],
+            "gold\n",
+        )
         .await;
     assert_eq!(code, 0, "{err}");
     let config = dynamic_config(&s.gold);
@@ -651,7 +663,10 @@ async fn rejoin_approves_a_held_fence_and_status_shows_it() {
     );
     let _patroni = patroni_stand_in(&s.gold, "patroni-gold-0");
     let (code, _, err) = s
-        .run(&["unfence", "gold", "--yes", "--timeout", "20"], "")
+        .run(
+            &["unfence", "gold", "--force", "--yes", "--timeout", "20"],
+            "gold\n",
+        )
         .await;
     assert_eq!(code, 0, "{err}");
     let config = dynamic_config(&s.gold);

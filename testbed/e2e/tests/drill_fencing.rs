@@ -834,8 +834,8 @@ async fn plugin_ok(plugin: &Plugin, args: &[&str], name: &str) -> String {
 }
 
 /// docs/runbooks/failback.md with the plugin, after the agent fenced and rejoined Gold: `fence
-/// gold` rewrites Gold's `standby_cluster` with the plugin's target (the same one when the plugin
-/// names the pair's slot: Gold keeps streaming), then `switchover --to gold` demotes GoldDR onto
+/// gold` leaves the agent's fence as it is (an existing fence is never replaced) and names the
+/// pair's slot, then `switchover --to gold` demotes GoldDR onto
 /// the slot Gold declares: GoldDR must stream from Gold.
 async fn failback_with_the_plugin(stage: &Stage, plugin: &Plugin, name: &str, expect: &mut Expect) {
     let out = plugin_ok(plugin, &["fence", "gold", "--yes", "--timeout", "60"], name).await;

@@ -529,8 +529,9 @@ fn round_trip_against_a_simulated_pair() {
 
 #[test]
 fn promote_checks() {
+    use PromoteKind::Promote;
     let (g, d) = healthy(100, 90);
-    let r = check_promote(&d, &g, true, true);
+    let r = check_promote(&d, &g, Promote, true);
     assert!(
         r.unwrap_err().contains("writable primary"),
         "never two primaries, even forced"
@@ -541,27 +542,70 @@ fn promote_checks() {
         ..SiteObs::default()
     };
     assert!(
-        check_promote(&d, &gone, true, false)
+        check_promote(&d, &gone, Promote, false)
             .unwrap_err()
             .contains("--force")
     );
     let mut d2 = d.clone();
     d2.agent.last_known_lag_bytes = Some(4096);
-    let notes = check_promote(&d2, &gone, true, true).unwrap();
+    let c = check_promote(&d2, &gone, Promote, true).unwrap();
+    assert!(!c.must_type, "the peer cannot be read: --yes is enough");
+    let notes = c.notes;
     assert!(notes.iter().any(|n| n.contains("really down")), "{notes:?}");
     assert!(notes.iter().any(|n| n.contains("4096 bytes")), "{notes:?}");
     assert!(
         notes.iter().any(|n| n.contains("replayed 0/5A")),
         "{notes:?}"
     );
-    // unfence needs no --force, but the peer must not be writable either
-    assert!(check_promote(&g, &d, false, false).is_ok());
     let mut bad = d.clone();
     bad.config.as_mut().unwrap().config = Err("not JSON".into());
     assert!(
-        check_promote(&bad, &gone, true, true)
+        check_promote(&bad, &gone, Promote, true)
             .unwrap_err()
             .contains("not JSON")
+    );
+}
+
+/// Issue 20 item 4: `unfence` ends a fence and nothing else, and neither it nor `promote --force`
+/// promotes beside a visibly alive peer without --force and the typed name.
+#[test]
+fn unfence_only_ends_a_fence_and_a_live_peer_needs_force_and_the_typed_name() {
+    use PromoteKind::{Promote, Unfence};
+    let (g, d) = healthy(100, 90);
+    // golddr is a plain standby (not fenced): unfence refuses and names the right command.
+    let gold_down = SiteObs {
+        site: "gold".into(),
+        error: Some("timeout".into()),
+        ..SiteObs::default()
+    };
+    let e = check_promote(&d, &gold_down, Unfence, true).unwrap_err();
+    assert!(
+        e.contains("not fenced") && e.contains("promote golddr --force"),
+        "{e}"
+    );
+    // A fenced gold, golddr a running standby leader (visibly alive): refused without --force…
+    let mut fenced = g.clone();
+    fenced.config.as_mut().unwrap().config = Ok(json!({"pgdr_fence": {"phase": "hold"},
+        "standby_cluster": {"restore_command": "false"}})
+    .as_object()
+    .cloned()
+    .unwrap());
+    fenced.members[0].role = Some("standby_leader".into());
+    assert!(peer_alive(&d).is_some(), "{d:?}");
+    let e = check_promote(&fenced, &d, Unfence, false).unwrap_err();
+    assert!(e.contains("visibly alive") && e.contains("--force"), "{e}");
+    // …and with it the name must be typed (--yes is not enough).
+    let c = check_promote(&fenced, &d, Unfence, true).unwrap();
+    assert!(c.must_type);
+    assert!(c.notes[0].starts_with("WARNING"), "{:?}", c.notes);
+    // promote --force beside a live standby peer: the typed name too.
+    let (g2, d2) = healthy(100, 90);
+    let mut gold_standby = g2.clone();
+    gold_standby.members[0].role = Some("standby_leader".into());
+    assert!(
+        check_promote(&d2, &gold_standby, Promote, true)
+            .unwrap()
+            .must_type
     );
 }
 
