@@ -56,9 +56,17 @@ impl MemberView {
     /// cut, or the stream rejected while the primary answers); the failover CronJob, which also
     /// probes the primary, tells those apart (its `ReplicationBroken` Event).
     pub fn replication_broken(&self) -> bool {
-        matches!(self.role, Role::StandbyLeader | Role::Replica)
-            && self.state == "running"
-            && self.replication_state.as_deref() != Some("streaming")
+        self.replicates() && self.replication_state.as_deref() != Some("streaming")
+    }
+
+    /// A standby leader or replica with PostgreSQL running.
+    pub fn replicates(&self) -> bool {
+        matches!(self.role, Role::StandbyLeader | Role::Replica) && self.state == "running"
+    }
+
+    /// A running standby whose WAL receiver streams.
+    pub fn streams(&self) -> bool {
+        self.replicates() && self.replication_state.as_deref() == Some("streaming")
     }
 }
 

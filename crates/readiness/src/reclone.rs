@@ -6,11 +6,16 @@
 //! directory) keeps running in the moved folder until Patroni stops it. Each request acts once
 //! per volume: a receipt next to the moved folder says it was done, so a restarted sidecar, or a
 //! fresh clone seen while the request is still in the fence, is never moved again.
+//!
+//! Acted on only while the request stands at this very look ([`step`]): a request withdrawn
+//! meanwhile (a person's `unfence`, the agent's next step) is never retried. The moved folder is
+//! deleted only once this member streams from the peer again with no request holding (the new
+//! data directory exists and works), never by a timer and never while a `postmaster.pid` is in
+//! it; until then it is kept and reported on `/status`.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 pub use pgdr_core::contract::fence::Reclone as Request;
 pub use pgdr_core::contract::sidecar::{RecloneState, RecloneStatus as Status};
@@ -121,35 +126,78 @@ pub fn move_aside(pgdata: &Path, req: &Request) -> Result<Status, RecloneError> 
     Ok(status)
 }
 
-/// Deletes the moved folder once PostgreSQL has stopped in it (`postmaster.pid` gone: Patroni
-/// stops it on its next cycle), or after `wait` in any case: the folder is out of every path
-/// PostgreSQL and Patroni use. Kept with `keep_data`. Records the outcome in the receipt.
-pub fn remove_moved(
-    pgdata: &Path,
-    status: &Status,
-    wait: Duration,
-) -> Result<Status, RecloneError> {
+/// This member as the re-cloner sees it at one look.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Look {
+    /// The request standing right now: the fence holds it, on hold, and this member is not a
+    /// writable primary.
+    pub standing: Option<Request>,
+    /// This member runs as a standby that streams, and no fence holds it: the replacement data
+    /// directory exists and works.
+    pub streams: bool,
+}
+
+/// What the re-cloner does at one look.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Move the data directory aside for this request (once: the receipt makes it idempotent).
+    Move(Request),
+    /// Delete the moved folders of earlier requests (their receipts say which).
+    DeleteMoved,
+    /// Nothing now.
+    Wait,
+}
+
+/// The rule: a standing request is moved for; with none standing, moved data goes once the
+/// member streams again; otherwise nothing (a moved folder waits, kept and reported).
+pub fn step(look: &Look) -> Step {
+    match (&look.standing, look.streams) {
+        (Some(req), _) => Step::Move(req.clone()),
+        (None, true) => Step::DeleteMoved,
+        (None, false) => Step::Wait,
+    }
+}
+
+/// The receipts on this volume whose moved folder still waits for deletion.
+pub fn waiting(pgdata: &Path) -> Result<Vec<Status>, RecloneError> {
+    let root = diverged_root(pgdata)?;
+    let entries = match fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("cannot list", &root)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !(name.starts_with("reclone-") && name.ends_with(".json")) {
+            continue;
+        }
+        let path = entry.path();
+        let bytes = fs::read(&path).map_err(io_err("cannot read", &path))?;
+        let Ok(st) = serde_json::from_slice::<Status>(&bytes) else {
+            continue;
+        };
+        if st.moved_to.is_some() && !st.removed && !st.keep_data {
+            out.push(st);
+        }
+    }
+    out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at));
+    Ok(out)
+}
+
+/// Deletes a moved folder, unless `keep_data` or a `postmaster.pid` in it says a PostgreSQL may
+/// still run there (then `Ok` unchanged: kept, tried again later). Records the outcome in the
+/// receipt.
+pub fn remove_moved(pgdata: &Path, status: &Status) -> Result<Status, RecloneError> {
     let mut done = status.clone();
     if status.removed || status.keep_data {
         return Ok(done);
     }
     if let Some(moved) = status.moved_to.as_deref().map(PathBuf::from) {
-        let start = Instant::now();
-        while moved.join("postmaster.pid").exists() && start.elapsed() < wait {
-            std::thread::sleep(Duration::from_millis(500));
+        if moved.join("postmaster.pid").exists() {
+            return Ok(done);
         }
-        // A last file written by a stopping PostgreSQL can race the first pass.
-        let mut last = Ok(());
-        for _ in 0..3 {
-            last = fs::remove_dir_all(&moved);
-            match &last {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    std::thread::sleep(Duration::from_millis(500))
-                }
-                _ => break,
-            }
-        }
-        match last {
+        match fs::remove_dir_all(&moved) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(io_err("cannot delete", &moved)(e));
             }
@@ -183,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn moves_once_and_deletes_after_the_postmaster_is_gone() {
+    fn moves_once_and_deletes_only_once_the_postmaster_is_gone() {
         let root = tempfile::tempdir().unwrap();
         let data = pgdata(root.path());
         fs::write(data.join("postmaster.pid"), "123\n").unwrap();
@@ -202,16 +250,33 @@ mod tests {
             fs::read_to_string(fresh.join("PG_VERSION")).unwrap(),
             "fresh\n"
         );
+        assert_eq!(waiting(&fresh).unwrap(), vec![st.clone()]);
 
-        // Deleted only once postmaster.pid is gone (or after the wait).
-        let t = Instant::now();
-        let kept = remove_moved(&data, &st, Duration::from_millis(600)).unwrap();
-        assert!(
-            t.elapsed() >= Duration::from_millis(500),
-            "waited for the postmaster"
-        );
-        assert!(kept.removed && !moved.exists());
-        assert_eq!(receipt(&data, &st.requested_at).unwrap(), Some(kept));
+        // A postmaster.pid in the moved folder: kept, however long it has been.
+        let kept = remove_moved(&data, &st).unwrap();
+        assert!(!kept.removed && moved.join("PG_VERSION").exists());
+        fs::remove_file(moved.join("postmaster.pid")).unwrap();
+        let gone = remove_moved(&data, &st).unwrap();
+        assert!(gone.removed && !moved.exists());
+        assert_eq!(receipt(&data, &st.requested_at).unwrap(), Some(gone));
+        assert!(waiting(&fresh).unwrap().is_empty());
+    }
+
+    /// Issue 20 items 5–6: a withdrawn request is never acted on, and moved data goes only once
+    /// the member streams again with no request standing.
+    #[test]
+    fn step_table() {
+        let req = request(false);
+        let rows = [
+            (Some(req.clone()), false, Step::Move(req.clone())),
+            (Some(req.clone()), true, Step::Move(req.clone())),
+            (None, true, Step::DeleteMoved),
+            (None, false, Step::Wait),
+        ];
+        for (standing, streams, want) in rows {
+            let look = Look { standing, streams };
+            assert_eq!(step(&look), want, "{look:?}");
+        }
     }
 
     #[test]
@@ -219,7 +284,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let data = pgdata(root.path());
         let st = move_aside(&data, &request(true)).unwrap();
-        let after = remove_moved(&data, &st, Duration::ZERO).unwrap();
+        let after = remove_moved(&data, &st).unwrap();
         assert!(!after.removed, "kept");
         assert!(
             PathBuf::from(st.moved_to.unwrap())

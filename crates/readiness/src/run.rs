@@ -99,7 +99,6 @@ pub async fn serve_with(
     let (peer_tx, peer_rx) = watch::channel((initial_peer, None));
     let (preserve_tx, preserve_rx) = watch::channel(None);
     let (div_tx, div_rx) = watch::channel(Divergence::default());
-    let (reclone_tx, reclone_rx) = watch::channel(None);
     let (reclone_status_tx, reclone_status_rx) = watch::channel(None);
     let mut tasks = vec![tokio::spawn(poll_loop(Poller {
         client,
@@ -110,7 +109,6 @@ pub async fn serve_with(
         want_peer: want_tx,
         peer: peer_rx,
         preserve: preserve_tx,
-        reclone: reclone_tx,
         pgdata: settings.pgdata.clone(),
     }))];
     if let Some(source) = peer {
@@ -122,7 +120,13 @@ pub async fn serve_with(
         )));
     }
     tasks.push(tokio::spawn(preserve_loop(preserve_rx, div_tx)));
-    tasks.push(tokio::spawn(reclone_loop(reclone_rx, reclone_status_tx)));
+    if let Some(pgdata) = settings.pgdata.clone() {
+        tasks.push(tokio::spawn(reclone_loop(
+            rx.clone(),
+            pgdata,
+            reclone_status_tx,
+        )));
+    }
     let addr = listener.local_addr().ok();
     tracing::info!(
         listen = ?addr,
@@ -160,7 +164,6 @@ struct Poller {
     want_peer: watch::Sender<bool>,
     peer: watch::Receiver<(PeerCheck, Option<jiff::Timestamp>)>,
     preserve: watch::Sender<Option<(PathBuf, preserve::Request)>>,
-    reclone: watch::Sender<Option<(PathBuf, Reclone)>>,
     pgdata: Option<PathBuf>,
 }
 
@@ -186,10 +189,9 @@ async fn poll_loop(mut p: Poller) {
         let writable = apply_peer(&last, &mut snap, peer, peer_ts, now);
         p.want_peer
             .send_if_modified(|w| std::mem::replace(w, writable) != writable);
-        // Only a new request wakes the preserver or the re-cloner; no fence (or an unreadable
-        // poll) keeps the last one, so a finished job is not forgotten.
+        // Only a new request wakes the preserver; no fence (or an unreadable poll) keeps the
+        // last one, so a finished job is not forgotten. The re-cloner reads every snapshot.
         offer(&p.preserve, preserve_request(&snap, p.pgdata.as_ref()));
-        offer(&p.reclone, reclone_request(&snap, p.pgdata.as_ref()));
         let verdict = decide::decide(
             &snap.poll,
             Duration::ZERO,
@@ -290,17 +292,24 @@ fn preserve_request(
     ))
 }
 
-/// `pgdr_fence.reclone` for this member: only on a fenced member on hold that is not a writable
-/// primary, never on a site the agent already let follow (its data may be the fresh clone).
-fn reclone_request(snap: &Snapshot, pgdata: Option<&PathBuf>) -> Option<(PathBuf, Reclone)> {
-    let (Poll::Reachable(m), Some(pgdata)) = (&snap.poll, pgdata) else {
-        return None;
+/// This member as the re-cloner sees it in one snapshot: the request standing right now
+/// (`pgdr_fence.reclone` on a fenced member on hold that is not a writable primary, never on a
+/// site the agent already let follow: its data may be the fresh clone), and whether it streams
+/// again with no fence holding it. An unreadable poll says neither.
+fn reclone_look(snap: &Snapshot) -> reclone::Look {
+    let Poll::Reachable(m) = &snap.poll else {
+        return reclone::Look {
+            standing: None,
+            streams: false,
+        };
     };
-    if m.writable_primary() {
-        return None;
-    }
-    let f = m.fence.as_ref().filter(|f| f.holds())?.fence()?;
-    Some((pgdata.clone(), f.reclone.as_ref()?.clone()))
+    let holding = m.fence.as_ref().filter(|f| f.holds());
+    let standing = holding
+        .filter(|_| !m.writable_primary())
+        .and_then(|f| f.fence())
+        .and_then(|f| f.reclone.clone());
+    let streams = holding.is_none() && m.streams();
+    reclone::Look { standing, streams }
 }
 
 /// Hands a request to its worker when it is new; `None` changes nothing.
@@ -440,70 +449,101 @@ async fn preserve_loop(
     }
 }
 
-/// Moves this member's data directory aside when asked (a new `pgdr_fence.reclone`), then
-/// deletes the moved folder once PostgreSQL stopped in it (unless `keep_data`). A failure is
-/// retried every 30 s; the receipt on the volume makes every retry and restart safe.
+/// Re-clone (`pgdr_fence.reclone`), decided afresh at every snapshot ([`reclone::step`]): moves
+/// this member's data directory aside while the request stands (a failure is retried every
+/// 30 s, only while it still stands: a withdrawn request is never retried), and deletes the moved
+/// folders once the member streams again with no request standing (checked every 30 s). The
+/// receipts on the volume make every retry and restart safe.
 async fn reclone_loop(
-    mut rx: watch::Receiver<Option<(PathBuf, Reclone)>>,
+    mut snaps: watch::Receiver<Arc<Snapshot>>,
+    pgdata: PathBuf,
     tx: watch::Sender<Option<RecloneStatus>>,
 ) {
     const RETRY: Duration = Duration::from_secs(30);
-    const POSTMASTER_WAIT: Duration = Duration::from_secs(120);
-    let mut failed = false;
-    loop {
-        if failed {
-            let _ = tokio::time::timeout(RETRY, rx.changed()).await;
-        } else if rx.changed().await.is_err() {
-            return;
-        }
-        let Some((pgdata, req)) = rx.borrow_and_update().clone() else {
-            continue;
-        };
-        let fail = |detail: String| RecloneStatus {
-            requested_at: req.requested_at.clone(),
-            state: RecloneState::Failed,
-            detail: Some(detail),
-            keep_data: req.keep_data,
-            ..RecloneStatus::default()
-        };
-        let moved = {
-            let (pgdata, req) = (pgdata.clone(), req.clone());
-            tokio::task::spawn_blocking(move || reclone::move_aside(&pgdata, &req)).await
-        };
-        let st = match moved {
-            Ok(Ok(st)) => st,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, requested_at = %req.requested_at, "re-clone: moving the data directory aside failed");
-                failed = true;
-                tx.send_replace(Some(fail(e.to_string())));
-                continue;
+    let mut failed: Option<(String, Instant)> = None;
+    let mut last_sweep: Option<Instant> = None;
+    while snaps.changed().await.is_ok() {
+        let look = reclone_look(&snaps.borrow_and_update());
+        match reclone::step(&look) {
+            reclone::Step::Wait => {}
+            reclone::Step::Move(req) => {
+                let retry_later = failed
+                    .as_ref()
+                    .is_some_and(|(id, at)| *id == req.requested_at && at.elapsed() < RETRY);
+                if retry_later {
+                    continue;
+                }
+                match move_aside(&pgdata, &req).await {
+                    Ok(st) => {
+                        failed = None;
+                        tx.send_if_modified(|cur| {
+                            let new = Some(st.clone());
+                            std::mem::replace(cur, new.clone()) != new
+                        });
+                    }
+                    Err(detail) => {
+                        tracing::error!(error = %detail, requested_at = %req.requested_at, "re-clone: moving the data directory aside failed (retried while the request stands)");
+                        failed = Some((req.requested_at.clone(), Instant::now()));
+                        tx.send_replace(Some(RecloneStatus {
+                            requested_at: req.requested_at.clone(),
+                            state: RecloneState::Failed,
+                            detail: Some(detail),
+                            keep_data: req.keep_data,
+                            ..RecloneStatus::default()
+                        }));
+                    }
+                }
             }
-            Err(e) => {
-                failed = true;
-                tx.send_replace(Some(fail(format!("the move task failed: {e}"))));
-                continue;
+            reclone::Step::DeleteMoved => {
+                if last_sweep.is_some_and(|t| t.elapsed() < RETRY) {
+                    continue;
+                }
+                last_sweep = Some(Instant::now());
+                sweep_moved(&pgdata, &tx).await;
             }
-        };
-        failed = false;
-        tracing::warn!(requested_at = %st.requested_at, moved_to = ?st.moved_to, keep_data = st.keep_data, "re-clone: data directory moved aside; Patroni stops PostgreSQL and clones this member once the agent lets it");
-        tx.send_replace(Some(st.clone()));
-        if st.removed || st.keep_data {
-            continue;
         }
-        let removed = tokio::task::spawn_blocking(move || {
-            reclone::remove_moved(&pgdata, &st, POSTMASTER_WAIT)
-        })
-        .await;
-        match removed {
-            Ok(Ok(st)) => {
-                tracing::info!(requested_at = %st.requested_at, "re-clone: the moved data directory is deleted (the WAL past the fork was preserved)");
+    }
+}
+
+/// One move for a standing request (idempotent: a receipt already there is returned as is).
+async fn move_aside(pgdata: &std::path::Path, req: &Reclone) -> Result<RecloneStatus, String> {
+    let (pgdata, req) = (pgdata.to_path_buf(), req.clone());
+    let moved = tokio::task::spawn_blocking(move || reclone::move_aside(&pgdata, &req)).await;
+    match moved {
+        Ok(Ok(st)) => {
+            tracing::warn!(requested_at = %st.requested_at, moved_to = ?st.moved_to, keep_data = st.keep_data, "re-clone: data directory moved aside (kept until this member streams again); Patroni stops PostgreSQL and clones this member once the agent lets it");
+            Ok(st)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the move task failed: {e}")),
+    }
+}
+
+/// Deletes the moved folders whose receipts wait for it (this member streams again).
+async fn sweep_moved(pgdata: &std::path::Path, tx: &watch::Sender<Option<RecloneStatus>>) {
+    let pgdata = pgdata.to_path_buf();
+    let swept = tokio::task::spawn_blocking(move || {
+        let mut done = Vec::new();
+        for st in reclone::waiting(&pgdata)? {
+            done.push(reclone::remove_moved(&pgdata, &st)?);
+        }
+        Ok::<_, reclone::RecloneError>(done)
+    })
+    .await;
+    match swept {
+        Ok(Ok(done)) => {
+            for st in done {
+                if st.removed {
+                    tracing::info!(requested_at = %st.requested_at, "re-clone: this member streams again; the moved data directory is deleted (the WAL past the fork was preserved)");
+                } else {
+                    tracing::warn!(requested_at = %st.requested_at, moved_to = ?st.moved_to, "re-clone: the moved data directory still has a postmaster.pid: kept, tried again later");
+                }
                 tx.send_replace(Some(st));
             }
-            // Still `moved` (the agent needs no more): the folder stays, which costs only space.
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "re-clone: deleting the moved data directory failed; it stays on the volume")
-            }
-            Err(e) => tracing::error!(error = %e, "re-clone: the delete task failed"),
         }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "re-clone: deleting a moved data directory failed; it stays on the volume")
+        }
+        Err(e) => tracing::error!(error = %e, "re-clone: the delete task failed"),
     }
 }

@@ -745,7 +745,8 @@ async fn scenario_a(
         );
     }
     // A re-clone, when Patroni put gold on a colliding timeline (the usual case after a power
-    // loss): announced, its diverged WAL still preserved after it, the moved data deleted.
+    // loss): announced, its diverged WAL still preserved after it, the moved data deleted once
+    // each member streams again.
     let gold = stage.gold().unwrap();
     if !fencing::events(gold, "RecloneRequired").is_empty() {
         // The agent records it at its first sample that sees gold stream (a run or two later).
@@ -759,7 +760,17 @@ async fn scenario_a(
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        let receipts = fencing::reclone_receipts(gold);
+        // The moved data goes once each member streams again (never by a timer): wait for it.
+        let members = pgdr_drill::stage::members(gold).len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let receipts = loop {
+            let r = fencing::reclone_receipts(gold);
+            let all_gone = r.len() >= members && r.iter().all(|r| r["removed"] == true);
+            if all_gone || Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         eprintln!("[{name}] re-clone receipts: {receipts:?}");
         expect.fenced(
             !fencing::events(gold, "Reclone").is_empty() && (rejoin.is_none() || recloned),
@@ -767,7 +778,6 @@ async fn scenario_a(
                 "gold's re-clone announced (Event Reclone) and recorded (recloned_at: {recloned})"
             ),
         );
-        let members = pgdr_drill::stage::members(gold).len();
         expect.fenced(
             receipts.len() >= members
                 && receipts

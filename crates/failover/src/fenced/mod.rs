@@ -464,7 +464,7 @@ impl<'a> Flow<'a> {
                 if incomplete {
                     " and keeps it (the WAL copy is incomplete)"
                 } else {
-                    " and deletes it once PostgreSQL stopped (the WAL past the fork is preserved)"
+                    " and deletes it once this member streams from the peer again (the WAL past the fork is preserved)"
                 }
             ));
         }
