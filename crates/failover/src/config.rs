@@ -79,6 +79,10 @@ pub struct Config {
     pub witness_dns_name: Option<String>,
     #[serde(default)]
     pub witness_dns_expected: Option<String>,
+    /// The peer site's addresses in the DNS witness's answers (a primary fences itself on DNS
+    /// only when the answer names them).
+    #[serde(default)]
+    pub witness_dns_peer_addresses: Option<String>,
     #[serde(default)]
     pub witness_http_url: Option<Secret>,
     /// Peer-API witness: the primary site's Kubernetes API server (not through the tunnel).
@@ -196,11 +200,11 @@ pub enum WitnessConfig {
     Dns {
         name: String,
         expected: Vec<IpAddr>,
+        /// The peer site's addresses (empty: unknown, and then a DNS answer never fences).
+        peer: Vec<IpAddr>,
     },
     /// The URL may hold a token: kept secret.
-    Http {
-        url: Secret,
-    },
+    Http { url: Secret },
     /// The primary site's Patroni leader lock, read through its own Kubernetes API.
     PeerApi(PeerApi),
 }
@@ -357,9 +361,12 @@ impl Config {
                         "required with FAILOVER_WITNESS_DNS_NAME: the addresses that mean the application runs here",
                     ));
                 }
+                let peer = parse_ips(self.witness_dns_peer_addresses.as_deref().unwrap_or(""))
+                    .map_err(|r| ConfigError::invalid(var("WITNESS_DNS_PEER_ADDRESSES"), r))?;
                 out.push(WitnessConfig::Dns {
                     name: name.clone(),
                     expected,
+                    peer,
                 });
             }
             (None, Some(_)) => {

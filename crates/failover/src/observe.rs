@@ -410,7 +410,7 @@ pub async fn witnesses(settings: &Settings, http: &reqwest::Client) -> Vec<Witne
 pub async fn witness(w: &WitnessConfig, settings: &Settings, http: &reqwest::Client) -> Witness {
     let timeout = settings.config.probe_timeout.get();
     match w {
-        WitnessConfig::Dns { name, expected } => {
+        WitnessConfig::Dns { name, expected, .. } => {
             let lookup = tokio::net::lookup_host((name.as_str(), 0));
             match tokio::time::timeout(timeout, lookup).await {
                 Err(_) => Witness::Unknown(format!(
@@ -661,13 +661,20 @@ pub enum DnsAnswer {
     Here,
     /// To addresses of this site and others.
     Mixed,
-    /// To none of this site's addresses.
-    Elsewhere,
+    /// Only to the peer site's addresses.
+    Peer,
+    /// To none of this site's addresses, and not only to the peer's (a GSLB's last-resort
+    /// answer, a stale address list): it says nothing about where the application runs.
+    Neither,
 }
 
 impl DnsAnswer {
     /// The answer, and its addresses as text for the reasons.
-    pub fn read(got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> (DnsAnswer, String) {
+    pub fn read(
+        got: &BTreeSet<IpAddr>,
+        expected: &[IpAddr],
+        peer: &[IpAddr],
+    ) -> (DnsAnswer, String) {
         let list = got
             .iter()
             .map(ToString::to_string)
@@ -679,8 +686,10 @@ impl DnsAnswer {
             DnsAnswer::Here
         } else if got.iter().any(|ip| expected.contains(ip)) {
             DnsAnswer::Mixed
+        } else if got.iter().all(|ip| peer.contains(ip)) {
+            DnsAnswer::Peer
         } else {
-            DnsAnswer::Elsewhere
+            DnsAnswer::Neither
         };
         (answer, list)
     }
@@ -688,16 +697,16 @@ impl DnsAnswer {
 
 /// Agrees only when the name resolves, and only to addresses of this site.
 pub fn dns_verdict(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> Witness {
-    match DnsAnswer::read(got, expected) {
+    match DnsAnswer::read(got, expected, &[]) {
         (DnsAnswer::Empty, _) => {
             Witness::Unknown(format!("DNS witness: {name} resolved to no address"))
         }
         (DnsAnswer::Here, list) => {
             Witness::PrimaryDown(format!("DNS witness: {name} resolves to {list}, this site"))
         }
-        (DnsAnswer::Mixed | DnsAnswer::Elsewhere, list) => Witness::PrimaryAlive(format!(
-            "DNS witness: {name} resolves to {list}, not (only) this site"
-        )),
+        (DnsAnswer::Mixed | DnsAnswer::Peer | DnsAnswer::Neither, list) => Witness::PrimaryAlive(
+            format!("DNS witness: {name} resolves to {list}, not (only) this site"),
+        ),
     }
 }
 

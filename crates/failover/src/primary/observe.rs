@@ -60,11 +60,17 @@ async fn placements(settings: &Settings, http: &reqwest::Client) -> Vec<Placemen
 
 async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Client) -> Placement {
     match w {
-        WitnessConfig::Dns { name, expected } => {
+        WitnessConfig::Dns {
+            name,
+            expected,
+            peer,
+        } => {
             let timeout = settings.config.probe_timeout.get();
             let lookup = tokio::net::lookup_host((name.as_str(), 0));
             match tokio::time::timeout(timeout, lookup).await {
-                Ok(Ok(addrs)) => dns_placement(name, &addrs.map(|a| a.ip()).collect(), expected),
+                Ok(Ok(addrs)) => {
+                    dns_placement(name, &addrs.map(|a| a.ip()).collect(), expected, peer)
+                }
                 _ => Placement::Unknown(format!("DNS witness: {name} did not resolve")),
             }
         }
@@ -118,8 +124,13 @@ async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Clien
 }
 
 /// The application runs on the peer only when the name resolves and to none of our addresses.
-pub fn dns_placement(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) -> Placement {
-    match DnsAnswer::read(got, expected) {
+pub fn dns_placement(
+    name: &str,
+    got: &BTreeSet<IpAddr>,
+    expected: &[IpAddr],
+    peer: &[IpAddr],
+) -> Placement {
+    match DnsAnswer::read(got, expected, peer) {
         (DnsAnswer::Empty, _) => {
             Placement::Unknown(format!("DNS witness: {name} resolved to no address"))
         }
@@ -129,8 +140,16 @@ pub fn dns_placement(name: &str, got: &BTreeSet<IpAddr>, expected: &[IpAddr]) ->
         (DnsAnswer::Mixed, list) => Placement::Unknown(format!(
             "DNS witness: {name} resolves to {list}, this site and another"
         )),
-        (DnsAnswer::Elsewhere, list) => Placement::Peer(format!(
-            "DNS witness: {name} resolves to {list}, not this site"
+        (DnsAnswer::Peer, list) => Placement::Peer(format!(
+            "DNS witness: {name} resolves to {list}, the peer site"
+        )),
+        (DnsAnswer::Neither, list) if peer.is_empty() => Placement::Unknown(format!(
+            "DNS witness: {name} resolves to {list}, not this site; the peer's addresses are not \
+             configured (FAILOVER_WITNESS_DNS_PEER_ADDRESSES), so this says nothing"
+        )),
+        (DnsAnswer::Neither, list) => Placement::Unknown(format!(
+            "DNS witness: {name} resolves to {list}, neither this site nor the peer (a last-resort \
+             answer or a stale address list): says nothing"
         )),
     }
 }
@@ -274,12 +293,17 @@ mod tests {
             Placement::Here(_) => "here",
             Placement::Unknown(_) => "unknown",
         };
-        assert_eq!(kind(dns_placement("a", &set(&["10.9.0.1"]), &here)), "here");
-        assert_eq!(kind(dns_placement("a", &set(&["10.1.0.1"]), &here)), "peer");
-        assert_eq!(
-            kind(dns_placement("a", &set(&["10.1.0.1", "10.9.0.1"]), &here)),
-            "unknown"
-        );
-        assert_eq!(kind(dns_placement("a", &set(&[]), &here)), "unknown");
+        let peer: Vec<IpAddr> = vec!["10.1.0.1".parse().unwrap()];
+        let place =
+            |ips: &[&str], peer: &[IpAddr]| kind(dns_placement("a", &set(ips), &here, peer));
+        assert_eq!(place(&["10.9.0.1"], &peer), "here");
+        assert_eq!(place(&["10.1.0.1"], &peer), "peer");
+        assert_eq!(place(&["10.1.0.1", "10.9.0.1"], &peer), "unknown");
+        assert_eq!(place(&[], &peer), "unknown");
+        // Issue 20 item 9: an answer naming neither site (a GSLB's last resort, a stale list) is
+        // unknown, and so is any answer when the peer's addresses are not configured.
+        assert_eq!(place(&["10.7.0.1"], &peer), "unknown");
+        assert_eq!(place(&["10.1.0.1", "10.7.0.1"], &peer), "unknown");
+        assert_eq!(place(&["10.1.0.1"], &[]), "unknown");
     }
 }
