@@ -112,11 +112,16 @@ pub enum Command {
     /// Zero-loss planned switchover (and failback): hold, demote, catch up, promote, verify, release.
     Switchover {
         /// The site to make primary.
-        #[arg(long, value_name = "SITE", required_unless_present = "resume")]
+        #[arg(long, value_name = "SITE", required_unless_present_any = ["resume", "abort"])]
         to: Option<String>,
         /// Continue the recorded switchover.
         #[arg(long)]
         resume: bool,
+        /// Give the recorded switchover up before the target is promoted: the source takes
+        /// writes again (at its own epoch), the target stays a standby, the holds are released.
+        /// Recorded and resumable like every step.
+        #[arg(long, conflicts_with_all = ["to", "resume", "force"])]
+        abort: bool,
         /// Go ahead despite warnings (lag over the bound, standby not streaming); during catch-up,
         /// promote anyway after --force-after seconds. Prints what may be lost first.
         #[arg(long)]

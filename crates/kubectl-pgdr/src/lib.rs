@@ -115,6 +115,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
         Command::Switchover {
             to,
             resume,
+            abort,
             force,
             max_lag_bytes,
             force_after,
@@ -129,6 +130,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
                 force: *force,
                 max_lag_bytes: *max_lag_bytes,
                 force_after: Duration::from_secs(*force_after),
+                abort: *abort,
             };
             run::switchover(&pair, &req, Duration::from_secs(*step_timeout), io).await?;
             Ok(EXIT_OK)

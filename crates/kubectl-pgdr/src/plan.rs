@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use crate::model::{FENCE, Member, Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
-use crate::progress::{LogEntry, PROGRESS_VERSION, Progress, Step, Token};
+use crate::progress::{LAST_ABORTABLE, LogEntry, PROGRESS_VERSION, Progress, Step, Token};
 use pgdr_contract::dynamic_config;
 use pgdr_contract::fence::Phase;
 use pgdr_contract::promote::{self, Fork, Promotion};
@@ -24,6 +24,22 @@ pub struct Request {
     pub max_lag_bytes: u64,
     /// With `--force`: promote anyway once catch-up has waited this long.
     pub force_after: Duration,
+    /// `--abort`: give the recorded switchover up before the target is promoted.
+    pub abort: bool,
+}
+
+impl Request {
+    /// `--resume` with nothing else.
+    pub fn resume() -> Request {
+        Request {
+            to: None,
+            resume: true,
+            force: false,
+            max_lag_bytes: 0,
+            force_after: Duration::ZERO,
+            abort: false,
+        }
+    }
 }
 
 /// The API operation a step needs.
@@ -38,6 +54,10 @@ pub enum Action {
     },
     /// Remove `standby_cluster` and declare the slot for the peer.
     Promote {
+        site: String,
+    },
+    /// `--abort`: remove the `standby_cluster` the demote added (the site keeps its epoch).
+    Restore {
         site: String,
     },
     ReleaseHold {
@@ -94,7 +114,7 @@ pub fn direction(
             p.from, p.to, p.step.as_str()
         )),
         (Some(p), _) => Ok(Some((p.from.clone(), p.to.clone()))),
-        (None, _) if req.resume => Ok(None),
+        (None, _) if req.resume || req.abort => Ok(None),
         (None, Some(_)) => Ok(None),
         (None, None) => Err("say where to switch over to: --to SITE (or --resume to continue a recorded switchover)".into()),
     }
@@ -217,6 +237,9 @@ pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timest
             Next::Refuse(msg)
         };
     }
+    if req.abort {
+        return abort(pair, active, now);
+    }
     let Some(p) = active else {
         if req.resume {
             return match progress {
@@ -270,6 +293,7 @@ pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timest
                     new_timeline: None,
                     forced_loss_bytes: None,
                     finished_at: None,
+                    aborted: false,
                     log: vec![LogEntry {
                         at: now,
                         step: Step::Hold,
@@ -300,7 +324,79 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
         Step::Verify => step_verify(pair, p, now),
         Step::Release => step_release(pair, p, now),
         Step::Done => step_done(),
+        Step::Restore => step_restore(pair, p, now),
     }
+}
+
+/// `switchover --abort`: possible until the target is promoted (then only `--resume` finishes
+/// it); recorded like every step, so an interrupted abort resumes as an abort.
+fn abort(pair: &Pair, active: Option<&Progress>, now: Timestamp) -> Next {
+    let Some(p) = active else {
+        return Next::Refuse("nothing to abort: no switchover is in progress".into());
+    };
+    if p.aborted {
+        return step(pair, p, &Request::resume(), now);
+    }
+    let promoted = pair.to.writable().is_some() || !pair.to.is_standby_configured();
+    if p.step > LAST_ABORTABLE || (p.step == LAST_ABORTABLE && promoted) {
+        return Next::Refuse(format!(
+            "the switchover is at step {}: {} was promoted (or is being promoted), so it can no \
+             longer be undone; finish it with `kubectl pgdr switchover --resume`",
+            p.step.as_str(),
+            pair.to.site
+        ));
+    }
+    let mut rec = advance(
+        p,
+        Step::Restore,
+        now,
+        format!(
+            "abort asked at step {}: {} is restored, {} stays a standby",
+            p.step.as_str(),
+            pair.from.site,
+            pair.to.site
+        ),
+    );
+    rec.aborted = true;
+    Next::Record { progress: rec }
+}
+
+/// Switchover step `Restore` (`--abort`): the source runs as a writable primary again; never
+/// while the target is writable.
+fn step_restore(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
+    let (from, to) = (pair.from, pair.to);
+    if to.writable().is_some() {
+        return Next::Stuck(format!(
+            "{} is writable: refusing to restore {} beside it",
+            to.site, from.site
+        ));
+    }
+    if from.writable().is_some() {
+        return Next::Record {
+            progress: advance(
+                p,
+                Step::Release,
+                now,
+                format!("{} is a writable primary again", from.site),
+            ),
+        };
+    }
+    if from.is_standby_configured() {
+        return Next::Act {
+            action: Action::Restore {
+                site: from.site.clone(),
+            },
+            why: format!(
+                "restore {} (remove the standby_cluster the demote added)",
+                from.site
+            ),
+        };
+    }
+    Next::Wait(format!(
+        "{} is promoting ({})",
+        from.site,
+        from.role().as_str()
+    ))
 }
 
 /// Switchover step `Hold`: Hold both failover agents, so that nothing decides mid-way.
@@ -614,6 +710,10 @@ fn step_release(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
         .collect();
     if ours.is_empty() {
         let msg = match p.forced_loss_bytes {
+            _ if p.aborted => format!(
+                "switchover aborted: {} is the primary again, {} a standby",
+                from.site, to.site
+            ),
             Some(b) => {
                 format!("switchover complete (forced: up to {b} bytes were not replayed)")
             }

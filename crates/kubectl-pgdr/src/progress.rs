@@ -30,7 +30,15 @@ pub enum Step {
     /// Remove the holds this switchover set.
     Release,
     Done,
+    /// `--abort` before the target was promoted: remove the `standby_cluster` the demote added to
+    /// the source (it takes writes again, at its own epoch: the target was never promoted), then
+    /// release.
+    Restore,
 }
+
+/// The last step at which `switchover --abort` can still undo a switchover (at it, only while the
+/// target's promotion has not acted yet).
+pub const LAST_ABORTABLE: Step = Step::Promote;
 
 impl Step {
     pub fn as_str(self) -> &'static str {
@@ -44,6 +52,7 @@ impl Step {
             Step::Verify => "verify",
             Step::Release => "release",
             Step::Done => "done",
+            Step::Restore => "restore",
         }
     }
 }
@@ -98,6 +107,9 @@ pub struct Progress {
     pub forced_loss_bytes: Option<u64>,
     #[serde(default)]
     pub finished_at: Option<Timestamp>,
+    /// `--abort` was asked: the source is restored instead of the target promoted.
+    #[serde(default)]
+    pub aborted: bool,
     #[serde(default)]
     pub log: Vec<LogEntry>,
 }
@@ -135,6 +147,7 @@ mod tests {
     fn round_trip_and_newer_refused() {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let p = Progress {
+            aborted: false,
             version: 0,
             rev: 3,
             from: "gold".into(),

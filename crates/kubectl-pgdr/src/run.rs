@@ -526,6 +526,18 @@ async fn act(pair: &Pair2, action: &Action, slot: &SlotName, io: &mut Io<'_>) ->
                 target.host, target.port, target.slot
             ));
         }
+        Action::Restore { site } => {
+            let c = &pair.sites[pair.index(site)];
+            c.edit_config(|m| {
+                let mut m = m.clone();
+                m.remove(pgdr_contract::keys::STANDBY_CLUSTER);
+                m
+            })
+            .await?;
+            io.say(format!(
+                "{site}: standby_cluster removed (restored; its promotion epoch unchanged)"
+            ));
+        }
         Action::Promote { site } => {
             let obs = pair.observe().await;
             promote_site(pair, site, &obs, slot, io).await?;

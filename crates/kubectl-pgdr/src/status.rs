@@ -246,10 +246,17 @@ fn switchover_notes(
         && !p.is_finished()
     {
         problems.push(format!(
-            "a switchover from {} to {} stopped at step {}: run `kubectl pgdr switchover --resume`",
+            "a switchover from {} to {} stopped at step {}: run `kubectl pgdr switchover --resume`{}",
             p.from,
             p.to,
-            p.step.as_str()
+            p.step.as_str(),
+            if p.aborted {
+                " (it finishes the abort)"
+            } else if p.step <= crate::progress::LAST_ABORTABLE {
+                " (or `--abort` to give it up: the source takes writes again)"
+            } else {
+                ""
+            }
         ));
     }
     for o in obs {

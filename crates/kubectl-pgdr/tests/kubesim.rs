@@ -403,6 +403,7 @@ async fn the_switchover_record_is_a_compare_and_set() {
         .unwrap();
     let now = jiff::Timestamp::now();
     let p = kubectl_pgdr::progress::Progress {
+        aborted: false,
         version: 1,
         rev: 1,
         from: "gold".into(),

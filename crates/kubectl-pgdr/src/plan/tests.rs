@@ -22,6 +22,7 @@ fn req(force: bool) -> Request {
         force,
         max_lag_bytes: 1000,
         force_after: Duration::from_secs(60),
+        abort: false,
     }
 }
 
@@ -449,6 +450,89 @@ fn each_step() {
     ));
 }
 
+/// Issue 20 item 13: a switchover whose target cannot catch up (the tunnel cut after the demote)
+/// can be undone: `--abort` restores the source and releases the holds, recorded step by step;
+/// once the target is promoted, only `--resume` remains.
+#[test]
+fn abort_restores_the_source_until_the_target_is_promoted() {
+    let (mut g, mut d) = healthy(1000, 990);
+    g = with_agent(g, false);
+    d = with_agent(d, false);
+    let abort = Request {
+        to: None,
+        abort: true,
+        ..req(false)
+    };
+    assert!(matches!(
+        next(&Pair { from: &g, to: &d }, None, &abort, t(0)),
+        Next::Refuse(ref m) if m.contains("nothing to abort")
+    ));
+    // Stuck at catch-up: the source demoted (a standby leader at 1040), the target at 990.
+    let p = at(&begin(&g, &d, &req(false)), Step::CatchUp);
+    g.config = Some(config(true));
+    g.members[0] = member("gold-0", "standby_leader", 1, 1040);
+    g.agent.hold = true;
+    d.agent.hold = true;
+    let Next::Record { progress: p } = next(&Pair { from: &g, to: &d }, Some(&p), &abort, t(1))
+    else {
+        panic!("the abort is recorded first")
+    };
+    assert_eq!((p.step, p.aborted), (Step::Restore, true));
+    let mut p = p;
+    let mut done = None;
+    for i in 2..12 {
+        // Resuming an aborted switchover goes on with the abort.
+        let ask = if i % 2 == 0 { &abort } else { &req(false) };
+        match next(&Pair { from: &g, to: &d }, Some(&p), ask, t(i)) {
+            Next::Record { progress } => p = progress,
+            Next::Act {
+                action: Action::Restore { site },
+                ..
+            } => {
+                assert_eq!(site, "gold");
+                g.config = Some(config(false));
+                g.members[0] = member("gold-0", "primary", 2, 1100);
+            }
+            Next::Act {
+                action: Action::ReleaseHold { sites },
+                ..
+            } => {
+                for s in [&mut g, &mut d] {
+                    if sites.contains(&s.site) {
+                        s.agent.hold = false;
+                    }
+                }
+            }
+            Next::Done(m) => {
+                done = Some(m);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        if p.step == Step::Done {
+            done = Some(p.log.last().unwrap().message.clone());
+            break;
+        }
+    }
+    let done = done.expect("the abort finishes");
+    assert!(
+        done.contains("aborted: gold is the primary again"),
+        "{done}"
+    );
+    assert!(!g.agent.hold && !d.agent.hold);
+    assert!(d.is_standby_configured(), "the target was never promoted");
+
+    // Once the target was promoted: refused, --resume finishes it.
+    let (g2, mut d2) = healthy(1000, 1040);
+    let promoted = at(&begin(&g2, &d2, &req(false)), Step::Promoted);
+    d2.config = Some(config(false));
+    let n = next(&Pair { from: &g2, to: &d2 }, Some(&promoted), &abort, t(20));
+    assert!(
+        matches!(n, Next::Refuse(ref m) if m.contains("--resume")),
+        "{n:?}"
+    );
+}
+
 #[test]
 fn unreadable_site_waits_mid_way() {
     let (g, d) = healthy(100, 100);
@@ -507,6 +591,7 @@ fn round_trip_against_a_simulated_pair() {
                 }
                 Action::Demote { .. } => g.config = Some(config(true)),
                 Action::Promote { .. } => d.config = Some(config(false)),
+                Action::Restore { .. } => panic!("no abort here"),
             },
             Next::Wait(_) => {}
             Next::Done(_) => break,
