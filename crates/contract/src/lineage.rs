@@ -122,6 +122,11 @@ pub fn parse_patroni_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
 pub enum Lineage {
     /// Not the same database: never act on it.
     DifferentSystem,
+    /// Not the same database, this site never promoted (epoch 0) and the peer promoted: this site
+    /// was most likely initialised afresh (a lost site rebuilt with its primary values) beside the
+    /// authority. It must not be advertised or take writes; it is rebuilt as a standby of the
+    /// peer (chart README "Rebuild a lost site").
+    ForeignNewer { epoch: u64 },
     /// Neither site was ever promoted (epoch 0 both) and both are on one timeline.
     SameTimeline,
     /// The peer's promotion is the newer one (its epoch is higher): the peer is authoritative.
@@ -157,6 +162,11 @@ impl fmt::Display for Lineage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Lineage::DifferentSystem => write!(f, "a different database (system identifier)"),
+            Lineage::ForeignNewer { epoch } => write!(
+                f,
+                "a different database (system identifier) at a higher promotion epoch ({epoch}): \
+                 this site was initialised afresh beside the authority"
+            ),
             Lineage::SameTimeline => write!(f, "the same timeline (no promotion on either site)"),
             Lineage::PeerAuthoritative {
                 epoch,
@@ -208,7 +218,15 @@ impl Identity {
 /// failover moves one of them on).
 pub fn lineage(own: &Identity, peer: &Identity) -> Lineage {
     if own.system_id != peer.system_id {
-        return Lineage::DifferentSystem;
+        // Only a site never promoted (epoch 0) can be a fresh initialisation; a promoted one
+        // facing another database is a misdirected tunnel, never a reason to stop.
+        return if own.epoch() == 0 && peer.epoch() > 0 {
+            Lineage::ForeignNewer {
+                epoch: peer.epoch(),
+            }
+        } else {
+            Lineage::DifferentSystem
+        };
     }
     match (&own.marker, &peer.marker) {
         (_, Some(p)) if p.epoch > own.epoch() => Lineage::PeerAuthoritative {
@@ -325,10 +343,16 @@ mod tests {
         };
         let rows: Vec<(&str, Identity, Identity, Lineage)> = vec![
             (
-                "different database",
-                id(3, None),
-                other_system,
+                "different database, not promoted later than us",
+                id(3, Some((1, 2, 0x100))),
+                other_system.clone(),
                 Lineage::DifferentSystem,
+            ),
+            (
+                "issue 20 item 11: a site initialised afresh (epoch 0) beside a promoted peer",
+                id(1, None),
+                other_system,
+                Lineage::ForeignNewer { epoch: 1 },
             ),
             (
                 "same timeline, never promoted",

@@ -45,6 +45,10 @@ pub(crate) fn signed(d: Duration) -> SignedDuration {
 pub(crate) fn lineage_text(l: &Lineage) -> String {
     match l {
         Lineage::DifferentSystem => "a different database (system identifier differs)".into(),
+        Lineage::ForeignNewer { epoch } => format!(
+            "a different database at a higher promotion epoch ({epoch}): this site was initialised \
+             afresh beside it"
+        ),
         Lineage::SameTimeline => "on our timeline (neither site was ever promoted)".into(),
         Lineage::PeerAuthoritative {
             epoch,

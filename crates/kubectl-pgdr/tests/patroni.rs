@@ -265,6 +265,31 @@ fn switchover_round_trip_loses_nothing() {
             ));
             to = if to == "golddr" { "gold" } else { "golddr" };
         }
+        // Given up instead (issue 20 item 13): killed after the demote, then `--abort`: the source
+        // takes writes again, the target stays a standby, nothing acknowledged is lost.
+        assert!(writable(&gold), "gold is the primary after the legs");
+        let first = s.run_bin(
+            &["switchover", "--to", "golddr", "--step-timeout", "120"],
+            Some("demote"),
+        );
+        assert!(first.killed, "killed after the demote:\n{}", first.stderr);
+        let (_, out, _) = rt.block_on(s.run(&["status"], ""));
+        assert!(out.contains("--abort"), "status offers the abort:\n{out}");
+        let aborted = s.run_bin(&["switchover", "--abort", "--step-timeout", "120"], None);
+        assert_eq!(aborted.code, Some(0), "{}", aborted.stderr);
+        assert!(
+            aborted
+                .stderr
+                .contains("switchover aborted: gold is the primary again"),
+            "{}",
+            aborted.stderr
+        );
+        gold.wait_writable(DEADLINE)
+            .expect("gold takes writes again");
+        let r = healthy("the pair to be healthy after an aborted switchover");
+        assert_eq!(r["sites"][0]["role"], "primary", "{r}");
+        assert_eq!(r["sites"][1]["role"], "standby", "{r}");
+        std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
     });
 

@@ -250,7 +250,9 @@ impl Checks {
                 contested: *writable
                     && matches!(
                         lineage,
-                        Lineage::EpochTie { .. } | Lineage::PeerAuthoritative { .. }
+                        Lineage::EpochTie { .. }
+                            | Lineage::PeerAuthoritative { .. }
+                            | Lineage::ForeignNewer { .. }
                     ),
                 ..self
             },
@@ -286,7 +288,8 @@ pub fn withheld(primary: bool, since_primary: Checks, peer: &PeerCheck) -> Optio
     }
     since_primary.contested.then_some(
         "the peer is writable too and its promotion epoch is not below ours (a tie: settle it \
-         with `kubectl pgdr fence SITE` on the site to discard)",
+         with `kubectl pgdr fence SITE` on the site to discard; another database at a higher \
+         epoch: this site was initialised afresh, rebuild it as a standby)",
     )
 }
 
@@ -666,6 +669,21 @@ mod tests {
                 true,
                 none.after(&later),
                 standby.clone(),
+                false,
+            ),
+            (
+                "issue 20 item 11: another database at a higher epoch (this site initialised \
+                 afresh): withheld",
+                true,
+                seen_once,
+                seen(Lineage::ForeignNewer { epoch: 1 }),
+                true,
+            ),
+            (
+                "another database, not newer: a misconfigured tunnel, not withheld",
+                true,
+                seen_once,
+                seen(Lineage::DifferentSystem),
                 false,
             ),
             ("not a primary", false, none, later, false),

@@ -149,6 +149,20 @@ impl Deciding<'_> {
                 ));
                 Verdict::SplitBrain
             }
+            Lineage::ForeignNewer { epoch } => {
+                self.say(format!(
+                    "{peer} runs another database at a higher promotion epoch ({epoch}): this \
+                     site was initialised afresh beside the authority (a lost site rebuilt with \
+                     its primary values?). It fences itself (hold, read-only, nothing discarded); \
+                     rebuild it as a standby of {peer} (chart README \"Rebuild a lost site\")"
+                ));
+                self.fence = Some(FenceOrder {
+                    reason: FenceReason::PeerAuthoritative,
+                    fork: None,
+                    local_end: s.own.wal_end,
+                });
+                Verdict::Fence
+            }
             Lineage::DifferentSystem => {
                 self.next.split_brain_since = None;
                 self.say(

@@ -116,6 +116,17 @@ fn primary_role_table() {
             split_brain: true,
         },
         Row {
+            name: "another database at a higher epoch: this site was initialised afresh beside \
+                   the authority; it fences itself (hold, fork unknown)",
+            peer: Peer::Writable(Lineage::ForeignNewer { epoch: 2 }),
+            placements: vec![],
+            promoted_here: false,
+            state: State::default(),
+            verdict: Fence,
+            fence: Some((FenceReason::PeerAuthoritative, None)),
+            split_brain: true,
+        },
+        Row {
             name: "another database behind the tunnel: not our peer, nothing done",
             peer: Peer::Writable(Lineage::DifferentSystem),
             placements: vec![],
