@@ -3,7 +3,8 @@
 //! the final primary, and the plugin must report a healthy pair after each leg. Then one leg per
 //! step of the switchover, alternating directions, with the plugin binary (a process, as a user
 //! runs it) SIGKILLed right after it recorded that step and finished with `--resume`: never two
-//! writable primaries, exactly one after each leg, nothing acknowledged lost.
+//! writable primaries, exactly one after each leg, nothing acknowledged lost. Last, a switchover
+//! killed after the demote and given up with `--abort`: the source takes writes again.
 //!
 //! The "tunnel" here is direct: each site's tunnel Service points at the other site's member
 //! (ClusterIP = its loopback address), which is what the platform's Service does in a cluster.
@@ -348,5 +349,7 @@ fn switchover_round_trip_loses_nothing() {
     let progress: Value =
         serde_json::from_str(record["data"]["progress"].as_str().unwrap()).unwrap();
     assert_eq!(progress["step"], "done", "{progress}");
-    assert_eq!(progress["to"], "gold");
+    // The last record is the aborted leg towards golddr.
+    assert_eq!(progress["to"], "golddr");
+    assert_eq!(progress["aborted"], true, "{progress}");
 }
