@@ -163,7 +163,7 @@ step_template() {
     --set failover.witness.peerApi.namespace="$namespace" \
     --set failover.witness.peerApi.existingSecret=gold-peer-witness \
     --set tls.existingSecret=pg-tls --set tls.sslMode=verify-ca --set tls.enforce=true \
-    --set services.primary.nodePort=31432 --set services.primary.externalTrafficPolicy=Local \
+    --set services.tunnel.nodePort=31432 --set services.tunnel.externalTrafficPolicy=Local \
     --set-json 'scheduling.jobs.nodeSelector={"pool":"jobs"}' \
     --set-json 'patroni.extraVolumes=[{"name":"backup","emptyDir":{}}]' \
     --set-json 'patroni.extraVolumeMounts=[{"name":"backup","mountPath":"/backup"}]' \

@@ -93,6 +93,19 @@ app.kubernetes.io/component: patroni
 {{- include "patroni.fullname" . -}}
 {{- end -}}
 
+{{/* The tunnel target Service: the member holding the site's leader lock (primary or standby leader). */}}
+{{- define "patroni.tunnelTargetService" -}}
+{{- printf "%s-tunnel" (include "patroni.fullname" .) -}}
+{{- end -}}
+
+{{/* Selector of the leader Service: Patroni's tmp role label is `primary` on the lock holder in either role. */}}
+{{- define "patroni.siteLeaderSelector" -}}
+{{ include "patroni.selectorLabels" . }}
+app.kubernetes.io/component: patroni
+{{ .Values.patroni.kubernetes.scopeLabel }}: {{ include "patroni.scope" . }}
+{{ .Values.patroni.kubernetes.siteLeaderLabel }}: primary
+{{- end -}}
+
 {{- define "patroni.replicaService" -}}
 {{- printf "%s-replica" (include "patroni.fullname" .) -}}
 {{- end -}}
@@ -103,7 +116,7 @@ app.kubernetes.io/component: patroni
 
 {{/* Service the platform creates for the peer (`<service>-<peer>`). */}}
 {{- define "patroni.tunnelService" -}}
-{{- default (printf "%s-%s" (include "patroni.primaryService" .) .Values.site.peer) .Values.tunnel.serviceName -}}
+{{- default (printf "%s-%s" (include "patroni.tunnelTargetService" .) .Values.site.peer) .Values.tunnel.serviceName -}}
 {{- end -}}
 
 {{- define "patroni.patroniConfigMap" -}}
@@ -301,6 +314,6 @@ millicores and MiB, storage in MiB and NodePorts.
 {{- end -}}
 {{- end -}}
 {{- $_ := set $t "storage" (mul (int $v.patroni.replicas) (include "patroni.mebibytes" $v.persistence.size)) -}}
-{{- $_ := set $t "nodePorts" (ternary 1 0 (eq $v.services.primary.type "NodePort")) -}}
+{{- $_ := set $t "nodePorts" (add (ternary 1 0 (eq $v.services.primary.type "NodePort")) (ternary 1 0 (and (not (empty $v.site.peer)) (eq $v.services.tunnel.type "NodePort")))) -}}
 {{- toJson $t -}}
 {{- end -}}

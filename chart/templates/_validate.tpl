@@ -26,7 +26,7 @@ configmap-patroni.yaml (always rendered).
 {{- if gt (len $tunnel) 63 -}}
 {{- fail (printf "the tunnel Service name %q is %d characters, over 63. Shorten the release name, fullnameOverride or the site names" $tunnel (len $tunnel)) -}}
 {{- end -}}
-{{- if has $tunnel (list $full (include "patroni.replicaService" .) (include "patroni.headlessService" .)) -}}
+{{- if has $tunnel (list $full (include "patroni.tunnelTargetService" .) (include "patroni.replicaService" .) (include "patroni.headlessService" .)) -}}
 {{- fail (printf "tunnel Service name %q collides with a Service of this chart; set tunnel.serviceName or change the names" $tunnel) -}}
 {{- end -}}
 {{- end -}}
@@ -68,8 +68,11 @@ configmap-patroni.yaml (always rendered).
 {{- if and $v.tls.enforce (not $v.tls.enabled) -}}
 {{- fail "tls.enforce needs tls.enabled" -}}
 {{- end -}}
-{{- if and (include "patroni.tscEnabled" .) (ne $v.services.primary.type "NodePort") -}}
-{{- fail (printf "transportServerClaim is enabled but services.primary.type is %s: since Feb 2026 the Service a TransportServerClaim targets must be NodePort. Set services.primary.type=NodePort (and make sure the namespace's services.nodeports quota allows one)" $v.services.primary.type) -}}
+{{- if and (include "patroni.tscEnabled" .) (ne $v.services.tunnel.type "NodePort") -}}
+{{- fail (printf "transportServerClaim is enabled but services.tunnel.type is %s: since Feb 2026 the Service a TransportServerClaim targets (the tunnel target Service) must be NodePort. Set services.tunnel.type=NodePort (and make sure the namespace's services.nodeports quota allows one)" $v.services.tunnel.type) -}}
+{{- end -}}
+{{- if and $v.services.tunnel.nodePort (ne $v.services.tunnel.type "NodePort") -}}
+{{- fail "services.tunnel.nodePort is set but services.tunnel.type is not NodePort" -}}
 {{- end -}}
 {{- if and $v.services.primary.nodePort (ne $v.services.primary.type "NodePort") -}}
 {{- fail "services.primary.nodePort is set but services.primary.type is not NodePort" -}}

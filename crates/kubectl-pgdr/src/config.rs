@@ -249,7 +249,9 @@ pub fn resolve(file: Option<FileConfig>, flags: &Overrides) -> Result<Settings, 
             tunnel_service: s
                 .tunnel_service
                 .clone()
-                .unwrap_or_else(|| format!("{fullname}-{peer}")),
+                // The platform's name for the peer's tunnel target Service (the chart's
+                // `<fullname>-tunnel`, the TSC's target).
+                .unwrap_or_else(|| format!("{fullname}-tunnel-{peer}")),
             tunnel_host_mode: flags
                 .tunnel_host_mode
                 .or(s.tunnel_host_mode)
@@ -300,7 +302,7 @@ mod tests {
         assert_eq!(gold.config_map(), "patroni-config");
         assert_eq!(gold.leader_map(), "patroni-leader");
         assert_eq!(gold.state_map(), "patroni-failover-state");
-        assert_eq!(gold.tunnel_service, "patroni-golddr");
+        assert_eq!(gold.tunnel_service, "patroni-tunnel-golddr");
         assert_eq!(gold.statefulset(), "patroni-gold");
         assert_eq!(s.slot_name, None, "read from the sites unless given");
         assert_eq!(s.peer_of("golddr").unwrap().name, "gold");
@@ -319,7 +321,7 @@ mod tests {
         assert_eq!(dr.namespace.as_deref(), Some("other"));
         assert_eq!(dr.kubeconfig.as_deref(), Some(Path::new("/tmp/kc")));
         assert_eq!(dr.scope, "db");
-        assert_eq!(dr.tunnel_service, "db-gold");
+        assert_eq!(dr.tunnel_service, "db-tunnel-gold");
         assert_eq!(dr.tunnel_host_mode, HostMode::ClusterIp);
         assert_eq!(
             s.site("gold").unwrap().namespace.as_deref(),

@@ -66,7 +66,7 @@ fn fixture() -> Sites {
         "patroni-gold-0",
         &status_json("primary", 1, 100_000, false),
     );
-    tunnel(&s.gold, "patroni-golddr", "10.96.0.20", 31001);
+    tunnel(&s.gold, "patroni-tunnel-golddr", "10.96.0.20", 31001);
 
     create(
         &s.golddr,
@@ -83,7 +83,7 @@ fn fixture() -> Sites {
         "patroni-golddr-0",
         &status_json("standby_leader", 1, 100_000, true),
     );
-    tunnel(&s.golddr, "patroni-gold", "10.96.0.10", 31002);
+    tunnel(&s.golddr, "patroni-tunnel-gold", "10.96.0.10", 31002);
     create(
         &s.golddr,
         "configmaps",
@@ -110,7 +110,7 @@ async fn status_shows_both_sites_and_its_exit_code_follows_health() {
     let (code, out, _) = s.run(&["status"], "").await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("role             primary"), "{out}");
-    assert!(out.contains("patroni-golddr port 31001"), "{out}");
+    assert!(out.contains("patroni-tunnel-golddr port 31001"), "{out}");
     assert!(out.contains("healthy at 2026-11-30T12:00:00Z"), "{out}");
     assert!(out.ends_with("health: OK\n"), "{out}");
 

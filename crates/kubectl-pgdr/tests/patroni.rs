@@ -106,13 +106,13 @@ fn switchover_round_trip_loses_nothing() {
         .expect("golddr standby leader");
     tunnel(
         &s.gold,
-        "patroni-golddr",
+        "patroni-tunnel-golddr",
         &golddr.address().to_string(),
         golddr.pg_port(),
     );
     tunnel(
         &s.golddr,
-        "patroni-gold",
+        "patroni-tunnel-gold",
         &gold.address().to_string(),
         gold.pg_port(),
     );

@@ -193,21 +193,34 @@ fn f5_ingress_admits_both_policy_groups_as_separate_peers() {
 #[test]
 fn tsc_needs_a_nodeport_service() {
     let err = Render::site("gold")
-        .set("services.primary.type=ClusterIP")
+        .set("services.tunnel.type=ClusterIP")
         .render_err();
     assert!(err.contains("must be NodePort"), "{err}");
     // Without a TSC (standby site) another type renders.
     Render::site("golddr")
-        .set("services.primary.type=ClusterIP")
+        .set("services.tunnel.type=ClusterIP")
         .render();
-    // Fixed node port and traffic policy reach the Service.
+    // The applications' primary Service is ClusterIP by default and may be NodePort.
     let objs = Render::site("gold")
-        .set("services.primary.nodePort=31432")
-        .set("services.primary.externalTrafficPolicy=Local")
+        .set("services.tunnel.nodePort=31432")
+        .set("services.tunnel.externalTrafficPolicy=Local")
+        .set("services.primary.type=NodePort")
+        .set("services.primary.nodePort=31433")
         .render();
-    let svc = objs.get("Service", "patroni");
+    let svc = objs.get("Service", "patroni-tunnel");
     assert_eq!(svc["spec"]["ports"][0]["nodePort"], 31432);
     assert_eq!(svc["spec"]["externalTrafficPolicy"], "Local");
+    assert_eq!(
+        objs.get("Service", "patroni")["spec"]["ports"][0]["nodePort"],
+        31433
+    );
+    let err = Render::site("gold")
+        .set("services.primary.nodePort=31433")
+        .render_err();
+    assert!(
+        err.contains("services.primary.type is not NodePort"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ fn peer_check_through_the_tunnel_service_on_both_sites() {
         let c = sidecar(&objs, site);
         assert_eq!(
             env_value(&c, "READINESS_PEER_HOST"),
-            format!("patroni-{peer}.abc123-prod.svc"),
+            format!("patroni-tunnel-{peer}.abc123-prod.svc"),
             "{site}"
         );
         assert_eq!(env_value(&c, "READINESS_PEER_PORT"), "5432");

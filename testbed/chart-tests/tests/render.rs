@@ -31,12 +31,12 @@ fn transport_server_claim_only_on_the_primary_site() {
     let g = gold();
     let tsc = g.one("TransportServerClaim");
     assert_eq!(tsc["apiVersion"], "porter.devops.gov.bc.ca/v1alpha1");
-    assert_eq!(tsc["spec"]["service"], "patroni");
+    assert_eq!(tsc["spec"]["service"], "patroni-tunnel");
     assert_eq!(tsc["spec"]["servicePort"], 5432);
     assert_eq!(tsc["spec"]["monitor"]["type"], "tcp");
     assert_eq!(tsc["spec"]["overrideServicePort"], true);
     // The TSC targets a Service of this release that exists and is NodePort (Feb 2026 rule).
-    let svc = g.get("Service", "patroni");
+    let svc = g.get("Service", "patroni-tunnel");
     assert_eq!(svc["spec"]["type"], "NodePort");
     assert_eq!(golddr().count("TransportServerClaim"), 0);
 }
@@ -268,7 +268,7 @@ fn dcs_configmaps_are_optional_and_found_by_patronis_selector() {
     ));
 
     let unmanaged = Render::site("gold").set("dcs.helmManaged=false").render();
-    assert!(unmanaged.find("ConfigMap", "patroni-leader").is_none());
+    assert!(unmanaged.find("ConfigMap", "patroni-tunnel").is_none());
     assert!(unmanaged.find("ConfigMap", "patroni-config").is_none());
 }
 
@@ -854,15 +854,43 @@ fn tls_is_on_by_default_and_configurable() {
 }
 
 #[test]
-fn primary_service_has_one_name_on_both_sites() {
+fn primary_and_tunnel_target_services_have_one_name_on_both_sites() {
     let g = gold();
     let d = golddr();
-    let gs = g.get("Service", "patroni");
-    let ds = d.get("Service", "patroni");
-    // The TSC's TransportServers target this name in both clusters.
-    assert_eq!(gs["spec"]["type"], "NodePort");
-    assert_eq!(ds["spec"]["type"], "NodePort");
+    // The applications' write endpoint: the leader of a normal cluster only.
+    let (gs, ds) = (g.get("Service", "patroni"), d.get("Service", "patroni"));
+    assert_eq!(gs["spec"]["type"], "ClusterIP");
+    assert_eq!(gs["spec"]["selector"]["role"], "primary");
     assert_eq!(gs["spec"]["ports"], ds["spec"]["ports"]);
+    // The tunnel's target: the lock holder in either role (Patroni's tmp role label), NodePort
+    // with the same name in both clusters (the TSC's TransportServers target it).
+    let (gl, dl) = (
+        g.get("Service", "patroni-tunnel"),
+        d.get("Service", "patroni-tunnel"),
+    );
+    for l in [gl, dl] {
+        assert_eq!(l["spec"]["type"], "NodePort");
+        assert_eq!(l["spec"]["selector"]["site-leader"], "primary");
+        assert!(l["spec"]["selector"].get("role").is_none(), "{l}");
+    }
+    assert_eq!(gl["spec"]["ports"], dl["spec"]["ports"]);
+    let sts = d.get("StatefulSet", "patroni-golddr");
+    let env = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter().any(
+            |e| e["name"] == "PATRONI_KUBERNETES_TMP_ROLE_LABEL" && e["value"] == "site-leader"
+        ),
+        "{env:?}"
+    );
+    // Every site's tunnel Service is the platform's name for the peer's leader Service.
+    assert!(
+        serde_json::to_string(&d.get("CronJob", "patroni-failover"))
+            .unwrap()
+            .contains("patroni-tunnel-gold"),
+        "the agent probes through patroni-tunnel-gold"
+    );
 }
 
 #[test]

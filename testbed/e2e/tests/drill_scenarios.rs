@@ -447,10 +447,10 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
 
     // 4. The platform moves the tunnel to a new port; `helm upgrade` of GoldDR runs the port-patch
     //    hook, and the standby follows again.
-    let old = stage.platform.peer_port("patroni");
+    let old = stage.platform.peer_port("patroni-tunnel");
     stage.platform.change_port();
     let moved = tokio::time::timeout(Duration::from_secs(10), async {
-        while stage.platform.peer_port("patroni") == old {
+        while stage.platform.peer_port("patroni-tunnel") == old {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -462,7 +462,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
         .expect("helm upgrade of golddr after the port change");
     eprintln!(
         "[port change] tunnel port {old:?} -> {:?}, helm upgrade done",
-        stage.platform.peer_port("patroni")
+        stage.platform.peer_port("patroni-tunnel")
     );
     assert_gold_primary_golddr_following(stage, &mut rows, "port change + helm upgrade").await;
 
