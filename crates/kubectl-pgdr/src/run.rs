@@ -219,13 +219,23 @@ pub async fn fence(
         })
         .await?;
     match obs[i].config.as_ref().and_then(|cfg| cfg.fence()) {
-        Some(existing) if !changed => io.say(format!(
-            "{site}: already fenced ({}, phase {}): left as it is (an existing fence is never \
-             replaced; the pair's slot is {}; `kubectl pgdr status` shows its state)",
-            existing["reason"].as_str().unwrap_or("?"),
-            existing["phase"].as_str().unwrap_or("?"),
-            target.slot
-        )),
+        Some(existing) if !changed => {
+            let follows = obs[i]
+                .config
+                .as_ref()
+                .and_then(|cfg| cfg.standby_cluster())
+                .and_then(pgdr_contract::slot::followed)
+                .map_or_else(
+                    || "follows nothing yet (hold)".to_string(),
+                    |slot| format!("follows its peer with slot {slot}"),
+                );
+            io.say(format!(
+                "{site}: already fenced ({}, phase {}): left as it is (an existing fence is never \
+                 replaced); it {follows}; `kubectl pgdr status` shows its state",
+                existing["reason"].as_str().unwrap_or("?"),
+                existing["phase"].as_str().unwrap_or("?"),
+            ))
+        }
         _ => io.say(format!(
             "{site}: standby_cluster {} ({}:{}, slot {}; pgdr_fence reason operator)",
             if changed { "written" } else { "already set" },
