@@ -327,7 +327,7 @@ async fn scenario_c(stage: &Stage, gslb: &Gslb) {
         .await
         .expect("c: the GSLB sees gold healthy");
     let blocked_before = failover_lines(&stage.golddr, &["verdict=blocked"]).len();
-    if let Some(gold) = stage.gold().filter(|g| has_agent(g)) {
+    if let Some(gold) = stage.gold().ok().filter(|g| has_agent(g)) {
         // Issue 20 item 9: the tunnel targets each site's leader in either role, so with the
         // pair healthy gold's agent sees golddr as a standby through it, never as silent.
         let deadline = Instant::now() + Duration::from_secs(30);
