@@ -329,18 +329,25 @@ async fn scenario_c(stage: &Stage, gslb: &Gslb) {
     let blocked_before = failover_lines(&stage.golddr, &["verdict=blocked"]).len();
     if let Some(gold) = stage.gold().ok().filter(|g| has_agent(g)) {
         // Issue 20 item 9: the tunnel targets each site's leader in either role, so with the
-        // pair healthy gold's agent sees golddr as a standby through it, never as silent.
+        // pair healthy gold's agent sees golddr as a standby through it (while golddr was still
+        // bootstrapping it said peer-unreachable; its latest sample must not).
+        let latest = || {
+            failover_lines(gold, &["primary-role sample"])
+                .last()
+                .cloned()
+                .unwrap_or_default()
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while failover_lines(gold, &["is a standby (in recovery)"]).is_empty()
-            && Instant::now() < deadline
-        {
+        while !latest().contains("is a standby (in recovery)") && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        let last = latest();
         expect.fenced(
-            !failover_lines(gold, &["is a standby (in recovery)"]).is_empty()
-                && failover_lines(gold, &["peer-unreachable"]).is_empty(),
-            "with the pair healthy, gold's agent sees golddr as a standby through the tunnel \
-             (never peer-unreachable)",
+            last.contains("is a standby (in recovery)"),
+            format!(
+                "with the pair healthy, gold's agent sees golddr as a standby through the tunnel \
+                 (latest sample: {last})"
+            ),
         );
     }
 
