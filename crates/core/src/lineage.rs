@@ -88,70 +88,43 @@ pub enum PeerView {
     Seen(Box<Sighting>),
 }
 
-/// The peer identified, and how it relates to this site.
+/// The peer identified, and this site's own identity (or why it is unknown).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sighting {
     pub peer: Identity,
-    /// This site's own identity (with its timeline history when the peer is writable with a
-    /// marker), or why it is unknown.
     pub own: Result<Identity, String>,
-    /// [`lineage`] of the two, when our own identity is known.
-    pub lineage: Option<Lineage>,
 }
 
 impl Sighting {
     pub fn writable(&self) -> bool {
         !self.peer.in_recovery
     }
+
+    /// How the peer relates to this site ([`lineage`]); `Err`: our own identity is unknown.
+    pub fn lineage(&self) -> Result<Lineage, &str> {
+        match &self.own {
+            Ok(own) => Ok(lineage(own, &self.peer)),
+            Err(why) => Err(why),
+        }
+    }
 }
 
 /// The one lineage check of the agent and the sidecar: identify the peer (through the tunnel)
-/// and this site (locally) at once, read our own timeline history from Patroni when the peer is
-/// writable with a promotion marker (only then can it matter: it tells a crash-restarted primary,
-/// which Patroni moves to a timeline of its own, from a site that never wrote on the marker's
-/// timeline), and judge the peer ([`lineage`]). `history_within` bounds the history request.
-pub async fn check_peer<P, O>(
-    peer: P,
-    own: O,
-    patroni: Option<&crate::patroni::PatroniClient>,
-    history_within: Duration,
-) -> PeerView
+/// and this site (locally) at once. Authority is the promotion epoch ([`lineage`]), so nothing
+/// else is read.
+pub async fn check_peer<P, O>(peer: P, own: O) -> PeerView
 where
     P: std::future::Future<Output = Result<Identity, IdentifyError>>,
     O: std::future::Future<Output = Result<Identity, String>>,
 {
     let (peer, own) = tokio::join!(peer, own);
-    let peer = match peer {
-        Ok(p) => p,
-        Err(IdentifyError::NoAnswer(why)) => return PeerView::Silent(why),
+    match peer {
+        Ok(peer) => PeerView::Seen(Box::new(Sighting { peer, own })),
+        Err(IdentifyError::NoAnswer(why)) => PeerView::Silent(why),
         Err(IdentifyError::Rejected(why) | IdentifyError::Unusable(why)) => {
-            return PeerView::Unidentified(why);
+            PeerView::Unidentified(why)
         }
-    };
-    let own = match own {
-        Ok(mut own) => {
-            if !peer.in_recovery
-                && peer.marker.is_some()
-                && let Some(p) = patroni
-            {
-                match tokio::time::timeout(history_within, p.history()).await {
-                    Ok(Ok(h)) => own.history = h,
-                    Ok(Err(e)) => tracing::warn!(
-                        error = %e.short(),
-                        "this site's timeline history is unreadable: the peer's promotion \
-                         marker is judged against our current timeline only"
-                    ),
-                    Err(_) => tracing::warn!(
-                        "this site's timeline history: no answer from Patroni in time"
-                    ),
-                }
-            }
-            Ok(own)
-        }
-        Err(why) => Err(why),
-    };
-    let lineage = own.as_ref().ok().map(|o| lineage(o, &peer));
-    PeerView::Seen(Box::new(Sighting { peer, own, lineage }))
+    }
 }
 
 #[cfg(test)]
@@ -180,7 +153,7 @@ mod tests {
         peer: Result<Identity, IdentifyError>,
         own: Result<Identity, String>,
     ) -> PeerView {
-        check_peer(async { peer }, async { own }, None, Duration::from_secs(1)).await
+        check_peer(async { peer }, async { own }).await
     }
 
     /// The agent and the sidecar read the same verdict from one look: silence, an answer without
@@ -206,7 +179,7 @@ mod tests {
             panic!("a standby is seen")
         };
         assert!(!standby.writable());
-        assert_eq!(standby.lineage, Some(Lineage::SameTimeline));
+        assert_eq!(standby.lineage(), Ok(Lineage::SameTimeline));
 
         let PeerView::Seen(forked) =
             look(Ok(id(2, false, Some((1, 0x500)))), Ok(id(1, false, None))).await
@@ -215,8 +188,8 @@ mod tests {
         };
         assert!(forked.writable());
         assert_eq!(
-            forked.lineage,
-            Some(Lineage::PeerAuthoritative {
+            forked.lineage(),
+            Ok(Lineage::PeerAuthoritative {
                 epoch: 1,
                 fork_lsn: 0x500,
                 timeline: 1,
@@ -229,7 +202,6 @@ mod tests {
         else {
             panic!("the peer is seen even when we are not")
         };
-        assert_eq!(unknown_self.lineage, None);
-        assert_eq!(unknown_self.own, Err("no conn_url".into()));
+        assert_eq!(unknown_self.lineage(), Err("no conn_url"));
     }
 }

@@ -178,25 +178,18 @@ pub(crate) async fn peer(
             None => Err(format!("{} has no conn_url", local.name)),
         }
     };
-    let view = lineage::check_peer(
-        theirs,
-        ours,
-        local.patroni.as_ref(),
-        settings.config.probe_timeout.get(),
-    )
-    .await;
+    let view = lineage::check_peer(theirs, ours).await;
     Ok(match view {
         PeerView::Silent(why) => (Peer::Silent(why), None),
         PeerView::Unidentified(why) => (Peer::Unidentified(why), None),
         PeerView::Seen(seen) => {
             let timeline = Some(seen.peer.timeline);
-            let peer = match (seen.writable(), seen.lineage, &seen.own) {
-                (false, _, _) => Peer::Standby,
-                (true, Some(l), _) => Peer::Writable(l),
-                (true, None, Err(why)) => Peer::Unidentified(format!(
+            let peer = match (seen.writable(), seen.lineage()) {
+                (false, _) => Peer::Standby,
+                (true, Ok(l)) => Peer::Writable(l),
+                (true, Err(why)) => Peer::Unidentified(format!(
                     "the peer is writable but this site's own identity is unknown ({why})"
                 )),
-                (true, None, Ok(_)) => Peer::Unidentified("the peer could not be judged".into()),
             };
             (peer, timeline)
         }

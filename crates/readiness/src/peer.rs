@@ -11,28 +11,17 @@ use tokio_postgres::NoTls;
 use crate::config::PeerSettings;
 use crate::decide::{Lineage, PeerCheck};
 use pgdr_core::lineage::{self, PeerView};
-use pgdr_core::patroni::PatroniClient;
 
 /// The connections of one peer check, built once at start.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PeerChecker {
     settings: PeerSettings,
-    /// The local Patroni, for our timeline history (judging the peer's promotion marker).
-    patroni: Option<PatroniClient>,
-}
-
-impl std::fmt::Debug for PeerChecker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerChecker")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PeerChecker {
     /// The TLS client was built with the settings (a bad CA file is a configuration error).
-    pub fn new(settings: PeerSettings, patroni: Option<PatroniClient>) -> Self {
-        Self { settings, patroni }
+    pub fn new(settings: PeerSettings) -> Self {
+        Self { settings }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -74,9 +63,9 @@ impl PeerChecker {
                 .await
                 .map_err(|e| e.to_string())
         };
-        // Each identity is bounded by the timeout, and so is the history request: a check lasts
-        // at most twice the timeout, as it always has.
-        let view = lineage::check_peer(peer, own, self.patroni.as_ref(), s.timeout).await;
+        // Each identity is bounded by the timeout (they run at once): a check lasts at most
+        // about the timeout.
+        let view = lineage::check_peer(peer, own).await;
         let seen = match view {
             PeerView::Silent(e) | PeerView::Unidentified(e) => {
                 return PeerCheck::Failed(format!("peer {}:{}: {e}", s.host, s.port));

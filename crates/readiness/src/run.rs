@@ -39,13 +39,7 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let checker = match &settings.peer {
-        Some(p) => {
-            let patroni = PatroniClient::new(&settings.patroni).ok();
-            Some(PeerChecker::new(p.clone(), patroni))
-        }
-        None => None,
-    };
+    let checker = settings.peer.as_ref().map(|p| PeerChecker::new(p.clone()));
     serve_with(
         listener,
         settings,
