@@ -125,18 +125,27 @@ impl Deciding<'_> {
         ));
         match lineage {
             Lineage::PeerAuthoritative {
-                fork_lsn, timeline, ..
+                fork_lsn,
+                timeline,
+                fork_pending,
+                ..
             } => {
                 self.say(format!(
                     "{peer}'s promotion is newer: it is authoritative, this site fences itself \
-                     (hold) and keeps its WAL past {}",
-                    lsn_text(*fork_lsn)
+                     (hold) and keeps its WAL past {}{}",
+                    lsn_text(*fork_lsn),
+                    if *fork_pending {
+                        " (or a little later: its switchpoint is not yet published)"
+                    } else {
+                        ""
+                    }
                 ));
-                // Everything we wrote past the peer's fork diverged (the fenced run settles the
-                // exact fork once the peer published its switchpoint).
+                // Everything we wrote past the peer's fork diverged. A pending fork is not
+                // recorded: the fenced run records the switchpoint once the peer published it
+                // (a rewind judged against the pre-promotion position would see a false hazard).
                 self.fence = Some(FenceOrder {
                     reason: FenceReason::PeerAuthoritative,
-                    fork: Some((*timeline, *fork_lsn)),
+                    fork: (!*fork_pending).then_some((*timeline, *fork_lsn)),
                     local_end: s.own.wal_end,
                 });
                 Verdict::Fence

@@ -71,6 +71,22 @@ fn primary_role_table() {
             split_brain: true,
         },
         Row {
+            name: "the peer's fork is still pending: fence at once, but record no fork (the \
+                   fenced run records the published switchpoint)",
+            peer: Peer::Writable(Lineage::PeerAuthoritative {
+                epoch: 1,
+                timeline: 3,
+                fork_lsn: FORK - 0x100,
+                fork_pending: true,
+            }),
+            placements: vec![],
+            promoted_here: false,
+            state: State::default(),
+            verdict: Fence,
+            fence: Some((FenceReason::PeerAuthoritative, None)),
+            split_brain: true,
+        },
+        Row {
             name: "we were promoted from the peer: split brain, we keep writing",
             peer: Peer::Writable(Lineage::WeAuthoritative {
                 epoch: 2,
