@@ -62,7 +62,7 @@ impl std::fmt::Display for Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FenceReason {
-    /// The peer is a writable primary promoted from our timeline.
+    /// The peer is a writable primary at a higher promotion epoch.
     PeerAuthoritative,
     /// The peer is silent and the witness says the application runs there.
     WitnessMoved,

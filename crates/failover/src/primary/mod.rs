@@ -3,7 +3,7 @@
 //! [`observe`]; the fence it orders is written by [`crate::act::write_fence`].
 //!
 //! The promoted site is authoritative. A writable primary fences itself when the peer is a
-//! writable primary promoted from our timeline (lineage), or when the peer is silent and a
+//! writable primary at a higher promotion epoch (lineage), or when the peer is silent and a
 //! witness says positively, for N samples in a row, that the application runs on the peer. Both
 //! writable with no such proof is split brain: reported on every run, nothing fenced (a person
 //! decides).

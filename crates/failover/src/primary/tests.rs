@@ -349,7 +349,7 @@ fn isolation_never_moves_authority_down() {
 
 #[test]
 fn observe_mode_fences_on_lineage_but_not_on_a_witness_alone() {
-    // Proof (the peer was promoted from our timeline): fenced in observe mode too.
+    // Proof (the peer's promotion epoch is higher): fenced in observe mode too.
     let d = decide_primary(
         &policy(Mode::Observe),
         &State::default(),
