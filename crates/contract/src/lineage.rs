@@ -58,10 +58,30 @@ impl Identity {
     }
 }
 
+/// Why an identity row or a timeline history cannot be read: acting on half a document is worse
+/// than not acting.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("the identity query returned no {0}")]
+    Missing(&'static str),
+    #[error("the identity query returned {what} {text:?}, which is not {expected}")]
+    Malformed {
+        what: &'static str,
+        text: String,
+        expected: &'static str,
+    },
+    #[error(transparent)]
+    Marker(#[from] crate::marker::MarkerError),
+    #[error("timeline history line {0:?} is not \"<timeline> <lsn> <reason>\"")]
+    HistoryLine(String),
+    #[error("Patroni history is not a JSON list of [timeline, lsn, ...]: {0}")]
+    PatroniHistory(String),
+}
+
 /// PostgreSQL's own timeline history file (`pg_wal/0000000N.history`): one line per timeline
 /// left, `parent-timeline <tab> switchpoint <tab> reason`; blank and `#` lines are skipped.
 /// Unlike Patroni's cluster history it moves with the data: a re-cloned server has its source's.
-pub fn parse_timeline_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
+pub fn parse_timeline_history(text: &str) -> Result<Vec<HistoryEntry>, ReadError> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -74,9 +94,7 @@ pub fn parse_timeline_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
                     timeline,
                     switchpoint,
                 }),
-                _ => Err(format!(
-                    "timeline history line {line:?} is not \"<timeline> <lsn> <reason>\""
-                )),
+                _ => Err(ReadError::HistoryLine(line.to_string())),
             }
         })
         .collect()
@@ -84,12 +102,12 @@ pub fn parse_timeline_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
 
 /// Patroni's cluster history (`GET /history`, or the `history` annotation of `<scope>-config`):
 /// a JSON list of `[timeline, lsn, reason, time, new leader]`; numbers may come as strings.
-pub fn parse_patroni_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("Patroni history is not JSON: {e}"))?;
+pub fn parse_patroni_history(text: &str) -> Result<Vec<HistoryEntry>, ReadError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ReadError::PatroniHistory(format!("not JSON ({e})")))?;
     let lines = value
         .as_array()
-        .ok_or_else(|| "Patroni history is not a JSON list".to_string())?;
+        .ok_or_else(|| ReadError::PatroniHistory("not a list".into()))?;
     let number = |v: &serde_json::Value| -> Option<u64> {
         v.as_u64()
             .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
@@ -107,9 +125,9 @@ pub fn parse_patroni_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
                     timeline,
                     switchpoint,
                 }),
-                _ => Err(format!(
-                    "Patroni history line {line} has no timeline and LSN"
-                )),
+                _ => Err(ReadError::PatroniHistory(format!(
+                    "line {line} has no timeline and LSN"
+                ))),
             }
         })
         .collect()
@@ -271,27 +289,32 @@ pub const IDENTITY_SQL: &str = concat!(
 
 /// Builds an [`Identity`] from the row of [`IDENTITY_SQL`]. A present but unreadable marker is an
 /// error: acting on half a marker is worse than not acting.
-pub fn identity_from_row(cols: &[Option<&str>]) -> Result<Identity, String> {
-    let col = |i: usize, what: &str| {
+pub fn identity_from_row(cols: &[Option<&str>]) -> Result<Identity, ReadError> {
+    let col = |i: usize, what: &'static str| {
         cols.get(i)
             .copied()
             .flatten()
-            .ok_or_else(|| format!("the identity query returned no {what}"))
+            .ok_or(ReadError::Missing(what))
+    };
+    let malformed = |what, text: &str, expected| ReadError::Malformed {
+        what,
+        text: text.to_string(),
+        expected,
     };
     let system_id = col(0, "system identifier")?.to_string();
     let in_recovery = match col(1, "recovery state")? {
         "true" => true,
         "false" => false,
-        other => return Err(format!("pg_is_in_recovery() returned {other:?}")),
+        other => return Err(malformed("pg_is_in_recovery()", other, "true or false")),
     };
     let tli = col(2, "timeline")?;
-    let timeline = u32::from_str_radix(tli, 16)
-        .map_err(|_| format!("timeline {tli:?} is not 8 hex digits"))?;
+    let timeline =
+        u32::from_str_radix(tli, 16).map_err(|_| malformed("timeline", tli, "8 hex digits"))?;
     let end = col(3, "WAL position")?;
-    let wal_end = parse_lsn(end).ok_or_else(|| format!("WAL position {end:?} is not an LSN"))?;
+    let wal_end = parse_lsn(end).ok_or_else(|| malformed("WAL position", end, "an LSN"))?;
     let marker = match cols.get(4).copied().flatten().map(str::trim) {
         None | Some("") => None,
-        Some(text) => Some(PromotionMarker::parse(text).map_err(|e| e.to_string())?),
+        Some(text) => Some(PromotionMarker::parse(text)?),
     };
     Ok(Identity {
         system_id,
@@ -586,6 +609,6 @@ mod tests {
         );
         assert_eq!(parse_timeline_history("").unwrap(), vec![]);
         let err = parse_timeline_history("1\tnot-an-lsn\treason").unwrap_err();
-        assert!(err.contains("not-an-lsn"), "{err}");
+        assert!(err.to_string().contains("not-an-lsn"), "{err}");
     }
 }

@@ -46,7 +46,7 @@ where
             })
             .ok_or_else(|| IdentifyError::Unusable("the identity query returned no row".into()))?;
         let cols: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
-        identity_from_row(&cols).map_err(IdentifyError::Unusable)
+        identity_from_row(&cols).map_err(|e| IdentifyError::Unusable(e.to_string()))
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,

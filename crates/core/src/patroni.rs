@@ -248,13 +248,18 @@ impl PatroniClient {
         self.get("/config").await
     }
 
-    /// `GET /history`: the cluster's timeline history (which timeline ended where), read by
-    /// the lineage rule (`pgdr_contract::lineage`) to judge a peer's promotion marker. An unreadable history is an error.
+    /// `GET /history`: the cluster's timeline history (which timeline ended where), read by the
+    /// failover agent to publish a promotion's real switchpoint in its marker. An unreadable
+    /// history is an error.
     pub async fn history(&self) -> Result<Vec<pgdr_contract::lineage::HistoryEntry>, PatroniError> {
         let url = format!("{}/history", self.base);
         let raw: Value = self.get("/history").await?;
-        pgdr_contract::lineage::parse_patroni_history(&raw.to_string())
-            .map_err(|reason| PatroniError::Unexpected { url, reason })
+        pgdr_contract::lineage::parse_patroni_history(&raw.to_string()).map_err(|e| {
+            PatroniError::Unexpected {
+                url,
+                reason: e.to_string(),
+            }
+        })
     }
 
     /// `PATCH /config`: deep-merge `patch` (a null deletes a key); Patroni applies it with a
