@@ -183,10 +183,8 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
   value: {{ . | quote }}
 - name: FAILOVER_WITNESS_DNS_EXPECTED
   value: {{ join "," $f.witness.dns.expectedAddresses | quote }}
-{{- with $f.witness.dns.peerAddresses }}
 - name: FAILOVER_WITNESS_DNS_PEER_ADDRESSES
-  value: {{ join "," . | quote }}
-{{- end }}
+  value: {{ join "," ($f.witness.dns.peerAddresses | default list) | quote }}
 {{- end }}
 - name: FAILOVER_ALLOW_NO_WITNESS
   value: {{ $f.allowNoWitness | quote }}

@@ -102,7 +102,10 @@ fn failover_defaults_are_safe() {
     assert_eq!(env_value(c, "FAILOVER_ALLOW_NO_WITNESS"), "false");
     assert_eq!(env_value(c, "FAILOVER_MAX_LSN_AGE"), "300s");
     assert_eq!(env_value(c, "FAILOVER_FORCE"), "false");
-    assert_eq!(env_value(c, "FAILOVER_TUNNEL_SERVICE"), "patroni-gold");
+    assert_eq!(
+        env_value(c, "FAILOVER_TUNNEL_SERVICE"),
+        "patroni-tunnel-gold"
+    );
     assert_eq!(
         env_value(c, "FAILOVER_STATE_CONFIGMAP"),
         "patroni-failover-state"
@@ -327,7 +330,7 @@ fn standby_bootstrap_has_a_placeholder_and_primary_a_permanent_slot() {
 
     let d = patroni_yml(&golddr(), "golddr");
     let sc = &d["bootstrap"]["dcs"]["standby_cluster"];
-    assert_eq!(sc["host"], format!("patroni-gold.{NAMESPACE}.svc"));
+    assert_eq!(sc["host"], format!("patroni-tunnel-gold.{NAMESPACE}.svc"));
     assert_eq!(sc["port"], 5432);
     assert_eq!(sc["primary_slot_name"], "pgdr_golddr");
     assert_eq!(sc["create_replica_methods"], json!(["basebackup"]));
@@ -349,7 +352,10 @@ fn port_patch_job_environment_matches_the_binary() {
     let spec = &job["spec"]["template"]["spec"];
     let c = container(spec, "port-patch");
     assert_eq!(env_value(c, "PORT_PATCH_SCOPE"), "patroni");
-    assert_eq!(env_value(c, "PORT_PATCH_TUNNEL_SERVICE"), "patroni-gold");
+    assert_eq!(
+        env_value(c, "PORT_PATCH_TUNNEL_SERVICE"),
+        "patroni-tunnel-gold"
+    );
     assert_eq!(env_value(c, "PORT_PATCH_PRIMARY_SLOT_NAME"), "pgdr_golddr");
     assert_eq!(env_value(c, "PORT_PATCH_HOST_MODE"), "dns");
     assert_eq!(env_value(c, "PORT_PATCH_FORCE"), "false");
