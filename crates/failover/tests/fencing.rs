@@ -65,6 +65,32 @@ async fn stub(ip: std::net::Ipv4Addr, body: String) -> u16 {
     port
 }
 
+/// Runs the promoted site's agent, as its CronJob would every minute, until its promotion
+/// marker carries the new timeline's switchpoint (Patroni records the timeline history within a
+/// loop or two of the promotion; a fenced peer waits for it). Returns the last report and the
+/// marker.
+async fn run_until_fork_published(
+    server: &ServerHandle,
+    s: &Settings,
+    run: &str,
+    limit: Duration,
+) -> (Report, Option<pgdr_core::lineage::PromotionMarker>) {
+    let started = Instant::now();
+    loop {
+        let r = pgdr_failover::run_with(s, client(server).await, run)
+            .await
+            .expect("run");
+        let marker =
+            dynamic_config(server, "golddr")["postgresql"]["parameters"]["pgdr.promoted_from"]
+                .as_str()
+                .map(|m| pgdr_core::lineage::PromotionMarker::parse(m).unwrap());
+        if marker.as_ref().is_some_and(|m| !m.fork_pending) || started.elapsed() > limit {
+            return (r, marker);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn run_until(
     server: &ServerHandle,
     s: &Settings,
@@ -182,13 +208,16 @@ fn the_old_primary_fences_itself_records_the_divergence_and_rejoins() {
     // The promoted site sees the old primary writable once the tunnel works again: split
     // brain, and it is the authoritative side (it was promoted from the peer's timeline).
     p.tunnel.heal();
-    let r = rt
-        .block_on(pgdr_failover::run_with(
-            &s_b,
-            rt.block_on(client(&p.site_b)),
-            "golddr-3",
-        ))
-        .unwrap();
+    let (r, published) = rt.block_on(run_until_fork_published(
+        &p.site_b,
+        &s_b,
+        "golddr-3",
+        Duration::from_secs(30),
+    ));
+    // The fork gold records is the published switchpoint (at or after the pending position).
+    let marker = published
+        .filter(|m| !m.fork_pending)
+        .unwrap_or_else(|| panic!("golddr publishes its switchpoint: {:?}", r.reasons));
     assert_eq!(r.verdict, Verdict::SplitBrain, "{:?}", r.reasons);
     assert!(
         r.reasons
@@ -408,17 +437,12 @@ fn an_isolated_primary_fences_itself_on_the_witness_and_rejoins_once_reachable()
     // agent runs as it does every minute: it publishes its new timeline's switchpoint in its
     // promotion marker (until then the marker's fork is pending and Gold waits).
     reverse.heal();
-    let r = rt
-        .block_on(pgdr_failover::run_with(
-            &s_b,
-            rt.block_on(client(&p.site_b)),
-            "golddr-3",
-        ))
-        .unwrap();
-    let marker =
-        dynamic_config(&p.site_b, "golddr")["postgresql"]["parameters"]["pgdr.promoted_from"]
-            .as_str()
-            .map(|m| pgdr_core::lineage::PromotionMarker::parse(m).unwrap());
+    let (r, marker) = rt.block_on(run_until_fork_published(
+        &p.site_b,
+        &s_b,
+        "golddr-3",
+        Duration::from_secs(30),
+    ));
     assert!(
         marker
             .as_ref()
