@@ -89,6 +89,15 @@ impl DcsConfig {
     pub fn paused(&self) -> bool {
         matches!(&self.config, Ok(m) if m.get("pause").and_then(Value::as_bool) == Some(true))
     }
+    /// `pgdr_fence` read through the contract (`None`: absent, or the config is unreadable); an
+    /// unreadable document still means "fenced".
+    pub fn fence_seen(&self) -> Option<pgdr_contract::fence::Seen> {
+        self.config
+            .as_ref()
+            .ok()
+            .and_then(pgdr_contract::fence::seen)
+    }
+
     /// `pgdr_fence`, when the site fenced itself (present and not null).
     pub fn fence(&self) -> Option<&Value> {
         match &self.config {

@@ -796,7 +796,7 @@ pub fn check_promote(
             peer.site, site.site, site.site, peer.site
         ));
     }
-    if kind == PromoteKind::Unfence && cfg.fence().is_none() {
+    if kind == PromoteKind::Unfence && cfg.fence_seen().is_none() {
         return Err(format!(
             "site {} is not fenced: nothing to unfence. A standby site is promoted with `kubectl \
              pgdr promote {} --force` (or `switchover --to {}` while {} runs)",

@@ -218,7 +218,7 @@ pub async fn fence(
                 .unwrap_or_else(|| m.clone()))
         })
         .await?;
-    match obs[i].config.as_ref().and_then(|cfg| cfg.fence()) {
+    match obs[i].config.as_ref().and_then(|cfg| cfg.fence_seen()) {
         Some(existing) if !changed => {
             let follows = obs[i]
                 .config
@@ -232,8 +232,8 @@ pub async fn fence(
             io.say(format!(
                 "{site}: already fenced ({}, phase {}): left as it is (an existing fence is never \
                  replaced); it {follows}; `kubectl pgdr status` shows its state",
-                existing["reason"].as_str().unwrap_or("?"),
-                existing["phase"].as_str().unwrap_or("?"),
+                existing.fence().map_or("unreadable", |f| f.reason.as_str()),
+                existing.fence().map_or("unreadable", |f| f.phase.as_str()),
             ))
         }
         _ => io.say(format!(
