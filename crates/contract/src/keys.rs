@@ -24,3 +24,5 @@ pub const PARAMETERS: &str = "parameters";
 pub const FENCE: &str = "pgdr_fence";
 /// Dynamic config: the highest promotion epoch this site has seen at its peer ([`crate::epoch`]).
 pub const EPOCH_SEEN: &str = "pgdr_epoch_seen";
+/// Dynamic config: evidence that the peer did not promote past this site ([`crate::vouch`]).
+pub const PEER_VOUCH: &str = "pgdr_peer_vouch";

@@ -18,6 +18,7 @@
 //! - [`sidecar`]: the readiness sidecar's `/status` parts the agent reads back.
 //! - [`promote`]: what every promotion writes (agent and plugin alike).
 //! - [`promotion_record`]: the durable record of a promotion port-patch honours.
+//! - [`vouch`]: evidence that the peer did not promote past a primary that has not seen it.
 
 pub mod dynamic_config;
 pub mod epoch;
@@ -31,3 +32,4 @@ pub mod promotion_record;
 pub mod role;
 pub mod sidecar;
 pub mod slot;
+pub mod vouch;

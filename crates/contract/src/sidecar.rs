@@ -126,6 +126,10 @@ pub struct AgentView {
     /// `None` when the sidecar does not know it (no data directory mounted, or unreadable).
     #[serde(default)]
     pub timeline_history: Option<Vec<HistoryLine>>,
+    /// The member is a writable primary withheld from `/primary` until a vouch taken at or after
+    /// this time shows its peer did not promote past it ([`crate::vouch`]).
+    #[serde(default)]
+    pub awaiting_peer_evidence_since: Option<jiff::Timestamp>,
 }
 
 impl AgentView {
@@ -155,8 +159,13 @@ mod tests {
                 ..RecloneStatus::default()
             }).unwrap(),
             "timeline_history": [{"timeline": 1, "switchpoint": "0/302A438"}],
+            "awaiting_peer_evidence_since": "2026-12-04T10:00:00.5Z",
         });
         let v: AgentView = serde_json::from_value(sidecar).unwrap();
+        assert_eq!(
+            v.awaiting_peer_evidence_since,
+            Some("2026-12-04T10:00:00.5Z".parse().unwrap())
+        );
         let d = v.divergence.as_ref().unwrap();
         assert_eq!(d.state, DivergenceState::Incomplete);
         assert_eq!(
@@ -173,6 +182,7 @@ mod tests {
         );
         let empty: AgentView = serde_json::from_value(json!({"timeline_history": null})).unwrap();
         assert_eq!(empty.own_history(), None);
+        assert_eq!(empty.awaiting_peer_evidence_since, None);
         let newer: Divergence = serde_json::from_value(json!({"state": "verifying"})).unwrap();
         assert_eq!(newer.state, DivergenceState::Unknown);
         assert_eq!(

@@ -98,6 +98,14 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Vouch that SITE's peer did not promote past it (the peer site is down and stays a
+    /// standby): SITE's writable primary is advertised although it has not seen its peer since
+    /// it became primary.
+    Advertise {
+        site: String,
+        #[arg(long)]
+        yes: bool,
+    },
     /// Manual failover: promote SITE (removes standby_cluster). Needs --force.
     Promote {
         site: String,

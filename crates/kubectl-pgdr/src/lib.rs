@@ -88,6 +88,11 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
             .await?;
             Ok(EXIT_OK)
         }
+        Command::Advertise { site, yes } => {
+            site_ok(site)?;
+            run::advertise(&pair, site, *yes, io).await?;
+            Ok(EXIT_OK)
+        }
         Command::Rejoin { site, yes } => {
             site_ok(site)?;
             run::rejoin(&pair, site, *yes, io).await?;

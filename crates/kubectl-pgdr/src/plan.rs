@@ -888,6 +888,87 @@ pub fn fenced_by_operator(
     }
 }
 
+/// `kubectl pgdr advertise SITE`: the checks before a person vouches that SITE's peer did not
+/// promote past it (the peer site is down and will stay a standby), so that SITE's readiness
+/// sidecar advertises a primary that has not seen its peer since it became one. Refused unless
+/// SITE is a readable, unfenced, writable primary and its peer is not writable.
+pub fn check_advertise(site: &SiteObs, peer: &SiteObs) -> Result<Vec<String>, String> {
+    if let Some(e) = &site.error {
+        return Err(format!("site {} cannot be read: {e}", site.site));
+    }
+    let Some(cfg) = &site.config else {
+        return Err(format!(
+            "site {} has no Patroni config ConfigMap",
+            site.site
+        ));
+    };
+    if let Err(e) = &cfg.config {
+        return Err(format!("site {}: {e}; nothing was changed", site.site));
+    }
+    if cfg.fence_seen().is_some() {
+        return Err(format!(
+            "site {} is fenced: it must not be advertised (`kubectl pgdr status` says why)",
+            site.site
+        ));
+    }
+    if site.writable().is_none() {
+        return Err(format!(
+            "site {} is not a writable primary (it is {}): nothing to advertise",
+            site.site,
+            site.role().as_str()
+        ));
+    }
+    if let Some(m) = peer.writable() {
+        return Err(format!(
+            "site {} is a writable primary too ({} runs as one): that is a split brain, not a \
+             missing peer. Settle it with `kubectl pgdr fence` on the site to discard",
+            peer.site, m.name
+        ));
+    }
+    let mut notes = Vec::new();
+    match (&peer.error, peer_alive(peer)) {
+        (_, Some(alive)) => notes.push(format!(
+            "{alive}: it is not writable, so this only advertises {} sooner than the tunnel \
+             would show it",
+            site.site
+        )),
+        (Some(e), None) => notes.push(format!(
+            "{} cannot be read ({e}): you confirm it is down and will not be promoted while {} \
+             is advertised (suspend its failover agent, or `kubectl pgdr hold {}` once it is back)",
+            peer.site, site.site, peer.site
+        )),
+        (None, None) => notes.push(format!(
+            "{}'s API answers but no leader runs there: you confirm it will not be promoted \
+             while {} is advertised",
+            peer.site, site.site
+        )),
+    }
+    Ok(notes)
+}
+
+/// The config with a person's vouch for this site's current promotion epoch
+/// ([`pgdr_contract::vouch`]); refused when a fence appeared meanwhile (compare-and-set).
+pub fn vouched_by_operator(
+    config: &Map<String, Value>,
+    peer: &str,
+    now: Timestamp,
+) -> Result<Map<String, Value>, String> {
+    if pgdr_contract::fence::read(config).map_or(true, |f| f.is_some()) {
+        return Err("the site was fenced meanwhile: it must not be advertised".into());
+    }
+    let mut c = config.clone();
+    pgdr_contract::vouch::apply(
+        &mut c,
+        &pgdr_contract::vouch::Vouch {
+            at: now,
+            by: pgdr_contract::vouch::VouchBy::Operator,
+            epoch: pgdr_contract::epoch::written(config),
+            note: format!("a person confirmed that {peer} did not promote past this site"),
+        },
+    );
+    Ok(c)
+}
+
 /// The config with `standby_cluster` following `target` (fence / demote); every other key kept.
 pub fn with_standby(config: &Map<String, Value>, target: &FollowTarget) -> Map<String, Value> {
     let mut c = config.clone();

@@ -316,6 +316,38 @@ pub async fn promote(
     Ok(())
 }
 
+/// `advertise SITE`: a person vouches that SITE's peer did not promote past it, so that SITE's
+/// readiness sidecar advertises its primary without having seen the peer (issue 20 item 12).
+pub async fn advertise(pair: &Pair2, site: &str, yes: bool, io: &mut Io<'_>) -> Result<(), Error> {
+    let i = pair.index(site);
+    let c = &pair.sites[i];
+    let obs = pair.observe().await;
+    let notes = plan::check_advertise(&obs[i], &obs[1 - i]).map_err(Error::Refused)?;
+    for n in &notes {
+        io.say(n);
+    }
+    if !yes {
+        io.confirm(
+            &format!(
+                "Advertise {site}: its readiness sidecar sends the application to it although it \
+                 has not seen {} since it became primary. If {} was promoted meanwhile, both \
+                 sites take writes.",
+                c.site.peer, c.site.peer
+            ),
+            site,
+        )?;
+    }
+    let now = Timestamp::now();
+    c.try_edit_config(|m| plan::vouched_by_operator(m, &c.site.peer, now))
+        .await?;
+    io.say(format!(
+        "{site}: vouched ({} {now}); its readiness sidecar advertises it on its next poll \
+         (`/status` awaiting_peer_evidence_since clears)",
+        pgdr_contract::keys::PEER_VOUCH
+    ));
+    Ok(())
+}
+
 /// `rejoin SITE`: approve the rewind of a fenced site (compare-and-set of
 /// `pgdr_fence.rejoin_approved_at`; refused, untouched, when nothing waits for it).
 pub async fn rejoin(pair: &Pair2, site: &str, yes: bool, io: &mut Io<'_>) -> Result<(), Error> {

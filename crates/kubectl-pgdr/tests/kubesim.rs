@@ -675,3 +675,39 @@ async fn rejoin_approves_a_held_fence_and_status_shows_it() {
     assert!(config.get("standby_cluster").is_none(), "{config}");
     assert_eq!(config["ttl"], 30);
 }
+
+#[tokio::test]
+async fn advertise_vouches_only_for_an_unfenced_writable_primary() {
+    let s = fixture();
+    // A standby has nothing to advertise: refused (exit 3), nothing written.
+    let before =
+        get(&s.golddr, "configmaps", "patroni-config")["metadata"]["resourceVersion"].clone();
+    let (code, _, err) = s.run(&["advertise", "golddr", "--yes"], "").await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not a writable primary"), "{err}");
+    assert_eq!(
+        get(&s.golddr, "configmaps", "patroni-config")["metadata"]["resourceVersion"],
+        before
+    );
+    // The wrong name typed: not confirmed, nothing written.
+    let (code, _, err) = s.run(&["advertise", "gold"], "golddr\n").await;
+    assert_ne!(code, 0, "{err}");
+    assert!(dynamic_config(&s.gold).get("pgdr_peer_vouch").is_none());
+    // Confirmed: the vouch names a person and gold's current epoch (0: never promoted); every
+    // other key is kept.
+    let (code, _, err) = s.run(&["advertise", "gold"], "gold\n").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("API answers"),
+        "the live standby peer is named: {err}"
+    );
+    let config = dynamic_config(&s.gold);
+    let vouch = &config["pgdr_peer_vouch"];
+    assert_eq!(
+        (&vouch["by"], &vouch["epoch"]),
+        (&json!("operator"), &json!(0)),
+        "{config}"
+    );
+    let original: Value = serde_json::from_str(GOLD_CONFIG).unwrap();
+    assert_eq!(config["postgresql"], original["postgresql"]);
+}

@@ -136,6 +136,10 @@ pub struct StatusBody {
     /// Set when the peer was seen writable and with a newer promotion epoch: `/primary` stays 503.
     pub split_brain_latch: Option<Latch>,
     pub peer_check: PeerStatus,
+    /// A writable primary not advertised because nothing shows yet that its peer did not promote
+    /// past it: since when it has been primary (the failover agent vouches with a read of the
+    /// peer's API taken after this; a person with `kubectl pgdr advertise SITE`).
+    pub awaiting_peer_evidence_since: Option<String>,
     /// WAL preservation (`pgdr_fence.preserve`).
     pub divergence: Divergence,
     /// Re-clone (`pgdr_fence.reclone`): this member's data directory moved aside.
@@ -182,6 +186,10 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         split_brain_since: snap.split_brain_since.map(|t| t.to_string()),
         split_brain_latch: snap.latch.clone(),
         peer_check: peer_status(&snap.peer, snap.peer_checked_ts),
+        awaiting_peer_evidence_since: snap
+            .primary_since
+            .filter(|_| snap.withheld == Some(crate::decide::UNSEEN))
+            .map(|t| t.to_string()),
         divergence: s.divergence.borrow().clone(),
         reclone: s.reclone.borrow().clone(),
         timeline_history: match (&s.settings.pgdata, m.and_then(|m| m.timeline)) {

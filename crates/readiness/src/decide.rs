@@ -8,6 +8,7 @@ use serde::Serialize;
 pub use pgdr_core::contract::fence::{Fence, Seen as FenceSeen};
 pub use pgdr_core::contract::lineage::Lineage;
 pub use pgdr_core::contract::role::Role;
+pub use pgdr_core::contract::vouch::Vouch;
 
 /// What one successful poll of Patroni said about this member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +30,11 @@ pub struct MemberView {
     /// `pgdr_fence` of the dynamic config: the site fenced itself (the peer is authoritative).
     /// `None` when absent or when `/config` could not be read.
     pub fence: Option<FenceSeen>,
+    /// `pgdr_peer_vouch` of the dynamic config: evidence that the peer did not promote past this
+    /// site ([`Vouch`]); `None` when absent, unreadable, or `/config` could not be read.
+    pub vouch: Option<Vouch>,
+    /// This site's promotion epoch (its marker; 0: never promoted or `/config` unreadable).
+    pub epoch: u64,
 }
 
 impl MemberView {
@@ -237,6 +243,8 @@ pub struct Checks {
     /// ours (a tie, [`Lineage::EpochTie`], or newer). A failed check in between changes nothing:
     /// a timed-out check is no news that the peer stopped being writable.
     pub contested: bool,
+    /// A [`Vouch`] taken since this member became primary was seen (sticky, like `seen`).
+    pub vouched: bool,
 }
 
 impl Checks {
@@ -265,16 +273,12 @@ impl Checks {
     }
 }
 
-/// Peer checks that may fail before a new primary is advertised without having seen its peer
-/// (a standby peer is never seen: its primary Service, the tunnel's target, has no endpoints):
-/// 3 poll intervals (6 s at the chart's 2 s) for a tunnel that comes back a moment after the
-/// primary site does, well under a GSLB's failure detection (F5: 3 checks 5 s apart), so a
-/// healthy primary starting up is not marked down.
-pub const UNSEEN_CHECKS: u32 = 3;
-
-/// Why a writable, unlatched primary is not advertised on `/primary`: until its peer has been
-/// seen since it became one (or [`UNSEEN_CHECKS`] checks failed: the peer site may be gone), so
-/// a primary coming back next to a promoted peer is never advertised, not even for one poll; and
+/// Why a writable, unlatched primary is not advertised on `/primary`: until there is evidence
+/// that its peer did not promote past it since it became one — a peer check that reached the
+/// peer, or a [`Vouch`] taken since (the failover agent read the peer's config through the
+/// peer's API; a person ran `kubectl pgdr advertise`) — so a primary coming back beside a
+/// promoted peer is never advertised, not even for one poll and not after any number of failed
+/// checks (a GSLB that prefers this site would send the application back to stale data); and
 /// while the peer is writable at the same promotion epoch (two promotions that did not know of
 /// each other: a person settles it) or a newer one, through failed checks until a check sees
 /// otherwise. `since_primary` includes `peer`, the latest check. `None` once nothing speaks
@@ -283,8 +287,8 @@ pub fn withheld(primary: bool, since_primary: Checks, peer: &PeerCheck) -> Optio
     if !primary || matches!(peer, PeerCheck::Off) {
         return None;
     }
-    if !since_primary.seen && since_primary.failed < UNSEEN_CHECKS {
-        return Some("its peer has not been seen since it became primary (peer check pending)");
+    if !since_primary.seen && !since_primary.vouched {
+        return Some(UNSEEN);
     }
     since_primary.contested.then_some(
         "the peer is writable too and its promotion epoch is not below ours (a tie: settle it \
@@ -292,6 +296,11 @@ pub fn withheld(primary: bool, since_primary: Checks, peer: &PeerCheck) -> Optio
          epoch: this site was initialised afresh, rebuild it as a standby)",
     )
 }
+
+/// [`withheld`]'s reason while there is no evidence about the peer yet.
+pub const UNSEEN: &str = "no evidence yet that the peer did not promote past this primary (no \
+     peer check has reached it since it became primary, and no vouch from the failover agent's \
+     peer-API check or `kubectl pgdr advertise SITE`)";
 
 fn decide_role(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
     let m = match poll {
@@ -375,6 +384,8 @@ mod tests {
             paused: false,
             cluster_unlocked: false,
             fence: None,
+            vouch: None,
+            epoch: 0,
         })
     }
 
@@ -612,18 +623,37 @@ mod tests {
                 false,
             ),
             (
-                "one failed check short of the bound: still withheld",
+                "issue 20 item 12: any number of failed checks, no vouch: still withheld (a \
+                 primary back beside a peer it cannot see is never advertised on silence)",
                 true,
-                failed(UNSEEN_CHECKS - 2),
+                failed(50),
                 down(),
                 true,
             ),
             (
-                "UNSEEN_CHECKS failed checks: the peer site may be gone",
+                "failed checks, then a vouch since the return: advertised",
                 true,
-                failed(UNSEEN_CHECKS - 1),
+                Checks {
+                    vouched: true,
+                    ..failed(5)
+                },
                 down(),
                 false,
+            ),
+            (
+                "vouched, but the peer is seen writable at a higher epoch: withheld",
+                true,
+                Checks {
+                    vouched: true,
+                    ..none
+                },
+                seen(Lineage::PeerAuthoritative {
+                    epoch: 3,
+                    timeline: 2,
+                    fork_lsn: 1,
+                    fork_pending: false,
+                }),
+                true,
             ),
             (
                 "seen once, failing now",

@@ -260,6 +260,8 @@ mod tests {
             paused: false,
             cluster_unlocked: false,
             fence: None,
+            vouch: None,
+            epoch: 0,
         });
         let v = Verdict {
             ready: true,
@@ -349,6 +351,8 @@ mod tests {
                     "golddr",
                 )
             })),
+            vouch: None,
+            epoch: 0,
         };
         let v = Verdict {
             ready: true,

@@ -5,8 +5,8 @@ use pgdr_core::patroni::PatroniClient;
 
 use crate::decide::{MemberView, Poll, Role};
 
-/// One poll of Patroni: `/patroni` and `/config` (the standby flag and our fence) always,
-/// `/cluster` for a replica's lag.
+/// One poll of Patroni: `/patroni` and `/config` (the standby flag, our fence, the vouch and the
+/// promotion epoch) always, `/cluster` for a replica's lag.
 pub async fn poll(client: &PatroniClient) -> Poll {
     let status = match client.member_status().await {
         Ok(s) => s,
@@ -29,6 +29,10 @@ pub async fn poll(client: &PatroniClient) -> Poll {
         _ => config.as_ref().map(dynamic_config::is_standby_cluster),
     };
     let fence = config.as_ref().and_then(pgdr_core::contract::fence::seen);
+    let vouch = config.as_ref().and_then(pgdr_core::contract::vouch::read);
+    let epoch = config
+        .as_ref()
+        .map_or(0, pgdr_core::contract::epoch::written);
     let lag_bytes = match (&role, &member) {
         (Role::Replica, Some(name)) => client
             .cluster()
@@ -50,5 +54,7 @@ pub async fn poll(client: &PatroniClient) -> Poll {
         paused: status.pause,
         cluster_unlocked: status.cluster_unlocked,
         fence,
+        vouch,
+        epoch,
     })
 }

@@ -216,6 +216,8 @@ fn apply_poll(last: &Snapshot, snap: &mut Snapshot, mut poll: Poll, now: jiff::T
         && m.standby_cluster.is_none()
     {
         m.fence = prev.fence.clone();
+        m.vouch = prev.vouch.clone();
+        m.epoch = prev.epoch;
     }
     if let Poll::Reachable(m) = &poll {
         snap.last_success_ts = Some(now);
@@ -258,6 +260,13 @@ fn apply_peer(
         }
         Some(_) => last.checks_since_primary,
     };
+    if let (Some(since), Poll::Reachable(m)) = (snap.primary_since, &snap.poll)
+        && !snap.checks_since_primary.vouched
+        && let Some(v) = m.vouch.as_ref().filter(|v| v.covers(since, m.epoch))
+    {
+        snap.checks_since_primary.vouched = true;
+        tracing::info!(by = v.by.as_str(), at = %v.at, note = %v.note, "vouched: the peer did not promote past this primary");
+    }
     snap.withheld = decide::withheld(writable, snap.checks_since_primary, &snap.peer);
     writable
 }

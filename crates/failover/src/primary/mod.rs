@@ -15,9 +15,39 @@ use crate::standby::{Fencing, Mode, Policy, Verdict};
 use crate::state::{DecisionRecord, State};
 use pgdr_core::contract::fence::{Fence, FenceReason};
 use pgdr_core::contract::lsn::format as lsn_text;
+use pgdr_core::contract::vouch::{Vouch, VouchBy};
 use pgdr_core::lineage::{Lineage, divergence_bytes};
 
 pub mod observe;
+
+/// The vouch a primary the readiness sidecar withholds since `awaiting` gets from a read of its
+/// peer's dynamic config (`peer_standby`, taken after `at`): only a standby cluster shows that the
+/// peer did not promote past it, and only a vouch taken since the sidecar's "since" counts.
+pub fn vouch_from(
+    awaiting: Option<Timestamp>,
+    at: Timestamp,
+    epoch: u64,
+    peer_standby: Result<bool, String>,
+) -> Result<Vouch, String> {
+    let since = awaiting.ok_or("the readiness sidecar does not wait for evidence")?;
+    if at < since {
+        return Err(format!(
+            "the evidence ({at}) would predate the wait ({since})"
+        ));
+    }
+    match peer_standby? {
+        true => Ok(Vouch {
+            at,
+            by: VouchBy::PeerApi,
+            epoch,
+            note: "the peer's dynamic config, read through its API, is a standby cluster".into(),
+        }),
+        false => Err(
+            "the peer's dynamic config is not a standby cluster: it may have promoted past us"
+                .into(),
+        ),
+    }
+}
 
 /// One sample of a run on a writable primary site.
 #[derive(Clone, Debug, PartialEq)]

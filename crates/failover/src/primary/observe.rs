@@ -85,41 +85,88 @@ async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Clien
         // config must also say it is not a standby cluster.
         WitnessConfig::PeerApi(peer) => match observe::witness(w, settings, http).await {
             Witness::PrimaryAlive(r) => {
-                let config = observe::config_of(&peer.leader_configmap);
-                match observe::peer_api_get(peer, settings.config.probe_timeout.get(), &config)
-                    .await
-                {
-                    Ok(observe::PeerAnswer {
-                        status: 200, body, ..
-                    }) => {
-                        let standby = serde_json::from_str::<Value>(&body)
-                            .ok()
-                            .and_then(|cm| {
-                                cm["metadata"]["annotations"][CONFIG_ANNOTATION]
-                                    .as_str()
-                                    .map(str::to_string)
-                            })
-                            .and_then(|t| dynamic_config::parse(&t).ok())
-                            .map(|m| dynamic_config::is_standby_cluster(&m));
-                        match standby {
-                            Some(false) => Placement::Peer(format!(
-                                "{r}; its dynamic config is not a standby cluster"
-                            )),
-                            Some(true) => Placement::Here(format!("{r}; it is a standby cluster")),
-                            None => Placement::Unknown(format!(
-                                "peer-API witness: {config} is unreadable"
-                            )),
-                        }
+                match peer_is_standby_cluster(peer, settings.config.probe_timeout.get()).await {
+                    Ok(false) => {
+                        Placement::Peer(format!("{r}; its dynamic config is not a standby cluster"))
                     }
-                    Ok(observe::PeerAnswer { status, .. }) => Placement::Unknown(format!(
-                        "peer-API witness: reading {config} answered HTTP {status}"
-                    )),
+                    Ok(true) => Placement::Here(format!("{r}; it is a standby cluster")),
                     Err(e) => Placement::Unknown(e),
                 }
             }
             Witness::PrimaryDown(r) => Placement::Here(r),
             Witness::Unknown(r) => Placement::Unknown(r),
         },
+    }
+}
+
+/// Whether the peer's dynamic config (`<scope>-config`, read through the peer's API) makes it a
+/// standby cluster. `Err`: unreadable, and why.
+async fn peer_is_standby_cluster(
+    peer: &crate::config::PeerApi,
+    timeout: std::time::Duration,
+) -> Result<bool, String> {
+    let config = observe::config_of(&peer.leader_configmap);
+    match observe::peer_api_get(peer, timeout, &config).await? {
+        observe::PeerAnswer {
+            status: 200, body, ..
+        } => serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|cm| {
+                cm["metadata"]["annotations"][CONFIG_ANNOTATION]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .and_then(|t| dynamic_config::parse(&t).ok())
+            .map(|m| dynamic_config::is_standby_cluster(&m))
+            .ok_or_else(|| format!("peer-API witness: {config} is unreadable")),
+        observe::PeerAnswer { status, .. } => Err(format!(
+            "peer-API witness: reading {config} answered HTTP {status}"
+        )),
+    }
+}
+
+/// Issue 20 item 12: the readiness sidecar withholds a primary that has not seen its peer since it
+/// became one. When the tunnel cannot show the peer, the peer's API can: a peer whose dynamic
+/// config is a standby cluster did not promote past us. The vouch is taken before the read (so
+/// it never claims a later moment than the evidence) and must postdate the sidecar's "since".
+/// Bookkeeping that restores the normal state, done in every mode; a failure waits for the next
+/// sample.
+async fn vouch_if_awaited(ctx: &Ctx<'_>, local: &Local, peer: &crate::sample::Peer) {
+    let settings = ctx.settings;
+    let Some(api) = settings.witnesses.iter().find_map(|w| match w {
+        WitnessConfig::PeerApi(p) => Some(p),
+        _ => None,
+    }) else {
+        return;
+    };
+    let awaiting = crate::role::sidecar_status(settings, &ctx.http, local)
+        .await
+        .ok()
+        .and_then(|v| v.awaiting_peer_evidence_since);
+    let at = jiff::Timestamp::now();
+    let answer = match (awaiting, peer) {
+        (Some(_), crate::sample::Peer::Silent(_)) => {
+            peer_is_standby_cluster(api, settings.config.probe_timeout.get()).await
+        }
+        _ => return,
+    };
+    let epoch = local.marker.as_ref().map_or(0, |m| m.epoch);
+    match primary::vouch_from(awaiting, at, epoch, answer) {
+        Ok(v) => {
+            let written = act::edit_config(settings, &ctx.kube, false, |config| {
+                pgdr_core::contract::vouch::apply(config, &v);
+                act::Edit::Write(())
+            })
+            .await;
+            match written {
+                Ok(Some(())) => {
+                    tracing::info!(at = %v.at, epoch, note = %v.note, "vouched for this primary: the peer did not promote past it (the readiness sidecar may advertise it)")
+                }
+                Ok(None) => tracing::warn!("vouch not written: the dynamic config is unreadable"),
+                Err(e) => tracing::warn!(error = %e, "vouch not written (next sample tries again)"),
+            }
+        }
+        Err(why) => tracing::info!(reason = %why, "no vouch for this primary"),
     }
 }
 
@@ -204,6 +251,7 @@ pub async fn primary_sample(
     })
     .await?;
     log(&d.verdict, &d.reasons, "primary-role sample");
+    vouch_if_awaited(ctx, local, &sample.peer).await;
     let c = &settings.config;
     if d.split_brain && !announced.split_brain {
         announced.split_brain = true;

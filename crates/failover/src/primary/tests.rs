@@ -464,3 +464,40 @@ fn split_brain_webhook_is_rate_limited_and_cleared() {
 }
 
 // ----- fenced site -----
+
+#[test]
+fn a_vouch_needs_a_waiting_sidecar_a_later_read_and_a_standby_peer() {
+    let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    let start = t("2026-12-04T10:00:00Z");
+    let since = Some(start);
+    let at = t("2026-12-04T10:00:30Z");
+    let v = vouch_from(since, at, 4, Ok(true)).unwrap();
+    assert_eq!((v.at, v.epoch, v.by), (at, 4, VouchBy::PeerApi));
+    // The contract's freshness rule accepts what the agent writes.
+    assert!(v.covers(start, 4));
+    type Row = (
+        &'static str,
+        Option<jiff::Timestamp>,
+        jiff::Timestamp,
+        Result<bool, String>,
+    );
+    let rows: Vec<Row> = vec![
+        ("nobody waits", None, at, Ok(true)),
+        (
+            "the read predates the wait",
+            since,
+            t("2026-12-04T09:59:59Z"),
+            Ok(true),
+        ),
+        ("the peer is not a standby cluster", since, at, Ok(false)),
+        (
+            "the peer's config is unreadable",
+            since,
+            at,
+            Err("HTTP 403".into()),
+        ),
+    ];
+    for (name, awaiting, at, answer) in rows {
+        assert!(vouch_from(awaiting, at, 4, answer).is_err(), "{name}");
+    }
+}
