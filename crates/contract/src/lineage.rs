@@ -166,7 +166,15 @@ pub enum Lineage {
     Unrelated,
     /// Both sites carry promotions of the same epoch: two promotions that did not know of each
     /// other. Neither is the authority; neither may be advertised until a person settles it.
-    EpochTie { epoch: u64 },
+    /// `timeline`, `fork_lsn`, `fork_pending`: where the *peer* left its timeline (its marker),
+    /// the fork a person's fence of this site rejoins against (the peer is then the authority by
+    /// that person's word).
+    EpochTie {
+        epoch: u64,
+        timeline: u32,
+        fork_lsn: u64,
+        fork_pending: bool,
+    },
 }
 
 impl Lineage {
@@ -214,7 +222,7 @@ impl fmt::Display for Lineage {
                 f,
                 "different timelines and no promotion on either site (no authority)"
             ),
-            Lineage::EpochTie { epoch } => write!(
+            Lineage::EpochTie { epoch, .. } => write!(
                 f,
                 "both sites were promoted at epoch {epoch} (two promotions that did not know of \
                  each other): no authority until a person settles it"
@@ -258,7 +266,12 @@ pub fn lineage(own: &Identity, peer: &Identity) -> Lineage {
             timeline: o.timeline,
             fork_lsn: o.fork_lsn,
         },
-        (Some(o), Some(_)) if o.epoch > 0 => Lineage::EpochTie { epoch: o.epoch },
+        (Some(o), Some(p)) if o.epoch > 0 => Lineage::EpochTie {
+            epoch: o.epoch,
+            timeline: p.timeline,
+            fork_lsn: p.fork_lsn,
+            fork_pending: p.fork_pending,
+        },
         _ if own.timeline == peer.timeline => Lineage::SameTimeline,
         _ => Lineage::Unrelated,
     }
@@ -427,7 +440,12 @@ mod tests {
                 "two promotions from the same epoch: a tie, neither is the authority",
                 id(4, Some((2, 3, 0x700))),
                 id(4, Some((2, 3, 0x500))),
-                Lineage::EpochTie { epoch: 2 },
+                Lineage::EpochTie {
+                    epoch: 2,
+                    timeline: 3,
+                    fork_lsn: 0x500,
+                    fork_pending: false,
+                },
             ),
             (
                 "we crash-restarted onto a timeline of our own: the peer's epoch still decides",

@@ -75,7 +75,7 @@ pub(crate) fn lineage_text(l: &Lineage) -> String {
         Lineage::Unrelated => {
             "on another timeline, neither site ever promoted (no automatic authority)".into()
         }
-        Lineage::EpochTie { epoch } => format!(
+        Lineage::EpochTie { epoch, .. } => format!(
             "promoted at the same epoch {epoch} as this site (two promotions that did not know of \
              each other: no automatic authority)"
         ),

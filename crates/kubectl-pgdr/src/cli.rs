@@ -68,9 +68,16 @@ pub enum Command {
     Hold { site: Option<String> },
     /// Release the hold (one site, or both).
     Release { site: Option<String> },
-    /// Make SITE a read-only standby of its peer (adds standby_cluster through the tunnel).
+    /// Make SITE read-only in favour of its peer: a running standby follows the peer at once;
+    /// a site that may hold writes of its own is put on hold, and its failover agent records and
+    /// preserves them before it rejoins the peer (rewind or re-clone).
     Fence {
         site: String,
+        /// Needed to fence the site holding the newer promotion epoch (its newest writes are
+        /// then discarded in favour of the peer; recorded and preserved first); the site's name
+        /// is typed even with --yes.
+        #[arg(long)]
+        force: bool,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,

@@ -64,9 +64,14 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
             run::hold(&pair, &settings, site.as_deref(), false, io).await?;
             Ok(EXIT_OK)
         }
-        Command::Fence { site, yes, timeout } => {
+        Command::Fence {
+            site,
+            force,
+            yes,
+            timeout,
+        } => {
             site_ok(site)?;
-            run::fence(&pair, site, *yes, Duration::from_secs(*timeout), io).await?;
+            run::fence(&pair, site, *force, *yes, Duration::from_secs(*timeout), io).await?;
             Ok(EXIT_OK)
         }
         Command::Unfence {

@@ -859,15 +859,96 @@ pub fn check_promote(
     })
 }
 
-/// `kubectl pgdr fence SITE`: the follow form with a fence document of reason `operator` (so
-/// that the site shows as fenced, its agent runs the fenced role and `unfence` knows what it
-/// ends); every other key kept. A fence already there (the agent's, perhaps holding for a WAL
-/// preservation or a re-clone) is never replaced: `Ok(None)`. An unreadable one is refused.
+/// What `kubectl pgdr fence SITE` writes and what it must tell or ask first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceCheck {
+    pub notes: Vec<String>,
+    /// The site's name is typed even with `--yes`.
+    pub must_type: bool,
+    /// Write the hold form (the site may hold writes its peer lacks: its failover agent records
+    /// and preserves them and rejoins by rewind or re-clone); `false`: the follow form at once
+    /// (the site runs as a standby in recovery: it holds nothing of its own to lose).
+    pub hold: bool,
+}
+
+/// The epoch of a site's own promotion marker (0: never promoted, or unreadable).
+fn written_epoch(obs: &SiteObs) -> u64 {
+    obs.config
+        .as_ref()
+        .and_then(|c| c.config.as_ref().ok())
+        .map_or(0, pgdr_contract::epoch::written)
+}
+
+/// The checks before `fence SITE` (issue 20 item 3): a site that may hold writes of its own
+/// (writable, down, unknown) is fenced in the hold form and goes through the failover agent's
+/// flow (divergence recorded, WAL preserved, collision-checked rejoin); only a running standby
+/// gets the follow form at once. Fencing the site that holds the newer promotion discards its
+/// newest writes in favour of an older peer: only with `--force` and the site's name typed.
+pub fn check_fence(site: &SiteObs, peer: &SiteObs, force: bool) -> Result<FenceCheck, String> {
+    if let Some(e) = &site.error {
+        return Err(format!("site {} cannot be read: {e}", site.site));
+    }
+    let standby =
+        site.writable().is_none() && site.leader_member().is_some_and(|m| m.is_standby_leader());
+    let mut notes = Vec::new();
+    let (own, theirs) = (written_epoch(site), written_epoch(peer));
+    let newest = own > theirs && site.writable().is_some();
+    if newest {
+        let why = format!(
+            "{} holds the newer promotion (epoch {own}; {}: {theirs}): fencing it discards what \
+             it wrote since in favour of {} (recorded and preserved first)",
+            site.site, peer.site, peer.site
+        );
+        if !force {
+            return Err(format!(
+                "{why}. If that is what you mean (a promotion made by mistake), repeat with \
+                 --force; to move the primary without losing writes use `kubectl pgdr \
+                 switchover --to {}`",
+                peer.site
+            ));
+        }
+        notes.push(why);
+    }
+    if site.writable().is_some() && peer.writable().is_none() {
+        notes.push(format!(
+            "{} is the only writable primary: the database becomes read-only until another site \
+             is promoted",
+            site.site
+        ));
+    }
+    if !standby {
+        notes.push(format!(
+            "{} may hold writes {} lacks: its failover agent records what it wrote past the \
+             fork, has it preserved, and rejoins {} (rewind, or re-clone when a rewind is \
+             unsafe); until then it stays read-only",
+            site.site, peer.site, peer.site
+        ));
+        if !site.agent.installed || site.agent.hold || site.agent.suspended == Some(true) {
+            notes.push(format!(
+                "{}'s failover agent is not running (not installed, held or suspended): the site \
+                 stays read-only and on hold until it runs",
+                site.site
+            ));
+        }
+    }
+    Ok(FenceCheck {
+        notes,
+        must_type: newest,
+        hold: !standby,
+    })
+}
+
+/// `kubectl pgdr fence SITE`: a fence document of reason `operator` (so that the site shows as
+/// fenced, its agent runs the fenced role and `unfence` knows what it ends) in the hold form, or
+/// the follow form for a running standby ([`check_fence`]); every other key kept. A fence already
+/// there (the agent's, perhaps holding for a WAL preservation or a re-clone) is never replaced:
+/// `Ok(None)`. An unreadable one is refused.
 pub fn fenced_by_operator(
     config: &Map<String, Value>,
     target: &FollowTarget,
     peer: &str,
     now: Timestamp,
+    hold: bool,
 ) -> Result<Option<Map<String, Value>>, String> {
     match pgdr_contract::fence::read(config) {
         Ok(Some(_)) => Ok(None),
@@ -880,7 +961,9 @@ pub fn fenced_by_operator(
                 pgdr_contract::fence::FenceReason::Operator,
                 peer,
             );
-            f.phase = Phase::Follow;
+            if !hold {
+                f.phase = Phase::Follow;
+            }
             let mut c = config.clone();
             pgdr_contract::fence::apply(&mut c, &f, Some(target));
             Ok(Some(c))

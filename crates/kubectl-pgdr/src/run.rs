@@ -179,6 +179,7 @@ async fn wait_for(
 pub async fn fence(
     pair: &Pair2,
     site: &str,
+    force: bool,
     yes: bool,
     timeout: Duration,
     io: &mut Io<'_>,
@@ -186,36 +187,32 @@ pub async fn fence(
     let i = pair.index(site);
     let c = &pair.sites[i];
     let obs = pair.observe().await;
-    if let Some(e) = &obs[i].error {
-        return Err(Error::Refused(format!("site {site} cannot be read: {e}")));
-    }
+    let check = plan::check_fence(&obs[i], &obs[1 - i], force).map_err(Error::Refused)?;
     let slot = pair.slot(&obs)?;
     let target = c.standby_target(&slot).await?;
-    let peer = &obs[1 - i];
-    if !yes {
-        let note = if obs[i].writable().is_some() && peer.writable().is_none() {
-            format!(
-                "{site} is the only writable primary: the database becomes read-only until another site is promoted."
-            )
+    for n in &check.notes {
+        io.say(n);
+    }
+    if !yes || check.must_type {
+        let form = if check.hold {
+            "hold: read-only, following nothing until its failover agent has recorded and \
+             preserved what it wrote past the fork"
+                .to_string()
         } else {
             format!(
-                "{site} becomes a read-only standby following {}.",
-                c.site.peer
+                "follow {}:{} (slot {})",
+                target.host, target.port, target.slot
             )
         };
-        io.confirm(
-            &format!(
-                "Fence {site}: standby_cluster -> {}:{} (slot {}). {note}",
-                target.host, target.port, target.slot
-            ),
-            site,
-        )?;
+        io.confirm(&format!("Fence {site} ({form})."), site)?;
     }
     let now = Timestamp::now();
     let changed = c
         .try_edit_config(|m| {
-            Ok(plan::fenced_by_operator(m, &target, &c.site.peer, now)?
-                .unwrap_or_else(|| m.clone()))
+            Ok(
+                plan::fenced_by_operator(m, &target, &c.site.peer, now, check.hold)?
+                    .unwrap_or_else(|| m.clone()),
+            )
         })
         .await?;
     match obs[i].config.as_ref().and_then(|cfg| cfg.fence_seen()) {
@@ -236,6 +233,11 @@ pub async fn fence(
                 existing.fence().map_or("unreadable", |f| f.phase.as_str()),
             ))
         }
+        _ if check.hold => io.say(format!(
+            "{site}: pgdr_fence (reason operator, phase hold) {}; its failover agent takes it \
+             from here",
+            if changed { "written" } else { "already set" },
+        )),
         _ => io.say(format!(
             "{site}: standby_cluster {} ({}:{}, slot {}; pgdr_fence reason operator)",
             if changed { "written" } else { "already set" },

@@ -221,9 +221,23 @@ async fn fence_and_unfence_keep_every_other_key_and_survive_a_409() {
     for key in ["ttl", "loop_wait", "postgresql", "slots"] {
         assert_eq!(config[key], original[key], "{key} kept");
     }
+    // Issue 20 item 3: gold was writable, so it may hold writes golddr lacks: the hold form
+    // (read-only, following nothing) with an operator fence its agent takes from there.
     assert_eq!(
         config["standby_cluster"],
-        json!({"host": "10.96.0.20", "port": 31001, "primary_slot_name": "pgdr_golddr", "create_replica_methods": ["basebackup"]})
+        json!({"restore_command": "false"})
+    );
+    assert_eq!(
+        (
+            &config["pgdr_fence"]["reason"],
+            &config["pgdr_fence"]["phase"]
+        ),
+        (&json!("operator"), &json!("hold")),
+        "{config}"
+    );
+    assert!(
+        err.contains("its failover agent takes it from here"),
+        "{err}"
     );
     // Fencing again changes nothing.
     let before =
@@ -233,7 +247,7 @@ async fn fence_and_unfence_keep_every_other_key_and_survive_a_409() {
         .await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("already fenced (operator, phase follow)"),
+        err.contains("already fenced (operator, phase hold)"),
         "{err}"
     );
     assert_eq!(

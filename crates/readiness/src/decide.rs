@@ -601,7 +601,12 @@ mod tests {
             lineage,
             divergence_bytes: 0,
         };
-        let later = seen(Lineage::EpochTie { epoch: 2 });
+        let later = seen(Lineage::EpochTie {
+            epoch: 2,
+            timeline: 1,
+            fork_lsn: 0x100,
+            fork_pending: false,
+        });
         let none = Checks::default();
         let standby = PeerCheck::Seen {
             writable: false,

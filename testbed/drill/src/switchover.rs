@@ -205,11 +205,29 @@ impl Plugin {
     /// Runs `kubectl-pgdr --config FILE <args>`. With `kill_after`, the process is SIGKILLed as
     /// soon as it reports that it recorded that step (`step <name>: ...` on stderr).
     pub async fn run(&self, args: &[&str], kill_after: Option<&str>) -> Result<Run> {
+        self.run_inner(args, kill_after, None).await
+    }
+
+    /// Runs it with `typed` on its standard input (a person typing a site's name to confirm).
+    pub async fn run_typed(&self, args: &[&str], typed: &str) -> Result<Run> {
+        self.run_inner(args, None, Some(typed)).await
+    }
+
+    async fn run_inner(
+        &self,
+        args: &[&str],
+        kill_after: Option<&str>,
+        typed: Option<&str>,
+    ) -> Result<Run> {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--config")
             .arg(&self.config)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if typed.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -217,6 +235,13 @@ impl Plugin {
         let mut child = cmd
             .spawn()
             .map_err(|e| DrillError::io(format!("starting {what}"), e))?;
+        if let (Some(text), Some(mut stdin)) = (typed, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            stdin
+                .write_all(format!("{text}\n").as_bytes())
+                .await
+                .map_err(|e| DrillError::io(format!("typing into {what}"), e))?;
+        }
         let mut out = child.stdout.take();
         let out_task = tokio::spawn(async move {
             let mut s = String::new();

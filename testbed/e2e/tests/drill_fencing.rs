@@ -6,10 +6,13 @@
 //! - (c) tunnel down, the GSLB keeps Gold: no role change, warnings only;
 //! - (d) the DR site is lost and comes back with its data: it catches up as a standby;
 //! - (a) the primary site is lost, GoldDR is promoted, Gold comes back with its data: it must
-//!   fence itself and stream from GoldDR;
+//!   fence itself and stream from GoldDR (a4: it comes back while the tunnel is still cut and
+//!   must not be advertised meanwhile);
 //! - (b) partition with both sites alive, then the GSLB loses Gold: GoldDR is promoted, isolated
 //!   Gold fences itself; healed, it rejoins by rewind with its divergence reported and preserved;
-//! - (e) two members per site: in-site failovers on both sites promote and fence nothing.
+//! - (e) two members per site: in-site failovers on both sites promote and fence nothing;
+//! - (f) a person fences Gold and promotes GoldDR with the plugin: Gold's agent takes the fence
+//!   through its flow (divergence recorded, preserved, rejoin), nothing lost.
 //!
 //! c and d share one pair (both leave it as they found it); a, b and e get their own, so that
 //! each test's outcome is one scenario's (or c and d's). Every scenario prints its
@@ -228,7 +231,15 @@ async fn drill_fencing_a_old_primary_returns() {
     let (gslb, mut stage) = pair(None, &[]).await;
     let body = async {
         prepare_table(&stage).await;
-        scenario_a(&mut stage, &gslb, "a", Promoter::Agent, Failback::Plugin).await;
+        scenario_a(
+            &mut stage,
+            &gslb,
+            "a",
+            Promoter::Agent,
+            Failback::Plugin,
+            Return::TunnelUp,
+        )
+        .await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(420), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
@@ -243,7 +254,15 @@ async fn drill_fencing_a_two_members_per_site() {
     let (gslb, mut stage) = pair(Some(2), &["failover.minFailureSpanSeconds=25"]).await;
     let body = async {
         prepare_table(&stage).await;
-        scenario_a(&mut stage, &gslb, "a2", Promoter::Agent, Failback::None).await;
+        scenario_a(
+            &mut stage,
+            &gslb,
+            "a2",
+            Promoter::Agent,
+            Failback::None,
+            Return::TunnelUp,
+        )
+        .await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(360), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
@@ -261,10 +280,191 @@ async fn drill_fencing_a_promoted_with_the_plugin() {
     let (gslb, mut stage) = pair(None, &[]).await;
     let body = async {
         prepare_table(&stage).await;
-        scenario_a(&mut stage, &gslb, "a3", Promoter::Plugin, Failback::None).await;
+        scenario_a(
+            &mut stage,
+            &gslb,
+            "a3",
+            Promoter::Plugin,
+            Failback::None,
+            Return::TunnelUp,
+        )
+        .await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(300), pgdr_e2e::catching(body)).await;
     finish(stage, outcome).await;
+}
+
+/// Issue 20 item 12: Gold loses power, GoldDR is promoted and takes writes, Gold powers on while
+/// the tunnel is still cut (the drill's GSLB prefers Gold). Gold's sidecar has no evidence that
+/// GoldDR did not promote past it, so Gold is never advertised; the GSLB keeps the application on
+/// GoldDR, whose writes all survive; healed, Gold fences itself and rejoins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_fencing_a_returns_while_the_tunnel_is_cut() {
+    let _one = ONE_DRILL.lock().await;
+    let (gslb, mut stage) = pair(None, &[]).await;
+    let body = async {
+        prepare_table(&stage).await;
+        scenario_a(
+            &mut stage,
+            &gslb,
+            "a4",
+            Promoter::Agent,
+            Failback::None,
+            Return::TunnelDown(Duration::from_secs(30)),
+        )
+        .await;
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(360), pgdr_e2e::catching(body)).await;
+    finish(stage, outcome).await;
+}
+
+/// Issue 20 item 3: the manual failover a person makes with both sites up — `kubectl pgdr fence
+/// gold`, then `kubectl pgdr promote golddr --force` — goes through the failover agent's flow:
+/// Gold is put on hold (read-only, following nothing), its agent records what Gold wrote past
+/// GoldDR's fork, has it preserved and rejoins GoldDR (it used to follow at once, with nothing
+/// recorded or checked). No acknowledged write of either site is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_fencing_f_fence_then_promote_by_hand() {
+    let _one = ONE_DRILL.lock().await;
+    let (gslb, mut stage) = pair(None, &[]).await;
+    let body = async {
+        prepare_table(&stage).await;
+        scenario_f(&mut stage, &gslb).await;
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(300), pgdr_e2e::catching(body)).await;
+    finish(stage, outcome).await;
+}
+
+async fn scenario_f(stage: &mut Stage, gslb: &Gslb) {
+    let name = "f";
+    let mut expect = Expect::new(name);
+    let plugin = Plugin::for_sites(stage.gold().unwrap(), &stage.golddr)
+        .unwrap_or_else(|e| panic!("{name}: the kubectl plugin: {e:?}"));
+    let sampler = PrimarySampler::start(watched(stage));
+    let writers = Writers::start(watched(stage), stage.password(), 3_000_000_000);
+    let t0 = Instant::now();
+    assert!(
+        writers.wait_ack("gold", t0, Duration::from_secs(20)).await,
+        "{name}: no write on gold"
+    );
+    gslb.wait_marked("gold", true, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: the GSLB sees gold healthy: {e:?}"));
+    stage
+        .wait_agent_baseline(&stage.golddr, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    plugin_ok(&plugin, &["hold", "golddr"], name).await;
+    let out = plugin_ok(
+        &plugin,
+        &["fence", "gold", "--yes", "--timeout", "60"],
+        name,
+    )
+    .await;
+    let fenced = Instant::now();
+    let fence = fencing::fence(stage.gold().unwrap());
+    expect.fenced(
+        fence
+            .as_ref()
+            .is_some_and(|f| f["reason"] == "operator" && f["phase"] == "hold"),
+        format!("gold holds an operator fence in phase hold ({fence:?}; {out})"),
+    );
+    expect.fenced(
+        leader_writable(stage, "gold").await == Some(false),
+        "gold's leader is read-only after `kubectl pgdr fence gold`",
+    );
+    // Gold is visibly alive (its API answers, its standby leader runs): the typed name.
+    let promoted = plugin
+        .run_typed(
+            &["promote", "golddr", "--force", "--yes", "--timeout", "90"],
+            "golddr",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: kubectl pgdr promote golddr: {e:?}"));
+    assert_eq!(
+        promoted.code,
+        Some(0),
+        "{name}: kubectl pgdr promote golddr:\n{}",
+        promoted.stderr
+    );
+    plugin_ok(&plugin, &["release", "golddr"], name).await;
+    let at = Instant::now();
+    assert!(
+        writers
+            .wait_ack("golddr", at, Duration::from_secs(30))
+            .await,
+        "{name}: no write acknowledged by the promoted golddr"
+    );
+    let rejoined = stage
+        .wait_site_streaming(stage.gold().unwrap(), RECLONE_WITHIN)
+        .await;
+    let rejoin = rejoined.is_ok().then(|| fenced.elapsed());
+    expect.fenced(
+        rejoined.is_ok(),
+        format!("gold rejoins golddr through its agent within {RECLONE_WITHIN:?} ({rejoined:?})"),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acks = writers.stop().await;
+    // Every write either site acknowledged is on golddr, the new primary: gold stopped writing at
+    // the fence and golddr had replayed it all before its promotion.
+    let have = rows_on(stage, "golddr")
+        .await
+        .unwrap_or_else(|| panic!("{name}: rows on golddr"));
+    let lost: usize = SITES
+        .iter()
+        .map(|site| fencing::lost(&acks, site, &have).len())
+        .sum();
+    let divergence = fencing::divergence(stage.gold().unwrap()).await;
+    let stats = sampler.stats();
+    let figures = Figures {
+        scenario: name.into(),
+        split_brain: fencing::split_brain(&acks, &SITES, ACK_STRETCH_GAP),
+        both_primary_samples: stats.both,
+        acked_lost: lost,
+        discarded_bytes: divergence.bytes,
+        preserved: divergence.preserved,
+        rejoin,
+        isolated_writes: 0,
+    };
+    expect.fenced(
+        lost == 0,
+        format!("no acknowledged write lost ({lost} lost)"),
+    );
+    expect.fenced(
+        stats.both == 0,
+        format!(
+            "/primary never 200 on both sites ({} samples were)",
+            stats.both
+        ),
+    );
+    expect.fenced(
+        divergence.bytes.is_some(),
+        format!(
+            "gold's agent recorded the divergence of an operator fence ({:?} from {:?})",
+            divergence.bytes, divergence.source
+        ),
+    );
+    if rejoin.is_some() {
+        let golddr_ids: BTreeSet<i64> = acks
+            .iter()
+            .filter(|a| a.site == "golddr")
+            .map(|a| a.id)
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut on_gold = BTreeSet::new();
+        while Instant::now() < deadline {
+            on_gold = rows_on(stage, "gold").await.unwrap_or_default();
+            if golddr_ids.is_subset(&on_gold) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        expect.fenced(
+            golddr_ids.is_subset(&on_gold),
+            "every write golddr acknowledged reached gold once it streams",
+        );
+    }
+    expect.finish(&figures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,12 +775,23 @@ enum Failback {
     Plugin,
 }
 
+/// How Gold comes back in scenario a.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Return {
+    /// With the tunnel up: its sidecar sees the promoted GoldDR at once.
+    TunnelUp,
+    /// With the tunnel cut for this long after power-on (issue 20 item 12): Gold cannot see
+    /// GoldDR, the drill's GSLB prefers Gold; Gold must not be advertised on silence.
+    TunnelDown(Duration),
+}
+
 async fn scenario_a(
     stage: &mut Stage,
     gslb: &Gslb,
     name: &'static str,
     promoter: Promoter,
     failback: Failback,
+    ret: Return,
 ) {
     let mut expect = Expect::new(name);
     let plugin = Plugin::for_sites(stage.gold().unwrap(), &stage.golddr)
@@ -663,12 +874,41 @@ async fn scenario_a(
     )
     .await;
 
+    if let Return::TunnelDown(_) = ret {
+        stage.platform.cut();
+    }
     let on = Instant::now();
     stage
         .power_on("gold")
         .unwrap_or_else(|e| panic!("{name}: gold powered on: {e:?}"));
     wait_new_pod_ips(stage.gold().unwrap(), &before).await;
     gslb.watch(stage.gold().unwrap());
+    if let Return::TunnelDown(hold) = ret {
+        let gold_200 = || {
+            sampler
+                .stats()
+                .per_site
+                .iter()
+                .find(|(site, _)| site == "gold")
+                .map_or(0, |(_, n)| *n)
+        };
+        let advertised_before = gold_200();
+        tokio::time::sleep_until((on + hold).into()).await;
+        let advertised = gold_200() - advertised_before;
+        let writable = leader_writable(stage, "gold").await;
+        stage.platform.heal();
+        eprintln!(
+            "[{name}] gold back {hold:?} with the tunnel cut: {advertised} samples with its \
+             /primary 200; its leader writable: {writable:?}"
+        );
+        expect.fenced(
+            advertised == 0,
+            format!(
+                "gold, back beside a promoted golddr it cannot see, is never advertised \
+                 ({advertised} samples with /primary 200 during the cut)"
+            ),
+        );
+    }
     // Issue 12: the returning primary fences itself and streams from GoldDR: by rewind, or, when
     // Patroni put it on a timeline of its own numbered like GoldDR's, by re-clone.
     let rejoined = stage

@@ -9,7 +9,7 @@ use crate::config::Rejoin;
 use crate::sample::{Own, Peer, lineage_text};
 use crate::standby::Verdict;
 use crate::state::{DecisionRecord, DivergenceRecord, State};
-use pgdr_core::contract::fence::{Fence, Phase, Preserve, Reclone};
+use pgdr_core::contract::fence::{Fence, FenceReason, Phase, Preserve, Reclone};
 use pgdr_core::contract::lsn::format as lsn_text;
 use pgdr_core::lineage::{HistoryEntry, Lineage, divergence_bytes};
 
@@ -115,6 +115,44 @@ pub fn reclone_ready(request: &Reclone, members: &MemberReports) -> Result<Strin
             "waiting for every member to move its data directory aside: {}",
             waiting.join("; ")
         ))
+    }
+}
+
+/// Where a fenced site's rejoin starts, from how its writable peer relates to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejoinFork {
+    /// The peer left timeline `.0` at `.1` (or, when we are the newer promotion, we left it).
+    At(u32, u64),
+    /// The authority has not yet published its switchpoint: wait.
+    Pending,
+    /// No authority to rejoin: stay read-only, a person decides.
+    None,
+}
+
+/// The fork a fenced site rejoins against: the authority's marker. The agent's own fences follow
+/// only a peer at a higher epoch. A person's fence (`kubectl pgdr fence`, reason `operator`)
+/// makes the peer the authority by that person's word: at a tie, the peer's marker (both left a
+/// timeline; Patroni would not rewind equal numbers, which the hazard check then catches); when
+/// our promotion is the newer one, our own marker (we left the peer's timeline there). Another
+/// database, or no promotion on either side, is never rejoined automatically.
+pub fn rejoin_fork(lineage: &Lineage, by_operator: bool) -> RejoinFork {
+    match *lineage {
+        Lineage::PeerAuthoritative {
+            fork_pending: true, ..
+        } => RejoinFork::Pending,
+        Lineage::PeerAuthoritative {
+            timeline, fork_lsn, ..
+        } => RejoinFork::At(timeline, fork_lsn),
+        Lineage::EpochTie {
+            fork_pending: true, ..
+        } if by_operator => RejoinFork::Pending,
+        Lineage::EpochTie {
+            timeline, fork_lsn, ..
+        }
+        | Lineage::WeAuthoritative {
+            timeline, fork_lsn, ..
+        } if by_operator => RejoinFork::At(timeline, fork_lsn),
+        _ => RejoinFork::None,
     }
 }
 
@@ -324,28 +362,34 @@ impl<'a> Flow<'a> {
         if let Some(fork) = self.f.fork() {
             return Ok(fork);
         }
+        let by_operator = self.current.reason == FenceReason::Operator;
         match &s.peer {
-            Peer::Writable(Lineage::PeerAuthoritative {
-                fork_pending: true, ..
-            }) => Err(self.hold(format!(
-                "{peer} is authoritative but has not yet published where its new timeline \
-                 starts (its failover agent reads it from its timeline history): waiting"
-            ))),
-            Peer::Writable(Lineage::PeerAuthoritative {
-                fork_lsn, timeline, ..
-            }) => {
-                let end = self.f.local_end_lsn.or(s.own.wal_end);
-                self.f.timeline = Some(*timeline);
-                self.f.fork_lsn = Some(*fork_lsn);
-                self.f.local_end_lsn = end;
-                self.f.diverged_bytes = end.map(|e| divergence_bytes(e, *fork_lsn));
-                Ok((*timeline, *fork_lsn))
-            }
-            Peer::Writable(other) => Err(self.hold(format!(
-                "{peer} is writable but {}: no automatic rejoin, stays read-only; a person \
-                 decides (`kubectl pgdr status`)",
-                lineage_text(other)
-            ))),
+            Peer::Writable(lineage) => match rejoin_fork(lineage, by_operator) {
+                RejoinFork::Pending => Err(self.hold(format!(
+                    "{peer} is authoritative but has not yet published where its new timeline \
+                     starts (its failover agent reads it from its timeline history): waiting"
+                ))),
+                RejoinFork::At(timeline, fork_lsn) => {
+                    let end = self.f.local_end_lsn.or(s.own.wal_end);
+                    self.f.timeline = Some(timeline);
+                    self.f.fork_lsn = Some(fork_lsn);
+                    self.f.local_end_lsn = end;
+                    self.f.diverged_bytes = end.map(|e| divergence_bytes(e, fork_lsn));
+                    if by_operator && !lineage.peer_authoritative() {
+                        self.say(format!(
+                            "a person fenced this site: {peer} is the authority by that word \
+                             ({})",
+                            lineage_text(lineage)
+                        ));
+                    }
+                    Ok((timeline, fork_lsn))
+                }
+                RejoinFork::None => Err(self.hold(format!(
+                    "{peer} is writable but {}: no automatic rejoin, stays read-only; a person \
+                     decides (`kubectl pgdr status`)",
+                    lineage_text(lineage)
+                ))),
+            },
             Peer::Standby => Err(self.hold(format!(
                 "{peer} is not a writable primary (in recovery): stays read-only"
             ))),
@@ -431,7 +475,10 @@ impl<'a> Flow<'a> {
     /// request a re-clone instead.
     fn follow_or_reclone(&mut self, timeline: u32, fork: u64) -> Verdict {
         let (s, peer) = (self.s, self.peer.clone());
-        let authoritative = matches!(s.peer, Peer::Writable(l) if l.peer_authoritative());
+        // The authority to follow: a higher epoch, or whom a person's fence named.
+        let by_operator = self.current.reason == FenceReason::Operator;
+        let authoritative = matches!(&s.peer, Peer::Writable(l)
+            if rejoin_fork(l, by_operator) != RejoinFork::None);
         if let Some(why) = rewind_hazard(
             timeline,
             fork,

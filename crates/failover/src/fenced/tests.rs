@@ -570,3 +570,131 @@ fn reclone_is_not_requested_without_approval_proof_or_a_target() {
         d.reasons
     );
 }
+
+#[test]
+fn rejoin_fork_table() {
+    let tie = |pending| Lineage::EpochTie {
+        epoch: 2,
+        timeline: 3,
+        fork_lsn: FORK,
+        fork_pending: pending,
+    };
+    let ours = Lineage::WeAuthoritative {
+        epoch: 2,
+        timeline: 2,
+        fork_lsn: 0x400,
+    };
+    let pending_peer = Lineage::PeerAuthoritative {
+        epoch: 3,
+        timeline: 3,
+        fork_lsn: FORK,
+        fork_pending: true,
+    };
+    let rows: Vec<(&str, Lineage, bool, RejoinFork)> = vec![
+        (
+            "agent: the higher epoch",
+            forked_from_us(),
+            false,
+            RejoinFork::At(3, FORK),
+        ),
+        (
+            "agent: its fork pending",
+            pending_peer,
+            false,
+            RejoinFork::Pending,
+        ),
+        (
+            "agent: a tie is never rejoined",
+            tie(false),
+            false,
+            RejoinFork::None,
+        ),
+        (
+            "agent: never onto an older promotion",
+            ours,
+            false,
+            RejoinFork::None,
+        ),
+        (
+            "operator: the higher epoch",
+            forked_from_us(),
+            true,
+            RejoinFork::At(3, FORK),
+        ),
+        (
+            "operator: a tie, the peer's marker",
+            tie(false),
+            true,
+            RejoinFork::At(3, FORK),
+        ),
+        (
+            "operator: a tie, the peer's fork pending",
+            tie(true),
+            true,
+            RejoinFork::Pending,
+        ),
+        (
+            "operator: our promotion is newer, our own fork",
+            ours,
+            true,
+            RejoinFork::At(2, 0x400),
+        ),
+        (
+            "operator: another database",
+            Lineage::DifferentSystem,
+            true,
+            RejoinFork::None,
+        ),
+        (
+            "operator: no promotion anywhere",
+            Lineage::SameTimeline,
+            true,
+            RejoinFork::None,
+        ),
+        (
+            "operator: a fresh site beside us",
+            Lineage::ForeignNewer { epoch: 1 },
+            true,
+            RejoinFork::None,
+        ),
+    ];
+    for (name, lineage, by_operator, want) in rows {
+        assert_eq!(rejoin_fork(&lineage, by_operator), want, "{name}");
+    }
+}
+
+/// Issue 20 item 3: a person's fence goes through the same flow as the agent's — fork recorded,
+/// divergence recorded, WAL preserved — even at a tie, where the agent alone would never act.
+#[test]
+fn an_operator_fence_at_a_tie_records_and_preserves_before_it_follows() {
+    let tie = Peer::Writable(Lineage::EpochTie {
+        epoch: 2,
+        timeline: 3,
+        fork_lsn: FORK,
+        fork_pending: false,
+    });
+    let operator = Fence::hold(t(-100), FenceReason::Operator, "golddr");
+    let (v, f, st) = walk(
+        Rejoin::Auto,
+        operator,
+        &fenced_sample(tie.clone(), preserved()),
+    );
+    assert_eq!(
+        v,
+        vec![Verdict::Fenced, Verdict::Rejoining, Verdict::Rejoining]
+    );
+    assert_eq!(f.phase, Phase::Follow);
+    assert_eq!(
+        f.preserve,
+        Some(Preserve {
+            timeline: 3,
+            from_lsn: FORK
+        })
+    );
+    assert_eq!(st.divergence.unwrap().diverged_bytes, Some(END - FORK));
+    // The same tie under the agent's own fence: held, nothing asked.
+    let agent = hold_fence();
+    let (v, f, _) = walk(Rejoin::Auto, agent, &fenced_sample(tie, preserved()));
+    assert_eq!(v, vec![Verdict::Fenced]);
+    assert_eq!((f.phase, f.preserve), (Phase::Hold, None));
+}

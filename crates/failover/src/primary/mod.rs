@@ -210,7 +210,7 @@ impl Deciding<'_> {
                 );
                 Verdict::Unknown
             }
-            Lineage::EpochTie { epoch } => {
+            Lineage::EpochTie { epoch, .. } => {
                 self.say(format!(
                     "both sites were promoted at epoch {epoch}: neither is authoritative and \
                      neither is advertised; a person chooses the site to keep (`kubectl pgdr \

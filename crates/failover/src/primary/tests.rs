@@ -123,7 +123,12 @@ fn primary_role_table() {
         Row {
             name: "both promoted at the same epoch: split brain, nobody fenced, even with the \
                    promotion record here",
-            peer: Peer::Writable(Lineage::EpochTie { epoch: 2 }),
+            peer: Peer::Writable(Lineage::EpochTie {
+                epoch: 2,
+                timeline: 1,
+                fork_lsn: 0x100,
+                fork_pending: false,
+            }),
             placements: vec![moved()],
             promoted_here: true,
             state: State::default(),

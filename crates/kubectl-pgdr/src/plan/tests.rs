@@ -910,3 +910,59 @@ fn slot_name_table() {
         }
     }
 }
+
+/// Issue 20 item 3: `fence` puts a site that may hold writes of its own on hold (its agent
+/// records, preserves and rejoins), follows at once only from a running standby, and fences the
+/// site with the newer promotion only with --force and the typed name.
+#[test]
+fn fence_checks() {
+    let (g, d) = healthy(100, 90);
+    // The writable gold: hold form, the only-primary note, the typed name not required.
+    let c = check_fence(&g, &d, false).unwrap();
+    assert!(c.hold && !c.must_type, "{c:?}");
+    assert!(
+        c.notes.iter().any(|n| n.contains("only writable primary")),
+        "{c:?}"
+    );
+    assert!(c.notes.iter().any(|n| n.contains("preserved")), "{c:?}");
+    // A running standby: the follow form at once, nothing to preserve.
+    let c = check_fence(&d, &g, false).unwrap();
+    assert!(!c.hold && !c.must_type, "{c:?}");
+    // A site that is down may come back with writes of its own: hold.
+    let mut down = g.clone();
+    down.members[0].state = Some("stopped".into());
+    assert!(check_fence(&down, &d, false).unwrap().hold);
+    // Without its agent the hold is said to last.
+    let no_agent = with_agent(g.clone(), true);
+    let c = check_fence(&no_agent, &d, false).unwrap();
+    assert!(c.notes.iter().any(|n| n.contains("not running")), "{c:?}");
+    // gold holds the newer promotion (epoch 3 against golddr's 2): refused without --force…
+    let marker = |epoch: u64| {
+        json!({"postgresql": {"parameters": {"pgdr.promoted_from":
+            format!("epoch={epoch} timeline=1 fork_lsn=0/64 site=x at=2026-12-04T10:00:00Z")}}})
+        .as_object()
+        .cloned()
+        .unwrap()
+    };
+    let (mut newer, mut older) = (g.clone(), d.clone());
+    newer.config.as_mut().unwrap().config = Ok(marker(3));
+    older.config.as_mut().unwrap().config = Ok(marker(2));
+    let e = check_fence(&newer, &older, false).unwrap_err();
+    assert!(
+        e.contains("newer promotion") && e.contains("--force"),
+        "{e}"
+    );
+    // …and with it the name is typed.
+    let c = check_fence(&newer, &older, true).unwrap();
+    assert!(c.must_type && c.hold, "{c:?}");
+    // The older site is fenced without --force.
+    older.members[0] = newer.members[0].clone();
+    assert!(!check_fence(&older, &newer, false).unwrap().must_type);
+    // An unreadable site is refused.
+    let gone = SiteObs {
+        site: "gold".into(),
+        error: Some("timeout".into()),
+        ..SiteObs::default()
+    };
+    assert!(check_fence(&gone, &d, false).is_err());
+}
