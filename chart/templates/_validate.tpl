@@ -87,8 +87,9 @@ configmap-patroni.yaml (always rendered).
 {{- if and $v.tls.enabled (not $v.tls.existingSecret) -}}
 {{- fail "generateSecrets=false needs tls.existingSecret (or tls.enabled=false): a generated certificate would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
 {{- end -}}
-{{- if and $v.appDatabase.enabled (not $v.appDatabase.existingSecret) -}}
-{{- fail "generateSecrets=false needs appDatabase.existingSecret (or appDatabase.enabled=false): a generated password would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
+{{- /* Only a primary site reads the application owner's password (post_bootstrap, helm test); a standby site receives the role by replication and mounts nothing. */ -}}
+{{- if and $v.appDatabase.enabled (eq $v.site.role "primary") (not $v.appDatabase.existingSecret) -}}
+{{- fail "generateSecrets=false needs appDatabase.existingSecret on a primary site (or appDatabase.enabled=false): a generated password would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
 {{- end -}}
 {{- end -}}
 {{- if and (not $v.serviceAccount.create) (not $v.serviceAccount.name) -}}

@@ -334,6 +334,32 @@ fn gitops_can_forbid_generated_secrets() {
     // The default warns in NOTES.
     let notes = Render::site("gold").notes();
     assert!(notes.contains("Credentials under GitOps"), "{notes}");
+
+    // A standby site never reads the application owner's password (the role arrives by
+    // replication; post_bootstrap and the SELECT 1 test run on a primary site only), so GitOps
+    // there needs no appDatabase.existingSecret, and nothing refers to the app Secret.
+    let golddr = Render::site("golddr")
+        .set("generateSecrets=false")
+        .set("tls.existingSecret=pg-tls")
+        .render();
+    for s in golddr.of_kind("Secret") {
+        assert_ne!(s["type"], "Opaque", "generated {}", describe(s));
+    }
+    let text = serde_json::to_string(&golddr.0).unwrap();
+    assert!(
+        !text.contains("patroni-app"),
+        "a standby site refers to the app Secret"
+    );
+    // The primary site still needs it.
+    let err = Render::site("gold")
+        .set("generateSecrets=false")
+        .set("credentials.existingSecret=pg-creds")
+        .set("tls.existingSecret=pg-tls")
+        .render_err();
+    assert!(
+        err.contains("generateSecrets=false needs appDatabase.existingSecret on a primary site"),
+        "{err}"
+    );
 }
 
 #[test]
