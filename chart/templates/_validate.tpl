@@ -65,8 +65,8 @@ configmap-patroni.yaml (always rendered).
 {{- if and (eq $v.tls.sslMode "verify-ca") (or (not $v.tls.enabled) (not $v.tls.existingSecret)) -}}
 {{- fail "tls.sslMode=verify-ca needs tls.enabled and tls.existingSecret with a ca.crt shared by both sites (a generated self-signed certificate cannot be verified by the peer)" -}}
 {{- end -}}
-{{- if and $v.tls.enforce (not $v.tls.enabled) -}}
-{{- fail "tls.enforce needs tls.enabled" -}}
+{{- if and (eq (toString $v.tls.enforce) "true") (not $v.tls.enabled) -}}
+{{- fail "tls.enforce=true needs tls.enabled" -}}
 {{- end -}}
 {{- if and (include "patroni.tscEnabled" .) (ne $v.services.tunnel.type "NodePort") -}}
 {{- fail (printf "transportServerClaim is enabled but services.tunnel.type is %s: since Feb 2026 the Service a TransportServerClaim targets (the tunnel target Service) must be NodePort. Set services.tunnel.type=NodePort (and make sure the namespace's services.nodeports quota allows one)" $v.services.tunnel.type) -}}

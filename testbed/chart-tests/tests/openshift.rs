@@ -254,14 +254,61 @@ fn pg_hba_protects_the_tunnel() {
             || first_match(&rules, true, "replication", "postgres", false).starts_with("no match")
     );
     assert!(rules.contains(&"host all all 127.0.0.1/32 scram-sha-256".to_string()));
-    // Applications: scram over TCP, TLS optional unless tls.enforce.
-    assert!(first_match(&rules, false, "app", "app", false).starts_with("host all all"));
-    let enforced = hba(
-        &Render::site("golddr").set("tls.enforce=true").render(),
-        "golddr",
+    // Applications: scram over TLS only on both sites of a pair by default (tls.enforce null: the
+    // tunnel target NodePort is reachable from the whole data-centre network on both sites).
+    for (site, objs) in [("gold", gold()), ("golddr", golddr())] {
+        let rules = hba(&objs, site);
+        assert!(
+            first_match(&rules, false, "app", "app", false).ends_with("reject"),
+            "{site}: plain TCP for applications: {rules:?}"
+        );
+        assert!(
+            first_match(&rules, true, "app", "app", false).starts_with("hostssl all all"),
+            "{site}: {rules:?}"
+        );
+        assert!(
+            !rules.iter().any(|l| l.starts_with("host all all 0.0.0.0/0")),
+            "{site}: a plain catch-all: {rules:?}"
+        );
+    }
+    // The explicit opt-out keeps plain TCP for applications, and NOTES warn about it.
+    let opted_out = hba(
+        &Render::site("gold").set("tls.enforce=false").render(),
+        "gold",
     );
-    assert!(first_match(&enforced, false, "app", "app", false).ends_with("reject"));
-    assert!(first_match(&enforced, true, "app", "app", false).starts_with("hostssl all all"));
+    assert!(first_match(&opted_out, false, "app", "app", false).starts_with("host all all"));
+    let notes = Render::site("gold").set("tls.enforce=false").notes();
+    assert!(
+        notes.contains("tls.enforce=false while a NodePort exposes PostgreSQL"),
+        "{notes}"
+    );
+    assert!(
+        !Render::site("gold")
+            .notes()
+            .contains("tls.enforce=false while"),
+        "warned without the opt-out"
+    );
+    // No NodePort (a single site with a ClusterIP primary Service): not enforced by default; a
+    // NodePort primary Service turns it on; TLS off turns it off; true without TLS is refused.
+    let single = Render::defaults().set("site.name=solo").render();
+    assert!(
+        first_match(&hba(&single, "solo"), false, "app", "app", false).starts_with("host all all")
+    );
+    let single_np = Render::defaults()
+        .set("site.name=solo")
+        .set("services.primary.type=NodePort")
+        .render();
+    assert!(first_match(&hba(&single_np, "solo"), false, "app", "app", false).ends_with("reject"));
+    let no_tls = hba(
+        &Render::site("gold").set("tls.enabled=false").render(),
+        "gold",
+    );
+    assert!(first_match(&no_tls, false, "app", "app", false).starts_with("host all all"));
+    let err = Render::site("gold")
+        .set("tls.enabled=false")
+        .set("tls.enforce=true")
+        .render_err();
+    assert!(err.contains("tls.enforce=true needs tls.enabled"), "{err}");
 
     // extraPgHba lines are inserted before the catch-all (so they match), not replacing the list.
     let extra = hba(
@@ -276,7 +323,7 @@ fn pg_hba_protects_the_tunnel() {
         .unwrap();
     let catch_all = extra
         .iter()
-        .position(|l| l.starts_with("host all all 0.0.0.0/0"))
+        .position(|l| l.starts_with("hostssl all all 0.0.0.0/0"))
         .unwrap();
     assert!(at < catch_all, "{extra:?}");
     assert!(
