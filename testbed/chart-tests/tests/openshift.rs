@@ -144,6 +144,19 @@ fn everything_fits_the_platform_default_quota_limits_and_storage_included() {
             sizing.contains(&row),
             "{site}: README \"Sizing\" lacks {row:?}"
         );
+        // And what that leaves of the default quota for the application.
+        let left = format!(
+            "| {}m / {} MiB | {}m / {} MiB | {} |",
+            500 - rcpu,
+            2048 - rmem,
+            1500 - lcpu,
+            4096 - lmem,
+            1024 - replicas * mebibytes(size)
+        );
+        assert!(
+            sizing.contains(&left),
+            "{site}: README \"Sizing\" lacks {left:?}"
+        );
     }
     let notes = Render::site("golddr").notes();
     assert!(
@@ -814,4 +827,118 @@ fn readme_install_commands_work_from_the_repository_root() {
         }
     }
     assert!(checked >= 2, "no install commands found");
+}
+
+/// NOTES compare the release's needs with what each ResourceQuota has left (`spec.hard` minus
+/// `status.used`, plus what this release already holds there, which an upgrade replaces). The
+/// chart's helper is called with fixture objects through a test-only template, since `lookup`
+/// is empty without a cluster.
+#[test]
+fn notes_compare_needs_with_what_the_quota_has_left() {
+    let ours = |name: &str, phase: &str, req: (&str, &str), lim: (&str, &str)| {
+        json!({"metadata": {"name": name, "labels": {"app.kubernetes.io/instance": "patroni"}},
+               "spec": {"containers": [{"resources": {"requests": {"cpu": req.0, "memory": req.1},
+                                                      "limits": {"cpu": lim.0, "memory": lim.1}}}]},
+               "status": {"phase": phase}})
+    };
+    let member = |n: u32| {
+        let mut p = ours(
+            &format!("patroni-gold-{n}"),
+            "Running",
+            ("100m", "256Mi"),
+            ("500m", "512Mi"),
+        );
+        p["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                       "limits": {"cpu": "50m", "memory": "64Mi"}}}));
+        p
+    };
+    let fixture = json!({
+        "quotas": [
+            {"metadata": {"name": "compute-long-running-quota"},
+             "spec": {"hard": {"requests.cpu": "500m", "limits.cpu": "1500m", "requests.memory": "2Gi", "limits.memory": "4Gi", "pods": "20"}},
+             "status": {"used": {"requests.cpu": "490m", "limits.cpu": "1500m", "requests.memory": "1Gi", "limits.memory": "3Gi", "pods": "5"}}},
+            {"metadata": {"name": "storage-quota"},
+             "spec": {"hard": {"requests.storage": "2Gi"}},
+             "status": {"used": {"requests.storage": "2Gi"}}},
+            {"metadata": {"name": "nodeports-held"},
+             "spec": {"hard": {"services.nodeports": "1"}},
+             "status": {"used": {"services.nodeports": "1"}}},
+            {"metadata": {"name": "nodeports-none"},
+             "spec": {"hard": {"services.nodeports": "0"}}}
+        ],
+        "pods": [
+            member(0),
+            member(1),
+            // A finished failover run no longer counts against the quota.
+            ours("patroni-failover-1", "Succeeded", ("10m", "32Mi"), ("100m", "64Mi")),
+            // Another release's pod is not this release's to replace.
+            {"metadata": {"name": "app-0", "labels": {"app.kubernetes.io/instance": "app"}},
+             "spec": {"containers": [{"resources": {"requests": {"cpu": "200m"}}}]},
+             "status": {"phase": "Running"}}
+        ],
+        "pvcs": [
+            {"metadata": {"name": "pgdata-patroni-gold-0", "labels": {"app.kubernetes.io/instance": "patroni"}},
+             "spec": {"resources": {"requests": {"storage": "512Mi"}}}},
+            {"metadata": {"name": "pgdata-patroni-gold-1", "labels": {"app.kubernetes.io/instance": "patroni"}},
+             "spec": {"resources": {"requests": {"storage": "512Mi"}}}}
+        ],
+        "services": [
+            {"metadata": {"name": "patroni-tunnel", "labels": {"app.kubernetes.io/instance": "patroni"}},
+             "spec": {"type": "NodePort"}},
+            {"metadata": {"name": "patroni", "labels": {"app.kubernetes.io/instance": "patroni"}},
+             "spec": {"type": "ClusterIP"}}
+        ]
+    });
+    let probe = format!(
+        "{{{{- $fx := `{fixture}` | fromJson }}}}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: quota-probe\ndata:\n  warnings: {{{{ include \"patroni.quotaShortfalls\" (dict \"root\" . \"quotas\" $fx.quotas \"pods\" $fx.pods \"pvcs\" $fx.pvcs \"services\" $fx.services) | quote }}}}\n"
+    );
+    let chart = chart_copy_with(&[("zz-quota-probe.yaml", &probe)]);
+    let objs = Render::site("gold")
+        .chart_at(chart.path().join("patroni"))
+        .render();
+    let warnings = objs.get("ConfigMap", "quota-probe")["data"]["warnings"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Gold needs 240m / 640Mi requested, 1300m / 1344Mi limits, 1024Mi storage, 1 NodePort.
+    // requests.cpu: 500 - 490 + 220 (the two members; the finished run and the other release's
+    // pod are not counted) = 230m < 240m.
+    assert!(
+        warnings.contains("compute-long-running-quota: requests.cpu leaves 230m for this release (hard 500m, used 490m, 220m of it by this release) but it needs 240m."),
+        "{warnings}"
+    );
+    // limits.cpu: 1500 - 1500 + 1100 = 1100m < 1300m.
+    assert!(
+        warnings.contains("limits.cpu leaves 1100m for this release"),
+        "{warnings}"
+    );
+    // A quota without status.used: the room is spec.hard.
+    assert!(
+        warnings.contains("nodeports-none: services.nodeports leaves 0 for this release (hard 0, used 0) but it needs 1."),
+        "{warnings}"
+    );
+    // Enough room: memory (2Gi - 1Gi + 576Mi), storage (the release's own PVCs are replaced, not
+    // added), the NodePort the release already holds.
+    for fits in [
+        "requests.memory",
+        "limits.memory",
+        "requests.storage",
+        "nodeports-held",
+        "pods",
+    ] {
+        assert!(
+            !warnings.contains(fits),
+            "{fits} warned although it fits:\n{warnings}"
+        );
+    }
+    assert_eq!(
+        warnings.matches("* ResourceQuota").count(),
+        3,
+        "{warnings}"
+    );
+    // Without a cluster (lookup empty) NOTES warn about no quota.
+    assert!(!Render::site("gold").notes().contains("ResourceQuota"));
 }
