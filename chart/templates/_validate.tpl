@@ -92,6 +92,17 @@ configmap-patroni.yaml (always rendered).
 {{- fail "generateSecrets=false needs appDatabase.existingSecret on a primary site (or appDatabase.enabled=false): a generated password would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
 {{- end -}}
 {{- end -}}
+{{- /* Registries and pull Secret names: a placeholder left in (e.g. examples/values-artifactory.yaml's <...>) fails here, not as ImagePullBackOff on a cluster. */ -}}
+{{- range $key, $reg := dict "global.imageRegistry" $v.global.imageRegistry "images.registry" $v.images.registry -}}
+{{- if and $reg (not (regexMatch "^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$" $reg)) -}}
+{{- fail (printf "%s %q is not a registry path (host[:port][/path], lower case): replace the placeholder with your registry, e.g. the Artifactory remote repository key (chart/examples/values-artifactory.yaml, README \"Images and registries\")" $key $reg) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name := concat $v.global.imagePullSecrets $v.images.pullSecrets -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" (toString $name)) -}}
+{{- fail (printf "image pull Secret name %q is not a Secret name: replace the placeholder with the name of your pull Secret, present on both sites (chart/examples/values-artifactory.yaml, README \"Images and registries\")" (toString $name)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (not $v.serviceAccount.create) (not $v.serviceAccount.name) -}}
 {{- fail "serviceAccount.create=false needs serviceAccount.name: the existing ServiceAccount the Patroni pods run as" -}}
 {{- end -}}
