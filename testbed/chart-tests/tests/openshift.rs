@@ -628,6 +628,28 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
     assert!(g.contains(&"PgdrSiteFenced".to_string()), "{g:?}");
     // The agent runs on both sites, so both watch its runs; without the agent, neither does.
     assert!(g.contains(&"PgdrFailoverRunsFailing".to_string()), "{g:?}");
+    // Both sites watch their own data volumes (the StatefulSet's claims), at the threshold.
+    for (site, objs) in [("golddr", &d), ("gold", &gold_on)] {
+        let rule = objs.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["alert"] == "PgdrVolumeFillingUp")
+            .unwrap_or_else(|| panic!("{site}: no PgdrVolumeFillingUp"))
+            .clone();
+        let expr = rule["expr"].as_str().unwrap();
+        let claims = format!(
+            r#"persistentvolumeclaim=~"pgdata-patroni-{site}-[0-9]+""#
+        );
+        assert_eq!(expr.matches(&claims).count(), 2, "{site}: {expr}");
+        assert!(expr.ends_with(") > 0.85"), "{site}: {expr}");
+        let sts = objs.get("StatefulSet", &format!("patroni-{site}"));
+        assert_eq!(
+            sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+            "pgdata",
+            "the alert's claim names follow the template"
+        );
+    }
     let no_agent = Render::site("gold")
         .set("monitoring.prometheusRule.enabled=true")
         .set("failover.enabled=false")
