@@ -191,7 +191,10 @@ impl Render {
 pub fn chart_copy_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
     fn copy(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).expect("create folder");
-        for e in std::fs::read_dir(from).expect("read chart folder").flatten() {
+        for e in std::fs::read_dir(from)
+            .expect("read chart folder")
+            .flatten()
+        {
             let target = to.join(e.file_name());
             if e.path().is_dir() {
                 copy(&e.path(), &target);

@@ -79,7 +79,11 @@ fn readme_section_references_resolve() {
     let mut files = documents(&root);
     // The values files and examples users copy, and every template (NOTES, alerts and the
     // helm test reach users too).
-    for values in ["chart/values.yaml", "chart/values-gold.yaml", "chart/values-golddr.yaml"] {
+    for values in [
+        "chart/values.yaml",
+        "chart/values-gold.yaml",
+        "chart/values-golddr.yaml",
+    ] {
         files.push(PathBuf::from(values));
     }
     for dir in ["chart/examples", "chart/templates", "chart/templates/tests"] {

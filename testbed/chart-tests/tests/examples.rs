@@ -100,7 +100,10 @@ fn production_pair_runs_auto_with_a_witness_on_both_sites() {
         // The peer-API witness points at the other cluster's API, in the same namespace.
         let url = env_value(c, "FAILOVER_WITNESS_PEER_API_URL");
         assert_eq!(url, format!("https://api.{peer}.devops.gov.bc.ca:6443"));
-        assert_eq!(env_value(c, "FAILOVER_WITNESS_PEER_API_NAMESPACE"), NAMESPACE);
+        assert_eq!(
+            env_value(c, "FAILOVER_WITNESS_PEER_API_NAMESPACE"),
+            NAMESPACE
+        );
         // Each site exposes the read-only identity the other's witness reads (GoldDR only
         // because the example says exposeOnThisSite: true).
         let role = objs.get("Role", "patroni-peer-witness");

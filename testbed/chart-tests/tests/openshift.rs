@@ -282,7 +282,9 @@ fn pg_hba_protects_the_tunnel() {
             "{site}: {rules:?}"
         );
         assert!(
-            !rules.iter().any(|l| l.starts_with("host all all 0.0.0.0/0")),
+            !rules
+                .iter()
+                .any(|l| l.starts_with("host all all 0.0.0.0/0")),
             "{site}: a plain catch-all: {rules:?}"
         );
     }
@@ -638,15 +640,12 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
             .unwrap_or_else(|| panic!("{site}: no PgdrVolumeFillingUp"))
             .clone();
         let expr = rule["expr"].as_str().unwrap();
-        let claims = format!(
-            r#"persistentvolumeclaim=~"pgdata-patroni-{site}-[0-9]+""#
-        );
+        let claims = format!(r#"persistentvolumeclaim=~"pgdata-patroni-{site}-[0-9]+""#);
         assert_eq!(expr.matches(&claims).count(), 2, "{site}: {expr}");
         assert!(expr.ends_with(") > 0.85"), "{site}: {expr}");
         let sts = objs.get("StatefulSet", &format!("patroni-{site}"));
         assert_eq!(
-            sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
-            "pgdata",
+            sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "pgdata",
             "the alert's claim names follow the template"
         );
     }
@@ -870,11 +869,10 @@ fn notes_compare_needs_with_what_the_quota_has_left() {
             ("100m", "256Mi"),
             ("500m", "512Mi"),
         );
-        p["spec"]["containers"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
-                                       "limits": {"cpu": "50m", "memory": "64Mi"}}}));
+        p["spec"]["containers"].as_array_mut().unwrap().push(
+            json!({"resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                       "limits": {"cpu": "50m", "memory": "64Mi"}}}),
+        );
         p
     };
     let fixture = json!({
@@ -956,11 +954,7 @@ fn notes_compare_needs_with_what_the_quota_has_left() {
             "{fits} warned although it fits:\n{warnings}"
         );
     }
-    assert_eq!(
-        warnings.matches("* ResourceQuota").count(),
-        3,
-        "{warnings}"
-    );
+    assert_eq!(warnings.matches("* ResourceQuota").count(), 3, "{warnings}");
     // Without a cluster (lookup empty) NOTES warn about no quota.
     assert!(!Render::site("gold").notes().contains("ResourceQuota"));
 }
