@@ -53,7 +53,7 @@ configmap-patroni.yaml (always rendered).
 {{- fail "failover.mode=auto needs a witness (failover.witness.dns, .http or .peerApi): two sites alone cannot tell \"the primary site is down\" from \"the tunnel is down\", so a tunnel-only partition would promote this site while the primary still takes writes (two writable primaries). Configure a witness (README \"Witnesses\"), or set failover.allowNoWitness=true to accept that risk" -}}
 {{- end -}}
 {{- if and $w.peerApi.url (or (not $w.peerApi.namespace) (not $w.peerApi.existingSecret)) -}}
-{{- fail "failover.witness.peerApi.url needs failover.witness.peerApi.namespace (the primary site's namespace) and failover.witness.peerApi.existingSecret (its read-only token and CA; README \"Peer-API witness\")" -}}
+{{- fail "failover.witness.peerApi.url needs failover.witness.peerApi.namespace (the peer site's namespace) and failover.witness.peerApi.existingSecret (its read-only token and CA; README \"Peer-API witness\")" -}}
 {{- end -}}
 {{- if and $v.failover.witness.dns.name (not $v.failover.witness.dns.expectedAddresses) -}}
 {{- fail "failover.witness.dns.name is set but failover.witness.dns.expectedAddresses is empty: list the addresses that mean the application already runs on this site" -}}
