@@ -217,6 +217,26 @@ whenever the chart sets up scraping (Sysdig annotations, ServiceMonitor, PodMoni
 {{- end -}}
 {{- end -}}
 
+{{/*
+"true" when pg_hba accepts only TLS on TCP (tls.enforce). null: whenever TLS is on and a NodePort
+Service exposes PostgreSQL on this site: the tunnel target of a pair (the TransportServerClaim's
+TransportServers reach it in both clusters, from the whole data-centre network) or a NodePort
+primary Service. `false` opts out explicitly.
+*/}}
+{{- define "patroni.tlsEnforced" -}}
+{{- $v := .Values -}}
+{{- $e := $v.tls.enforce -}}
+{{- if kindIs "bool" $e -}}
+{{- if $e -}}true{{- end -}}
+{{- else if and $v.tls.enabled (include "patroni.nodePortExposed" .) -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when a NodePort Service of this site exposes PostgreSQL beyond the cluster. */}}
+{{- define "patroni.nodePortExposed" -}}
+{{- $v := .Values -}}
+{{- if or (and $v.site.peer (eq $v.services.tunnel.type "NodePort")) (eq $v.services.primary.type "NodePort") -}}true{{- end -}}
+{{- end -}}
+
 {{/* Pod-level settings shared by every pod of the chart. */}}
 {{- define "patroni.podCommon" -}}
 securityContext:

@@ -43,7 +43,8 @@ pg_hba (first match wins). The tunnel is reachable from the whole data centre, s
 - the superuser comes only from loopback and postgresql.superuserNetworks (the pod network), never
   through the tunnel;
 - with TLS on, replication and the pg_rewind user need TLS (hostssl) and plain TCP is rejected;
-- extraPgHba lines come next, then the catch-all for applications (hostssl when tls.enforce).
+- extraPgHba lines come next, then the catch-all for applications (hostssl when tls.enforce, by
+  default whenever a NodePort exposes PostgreSQL: "patroni.tlsEnforced").
 */}}
 {{- define "patroni.pgHba" -}}
 {{- $v := .Values -}}
@@ -52,7 +53,8 @@ pg_hba (first match wins). The tunnel is reachable from the whole data centre, s
 {{- else -}}
 {{- $tls := $v.tls.enabled -}}
 {{- $dr := ternary "hostssl" "host" $tls -}}
-{{- $app := ternary "hostssl" "host" $v.tls.enforce -}}
+{{- $enforce := include "patroni.tlsEnforced" . -}}
+{{- $app := ternary "hostssl" "host" (not (empty $enforce)) -}}
 {{- $c := $v.credentials -}}
 {{- $any := list "0.0.0.0/0" "::/0" -}}
 {{- $rules := list
@@ -81,7 +83,7 @@ pg_hba (first match wins). The tunnel is reachable from the whole data centre, s
 {{- range $v.postgresql.extraPgHba -}}
 {{- $rules = append $rules . -}}
 {{- end -}}
-{{- if $v.tls.enforce -}}
+{{- if $enforce -}}
 {{- range $net := $any -}}
 {{- $rules = append $rules (printf "hostnossl all all %s reject" $net) -}}
 {{- end -}}

@@ -53,7 +53,7 @@ configmap-patroni.yaml (always rendered).
 {{- fail "failover.mode=auto needs a witness (failover.witness.dns, .http or .peerApi): two sites alone cannot tell \"the primary site is down\" from \"the tunnel is down\", so a tunnel-only partition would promote this site while the primary still takes writes (two writable primaries). Configure a witness (README \"Witnesses\"), or set failover.allowNoWitness=true to accept that risk" -}}
 {{- end -}}
 {{- if and $w.peerApi.url (or (not $w.peerApi.namespace) (not $w.peerApi.existingSecret)) -}}
-{{- fail "failover.witness.peerApi.url needs failover.witness.peerApi.namespace (the primary site's namespace) and failover.witness.peerApi.existingSecret (its read-only token and CA; README \"Peer-API witness\")" -}}
+{{- fail "failover.witness.peerApi.url needs failover.witness.peerApi.namespace (the peer site's namespace) and failover.witness.peerApi.existingSecret (its read-only token and CA; README \"Peer-API witness\")" -}}
 {{- end -}}
 {{- if and $v.failover.witness.dns.name (not $v.failover.witness.dns.expectedAddresses) -}}
 {{- fail "failover.witness.dns.name is set but failover.witness.dns.expectedAddresses is empty: list the addresses that mean the application already runs on this site" -}}
@@ -65,8 +65,8 @@ configmap-patroni.yaml (always rendered).
 {{- if and (eq $v.tls.sslMode "verify-ca") (or (not $v.tls.enabled) (not $v.tls.existingSecret)) -}}
 {{- fail "tls.sslMode=verify-ca needs tls.enabled and tls.existingSecret with a ca.crt shared by both sites (a generated self-signed certificate cannot be verified by the peer)" -}}
 {{- end -}}
-{{- if and $v.tls.enforce (not $v.tls.enabled) -}}
-{{- fail "tls.enforce needs tls.enabled" -}}
+{{- if and (eq (toString $v.tls.enforce) "true") (not $v.tls.enabled) -}}
+{{- fail "tls.enforce=true needs tls.enabled" -}}
 {{- end -}}
 {{- if and (include "patroni.tscEnabled" .) (ne $v.services.tunnel.type "NodePort") -}}
 {{- fail (printf "transportServerClaim is enabled but services.tunnel.type is %s: since Feb 2026 the Service a TransportServerClaim targets (the tunnel target Service) must be NodePort. Set services.tunnel.type=NodePort (and make sure the namespace's services.nodeports quota allows one)" $v.services.tunnel.type) -}}
@@ -87,8 +87,20 @@ configmap-patroni.yaml (always rendered).
 {{- if and $v.tls.enabled (not $v.tls.existingSecret) -}}
 {{- fail "generateSecrets=false needs tls.existingSecret (or tls.enabled=false): a generated certificate would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
 {{- end -}}
-{{- if and $v.appDatabase.enabled (not $v.appDatabase.existingSecret) -}}
-{{- fail "generateSecrets=false needs appDatabase.existingSecret (or appDatabase.enabled=false): a generated password would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
+{{- /* Only a primary site reads the application owner's password (post_bootstrap, helm test); a standby site receives the role by replication and mounts nothing. */ -}}
+{{- if and $v.appDatabase.enabled (eq $v.site.role "primary") (not $v.appDatabase.existingSecret) -}}
+{{- fail "generateSecrets=false needs appDatabase.existingSecret on a primary site (or appDatabase.enabled=false): a generated password would change on every GitOps sync (README \"Credentials under GitOps\")" -}}
+{{- end -}}
+{{- end -}}
+{{- /* Registries and pull Secret names: a placeholder left in (e.g. examples/values-artifactory.yaml's <...>) fails here, not as ImagePullBackOff on a cluster. */ -}}
+{{- range $key, $reg := dict "global.imageRegistry" $v.global.imageRegistry "images.registry" $v.images.registry -}}
+{{- if and $reg (not (regexMatch "^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$" $reg)) -}}
+{{- fail (printf "%s %q is not a registry path (host[:port][/path], lower case): replace the placeholder with your registry, e.g. the Artifactory remote repository key (chart/examples/values-artifactory.yaml, README \"Images and registries\")" $key $reg) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name := concat $v.global.imagePullSecrets $v.images.pullSecrets -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" (toString $name)) -}}
+{{- fail (printf "image pull Secret name %q is not a Secret name: replace the placeholder with the name of your pull Secret, present on both sites (chart/examples/values-artifactory.yaml, README \"Images and registries\")" (toString $name)) -}}
 {{- end -}}
 {{- end -}}
 {{- if and (not $v.serviceAccount.create) (not $v.serviceAccount.name) -}}

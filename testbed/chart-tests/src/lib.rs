@@ -57,6 +57,7 @@ pub struct Render {
     set_json: Vec<String>,
     release: Option<String>,
     extra_yaml: Option<String>,
+    chart: Option<PathBuf>,
 }
 
 impl Render {
@@ -98,6 +99,13 @@ impl Render {
         self
     }
 
+    /// Renders the chart in `dir` instead of the repository's (e.g. a copy with a test-only
+    /// template that calls one of the chart's named templates with fixture data).
+    pub fn chart_at(mut self, dir: PathBuf) -> Self {
+        self.chart = Some(dir);
+        self
+    }
+
     fn command(&self, tmp: &Path) -> Command {
         self.command_with(tmp, &["template"])
     }
@@ -106,7 +114,7 @@ impl Render {
         let mut cmd = Command::new(helm());
         cmd.args(verb)
             .arg(self.release.as_deref().unwrap_or(RELEASE))
-            .arg(chart_dir())
+            .arg(self.chart.clone().unwrap_or_else(chart_dir))
             .args(["--namespace", NAMESPACE]);
         for f in &self.values_files {
             cmd.arg("--values").arg(f);
@@ -175,6 +183,33 @@ impl Render {
             Err(e) => e,
         }
     }
+}
+
+/// A copy of the chart in a temporary folder, plus `extra` templates (file name, text) in its
+/// `templates/`: for calling the chart's named templates with fixture data. Keep the returned
+/// folder alive while rendering.
+pub fn chart_copy_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("create folder");
+        for e in std::fs::read_dir(from)
+            .expect("read chart folder")
+            .flatten()
+        {
+            let target = to.join(e.file_name());
+            if e.path().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).expect("copy chart file");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("temporary folder");
+    copy(&chart_dir(), &dir.path().join("patroni"));
+    for (name, text) in extra {
+        std::fs::write(dir.path().join("patroni/templates").join(name), text)
+            .expect("write extra template");
+    }
+    dir
 }
 
 /// The objects of one render.

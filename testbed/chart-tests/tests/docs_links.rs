@@ -1,7 +1,8 @@
 //! Every relative Markdown link, `#anchor` and `README "Section"` reference in the documents
 //! resolves: the file exists and the anchor or section names one of its headings (GitHub's
-//! anchor rules). The chart's values comments and templates name README sections too (they
-//! reach users through the values table and NOTES), so their references are checked as well.
+//! anchor rules). The chart's values files, examples and templates name README sections too
+//! (they reach users through the values table, the files they copy and NOTES), so their
+//! references are checked as well.
 
 use std::path::{Path, PathBuf};
 
@@ -76,15 +77,26 @@ fn readme_section_references_resolve() {
     let root = workspace_root();
     let tree = Disk(root.clone());
     let mut files = documents(&root);
-    files.push(PathBuf::from("chart/values.yaml"));
-    let mut templates: Vec<PathBuf> = std::fs::read_dir(root.join("chart/templates"))
-        .expect("chart/templates")
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| PathBuf::from("chart/templates").join(e.file_name()))
-        .collect();
-    templates.sort();
-    files.extend(templates);
+    // The values files and examples users copy, and every template (NOTES, alerts and the
+    // helm test reach users too).
+    for values in [
+        "chart/values.yaml",
+        "chart/values-gold.yaml",
+        "chart/values-golddr.yaml",
+    ] {
+        files.push(PathBuf::from(values));
+    }
+    for dir in ["chart/examples", "chart/templates", "chart/templates/tests"] {
+        let mut more: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| PathBuf::from(dir).join(e.file_name()))
+            .collect();
+        more.sort();
+        assert!(!more.is_empty(), "no files in {dir}");
+        files.extend(more);
+    }
     let seen: usize = files
         .iter()
         .map(|f| section_refs(&std::fs::read_to_string(root.join(f)).unwrap_or_default()).len())

@@ -144,6 +144,19 @@ fn everything_fits_the_platform_default_quota_limits_and_storage_included() {
             sizing.contains(&row),
             "{site}: README \"Sizing\" lacks {row:?}"
         );
+        // And what that leaves of the default quota for the application.
+        let left = format!(
+            "| {}m / {} MiB | {}m / {} MiB | {} |",
+            500 - rcpu,
+            2048 - rmem,
+            1500 - lcpu,
+            4096 - lmem,
+            1024 - replicas * mebibytes(size)
+        );
+        assert!(
+            sizing.contains(&left),
+            "{site}: README \"Sizing\" lacks {left:?}"
+        );
     }
     let notes = Render::site("golddr").notes();
     assert!(
@@ -162,22 +175,24 @@ fn everything_fits_the_platform_default_quota_limits_and_storage_included() {
 }
 
 #[test]
-fn f5_ingress_admits_both_policy_groups_as_separate_peers() {
+fn f5_ingress_admits_the_host_network_group_not_the_router() {
+    // F5 -> NodePort traffic enters through the node (host-network policy group on
+    // OVN-Kubernetes); the router (policy-group ingress) never carries the tunnel, so it is not a
+    // default peer.
     for objs in [gold(), golddr()] {
         let np = objs.get("NetworkPolicy", "patroni-from-f5-ingress");
         let from = np["spec"]["ingress"][0]["from"].as_array().unwrap();
         assert_eq!(
-            from.len(),
-            2,
-            "two peers (OR), not one ANDed selector: {from:?}"
+            from,
+            &vec![
+                json!({"namespaceSelector": {"matchLabels": {"policy-group.network.openshift.io/host-network": ""}}})
+            ],
+            "{from:?}"
         );
-        assert_eq!(
-            from[0],
-            json!({"namespaceSelector": {"matchLabels": {"network.openshift.io/policy-group": "ingress"}}})
-        );
-        assert_eq!(
-            from[1],
-            json!({"namespaceSelector": {"matchLabels": {"policy-group.network.openshift.io/host-network": ""}}})
+        let text = serde_json::to_string(&objs.0).unwrap();
+        assert!(
+            !text.contains(r#""network.openshift.io/policy-group":"ingress""#),
+            "a policy admits the router's policy group"
         );
     }
     let custom = Render::site("gold")
@@ -254,14 +269,63 @@ fn pg_hba_protects_the_tunnel() {
             || first_match(&rules, true, "replication", "postgres", false).starts_with("no match")
     );
     assert!(rules.contains(&"host all all 127.0.0.1/32 scram-sha-256".to_string()));
-    // Applications: scram over TCP, TLS optional unless tls.enforce.
-    assert!(first_match(&rules, false, "app", "app", false).starts_with("host all all"));
-    let enforced = hba(
-        &Render::site("golddr").set("tls.enforce=true").render(),
-        "golddr",
+    // Applications: scram over TLS only on both sites of a pair by default (tls.enforce null: the
+    // tunnel target NodePort is reachable from the whole data-centre network on both sites).
+    for (site, objs) in [("gold", gold()), ("golddr", golddr())] {
+        let rules = hba(&objs, site);
+        assert!(
+            first_match(&rules, false, "app", "app", false).ends_with("reject"),
+            "{site}: plain TCP for applications: {rules:?}"
+        );
+        assert!(
+            first_match(&rules, true, "app", "app", false).starts_with("hostssl all all"),
+            "{site}: {rules:?}"
+        );
+        assert!(
+            !rules
+                .iter()
+                .any(|l| l.starts_with("host all all 0.0.0.0/0")),
+            "{site}: a plain catch-all: {rules:?}"
+        );
+    }
+    // The explicit opt-out keeps plain TCP for applications, and NOTES warn about it.
+    let opted_out = hba(
+        &Render::site("gold").set("tls.enforce=false").render(),
+        "gold",
     );
-    assert!(first_match(&enforced, false, "app", "app", false).ends_with("reject"));
-    assert!(first_match(&enforced, true, "app", "app", false).starts_with("hostssl all all"));
+    assert!(first_match(&opted_out, false, "app", "app", false).starts_with("host all all"));
+    let notes = Render::site("gold").set("tls.enforce=false").notes();
+    assert!(
+        notes.contains("tls.enforce=false while a NodePort exposes PostgreSQL"),
+        "{notes}"
+    );
+    assert!(
+        !Render::site("gold")
+            .notes()
+            .contains("tls.enforce=false while"),
+        "warned without the opt-out"
+    );
+    // No NodePort (a single site with a ClusterIP primary Service): not enforced by default; a
+    // NodePort primary Service turns it on; TLS off turns it off; true without TLS is refused.
+    let single = Render::defaults().set("site.name=solo").render();
+    assert!(
+        first_match(&hba(&single, "solo"), false, "app", "app", false).starts_with("host all all")
+    );
+    let single_np = Render::defaults()
+        .set("site.name=solo")
+        .set("services.primary.type=NodePort")
+        .render();
+    assert!(first_match(&hba(&single_np, "solo"), false, "app", "app", false).ends_with("reject"));
+    let no_tls = hba(
+        &Render::site("gold").set("tls.enabled=false").render(),
+        "gold",
+    );
+    assert!(first_match(&no_tls, false, "app", "app", false).starts_with("host all all"));
+    let err = Render::site("gold")
+        .set("tls.enabled=false")
+        .set("tls.enforce=true")
+        .render_err();
+    assert!(err.contains("tls.enforce=true needs tls.enabled"), "{err}");
 
     // extraPgHba lines are inserted before the catch-all (so they match), not replacing the list.
     let extra = hba(
@@ -276,7 +340,7 @@ fn pg_hba_protects_the_tunnel() {
         .unwrap();
     let catch_all = extra
         .iter()
-        .position(|l| l.starts_with("host all all 0.0.0.0/0"))
+        .position(|l| l.starts_with("hostssl all all 0.0.0.0/0"))
         .unwrap();
     assert!(at < catch_all, "{extra:?}");
     assert!(
@@ -334,6 +398,32 @@ fn gitops_can_forbid_generated_secrets() {
     // The default warns in NOTES.
     let notes = Render::site("gold").notes();
     assert!(notes.contains("Credentials under GitOps"), "{notes}");
+
+    // A standby site never reads the application owner's password (the role arrives by
+    // replication; post_bootstrap and the SELECT 1 test run on a primary site only), so GitOps
+    // there needs no appDatabase.existingSecret, and nothing refers to the app Secret.
+    let golddr = Render::site("golddr")
+        .set("generateSecrets=false")
+        .set("tls.existingSecret=pg-tls")
+        .render();
+    for s in golddr.of_kind("Secret") {
+        assert_ne!(s["type"], "Opaque", "generated {}", describe(s));
+    }
+    let text = serde_json::to_string(&golddr.0).unwrap();
+    assert!(
+        !text.contains("patroni-app"),
+        "a standby site refers to the app Secret"
+    );
+    // The primary site still needs it.
+    let err = Render::site("gold")
+        .set("generateSecrets=false")
+        .set("credentials.existingSecret=pg-creds")
+        .set("tls.existingSecret=pg-tls")
+        .render_err();
+    assert!(
+        err.contains("generateSecrets=false needs appDatabase.existingSecret on a primary site"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -540,6 +630,25 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
     assert!(g.contains(&"PgdrSiteFenced".to_string()), "{g:?}");
     // The agent runs on both sites, so both watch its runs; without the agent, neither does.
     assert!(g.contains(&"PgdrFailoverRunsFailing".to_string()), "{g:?}");
+    // Both sites watch their own data volumes (the StatefulSet's claims), at the threshold.
+    for (site, objs) in [("golddr", &d), ("gold", &gold_on)] {
+        let rule = objs.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["alert"] == "PgdrVolumeFillingUp")
+            .unwrap_or_else(|| panic!("{site}: no PgdrVolumeFillingUp"))
+            .clone();
+        let expr = rule["expr"].as_str().unwrap();
+        let claims = format!(r#"persistentvolumeclaim=~"pgdata-patroni-{site}-[0-9]+""#);
+        assert_eq!(expr.matches(&claims).count(), 2, "{site}: {expr}");
+        assert!(expr.ends_with(") > 0.85"), "{site}: {expr}");
+        let sts = objs.get("StatefulSet", &format!("patroni-{site}"));
+        assert_eq!(
+            sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "pgdata",
+            "the alert's claim names follow the template"
+        );
+    }
     let no_agent = Render::site("gold")
         .set("monitoring.prometheusRule.enabled=true")
         .set("failover.enabled=false")
@@ -739,4 +848,113 @@ fn readme_install_commands_work_from_the_repository_root() {
         }
     }
     assert!(checked >= 2, "no install commands found");
+}
+
+/// NOTES compare the release's needs with what each ResourceQuota has left (`spec.hard` minus
+/// `status.used`, plus what this release already holds there, which an upgrade replaces). The
+/// chart's helper is called with fixture objects through a test-only template, since `lookup`
+/// is empty without a cluster.
+#[test]
+fn notes_compare_needs_with_what_the_quota_has_left() {
+    let ours = |name: &str, phase: &str, req: (&str, &str), lim: (&str, &str)| {
+        json!({"metadata": {"name": name, "labels": {"app.kubernetes.io/instance": "patroni"}},
+               "spec": {"containers": [{"resources": {"requests": {"cpu": req.0, "memory": req.1},
+                                                      "limits": {"cpu": lim.0, "memory": lim.1}}}]},
+               "status": {"phase": phase}})
+    };
+    let member = |n: u32| {
+        let mut p = ours(
+            &format!("patroni-gold-{n}"),
+            "Running",
+            ("100m", "256Mi"),
+            ("500m", "512Mi"),
+        );
+        p["spec"]["containers"].as_array_mut().unwrap().push(
+            json!({"resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                       "limits": {"cpu": "50m", "memory": "64Mi"}}}),
+        );
+        p
+    };
+    let fixture = json!({
+        "quotas": [
+            {"metadata": {"name": "compute-long-running-quota"},
+             "spec": {"hard": {"requests.cpu": "500m", "limits.cpu": "1500m", "requests.memory": "2Gi", "limits.memory": "4Gi", "pods": "20"}},
+             "status": {"used": {"requests.cpu": "490m", "limits.cpu": "1500m", "requests.memory": "1Gi", "limits.memory": "3Gi", "pods": "5"}}},
+            {"metadata": {"name": "storage-quota"},
+             "spec": {"hard": {"requests.storage": "2Gi"}},
+             "status": {"used": {"requests.storage": "2Gi"}}},
+            {"metadata": {"name": "nodeports-held"},
+             "spec": {"hard": {"services.nodeports": "1"}},
+             "status": {"used": {"services.nodeports": "1"}}},
+            {"metadata": {"name": "nodeports-none"},
+             "spec": {"hard": {"services.nodeports": "0"}}}
+        ],
+        "pods": [
+            member(0),
+            member(1),
+            // A finished failover run no longer counts against the quota.
+            ours("patroni-failover-1", "Succeeded", ("10m", "32Mi"), ("100m", "64Mi")),
+            // Another release's pod is not this release's to replace.
+            {"metadata": {"name": "app-0", "labels": {"app.kubernetes.io/instance": "app"}},
+             "spec": {"containers": [{"resources": {"requests": {"cpu": "200m"}}}]},
+             "status": {"phase": "Running"}}
+        ],
+        "pvcs": [
+            {"metadata": {"name": "pgdata-patroni-gold-0", "labels": {"app.kubernetes.io/instance": "patroni"}},
+             "spec": {"resources": {"requests": {"storage": "512Mi"}}}},
+            {"metadata": {"name": "pgdata-patroni-gold-1", "labels": {"app.kubernetes.io/instance": "patroni"}},
+             "spec": {"resources": {"requests": {"storage": "512Mi"}}}}
+        ],
+        "services": [
+            {"metadata": {"name": "patroni-tunnel", "labels": {"app.kubernetes.io/instance": "patroni"}},
+             "spec": {"type": "NodePort"}},
+            {"metadata": {"name": "patroni", "labels": {"app.kubernetes.io/instance": "patroni"}},
+             "spec": {"type": "ClusterIP"}}
+        ]
+    });
+    let probe = format!(
+        "{{{{- $fx := `{fixture}` | fromJson }}}}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: quota-probe\ndata:\n  warnings: {{{{ include \"patroni.quotaShortfalls\" (dict \"root\" . \"quotas\" $fx.quotas \"pods\" $fx.pods \"pvcs\" $fx.pvcs \"services\" $fx.services) | quote }}}}\n"
+    );
+    let chart = chart_copy_with(&[("zz-quota-probe.yaml", &probe)]);
+    let objs = Render::site("gold")
+        .chart_at(chart.path().join("patroni"))
+        .render();
+    let warnings = objs.get("ConfigMap", "quota-probe")["data"]["warnings"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Gold needs 240m / 640Mi requested, 1300m / 1344Mi limits, 1024Mi storage, 1 NodePort.
+    // requests.cpu: 500 - 490 + 220 (the two members; the finished run and the other release's
+    // pod are not counted) = 230m < 240m.
+    assert!(
+        warnings.contains("compute-long-running-quota: requests.cpu leaves 230m for this release (hard 500m, used 490m, 220m of it by this release) but it needs 240m."),
+        "{warnings}"
+    );
+    // limits.cpu: 1500 - 1500 + 1100 = 1100m < 1300m.
+    assert!(
+        warnings.contains("limits.cpu leaves 1100m for this release"),
+        "{warnings}"
+    );
+    // A quota without status.used: the room is spec.hard.
+    assert!(
+        warnings.contains("nodeports-none: services.nodeports leaves 0 for this release (hard 0, used 0) but it needs 1."),
+        "{warnings}"
+    );
+    // Enough room: memory (2Gi - 1Gi + 576Mi), storage (the release's own PVCs are replaced, not
+    // added), the NodePort the release already holds.
+    for fits in [
+        "requests.memory",
+        "limits.memory",
+        "requests.storage",
+        "nodeports-held",
+        "pods",
+    ] {
+        assert!(
+            !warnings.contains(fits),
+            "{fits} warned although it fits:\n{warnings}"
+        );
+    }
+    assert_eq!(warnings.matches("* ResourceQuota").count(), 3, "{warnings}");
+    // Without a cluster (lookup empty) NOTES warn about no quota.
+    assert!(!Render::site("gold").notes().contains("ResourceQuota"));
 }

@@ -617,8 +617,9 @@ fn network_policies_admit_the_tunnel_and_the_release() {
         let f5 = objs.get("NetworkPolicy", "patroni-from-f5-ingress");
         let rule = &f5["spec"]["ingress"][0];
         assert_eq!(
-            rule["from"][0]["namespaceSelector"]["matchLabels"]["network.openshift.io/policy-group"],
-            "ingress"
+            rule["from"][0]["namespaceSelector"]["matchLabels"]["policy-group.network.openshift.io/host-network"],
+            "",
+            "{site}"
         );
         assert_eq!(
             rule["ports"],
