@@ -32,9 +32,6 @@ pub struct Identity {
     pub wal_end: u64,
     /// Its promotion marker, if it has one.
     pub marker: Option<PromotionMarker>,
-    /// The timelines it left and where (Patroni's cluster history, `/history` or the `history`
-    /// annotation of `<scope>-config`); empty when unknown (always for a peer seen over SQL).
-    pub history: Vec<HistoryEntry>,
 }
 
 /// One line of a timeline history: `timeline` ended at `switchpoint`.
@@ -42,20 +39,6 @@ pub struct Identity {
 pub struct HistoryEntry {
     pub timeline: u32,
     pub switchpoint: u64,
-}
-
-impl Identity {
-    /// Where this server left `timeline`: `Some(None)` while still on it, `Some(Some(lsn))` from
-    /// its history, `None` when its history does not say.
-    pub fn left(&self, timeline: u32) -> Option<Option<u64>> {
-        if self.timeline == timeline {
-            return Some(None);
-        }
-        self.history
-            .iter()
-            .find(|h| h.timeline == timeline)
-            .map(|h| Some(h.switchpoint))
-    }
 }
 
 /// Why an identity row or a timeline history cannot be read: acting on half a document is worse
@@ -335,7 +318,6 @@ pub fn identity_from_row(cols: &[Option<&str>]) -> Result<Identity, ReadError> {
         in_recovery,
         wal_end,
         marker,
-        history: Vec::new(),
     })
 }
 
@@ -358,7 +340,6 @@ mod tests {
                 site: "x".into(),
                 at: String::new(),
             }),
-            history: Vec::new(),
         }
     }
 

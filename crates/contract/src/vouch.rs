@@ -58,6 +58,24 @@ impl Vouch {
     }
 }
 
+/// How long after the promotion marker was written (the compare-and-set that removed
+/// `standby_cluster`) Patroni may take to run the member as a writable primary and the sidecar to
+/// see it: Patroni acts within `loop_wait` (10 s by default), the end-of-recovery checkpoint and
+/// one sidecar poll come on top. Generous on purpose: a returning primary's marker is hours old.
+pub const PROMOTION_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(120);
+
+/// A member that became a writable primary at `primary_since` through its site's own promotion
+/// (marker written at `promoted_at`) needs no further evidence: the promotion chose an epoch above
+/// everything known of the peer, and a peer lost is exactly why it was promoted. Only a primary
+/// that *returns* (power, restart, an in-site failover long after the promotion) must show that
+/// its peer did not promote past it meanwhile.
+pub fn promoted_into(primary_since: Timestamp, promoted_at: Option<Timestamp>) -> bool {
+    promoted_at.is_some_and(|at| {
+        at.checked_add(PROMOTION_GRACE)
+            .is_ok_and(|until| until >= primary_since)
+    })
+}
+
 /// The vouch in a config object; `None` when absent, null or unreadable (no evidence).
 pub fn read(config: &Map<String, Value>) -> Option<Vouch> {
     config
@@ -98,6 +116,23 @@ mod tests {
         assert_eq!(read(&c), None);
         c.insert(PEER_VOUCH.into(), Value::Null);
         assert_eq!(read(&c), None);
+    }
+
+    #[test]
+    fn a_primary_made_by_its_own_recent_promotion_needs_no_vouch() {
+        let since = t("2026-12-04T10:00:00Z");
+        let rows = [
+            // marker written at, promoted into
+            (Some("2026-12-04T09:59:50Z"), true),
+            (Some("2026-12-04T09:58:00Z"), true),
+            (Some("2026-12-04T10:00:05Z"), true),
+            (Some("2026-12-04T09:57:59Z"), false),
+            (Some("2026-11-30T16:00:00Z"), false),
+            (None, false),
+        ];
+        for (at, want) in rows {
+            assert_eq!(promoted_into(since, at.map(t)), want, "{at:?}");
+        }
     }
 
     #[test]

@@ -145,7 +145,6 @@ mod tests {
                 site: "golddr".into(),
                 at: String::new(),
             }),
-            history: Vec::new(),
         }
     }
 

@@ -16,7 +16,8 @@ pub struct PatroniClientConfig {
     pub url: String,
     /// Bound on each request (connect + response).
     pub timeout: Duration,
-    /// Basic auth (Patroni `restapi.authentication`), needed for PATCH /config when set.
+    /// Basic auth (Patroni `restapi.authentication`), sent with every request when set (the
+    /// product only reads; a REST API that demands it for reads gets it).
     pub username: Option<String>,
     pub password: Option<Secret>,
     /// PEM CA bundle to verify an HTTPS Patroni API.
@@ -260,14 +261,6 @@ impl PatroniClient {
                 reason: e.to_string(),
             }
         })
-    }
-
-    /// `PATCH /config`: deep-merge `patch` (a null deletes a key); Patroni applies it with a
-    /// compare-and-set on `<scope>-config` and answers 409 if that lost a race.
-    pub async fn patch_config(&self, patch: &Value) -> Result<Map<String, Value>, PatroniError> {
-        let url = format!("{}/config", self.base);
-        let req = self.auth(self.http.patch(&url)).json(patch);
-        Self::read(url, req).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, PatroniError> {

@@ -35,6 +35,8 @@ pub struct MemberView {
     pub vouch: Option<Vouch>,
     /// This site's promotion epoch (its marker; 0: never promoted or `/config` unreadable).
     pub epoch: u64,
+    /// When this site's promotion marker was written, when it has one.
+    pub promoted_at: Option<jiff::Timestamp>,
 }
 
 impl MemberView {
@@ -386,6 +388,7 @@ mod tests {
             fence: None,
             vouch: None,
             epoch: 0,
+            promoted_at: None,
         })
     }
 

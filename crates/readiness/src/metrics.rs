@@ -37,6 +37,7 @@ pub struct Metrics {
     divergence: Gauge,
     fenced_seconds: Gauge,
     peer_authoritative: Gauge,
+    withheld: Gauge,
 }
 
 fn label(k: &str, v: &str) -> Labels {
@@ -63,6 +64,7 @@ impl Metrics {
             divergence: Gauge::default(),
             fenced_seconds: Gauge::default(),
             peer_authoritative: Gauge::default(),
+            withheld: Gauge::default(),
         };
         r.register(
             "readiness",
@@ -143,6 +145,11 @@ impl Metrics {
             "1 when the peer is the authoritative site: this site is fenced, or the peer was seen writable with a newer promotion epoch",
             m.peer_authoritative.clone(),
         );
+        r.register(
+            "primary_withheld",
+            "1 while this member is a writable primary that /primary does not advertise: no evidence yet that the peer did not promote past it, or the peer is writable at an epoch not below ours",
+            m.withheld.clone(),
+        );
         for role in ROLES {
             m.role.get_or_create(&label("role", role)).set(0);
         }
@@ -191,6 +198,7 @@ impl Metrics {
             .set(i64::try_from(divergence).unwrap_or(i64::MAX));
         self.ready.set(verdict.ready.into());
         self.primary.set(verdict.primary.into());
+        self.withheld.set(snap.withheld.is_some().into());
         let member = match poll {
             Poll::Reachable(m) => Some(m),
             _ => None,
@@ -262,6 +270,7 @@ mod tests {
             fence: None,
             vouch: None,
             epoch: 0,
+            promoted_at: None,
         });
         let v = Verdict {
             ready: true,
@@ -296,6 +305,7 @@ mod tests {
             "pgdr_divergence_bytes 0",
             "pgdr_fenced_seconds 0",
             "pgdr_peer_authoritative 0",
+            "pgdr_primary_withheld 0",
             "# EOF",
         ] {
             assert!(
@@ -353,6 +363,7 @@ mod tests {
             })),
             vouch: None,
             epoch: 0,
+            promoted_at: None,
         };
         let v = Verdict {
             ready: true,
@@ -384,6 +395,7 @@ mod tests {
                 timeline: 3,
                 divergence_bytes: 77,
             }),
+            withheld: Some(crate::decide::UNSEEN),
             ..snap(Poll::Reachable(MemberView {
                 role: Role::Primary,
                 standby_cluster: Some(false),
@@ -400,6 +412,7 @@ mod tests {
             "pgdr_divergence_bytes 77",
             "pgdr_peer_authoritative 1",
             "pgdr_split_brain 1",
+            "pgdr_primary_withheld 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -33,6 +33,10 @@ pub async fn poll(client: &PatroniClient) -> Poll {
     let epoch = config
         .as_ref()
         .map_or(0, pgdr_core::contract::epoch::written);
+    let promoted_at = config
+        .as_ref()
+        .and_then(|c| pgdr_core::contract::marker::get(c).ok().flatten())
+        .and_then(|m| m.at.parse().ok());
     let lag_bytes = match (&role, &member) {
         (Role::Replica, Some(name)) => client
             .cluster()
@@ -56,5 +60,6 @@ pub async fn poll(client: &PatroniClient) -> Poll {
         fence,
         vouch,
         epoch,
+        promoted_at,
     })
 }

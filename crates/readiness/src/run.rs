@@ -218,6 +218,7 @@ fn apply_poll(last: &Snapshot, snap: &mut Snapshot, mut poll: Poll, now: jiff::T
         m.fence = prev.fence.clone();
         m.vouch = prev.vouch.clone();
         m.epoch = prev.epoch;
+        m.promoted_at = prev.promoted_at;
     }
     if let Poll::Reachable(m) = &poll {
         snap.last_success_ts = Some(now);
@@ -262,10 +263,14 @@ fn apply_peer(
     };
     if let (Some(since), Poll::Reachable(m)) = (snap.primary_since, &snap.poll)
         && !snap.checks_since_primary.vouched
-        && let Some(v) = m.vouch.as_ref().filter(|v| v.covers(since, m.epoch))
     {
-        snap.checks_since_primary.vouched = true;
-        tracing::info!(by = v.by.as_str(), at = %v.at, note = %v.note, "vouched: the peer did not promote past this primary");
+        if pgdr_core::contract::vouch::promoted_into(since, m.promoted_at) {
+            snap.checks_since_primary.vouched = true;
+            tracing::info!(promoted_at = ?m.promoted_at, epoch = m.epoch, "this site's own promotion made this member primary: no evidence about the peer needed");
+        } else if let Some(v) = m.vouch.as_ref().filter(|v| v.covers(since, m.epoch)) {
+            snap.checks_since_primary.vouched = true;
+            tracing::info!(by = v.by.as_str(), at = %v.at, note = %v.note, "vouched: the peer did not promote past this primary");
+        }
     }
     snap.withheld = decide::withheld(writable, snap.checks_since_primary, &snap.peer);
     writable

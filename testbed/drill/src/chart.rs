@@ -96,16 +96,16 @@ impl Chart {
         .await
     }
 
-    /// The README's "Credentials" command, verbatim apart from `--kubeconfig`: copies the primary
-    /// site's generated Secret to the standby site as `patroni-dr-credentials`, no password on any
-    /// command line.
-    pub async fn copy_credentials(&self, from: &Site, to: &Site) -> Result<()> {
+    /// The README's "Credentials" command, verbatim apart from `--kubeconfig` and the source's
+    /// name: copies the Secret `secret` of the site running the database (the primary site's
+    /// generated one; after a failover GoldDR's `patroni-dr-credentials`) to the site to install as
+    /// a standby as `patroni-dr-credentials`, no password on any command line.
+    pub async fn copy_credentials(&self, from: &Site, secret: &str, to: &Site) -> Result<()> {
         let template = "{{\"apiVersion: v1\\nkind: Secret\\nmetadata:\\n  name: patroni-dr-credentials\\ntype: Opaque\\ndata:\\n\"}}{{range $k, $v := .data}}{{printf \"  %s: %s\\n\" $k $v}}{{end}}";
         let mut get = Command::new(&self.kubectl);
         get.arg("--kubeconfig")
             .arg(from.kubeconfig())
-            .args(["-n", from.namespace(), "get", "secret"])
-            .arg(format!("{RELEASE}-credentials"))
+            .args(["-n", from.namespace(), "get", "secret", secret])
             .arg("-o")
             .arg(format!("go-template={template}"));
         let manifest = run(get, None, "kubectl get secret (primary site)").await?;

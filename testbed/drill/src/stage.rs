@@ -181,7 +181,9 @@ impl Stage {
             "gold: helm upgrade --install (values-gold.yaml + values-drill.yaml) --wait done",
         );
         self.password = superuser_password(gold)?;
-        self.chart.copy_credentials(gold, &self.golddr).await?;
+        self.chart
+            .copy_credentials(gold, &format!("{RELEASE}-credentials"), &self.golddr)
+            .await?;
         self.timeline
             .mark("credentials copied gold -> golddr (README command)");
         create_secrets(&self.golddr, &self.golddr_secrets)?;

@@ -12,7 +12,9 @@
 //!   Gold fences itself; healed, it rejoins by rewind with its divergence reported and preserved;
 //! - (e) two members per site: in-site failovers on both sites promote and fence nothing;
 //! - (f) a person fences Gold and promotes GoldDR with the plugin: Gold's agent takes the fence
-//!   through its flow (divergence recorded, preserved, rejoin), nothing lost.
+//!   through its flow (divergence recorded, preserved, rejoin), nothing lost;
+//! - (r) Gold's volumes are lost after a failover: a fresh install beside GoldDR is never
+//!   advertised and is fenced; the runbook "Rebuild a lost site" clones it as a standby.
 //!
 //! c and d share one pair (both leave it as they found it); a, b and e get their own, so that
 //! each test's outcome is one scenario's (or c and d's). Every scenario prints its
@@ -464,6 +466,220 @@ async fn scenario_f(stage: &mut Stage, gslb: &Gslb) {
             "every write golddr acknowledged reached gold once it streams",
         );
     }
+    expect.finish(&figures);
+}
+
+/// Issue 20 item 11 and docs/runbooks/rebuild-a-lost-site.md: after a failover Gold's volumes
+/// are lost. Installed again with its primary values on empty volumes (the wrong way), Gold
+/// initialises a new database at epoch 0 beside GoldDR's promotion: it is never advertised and
+/// its agent fences it. The runbook's way (undo, copy GoldDR's credentials, install Gold with
+/// `site.role=standby`) clones Gold from GoldDR through the tunnel; GoldDR's writes are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_fencing_r_rebuild_a_lost_site() {
+    let _one = ONE_DRILL.lock().await;
+    let (gslb, mut stage) = pair(None, &[]).await;
+    let body = async {
+        prepare_table(&stage).await;
+        scenario_r(&mut stage, &gslb).await;
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(420), pgdr_e2e::catching(body)).await;
+    finish(stage, outcome).await;
+}
+
+/// Scales the site's StatefulSet and, for 0, waits until its member pods are gone.
+async fn scale(site: &pgdr_drill::minicluster::Site, sts: &str, replicas: usize) {
+    site.api()
+        .patch(
+            api::STATEFULSETS,
+            site.namespace(),
+            sts,
+            &serde_json::json!({"spec": {"replicas": replicas}}),
+        )
+        .unwrap_or_else(|e| panic!("scale {sts} to {replicas}: {e:?}"));
+    if replicas == 0 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pgdr_drill::stage::members(site).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "scale {sts} to 0: pods still there"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// What losing a site's database leaves: empty volumes, no DCS objects, no agent state.
+fn throw_away_the_database(site: &pgdr_drill::minicluster::Site, pods: &[String]) {
+    for pod in pods {
+        let root = site.pvc_path(site.namespace(), &format!("pgdata-{pod}"));
+        let _ = std::fs::remove_dir_all(root.join("pgroot"));
+    }
+    for cm in [
+        "patroni-config",
+        "patroni-leader",
+        "patroni-failover-state",
+        "patroni-promotion-record",
+    ] {
+        let _ = site.api().delete(api::CONFIGMAPS, site.namespace(), cm);
+    }
+}
+
+async fn scenario_r(stage: &mut Stage, gslb: &Gslb) {
+    let name = "r";
+    let mut expect = Expect::new(name);
+    let sampler = PrimarySampler::start(watched(stage));
+    let writers = Writers::start(watched(stage), stage.password(), 3_000_000_000);
+    let t0 = Instant::now();
+    assert!(
+        writers.wait_ack("gold", t0, Duration::from_secs(20)).await,
+        "{name}: no write on gold"
+    );
+    gslb.wait_marked("gold", true, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: the GSLB sees gold healthy: {e:?}"));
+    stage
+        .wait_agent_baseline(&stage.golddr, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let pods: Vec<String> = pgdr_drill::stage::members(stage.gold().unwrap())
+        .into_iter()
+        .map(|(pod, _)| pod)
+        .collect();
+    let sts = pods[0]
+        .rsplit_once('-')
+        .map(|(sts, _)| sts.to_string())
+        .expect("a StatefulSet pod name");
+    stage
+        .power_off("gold")
+        .await
+        .unwrap_or_else(|e| panic!("{name}: gold powered off: {e:?}"));
+    // Gold's writes stop with the loss (anything it took after would be thrown away with it).
+    writers.pause("gold", true);
+    stage
+        .wait_writable(&stage.golddr, Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: golddr not promoted after gold was lost: {e}"));
+    let promoted = Instant::now();
+    assert!(
+        writers
+            .wait_ack("golddr", promoted, Duration::from_secs(20))
+            .await,
+        "{name}: no write acknowledged by the promoted golddr"
+    );
+    // Gold's cluster comes back; its database is to be thrown away.
+    stage
+        .power_on("gold")
+        .unwrap_or_else(|e| panic!("{name}: gold powered on: {e:?}"));
+    gslb.watch(stage.gold().unwrap());
+    let gold = stage.gold().unwrap();
+    scale(gold, &sts, 0).await;
+    throw_away_the_database(gold, &pods);
+    let gold_200 = || {
+        sampler
+            .stats()
+            .per_site
+            .iter()
+            .find(|(site, _)| site == "gold")
+            .map_or(0, |(_, n)| *n)
+    };
+
+    // A. The wrong way: the primary values on empty volumes.
+    let advertised_before = gold_200();
+    scale(gold, &sts, pods.len()).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let fenced = loop {
+        match fencing::fence(gold) {
+            Some(f) => break Ok(f),
+            None if Instant::now() > deadline => break Err("no pgdr_fence within 90s"),
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let advertised = gold_200() - advertised_before;
+    eprintln!("[{name}] fresh gold: fence {fenced:?}; {advertised} samples with /primary 200");
+    expect.fenced(
+        fenced.is_ok(),
+        format!("a fresh gold beside the promoted golddr is fenced by its agent ({fenced:?})"),
+    );
+    expect.fenced(
+        advertised == 0,
+        format!("a fresh gold is never advertised ({advertised} samples with /primary 200)"),
+    );
+
+    // B. The runbook: undo, copy GoldDR's credentials, install Gold as a standby of GoldDR.
+    scale(gold, &sts, 0).await;
+    throw_away_the_database(gold, &pods);
+    let rebuilt_at = Instant::now();
+    stage
+        .chart
+        .copy_credentials(&stage.golddr, "patroni-dr-credentials", gold)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: copy golddr's credentials to gold: {e:?}"));
+    stage
+        .upgrade_gold(&[
+            "site.role=standby".into(),
+            "credentials.existingSecret=patroni-dr-credentials".into(),
+            // The claim stays where it was created: removing it would take the tunnel (both
+            // directions) down with it.
+            "transportServerClaim.enabled=true".into(),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{name}: helm upgrade gold as a standby: {e:?}"));
+    let rejoined = stage.wait_site_streaming(gold, RECLONE_WITHIN).await;
+    let rejoin = rejoined.is_ok().then(|| rebuilt_at.elapsed());
+    expect.fenced(
+        rejoined.is_ok(),
+        format!("gold, installed as a standby, streams from golddr ({rejoined:?})"),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acks = writers.stop().await;
+    let golddr_ids: BTreeSet<i64> = acks
+        .iter()
+        .filter(|a| a.site == "golddr")
+        .map(|a| a.id)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut on_gold = BTreeSet::new();
+    while rejoin.is_some() && Instant::now() < deadline {
+        on_gold = rows_on(stage, "gold").await.unwrap_or_default();
+        if golddr_ids.is_subset(&on_gold) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    expect.fenced(
+        golddr_ids.is_subset(&on_gold),
+        format!(
+            "every write golddr acknowledged is on the rebuilt gold ({} of {})",
+            golddr_ids.intersection(&on_gold).count(),
+            golddr_ids.len()
+        ),
+    );
+    let have = rows_on(stage, "golddr")
+        .await
+        .unwrap_or_else(|| panic!("{name}: rows on golddr"));
+    let lost = fencing::lost(&acks, "golddr", &have);
+    let stats = sampler.stats();
+    let figures = Figures {
+        scenario: name.into(),
+        split_brain: fencing::split_brain(&acks, &SITES, ACK_STRETCH_GAP),
+        both_primary_samples: stats.both,
+        acked_lost: lost.len(),
+        discarded_bytes: None,
+        preserved: false,
+        rejoin,
+        isolated_writes: 0,
+    };
+    expect.fenced(
+        lost.is_empty(),
+        format!("golddr lost {} writes", lost.len()),
+    );
+    expect.fenced(
+        stats.both == 0,
+        format!(
+            "/primary never 200 on both sites ({} samples were)",
+            stats.both
+        ),
+    );
     expect.finish(&figures);
 }
 
