@@ -621,6 +621,7 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
         "PgdrReplicationLagHigh",
         "PgdrSitePromoted",
         "PgdrSplitBrain",
+        "PgdrPrimaryWithheld",
         "PgdrFailoverRunsFailing",
     ] {
         assert!(dr.contains(&a.to_string()), "{a} missing: {dr:?}");
@@ -628,6 +629,8 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
     let gold_on = on("gold");
     let g = alerts(&gold_on);
     assert!(g.contains(&"PgdrSiteFenced".to_string()), "{g:?}");
+    // Both sites can run a writable primary the sidecar withholds.
+    assert!(g.contains(&"PgdrPrimaryWithheld".to_string()), "{g:?}");
     // The agent runs on both sites, so both watch its runs; without the agent, neither does.
     assert!(g.contains(&"PgdrFailoverRunsFailing".to_string()), "{g:?}");
     // Both sites watch their own data volumes (the StatefulSet's claims), at the threshold.

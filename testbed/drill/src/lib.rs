@@ -9,7 +9,7 @@
 //! sites and answers the failover CronJob as its witness ([`gslb`]), the rehearsal ([`rehearse`]),
 //! the failover benchmark ([`bench`]), the planned switchover round trip with the kubectl plugin
 //! ([`switchover`]), what the one-writable-primary scenarios measure ([`fencing`]) and the command
-//! line ([`cli`]).
+//! line ([`cli`]). [`chaos`] holds the randomized fault drill's schedule and invariant checker.
 //!
 //! Module layering (no cycles): `cli` → `rehearse`, `bench`, `switchover` → `stage`, `fencing` → `gslb` →
 //! `chart`, `platform`, `db`, `images`, `timeline` → `options`, `error`; `rbac` (what the API
@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod chaos;
 pub mod chart;
 pub mod cli;
 pub mod cronjob;

@@ -6,6 +6,8 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
 
+pub mod pair;
+
 /// Runs a scenario and catches its panic (a failed assertion), so the caller can still print
 /// diagnostics and stop both sites before failing the test.
 pub async fn catching(scenario: impl Future<Output = ()>) -> Result<(), Box<dyn Any + Send>> {

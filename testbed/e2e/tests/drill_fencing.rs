@@ -28,12 +28,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-use pgdr_drill::fencing::{self, ACK_STRETCH_GAP, Ack, Figures, PrimarySampler, Watched, Writers};
-use pgdr_drill::gslb::{Gslb, GslbConfig};
+use pgdr_drill::fencing::{self, ACK_STRETCH_GAP, Ack, Figures, PrimarySampler, Writers};
+use pgdr_drill::gslb::Gslb;
 use pgdr_drill::minicluster::api;
-use pgdr_drill::options::Options;
 use pgdr_drill::stage::{Stage, member, pod_logs};
 use pgdr_drill::switchover::Plugin;
+use pgdr_e2e::pair::{SITES, leader_writable, prepare_table, rows_on, watched};
 
 /// The drill's failover runs fire every few seconds.
 const CRON_EVERY: u64 = 2;
@@ -47,8 +47,6 @@ const FENCE_WITHIN: Duration = Duration::from_secs(30);
 /// "2 × the agent's sample interval" (the overlay's is 1 s) counts from the first agent run that can see the peer;
 /// measured from power-on (or heal) it also covers Patroni and PostgreSQL starting again.
 const REJOIN_WITHIN: Duration = Duration::from_secs(90);
-/// Sites of the pair, in the GSLB's preference order.
-const SITES: [&str; 2] = ["gold", "golddr"];
 
 /// The drills of this file share loopback addresses (`PGDR_DRILL_IP_BASE`): one at a time.
 static ONE_DRILL: Mutex<()> = Mutex::const_new(());
@@ -101,64 +99,9 @@ const LOCK_TTL: Duration = Duration::from_secs(20);
 /// then Patroni clones the site from the peer. Counted from power-on; includes the clone.
 const RECLONE_WITHIN: Duration = Duration::from_secs(120);
 
-/// Both sites installed, the GSLB watching them and wired as each site's witness.
-/// `members` per site (None: the overlay's one); `golddr_only` are extra `--set`s for GoldDR.
+/// Both sites installed with the GSLB as each site's witness, the agent every [`CRON_EVERY`] s.
 async fn pair(members: Option<u32>, golddr_only: &[&str]) -> (Gslb, Stage) {
-    let gslb = Gslb::start(GslbConfig::drill(), &SITES)
-        .await
-        .expect("GSLB started");
-    let o = Options {
-        cron_every: Some(CRON_EVERY),
-        members,
-        // Keep the sites' folders (pod logs, data) for a look after a failure; one subfolder per
-        // pair, so the next test does not start on this one's data.
-        dir: std::env::var_os("PGDR_DRILL_DIR").map(|d| {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::path::PathBuf::from(d).join(format!("pair-{}-{n}", std::process::id()))
-        }),
-        ..Options::default()
-    };
-    let golddr_sets: Vec<String> = golddr_only.iter().map(|s| s.to_string()).collect();
-    let started = Instant::now();
-    let stage = Stage::up_with_gslb(&o, &gslb, &[], &golddr_sets, false)
-        .await
-        .expect("both sites installed");
-    eprintln!("setup done in {:.1}s", started.elapsed().as_secs_f64());
-    (gslb, stage)
-}
-
-/// Creates the writers' table on Gold and waits until GoldDR has it.
-async fn prepare_table(stage: &Stage) {
-    let gold = stage
-        .wait_writable(stage.gold().unwrap(), Duration::from_secs(30))
-        .await
-        .expect("gold writable");
-    gold.create_table().await.expect("create table");
-    gold.insert(1, "gold").await.expect("first row");
-    stage
-        .wait_rows_on_golddr(&BTreeSet::from([1]), Duration::from_secs(60))
-        .await
-        .expect("golddr has the table");
-}
-
-fn watched(stage: &Stage) -> Vec<Watched> {
-    vec![
-        Watched::of(stage.gold().unwrap()),
-        Watched::of(&stage.golddr),
-    ]
-}
-
-/// Rows present on a site's leader (pod address; the primary Service may have no endpoints).
-async fn rows_on(stage: &Stage, site: &str) -> Option<BTreeSet<i64>> {
-    let addr = Stage::leader_addr(stage.site(site).ok()?)?;
-    stage.connect(addr).await.ok()?.ids().await.ok()
-}
-
-/// Whether a site's leader is a writable primary now.
-async fn leader_writable(stage: &Stage, site: &str) -> Option<bool> {
-    let addr = Stage::leader_addr(stage.site(site).ok()?)?;
-    stage.connect(addr).await.ok()?.writable().await.ok()
+    pgdr_e2e::pair::start(CRON_EVERY, members, golddr_only).await
 }
 
 /// The longest time `site` went without acknowledging a commit within `[from, to]`.
