@@ -7,6 +7,7 @@
 //!
 //! `PGDR_CHAOS_SEED` (default 1) and `PGDR_CHAOS_STEPS` (default 4) choose the schedule; CI runs
 //! the default, `make chaos` runs more seeds and writes the table in docs/chaos.md.
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
