@@ -149,15 +149,8 @@ chart/docs/failover-env.md for the CronJob) and the shared logging variables.
 - name: FAILOVER_PATRONI_URL
   value: {{ . | quote }}
 {{- end }}
-{{- if $v.patroni.restApi.authentication }}
-- name: FAILOVER_PATRONI_USERNAME
-  value: {{ $v.credentials.restApiUsername | quote }}
-- name: FAILOVER_PATRONI_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: {{ $v.credentials.keys.restApiPassword }}
-{{- end }}
+{{- /* No Patroni REST credentials: the agent only reads (GET /patroni, /history), which
+     restapi.authentication does not protect; it promotes and fences through <scope>-config. */}}
 - name: FAILOVER_SAMPLE_INTERVAL
   value: {{ printf "%ds" (int $f.sampleIntervalSeconds) | quote }}
 - name: FAILOVER_SAMPLES_PER_RUN

@@ -768,16 +768,9 @@ pub fn peer_alive(peer: &SiteObs) -> Option<String> {
     ))
 }
 
-/// The checks before `unfence` / `promote --force`: never two primaries; `unfence` only ends a
-/// fence (a standby is promoted with `promote --force`); and while the peer is visibly alive
-/// (a second promotion beside a live site is how a pair gets two authorities) only with `--force`
-/// and the site's name typed.
-pub fn check_promote(
-    site: &SiteObs,
-    peer: &SiteObs,
-    kind: PromoteKind,
-    force: bool,
-) -> Result<PromoteCheck, String> {
+/// A site's `<scope>-config` when it can be read and its config annotation parsed; otherwise
+/// why not (nothing is changed on such a site).
+fn readable_config(site: &SiteObs) -> Result<&crate::model::DcsConfig, String> {
     if let Some(e) = &site.error {
         return Err(format!("site {} cannot be read: {e}", site.site));
     }
@@ -790,6 +783,20 @@ pub fn check_promote(
     if let Err(e) = &cfg.config {
         return Err(format!("site {}: {e}; nothing was changed", site.site));
     }
+    Ok(cfg)
+}
+
+/// The checks before `unfence` / `promote --force`: never two primaries; `unfence` only ends a
+/// fence (a standby is promoted with `promote --force`); and while the peer is visibly alive
+/// (a second promotion beside a live site is how a pair gets two authorities) only with `--force`
+/// and the site's name typed.
+pub fn check_promote(
+    site: &SiteObs,
+    peer: &SiteObs,
+    kind: PromoteKind,
+    force: bool,
+) -> Result<PromoteCheck, String> {
+    let cfg = readable_config(site)?;
     if peer.writable().is_some() {
         return Err(format!(
             "site {} is a writable primary: promoting {} would make two. Use `kubectl pgdr switchover --to {}`, or fence {} first",
@@ -976,18 +983,7 @@ pub fn fenced_by_operator(
 /// sidecar advertises a primary that has not seen its peer since it became one. Refused unless
 /// SITE is a readable, unfenced, writable primary and its peer is not writable.
 pub fn check_advertise(site: &SiteObs, peer: &SiteObs) -> Result<Vec<String>, String> {
-    if let Some(e) = &site.error {
-        return Err(format!("site {} cannot be read: {e}", site.site));
-    }
-    let Some(cfg) = &site.config else {
-        return Err(format!(
-            "site {} has no Patroni config ConfigMap",
-            site.site
-        ));
-    };
-    if let Err(e) = &cfg.config {
-        return Err(format!("site {}: {e}; nothing was changed", site.site));
-    }
+    let cfg = readable_config(site)?;
     if cfg.fence_seen().is_some() {
         return Err(format!(
             "site {} is fenced: it must not be advertised (`kubectl pgdr status` says why)",

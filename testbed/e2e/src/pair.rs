@@ -72,3 +72,27 @@ pub async fn leader_writable(stage: &Stage, site: &str) -> Option<bool> {
     let addr = Stage::leader_addr(stage.site(site).ok()?)?;
     stage.connect(addr).await.ok()?.writable().await.ok()
 }
+
+/// The ids `site` acknowledged, and the rows on `on` once they all arrived there (or after
+/// `within`): replay of the last commits may still be under way when streaming has begun.
+pub async fn acked_rows_reach(
+    stage: &Stage,
+    acks: &[pgdr_drill::fencing::Ack],
+    site: &str,
+    on: &str,
+    within: Duration,
+) -> (BTreeSet<i64>, BTreeSet<i64>) {
+    let ids: BTreeSet<i64> = acks
+        .iter()
+        .filter(|a| a.site == site)
+        .map(|a| a.id)
+        .collect();
+    let deadline = Instant::now() + within;
+    loop {
+        let rows = rows_on(stage, on).await.unwrap_or_default();
+        if ids.is_subset(&rows) || Instant::now() >= deadline {
+            return (ids, rows);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -33,7 +33,7 @@ use pgdr_drill::gslb::Gslb;
 use pgdr_drill::minicluster::api;
 use pgdr_drill::stage::{Stage, member, pod_logs};
 use pgdr_drill::switchover::Plugin;
-use pgdr_e2e::pair::{SITES, leader_writable, prepare_table, rows_on, watched};
+use pgdr_e2e::pair::{SITES, acked_rows_reach, leader_writable, prepare_table, rows_on, watched};
 
 /// The drill's failover runs fire every few seconds.
 const CRON_EVERY: u64 = 2;
@@ -390,20 +390,8 @@ async fn scenario_f(stage: &mut Stage, gslb: &Gslb) {
         ),
     );
     if rejoin.is_some() {
-        let golddr_ids: BTreeSet<i64> = acks
-            .iter()
-            .filter(|a| a.site == "golddr")
-            .map(|a| a.id)
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut on_gold = BTreeSet::new();
-        while Instant::now() < deadline {
-            on_gold = rows_on(stage, "gold").await.unwrap_or_default();
-            if golddr_ids.is_subset(&on_gold) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let (golddr_ids, on_gold) =
+            acked_rows_reach(stage, &acks, "golddr", "gold", Duration::from_secs(30)).await;
         expect.fenced(
             golddr_ids.is_subset(&on_gold),
             "every write golddr acknowledged reached gold once it streams",
@@ -575,20 +563,8 @@ async fn scenario_r(stage: &mut Stage, gslb: &Gslb) {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acks = writers.stop().await;
-    let golddr_ids: BTreeSet<i64> = acks
-        .iter()
-        .filter(|a| a.site == "golddr")
-        .map(|a| a.id)
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut on_gold = BTreeSet::new();
-    while rejoin.is_some() && Instant::now() < deadline {
-        on_gold = rows_on(stage, "gold").await.unwrap_or_default();
-        if golddr_ids.is_subset(&on_gold) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let within = Duration::from_secs(if rejoin.is_some() { 30 } else { 0 });
+    let (golddr_ids, on_gold) = acked_rows_reach(stage, &acks, "golddr", "gold", within).await;
     expect.fenced(
         golddr_ids.is_subset(&on_gold),
         format!(
@@ -1144,21 +1120,8 @@ async fn scenario_a(
         );
     }
     if rejoin.is_some() {
-        let golddr_ids: BTreeSet<i64> = acks
-            .iter()
-            .filter(|a| a.site == "golddr")
-            .map(|a| a.id)
-            .collect();
-        // Streaming has begun; replay of the last commits may still be under way.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut on_gold = BTreeSet::new();
-        while Instant::now() < deadline {
-            on_gold = rows_on(stage, "gold").await.unwrap_or_default();
-            if golddr_ids.is_subset(&on_gold) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let (golddr_ids, on_gold) =
+            acked_rows_reach(stage, &acks, "golddr", "gold", Duration::from_secs(30)).await;
         // Safety, not a gap: a site that streams must hold the peer's every row (streaming onto
         // a colliding timeline without a rewind would not).
         expect.fenced(
