@@ -1144,45 +1144,41 @@ pub fn approve_rejoin(
     config: &Map<String, Value>,
     now: Timestamp,
 ) -> Result<Option<Map<String, Value>>, String> {
-    let fence = match config.get(FENCE) {
-        None | Some(Value::Null) => {
+    let mut fence = match pgdr_contract::fence::read(config) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
             return Err(format!(
                 "site {site} is not fenced (no {FENCE} in its Patroni config): nothing waits for a rejoin"
             ));
         }
-        Some(Value::Object(f)) => f,
-        Some(_) => {
+        Err(e) => {
             return Err(format!(
-                "site {site}: {FENCE} is not a JSON object; nothing was changed (check the failover agent's log)"
+                "site {site}: {e}; nothing was changed (check the failover agent's log)"
             ));
         }
     };
-    if fence
-        .get("rejoin_approved_at")
-        .is_some_and(|v| !v.is_null())
-    {
+    if fence.rejoin_approved_at.is_some() {
         return Ok(None);
     }
-    let phase = fence
-        .get("phase")
-        .cloned()
-        .and_then(|p| serde_json::from_value::<Phase>(p).ok());
-    if phase != Some(Phase::Hold) {
-        let phase = phase.map_or("unreadable", Phase::as_str);
+    if fence.phase != Phase::Hold {
         return Err(format!(
-            "site {site} is fenced in phase '{phase}': it already follows its peer, nothing waits for an approval"
+            "site {site} is fenced in phase '{}': it already follows its peer, nothing waits for an approval",
+            fence.phase.as_str()
         ));
     }
-    if fence.get("fork_lsn").is_none_or(Value::is_null) {
+    if fence.fork_lsn.is_none() {
         return Err(format!(
             "site {site} is fenced but the fork point is not known yet (the failover agent has not reached the peer): \
              there is nothing to approve until the divergence is recorded; see `kubectl pgdr status`"
         ));
     }
+    fence.rejoin_approved_at = Some(now.to_string());
     let mut c = config.clone();
-    let mut f = fence.clone();
-    f.insert("rejoin_approved_at".into(), json!(now.to_string()));
-    c.insert(FENCE.into(), Value::Object(f));
+    // The document as read, with the approval: keys a newer agent wrote are kept (`other`).
+    c.insert(
+        FENCE.into(),
+        serde_json::to_value(&fence).map_err(|e| format!("site {site}: {FENCE}: {e}"))?,
+    );
     Ok(Some(c))
 }
 

@@ -732,18 +732,25 @@ fn rejoin_approval_table() {
         _ => unreachable!(),
     };
     let now = t(1000);
-    let hold = json!({"since": "x", "reason": "peer-authoritative", "peer": "golddr", "phase": "hold",
-                      "timeline": 3, "fork_lsn": "0/5000A28", "diverged_bytes": 1234});
+    let fence = |extra: serde_json::Value| {
+        let mut f = json!({"since": "2026-12-04T10:00:00Z", "reason": "peer-authoritative",
+                           "peer": "golddr", "phase": "hold"});
+        f.as_object_mut().unwrap().extend(map(extra));
+        f
+    };
+    let hold = fence(json!({"timeline": 3, "fork_lsn": "0/5000A28", "diverged_bytes": 1234,
+                            "written_by_a_newer_agent": true}));
     #[rustfmt::skip]
     let cases: Vec<(&str, serde_json::Value, Result<bool, &str>)> = vec![
         // name, config, Ok(changed) or Err(part of the message)
         ("diverged, holding: approved", json!({"ttl": 30, "pgdr_fence": hold}), Ok(true)),
-        ("approved before: unchanged", json!({"pgdr_fence": {"phase": "hold", "fork_lsn": "0/1", "rejoin_approved_at": "y"}}), Ok(false)),
+        ("approved before: unchanged", json!({"pgdr_fence": fence(json!({"fork_lsn": "0/1", "rejoin_approved_at": "y"}))}), Ok(false)),
         ("not fenced", json!({"ttl": 30}), Err("is not fenced")),
         ("fence null", json!({"pgdr_fence": null}), Err("is not fenced")),
-        ("following already", json!({"pgdr_fence": {"phase": "follow", "fork_lsn": "0/1"}}), Err("already follows")),
-        ("fork unknown", json!({"pgdr_fence": {"phase": "hold"}}), Err("fork point is not known")),
-        ("not an object", json!({"pgdr_fence": "yes"}), Err("not a JSON object")),
+        ("following already", json!({"pgdr_fence": fence(json!({"phase": "follow", "fork_lsn": "0/1"}))}), Err("already follows")),
+        ("fork unknown", json!({"pgdr_fence": fence(json!({}))}), Err("fork point is not known")),
+        ("not an object", json!({"pgdr_fence": "yes"}), Err("not a fence document")),
+        ("half a document", json!({"pgdr_fence": {"phase": "hold", "fork_lsn": "0/1"}}), Err("not a fence document")),
     ];
     for (name, cfg, want) in cases {
         let cfg = map(cfg);
@@ -761,6 +768,7 @@ fn rejoin_approval_table() {
                     }
                 }
                 assert_eq!(c["pgdr_fence"]["diverged_bytes"], 1234, "{name}");
+                assert_eq!(c["pgdr_fence"]["written_by_a_newer_agent"], true, "{name}");
             }
             (Ok(None), Ok(false)) => {}
             (Err(e), Err(part)) => {
