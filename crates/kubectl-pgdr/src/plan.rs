@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::model::{FENCE, Member, Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
 use crate::progress::{LAST_ABORTABLE, LogEntry, PROGRESS_VERSION, Progress, Step, Token};

@@ -153,8 +153,13 @@ fn site_notes(o: &SiteObs, problems: &mut Vec<String>, warnings: &mut Vec<String
             o.site
         ));
     }
-    if let Some(f) = o.config.as_ref().and_then(|c| c.fence()) {
-        fence_notes(o, f, warnings);
+    match o.config.as_ref().and_then(|c| c.fence_seen()) {
+        Some(pgdr_contract::fence::Seen::Readable(f)) => fence_notes(o, &f, warnings),
+        Some(pgdr_contract::fence::Seen::Unreadable { unreadable }) => warnings.push(format!(
+            "{}: fenced, but {unreadable} (`kubectl pgdr status -o json` shows it as written)",
+            o.site
+        )),
+        None => {}
     }
     match o.role() {
         Role::Down => problems.push(format!("{}: no running leader", o.site)),
@@ -271,42 +276,40 @@ fn switchover_notes(
 }
 
 /// What a fenced site's `pgdr_fence` means for the operator.
-fn fence_notes(o: &SiteObs, f: &Value, warnings: &mut Vec<String>) {
-    let text = |k: &str| f.get(k).and_then(Value::as_str);
+fn fence_notes(o: &SiteObs, f: &pgdr_contract::fence::Fence, warnings: &mut Vec<String>) {
     warnings.push(format!(
         "{}: fenced ({}) since {}, phase {}: {} is authoritative",
         o.site,
-        text("reason").unwrap_or("reason unknown"),
-        text("since").unwrap_or("?"),
-        text("phase").unwrap_or("?"),
-        text("peer").unwrap_or("the peer"),
+        f.reason.as_str(),
+        f.since,
+        f.phase.as_str(),
+        f.peer,
     ));
-    let diverged = f.get("diverged_bytes").and_then(Value::as_u64).unwrap_or(0);
+    let diverged = f.diverged_bytes.unwrap_or(0);
     if diverged > 0 {
         warnings.push(format!(
             "{}: {diverged} bytes written on timeline {} after the fork at {} (preserved WAL: pgroot/pgdr-diverged/ on the leader's data volume)",
             o.site,
-            f.get("timeline").map_or("?".into(), Value::to_string),
-            text("fork_lsn").unwrap_or("?"),
+            f.timeline.map_or("?".into(), |t| t.to_string()),
+            f.fork_lsn.map_or("?".into(), fmt_lsn),
         ));
     }
-    if let Some(r) = f.get("reclone").filter(|v| v.is_object()) {
+    if let Some(r) = &f.reclone {
         warnings.push(format!(
             "{}: re-clone requested at {} (a rewind is unsafe): each member's data directory is moved aside{}, then Patroni clones the site from {}",
             o.site,
-            r.get("requested_at").and_then(Value::as_str).unwrap_or("?"),
-            if r.get("keep_data") == Some(&Value::Bool(true)) {
+            r.requested_at,
+            if r.keep_data {
                 " and kept (pgroot/pgdr-diverged/reclone-*/data)"
             } else {
                 ""
             },
-            text("peer").unwrap_or("the peer"),
+            f.peer,
         ));
     }
-    let approved = f.get("rejoin_approved_at").is_some_and(|v| !v.is_null());
-    if text("phase") == Some("hold")
+    if f.phase == pgdr_contract::fence::Phase::Hold
         && diverged > 0
-        && !approved
+        && f.rejoin_approved_at.is_none()
         && o.agent.rejoin.as_deref() == Some("manual")
     {
         warnings.push(format!(
