@@ -738,8 +738,10 @@ fn rejoin_approval_table() {
         f.as_object_mut().unwrap().extend(map(extra));
         f
     };
-    let hold = fence(json!({"timeline": 3, "fork_lsn": "0/5000A28", "diverged_bytes": 1234,
-                            "written_by_a_newer_agent": true}));
+    let hold = fence(
+        json!({"timeline": 3, "fork_lsn": "0/5000A28", "diverged_bytes": 1234,
+                            "written_by_a_newer_agent": true}),
+    );
     #[rustfmt::skip]
     let cases: Vec<(&str, serde_json::Value, Result<bool, &str>)> = vec![
         // name, config, Ok(changed) or Err(part of the message)
