@@ -11,7 +11,7 @@ use crate::cli::Output;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::kube_api::SiteClient;
-use crate::model::SiteObs;
+use crate::model::{FENCE, SiteObs, fmt_lsn};
 use crate::plan::{self, Action, Next, Pair, Request};
 use crate::progress::Progress;
 use crate::status;
@@ -234,12 +234,12 @@ pub async fn fence(
             ))
         }
         _ if check.hold => io.say(format!(
-            "{site}: pgdr_fence (reason operator, phase hold) {}; its failover agent takes it \
+            "{site}: {FENCE} (reason operator, phase hold) {}; its failover agent takes it \
              from here",
             if changed { "written" } else { "already set" },
         )),
         _ => io.say(format!(
-            "{site}: standby_cluster {} ({}:{}, slot {}; pgdr_fence reason operator)",
+            "{site}: standby_cluster {} ({}:{}, slot {}; {FENCE} reason operator)",
             if changed { "written" } else { "already set" },
             target.host,
             target.port,
@@ -374,22 +374,27 @@ pub async fn rejoin(pair: &Pair2, site: &str, yes: bool, io: &mut Io<'_>) -> Res
     let fence = obs[i]
         .config
         .as_ref()
-        .and_then(|c| c.fence())
-        .cloned()
-        .unwrap_or_default();
-    let f = |k: &str| {
-        fence.get(k).map_or("?".to_string(), |v| {
-            v.as_str().map_or(v.to_string(), str::to_string)
-        })
-    };
+        .and_then(|c| c.fence_seen())
+        .and_then(|seen| seen.fence().cloned());
+    let or_unknown = |v: Option<String>| v.unwrap_or_else(|| "?".into());
     let summary = format!(
         "{site} wrote {} bytes on timeline {} after the fork at {} (its end: {}); the rewind onto {} discards them from the database. \
          The failover agent preserves that WAL first (sidecar /status `divergence`; pgroot/pgdr-diverged/ on the leader's data volume).",
-        f("diverged_bytes"),
-        f("timeline"),
-        f("fork_lsn"),
-        f("local_end_lsn"),
-        f("peer"),
+        or_unknown(
+            fence
+                .as_ref()
+                .and_then(|f| f.diverged_bytes)
+                .map(|b| b.to_string())
+        ),
+        or_unknown(
+            fence
+                .as_ref()
+                .and_then(|f| f.timeline)
+                .map(|t| t.to_string())
+        ),
+        or_unknown(fence.as_ref().and_then(|f| f.fork_lsn).map(fmt_lsn)),
+        or_unknown(fence.as_ref().and_then(|f| f.local_end_lsn).map(fmt_lsn)),
+        or_unknown(fence.as_ref().map(|f| f.peer.clone())),
     );
     io.say(&summary);
     if !yes {
@@ -400,7 +405,7 @@ pub async fn rejoin(pair: &Pair2, site: &str, yes: bool, io: &mut Io<'_>) -> Res
         .try_edit_config(|m| Ok(plan::approve_rejoin(site, m, now)?.unwrap_or_else(|| m.clone())))
         .await?;
     io.say(format!(
-        "{site}: rejoin {} (pgdr_fence.rejoin_approved_at); the failover agent rewinds it onto its peer on its next run",
+        "{site}: rejoin {} ({FENCE}.rejoin_approved_at); the failover agent rewinds it onto its peer on its next run",
         if changed { "approved" } else { "approved already" }
     ));
     Ok(())
