@@ -251,7 +251,6 @@ pub async fn primary_sample(
     })
     .await?;
     log(&d.verdict, &d.reasons, "primary-role sample");
-    vouch_if_awaited(ctx, local, &sample.peer).await;
     let c = &settings.config;
     if d.split_brain && !announced.split_brain {
         announced.split_brain = true;
@@ -320,6 +319,11 @@ pub async fn primary_sample(
             )
             .await;
         }
+    }
+    // After the fence (never delayed by the sidecar request), and only for a site that stays a
+    // primary: a fenced one is not advertised whatever it is vouched for.
+    if d.fence.is_none() {
+        vouch_if_awaited(ctx, local, &sample.peer).await;
     }
     Ok((d.verdict, d.reasons))
 }
