@@ -6,7 +6,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build bins plugin fmt lint layering test test-unit test-e2e chart-test drill drill-up chaos bench-apiserver bench-failover bench-failover-prod apiserver images images-check deny clean-tools
+.PHONY: help deps build bins plugin fmt lint layering test test-unit test-e2e chart-test drill drill-up chaos chaos-long bench-apiserver bench-failover bench-failover-prod apiserver images images-check deny clean-tools
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,8 +56,11 @@ drill: deps bins ## The rehearsal: Gold and GoldDR on this machine with the real
 drill-up: deps bins ## Both sites running until Ctrl-C; prints how to use kubectl/psql and `kubectl pgdr` (a config file it writes) against them
 	$(CARGO) run -q -p pgdr-drill -- up
 
-chaos: deps bins ## The randomized fault drill for several seeds (SEEDS="1 2 3", STEPS=6; ~5 min a seed); writes docs/chaos.md
+chaos: deps bins ## The randomized fault drill for several seeds (SEEDS="1 2 3", STEPS=8; ~5 min a seed); writes docs/chaos.md
 	bash scripts/chaos.sh
+
+chaos-long: deps bins ## The randomized fault drill on new seeds for MINUTES (default 60; STEPS=10, FIRST_SEED=1000); writes docs/verification.md
+	bash scripts/chaos.sh --long
 
 chart-test: deps ## Chart lint, render, schema and policy checks
 	bash scripts/chart-test.sh

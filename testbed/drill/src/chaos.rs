@@ -1,21 +1,25 @@
-//! The randomized fault drill (issue 21): a seeded schedule of faults drawn from what the drill
-//! can do to the pair ([`Schedule`]), and a checker of the invariants on what the clients and the
-//! `/primary` sampler recorded ([`check`]). Both are pure; the test that runs a schedule against
-//! a live pair is `testbed/e2e/tests/drill_chaos.rs`.
+//! The randomized fault drill (issue 21): a seeded schedule of overlapping faults drawn from what
+//! the drill can do to the pair ([`Schedule`]), and a checker of the invariants on what the
+//! clients and the `/primary` sampler recorded ([`check`]). Both are pure; the test that runs a
+//! schedule against a live pair is `testbed/e2e/tests/drill_chaos.rs`.
 //!
 //! The invariants, written once (the chart README links here):
 //! 1. **Advertised**: never two sites answering `/primary` 200 for longer than
 //!    [`Bounds::both_advertised`] in a row (a GSLB needs several failed checks to move; within a
 //!    fencing window an isolated primary may still answer until it fences itself).
-//! 2. **Acknowledged writes**: every write a site acknowledged is on the final primary, or that
+//! 2. **Writable**: never two sites acknowledging writes for longer than
+//!    [`Bounds::both_writable`] in a row (the fencing bound: the time from the peer's promotion
+//!    to this site's fence).
+//! 3. **Acknowledged writes**: every write a site acknowledged is on the final primary, or that
 //!    site recorded a divergence and preserved the WAL past its fork (the rows are then in
 //!    `pgdr-diverged/`, not lost).
-//! 3. **Convergence**: after the faults heal, one writable primary and a streaming standby within
+//! 4. **Reads**: every row a client read on a site is on the final primary, or that site
+//!    recorded and preserved a divergence (no read observes a write that is later lost silently).
+//! 5. **Convergence**: after the faults heal, one writable primary and a streaming standby within
 //!    [`Bounds::converge`].
 //!
-//! Not yet checked here (the note on issue 21 says so): reads that observe a write later lost,
-//! data directories removed while their site is the authority, the preserved WAL read back with
-//! `pg_waldump`, Events for every promotion and fence.
+//! Not checked here (the note on issue 21 says why): data directories removed while their site
+//! is the authority, the preserved WAL decoded row by row, Events for every promotion and fence.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,7 +31,8 @@ use rand::{Rng, SeedableRng};
 /// The sites, in the order the drill names them.
 pub const SITES: [&str; 2] = ["gold", "golddr"];
 
-/// One fault, held for `hold` and then undone (a power-cycled site powers on; a cut tunnel heals).
+/// One fault, started at its step's `at` and undone `hold` later (a power-cycled site powers on,
+/// a cut tunnel heals, a fenced site is unfenced, a held agent released).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Every process of the site SIGKILLed, its API server refusing; back with its data.
@@ -36,11 +41,130 @@ pub enum Fault {
     TunnelCut,
     /// The tunnel drops everything both ways (no answer at all).
     TunnelBlackhole,
+    /// The tunnel adds this much latency to every chunk each way.
+    TunnelSlow { ms: u64 },
     /// The GSLB's health checks of the site fail, whatever the site does.
     GslbHealthCut { site: &'static str },
+    /// The site's API server answers every request 503 (Retry-After 1): Patroni cannot renew its
+    /// lock, the agent cannot read or write.
+    ApiUnavailable { site: &'static str },
+    /// The site's API server holds every request this long before answering.
+    ApiSlow { site: &'static str, ms: u64 },
+    /// The site's API server refuses connections (down, not failing).
+    ApiDown { site: &'static str },
+    /// Every failover agent run on the site is SIGKILLed part-way while the fault holds.
+    AgentKill { site: &'static str },
+    /// The site's readiness sidecars are SIGKILLed once (the kubelet restarts them).
+    SidecarRestart { site: &'static str },
     /// `kubectl pgdr switchover --to SITE` (refused when SITE already is the primary, or when
     /// the pair cannot switch over: both are outcomes, never violations).
     Switchover { to: &'static str },
+    /// `kubectl pgdr promote SITE --force --yes`: unwise while the peer lives; the plugin refuses
+    /// what it can see is wrong, the agents must handle the rest.
+    Promote { site: &'static str },
+    /// `kubectl pgdr fence SITE --yes` (with `--force` and the typed name when `force`), then
+    /// `kubectl pgdr unfence SITE --yes` when the hold ends.
+    FenceUnfence { site: &'static str, force: bool },
+    /// `kubectl pgdr hold SITE`, then `release SITE`.
+    HoldRelease { site: &'static str },
+}
+
+/// What a fault occupies: two faults on one resource never overlap (healing one would heal the
+/// other); a powered-off site occupies every resource of that site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resource {
+    Power(&'static str),
+    Api(&'static str),
+    Agent(&'static str),
+    Sidecar(&'static str),
+    Gslb(&'static str),
+    Tunnel,
+    /// One person at one terminal: operator commands run one after the other.
+    Operator,
+}
+
+impl Resource {
+    fn site(self) -> Option<&'static str> {
+        match self {
+            Resource::Power(s)
+            | Resource::Api(s)
+            | Resource::Agent(s)
+            | Resource::Sidecar(s)
+            | Resource::Gslb(s) => Some(s),
+            Resource::Tunnel | Resource::Operator => None,
+        }
+    }
+    fn conflicts(self, other: Resource) -> bool {
+        self == other
+            || matches!((self, other), (Resource::Power(s), o) | (o, Resource::Power(s))
+                if o.site() == Some(s) && !matches!(o, Resource::Gslb(_)))
+    }
+}
+
+impl Fault {
+    /// The fault's kind, for tables (`power-cycle`, `api-503`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::PowerCycle { .. } => "power-cycle",
+            Fault::TunnelCut => "tunnel-cut",
+            Fault::TunnelBlackhole => "tunnel-blackhole",
+            Fault::TunnelSlow { .. } => "tunnel-slow",
+            Fault::GslbHealthCut { .. } => "gslb-health-cut",
+            Fault::ApiUnavailable { .. } => "api-503",
+            Fault::ApiSlow { .. } => "api-slow",
+            Fault::ApiDown { .. } => "api-down",
+            Fault::AgentKill { .. } => "agent-killed",
+            Fault::SidecarRestart { .. } => "sidecar-restart",
+            Fault::Switchover { .. } => "op-switchover",
+            Fault::Promote { .. } => "op-promote-force",
+            Fault::FenceUnfence { force: false, .. } => "op-fence-unfence",
+            Fault::FenceUnfence { force: true, .. } => "op-fence-force-unfence",
+            Fault::HoldRelease { .. } => "op-hold-release",
+        }
+    }
+
+    fn resource(&self) -> Resource {
+        match *self {
+            Fault::PowerCycle { site } => Resource::Power(site),
+            Fault::TunnelCut | Fault::TunnelBlackhole | Fault::TunnelSlow { .. } => {
+                Resource::Tunnel
+            }
+            Fault::GslbHealthCut { site } => Resource::Gslb(site),
+            Fault::ApiUnavailable { site }
+            | Fault::ApiSlow { site, .. }
+            | Fault::ApiDown { site } => Resource::Api(site),
+            Fault::AgentKill { site } => Resource::Agent(site),
+            Fault::SidecarRestart { site } => Resource::Sidecar(site),
+            Fault::Switchover { .. }
+            | Fault::Promote { .. }
+            | Fault::FenceUnfence { .. }
+            | Fault::HoldRelease { .. } => Resource::Operator,
+        }
+    }
+
+    /// Operator commands (the plugin run as a person would).
+    pub fn is_operator(&self) -> bool {
+        self.resource() == Resource::Operator
+    }
+
+    /// Every kind the schedule draws, in table order.
+    pub const KINDS: [&'static str; 15] = [
+        "power-cycle",
+        "tunnel-cut",
+        "tunnel-blackhole",
+        "tunnel-slow",
+        "gslb-health-cut",
+        "api-503",
+        "api-slow",
+        "api-down",
+        "agent-killed",
+        "sidecar-restart",
+        "op-switchover",
+        "op-promote-force",
+        "op-fence-unfence",
+        "op-fence-force-unfence",
+        "op-hold-release",
+    ];
 }
 
 impl fmt::Display for Fault {
@@ -49,55 +173,118 @@ impl fmt::Display for Fault {
             Fault::PowerCycle { site } => write!(f, "power-cycle {site}"),
             Fault::TunnelCut => write!(f, "cut the tunnel"),
             Fault::TunnelBlackhole => write!(f, "blackhole the tunnel"),
+            Fault::TunnelSlow { ms } => write!(f, "slow the tunnel by {ms}ms"),
             Fault::GslbHealthCut { site } => write!(f, "cut the GSLB's health checks of {site}"),
+            Fault::ApiUnavailable { site } => write!(f, "{site}'s API server answers 503"),
+            Fault::ApiSlow { site, ms } => write!(f, "{site}'s API server holds requests {ms}ms"),
+            Fault::ApiDown { site } => write!(f, "{site}'s API server down"),
+            Fault::AgentKill { site } => write!(f, "kill {site}'s failover agent runs"),
+            Fault::SidecarRestart { site } => write!(f, "restart {site}'s readiness sidecars"),
             Fault::Switchover { to } => write!(f, "kubectl pgdr switchover --to {to}"),
+            Fault::Promote { site } => write!(f, "kubectl pgdr promote {site} --force"),
+            Fault::FenceUnfence { site, force } => write!(
+                f,
+                "kubectl pgdr fence {site}{}, then unfence",
+                if *force { " --force" } else { "" }
+            ),
+            Fault::HoldRelease { site } => write!(f, "kubectl pgdr hold {site}, then release"),
         }
     }
 }
 
-/// One step: wait `after`, start `fault`, undo it `hold` later.
+/// One step: start `fault` at `at` (from the schedule's start), undo it `hold` later.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
-    pub after: Duration,
+    pub at: Duration,
     pub fault: Fault,
     pub hold: Duration,
+}
+
+impl Step {
+    pub fn end(&self) -> Duration {
+        self.at + self.hold
+    }
 }
 
 /// A seeded schedule: the same seed gives the same steps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
     pub seed: u64,
+    /// Ordered by `at`; steps on different resources overlap, steps on one never do.
     pub steps: Vec<Step>,
 }
 
 impl Schedule {
-    /// `steps` faults drawn with `seed`: power cycles (with and without the drill's lock ttl
-    /// passing), tunnel cuts and blackholes (short and long), GSLB health cuts, switchovers.
+    /// `steps` faults drawn with `seed`, started 3–15 s apart (later when their resource is still
+    /// taken), held briefly (a blip) or past the failover window and the lock's ttl.
     pub fn generate(seed: u64, steps: usize) -> Schedule {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut out = Vec::with_capacity(steps);
+        let mut out: Vec<Step> = Vec::with_capacity(steps);
+        let mut next = Duration::ZERO;
         for _ in 0..steps {
-            let site = SITES[rng.random_range(0..2)];
-            let fault = match rng.random_range(0..10) {
-                0..=2 => Fault::PowerCycle { site },
-                3..=4 => Fault::TunnelCut,
-                5..=6 => Fault::TunnelBlackhole,
-                7..=8 => Fault::GslbHealthCut { site },
-                _ => Fault::Switchover { to: site },
-            };
+            let fault = draw(&mut rng);
             let hold = match fault {
-                Fault::Switchover { .. } => Duration::ZERO,
-                // Short (a blip) or past the failover window and the lock's ttl.
+                Fault::Switchover { .. } | Fault::Promote { .. } | Fault::SidecarRestart { .. } => {
+                    Duration::ZERO
+                }
                 _ if rng.random_bool(0.4) => Duration::from_secs(rng.random_range(2..8)),
                 _ => Duration::from_secs(rng.random_range(20..45)),
             };
-            out.push(Step {
-                after: Duration::from_secs(rng.random_range(3..15)),
-                fault,
-                hold,
-            });
+            next += Duration::from_secs(rng.random_range(3..15));
+            let r = fault.resource();
+            // After every step it conflicts with; one second apart so that an undo and the next
+            // start on one resource are never simultaneous.
+            let at = out
+                .iter()
+                .filter(|s| s.fault.resource().conflicts(r))
+                .map(|s| s.end() + Duration::from_secs(1))
+                .fold(next, Duration::max);
+            out.push(Step { at, fault, hold });
         }
+        out.sort_by_key(|s| s.at);
         Schedule { seed, steps: out }
+    }
+
+    /// How many steps of each kind.
+    pub fn kinds(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for s in &self.steps {
+            *m.entry(s.fault.kind()).or_default() += 1;
+        }
+        m
+    }
+
+    /// When the last fault is undone.
+    pub fn span(&self) -> Duration {
+        self.steps.iter().map(Step::end).max().unwrap_or_default()
+    }
+}
+
+fn draw(rng: &mut StdRng) -> Fault {
+    let site = SITES[rng.random_range(0..2)];
+    match rng.random_range(0..100) {
+        0..=14 => Fault::PowerCycle { site },
+        15..=22 => Fault::TunnelCut,
+        23..=29 => Fault::TunnelBlackhole,
+        30..=33 => Fault::TunnelSlow {
+            ms: rng.random_range(20..400),
+        },
+        34..=43 => Fault::GslbHealthCut { site },
+        44..=49 => Fault::ApiUnavailable { site },
+        50..=54 => Fault::ApiSlow {
+            site,
+            ms: rng.random_range(500..4000),
+        },
+        55..=59 => Fault::ApiDown { site },
+        60..=66 => Fault::AgentKill { site },
+        67..=71 => Fault::SidecarRestart { site },
+        72..=81 => Fault::Switchover { to: site },
+        82..=86 => Fault::Promote { site },
+        87..=93 => Fault::FenceUnfence {
+            site,
+            force: rng.random_bool(0.3),
+        },
+        _ => Fault::HoldRelease { site },
     }
 }
 
@@ -105,13 +292,11 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "seed {}:", self.seed)?;
         for s in &self.steps {
-            write!(
-                f,
-                " [+{}s {} for {}s]",
-                s.after.as_secs(),
-                s.fault,
-                s.hold.as_secs()
-            )?;
+            write!(f, " [@{}s {}", s.at.as_secs(), s.fault)?;
+            if !s.hold.is_zero() {
+                write!(f, " for {}s", s.hold.as_secs())?;
+            }
+            write!(f, "]")?;
         }
         Ok(())
     }
@@ -122,6 +307,8 @@ impl fmt::Display for Schedule {
 pub struct Bounds {
     /// Longest stretch with both sites answering `/primary` 200.
     pub both_advertised: Duration,
+    /// Longest stretch with both sites acknowledging writes.
+    pub both_writable: Duration,
     /// From the heal to one primary and a streaming standby.
     pub converge: Duration,
 }
@@ -131,12 +318,16 @@ pub struct Bounds {
 pub struct History {
     /// Per site: the ids of the writes it acknowledged.
     pub acked: BTreeMap<String, BTreeSet<i64>>,
+    /// Per site: the ids a reader saw on it.
+    pub observed: BTreeMap<String, BTreeSet<i64>>,
     /// The final primary and the ids on it (`None`: no single writable primary at the end).
     pub final_primary: Option<(String, BTreeSet<i64>)>,
     /// Per site: it recorded a divergence (bytes past a fork > 0) and preserved that WAL.
     pub preserved_divergence: BTreeMap<String, bool>,
     /// Longest stretch with both sites answering `/primary` 200.
     pub longest_both_advertised: Duration,
+    /// Longest stretch with both sites acknowledging writes ([`longest_both_acking`]).
+    pub longest_both_writable: Duration,
     /// From the heal to one primary and a streaming standby (`None`: not within the wait).
     pub converged_after: Option<Duration>,
 }
@@ -153,6 +344,47 @@ pub struct Figures {
     pub missing: usize,
     /// Of those, written by a site that recorded and preserved its divergence.
     pub missing_preserved: usize,
+    /// Rows the readers saw (per site, summed).
+    pub read: usize,
+    /// Rows read on a site and missing from the final primary.
+    pub read_missing: usize,
+    /// Of those, read on a site that recorded and preserved its divergence.
+    pub read_missing_preserved: usize,
+}
+
+/// The longest stretch in which both sites were acknowledging writes: a site counts as writable
+/// from one acknowledgement to the next when they are at most `gap` apart (its writer commits
+/// every few tens of milliseconds while it can). `acks` are per-site offsets from any common
+/// start, in any order.
+pub fn longest_both_acking(acks: &BTreeMap<String, Vec<Duration>>, gap: Duration) -> Duration {
+    let spans: Vec<Vec<(Duration, Duration)>> = acks
+        .values()
+        .map(|times| {
+            let mut t = times.clone();
+            t.sort();
+            let mut spans: Vec<(Duration, Duration)> = Vec::new();
+            for at in t {
+                match spans.last_mut() {
+                    Some(last) if at <= last.1 + gap => last.1 = at,
+                    _ => spans.push((at, at)),
+                }
+            }
+            spans
+        })
+        .collect();
+    let [a, b] = &spans[..] else {
+        return Duration::ZERO;
+    };
+    let mut longest = Duration::ZERO;
+    for &(a0, a1) in a {
+        for &(b0, b1) in b {
+            let (start, end) = (a0.max(b0), a1.min(b1));
+            if end > start {
+                longest = longest.max(end - start);
+            }
+        }
+    }
+    longest
 }
 
 /// Checks the invariants on a run's history.
@@ -163,6 +395,13 @@ pub fn check(h: &History, bounds: &Bounds) -> (Figures, Vec<Violation>) {
             "both sites answered /primary 200 for {:.1}s in a row (bound {:.0}s)",
             h.longest_both_advertised.as_secs_f64(),
             bounds.both_advertised.as_secs_f64()
+        )));
+    }
+    if h.longest_both_writable > bounds.both_writable {
+        v.push(Violation(format!(
+            "both sites acknowledged writes for {:.1}s in a row (bound {:.0}s)",
+            h.longest_both_writable.as_secs_f64(),
+            bounds.both_writable.as_secs_f64()
         )));
     }
     match h.converged_after {
@@ -179,29 +418,44 @@ pub fn check(h: &History, bounds: &Bounds) -> (Figures, Vec<Violation>) {
     }
     let mut f = Figures {
         acked: h.acked.values().map(BTreeSet::len).sum(),
+        read: h.observed.values().map(BTreeSet::len).sum(),
         ..Figures::default()
     };
     let Some((primary, rows)) = &h.final_primary else {
         v.push(Violation("no final primary to check the writes on".into()));
         return (f, v);
     };
+    // A site's rows may be missing from the final primary only if that site recorded and
+    // preserved a divergence: a fenced site that rejoined (and may be the primary again after a
+    // switchover) keeps them in pgdr-diverged/.
+    let excused = |site: &str| h.preserved_divergence.get(site).copied().unwrap_or(false);
     for (site, ids) in &h.acked {
         let missing = ids.difference(rows).count();
         f.missing += missing;
         if missing == 0 {
             continue;
         }
-        let preserved = h.preserved_divergence.get(site).copied().unwrap_or(false);
-        if preserved && site != primary {
+        if excused(site) {
             f.missing_preserved += missing;
         } else {
             v.push(Violation(format!(
-                "{missing} writes {site} acknowledged are not on the final primary {primary}{}",
-                if preserved {
-                    ""
-                } else {
-                    " and no preserved divergence covers them"
-                }
+                "{missing} writes {site} acknowledged are not on the final primary {primary} \
+                 and no preserved divergence of {site} covers them"
+            )));
+        }
+    }
+    for (site, ids) in &h.observed {
+        let missing = ids.difference(rows).count();
+        f.read_missing += missing;
+        if missing == 0 {
+            continue;
+        }
+        if excused(site) {
+            f.read_missing_preserved += missing;
+        } else {
+            v.push(Violation(format!(
+                "{missing} rows read on {site} are not on the final primary {primary} and no \
+                 preserved divergence of {site} covers them"
             )));
         }
     }
@@ -218,13 +472,60 @@ mod tests {
         assert_eq!(a, Schedule::generate(7, 6));
         assert_ne!(a, Schedule::generate(8, 6));
         assert_eq!(a.steps.len(), 6);
-        assert!(a.to_string().starts_with("seed 7: [+"), "{a}");
+        assert!(a.to_string().starts_with("seed 7: [@"), "{a}");
         // Over many seeds every kind of fault is drawn.
-        let kinds: BTreeSet<String> = (0..50)
-            .flat_map(|s| Schedule::generate(s, 6).steps)
-            .map(|s| s.fault.to_string().split(' ').next().unwrap().to_string())
+        let kinds: BTreeSet<&str> = (0..200)
+            .flat_map(|s| Schedule::generate(s, 8).steps)
+            .map(|s| s.fault.kind())
             .collect();
-        assert_eq!(kinds.len(), 4, "{kinds:?}"); // power-cycle, cut, blackhole, kubectl
+        assert_eq!(kinds, Fault::KINDS.into_iter().collect(), "{kinds:?}");
+    }
+
+    #[test]
+    fn faults_overlap_but_never_on_one_resource() {
+        let mut overlapped = 0;
+        for seed in 0..300 {
+            let s = Schedule::generate(seed, 10);
+            assert!(s.steps.windows(2).all(|w| w[0].at <= w[1].at), "{s}");
+            for (i, a) in s.steps.iter().enumerate() {
+                for b in &s.steps[i + 1..] {
+                    let overlap = b.at < a.end() && a.at < b.end();
+                    if a.fault.resource().conflicts(b.fault.resource()) {
+                        assert!(
+                            b.at > a.end() || a.at > b.end(),
+                            "seed {seed}: {} and {} share a resource and overlap",
+                            a.fault,
+                            b.fault
+                        );
+                    } else if overlap {
+                        overlapped += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            overlapped > 300,
+            "faults on different resources overlap: {overlapped}"
+        );
+    }
+
+    #[test]
+    fn resources_that_conflict() {
+        use Resource::*;
+        let rows = [
+            (Power("gold"), Api("gold"), true),
+            (Api("gold"), Power("gold"), true),
+            (Power("gold"), Agent("gold"), true),
+            (Power("gold"), Api("golddr"), false),
+            (Power("gold"), Gslb("gold"), false),
+            (Power("gold"), Tunnel, false),
+            (Tunnel, Tunnel, true),
+            (Operator, Operator, true),
+            (Api("gold"), Agent("gold"), false),
+        ];
+        for (a, b, want) in rows {
+            assert_eq!(a.conflicts(b), want, "{a:?} vs {b:?}");
+        }
     }
 
     fn ids(r: std::ops::Range<i64>) -> BTreeSet<i64> {
@@ -234,15 +535,18 @@ mod tests {
     fn healthy() -> History {
         History {
             acked: BTreeMap::from([("gold".into(), ids(0..10)), ("golddr".into(), ids(10..20))]),
+            observed: BTreeMap::from([("gold".into(), ids(0..5)), ("golddr".into(), ids(10..15))]),
             final_primary: Some(("golddr".into(), ids(0..20))),
             preserved_divergence: BTreeMap::new(),
             longest_both_advertised: Duration::from_secs(1),
+            longest_both_writable: Duration::from_secs(2),
             converged_after: Some(Duration::from_secs(20)),
         }
     }
 
     const BOUNDS: Bounds = Bounds {
         both_advertised: Duration::from_secs(10),
+        both_writable: Duration::from_secs(10),
         converge: Duration::from_secs(120),
     };
 
@@ -250,7 +554,7 @@ mod tests {
     fn the_checker_table() {
         let (f, v) = check(&healthy(), &BOUNDS);
         assert!(v.is_empty(), "{v:?}");
-        assert_eq!((f.acked, f.missing), (20, 0));
+        assert_eq!((f.acked, f.missing, f.read, f.read_missing), (20, 0, 10, 0));
 
         let mut lost = healthy();
         lost.final_primary = Some((
@@ -265,20 +569,84 @@ mod tests {
         let (f, v) = check(&lost, &BOUNDS);
         assert!(v.is_empty(), "{v:?}");
         assert_eq!(f.missing_preserved, 2);
-        // The final primary's own acknowledged writes are never excused.
+        // The final primary's own writes, lost without a divergence record of its own.
         let mut own = healthy();
         own.final_primary = Some(("golddr".into(), ids(0..19)));
+        own.preserved_divergence.insert("gold".into(), true);
+        let (_, v) = check(&own, &BOUNDS);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].0.contains("writes golddr acknowledged"), "{v:?}");
+        // ... and with one: a site that was fenced, rejoined and later became primary again.
         own.preserved_divergence.insert("golddr".into(), true);
-        assert_eq!(check(&own, &BOUNDS).1.len(), 1);
+        assert!(check(&own, &BOUNDS).1.is_empty());
+
+        // A row read on gold, then lost: a violation unless gold preserved a divergence.
+        let mut read = healthy();
+        read.observed.get_mut("gold").unwrap().insert(99);
+        let (f, v) = check(&read, &BOUNDS);
+        assert_eq!(f.read_missing, 1);
+        assert!(v[0].0.contains("1 rows read on gold"), "{v:?}");
+        read.preserved_divergence.insert("gold".into(), true);
+        assert!(check(&read, &BOUNDS).1.is_empty());
 
         let mut both = healthy();
         both.longest_both_advertised = Duration::from_secs(11);
-        assert!(check(&both, &BOUNDS).1[0].0.contains("both sites"));
+        assert!(check(&both, &BOUNDS).1[0].0.contains("/primary 200"));
+        let mut writable = healthy();
+        writable.longest_both_writable = Duration::from_secs(11);
+        assert!(
+            check(&writable, &BOUNDS).1[0]
+                .0
+                .contains("acknowledged writes for")
+        );
         let mut stuck = healthy();
         stuck.converged_after = None;
         assert!(check(&stuck, &BOUNDS).1[0].0.contains("no single primary"));
         let mut none = healthy();
         none.final_primary = None;
         assert!(check(&none, &BOUNDS).1[0].0.contains("no final primary"));
+    }
+
+    #[test]
+    fn both_acking_table() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let acks = |a: &[u64], b: &[u64]| {
+            BTreeMap::from([
+                ("gold".to_string(), a.iter().map(|&t| ms(t)).collect()),
+                ("golddr".to_string(), b.iter().map(|&t| ms(t)).collect()),
+            ])
+        };
+        let gap = ms(1000);
+        // One site at a time (a failover): never both.
+        assert_eq!(
+            longest_both_acking(&acks(&[0, 500, 1000], &[5000, 5500]), gap),
+            s(0)
+        );
+        // Overlap from 2000 to 3000 ms.
+        assert_eq!(
+            longest_both_acking(
+                &acks(&[0, 500, 1000, 1500, 2000, 2500, 3000], &[2000, 2900, 3500]),
+                gap
+            ),
+            ms(1000)
+        );
+        // A gap longer than `gap` breaks a site's span.
+        assert_eq!(
+            longest_both_acking(
+                &acks(&[0, 3000, 6000], &[0, 500, 1000, 1500, 2000, 2500, 3000]),
+                gap
+            ),
+            s(0)
+        );
+        // Unsorted input, one site only: zero.
+        assert_eq!(
+            longest_both_acking(&BTreeMap::from([("gold".into(), vec![ms(9), ms(1)])]), gap),
+            s(0)
+        );
+        // Long overlap.
+        let a: Vec<u64> = (0..100).map(|i| i * 100).collect();
+        let b: Vec<u64> = (30..200).map(|i| i * 100).collect();
+        assert_eq!(longest_both_acking(&acks(&a, &b), gap), ms(6900));
     }
 }

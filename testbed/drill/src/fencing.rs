@@ -8,7 +8,7 @@
 //! sampler and the writers hold no handle on a site's processes, only addresses read from the
 //! site's API server, so a site that is killed or powered off simply stops answering.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -315,6 +315,65 @@ impl Writers {
             let _ = t.await;
         }
         self.acks()
+    }
+}
+
+/// Pause between two reads of one reader.
+const READ_EVERY: Duration = Duration::from_millis(1000);
+
+/// One reader per site, reading every row id through its site's primary Service (as a client of
+/// that site would) and recording what it saw: a row read and later lost without a divergence
+/// record is a violation of its own (a client acted on it).
+pub struct Readers {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<BTreeMap<String, BTreeSet<i64>>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Readers {
+    pub fn start(sites: Vec<Watched>, password: &str) -> Readers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<BTreeMap<String, BTreeSet<i64>>>> = Arc::default();
+        let tasks = sites
+            .into_iter()
+            .map(|site| {
+                let (stop, seen, password) = (stop.clone(), seen.clone(), password.to_string());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(addr) = site.primary_service()
+                            && let Ok(db) = Db::connect(addr, &password, WRITE_TIMEOUT).await
+                            && let Ok(Ok(ids)) =
+                                tokio::time::timeout(WRITE_TIMEOUT * 3, db.ids()).await
+                        {
+                            seen.lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .entry(site.name.clone())
+                                .or_default()
+                                .extend(ids);
+                        }
+                        tokio::time::sleep(READ_EVERY).await;
+                    }
+                })
+            })
+            .collect();
+        Readers { stop, seen, tasks }
+    }
+
+    /// Stops reading; per site, every id read.
+    pub async fn stop(mut self) -> BTreeMap<String, BTreeSet<i64>> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

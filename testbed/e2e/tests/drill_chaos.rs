@@ -1,32 +1,39 @@
-//! Issue 21: the randomized fault drill. A seeded schedule of faults ([`Schedule`]: power
-//! cycles, tunnel cuts and blackholes, GSLB health cuts, switchovers with the plugin) runs against
-//! a pair with the real chart, Patroni and PostgreSQL while one writer per site commits through
-//! its site's primary Service and a sampler asks both sidecars `/primary` every 200 ms; then
-//! everything heals and the checker ([`pgdr_drill::chaos::check`]) judges the invariants on what
-//! was recorded.
+//! Issue 21: the randomized fault drill. A seeded schedule of overlapping faults ([`Schedule`]:
+//! power cycles, tunnel cuts, blackholes and latency, GSLB health cuts, API servers failing,
+//! slow or down, failover agent runs killed part-way, sidecar restarts, and a person's plugin
+//! commands, some unwise: switchover, promote --force, fence and unfence, hold and release) runs
+//! against a pair with the real chart, Patroni and PostgreSQL while one writer and one reader per
+//! site use their site's primary Service and a sampler asks both sidecars `/primary` every
+//! 200 ms; then everything heals and the checker ([`pgdr_drill::chaos::check`]) judges the
+//! invariants on what was recorded.
 //!
 //! `PGDR_CHAOS_SEED` (default 1) and `PGDR_CHAOS_STEPS` (default 4) choose the schedule; CI runs
-//! the default, `make chaos` runs more seeds and writes the table in docs/chaos.md.
+//! the default, `make chaos` runs more seeds and writes the table in docs/chaos.md, `make
+//! chaos-long` runs seeds for an hour and writes docs/verification.md.
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use kubesim::{Action, Rule};
 use pgdr_drill::chaos::{self, Bounds, Fault, History, Schedule};
-use pgdr_drill::fencing::{self, PrimarySampler, Writers};
+use pgdr_drill::fencing::{self, PrimarySampler, Readers, Writers};
 use pgdr_drill::gslb::Gslb;
 use pgdr_drill::stage::Stage;
 use pgdr_drill::switchover::Plugin;
 use pgdr_e2e::pair::{SITES, leader_writable, prepare_table, rows_on, watched};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// The failover CronJob's period in this drill (seconds).
 const CRON_EVERY: u64 = 2;
 
 /// The bounds the invariants are held to at the drill's timings: an isolated primary may answer
-/// `/primary` until its agent fences it on the witness's word (the fencing scenarios' 30 s); a
-/// pair converges within a re-clone and a rejoin.
+/// `/primary` and take writes until its agent fences it on the witness's word (the fencing
+/// scenarios' 30 s); a pair converges within a re-clone and a rejoin.
 const BOUNDS: Bounds = Bounds {
     both_advertised: Duration::from_secs(30),
+    both_writable: Duration::from_secs(30),
     converge: Duration::from_secs(180),
 };
 
@@ -70,6 +77,7 @@ async fn run(stage: &mut Stage, gslb: &Gslb, schedule: &Schedule) {
         .unwrap_or_else(|e| panic!("the kubectl plugin: {e:?}"));
     let sampler = PrimarySampler::start(watched(stage));
     let writers = Writers::start(watched(stage), stage.password(), 5_000_000_000);
+    let readers = Readers::start(watched(stage), stage.password());
     gslb.wait_marked("gold", true, Duration::from_secs(30))
         .await
         .expect("the GSLB sees gold healthy");
@@ -77,15 +85,52 @@ async fn run(stage: &mut Stage, gslb: &Gslb, schedule: &Schedule) {
         .wait_agent_baseline(&stage.golddr, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    for (i, step) in schedule.steps.iter().enumerate() {
-        tokio::time::sleep(step.after).await;
-        eprintln!("[chaos] step {}: {} for {:?}", i + 1, step.fault, step.hold);
-        apply(stage, gslb, &plugin, &step.fault, step.hold).await;
+    let started = Instant::now();
+    let operator = Operator::start(plugin);
+    let mut faults = Faults::new(schedule.seed);
+    // (when, step, start?) in time order; at one instant an undo goes first.
+    let mut events: Vec<(Duration, usize, bool)> = schedule
+        .steps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| [(s.at, i, true), (s.end(), i, false)])
+        .collect();
+    events.sort_by_key(|&(at, i, start)| (at, start, i));
+    let mut events = events.into_iter().peekable();
+    loop {
+        let now = started.elapsed();
+        while let Some(&(at, i, start)) = events.peek()
+            && at <= now
+        {
+            events.next();
+            let step = &schedule.steps[i];
+            let verb = if start { "start" } else { "undo" };
+            eprintln!(
+                "[chaos] {:>6.1}s {verb} step {}: {}",
+                now.as_secs_f64(),
+                i + 1,
+                step.fault
+            );
+            if start {
+                faults.start(stage, gslb, &operator, &step.fault).await;
+            } else {
+                faults.undo(stage, gslb, &operator, &step.fault);
+            }
+        }
+        faults.tick(stage, gslb);
+        if events.peek().is_none() && faults.settled() {
+            break;
+        }
+        tokio::time::sleep(TICK).await;
     }
-    // Heal whatever is left and let the pair settle.
+    // The person finishes what they typed; then everything heals and the pair settles.
+    operator.finish(Duration::from_secs(240)).await;
     stage.platform.heal();
     for site in SITES {
         gslb.cut_health(site, false);
+        if let Ok(s) = stage.site(site) {
+            s.server().faults().clear();
+        }
     }
     let healed = Instant::now();
     let converged_after = converge(stage, BOUNDS.converge)
@@ -93,11 +138,17 @@ async fn run(stage: &mut Stage, gslb: &Gslb, schedule: &Schedule) {
         .map(|_| healed.elapsed());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acks = writers.stop().await;
+    let observed = readers.stop().await;
     let stats = sampler.stats();
 
     let mut acked: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut ack_times: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
     for a in &acks {
         acked.entry(a.site.clone()).or_default().insert(a.id);
+        ack_times
+            .entry(a.site.clone())
+            .or_default()
+            .push(a.at.saturating_duration_since(started));
     }
     let mut final_primary = None;
     for site in SITES {
@@ -117,29 +168,43 @@ async fn run(stage: &mut Stage, gslb: &Gslb, schedule: &Schedule) {
     }
     let history = History {
         acked,
+        observed,
         final_primary,
         preserved_divergence,
         longest_both_advertised: stats.longest_both_for,
+        longest_both_writable: chaos::longest_both_acking(&ack_times, ACK_GAP),
         converged_after,
     };
     let (figures, violations) = chaos::check(&history, &BOUNDS);
+    let kinds: Vec<String> = schedule
+        .kinds()
+        .iter()
+        .map(|(k, n)| format!("{k}:{n}"))
+        .collect();
     println!(
-        "CHAOS seed={} steps={} acked={} missing={} missing_preserved={} both_advertised_s={:.1} converged_s={} violations={}",
+        "CHAOS seed={} steps={} acked={} missing={} missing_preserved={} read={} read_missing={} read_missing_preserved={} both_advertised_s={:.1} both_writable_s={:.1} converged_s={} violations={} kinds={}",
         schedule.seed,
         schedule.steps.len(),
         figures.acked,
         figures.missing,
         figures.missing_preserved,
+        figures.read,
+        figures.read_missing,
+        figures.read_missing_preserved,
         history.longest_both_advertised.as_secs_f64(),
+        history.longest_both_writable.as_secs_f64(),
         history
             .converged_after
             .map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64())),
-        violations.len()
+        violations.len(),
+        kinds.join(",")
     );
     assert!(
         violations.is_empty(),
-        "[chaos] {schedule}: {} invariant(s) did not hold:\n  - {}",
+        "[chaos] {schedule}: {} invariant(s) did not hold (replay: PGDR_CHAOS_SEED={} PGDR_CHAOS_STEPS={} cargo test -p pgdr-e2e --test drill_chaos -- --nocapture):\n  - {}",
         violations.len(),
+        schedule.seed,
+        schedule.steps.len(),
         violations
             .iter()
             .map(|v| v.0.as_str())
@@ -148,57 +213,205 @@ async fn run(stage: &mut Stage, gslb: &Gslb, schedule: &Schedule) {
     );
 }
 
-/// Starts one fault and undoes it `hold` later.
-async fn apply(stage: &mut Stage, gslb: &Gslb, plugin: &Plugin, fault: &Fault, hold: Duration) {
-    match fault {
-        Fault::PowerCycle { site } => {
-            let before = pgdr_drill::stage::members(stage.site(site).unwrap());
-            stage
-                .power_off(site)
-                .await
-                .unwrap_or_else(|e| panic!("power off {site}: {e:?}"));
-            tokio::time::sleep(hold).await;
-            stage
-                .power_on(site)
-                .unwrap_or_else(|e| panic!("power on {site}: {e:?}"));
-            let s = stage.site(site).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                let now = pgdr_drill::stage::members(s);
-                if !now.is_empty() && now.iter().all(|m| !before.contains(m)) {
-                    break;
+/// How often the schedule's clock is looked at.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Two acknowledgements of one site at most this far apart: it was writable in between.
+const ACK_GAP: Duration = Duration::from_secs(1);
+
+/// The faults in progress and what they still need from the loop.
+struct Faults {
+    rng: StdRng,
+    /// Sites powered on whose new pods the GSLB must watch once they are up (members before).
+    rewatch: Vec<(&'static str, Vec<(String, std::net::SocketAddr)>, Instant)>,
+    /// Sites whose agent runs are being killed.
+    killing: BTreeSet<&'static str>,
+}
+
+impl Faults {
+    fn new(seed: u64) -> Faults {
+        Faults {
+            rng: StdRng::seed_from_u64(seed ^ 0x6368_616f_73),
+            rewatch: Vec::new(),
+            killing: BTreeSet::new(),
+        }
+    }
+
+    async fn start(&mut self, stage: &mut Stage, gslb: &Gslb, op: &Operator, fault: &Fault) {
+        match *fault {
+            Fault::PowerCycle { site } => {
+                let before = pgdr_drill::stage::members(stage.site(site).unwrap());
+                stage
+                    .power_off(site)
+                    .await
+                    .unwrap_or_else(|e| panic!("power off {site}: {e:?}"));
+                self.rewatch.retain(|r| r.0 != site);
+                self.rewatch
+                    .push((site, before, Instant::now() + Duration::from_secs(3600)));
+            }
+            Fault::TunnelCut => stage.platform.cut(),
+            Fault::TunnelBlackhole => stage.platform.blackhole(),
+            Fault::TunnelSlow { ms } => stage.platform.slow(ms),
+            Fault::GslbHealthCut { site } => gslb.cut_health(site, true),
+            Fault::ApiUnavailable { site } => {
+                stage
+                    .site(site)
+                    .unwrap()
+                    .server()
+                    .faults()
+                    .add(Rule::new(Action::Fail {
+                        status: 503,
+                        retry_after: Some(1),
+                    }))
+            }
+            Fault::ApiSlow { site, ms } => stage
+                .site(site)
+                .unwrap()
+                .server()
+                .faults()
+                .add(Rule::new(Action::Delay { ms })),
+            // Held until the undo clears it (an hour is "until further notice").
+            Fault::ApiDown { site } => stage
+                .site(site)
+                .unwrap()
+                .server()
+                .faults()
+                .refuse_for(Duration::from_secs(3600)),
+            Fault::AgentKill { site } => {
+                self.killing.insert(site);
+            }
+            Fault::SidecarRestart { site } => {
+                let dir = stage.site(site).unwrap().dir().to_path_buf();
+                let n = pgdr_minicluster::procs::kill_named_under(&dir, "pgdr-readiness");
+                eprintln!("[chaos] killed {n} readiness sidecar(s) of {site}");
+            }
+            Fault::Switchover { to } => {
+                op.send(&["switchover", "--to", to, "--step-timeout", "60"], None)
+            }
+            Fault::Promote { site } => op.send(
+                &["promote", site, "--force", "--yes", "--timeout", "60"],
+                None,
+            ),
+            Fault::FenceUnfence { site, force } => {
+                if force {
+                    op.send(
+                        &["fence", site, "--force", "--yes", "--timeout", "30"],
+                        Some(site),
+                    )
+                } else {
+                    op.send(&["fence", site, "--yes", "--timeout", "30"], None)
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            gslb.watch(s);
+            Fault::HoldRelease { site } => op.send(&["hold", site], None),
         }
-        Fault::TunnelCut => {
-            stage.platform.cut();
-            tokio::time::sleep(hold).await;
-            stage.platform.heal();
-        }
-        Fault::TunnelBlackhole => {
-            stage.platform.blackhole();
-            tokio::time::sleep(hold).await;
-            stage.platform.heal();
-        }
-        Fault::GslbHealthCut { site } => {
-            gslb.cut_health(site, true);
-            tokio::time::sleep(hold).await;
-            gslb.cut_health(site, false);
-        }
-        Fault::Switchover { to } => {
-            let r = plugin
-                .run(&["switchover", "--to", to, "--step-timeout", "60"], None)
-                .await;
-            match r {
-                Ok(r) => eprintln!(
-                    "[chaos] switchover --to {to}: exit {:?}; {}",
-                    r.code,
-                    r.stderr.lines().last().unwrap_or("")
-                ),
-                Err(e) => eprintln!("[chaos] switchover --to {to}: {e:?}"),
+    }
+
+    fn undo(&mut self, stage: &mut Stage, gslb: &Gslb, op: &Operator, fault: &Fault) {
+        match *fault {
+            Fault::PowerCycle { site } => {
+                stage
+                    .power_on(site)
+                    .unwrap_or_else(|e| panic!("power on {site}: {e:?}"));
+                if let Some(r) = self.rewatch.iter_mut().find(|r| r.0 == site) {
+                    r.2 = Instant::now() + Duration::from_secs(60);
+                }
             }
+            Fault::TunnelCut | Fault::TunnelBlackhole | Fault::TunnelSlow { .. } => {
+                stage.platform.heal()
+            }
+            Fault::GslbHealthCut { site } => gslb.cut_health(site, false),
+            Fault::ApiUnavailable { site }
+            | Fault::ApiSlow { site, .. }
+            | Fault::ApiDown { site } => stage.site(site).unwrap().server().faults().clear(),
+            Fault::AgentKill { site } => {
+                self.killing.remove(site);
+            }
+            Fault::SidecarRestart { .. } | Fault::Switchover { .. } | Fault::Promote { .. } => {}
+            // The person undoes the fence: with --force and the typed name (the peer may be
+            // alive); the plugin still refuses while the peer is writable.
+            Fault::FenceUnfence { site, .. } => op.send(
+                &["unfence", site, "--force", "--yes", "--timeout", "30"],
+                Some(site),
+            ),
+            Fault::HoldRelease { site } => op.send(&["release", site], None),
+        }
+    }
+
+    /// Once per tick: the GSLB watches a powered-on site's new pods once they are up; agent runs
+    /// of a site under [`Fault::AgentKill`] die part-way (about one kill a second).
+    fn tick(&mut self, stage: &Stage, gslb: &Gslb) {
+        self.rewatch.retain(|(site, before, deadline)| {
+            let s = stage.site(site).unwrap();
+            if s.is_off() {
+                return true;
+            }
+            let now = pgdr_drill::stage::members(s);
+            let up = !now.is_empty() && now.iter().all(|m| !before.contains(m));
+            if up || Instant::now() >= *deadline {
+                gslb.watch(s);
+                return false;
+            }
+            true
+        });
+        for site in &self.killing {
+            if self.rng.random_bool(0.2) {
+                let dir = stage.site(site).unwrap().dir().to_path_buf();
+                let n = pgdr_minicluster::procs::kill_named_under(&dir, "pgdr-failover");
+                if n > 0 {
+                    eprintln!("[chaos] killed {site}'s failover agent run");
+                }
+            }
+        }
+    }
+
+    /// No site waits for its pods to be watched again.
+    fn settled(&self) -> bool {
+        self.rewatch.is_empty()
+    }
+}
+
+/// A person at a terminal: the plugin commands of the schedule, run one after the other.
+struct Operator {
+    tx: tokio::sync::mpsc::UnboundedSender<(Vec<String>, Option<String>)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    fn start(plugin: Plugin) -> Operator {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<String>, Option<String>)>();
+        let task = tokio::spawn(async move {
+            while let Some((args, typed)) = rx.recv().await {
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                let r = match &typed {
+                    Some(t) => plugin.run_typed(&a, t).await,
+                    None => plugin.run(&a, None).await,
+                };
+                let what = format!("kubectl pgdr {}", args.join(" "));
+                match r {
+                    Ok(r) => eprintln!(
+                        "[chaos] {what}: exit {:?}; {}",
+                        r.code,
+                        r.stderr.lines().last().unwrap_or("")
+                    ),
+                    Err(e) => eprintln!("[chaos] {what}: {e:?}"),
+                }
+            }
+        });
+        Operator { tx, task }
+    }
+
+    fn send(&self, args: &[&str], typed: Option<&str>) {
+        let _ = self.tx.send((
+            args.iter().map(|a| a.to_string()).collect(),
+            typed.map(str::to_string),
+        ));
+    }
+
+    /// Waits (up to `within`) for every command sent to end.
+    async fn finish(self, within: Duration) {
+        drop(self.tx);
+        if tokio::time::timeout(within, self.task).await.is_err() {
+            eprintln!("[chaos] the operator's commands did not end within {within:?}");
         }
     }
 }

@@ -252,6 +252,22 @@ pub fn survivors_under(root: &std::path::Path) -> Vec<u32> {
     v
 }
 
+/// SIGKILLs the processes started for containers under `root` (see [`survivors_under`]) whose
+/// executable's file name is `exe` (a container's main process: the readiness sidecar, a
+/// failover agent run), as a crash or an OOM kill would; returns how many. The kubelet then
+/// restarts or fails the container as its policy says.
+pub fn kill_named_under(root: &std::path::Path, exe: &str) -> usize {
+    let pids: Vec<u32> = survivors_under(root)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|p| p.file_name().is_some_and(|n| n == exe))
+        })
+        .collect();
+    send(&pids, Signal::KILL);
+    pids.len()
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::process::CommandExt;
