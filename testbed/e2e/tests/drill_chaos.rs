@@ -219,11 +219,14 @@ const TICK: Duration = Duration::from_millis(200);
 /// Two acknowledgements of one site at most this far apart: it was writable in between.
 const ACK_GAP: Duration = Duration::from_secs(1);
 
+/// A power-cycled site: its members before the power loss, and until when to wait for new ones.
+type Rewatch = (&'static str, Vec<(String, std::net::SocketAddr)>, Instant);
+
 /// The faults in progress and what they still need from the loop.
 struct Faults {
     rng: StdRng,
-    /// Sites powered on whose new pods the GSLB must watch once they are up (members before).
-    rewatch: Vec<(&'static str, Vec<(String, std::net::SocketAddr)>, Instant)>,
+    /// Sites powered on whose new pods the GSLB must watch once they are up.
+    rewatch: Vec<Rewatch>,
     /// Sites whose agent runs are being killed.
     killing: BTreeSet<&'static str>,
 }
@@ -231,7 +234,7 @@ struct Faults {
 impl Faults {
     fn new(seed: u64) -> Faults {
         Faults {
-            rng: StdRng::seed_from_u64(seed ^ 0x6368_616f_73),
+            rng: StdRng::seed_from_u64(seed ^ 0x0063_6861_6f73),
             rewatch: Vec::new(),
             killing: BTreeSet::new(),
         }
