@@ -42,6 +42,18 @@ else
   exit 1
 fi
 
+# --- libfaketime (the chaos drill's clock offset for one site's failover agent) ---------------
+if ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+  say "libfaketime found"
+elif [ "$(id -u)" = 0 ]; then
+  say "installing libfaketime from Debian packages"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null; }
+else
+  echo "deps: libfaketime is missing and this is not root: sudo apt-get install libfaketime" >&2
+  exit 1
+fi
+
 # --- the user PostgreSQL runs as -----------------------------------------------
 # initdb refuses root. As root we run PostgreSQL/Patroni as 'postgres' (created by the
 # Debian package); as anyone else we run them as that user.

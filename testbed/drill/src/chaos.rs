@@ -56,6 +56,9 @@ pub enum Fault {
     AgentKill { site: &'static str },
     /// The site's readiness sidecars are SIGKILLed once (the kubelet restarts them).
     SidecarRestart { site: &'static str },
+    /// The site's failover agent runs with its wall clock off by `secs` (libfaketime): the
+    /// times it writes (markers, fences, vouches, its state) and compares are skewed.
+    ClockSkew { site: &'static str, secs: i64 },
     /// `kubectl pgdr switchover --to SITE` (refused when SITE already is the primary, or when
     /// the pair cannot switch over: both are outcomes, never violations).
     Switchover { to: &'static str },
@@ -115,6 +118,7 @@ impl Fault {
             Fault::ApiDown { .. } => "api-down",
             Fault::AgentKill { .. } => "agent-killed",
             Fault::SidecarRestart { .. } => "sidecar-restart",
+            Fault::ClockSkew { .. } => "agent-clock-skew",
             Fault::Switchover { .. } => "op-switchover",
             Fault::Promote { .. } => "op-promote-force",
             Fault::FenceUnfence { force: false, .. } => "op-fence-unfence",
@@ -133,7 +137,7 @@ impl Fault {
             Fault::ApiUnavailable { site }
             | Fault::ApiSlow { site, .. }
             | Fault::ApiDown { site } => Resource::Api(site),
-            Fault::AgentKill { site } => Resource::Agent(site),
+            Fault::AgentKill { site } | Fault::ClockSkew { site, .. } => Resource::Agent(site),
             Fault::SidecarRestart { site } => Resource::Sidecar(site),
             Fault::Switchover { .. }
             | Fault::Promote { .. }
@@ -148,7 +152,7 @@ impl Fault {
     }
 
     /// Every kind the schedule draws, in table order.
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 16] = [
         "power-cycle",
         "tunnel-cut",
         "tunnel-blackhole",
@@ -159,6 +163,7 @@ impl Fault {
         "api-down",
         "agent-killed",
         "sidecar-restart",
+        "agent-clock-skew",
         "op-switchover",
         "op-promote-force",
         "op-fence-unfence",
@@ -180,6 +185,7 @@ impl fmt::Display for Fault {
             Fault::ApiDown { site } => write!(f, "{site}'s API server down"),
             Fault::AgentKill { site } => write!(f, "kill {site}'s failover agent runs"),
             Fault::SidecarRestart { site } => write!(f, "restart {site}'s readiness sidecars"),
+            Fault::ClockSkew { site, secs } => write!(f, "{site}'s failover agent clock {secs:+}s"),
             Fault::Switchover { to } => write!(f, "kubectl pgdr switchover --to {to}"),
             Fault::Promote { site } => write!(f, "kubectl pgdr promote {site} --force"),
             Fault::FenceUnfence { site, force } => write!(
@@ -276,8 +282,12 @@ fn draw(rng: &mut StdRng) -> Fault {
             ms: rng.random_range(500..4000),
         },
         55..=59 => Fault::ApiDown { site },
-        60..=66 => Fault::AgentKill { site },
-        67..=71 => Fault::SidecarRestart { site },
+        60..=64 => Fault::AgentKill { site },
+        65..=67 => Fault::SidecarRestart { site },
+        68..=71 => Fault::ClockSkew {
+            site,
+            secs: rng.random_range(30..300) * if rng.random_bool(0.5) { 1 } else { -1 },
+        },
         72..=81 => Fault::Switchover { to: site },
         82..=86 => Fault::Promote { site },
         87..=93 => Fault::FenceUnfence {

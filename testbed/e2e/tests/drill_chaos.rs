@@ -288,6 +288,9 @@ impl Faults {
                 let n = pgdr_minicluster::procs::kill_named_under(&dir, "pgdr-readiness");
                 eprintln!("[chaos] killed {n} readiness sidecar(s) of {site}");
             }
+            Fault::ClockSkew { site, secs } => {
+                skew_agent_clock(stage.site(site).unwrap(), Some(secs))
+            }
             Fault::Switchover { to } => {
                 op.send(&["switchover", "--to", to, "--step-timeout", "60"], None)
             }
@@ -329,6 +332,7 @@ impl Faults {
             Fault::AgentKill { site } => {
                 self.killing.remove(site);
             }
+            Fault::ClockSkew { site, .. } => skew_agent_clock(stage.site(site).unwrap(), None),
             Fault::SidecarRestart { .. } | Fault::Switchover { .. } | Fault::Promote { .. } => {}
             // The person undoes the fence: with --force and the typed name (the peer may be
             // alive); the plugin still refuses while the peer is writable.
@@ -370,6 +374,56 @@ impl Faults {
     /// No site waits for its pods to be watched again.
     fn settled(&self) -> bool {
         self.rewatch.is_empty()
+    }
+}
+
+/// The environment that sets a process's wall clock `secs` off (libfaketime; the monotonic
+/// clock, which only measures intervals, stays true).
+const FAKETIME_ENV: [&str; 3] = ["LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC"];
+
+fn libfaketime() -> String {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("libfaketime is not installed (make deps installs it)"))
+        .display()
+        .to_string()
+}
+
+/// Sets (or, with `None`, removes) a clock offset on the failover agent of `site`: its CronJob's
+/// container environment, so the next runs start with it.
+fn skew_agent_clock(site: &pgdr_minicluster::Site, secs: Option<i64>) {
+    use pgdr_minicluster::api;
+    let lib = secs.map(|_| libfaketime());
+    let ns = site.namespace();
+    for mut cj in site.api().list(api::CRONJOBS, Some(ns)).unwrap() {
+        let name = api::obj::name(&cj).to_string();
+        let Some(containers) = cj
+            .pointer_mut("/spec/jobTemplate/spec/template/spec/containers")
+            .and_then(serde_json::Value::as_array_mut)
+        else {
+            continue;
+        };
+        for c in containers.iter_mut().filter(|c| c["name"] == "failover") {
+            let mut env: Vec<serde_json::Value> = c["env"].as_array().cloned().unwrap_or_default();
+            env.retain(|e| !FAKETIME_ENV.iter().any(|k| e["name"] == *k));
+            if let (Some(secs), Some(lib)) = (secs, &lib) {
+                for (k, v) in
+                    FAKETIME_ENV
+                        .iter()
+                        .zip([lib.clone(), format!("{secs:+}"), "1".into()])
+                {
+                    env.push(serde_json::json!({"name": k, "value": v}));
+                }
+            }
+            c["env"] = serde_json::Value::Array(env);
+        }
+        site.api()
+            .replace(api::CRONJOBS, ns, &name, &cj)
+            .unwrap_or_else(|e| panic!("{} CronJob {name}: {e:?}", site.name()));
     }
 }
 
