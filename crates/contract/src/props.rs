@@ -252,6 +252,42 @@ proptest! {
         prop_assert!(qp.peer_authoritative(), "{:?}", qp);
     }
 
+    /// A fence present in the config means fenced, whatever its content: a reader that cannot
+    /// understand the document must not make the member writable (only absent or null is "not
+    /// fenced"); a readable one keeps what it does not know.
+    #[test]
+    fn a_present_fence_always_means_fenced(
+        value in prop_oneof![
+            Just(Value::Null),
+            Just(json!("hold")),
+            Just(json!(3)),
+            Just(json!({"phase": "hold"})),
+            Just(json!({"since": "2026-11-30T16:00:00Z", "reason": "galactic", "peer": "x",
+                "phase": "something-new", "extra": 1})),
+            Just(serde_json::to_value(crate::fence::Fence::hold(
+                "2026-11-30T16:00:00Z".parse().unwrap(),
+                crate::fence::FenceReason::Operator, "golddr")).unwrap()),
+        ],
+    ) {
+        let mut c = config_with(None, None);
+        c.insert(crate::keys::FENCE.into(), value.clone());
+        let seen = crate::fence::seen(&c);
+        prop_assert_eq!(seen.is_some(), !value.is_null());
+        if let Ok(Some(f)) = crate::fence::read(&c) {
+            // Keys a newer writer added are kept; a phase or reason this reader does not know
+            // reads as `unknown`; a document this version wrote reads back unchanged.
+            let back = serde_json::to_value(&f).unwrap();
+            for (k, v) in value.as_object().unwrap() {
+                if !["phase", "reason"].contains(&k.as_str()) {
+                    prop_assert_eq!(back.get(k), Some(v), "{}", k);
+                }
+            }
+            if f.phase != crate::fence::Phase::Unknown && f.reason != crate::fence::FenceReason::Unknown {
+                prop_assert_eq!(back, value);
+            }
+        }
+    }
+
     /// The marker's text is its only format: what `render` writes, `parse` reads back unchanged.
     #[test]
     fn a_marker_reads_back_as_written(

@@ -312,6 +312,29 @@ proptest! {
         }
     }
 
+    /// The agent vouches for a primary the readiness sidecar withholds only with fresh evidence:
+    /// the sidecar waits, the read of the peer is not older than the wait, and the peer's
+    /// dynamic config is a standby cluster; the vouch names this site's epoch, and it covers
+    /// exactly this return at this epoch.
+    #[test]
+    fn a_vouch_needs_fresh_evidence_of_a_standby_peer(
+        awaiting in prop::option::of(-50i64..50), at in -50i64..50, epoch in 0u64..5,
+        peer_standby in prop_oneof![Just(Ok(true)), Just(Ok(false)),
+            Just(Err("the peer's API cannot be read".to_string()))],
+        other_epoch in 0u64..5,
+    ) {
+        let got = vouch_from(awaiting.map(t), t(at), epoch, peer_standby.clone());
+        let fresh = awaiting.is_some_and(|since| at >= since);
+        prop_assert_eq!(got.is_ok(), fresh && peer_standby == Ok(true), "{:?}", got);
+        if let (Ok(v), Some(since)) = (got, awaiting) {
+            prop_assert_eq!((v.at, v.epoch), (t(at), epoch));
+            prop_assert!(v.covers(t(since), epoch));
+            prop_assert_eq!(v.covers(t(since), other_epoch), other_epoch == epoch);
+            // A later return (the primary became one again after the evidence) is not covered.
+            prop_assert!(!v.covers(t(at + 1), epoch));
+        }
+    }
+
     /// The same input gives the same decision.
     #[test]
     fn decisions_are_deterministic(p in policy(), st in state(), s in sample_at(Just(t(0)))) {
