@@ -33,3 +33,6 @@ pub mod role;
 pub mod sidecar;
 pub mod slot;
 pub mod vouch;
+
+#[cfg(test)]
+mod props;

@@ -1183,4 +1183,6 @@ pub fn approve_rejoin(
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

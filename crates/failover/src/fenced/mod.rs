@@ -571,4 +571,6 @@ impl<'a> Flow<'a> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

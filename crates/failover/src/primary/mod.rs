@@ -408,4 +408,6 @@ fn count_moved(
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -696,4 +696,6 @@ fn signed(d: Duration) -> SignedDuration {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
