@@ -446,6 +446,16 @@ fn step_demote(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
             from.role().as_str()
         ));
     };
+    // The preflight saw one, but the target may have lost it since (pods gone, Patroni down):
+    // demoting now would leave the pair without a primary until `--abort`.
+    if !to.leader_member().is_some_and(|m| m.is_standby_leader()) {
+        return Next::Wait(format!(
+            "site {} has no running standby leader to take over ({}): {} stays primary",
+            to.site,
+            to.role().as_str(),
+            from.site
+        ));
+    }
     if p.source_lsn_before_demote.is_none() {
         let mut rec = p.clone();
         rec.rev += 1;
@@ -525,7 +535,15 @@ fn step_token(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
 /// `force_after`, saying what may be lost); WAL past the token on the target means divergence.
 fn step_catch_up(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
     let to = pair.to;
-    let token = p.token.expect("catch-up always has a token");
+    // Written with the step; a record edited by hand (or by another version) may lack it.
+    let Some(token) = p.token else {
+        return Next::Stuck(format!(
+            "the recorded switchover is at step catch-up without a demotion token (record \
+             revision {}): `kubectl pgdr switchover --abort`, or `--resume` after checking both \
+             sites",
+            p.rev
+        ));
+    };
     if to.writable().is_some() {
         return Next::Stuck(format!(
             "site {} became writable before the catch-up was confirmed",

@@ -265,6 +265,7 @@ impl<'a> Flow<'a> {
     }
 
     fn run(&mut self, rejoin: Rejoin) -> Step<Verdict> {
+        self.known_to_this_version()?;
         self.pending_reclone()?;
         self.following()?;
         self.demoted()?;
@@ -272,6 +273,20 @@ impl<'a> Flow<'a> {
         self.record_divergence(timeline, fork);
         self.preserved(rejoin, timeline, fork)?;
         Ok(self.follow_or_reclone(timeline, fork))
+    }
+
+    /// A fence a newer version wrote (a phase or reason this one does not know) stays as it is:
+    /// fenced, nothing done, nothing rewritten, until an agent of that version runs.
+    fn known_to_this_version(&mut self) -> Step {
+        let c = self.current;
+        if c.phase == Phase::Unknown || c.reason == FenceReason::Unknown {
+            return Err(self.hold(format!(
+                "the fence (version {}) has a phase or reason this agent does not know: a newer \
+                 version wrote it; fenced, nothing done (upgrade this site's failover agent)",
+                c.version
+            )));
+        }
+        Ok(())
     }
 
     /// A pending re-clone comes first: once a member moved its data aside the site has no leader

@@ -401,7 +401,6 @@ fn the_generators_reach_every_step() {
 /// `Follow`, so an unknown phase runs the hold flow and is overwritten with `follow` (or a
 /// re-clone request) once the divergence is preserved. Minimal input below.
 #[test]
-#[ignore = "bug: a fence in an unknown phase (written by a newer version) is acted on and overwritten with follow"]
 fn an_unknown_phase_is_never_acted_on() {
     let mut current = Fence::hold(t(-100), FenceReason::PeerAuthoritative, "golddr");
     current.phase = Phase::Unknown;
@@ -431,7 +430,17 @@ fn an_unknown_phase_is_never_acted_on() {
         members: Ok(Vec::new()),
     };
     let d = decide_fenced(Rejoin::Auto, &State::default(), &current, &s);
-    // Today: verdict rejoining, fence written with phase follow.
+    // It was: verdict rejoining, the fence rewritten with phase follow (found by the properties).
     assert_eq!(d.fence.map(|f| f.phase), None, "{:?}", d.reasons);
     assert_eq!(d.verdict, Verdict::Fenced);
+    // A reason this version does not know: the same.
+    current.phase = Phase::Hold;
+    current.reason = FenceReason::Unknown;
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &current, &s);
+    assert_eq!(d.fence.map(|f| f.phase), None, "{:?}", d.reasons);
+    assert_eq!(d.verdict, Verdict::Fenced);
+    // Known phase and reason, the same sample: acted on (the test can tell the difference).
+    current.reason = FenceReason::PeerAuthoritative;
+    let d = decide_fenced(Rejoin::Auto, &State::default(), &current, &s);
+    assert_ne!(d.verdict, Verdict::Fenced, "{:?}", d.reasons);
 }

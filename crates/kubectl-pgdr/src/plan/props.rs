@@ -450,7 +450,6 @@ fn the_generators_reach_every_action() {
 /// the target was lost demotes the only primary with nothing to take over (the database is
 /// read-only until `--abort` restores the source). Minimal input below.
 #[test]
-#[ignore = "bug: the switchover's demote step demotes the only primary while the target has no running standby leader"]
 fn the_only_primary_is_never_demoted_without_a_target() {
     use crate::model::tests::{member, site};
     let from = site("gold", false, member("gold-0", "primary", 1, 100));
@@ -488,15 +487,68 @@ fn the_only_primary_is_never_demoted_without_a_target() {
         &Request::resume(),
         t(0),
     );
-    // Today: Act { Demote { site: "gold" } }.
+    // It was: Act { Demote { site: "gold" } } (found by the properties).
     assert!(
-        !matches!(
+        matches!(&n, Next::Wait(why) if why.contains("no running standby leader")),
+        "{n:?}"
+    );
+    // With the target's standby leader back, the same record demotes.
+    let to = site("golddr", true, member("golddr-0", "standby_leader", 1, 100));
+    let n = next(
+        &Pair {
+            from: &from,
+            to: &to,
+        },
+        Some(&p),
+        &Request::resume(),
+        t(0),
+    );
+    assert!(
+        matches!(
             n,
             Next::Act {
                 action: Action::Demote { .. },
                 ..
             }
         ),
+        "{n:?}"
+    );
+}
+
+/// A record at step catch-up without its token (edited by hand) is refused, not a panic.
+#[test]
+fn a_catch_up_without_a_token_is_refused() {
+    use crate::model::tests::{member, site};
+    let from = site("gold", true, member("gold-0", "standby_leader", 1, 100));
+    let to = site("golddr", true, member("golddr-0", "standby_leader", 1, 100));
+    let p = Progress {
+        version: crate::progress::PROGRESS_VERSION,
+        rev: 5,
+        from: "gold".into(),
+        to: "golddr".into(),
+        step: Step::CatchUp,
+        started_at: t(-60),
+        step_started_at: t(-10),
+        force: false,
+        max_lag_bytes: 10,
+        held_before: Vec::new(),
+        source_timeline: Some(1),
+        target_timeline: Some(1),
+        source_lsn_before_demote: Some(100),
+        token: None,
+        new_timeline: None,
+        forced_loss_bytes: None,
+        finished_at: None,
+        aborted: false,
+        log: Vec::new(),
+    };
+    let pair = Pair {
+        from: &from,
+        to: &to,
+    };
+    let n = next(&pair, Some(&p), &Request::resume(), t(0));
+    assert!(
+        matches!(&n, Next::Stuck(why) if why.contains("without a demotion token")),
         "{n:?}"
     );
 }
