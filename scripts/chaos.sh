@@ -82,7 +82,7 @@ acknowledging writes (s); time from the heal to one primary with a streaming sta
     echo "# Verification: the randomized fault drill for an hour"
     echo
     echo "Written by \`make chaos-long\` ($(date -u +%Y-%m-%d), MINUTES=$minutes, $steps overlapping faults per"
-    echo "seed, seeds from ${FIRST_SEED:-1000}, $(nproc) cores). Each seed is a fresh pair: install, faults, heal,"
+    echo "seed, seeds from ${FIRST_SEED:-1000}, $(nproc) cores, commit $(git rev-parse --short HEAD)). Each seed is a fresh pair: install, faults, heal,"
     echo "check. A violated seed is replayed with \`PGDR_CHAOS_SEED=<seed> PGDR_CHAOS_STEPS=$steps cargo test -p"
     echo "pgdr-e2e --test drill_chaos -- --nocapture\`."
     echo
@@ -144,7 +144,7 @@ PY
   else
     echo "# Randomized fault drill"
     echo
-    echo "Written by \`make chaos\` ($(date -u +%Y-%m-%d), $steps overlapping faults per seed, the drill's timings)."
+    echo "Written by \`make chaos\` ($(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD), $steps overlapping faults per seed, the drill's timings)."
   fi
   echo "$legend"
   echo
