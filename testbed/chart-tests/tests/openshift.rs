@@ -629,6 +629,9 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
     let gold_on = on("gold");
     let g = alerts(&gold_on);
     assert!(g.contains(&"PgdrSiteFenced".to_string()), "{g:?}");
+    // A fenced primary site that never rejoins is a standby leader that does not stream: the
+    // same alert as on the standby site (the chaos drill left one stuck, silent before).
+    assert!(g.contains(&"PgdrReplicationBroken".to_string()), "{g:?}");
     // Both sites can run a writable primary the sidecar withholds.
     assert!(g.contains(&"PgdrPrimaryWithheld".to_string()), "{g:?}");
     // The agent runs on both sites, so both watch its runs; without the agent, neither does.
