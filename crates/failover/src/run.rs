@@ -417,7 +417,7 @@ fn log_sample(n: u32, sample: &Sample, d: &Decision, stored: Option<&StoredState
         at = %sample.at,
         probe,
         stream,
-        witnesses = ?sample.witnesses,
+        witnesses = ?crate::standby::WitnessLog(&sample.witnesses),
         hold = stored.is_some_and(|s| s.hold),
         failed = d.failed_sample,
         counted = d.counted,

@@ -10,9 +10,10 @@
 
 use jiff::Timestamp;
 
-use crate::sample::{Own, Peer, Placement, lineage_text, signed};
+use crate::sample::{Own, Peer, lineage_text, signed};
 use crate::standby::{Fencing, Mode, Policy, Verdict};
 use crate::state::{DecisionRecord, State};
+use crate::witness::Witness;
 use pgdr_core::contract::fence::{Fence, FenceReason};
 use pgdr_core::contract::lsn::format as lsn_text;
 use pgdr_core::contract::vouch::{Vouch, VouchBy};
@@ -49,6 +50,25 @@ pub fn vouch_from(
     }
 }
 
+/// What a witness's answer means to a writable primary: where the application runs.
+/// `Moved` only from positive evidence that it left this site; an answer naming both sites or
+/// neither is no evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Application {
+    Moved,
+    Here,
+    Unknown,
+}
+
+/// The primary's reading of a witness's answer.
+pub fn application(w: &Witness) -> Application {
+    match w {
+        Witness::Peer(_) => Application::Moved,
+        Witness::Here(_) => Application::Here,
+        Witness::NotOnlyHere(_) | Witness::Unknown(_) => Application::Unknown,
+    }
+}
+
 /// One sample of a run on a writable primary site.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrimarySample {
@@ -56,7 +76,8 @@ pub struct PrimarySample {
     pub run: String,
     pub peer_site: String,
     pub peer: Peer,
-    pub placements: Vec<Placement>,
+    /// Every configured witness's answer.
+    pub witnesses: Vec<Witness>,
     /// This site was promoted by the agent (durable promotion record): authoritative when both
     /// are writable and the lineage does not say otherwise.
     pub promoted_here: bool,
@@ -271,20 +292,19 @@ impl Deciding<'_> {
         let peer = self.peer;
         self.next.split_brain_since = None;
         self.say(format!("{peer} gives no answer through the tunnel: {why}"));
-        let moved = s.placements.iter().any(|p| matches!(p, Placement::Peer(_)));
-        let here = s.placements.iter().any(|p| matches!(p, Placement::Here(_)));
-        for p in &s.placements {
-            let (Placement::Peer(r) | Placement::Here(r) | Placement::Unknown(r)) = p;
-            self.say(r.clone());
+        let read = |want| s.witnesses.iter().any(|w| application(w) == want);
+        let (moved, here) = (read(Application::Moved), read(Application::Here));
+        for w in &s.witnesses {
+            self.say(w.reason());
         }
-        if s.placements.is_empty() {
+        if s.witnesses.is_empty() {
             self.say("no witness configured: a silent peer alone never fences");
         }
         if !moved || here {
             reset_moved(&mut self.next);
             if here {
                 self.say("a witness keeps the application here: warning only");
-            } else if !s.placements.is_empty() {
+            } else if !s.witnesses.is_empty() {
                 self.say("no witness says the application moved: warning only");
             }
             return if s.promoted_here {

@@ -4,13 +4,13 @@ use super::*;
 use crate::sample::fixtures::*;
 use pgdr_core::contract::fence::Phase;
 
-fn sample(at: i64, peer: Peer, placements: Vec<Placement>) -> PrimarySample {
+fn sample(at: i64, peer: Peer, witnesses: Vec<Witness>) -> PrimarySample {
     PrimarySample {
         at: t(at),
         run: "run-a".into(),
         peer_site: "golddr".into(),
         peer,
-        placements,
+        witnesses,
         promoted_here: false,
         own: Own {
             timeline: Some(3),
@@ -20,14 +20,14 @@ fn sample(at: i64, peer: Peer, placements: Vec<Placement>) -> PrimarySample {
     }
 }
 
-fn moved() -> Placement {
-    Placement::Peer("HTTP witness: the GSLB sends the application to golddr".into())
+fn moved() -> Witness {
+    Witness::Peer("HTTP witness: the GSLB sends the application to golddr".into())
 }
-fn here() -> Placement {
-    Placement::Here("HTTP witness: the GSLB sends the application to gold".into())
+fn here() -> Witness {
+    Witness::Here("HTTP witness: the GSLB sends the application to gold".into())
 }
-fn unknown() -> Placement {
-    Placement::Unknown("DNS witness: no answer".into())
+fn unknown() -> Witness {
+    Witness::Unknown("DNS witness: no answer".into())
 }
 
 #[test]
@@ -36,7 +36,7 @@ fn primary_role_table() {
     struct Row {
         name: &'static str,
         peer: Peer,
-        placements: Vec<Placement>,
+        witnesses: Vec<Witness>,
         promoted_here: bool,
         state: State,
         verdict: Verdict,
@@ -53,7 +53,7 @@ fn primary_role_table() {
         Row {
             name: "peer promoted from us: fence with the fork",
             peer: Peer::Writable(forked_from_us()),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: Fence,
@@ -63,7 +63,7 @@ fn primary_role_table() {
         Row {
             name: "peer promoted from us wins over an old promotion record here",
             peer: Peer::Writable(forked_from_us()),
-            placements: vec![here()],
+            witnesses: vec![here()],
             promoted_here: true,
             state: State::default(),
             verdict: Fence,
@@ -79,7 +79,7 @@ fn primary_role_table() {
                 fork_lsn: FORK - 0x100,
                 fork_pending: true,
             }),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: Fence,
@@ -93,7 +93,7 @@ fn primary_role_table() {
                 fork_lsn: FORK,
                 timeline: 2,
             }),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: true,
             state: State::default(),
             verdict: SplitBrain,
@@ -103,7 +103,7 @@ fn primary_role_table() {
         Row {
             name: "unrelated forks: split brain, nobody fenced",
             peer: Peer::Writable(Lineage::Unrelated),
-            placements: vec![moved()],
+            witnesses: vec![moved()],
             promoted_here: false,
             state: State::default(),
             verdict: SplitBrain,
@@ -113,7 +113,7 @@ fn primary_role_table() {
         Row {
             name: "same timeline: split brain, nobody fenced",
             peer: Peer::Writable(Lineage::SameTimeline),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: SplitBrain,
@@ -129,7 +129,7 @@ fn primary_role_table() {
                 fork_lsn: 0x100,
                 fork_pending: false,
             }),
-            placements: vec![moved()],
+            witnesses: vec![moved()],
             promoted_here: true,
             state: State::default(),
             verdict: SplitBrain,
@@ -140,7 +140,7 @@ fn primary_role_table() {
             name: "another database at a higher epoch: this site was initialised afresh beside \
                    the authority; it fences itself (hold, fork unknown)",
             peer: Peer::Writable(Lineage::ForeignNewer { epoch: 2 }),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: Fence,
@@ -150,7 +150,7 @@ fn primary_role_table() {
         Row {
             name: "another database behind the tunnel: not our peer, nothing done",
             peer: Peer::Writable(Lineage::DifferentSystem),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: Unknown,
@@ -160,7 +160,7 @@ fn primary_role_table() {
         Row {
             name: "peer is a standby: ok",
             peer: Peer::Standby,
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: counted(2),
             verdict: Ok,
@@ -170,7 +170,7 @@ fn primary_role_table() {
         Row {
             name: "promoted site, peer a standby: already-primary",
             peer: Peer::Standby,
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: true,
             state: State::default(),
             verdict: AlreadyPrimary,
@@ -180,7 +180,7 @@ fn primary_role_table() {
         Row {
             name: "peer answers but cannot be identified: nothing done",
             peer: Peer::Unidentified("28P01 password authentication failed".into()),
-            placements: vec![moved()],
+            witnesses: vec![moved()],
             promoted_here: false,
             state: counted(2),
             verdict: Unknown,
@@ -190,7 +190,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witness keeps the application here: warning",
             peer: silent(),
-            placements: vec![here()],
+            witnesses: vec![here()],
             promoted_here: false,
             state: State::default(),
             verdict: PeerUnreachable,
@@ -200,7 +200,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witness unknown: warning",
             peer: silent(),
-            placements: vec![unknown()],
+            witnesses: vec![unknown()],
             promoted_here: false,
             state: counted(2),
             verdict: PeerUnreachable,
@@ -210,7 +210,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, no witness: never fences",
             peer: silent(),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: counted(2),
             verdict: PeerUnreachable,
@@ -220,7 +220,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witnesses disagree: warning",
             peer: silent(),
-            placements: vec![moved(), here()],
+            witnesses: vec![moved(), here()],
             promoted_here: false,
             state: counted(2),
             verdict: PeerUnreachable,
@@ -230,7 +230,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witness moved, first sample: counting",
             peer: silent(),
-            placements: vec![moved(), unknown()],
+            witnesses: vec![moved(), unknown()],
             promoted_here: false,
             state: State::default(),
             verdict: PeerUnreachable,
@@ -240,7 +240,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witness moved, third sample: fence (hold, fork unknown)",
             peer: silent(),
-            placements: vec![moved()],
+            witnesses: vec![moved()],
             promoted_here: false,
             state: counted(2),
             verdict: Fence,
@@ -250,7 +250,7 @@ fn primary_role_table() {
         Row {
             name: "promoted site, silent peer: already-primary",
             peer: silent(),
-            placements: vec![here()],
+            witnesses: vec![here()],
             promoted_here: true,
             state: State::default(),
             verdict: AlreadyPrimary,
@@ -259,7 +259,7 @@ fn primary_role_table() {
         },
     ];
     for r in rows {
-        let mut s = sample(0, r.peer, r.placements);
+        let mut s = sample(0, r.peer, r.witnesses);
         s.promoted_here = r.promoted_here;
         let d = decide_primary(&policy(Mode::Auto), &r.state, &s);
         assert_eq!(d.verdict, r.verdict, "{}: {:?}", r.name, d.reasons);

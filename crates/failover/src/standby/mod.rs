@@ -14,6 +14,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::state::{DecisionRecord, PromotionRecord, State, StateProblem};
+use crate::witness::Witness;
 
 mod reason;
 pub use reason::{Guard, Reason};
@@ -161,16 +162,44 @@ impl LocalLeader {
     }
 }
 
-/// The answer of one witness (a third opinion), with its reason (which names the witness).
-/// `PrimaryDown` only from explicit evidence; anything unclear is `Unknown`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Witness {
-    /// Down: the witness says the primary site is gone (e.g. the GSLB already sends traffic here).
-    PrimaryDown(String),
-    /// Alive: the witness says the primary site is alive.
-    PrimaryAlive(String),
-    /// Unknown: the witness could not be asked or gave no clear answer.
-    Unknown(String),
+/// What a witness's answer means to a standby site: whether the primary site is alive.
+/// `Down` only from explicit evidence (the application already comes here, or the primary
+/// site's lock expired); an answer that is not "here alone" counts as alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrimarySite {
+    Alive,
+    Down,
+    Unknown,
+}
+
+/// The standby's reading of a witness's answer.
+pub fn primary_site(w: &Witness) -> PrimarySite {
+    match w {
+        Witness::Peer(_) | Witness::NotOnlyHere(_) => PrimarySite::Alive,
+        Witness::Here(_) => PrimarySite::Down,
+        Witness::Unknown(_) => PrimarySite::Unknown,
+    }
+}
+
+/// A standby sample's witnesses as its log line names them, in the standby's reading:
+/// `[PrimaryAlive("…"), PrimaryDown("…"), Unknown("…")]` (the drills look for these words).
+pub struct WitnessLog<'a>(pub &'a [Witness]);
+
+impl std::fmt::Debug for WitnessLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Reading<'a>(&'a Witness);
+        impl std::fmt::Debug for Reading<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let name = match primary_site(self.0) {
+                    PrimarySite::Alive => "PrimaryAlive",
+                    PrimarySite::Down => "PrimaryDown",
+                    PrimarySite::Unknown => "Unknown",
+                };
+                f.debug_tuple(name).field(&self.0.reason()).finish()
+            }
+        }
+        f.debug_list().entries(self.0.iter().map(Reading)).finish()
+    }
 }
 
 /// Everything one sample observed, with its time and the run that took it.
@@ -620,19 +649,18 @@ fn witness_guards(
         out.push(Reason::NoWitness);
         return;
     }
-    let down = witnesses
-        .iter()
-        .any(|w| matches!(w, Witness::PrimaryDown(_)));
-    let alive = witnesses
-        .iter()
-        .any(|w| matches!(w, Witness::PrimaryAlive(_)));
+    let read = |want| witnesses.iter().any(|w| primary_site(w) == want);
+    let (down, alive) = (read(PrimarySite::Down), read(PrimarySite::Alive));
     let mut unknown = Vec::new();
     for w in witnesses {
-        match w {
-            Witness::PrimaryAlive(d) => out.push(Reason::Blocked(Guard::WitnessAlive(d.clone()))),
-            Witness::PrimaryDown(d) => out.push(Reason::WitnessAgrees(d.clone())),
-            Witness::Unknown(d) if down || alive => out.push(Reason::WitnessUnknown(d.clone())),
-            Witness::Unknown(d) => unknown.push(d.as_str()),
+        let d = w.reason();
+        match primary_site(w) {
+            PrimarySite::Alive => out.push(Reason::Blocked(Guard::WitnessAlive(d.to_string()))),
+            PrimarySite::Down => out.push(Reason::WitnessAgrees(d.to_string())),
+            PrimarySite::Unknown if down || alive => {
+                out.push(Reason::WitnessUnknown(d.to_string()))
+            }
+            PrimarySite::Unknown => unknown.push(d),
         }
     }
     if !unknown.is_empty() {

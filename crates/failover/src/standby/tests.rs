@@ -38,9 +38,7 @@ fn failing(secs: i64) -> Sample {
         probe: no_answer(),
         site: SiteConfig::Standby,
         leader: LocalLeader::Found(standby_leader()),
-        witnesses: vec![Witness::PrimaryDown(
-            "gslb.example resolves to 10.9.0.1".into(),
-        )],
+        witnesses: vec![Witness::Here("gslb.example resolves to 10.9.0.1".into())],
         hold: false,
         config_paused: false,
     }
@@ -222,7 +220,7 @@ fn cases() -> Vec<Case> {
             policy: p.clone(),
             state: Ok(streak()),
             sample: with(failing(20), |s| {
-                s.witnesses = vec![Witness::PrimaryAlive(
+                s.witnesses = vec![Witness::Peer(
                     "gslb.example resolves to 10.1.0.1 (primary site)".into(),
                 )]
             }),
@@ -237,7 +235,7 @@ fn cases() -> Vec<Case> {
             policy: with(p.clone(), |p| p.force = true),
             state: Ok(streak()),
             sample: with(failing(20), |s| {
-                s.witnesses = vec![Witness::PrimaryAlive("HTTP witness says alive".into())]
+                s.witnesses = vec![Witness::Peer("HTTP witness says alive".into())]
             }),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -376,7 +374,7 @@ fn cases() -> Vec<Case> {
             state: Ok(streak()),
             sample: with(failing(20), |s| {
                 s.hold = true;
-                s.witnesses = vec![Witness::PrimaryAlive("HTTP 200".into())];
+                s.witnesses = vec![Witness::Peer("HTTP 200".into())];
             }),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -540,8 +538,8 @@ fn cases() -> Vec<Case> {
             state: Ok(streak()),
             sample: with(failing(20), |s| {
                 s.witnesses = vec![
-                    Witness::PrimaryDown("DNS witness: gslb resolves here".into()),
-                    Witness::PrimaryAlive("HTTP witness says alive".into()),
+                    Witness::Here("DNS witness: gslb resolves here".into()),
+                    Witness::Peer("HTTP witness says alive".into()),
                 ]
             }),
             verdict: Verdict::Blocked,
@@ -555,7 +553,7 @@ fn cases() -> Vec<Case> {
             sample: with(failing(20), |s| {
                 s.witnesses = vec![
                     Witness::Unknown("HTTP witness: unreachable".into()),
-                    Witness::PrimaryDown("DNS witness: gslb resolves here".into()),
+                    Witness::Here("DNS witness: gslb resolves here".into()),
                 ]
             }),
             verdict: Verdict::Promote,
@@ -889,5 +887,21 @@ fn overlapping_runs_do_not_double_count() {
     assert!(
         counted <= 8,
         "40 s of samples every 5 s at most, got {counted}"
+    );
+}
+
+/// The sample log names the witnesses in the standby's reading, as before the one vocabulary
+/// (the drills grep `PrimaryAlive` / `PrimaryDown`).
+#[test]
+fn witness_log_keeps_the_standby_words() {
+    let w = [
+        Witness::Peer("a".into()),
+        Witness::NotOnlyHere("b".into()),
+        Witness::Here("c".into()),
+        Witness::Unknown("d".into()),
+    ];
+    assert_eq!(
+        format!("{:?}", WitnessLog(&w)),
+        r#"[PrimaryAlive("a"), PrimaryAlive("b"), PrimaryDown("c"), Unknown("d")]"#
     );
 }
