@@ -32,7 +32,8 @@ pub async fn fenced_sample(
         (d.next.clone(), d)
     })
     .await?;
-    log(&d.verdict, &d.reasons, "fenced-site sample");
+    let reasons = d.reason_texts();
+    log(&d.verdict, &reasons, "fenced-site sample");
     announce_fenced(ctx, current, &d).await;
     if let Some(f) = &d.fence {
         let target = target.ok().filter(|_| f.phase == Phase::Follow);
@@ -42,7 +43,7 @@ pub async fn fenced_sample(
             tracing::warn!(object = %kube.object(&settings.config_map()), "re-clone: Patroni's initialize key removed with the follow form; Patroni bootstraps a standby leader from the peer");
         }
     }
-    Ok((d.verdict, d.reasons))
+    Ok((d.verdict, reasons))
 }
 
 /// The fenced site's sample: the peer, the follow target, the leader's sidecar (preservation,

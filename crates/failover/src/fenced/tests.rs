@@ -174,7 +174,9 @@ fn a_pending_fork_is_waited_for() {
     assert_eq!(d.verdict, Verdict::Fenced);
     assert_eq!(d.fence, None, "nothing written while the fork is pending");
     assert!(
-        d.reasons.iter().any(|r| r.contains("not yet published")),
+        d.reason_texts()
+            .iter()
+            .any(|r| r.contains("not yet published")),
         "{:?}",
         d.reasons
     );
@@ -353,7 +355,9 @@ fn rewind_hazard_table() {
         let got = rewind_hazard(3, FORK, own, history.as_deref(), peer, following);
         assert_eq!(got.is_some(), want, "{case}: {got:?}");
     }
-    let why = rewind_hazard(3, FORK, Some(4), ours(3, END).as_deref(), Some(4), false).unwrap();
+    let why = rewind_hazard(3, FORK, Some(4), ours(3, END).as_deref(), Some(4), false)
+        .unwrap()
+        .to_string();
     assert!(
         why.contains("timeline 4 of its own")
             && why.contains("0/6000000")
@@ -473,7 +477,9 @@ fn a_colliding_timeline_is_recloned_once_every_member_moved_its_data() {
             assert_eq!(d.verdict, Verdict::Fenced, "{case}");
             assert_eq!(d.fence, None, "{case}: nothing changes while it waits");
             assert!(
-                d.reasons.iter().any(|r| r.contains("re-clone requested")),
+                d.reason_texts()
+                    .iter()
+                    .any(|r| r.contains("re-clone requested")),
                 "{case}"
             );
         }
@@ -483,7 +489,7 @@ fn a_colliding_timeline_is_recloned_once_every_member_moved_its_data() {
     let d = decide_fenced(Rejoin::Auto, &st, &f, &s);
     assert!(!d.clear_initialize && d.fence.is_none(), "{:?}", d.reasons);
     assert!(
-        d.reasons.iter().any(|r| r.contains("leader lock")),
+        d.reason_texts().iter().any(|r| r.contains("leader lock")),
         "{:?}",
         d.reasons
     );

@@ -10,16 +10,18 @@
 
 use jiff::Timestamp;
 
-use crate::sample::{Own, Peer, lineage_text, signed};
+use crate::sample::{Own, Peer, signed};
 use crate::standby::{Fencing, Mode, Policy, Verdict};
 use crate::state::{DecisionRecord, State};
 use crate::witness::Witness;
 use pgdr_core::contract::fence::{Fence, FenceReason};
-use pgdr_core::contract::lsn::format as lsn_text;
 use pgdr_core::contract::vouch::{Vouch, VouchBy};
 use pgdr_core::lineage::{Lineage, divergence_bytes};
 
 pub mod observe;
+mod reason;
+
+pub use reason::{Reason, render};
 
 /// The vouch a primary the readiness sidecar withholds since `awaiting` gets from a read of its
 /// peer's dynamic config (`peer_standby`, taken after `at`): only a standby cluster shows that the
@@ -121,7 +123,7 @@ impl FenceOrder {
 #[derive(Clone, Debug, PartialEq)]
 pub struct GuardDecision {
     pub verdict: Verdict,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub next: State,
     /// Fence this site now (on a witness's word: auto mode only; observe mode reports `fence`
     /// without it. On the peer's lineage: every mode).
@@ -130,6 +132,13 @@ pub struct GuardDecision {
     pub split_brain: bool,
     /// Call the webhook for the split brain (rate-limited through the state).
     pub notify_webhook: bool,
+}
+
+impl GuardDecision {
+    /// The reasons as text, in order.
+    pub fn reason_texts(&self) -> Vec<String> {
+        render(&self.reasons)
+    }
 }
 
 /// A run on a writable primary site (`standby_cluster` absent, local leader primary, no fence):
@@ -155,25 +164,25 @@ pub fn decide_primary(policy: &Policy, state: &State, s: &PrimarySample) -> Guar
 /// A primary-role decision in progress.
 struct Deciding<'a> {
     next: State,
-    reasons: Vec<String>,
+    reasons: Vec<Reason>,
     fence: Option<FenceOrder>,
     peer: &'a str,
 }
 
 impl Deciding<'_> {
-    fn say(&mut self, reason: impl Into<String>) {
-        self.reasons.push(reason.into());
+    fn say(&mut self, reason: Reason) {
+        self.reasons.push(reason);
     }
 
     /// Both sites writable: the lineage says who is authoritative, or a person must.
     fn writable_peer(&mut self, s: &PrimarySample, lineage: &Lineage) -> Verdict {
-        let peer = self.peer;
+        let peer = self.peer.to_string();
         reset_moved(&mut self.next);
         self.next.split_brain_since.get_or_insert(s.at);
-        self.say(format!(
-            "SPLIT BRAIN: {peer} is a writable primary too, {}",
-            lineage_text(lineage)
-        ));
+        self.say(Reason::SplitBrain {
+            peer: peer.clone(),
+            lineage: *lineage,
+        });
         match lineage {
             Lineage::PeerAuthoritative {
                 fork_lsn,
@@ -181,16 +190,11 @@ impl Deciding<'_> {
                 fork_pending,
                 ..
             } => {
-                self.say(format!(
-                    "{peer}'s promotion is newer: it is authoritative, this site fences itself \
-                     (hold) and keeps its WAL past {}{}",
-                    lsn_text(*fork_lsn),
-                    if *fork_pending {
-                        " (or a little later: its switchpoint is not yet published)"
-                    } else {
-                        ""
-                    }
-                ));
+                self.say(Reason::PeerNewer {
+                    peer,
+                    fork_lsn: *fork_lsn,
+                    fork_pending: *fork_pending,
+                });
                 // Everything we wrote past the peer's fork diverged. A pending fork is not
                 // recorded: the fenced run records the switchpoint once the peer published it
                 // (a rewind judged against the pre-promotion position would see a false hazard).
@@ -202,20 +206,14 @@ impl Deciding<'_> {
                 Verdict::Fence
             }
             Lineage::WeAuthoritative { .. } => {
-                self.say(format!(
-                    "this site's promotion is newer than {peer}'s: this site is authoritative \
-                     and keeps writing; {peer} must fence itself (its agent does, or `kubectl \
-                     pgdr fence {peer}`)"
-                ));
+                self.say(Reason::WeNewer { peer });
                 Verdict::SplitBrain
             }
             Lineage::ForeignNewer { epoch } => {
-                self.say(format!(
-                    "{peer} runs another database at a higher promotion epoch ({epoch}): this \
-                     site was initialised afresh beside the authority (a lost site rebuilt with \
-                     its primary values?). It fences itself (hold, read-only, nothing discarded); \
-                     rebuild it as a standby of {peer} (chart README \"Rebuild a lost site\")"
-                ));
+                self.say(Reason::ForeignNewer {
+                    peer,
+                    epoch: *epoch,
+                });
                 self.fence = Some(FenceOrder {
                     reason: FenceReason::PeerAuthoritative,
                     fork: None,
@@ -225,32 +223,19 @@ impl Deciding<'_> {
             }
             Lineage::DifferentSystem => {
                 self.next.split_brain_since = None;
-                self.say(
-                    "the tunnel reaches another database, not this pair's peer: nothing done; \
-                     check the tunnel Service's target",
-                );
+                self.say(Reason::DifferentSystem);
                 Verdict::Unknown
             }
             Lineage::EpochTie { epoch, .. } => {
-                self.say(format!(
-                    "both sites were promoted at epoch {epoch}: neither is authoritative and \
-                     neither is advertised; a person chooses the site to keep (`kubectl pgdr \
-                     fence SITE` on the other)"
-                ));
+                self.say(Reason::EpochTie { epoch: *epoch });
                 Verdict::SplitBrain
             }
             Lineage::SameTimeline | Lineage::Unrelated if s.promoted_here => {
-                self.say(format!(
-                    "this site holds the promotion record: it is authoritative and keeps \
-                     writing; {peer} must be fenced (`kubectl pgdr fence {peer}`)"
-                ));
+                self.say(Reason::PromotionRecordHere { peer });
                 Verdict::SplitBrain
             }
             Lineage::SameTimeline | Lineage::Unrelated => {
-                self.say(
-                    "no lineage proof of authority: nothing fenced automatically; a person must \
-                     choose the site to keep (`kubectl pgdr fence SITE` on the other)",
-                );
+                self.say(Reason::NoLineageProof);
                 Verdict::SplitBrain
             }
         }
@@ -259,10 +244,8 @@ impl Deciding<'_> {
     fn standby_peer(&mut self, s: &PrimarySample) -> Verdict {
         reset_moved(&mut self.next);
         self.next.split_brain_since = None;
-        let peer = self.peer;
-        self.say(format!(
-            "{peer} is a standby (in recovery): one writable primary"
-        ));
+        let peer = self.peer.to_string();
+        self.say(Reason::PeerStandby { peer });
         if s.promoted_here {
             Verdict::AlreadyPrimary
         } else {
@@ -272,11 +255,11 @@ impl Deciding<'_> {
 
     fn unidentified_peer(&mut self, why: &str) -> Verdict {
         reset_moved(&mut self.next);
-        let peer = self.peer;
-        self.say(format!(
-            "{peer} answered through the tunnel but could not be identified ({why}): alive, role \
-             unknown; nothing done"
-        ));
+        let peer = self.peer.to_string();
+        self.say(Reason::PeerUnidentified {
+            peer,
+            why: why.to_string(),
+        });
         Verdict::Unknown
     }
 
@@ -289,23 +272,26 @@ impl Deciding<'_> {
         s: &PrimarySample,
         why: &str,
     ) -> Verdict {
-        let peer = self.peer;
+        let peer = self.peer.to_string();
         self.next.split_brain_since = None;
-        self.say(format!("{peer} gives no answer through the tunnel: {why}"));
+        self.say(Reason::PeerSilent {
+            peer: peer.clone(),
+            why: why.to_string(),
+        });
         let read = |want| s.witnesses.iter().any(|w| application(w) == want);
         let (moved, here) = (read(Application::Moved), read(Application::Here));
         for w in &s.witnesses {
-            self.say(w.reason());
+            self.say(Reason::Witness(w.clone()));
         }
         if s.witnesses.is_empty() {
-            self.say("no witness configured: a silent peer alone never fences");
+            self.say(Reason::NoWitness);
         }
         if !moved || here {
             reset_moved(&mut self.next);
             if here {
-                self.say("a witness keeps the application here: warning only");
+                self.say(Reason::WitnessKeepsHere);
             } else if !s.witnesses.is_empty() {
-                self.say("no witness says the application moved: warning only");
+                self.say(Reason::NoWitnessSaysMoved);
             }
             return if s.promoted_here {
                 Verdict::AlreadyPrimary
@@ -318,21 +304,19 @@ impl Deciding<'_> {
         // yield to a peer it cannot see (it is fenced once it sees a newer one).
         if s.epochs.own > s.epochs.seen {
             reset_moved(&mut self.next);
-            self.say(format!(
-                "a witness says the application runs on {peer}, but this site's promotion (epoch \
-                 {}) is the newest this site knows of ({peer} last seen at epoch {}): it does not \
-                 fence itself in favour of a peer it cannot see",
-                s.epochs.own, s.epochs.seen
-            ));
+            self.say(Reason::NewestPromotionHere {
+                peer,
+                own: s.epochs.own,
+                seen: s.epochs.seen,
+            });
             return Verdict::PeerUnreachable;
         }
         count_moved(policy, state, s.at, &mut self.next, &mut self.reasons);
         if self.next.moved_samples >= policy.failure_threshold {
-            self.say(format!(
-                "the application runs on {peer} ({} samples in a row): this isolated primary \
-                 fences itself (hold) and stops taking writes",
-                self.next.moved_samples
-            ));
+            self.say(Reason::Moved {
+                peer,
+                count: self.next.moved_samples,
+            });
             self.fence = Some(FenceOrder {
                 reason: FenceReason::WitnessMoved,
                 fork: None,
@@ -340,10 +324,11 @@ impl Deciding<'_> {
             });
             Verdict::Fence
         } else {
-            self.say(format!(
-                "a witness says the application runs on {peer}: {} of {} samples",
-                self.next.moved_samples, policy.failure_threshold
-            ));
+            self.say(Reason::MovedCounting {
+                peer,
+                count: self.next.moved_samples,
+                threshold: policy.failure_threshold,
+            });
             Verdict::PeerUnreachable
         }
     }
@@ -355,13 +340,10 @@ impl Deciding<'_> {
     fn observe_mode(&mut self, policy: &Policy) {
         let Some(f) = &self.fence else { return };
         if policy.fencing == Fencing::Observe {
-            self.say(format!(
-                "FAILOVER_FENCING=observe: WOULD fence this site ({}), nothing changed",
-                f.reason.as_str()
-            ));
+            self.say(Reason::FencingObserve(f.reason));
             self.fence = None;
         } else if policy.mode == Mode::Observe && f.reason == FenceReason::WitnessMoved {
-            self.say("FAILOVER_MODE=observe: WOULD fence this site, nothing changed");
+            self.say(Reason::ModeObserve);
             self.fence = None;
         }
     }
@@ -382,7 +364,7 @@ impl Deciding<'_> {
         self.next.last_decision = Some(DecisionRecord {
             at: s.at,
             verdict: verdict.to_string(),
-            reasons: self.reasons.clone(),
+            reasons: render(&self.reasons),
             run: s.run.clone(),
         });
         GuardDecision {
@@ -408,17 +390,15 @@ fn count_moved(
     state: &State,
     at: Timestamp,
     next: &mut State,
-    reasons: &mut Vec<String>,
+    reasons: &mut Vec<Reason>,
 ) {
     if let Some(last) = state.last_sample_at {
         let gap = at.duration_since(last);
         if gap.is_negative() || gap > signed(policy.max_sample_gap) {
-            reasons.push(format!("{gap:#} since the last sample: the count restarts"));
+            reasons.push(Reason::GapRestartsCount(gap));
             reset_moved(next);
         } else if state.moved_samples > 0 && gap < signed(policy.min_sample_spacing) {
-            reasons.push(format!(
-                "{gap:#} after the last sample (an overlapping run): not counted again"
-            ));
+            reasons.push(Reason::Overlapping(gap));
             return;
         }
     }

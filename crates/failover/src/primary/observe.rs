@@ -190,7 +190,8 @@ pub async fn primary_sample(
         (d.next.clone(), d)
     })
     .await?;
-    log(&d.verdict, &d.reasons, "primary-role sample");
+    let reasons = d.reason_texts();
+    log(&d.verdict, &reasons, "primary-role sample");
     let c = &settings.config;
     if d.split_brain && !announced.split_brain {
         announced.split_brain = true;
@@ -198,7 +199,7 @@ pub async fn primary_sample(
             "PostgreSQL SPLIT BRAIN: {} and {} are both writable primaries. {}",
             c.site,
             c.peer_site,
-            d.reasons.join("; ")
+            reasons.join("; ")
         );
         let since = d.next.split_brain_since.map(|t| t.to_string());
         let spec = k8s::EventSpec {
@@ -243,7 +244,7 @@ pub async fn primary_sample(
                 c.site,
                 order.reason.as_str(),
                 c.peer_site,
-                d.reasons.join("; ")
+                reasons.join("; ")
             );
             act::announce(
                 settings,
@@ -265,5 +266,5 @@ pub async fn primary_sample(
     if d.fence.is_none() {
         vouch_if_awaited(ctx, local, &sample.peer).await;
     }
-    Ok((d.verdict, d.reasons))
+    Ok((d.verdict, reasons))
 }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::sample::fixtures::*;
 use pgdr_core::contract::fence::Phase;
+use pgdr_core::contract::lsn::format as lsn_text;
 
 fn sample(at: i64, peer: Peer, witnesses: Vec<Witness>) -> PrimarySample {
     PrimarySample {
@@ -344,7 +345,7 @@ fn isolation_never_moves_authority_down() {
             assert_eq!(d.verdict, Verdict::PeerUnreachable);
             assert_eq!(d.next.moved_samples, 0, "the count restarts");
             assert!(
-                d.reasons.iter().any(|r| r.contains("cannot see")),
+                d.reason_texts().iter().any(|r| r.contains("cannot see")),
                 "{:?}",
                 d.reasons
             );
@@ -378,7 +379,7 @@ fn observe_mode_fences_on_lineage_but_not_on_a_witness_alone() {
     assert_eq!(d.verdict, Verdict::Fence);
     assert!(d.fence.is_none());
     assert!(
-        d.reasons.iter().any(|r| r.contains("WOULD fence")),
+        d.reason_texts().iter().any(|r| r.contains("WOULD fence")),
         "{:?}",
         d.reasons
     );
@@ -400,7 +401,7 @@ fn fencing_observe_writes_no_fence_even_on_proof() {
     assert_eq!(d.verdict, Verdict::Fence);
     assert!(d.fence.is_none());
     assert!(
-        d.reasons
+        d.reason_texts()
             .iter()
             .any(|r| r.contains("FAILOVER_FENCING=observe: WOULD fence")),
         "{:?}",
