@@ -175,19 +175,26 @@ pub fn leader_from(name: &str, s: &MemberStatus) -> Leader {
     }
 }
 
+/// Why the tunnel Service gives no target: the sample says nothing about the peer (a Service
+/// being reconciled is not a dying site).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelUnusable {
+    #[error("tunnel Service {0} does not exist")]
+    Missing(String),
+    #[error("tunnel Service {0} has no port")]
+    NoPort(String),
+}
+
 /// Host and port of the tunnel: the Service's cluster IP (what its DNS name resolves to) and
 /// `.spec.ports[0].port`, read at every sample because the platform may change the port.
 /// Headless or IP-less Services fall back to the DNS name `<name>.<namespace>.svc`.
 pub async fn tunnel_target(
     settings: &Settings,
     kube: &Kube,
-) -> Result<Result<(String, u16), String>, Error> {
+) -> Result<Result<(String, u16), TunnelUnusable>, Error> {
     let name = &settings.config.tunnel_service;
     let Some(svc) = kube.get_opt(&kube.api::<Service>(), name).await? else {
-        return Ok(Err(format!(
-            "tunnel Service {} does not exist",
-            kube.object(name)
-        )));
+        return Ok(Err(TunnelUnusable::Missing(kube.object(name))));
     };
     let spec = svc.spec.unwrap_or_default();
     let Some(port) = spec
@@ -196,10 +203,7 @@ pub async fn tunnel_target(
         .and_then(|p| p.first())
         .and_then(|p| u16::try_from(p.port).ok())
     else {
-        return Ok(Err(format!(
-            "tunnel Service {} has no port",
-            kube.object(name)
-        )));
+        return Ok(Err(TunnelUnusable::NoPort(kube.object(name))));
     };
     let host = match spec.cluster_ip.as_deref() {
         Some(ip) if ip.parse::<IpAddr>().is_ok() => ip.to_string(),
@@ -412,7 +416,8 @@ pub async fn sample(
         Ok::<_, Error>(match tunnel_target(settings, kube).await? {
             Ok((host, port)) => probe_seeing(settings, &host, port).await,
             // A Service being reconciled is not a dying primary site: no opinion.
-            Err(reason) => {
+            Err(unusable) => {
+                let reason = unusable.to_string();
                 tracing::warn!(%reason, "tunnel Service unusable: this sample is unknown (not counted)");
                 (Probe::Unknown { reason }, None)
             }

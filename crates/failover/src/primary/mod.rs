@@ -23,32 +23,42 @@ mod reason;
 
 pub use reason::{Reason, render};
 
+/// Why no vouch is written for this primary.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoVouch {
+    #[error("the readiness sidecar does not wait for evidence")]
+    NotAwaited,
+    #[error("the evidence ({at}) would predate the wait ({since})")]
+    Predates { at: Timestamp, since: Timestamp },
+    /// The peer's dynamic config could not be read (the witness's reason).
+    #[error("{0}")]
+    PeerUnreadable(String),
+    #[error("the peer's dynamic config is not a standby cluster: it may have promoted past us")]
+    PeerNotStandby,
+}
+
 /// The vouch a primary the readiness sidecar withholds since `awaiting` gets from a read of its
-/// peer's dynamic config (`peer_standby`, taken after `at`): only a standby cluster shows that the
-/// peer did not promote past it, and only a vouch taken since the sidecar's "since" counts.
+/// peer's dynamic config (`peer_standby`, taken after `at`; `Err`: why it could not be read): only
+/// a standby cluster shows that the peer did not promote past it, and only a vouch taken since
+/// the sidecar's "since" counts.
 pub fn vouch_from(
     awaiting: Option<Timestamp>,
     at: Timestamp,
     epoch: u64,
     peer_standby: Result<bool, String>,
-) -> Result<Vouch, String> {
-    let since = awaiting.ok_or("the readiness sidecar does not wait for evidence")?;
+) -> Result<Vouch, NoVouch> {
+    let since = awaiting.ok_or(NoVouch::NotAwaited)?;
     if at < since {
-        return Err(format!(
-            "the evidence ({at}) would predate the wait ({since})"
-        ));
+        return Err(NoVouch::Predates { at, since });
     }
-    match peer_standby? {
+    match peer_standby.map_err(NoVouch::PeerUnreadable)? {
         true => Ok(Vouch {
             at,
             by: VouchBy::PeerApi,
             epoch,
             note: "the peer's dynamic config, read through its API, is a standby cluster".into(),
         }),
-        false => Err(
-            "the peer's dynamic config is not a standby cluster: it may have promoted past us"
-                .into(),
-        ),
+        false => Err(NoVouch::PeerNotStandby),
     }
 }
 

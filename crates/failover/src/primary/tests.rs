@@ -503,7 +503,20 @@ fn a_vouch_needs_a_waiting_sidecar_a_later_read_and_a_standby_peer() {
             Err("HTTP 403".into()),
         ),
     ];
-    for (name, awaiting, at, answer) in rows {
-        assert!(vouch_from(awaiting, at, 4, answer).is_err(), "{name}");
+    let want = [
+        NoVouch::NotAwaited,
+        NoVouch::Predates {
+            at: t("2026-12-04T09:59:59Z"),
+            since: start,
+        },
+        NoVouch::PeerNotStandby,
+        NoVouch::PeerUnreadable("HTTP 403".into()),
+    ];
+    for ((name, awaiting, at, answer), want) in rows.into_iter().zip(want) {
+        assert!(
+            vouch_from(awaiting, at, 4, answer.clone()).is_err(),
+            "{name}"
+        );
+        assert_eq!(vouch_from(awaiting, at, 4, answer), Err(want), "{name}");
     }
 }
