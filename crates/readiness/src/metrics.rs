@@ -275,7 +275,7 @@ mod tests {
         let v = Verdict {
             ready: true,
             primary: false,
-            reason: String::new(),
+            reason: crate::decide::Reason::StandbyLeader,
         };
         let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         m.record(
@@ -319,7 +319,7 @@ mod tests {
             &Verdict {
                 ready: false,
                 primary: false,
-                reason: String::new(),
+                reason: crate::decide::Reason::StandbyLeader,
             },
             jiff::Timestamp::now(),
         );
@@ -368,7 +368,7 @@ mod tests {
         let v = Verdict {
             ready: true,
             primary: false,
-            reason: String::new(),
+            reason: crate::decide::Reason::StandbyLeader,
         };
         let now: jiff::Timestamp = "2026-11-30T16:00:42Z".parse().unwrap();
         m.record(&snap(Poll::Reachable(base.clone())), &v, now);
