@@ -230,8 +230,9 @@ type Step<T = ()> = Result<T, Verdict>;
 impl<'a> Flow<'a> {
     fn new(state: &'a State, current: &'a Fence, s: &'a FencedSample) -> Flow<'a> {
         let mut next = state.clone();
-        next.fenced_at.get_or_insert(current.since);
-        next.fence_reason
+        next.fenced.fenced_at.get_or_insert(current.since);
+        next.fenced
+            .fence_reason
             .get_or_insert_with(|| current.reason.as_str().to_string());
         Flow {
             state,
@@ -328,7 +329,7 @@ impl<'a> Flow<'a> {
             return Err(self.hold(Reason::RewindHazard(why)));
         }
         if s.leader_streaming {
-            self.next.rejoined_at.get_or_insert(s.at);
+            self.next.fenced.rejoined_at.get_or_insert(s.at);
             self.say(Reason::Rejoined { peer });
             return Err(Verdict::Rejoined);
         }
@@ -402,12 +403,12 @@ impl<'a> Flow<'a> {
             local_end_lsn: self.f.local_end_lsn.map(lsn_text),
             diverged_bytes: self.f.diverged_bytes,
         };
-        let known = self.state.divergence.as_ref().is_some_and(|d| {
+        let known = self.state.fenced.divergence.as_ref().is_some_and(|d| {
             (d.timeline, &d.fork_lsn, d.diverged_bytes)
                 == (record.timeline, &record.fork_lsn, record.diverged_bytes)
         });
         if !known {
-            self.next.divergence = Some(record.clone());
+            self.next.fenced.divergence = Some(record.clone());
             self.diverged = Some(record);
         }
         self.say(Reason::Fork {
@@ -510,16 +511,16 @@ impl<'a> Flow<'a> {
         });
         let reclone = match self.hazard {
             Some(why) => {
-                let first = self.state.reclone_required_at.is_none();
-                self.next.reclone_required_at.get_or_insert(s.at);
+                let first = self.state.fenced.reclone_required_at.is_none();
+                self.next.fenced.reclone_required_at.get_or_insert(s.at);
                 first.then_some(why)
             }
             None => {
                 if verdict == Verdict::Rejoined {
-                    self.next.reclone_required_at = None;
+                    self.next.fenced.reclone_required_at = None;
                     // Done: a later fence episode must not find an old request.
                     if self.f.reclone.take().is_some() {
-                        self.next.recloned_at.get_or_insert(s.at);
+                        self.next.fenced.recloned_at.get_or_insert(s.at);
                     }
                 }
                 None

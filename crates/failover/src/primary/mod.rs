@@ -188,7 +188,7 @@ impl Deciding<'_> {
     fn writable_peer(&mut self, s: &PrimarySample, lineage: &Lineage) -> Verdict {
         let peer = self.peer.to_string();
         reset_moved(&mut self.next);
-        self.next.split_brain_since.get_or_insert(s.at);
+        self.next.primary.split_brain_since.get_or_insert(s.at);
         self.say(Reason::SplitBrain {
             peer: peer.clone(),
             lineage: *lineage,
@@ -232,7 +232,7 @@ impl Deciding<'_> {
                 Verdict::Fence
             }
             Lineage::DifferentSystem => {
-                self.next.split_brain_since = None;
+                self.next.primary.split_brain_since = None;
                 self.say(Reason::DifferentSystem);
                 Verdict::Unknown
             }
@@ -253,7 +253,7 @@ impl Deciding<'_> {
 
     fn standby_peer(&mut self, s: &PrimarySample) -> Verdict {
         reset_moved(&mut self.next);
-        self.next.split_brain_since = None;
+        self.next.primary.split_brain_since = None;
         let peer = self.peer.to_string();
         self.say(Reason::PeerStandby { peer });
         if s.promoted_here {
@@ -283,7 +283,7 @@ impl Deciding<'_> {
         why: &str,
     ) -> Verdict {
         let peer = self.peer.to_string();
-        self.next.split_brain_since = None;
+        self.next.primary.split_brain_since = None;
         self.say(Reason::PeerSilent {
             peer: peer.clone(),
             why: why.to_string(),
@@ -322,10 +322,10 @@ impl Deciding<'_> {
             return Verdict::PeerUnreachable;
         }
         count_moved(policy, state, s.at, &mut self.next, &mut self.reasons);
-        if self.next.moved_samples >= policy.failure_threshold {
+        if self.next.primary.moved_samples >= policy.failure_threshold {
             self.say(Reason::Moved {
                 peer,
-                count: self.next.moved_samples,
+                count: self.next.primary.moved_samples,
             });
             self.fence = Some(FenceOrder {
                 reason: FenceReason::WitnessMoved,
@@ -336,7 +336,7 @@ impl Deciding<'_> {
         } else {
             self.say(Reason::MovedCounting {
                 peer,
-                count: self.next.moved_samples,
+                count: self.next.primary.moved_samples,
                 threshold: policy.failure_threshold,
             });
             Verdict::PeerUnreachable
@@ -362,14 +362,14 @@ impl Deciding<'_> {
     fn finish(mut self, policy: &Policy, s: &PrimarySample, verdict: Verdict) -> GuardDecision {
         let split_brain = matches!(s.peer, Peer::Writable(ref l) if *l != Lineage::DifferentSystem);
         let notify_webhook = split_brain
-            && self.next.split_brain_notified_at.is_none_or(|t| {
+            && self.next.primary.split_brain_notified_at.is_none_or(|t| {
                 s.at.duration_since(t) >= signed(policy.replication_broken_renotify)
             });
         if notify_webhook {
-            self.next.split_brain_notified_at = Some(s.at);
+            self.next.primary.split_brain_notified_at = Some(s.at);
         }
         if !split_brain {
-            self.next.split_brain_notified_at = None;
+            self.next.primary.split_brain_notified_at = None;
         }
         self.next.last_decision = Some(DecisionRecord {
             at: s.at,
@@ -389,8 +389,8 @@ impl Deciding<'_> {
 }
 
 fn reset_moved(next: &mut State) {
-    next.moved_samples = 0;
-    next.moved_since = None;
+    next.primary.moved_samples = 0;
+    next.primary.moved_since = None;
 }
 
 /// Counts a "moved" sample with the same spacing rules as the failover streak: an overlapping
@@ -407,13 +407,13 @@ fn count_moved(
         if gap.is_negative() || gap > signed(policy.max_sample_gap) {
             reasons.push(Reason::GapRestartsCount(gap));
             reset_moved(next);
-        } else if state.moved_samples > 0 && gap < signed(policy.min_sample_spacing) {
+        } else if state.primary.moved_samples > 0 && gap < signed(policy.min_sample_spacing) {
             reasons.push(Reason::Overlapping(gap));
             return;
         }
     }
-    next.moved_samples += 1;
-    next.moved_since.get_or_insert(at);
+    next.primary.moved_samples += 1;
+    next.primary.moved_since.get_or_insert(at);
     next.last_sample_at = Some(at);
 }
 

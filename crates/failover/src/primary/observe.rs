@@ -201,7 +201,7 @@ pub async fn primary_sample(
             c.peer_site,
             reasons.join("; ")
         );
-        let since = d.next.split_brain_since.map(|t| t.to_string());
+        let since = d.next.primary.split_brain_since.map(|t| t.to_string());
         let spec = k8s::EventSpec {
             type_: "Warning",
             reason: "SplitBrain",
@@ -232,8 +232,8 @@ pub async fn primary_sample(
             let at = sample.at;
             let reason = order.reason.as_str().to_string();
             if let Err(e) = act::update_state(settings, kube, |s| {
-                s.fenced_at = Some(at);
-                s.fence_reason = Some(reason.clone());
+                s.fenced.fenced_at = Some(at);
+                s.fenced.fence_reason = Some(reason.clone());
             })
             .await
             {

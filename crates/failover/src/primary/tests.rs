@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sample::fixtures::*;
+use crate::state::PrimaryState;
 use pgdr_core::contract::fence::Phase;
 use pgdr_core::contract::lsn::format as lsn_text;
 
@@ -45,8 +46,11 @@ fn primary_role_table() {
         split_brain: bool,
     }
     let counted = |n: u32| State {
-        moved_samples: n,
-        moved_since: Some(t(-20)),
+        primary: PrimaryState {
+            moved_samples: n,
+            moved_since: Some(t(-20)),
+            ..PrimaryState::default()
+        },
         last_sample_at: Some(t(-10)),
         ..State::default()
     };
@@ -273,7 +277,7 @@ fn primary_role_table() {
         );
         assert_eq!(d.split_brain, r.split_brain, "{}", r.name);
         assert_eq!(
-            d.next.split_brain_since.is_some(),
+            d.next.primary.split_brain_since.is_some(),
             r.split_brain,
             "{}",
             r.name
@@ -318,8 +322,11 @@ fn fence_order_records_the_divergence_on_the_same_timeline_only() {
 fn isolation_never_moves_authority_down() {
     let p = policy(Mode::Auto);
     let counted = |n: u32| State {
-        moved_samples: n,
-        moved_since: Some(t(-20)),
+        primary: PrimaryState {
+            moved_samples: n,
+            moved_since: Some(t(-20)),
+            ..PrimaryState::default()
+        },
         last_sample_at: Some(t(-10)),
         ..State::default()
     };
@@ -343,7 +350,7 @@ fn isolation_never_moves_authority_down() {
         );
         if !fences {
             assert_eq!(d.verdict, Verdict::PeerUnreachable);
-            assert_eq!(d.next.moved_samples, 0, "the count restarts");
+            assert_eq!(d.next.primary.moved_samples, 0, "the count restarts");
             assert!(
                 d.reason_texts().iter().any(|r| r.contains("cannot see")),
                 "{:?}",
@@ -417,7 +424,7 @@ fn moved_count_needs_consecutive_spaced_samples() {
     // 0 s, 2 s (overlapping run: not counted), 10 s, 20 s → third counted sample fences.
     for at in [0, 2, 10, 20] {
         let d = decide_primary(&p, &state, &sample(at, silent(), vec![moved()]));
-        verdicts.push((d.verdict, d.next.moved_samples));
+        verdicts.push((d.verdict, d.next.primary.moved_samples));
         state = d.next;
     }
     assert_eq!(
@@ -431,16 +438,19 @@ fn moved_count_needs_consecutive_spaced_samples() {
     );
     // A witness keeping the application here resets the count.
     let d = decide_primary(&p, &state, &sample(30, silent(), vec![here()]));
-    assert_eq!(d.next.moved_samples, 0);
+    assert_eq!(d.next.primary.moved_samples, 0);
     // A long gap restarts it.
     let gap = State {
-        moved_samples: 2,
+        primary: PrimaryState {
+            moved_samples: 2,
+            ..PrimaryState::default()
+        },
         last_sample_at: Some(t(-500)),
         ..State::default()
     };
     let d = decide_primary(&p, &gap, &sample(0, silent(), vec![moved()]));
     assert_eq!(
-        (d.verdict, d.next.moved_samples),
+        (d.verdict, d.next.primary.moved_samples),
         (Verdict::PeerUnreachable, 1)
     );
 }
@@ -451,22 +461,22 @@ fn split_brain_webhook_is_rate_limited_and_cleared() {
     let writable = || Peer::Writable(Lineage::Unrelated);
     let d1 = decide_primary(&p, &State::default(), &sample(0, writable(), vec![]));
     assert!(d1.notify_webhook);
-    assert_eq!(d1.next.split_brain_since, Some(t(0)));
+    assert_eq!(d1.next.primary.split_brain_since, Some(t(0)));
     let d2 = decide_primary(&p, &d1.next, &sample(60, writable(), vec![]));
     assert!(
         d2.split_brain && !d2.notify_webhook,
         "within the renotify period"
     );
     assert_eq!(
-        d2.next.split_brain_since,
+        d2.next.primary.split_brain_since,
         Some(t(0)),
         "since the first sample"
     );
     let d3 = decide_primary(&p, &d2.next, &sample(700, writable(), vec![]));
     assert!(d3.notify_webhook, "again after the renotify period");
     let d4 = decide_primary(&p, &d3.next, &sample(710, Peer::Standby, vec![]));
-    assert_eq!(d4.next.split_brain_since, None);
-    assert_eq!(d4.next.split_brain_notified_at, None);
+    assert_eq!(d4.next.primary.split_brain_since, None);
+    assert_eq!(d4.next.primary.split_brain_notified_at, None);
 }
 
 // ----- fenced site -----
