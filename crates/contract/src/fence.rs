@@ -185,9 +185,14 @@ pub struct Unreadable(pub String);
 
 /// Reads `pgdr_fence` from a config object: `Ok(None)` when absent or null.
 pub fn read(config: &Map<String, Value>) -> Result<Option<Fence>, Unreadable> {
-    match config.get(FENCE) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v.clone())
+    config.get(FENCE).map_or(Ok(None), read_value)
+}
+
+/// Reads a `pgdr_fence` value as written (e.g. kept in a report): `Ok(None)` when null.
+pub fn read_value(v: &Value) -> Result<Option<Fence>, Unreadable> {
+    match v {
+        Value::Null => Ok(None),
+        v => serde_json::from_value(v.clone())
             .map(Some)
             .map_err(|e| Unreadable(e.to_string())),
     }
@@ -222,7 +227,12 @@ impl Seen {
 
 /// The fence of a config object for a fail-safe reader: `None` only when absent or null.
 pub fn seen(config: &Map<String, Value>) -> Option<Seen> {
-    match read(config) {
+    config.get(FENCE).and_then(seen_value)
+}
+
+/// A `pgdr_fence` value as written, for a fail-safe reader: `None` only when null.
+pub fn seen_value(v: &Value) -> Option<Seen> {
+    match read_value(v) {
         Ok(None) => None,
         Ok(Some(f)) => Some(Seen::Readable(f)),
         Err(e) => Some(Seen::Unreadable {
@@ -418,5 +428,22 @@ mod tests {
         assert!(unchanged(&cfg(json!({"ttl": 30})), None));
         assert!(!unchanged(&fenced, None));
         assert!(!unchanged(&cfg(json!({FENCE: {"phase": 3}})), None));
+    }
+
+    /// A value kept as written (a report) reads like the config's key: null is no fence, a
+    /// document we cannot read is still a fence.
+    #[test]
+    fn seen_value_fails_safe() {
+        assert_eq!(seen_value(&Value::Null), None);
+        assert!(matches!(
+            seen_value(&serde_json::json!({"phase": 3})),
+            Some(Seen::Unreadable { .. })
+        ));
+        let f = fence(Phase::Hold);
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(seen_value(&v), Some(Seen::Readable(f.clone())));
+        let mut config = Map::new();
+        config.insert(FENCE.into(), v);
+        assert_eq!(seen(&config), Some(Seen::Readable(f)));
     }
 }

@@ -19,6 +19,9 @@ pub enum IdentifyError {
     Rejected(String),
     #[error("the server answered but its identity is unusable: {0}")]
     Unusable(String),
+    /// There is no address to ask (e.g. a member without a `conn_url`).
+    #[error("{0}")]
+    NoAddress(String),
 }
 
 /// Connects with `pg` and `tls`, runs [`IDENTITY_SQL`], all within `timeout`.
@@ -92,7 +95,7 @@ pub enum PeerView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sighting {
     pub peer: Identity,
-    pub own: Result<Identity, String>,
+    pub own: Result<Identity, IdentifyError>,
 }
 
 impl Sighting {
@@ -101,7 +104,7 @@ impl Sighting {
     }
 
     /// How the peer relates to this site ([`lineage`]); `Err`: our own identity is unknown.
-    pub fn lineage(&self) -> Result<Lineage, &str> {
+    pub fn lineage(&self) -> Result<Lineage, &IdentifyError> {
         match &self.own {
             Ok(own) => Ok(lineage(own, &self.peer)),
             Err(why) => Err(why),
@@ -115,7 +118,7 @@ impl Sighting {
 pub async fn check_peer<P, O>(peer: P, own: O) -> PeerView
 where
     P: std::future::Future<Output = Result<Identity, IdentifyError>>,
-    O: std::future::Future<Output = Result<Identity, String>>,
+    O: std::future::Future<Output = Result<Identity, IdentifyError>>,
 {
     let (peer, own) = tokio::join!(peer, own);
     match peer {
@@ -124,6 +127,8 @@ where
         Err(IdentifyError::Rejected(why) | IdentifyError::Unusable(why)) => {
             PeerView::Unidentified(why)
         }
+        // Never from a peer identity (its address is the tunnel's); said as it is.
+        Err(e @ IdentifyError::NoAddress(_)) => PeerView::Silent(e.to_string()),
     }
 }
 
@@ -150,7 +155,7 @@ mod tests {
 
     async fn look(
         peer: Result<Identity, IdentifyError>,
-        own: Result<Identity, String>,
+        own: Result<Identity, IdentifyError>,
     ) -> PeerView {
         check_peer(async { peer }, async { own }).await
     }
@@ -196,11 +201,17 @@ mod tests {
             })
         );
 
-        let PeerView::Seen(unknown_self) =
-            look(Ok(id(2, false, None)), Err("no conn_url".into())).await
+        let PeerView::Seen(unknown_self) = look(
+            Ok(id(2, false, None)),
+            Err(IdentifyError::NoAddress("no conn_url".into())),
+        )
+        .await
         else {
             panic!("the peer is seen even when we are not")
         };
-        assert_eq!(unknown_self.lineage(), Err("no conn_url"));
+        assert_eq!(
+            unknown_self.lineage(),
+            Err(&IdentifyError::NoAddress("no conn_url".into()))
+        );
     }
 }

@@ -98,6 +98,31 @@ pub enum Verification {
     Ca,
 }
 
+/// Why the probe's TLS configuration cannot be built (for the operator: what is wrong with the
+/// setting or the CA file).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// Refused by the configuration before it gets here.
+    #[error("verify-full is not supported; use verify-ca")]
+    VerifyFull,
+    #[error("required with sslmode verify-ca: the CA file that signed the peer's certificate")]
+    CaFileRequired,
+    #[error("cannot read {path}: {error}")]
+    Unreadable { path: String, error: io::Error },
+    #[error("{path} is not a PEM certificate file: {error}")]
+    NotPem { path: String, error: String },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(String),
+    #[error("{path}: certificate {index} is unusable: {error}")]
+    Unusable {
+        path: String,
+        index: usize,
+        error: String,
+    },
+}
+
 /// The probe's TLS client configuration, built once at start from the sslmode and the CA file.
 #[derive(Clone)]
 pub struct ProbeTls {
@@ -117,20 +142,13 @@ impl ProbeTls {
     /// `None` for `disable`. `root_cert` is the CA file (PEM, one or more certificates); it is
     /// required for `verify-ca`, used by `require` when given (libpq), ignored by `prefer`.
     /// Errors are for the operator: they say what is wrong with the file.
-    pub fn new(mode: SslMode, root_cert: Option<&Path>) -> Result<Option<Self>, String> {
+    pub fn new(mode: SslMode, root_cert: Option<&Path>) -> Result<Option<Self>, TlsConfigError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match (mode, root_cert) {
             (SslMode::Disable, _) => return Ok(None),
             // Refused by the configuration before it gets here.
-            (SslMode::VerifyFull, _) => {
-                return Err("verify-full is not supported; use verify-ca".into());
-            }
-            (SslMode::VerifyCa, None) => {
-                return Err(
-                    "required with sslmode verify-ca: the CA file that signed the peer's certificate"
-                        .into(),
-                );
-            }
+            (SslMode::VerifyFull, _) => return Err(TlsConfigError::VerifyFull),
+            (SslMode::VerifyCa, None) => return Err(TlsConfigError::CaFileRequired),
             (SslMode::VerifyCa | SslMode::Require, Some(path)) => {
                 Arc::new(PgVerifier::with_ca_file(path, &provider)?)
             }
@@ -145,7 +163,7 @@ impl ProbeTls {
         };
         let config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| format!("TLS configuration: {e}"))?
+            .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
@@ -277,20 +295,30 @@ struct CaFile {
 }
 
 impl PgVerifier {
-    fn with_ca_file(path: &Path, provider: &CryptoProvider) -> Result<Self, String> {
-        let shown = path.display();
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    fn with_ca_file(path: &Path, provider: &CryptoProvider) -> Result<Self, TlsConfigError> {
+        let shown = || path.display().to_string();
+        let pem = std::fs::read(path).map_err(|error| TlsConfigError::Unreadable {
+            path: shown(),
+            error,
+        })?;
         let listed = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{shown} is not a PEM certificate file: {e}"))?;
+            .map_err(|e| TlsConfigError::NotPem {
+                path: shown(),
+                error: e.to_string(),
+            })?;
         if listed.is_empty() {
-            return Err(format!("{shown} holds no PEM certificate"));
+            return Err(TlsConfigError::NoCertificate { path: shown() });
         }
         let mut roots = RootCertStore::empty();
         for (i, cert) in listed.iter().enumerate() {
             roots
                 .add(cert.clone())
-                .map_err(|e| format!("{shown}: certificate {} is unusable: {e}", i + 1))?;
+                .map_err(|e| TlsConfigError::Unusable {
+                    path: shown(),
+                    index: i + 1,
+                    error: e.to_string(),
+                })?;
         }
         Ok(Self {
             ca: Some(CaFile {
@@ -363,15 +391,21 @@ mod tests {
             let tls = ProbeTls::new(mode, None).unwrap().unwrap();
             assert_eq!(tls.verification(), Verification::None);
         }
-        let err = ProbeTls::new(SslMode::VerifyCa, None).unwrap_err();
+        let err = ProbeTls::new(SslMode::VerifyCa, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("verify-ca"), "{err}");
         let missing = Path::new("/nonexistent/ca.crt");
-        let err = ProbeTls::new(SslMode::VerifyCa, Some(missing)).unwrap_err();
+        let err = ProbeTls::new(SslMode::VerifyCa, Some(missing))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot read /nonexistent/ca.crt"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.crt");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = ProbeTls::new(SslMode::VerifyCa, Some(&empty)).unwrap_err();
+        let err = ProbeTls::new(SslMode::VerifyCa, Some(&empty))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no PEM certificate"), "{err}");
         // `prefer` never verifies, as in libpq's fallback-friendly mode.
         let tls = ProbeTls::new(SslMode::Prefer, Some(missing))

@@ -300,8 +300,9 @@ impl Config {
         }
         // The CA file is read once, here: a missing or unusable file is a configuration error
         // (exit 2), not a failed probe sample.
-        let tls = ProbeTls::new(self.tunnel_sslmode, self.tunnel_sslrootcert.as_deref())
-            .map_err(|reason| ConfigError::invalid(var("TUNNEL_SSLROOTCERT"), reason))?;
+        let tls = ProbeTls::new(self.tunnel_sslmode, self.tunnel_sslrootcert.as_deref()).map_err(
+            |reason| ConfigError::invalid(var("TUNNEL_SSLROOTCERT"), reason.to_string()),
+        )?;
         let witnesses = self.witnesses()?;
         if self.mode == Mode::Auto && witnesses.is_empty() && !self.allow_no_witness {
             return Err(ConfigError::invalid(

@@ -8,8 +8,9 @@
 //! - [`fenced`]: a fenced site — record and preserve the divergence, rejoin by rewind or re-clone
 //!   ([`fenced::decide_fenced`]).
 //!
-//! [`config`] reads the `FAILOVER_*` variables into [`Settings`]; [`sample`] is the vocabulary
-//! the primary and fenced runs share; [`run`] is the loop that wires a run together.
+//! [`config`] reads the `FAILOVER_*` variables into [`Settings`]; [`witness`] asks the witnesses
+//! for every role, in one vocabulary; [`sample`] is the vocabulary the primary and fenced runs
+//! share; [`run`] is the loop that wires a run together.
 //!
 //! A run takes `FAILOVER_SAMPLES_PER_RUN` samples. After each it decides and writes the state
 //! with a compare-and-set; a lost compare-and-set means another run wrote in between, so the
@@ -27,6 +28,7 @@ pub mod run;
 pub mod sample;
 pub mod standby;
 pub mod state;
+pub mod witness;
 /// TLS of the tunnel probe: one verifier with the sidecar's, in core.
 pub use pgdr_core::tls;
 

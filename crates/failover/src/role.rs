@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
 use pgdr_core::k8s::Kube;
-use pgdr_core::lineage::{self, PeerView};
+use pgdr_core::lineage::{self, IdentifyError, PeerView};
 use pgdr_core::patroni::{MemberStatus, PatroniClient};
 
 use crate::config::Settings;
@@ -167,15 +167,16 @@ pub(crate) async fn peer(
 ) -> Result<(Peer, Option<u32>), Error> {
     let (host, port) = match observe::tunnel_target(settings, kube).await? {
         Ok(t) => t,
-        Err(why) => return Ok((Peer::Silent(why), None)),
+        Err(why) => return Ok((Peer::Silent(why.to_string()), None)),
     };
     let theirs = observe::identity(settings, &host, port);
     let ours = async {
         match &local.pg {
-            Some((h, p)) => observe::identity(settings, h, *p)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err(format!("{} has no conn_url", local.name)),
+            Some((h, p)) => observe::identity(settings, h, *p).await,
+            None => Err(IdentifyError::NoAddress(format!(
+                "{} has no conn_url",
+                local.name
+            ))),
         }
     };
     let view = lineage::check_peer(theirs, ours).await;
@@ -196,14 +197,24 @@ pub(crate) async fn peer(
     })
 }
 
+/// Why a readiness sidecar's `/status` has no answer (the sample says so and waits).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SidecarUnreachable {
+    /// The member (named) has no pod address.
+    #[error("{0}: no pod address")]
+    NoAddress(String),
+    #[error("readiness sidecar {url} unreachable: {error}")]
+    Unreachable { url: String, error: String },
+}
+
 /// The local leader's readiness sidecar `/status` (WAL preservation, own timeline history).
 pub(crate) async fn sidecar_status(
     settings: &Settings,
     http: &reqwest::Client,
     local: &Local,
-) -> Result<AgentView, String> {
+) -> Result<AgentView, SidecarUnreachable> {
     let Some(host) = &local.host else {
-        return Err(format!("{}: no pod address", local.name));
+        return Err(SidecarUnreachable::NoAddress(local.name.clone()));
     };
     status_at(settings, http, host).await
 }
@@ -213,7 +224,7 @@ pub(crate) async fn status_at(
     settings: &Settings,
     http: &reqwest::Client,
     host: &str,
-) -> Result<AgentView, String> {
+) -> Result<AgentView, SidecarUnreachable> {
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -224,9 +235,10 @@ pub(crate) async fn status_at(
         let r = http.get(&url).send().await?;
         r.json::<AgentView>().await
     };
-    answer
-        .await
-        .map_err(|e| format!("readiness sidecar {url} unreachable: {}", e.without_url()))
+    answer.await.map_err(|e| SidecarUnreachable::Unreachable {
+        error: e.without_url().to_string(),
+        url,
+    })
 }
 
 pub(crate) fn log(verdict: &Verdict, reasons: &[String], what: &str) {

@@ -275,7 +275,7 @@ async fn record_outcome(
 ) {
     let failed = result.as_ref().err().map(ToString::to_string);
     let recorded = act::update_state(settings, kube, |s| {
-        let Some(claim) = s.promotion.as_mut().filter(|c| c.run == run) else {
+        let Some(claim) = s.standby.promotion.as_mut().filter(|c| c.run == run) else {
             return;
         };
         match result {
@@ -316,7 +316,7 @@ fn promoted_announcement(
     let standby_lsn = decision
         .next
         .as_ref()
-        .and_then(|s| s.promotion.as_ref())
+        .and_then(|s| s.standby.promotion.as_ref())
         .and_then(|p| p.standby_lsn);
     let text = format!(
         "PostgreSQL site {} promoted to primary: {} was unreachable. Standby LSN {}, new timeline {}. {}",
@@ -417,13 +417,13 @@ fn log_sample(n: u32, sample: &Sample, d: &Decision, stored: Option<&StoredState
         at = %sample.at,
         probe,
         stream,
-        witnesses = ?sample.witnesses,
+        witnesses = ?crate::standby::WitnessLog(&sample.witnesses),
         hold = stored.is_some_and(|s| s.hold),
         failed = d.failed_sample,
         counted = d.counted,
-        consecutive_failures = next.map(|s| s.consecutive_failures),
-        first_failure_at = next.and_then(|s| s.first_failure_at).map(|t| t.to_string()),
-        last_known_lag_bytes = next.and_then(|s| s.last_known_lag_bytes),
+        consecutive_failures = next.map(|s| s.standby.consecutive_failures),
+        first_failure_at = next.and_then(|s| s.standby.first_failure_at).map(|t| t.to_string()),
+        last_known_lag_bytes = next.and_then(|s| s.standby.last_known_lag_bytes),
         verdict = %d.verdict,
         "sample"
     );

@@ -1,5 +1,5 @@
 //! What the primary-role and fenced-role runs observe, in one vocabulary: the peer through the
-//! tunnel, where the witnesses say the application runs, this site's own position.
+//! tunnel and this site's own position (the witnesses: [`crate::witness`]).
 
 use std::time::Duration;
 
@@ -19,16 +19,6 @@ pub enum Peer {
     Standby,
     /// A writable primary, and how its timeline relates to ours.
     Writable(Lineage),
-}
-
-/// Where a witness says the application runs now.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Placement {
-    /// On the peer: positive evidence that the application left this site.
-    Peer(String),
-    /// Here (or the peer is down).
-    Here(String),
-    Unknown(String),
 }
 
 /// This site's own position (local leader).

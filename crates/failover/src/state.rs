@@ -12,17 +12,36 @@ pub const STATE_KEY: &str = "state";
 /// newer ones are refused rather than overwritten, since we cannot know what they mean.
 pub const STATE_VERSION: u32 = 1;
 
-/// Everything a run needs from earlier runs.
+/// Everything a run needs from earlier runs: what every role shares, then one section per role
+/// ([`StandbyState`], [`PrimaryState`], [`FencedState`]). The sections are flattened: the document
+/// keeps one flat object with the same keys as before the sections (an agent of either version
+/// reads what the other wrote).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct State {
     pub version: u32,
+    /// Time of the last sample that was counted (the standby's failure streak, the primary's
+    /// "moved" count).
+    pub last_sample_at: Option<Timestamp>,
+    /// The latest decision, for `kubectl get cm -o yaml`.
+    pub last_decision: Option<DecisionRecord>,
+    #[serde(flatten)]
+    pub standby: StandbyState,
+    #[serde(flatten)]
+    pub primary: PrimaryState,
+    #[serde(flatten)]
+    pub fenced: FencedState,
+}
+
+/// What a standby site's runs remember: the failure streak, the primary's position, the stream,
+/// the promotion claim.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StandbyState {
     /// Consecutive failed samples (across runs); any healthy sample resets it.
     pub consecutive_failures: u32,
     /// Time of the first failed sample of the current streak.
     pub first_failure_at: Option<Timestamp>,
-    /// Time of the last sample that was counted (failed or healthy).
-    pub last_sample_at: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
     /// The primary's last known WAL position (bytes): its flush position at the last probe that
     /// could ask, or what the local stream had received while streaming (a fresh lower bound).
@@ -38,12 +57,16 @@ pub struct State {
     pub replication_broken_notified_at: Option<Timestamp>,
     /// Lag of the local standby leader at the last sample that could measure it (bytes).
     pub last_known_lag_bytes: Option<u64>,
-    /// The latest decision, for `kubectl get cm -o yaml`.
-    pub last_decision: Option<DecisionRecord>,
     /// When "would promote" was last announced (observe mode): once per failure streak.
     pub would_promote_notified_at: Option<Timestamp>,
     /// Set by the run that won the compare-and-set to promote; other runs leave the site alone.
     pub promotion: Option<PromotionRecord>,
+}
+
+/// What a writable primary's runs remember: the split brain and the witnesses' "moved" count.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrimaryState {
     /// First sample at which both sites were seen writable (cleared once one is not).
     pub split_brain_since: Option<Timestamp>,
     /// When `SplitBrain` was last announced (rate limit).
@@ -52,6 +75,12 @@ pub struct State {
     /// application runs on the peer; with the time of the first.
     pub moved_samples: u32,
     pub moved_since: Option<Timestamp>,
+}
+
+/// What a fenced site's runs remember: the fence, the divergence, the rejoin or re-clone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FencedState {
     /// When this site fenced itself, and why (`peer-authoritative`, `witness-moved`, `split-brain`).
     pub fenced_at: Option<Timestamp>,
     pub fence_reason: Option<String>,
@@ -160,7 +189,7 @@ mod tests {
             r#"{"consecutive_failures":3,"first_failure_at":"2026-01-01T00:00:00Z"}"#,
         ))
         .unwrap();
-        assert_eq!(old.consecutive_failures, 3);
+        assert_eq!(old.standby.consecutive_failures, 3);
         assert_eq!(old.version, 0);
         assert!(matches!(
             parse(Some("{nope")),
@@ -180,14 +209,87 @@ mod tests {
     #[test]
     fn render_round_trips() {
         let s = State {
-            consecutive_failures: 2,
-            first_failure_at: Some("2026-01-01T00:00:00Z".parse().unwrap()),
-            last_primary_lsn: Some(50331744),
+            standby: StandbyState {
+                consecutive_failures: 2,
+                first_failure_at: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+                last_primary_lsn: Some(50331744),
+                ..StandbyState::default()
+            },
             ..State::default()
         };
         let back = parse(Some(&render(&s))).unwrap();
         assert_eq!(back.version, STATE_VERSION);
-        assert_eq!(back.consecutive_failures, 2);
-        assert_eq!(back.last_primary_lsn, Some(50331744));
+        assert_eq!(back.standby.consecutive_failures, 2);
+        assert_eq!(back.standby.last_primary_lsn, Some(50331744));
+    }
+
+    /// A state document as the agent wrote it before the per-role sections (one flat object,
+    /// every key): read by this version into its sections, and written back with the same keys
+    /// and values, so that agents of both versions read each other's state during an upgrade.
+    #[test]
+    fn reads_and_writes_the_flat_document_of_the_previous_version() {
+        let old = r#"{
+  "version": 1,
+  "consecutive_failures": 2,
+  "first_failure_at": "2026-11-30T16:00:00Z",
+  "last_sample_at": "2026-11-30T16:00:10Z",
+  "last_success_at": "2026-11-30T15:59:50Z",
+  "last_primary_lsn": 50331744,
+  "last_primary_lsn_at": "2026-11-30T15:59:50Z",
+  "last_streaming_at": "2026-11-30T15:59:50Z",
+  "stream_broken_since": null,
+  "replication_broken_notified_at": null,
+  "last_known_lag_bytes": 100,
+  "last_decision": {"at": "2026-11-30T16:00:10Z", "verdict": "waiting",
+    "reasons": ["primary probe: no answer"], "run": "run-a"},
+  "would_promote_notified_at": null,
+  "promotion": {"run": "run-b", "claimed_at": "2026-11-30T16:00:20Z", "reasons": ["r"],
+    "standby_lsn": 50331700, "confirmed_at": null, "primary_lsn": null, "timeline": null,
+    "failed": null},
+  "split_brain_since": "2026-11-30T16:01:00Z",
+  "split_brain_notified_at": "2026-11-30T16:01:00Z",
+  "moved_samples": 3,
+  "moved_since": "2026-11-30T16:00:40Z",
+  "fenced_at": "2026-11-30T16:02:00Z",
+  "fence_reason": "witness-moved",
+  "divergence": {"recorded_at": "2026-11-30T16:03:00Z", "peer": "golddr", "timeline": 3,
+    "fork_lsn": "0/5000A28", "local_end_lsn": "0/6000000", "diverged_bytes": 16774616},
+  "rejoined_at": "2026-11-30T16:04:00Z",
+  "reclone_required_at": null,
+  "recloned_at": "2026-11-30T16:05:00Z"
+}"#;
+        let s = parse(Some(old)).unwrap();
+        let at = |t: &str| Some(t.parse::<Timestamp>().unwrap());
+        assert_eq!(s.version, 1);
+        assert_eq!(s.last_sample_at, at("2026-11-30T16:00:10Z"));
+        assert_eq!(s.last_decision.as_ref().unwrap().verdict, "waiting");
+        assert_eq!(s.standby.consecutive_failures, 2);
+        assert_eq!(s.standby.first_failure_at, at("2026-11-30T16:00:00Z"));
+        assert_eq!(s.standby.last_primary_lsn, Some(50331744));
+        assert_eq!(s.standby.last_known_lag_bytes, Some(100));
+        assert_eq!(s.standby.promotion.as_ref().unwrap().run, "run-b");
+        assert_eq!(s.primary.split_brain_since, at("2026-11-30T16:01:00Z"));
+        assert_eq!(s.primary.moved_samples, 3);
+        assert_eq!(s.primary.moved_since, at("2026-11-30T16:00:40Z"));
+        assert_eq!(s.fenced.fenced_at, at("2026-11-30T16:02:00Z"));
+        assert_eq!(s.fenced.fence_reason.as_deref(), Some("witness-moved"));
+        assert_eq!(s.fenced.divergence.as_ref().unwrap().fork_lsn, "0/5000A28");
+        assert_eq!(s.fenced.rejoined_at, at("2026-11-30T16:04:00Z"));
+        assert_eq!(s.fenced.recloned_at, at("2026-11-30T16:05:00Z"));
+        // Written back: the same flat object, key for key.
+        let written: serde_json::Value = serde_json::from_str(&render(&s)).unwrap();
+        let was: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(written, was);
+        // A default state has every key of the old flat document too (the previous version
+        // reads it; every field it does not find defaults anyway).
+        let fresh: serde_json::Value = serde_json::from_str(&render(&State::default())).unwrap();
+        let keys = |v: &serde_json::Value| {
+            v.as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(keys(&fresh), keys(&was));
     }
 }

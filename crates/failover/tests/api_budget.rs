@@ -152,13 +152,13 @@ async fn peer_api_witness_reads_the_primary_sites_lock() {
         Config::from_vars(vars).unwrap().validate().unwrap()
     };
     let ask = |s: pgdr_failover::Settings| async move {
-        let got = pgdr_failover::observe::witnesses(&s, &reqwest::Client::new()).await;
+        let got = pgdr_failover::witness::ask_all(&s, &reqwest::Client::new()).await;
         match got.as_slice() {
             [w] => w.clone(),
             other => panic!("{other:?}"),
         }
     };
-    use pgdr_failover::standby::Witness;
+    use pgdr_failover::witness::Witness;
 
     // Neither the lock nor the cluster's config object: a wrong name or namespace (or a peer
     // Patroni with `use_endpoints`) is no evidence that the primary is down (issue 20 item 15).
@@ -173,7 +173,7 @@ async fn peer_api_witness_reads_the_primary_sites_lock() {
     assert_eq!(gold.request("POST", &path, None, Some(&config)).0, 201);
     let got = ask(settings_for(&url)).await;
     assert!(
-        matches!(got, Witness::PrimaryDown(ref d) if d.contains("no leader lock")),
+        matches!(got, Witness::Here(ref d) if d.contains("no leader lock")),
         "{got:?}"
     );
 
@@ -184,14 +184,14 @@ async fn peer_api_witness_reads_the_primary_sites_lock() {
     let fresh = lock(jiff::Timestamp::now());
     assert_eq!(gold.request("POST", &path, None, Some(&fresh)).0, 201);
     let got = ask(settings_for(&url)).await;
-    assert!(matches!(got, Witness::PrimaryAlive(_)), "{got:?}");
+    assert!(matches!(got, Witness::Peer(_)), "{got:?}");
 
     let stale = lock(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(120));
     let one = format!("{path}/demo-leader");
     assert_eq!(gold.request("PUT", &one, None, Some(&stale)).0, 200);
     let got = ask(settings_for(&url)).await;
     assert!(
-        matches!(got, Witness::PrimaryDown(ref d) if d.contains("expired")),
+        matches!(got, Witness::Here(ref d) if d.contains("expired")),
         "{got:?}"
     );
 

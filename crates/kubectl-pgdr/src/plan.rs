@@ -81,13 +81,13 @@ pub enum Next {
         action: Action,
         why: String,
     },
-    Wait(String),
+    Wait(Why),
     /// Finished (now or earlier).
-    Done(String),
+    Done(Why),
     /// Nothing was changed: the switchover may not start (or resume) for this reason.
-    Refuse(String),
+    Refuse(Why),
     /// Mid-way and something is wrong: stop here, holds stay, the operator must look.
-    Stuck(String),
+    Stuck(Why),
 }
 
 /// The two sites as seen for one switchover: `from` is the current primary, `to` the target.
@@ -124,52 +124,47 @@ pub fn direction(
 /// Positions come from annotations Patroni refreshes once per loop, each member at its own
 /// moment: under writes a standby may look ahead of its primary, so only timelines can prove a
 /// divergence here. The exact check is the catch-up to the demotion token.
-fn preflight(pair: &Pair, req: &Request) -> Result<(Vec<String>, u64, u64), String> {
+fn preflight(pair: &Pair, req: &Request) -> Result<(Vec<String>, u64, u64), Preflight> {
     let (from, to) = (pair.from, pair.to);
     for s in [from, to] {
+        let site = || s.site.clone();
         if let Some(e) = &s.error {
-            return Err(format!("site {} cannot be read: {e}", s.site));
+            return Err(Preflight::Unreadable {
+                site: site(),
+                error: e.clone(),
+            });
         }
         if let Some(Err(e)) = s.config.as_ref().map(|c| &c.config) {
-            return Err(format!(
-                "site {}: {e}; fix the config annotation first",
-                s.site
-            ));
+            return Err(Preflight::Malformed {
+                site: site(),
+                error: e.clone(),
+            });
         }
         if s.config.as_ref().is_some_and(|c| c.paused()) {
-            return Err(format!(
-                "site {}: Patroni is paused (pause: true); resume it first",
-                s.site
-            ));
+            return Err(Preflight::Paused { site: site() });
         }
     }
     if from.role() != Role::Primary {
-        return Err(format!(
-            "site {} is not a running primary (it is {}): a switchover starts from the primary",
-            from.site,
-            from.role().as_str()
-        ));
+        return Err(Preflight::NotPrimary {
+            site: from.site.clone(),
+            role: from.role().as_str(),
+        });
     }
     if to.writable().is_some() {
-        return Err(format!(
-            "site {} is also writable: split brain; resolve it before any switchover",
-            to.site
-        ));
+        return Err(Preflight::BothWritable {
+            site: to.site.clone(),
+        });
     }
     let primary = from.writable().expect("role primary has a writable member");
-    let source_tl = primary.timeline.ok_or_else(|| {
-        format!(
-            "site {}: the primary publishes no timeline yet; retry in a few seconds",
-            from.site
-        )
+    let source_tl = primary.timeline.ok_or_else(|| Preflight::NoTimeline {
+        site: from.site.clone(),
     })?;
     let source_lsn = primary.xlog_location.unwrap_or(0);
     let Some(leader) = to.leader_member().filter(|m| m.is_standby_leader()) else {
-        return Err(format!(
-            "site {} has no running standby leader (it is {}): nothing could take over",
-            to.site,
-            to.role().as_str()
-        ));
+        return Err(Preflight::NoStandbyLeader {
+            site: to.site.clone(),
+            role: to.role().as_str(),
+        });
     };
     let mut warnings = Vec::new();
     if !leader.is_streaming() {
@@ -183,10 +178,12 @@ fn preflight(pair: &Pair, req: &Request) -> Result<(Vec<String>, u64, u64), Stri
     match leader.timeline {
         Some(tl) if tl == source_tl => {}
         Some(tl) if tl > source_tl => {
-            return Err(format!(
-                "site {} is on timeline {tl}, ahead of {}'s {source_tl}: the sites diverged",
-                to.site, from.site
-            ));
+            return Err(Preflight::Diverged {
+                to: to.site.clone(),
+                timeline: tl,
+                from: from.site.clone(),
+                source: source_tl,
+            });
         }
         other => warnings.push(format!(
             "site {} reports timeline {}, the primary is on {source_tl}",
@@ -227,10 +224,10 @@ pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timest
     let active = progress.filter(|p| !p.is_finished());
     // Two writable sites at any point: stop everything.
     if from.writable().is_some() && to.writable().is_some() {
-        let msg = format!(
-            "both {} and {} are writable (split brain)",
-            from.site, to.site
-        );
+        let msg = Why::SplitBrain {
+            a: from.site.clone(),
+            b: to.site.clone(),
+        };
         return if active.is_some() {
             Next::Stuck(msg)
         } else {
@@ -243,31 +240,24 @@ pub fn next(pair: &Pair, progress: Option<&Progress>, req: &Request, now: Timest
     let Some(p) = active else {
         if req.resume {
             return match progress {
-                Some(done) => Next::Done(format!(
-                    "nothing to resume: the switchover from {} to {} finished{}",
-                    done.from,
-                    done.to,
-                    done.finished_at
-                        .map(|t| format!(" at {t}"))
-                        .unwrap_or_default()
-                )),
-                None => Next::Refuse(
-                    "nothing to resume: no switchover is recorded on either site".into(),
-                ),
+                Some(done) => Next::Done(Why::NothingToResume {
+                    from: done.from.clone(),
+                    to: done.to.clone(),
+                    finished_at: done.finished_at,
+                }),
+                None => Next::Refuse(Why::NothingRecorded),
             };
         }
         if to.role() == Role::Primary && matches!(from.role(), Role::Standby | Role::Fenced) {
-            return Next::Done(format!(
-                "site {} is already the primary; nothing to do",
-                to.site
-            ));
+            return Next::Done(Why::AlreadyPrimary {
+                site: to.site.clone(),
+            });
         }
         return match preflight(pair, req) {
-            Err(reason) => Next::Refuse(reason),
-            Ok((warnings, _, _)) if !warnings.is_empty() && !req.force => Next::Refuse(format!(
-                "{}; rerun with --force to switch over anyway",
-                warnings.join("; ")
-            )),
+            Err(reason) => Next::Refuse(Why::Preflight(reason)),
+            Ok((warnings, _, _)) if !warnings.is_empty() && !req.force => {
+                Next::Refuse(Why::Warnings(warnings))
+            }
             Ok((warnings, tl, _)) => {
                 let held_before = [from, to]
                     .iter()
@@ -311,7 +301,10 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
     let (from, to) = (pair.from, pair.to);
     for s in [from, to] {
         if let Some(e) = &s.error {
-            return Next::Wait(format!("site {} cannot be read: {e}", s.site));
+            return Next::Wait(Why::Unreadable {
+                site: s.site.clone(),
+                error: e.clone(),
+            });
         }
     }
     match p.step {
@@ -332,19 +325,17 @@ fn step(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Next {
 /// it); recorded like every step, so an interrupted abort resumes as an abort.
 fn abort(pair: &Pair, active: Option<&Progress>, now: Timestamp) -> Next {
     let Some(p) = active else {
-        return Next::Refuse("nothing to abort: no switchover is in progress".into());
+        return Next::Refuse(Why::NothingToAbort);
     };
     if p.aborted {
         return step(pair, p, &Request::resume(), now);
     }
     let promoted = pair.to.writable().is_some() || !pair.to.is_standby_configured();
     if p.step > LAST_ABORTABLE || (p.step == LAST_ABORTABLE && promoted) {
-        return Next::Refuse(format!(
-            "the switchover is at step {}: {} was promoted (or is being promoted), so it can no \
-             longer be undone; finish it with `kubectl pgdr switchover --resume`",
-            p.step.as_str(),
-            pair.to.site
-        ));
+        return Next::Refuse(Why::NotAbortable {
+            step: p.step,
+            to: pair.to.site.clone(),
+        });
     }
     let mut rec = advance(
         p,
@@ -366,10 +357,10 @@ fn abort(pair: &Pair, active: Option<&Progress>, now: Timestamp) -> Next {
 fn step_restore(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
     let (from, to) = (pair.from, pair.to);
     if to.writable().is_some() {
-        return Next::Stuck(format!(
-            "{} is writable: refusing to restore {} beside it",
-            to.site, from.site
-        ));
+        return Next::Stuck(Why::RestoreBesideWritable {
+            to: to.site.clone(),
+            from: from.site.clone(),
+        });
     }
     if from.writable().is_some() {
         return Next::Record {
@@ -392,11 +383,10 @@ fn step_restore(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
             ),
         };
     }
-    Next::Wait(format!(
-        "{} is promoting ({})",
-        from.site,
-        from.role().as_str()
-    ))
+    Next::Wait(Why::Promoting {
+        site: from.site.clone(),
+        role: from.role().as_str(),
+    })
 }
 
 /// Switchover step `Hold`: Hold both failover agents, so that nothing decides mid-way.
@@ -434,17 +424,16 @@ fn step_demote(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
         };
     }
     if to.writable().is_some() {
-        return Next::Stuck(format!(
-            "site {} became writable before {} was demoted",
-            to.site, from.site
-        ));
+        return Next::Stuck(Why::WritableBeforeDemote {
+            to: to.site.clone(),
+            from: from.site.clone(),
+        });
     }
     let Some(primary) = from.writable() else {
-        return Next::Wait(format!(
-            "site {} has no running primary to demote ({})",
-            from.site,
-            from.role().as_str()
-        ));
+        return Next::Wait(Why::NothingToDemote {
+            site: from.site.clone(),
+            role: from.role().as_str(),
+        });
     };
     // The preflight saw one, but the target may have lost it since (pods gone, Patroni down):
     // demoting now would leave the pair without a primary until `--abort`.
@@ -478,48 +467,43 @@ fn step_demote(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
 fn step_token(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
     let from = pair.from;
     let Some(leader) = from.leader_member() else {
-        return Next::Wait(format!(
-            "{}: waiting for a leader after the demote",
-            from.site
-        ));
+        return Next::Wait(Why::NoLeaderAfterDemote {
+            site: from.site.clone(),
+        });
     };
     if leader.is_writable() {
-        return Next::Wait(format!(
-            "{} still runs as a primary; Patroni demotes it within a loop",
-            from.site
-        ));
+        return Next::Wait(Why::StillPrimary {
+            site: from.site.clone(),
+        });
     }
     if !leader.is_standby_leader() {
-        return Next::Wait(format!(
-            "{}: {} is {} / {}",
-            from.site,
-            leader.name,
-            leader.role.as_deref().unwrap_or("?"),
-            leader.state.as_deref().unwrap_or("?")
-        ));
+        return Next::Wait(Why::LeaderIs {
+            site: from.site.clone(),
+            name: leader.name.clone(),
+            role: leader.role.clone(),
+            state: leader.state.clone(),
+        });
     }
     let (Some(tl), Some(lsn)) = (leader.timeline, leader.replayed()) else {
-        return Next::Wait(format!(
-            "{}: the standby leader publishes no position yet",
-            from.site
-        ));
+        return Next::Wait(Why::NoPosition {
+            site: from.site.clone(),
+        });
     };
     if p.source_timeline.is_some_and(|t| t != tl) {
-        return Next::Stuck(format!(
-            "{} came back on timeline {tl}, it was on {}: not a clean demote",
-            from.site,
-            p.source_timeline.unwrap_or_default()
-        ));
+        return Next::Stuck(Why::TimelineChanged {
+            site: from.site.clone(),
+            now: tl,
+            was: p.source_timeline.unwrap_or_default(),
+        });
     }
     if p.source_lsn_before_demote
         .is_some_and(|before| lsn < before)
     {
-        return Next::Stuck(format!(
-            "{}'s position after the demote ({}) is before its last write position ({}): not a clean demote",
-            from.site,
-            fmt_lsn(lsn),
-            fmt_lsn(p.source_lsn_before_demote.unwrap_or_default())
-        ));
+        return Next::Stuck(Why::PositionBehind {
+            site: from.site.clone(),
+            after: lsn,
+            before: p.source_lsn_before_demote.unwrap_or_default(),
+        });
     }
     let mut rec = advance(
         p,
@@ -545,35 +529,33 @@ fn step_catch_up(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Ne
         ));
     };
     if to.writable().is_some() {
-        return Next::Stuck(format!(
-            "site {} became writable before the catch-up was confirmed",
-            to.site
-        ));
+        return Next::Stuck(Why::WritableBeforeCatchUp {
+            site: to.site.clone(),
+        });
     }
     let Some(leader) = to.leader_member().filter(|m| m.is_standby_leader()) else {
-        return Next::Wait(format!(
-            "{}: no running standby leader ({})",
-            to.site,
-            to.role().as_str()
-        ));
+        return Next::Wait(Why::NoStandbyLeader {
+            site: to.site.clone(),
+            role: to.role().as_str(),
+        });
     };
     let replayed = leader.replayed().unwrap_or(0);
     let received = leader.receive_lsn.unwrap_or(0);
     if replayed > token.lsn || received > token.lsn {
-        return Next::Stuck(format!(
-            "{} has WAL past the demotion token ({} replayed, {} received, token {}): the sites diverged",
-            to.site,
-            fmt_lsn(replayed),
-            fmt_lsn(received),
-            fmt_lsn(token.lsn)
-        ));
+        return Next::Stuck(Why::PastToken {
+            site: to.site.clone(),
+            replayed,
+            received,
+            token: token.lsn,
+        });
     }
     match leader.timeline {
         Some(tl) if tl > token.timeline => {
-            return Next::Stuck(format!(
-                "{} is on timeline {tl}, past the token's {}",
-                to.site, token.timeline
-            ));
+            return Next::Stuck(Why::TimelinePastToken {
+                site: to.site.clone(),
+                timeline: tl,
+                token: token.timeline,
+            });
         }
         Some(tl) if tl == token.timeline && replayed == token.lsn => {
             return Next::Record {
@@ -633,13 +615,13 @@ fn step_catch_up(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Ne
         rec.forced_loss_bytes = Some(missing);
         return Next::Record { progress: rec };
     }
-    Next::Wait(format!(
-        "{} replayed {} of {} ({missing} bytes to go, timeline {})",
-        to.site,
-        fmt_lsn(replayed),
-        fmt_lsn(token.lsn),
-        leader.timeline.map_or("?".into(), |t| t.to_string())
-    ))
+    Next::Wait(Why::CatchingUp {
+        site: to.site.clone(),
+        replayed,
+        token: token.lsn,
+        missing,
+        timeline: leader.timeline,
+    })
 }
 
 /// Switchover step `Promote`: Remove `standby_cluster` from the target and declare the pair's slot; never while the source
@@ -647,10 +629,10 @@ fn step_catch_up(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Ne
 fn step_promote(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
     let (from, to) = (pair.from, pair.to);
     if from.writable().is_some() {
-        return Next::Stuck(format!(
-            "{} is writable again: refusing to promote {}",
-            from.site, to.site
-        ));
+        return Next::Stuck(Why::WritableAgain {
+            from: from.site.clone(),
+            to: to.site.clone(),
+        });
     }
     if !to.is_standby_configured() {
         return Next::Record {
@@ -686,7 +668,10 @@ fn step_promoted(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
             rec.new_timeline = Some(tl);
             Next::Record { progress: rec }
         }
-        _ => Next::Wait(format!("{} is promoting ({})", to.site, to.role().as_str())),
+        _ => Next::Wait(Why::Promoting {
+            site: to.site.clone(),
+            role: to.role().as_str(),
+        }),
     }
 }
 
@@ -705,16 +690,18 @@ fn step_verify(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
                 ),
             }
         }
-        Some(l) => Next::Wait(format!(
-            "{}: {} is {} / {}, replication {}, timeline {} (want {want})",
-            from.site,
-            l.name,
-            l.role.as_deref().unwrap_or("?"),
-            l.state.as_deref().unwrap_or("?"),
-            l.replication_state.as_deref().unwrap_or("none"),
-            l.timeline.map_or("?".into(), |t| t.to_string())
-        )),
-        None => Next::Wait(format!("{}: no leader yet", from.site)),
+        Some(l) => Next::Wait(Why::Verifying {
+            site: from.site.clone(),
+            name: l.name.clone(),
+            role: l.role.clone(),
+            state: l.state.clone(),
+            replication: l.replication_state.clone(),
+            timeline: l.timeline,
+            want,
+        }),
+        None => Next::Wait(Why::NoLeader {
+            site: from.site.clone(),
+        }),
     }
 }
 
@@ -750,7 +737,7 @@ fn step_release(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
 
 /// Switchover step `Done`: Nothing left to do.
 fn step_done() -> Next {
-    Next::Done("switchover complete".into())
+    Next::Done(Why::Complete)
 }
 
 /// Which command promotes a site by hand.
@@ -1199,6 +1186,10 @@ pub fn approve_rejoin(
     );
     Ok(Some(c))
 }
+
+mod why;
+
+pub use why::{Preflight, Why};
 
 #[cfg(test)]
 mod props;

@@ -465,14 +465,18 @@ pub async fn switchover(
             last_wait.clear();
         }
         match decision {
-            Next::Done(msg) => {
+            Next::Done(why) => {
+                let msg = why.to_string();
                 io.say(&msg);
                 return Ok(msg);
             }
-            Next::Refuse(msg) => return Err(Error::Refused(msg)),
-            Next::Stuck(msg) => {
+            Next::Refuse(why) => return Err(Error::Refused(why.to_string())),
+            Next::Stuck(why) => {
                 let step = progress.map_or("start", |p| p.step.as_str());
-                return Err(Error::Stuck { step, reason: msg });
+                return Err(Error::Stuck {
+                    step,
+                    reason: why.to_string(),
+                });
             }
             Next::Begin {
                 progress: p,
@@ -502,7 +506,8 @@ pub async fn switchover(
                 let slot = pair.slot(&obs)?;
                 act(pair, &action, &slot, io).await?;
             }
-            Next::Wait(reason) => {
+            Next::Wait(why) => {
+                let reason = why.to_string();
                 let started = *wait_started.get_or_insert_with(Instant::now);
                 if reason != last_wait {
                     io.say(format!("waiting: {reason}"));

@@ -4,6 +4,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use pgdr_contract::fence::Seen;
+
 use crate::config::Site;
 use crate::model::{Role, SiteObs, StoredProgress, fmt_lsn};
 use crate::progress::Progress;
@@ -481,34 +483,41 @@ fn standby_cluster_cell(s: &SiteReport) -> String {
     })
 }
 
+/// The site's fence read through the contract (the report keeps it as written).
+fn fence_seen(s: &SiteReport) -> Option<Seen> {
+    s.fence.as_ref().and_then(pgdr_contract::fence::seen_value)
+}
+
 fn fence_cell(s: &SiteReport) -> String {
-    s.fence.as_ref().map_or("-".into(), |f| {
-        let t = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
-        let approved = if f.get("rejoin_approved_at").is_some_and(|v| !v.is_null()) {
-            ", rejoin approved"
-        } else {
-            ""
-        };
-        format!(
-            "{} ({}) since {}{approved}",
-            t("phase"),
-            t("reason"),
-            t("since")
-        )
-    })
+    match fence_seen(s) {
+        None => "-".into(),
+        Some(Seen::Unreadable { .. }) => "fenced (document unreadable)".into(),
+        Some(Seen::Readable(f)) => {
+            let approved = if f.rejoin_approved_at.is_some() {
+                ", rejoin approved"
+            } else {
+                ""
+            };
+            format!(
+                "{} ({}) since {}{approved}",
+                f.phase.as_str(),
+                f.reason.as_str(),
+                f.since
+            )
+        }
+    }
 }
 
 fn divergence_cell(s: &SiteReport) -> String {
-    s.fence.as_ref().map_or("-".into(), |f| {
-        match (
-            f.get("diverged_bytes").and_then(Value::as_u64),
-            f.get("fork_lsn").and_then(Value::as_str),
-        ) {
-            (Some(b), Some(fork)) => format!("{b} bytes after {fork}"),
-            (None, Some(fork)) => format!("fork at {fork}"),
+    match fence_seen(s) {
+        None => "-".into(),
+        Some(Seen::Unreadable { .. }) => "?".into(),
+        Some(Seen::Readable(f)) => match (f.diverged_bytes, f.fork_lsn) {
+            (Some(b), Some(fork)) => format!("{b} bytes after {}", fmt_lsn(fork)),
+            (None, Some(fork)) => format!("fork at {}", fmt_lsn(fork)),
             _ => "fork not known yet".into(),
-        }
-    })
+        },
+    }
 }
 
 fn tunnel_cell(s: &SiteReport) -> String {
@@ -758,6 +767,43 @@ mod tests {
             r.warnings.iter().any(|w| w.contains("held")),
             "{:?}",
             r.warnings
+        );
+    }
+
+    /// The fence and divergence columns read the fence through the contract's `Fence`; a
+    /// document it cannot read still shows the site as fenced.
+    #[test]
+    fn fence_cells_read_the_contract() {
+        let with_fence = |fence: Value| {
+            let mut o = site("golddr", true, member("golddr-0", "standby_leader", 1, 100));
+            if let Some(Ok(map)) = o.config.as_mut().map(|c| c.config.as_mut()) {
+                map.insert(pgdr_contract::keys::FENCE.into(), fence);
+            }
+            site_report(&sites()[1], &o)
+        };
+        let r = with_fence(serde_json::json!({"since": "2026-11-30T16:00:00Z",
+            "reason": "peer-authoritative", "peer": "gold", "phase": "hold", "timeline": 1,
+            "fork_lsn": "0/5000A28", "diverged_bytes": 16438744,
+            "rejoin_approved_at": "2026-11-30T17:00:00Z"}));
+        assert_eq!(
+            fence_cell(&r),
+            "hold (peer-authoritative) since 2026-11-30T16:00:00Z, rejoin approved"
+        );
+        assert_eq!(divergence_cell(&r), "16438744 bytes after 0/5000A28");
+        let r = with_fence(serde_json::json!({"since": "2026-11-30T16:00:00Z",
+            "reason": "operator", "peer": "gold", "phase": "follow"}));
+        assert_eq!(
+            fence_cell(&r),
+            "follow (operator) since 2026-11-30T16:00:00Z"
+        );
+        assert_eq!(divergence_cell(&r), "fork not known yet");
+        let r = with_fence(serde_json::json!({"phase": 3}));
+        assert_eq!(fence_cell(&r), "fenced (document unreadable)");
+        assert_eq!(divergence_cell(&r), "?");
+        let r = with_fence(Value::Null);
+        assert_eq!(
+            (fence_cell(&r), divergence_cell(&r)),
+            ("-".into(), "-".into())
         );
     }
 }

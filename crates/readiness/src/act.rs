@@ -209,7 +209,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         patroni_reachable: m.is_some(),
         ready: v.ready,
         primary: v.primary,
-        reason: v.reason,
+        reason: v.reason.to_string(),
         error: match &snap.poll {
             Poll::Unreachable(e) => Some(e.clone()),
             _ => None,

@@ -296,7 +296,9 @@ impl Config {
                 // The CA file is read once, here: a missing or unusable file is a configuration
                 // error, not a failed peer check.
                 let tls = ProbeTls::new(self.peer_sslmode, self.peer_sslrootcert.as_deref())
-                    .map_err(|reason| ConfigError::invalid(var("peer_sslrootcert"), reason))?;
+                    .map_err(|reason| {
+                        ConfigError::invalid(var("peer_sslrootcert"), reason.to_string())
+                    })?;
                 Some(PeerSettings {
                     host: host.to_string(),
                     port: self.peer_port,

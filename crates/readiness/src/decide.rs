@@ -10,6 +10,8 @@ pub use pgdr_core::contract::lineage::Lineage;
 pub use pgdr_core::contract::role::Role;
 pub use pgdr_core::contract::vouch::Vouch;
 
+pub use crate::reason::Reason;
+
 /// What one successful poll of Patroni said about this member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberView {
@@ -173,16 +175,22 @@ pub struct Verdict {
     pub ready: bool,
     /// `/primary`: a writable primary runs here.
     pub primary: bool,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 impl Verdict {
-    fn no(reason: impl Into<String>) -> Verdict {
+    fn no(reason: Reason) -> Verdict {
         Verdict {
             ready: false,
             primary: false,
-            reason: reason.into(),
+            reason,
         }
+    }
+
+    /// The reason wrapped by what overrides it.
+    fn wrap(&mut self, wrap: impl FnOnce(Box<Reason>) -> Reason) {
+        let role = std::mem::replace(&mut self.reason, Reason::NotPolled);
+        self.reason = wrap(Box::new(role));
     }
 }
 
@@ -194,7 +202,7 @@ pub fn decide(
     age: Duration,
     rules: &Rules,
     latch: Option<&Latch>,
-    withheld: Option<&str>,
+    withheld: Option<&'static str>,
 ) -> Verdict {
     let mut v = decide_role(poll, age, rules);
     if let Poll::Reachable(m) = poll
@@ -202,34 +210,34 @@ pub fn decide(
     {
         // Fenced: never a write target; /ready follows the standby rules of its Patroni role.
         v.primary = false;
-        v.reason = match f {
-            FenceSeen::Readable(f) => format!(
-                "fenced ({}, peer {} authoritative, phase {}): {}",
-                f.reason.as_str(),
-                f.peer,
-                f.phase,
-                v.reason
-            ),
-            FenceSeen::Unreadable { unreadable } => {
-                format!("fenced ({unreadable}): {}", v.reason)
-            }
-        };
+        v.wrap(|role| match f {
+            FenceSeen::Readable(f) => Reason::Fenced {
+                reason: f.reason,
+                peer: f.peer.clone(),
+                phase: f.phase,
+                role,
+            },
+            FenceSeen::Unreadable { unreadable } => Reason::FencedUnreadable {
+                unreadable: unreadable.clone(),
+                role,
+            },
+        });
     } else if let Some(l) = latch {
         // Not ready either: the pod leaves this site's Services, so clients in this cluster stop
         // writing rows that the rejoin would discard (the agent fences it within its samples).
         v.primary = false;
         v.ready = false;
-        v.reason = format!(
-            "split brain: the peer is a writable primary with a newer promotion epoch (it left \
-             timeline {} at {}; seen {}); /primary stays 503 until this member is demoted and switched over \
-             deliberately: {}",
-            l.timeline, l.fork_lsn, l.since, v.reason
-        );
+        v.wrap(|role| Reason::SplitBrain {
+            timeline: l.timeline,
+            fork_lsn: l.fork_lsn.clone(),
+            since: l.since.clone(),
+            role,
+        });
     } else if let Some(why) = withheld
         && v.primary
     {
         v.primary = false;
-        v.reason = format!("writable primary, not advertised: {why}: {}", v.reason);
+        v.wrap(|role| Reason::Withheld { why, role });
     }
     v
 }
@@ -306,22 +314,15 @@ pub const UNSEEN: &str = "no evidence yet that the peer did not promote past thi
 
 fn decide_role(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
     let m = match poll {
-        Poll::NotYet => return Verdict::no("Patroni not polled yet"),
-        Poll::Unreachable(e) => return Verdict::no(format!("Patroni unreachable: {e}")),
+        Poll::NotYet => return Verdict::no(Reason::NotPolled),
+        Poll::Unreachable(e) => return Verdict::no(Reason::PatroniUnreachable(e.clone())),
         Poll::Reachable(m) => m,
     };
     if age > rules.stale_after {
-        return Verdict::no(format!("last poll is {}s old", age.as_secs()));
+        return Verdict::no(Reason::StalePoll(age.as_secs()));
     }
     if m.state != "running" {
-        return Verdict::no(format!(
-            "PostgreSQL is {}",
-            if m.state.is_empty() {
-                "in an unknown state"
-            } else {
-                &m.state
-            }
-        ));
+        return Verdict::no(Reason::NotRunning(m.state.clone()));
     }
     let allowed = rules.ready_roles.contains(&m.role);
     let role = m.role.as_str();
@@ -331,11 +332,11 @@ fn decide_role(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
             // be read-only. Either way it must not attract writes.
             let primary = m.writable_primary();
             let reason = if primary {
-                "running primary".to_string()
+                Reason::RunningPrimary
             } else if m.cluster_unlocked {
-                "primary without the leader lock".to_string()
+                Reason::PrimaryUnlocked
             } else {
-                "primary in a standby cluster".to_string()
+                Reason::PrimaryInStandbyCluster
             };
             Verdict {
                 ready: allowed,
@@ -343,29 +344,32 @@ fn decide_role(poll: &Poll, age: Duration, rules: &Rules) -> Verdict {
                 reason: if allowed {
                     reason
                 } else {
-                    format!("{reason}; role primary is not in READINESS_READY_ROLES")
+                    Reason::PrimaryRoleNotReady(Box::new(reason))
                 },
             }
         }
-        _ if !allowed => Verdict::no(format!("role {role} is not in READINESS_READY_ROLES")),
+        _ if !allowed => Verdict::no(Reason::RoleNotReady(role.to_string())),
         Role::StandbyLeader => Verdict {
             ready: true,
             primary: false,
-            reason: "running standby leader".into(),
+            reason: Reason::StandbyLeader,
         },
         Role::Replica => match m.lag_bytes {
             Some(lag) if lag <= rules.max_lag_bytes => Verdict {
                 ready: true,
                 primary: false,
-                reason: format!("replica {lag} bytes behind (limit {})", rules.max_lag_bytes),
+                reason: Reason::ReplicaWithin {
+                    lag,
+                    max: rules.max_lag_bytes,
+                },
             },
-            Some(lag) => Verdict::no(format!(
-                "replica {lag} bytes behind, over the limit of {}",
-                rules.max_lag_bytes
-            )),
-            None => Verdict::no("replica lag unknown"),
+            Some(lag) => Verdict::no(Reason::ReplicaOver {
+                lag,
+                max: rules.max_lag_bytes,
+            }),
+            None => Verdict::no(Reason::ReplicaLagUnknown),
         },
-        Role::Other(r) => Verdict::no(format!("role {r} cannot serve")),
+        Role::Other(r) => Verdict::no(Reason::CannotServe(r.clone())),
     }
 }
 
@@ -455,7 +459,7 @@ mod tests {
         for (name, poll, age, rules, ready, primary) in cases {
             let v = decide(&poll, age, &rules, None, None);
             assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
-            assert!(!v.reason.is_empty(), "{name}");
+            assert!(!v.reason.to_string().is_empty(), "{name}");
         }
     }
 
@@ -489,7 +493,7 @@ mod tests {
             None,
             None,
         );
-        assert_eq!(v.reason, "Patroni unreachable: timeout");
+        assert_eq!(v.reason.to_string(), "Patroni unreachable: timeout");
         let v = decide(
             &member("running", "replica", Some(5000)),
             Duration::ZERO,
@@ -497,10 +501,10 @@ mod tests {
             None,
             None,
         );
+        let reason = v.reason.to_string();
         assert!(
-            v.reason.contains("5000") && v.reason.contains("1000"),
-            "{}",
-            v.reason
+            reason.contains("5000") && reason.contains("1000"),
+            "{reason}"
         );
     }
 
@@ -578,20 +582,19 @@ mod tests {
             let v = decide(&poll, fresh, &rules(), latch, None);
             assert_eq!((v.ready, v.primary), (ready, primary), "{name}: {v:?}");
             assert_eq!(view(poll.clone()).shown_role(), role, "{name}");
+            let reason = v.reason.to_string();
             if latch.is_some() {
                 assert!(
-                    v.reason.contains("split brain") && v.reason.contains("0/5000A28"),
-                    "{name}: {}",
-                    v.reason
+                    reason.contains("split brain") && reason.contains("0/5000A28"),
+                    "{name}: {reason}"
                 );
             }
             if view(poll).fence.is_some() {
                 assert!(
-                    v.reason.starts_with(
+                    reason.starts_with(
                         "fenced (peer-authoritative, peer golddr authoritative, phase hold)"
                     ),
-                    "{name}: {}",
-                    v.reason
+                    "{name}: {reason}"
                 );
             }
         }
@@ -734,7 +737,8 @@ mod tests {
         let primary = member("running", "primary", None);
         let v = decide(&primary, fresh, &rules(), None, Some("waiting"));
         assert_eq!((v.ready, v.primary), (true, false), "{v:?}");
-        assert!(v.reason.contains("not advertised: waiting"), "{}", v.reason);
+        let reason = v.reason.to_string();
+        assert!(reason.contains("not advertised: waiting"), "{reason}");
         let v = decide(&primary, fresh, &rules(), None, None);
         assert_eq!((v.ready, v.primary), (true, true), "{v:?}");
     }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod observe;
 pub mod peer;
 pub mod preserve;
+pub mod reason;
 pub mod reclone;
 pub mod run;
 

@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use pgdr_core::contract::keys::FENCE;
+
 use crate::Snapshot;
 use crate::decide::{Poll, Verdict};
 
@@ -132,12 +134,12 @@ impl Metrics {
         );
         r.register(
             "divergence_bytes",
-            "WAL this site wrote past the fork point of the authoritative peer (pgdr_fence.diverged_bytes, or the peer check's figure), 0 when none is known",
+            format!("WAL this site wrote past the fork point of the authoritative peer ({FENCE}.diverged_bytes, or the peer check's figure), 0 when none is known"),
             m.divergence.clone(),
         );
         r.register(
             "fenced_seconds",
-            "Seconds since this site fenced itself (pgdr_fence.since), 0 when not fenced",
+            format!("Seconds since this site fenced itself ({FENCE}.since), 0 when not fenced"),
             m.fenced_seconds.clone(),
         );
         r.register(
@@ -275,7 +277,7 @@ mod tests {
         let v = Verdict {
             ready: true,
             primary: false,
-            reason: String::new(),
+            reason: crate::decide::Reason::StandbyLeader,
         };
         let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         m.record(
@@ -319,7 +321,7 @@ mod tests {
             &Verdict {
                 ready: false,
                 primary: false,
-                reason: String::new(),
+                reason: crate::decide::Reason::StandbyLeader,
             },
             jiff::Timestamp::now(),
         );
@@ -368,7 +370,7 @@ mod tests {
         let v = Verdict {
             ready: true,
             primary: false,
-            reason: String::new(),
+            reason: crate::decide::Reason::StandbyLeader,
         };
         let now: jiff::Timestamp = "2026-11-30T16:00:42Z".parse().unwrap();
         m.record(&snap(Poll::Reachable(base.clone())), &v, now);

@@ -58,11 +58,7 @@ impl PeerChecker {
             tokio_postgres::config::SslMode::Disable,
         );
         let peer = lineage::identify_with(&peer_pg, s.tls.as_ref(), s.timeout);
-        let own = async {
-            lineage::identify(&local_pg, NoTls, s.timeout)
-                .await
-                .map_err(|e| e.to_string())
-        };
+        let own = lineage::identify(&local_pg, NoTls, s.timeout);
         // Each identity is bounded by the timeout (they run at once): a check lasts at most
         // about the timeout.
         let view = lineage::check_peer(peer, own).await;

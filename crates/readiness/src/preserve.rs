@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use pgdr_core::contract::keys::FENCE;
 use pgdr_core::contract::lsn::format as lsn_string;
 pub use pgdr_core::contract::sidecar::{Divergence, DivergenceState, HistoryLine};
 
@@ -30,7 +31,7 @@ pub struct Request {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreserveError {
-    #[error("pgdr_fence.preserve.timeline must be at least 1")]
+    #[error("{FENCE}.preserve.timeline must be at least 1")]
     BadTimeline,
     #[error("{what} {path}: {source}")]
     Io {
@@ -64,7 +65,7 @@ struct Manifest<'a> {
     fork_lsn: String,
     /// The end the agent recorded, else the end of the last copied segment.
     end_lsn: String,
-    end_lsn_source: &'static str,
+    end_lsn_source: String,
     segment_size: u64,
     /// `segment files` (read from their sizes) or `assumed default` (16 MiB).
     segment_size_source: &'static str,
@@ -154,9 +155,9 @@ pub fn preserve(pgdata: &Path, req: &Request) -> Result<Divergence, PreserveErro
         fork_lsn: lsn_string(from),
         end_lsn: lsn_string(end.unwrap_or(seg_end)),
         end_lsn_source: if end.is_some() {
-            "pgdr_fence.local_end_lsn"
+            format!("{FENCE}.local_end_lsn")
         } else {
-            "end of the last segment"
+            "end of the last segment".into()
         },
         segment_size: seg_size,
         segment_size_source: seg_source,

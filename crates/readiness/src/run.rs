@@ -198,9 +198,10 @@ async fn poll_loop(mut p: Poller) {
         } else {
             p.metrics.update(&snap, &verdict, now);
         }
-        if verdict.reason != last_reason {
-            tracing::info!(ready = verdict.ready, primary = verdict.primary, reason = %verdict.reason, "readiness changed");
-            last_reason = verdict.reason.clone();
+        let reason = verdict.reason.to_string();
+        if reason != last_reason {
+            tracing::info!(ready = verdict.ready, primary = verdict.primary, %reason, "readiness changed");
+            last_reason = reason;
         }
         p.tx.send_replace(Arc::new(snap.clone()));
         last = snap;

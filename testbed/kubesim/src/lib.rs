@@ -13,6 +13,7 @@ pub mod auth;
 pub mod error;
 pub mod faults;
 mod http;
+mod json;
 mod openapi;
 pub mod patch;
 mod protobuf;

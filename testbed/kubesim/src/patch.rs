@@ -12,6 +12,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::json;
+
 /// Why a patch could not be applied. Paths are JSON pointers into the document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
@@ -56,17 +58,6 @@ fn remove_key(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
     Some(value)
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 // ---- RFC 7386 ----
 
 /// RFC 7386 JSON merge patch (application/merge-patch+json): objects merge recursively, null
@@ -103,7 +94,7 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
         return Err(PatchError::WrongType {
             what: "json patch",
             expected: "array of operations",
-            got: json_type(patch),
+            got: json::kind(patch),
         });
     };
     let mut doc = target.clone();
@@ -117,14 +108,17 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
 fn apply_op(doc: &mut Value, index: usize, op: &Value) -> Result<(), PatchError> {
     let invalid = |reason: String| PatchError::InvalidOperation { index, reason };
     let Value::Object(op) = op else {
-        return Err(invalid(format!("must be an object, got {}", json_type(op))));
+        return Err(invalid(format!(
+            "must be an object, got {}",
+            json::kind(op)
+        )));
     };
     let str_member = |name: &str| -> Result<&str, PatchError> {
         match op.get(name) {
             Some(Value::String(s)) => Ok(s),
             Some(other) => Err(invalid(format!(
                 "member {name:?} must be a string, got {}",
-                json_type(other)
+                json::kind(other)
             ))),
             None => Err(invalid(format!("missing member {name:?}"))),
         }
@@ -253,7 +247,7 @@ fn get<'a>(doc: &'a Value, tokens: &[String]) -> Result<&'a Value, String> {
             other => {
                 return Err(format!(
                     "cannot index into a {} with {token:?}",
-                    json_type(other)
+                    json::kind(other)
                 ));
             }
         };
@@ -275,7 +269,7 @@ fn get_mut<'a>(doc: &'a mut Value, tokens: &[String]) -> Result<&'a mut Value, S
             other => {
                 return Err(format!(
                     "cannot index into a {} with {token:?}",
-                    json_type(other)
+                    json::kind(other)
                 ));
             }
         };
@@ -301,7 +295,7 @@ fn add(doc: &mut Value, tokens: &[String], value: Value) -> Result<(), String> {
         other => {
             return Err(format!(
                 "parent is a {}, not an object or array",
-                json_type(other)
+                json::kind(other)
             ));
         }
     }
@@ -320,7 +314,7 @@ fn remove(doc: &mut Value, tokens: &[String]) -> Result<Value, String> {
         }
         other => Err(format!(
             "parent is a {}, not an object or array",
-            json_type(other)
+            json::kind(other)
         )),
     }
 }
@@ -429,7 +423,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) -> Result<(), PatchErr
         return Err(PatchError::WrongType {
             what: "strategic merge patch",
             expected: "object",
-            got: json_type(patch),
+            got: json::kind(patch),
         });
     };
     let mut merged = match target {
@@ -452,7 +446,7 @@ pub fn apply_patch(target: &mut Value, applied: &Value) -> Result<(), PatchError
         return Err(PatchError::WrongType {
             what: "apply configuration",
             expected: "object",
-            got: json_type(applied),
+            got: json::kind(applied),
         });
     }
     strategic_merge(target, applied)

@@ -12,6 +12,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::json;
+
 /// Why a selector was rejected. `Display` reads like the real API server's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
@@ -86,7 +88,10 @@ impl LabelSelector {
             }
             Value::Object(obj) => obj,
             other => {
-                return Err(bad(format!("expected an object, got {}", json_type(other))));
+                return Err(bad(format!(
+                    "expected an object, got {}",
+                    json::kind(other)
+                )));
             }
         };
         let mut requirements = Vec::new();
@@ -106,7 +111,7 @@ impl LabelSelector {
             Some(other) => {
                 return Err(bad(format!(
                     "matchLabels: expected an object, got {}",
-                    json_type(other)
+                    json::kind(other)
                 )));
             }
         }
@@ -122,7 +127,7 @@ impl LabelSelector {
             Some(other) => {
                 return Err(bad(format!(
                     "matchExpressions: expected an array, got {}",
-                    json_type(other)
+                    json::kind(other)
                 )));
             }
         }
@@ -203,20 +208,9 @@ fn label_str(v: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 fn expression_requirement(expr: &Value) -> Result<Requirement, String> {
     let Value::Object(expr) = expr else {
-        return Err(format!("expected an object, got {}", json_type(expr)));
+        return Err(format!("expected an object, got {}", json::kind(expr)));
     };
     let key = match expr.get("key") {
         Some(Value::String(k)) => k,
@@ -240,7 +234,7 @@ fn expression_requirement(expr: &Value) -> Result<Requirement, String> {
         Some(other) => {
             return Err(format!(
                 "values: expected an array, got {}",
-                json_type(other)
+                json::kind(other)
             ));
         }
     };

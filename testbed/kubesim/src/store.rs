@@ -5,6 +5,7 @@
 //! generation, no-op detection and event emission are the same whatever the verb.
 
 use crate::error::ApiError;
+use crate::json;
 use crate::patch;
 use crate::registry::{Registry, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -222,7 +223,7 @@ fn check_string_map(meta: &Map<String, Value>, field: &str) -> Result<(), ApiErr
                 if !(v.is_string() || v.is_null()) {
                     return Err(ApiError::bad_request(format!(
                         "json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.{field} of type string (key \"{k}\")",
-                        json_type(v)
+                        json::go_kind(v)
                     )));
                 }
             }
@@ -230,19 +231,8 @@ fn check_string_map(meta: &Map<String, Value>, field: &str) -> Result<(), ApiErr
         }
         Some(v) => Err(ApiError::bad_request(format!(
             "json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.{field} of type map[string]string",
-            json_type(v)
+            json::go_kind(v)
         ))),
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 
@@ -928,7 +918,7 @@ impl Inner {
                     {
                         return Err(ApiError::bad_request(format!(
                             "json: cannot unmarshal {} into Go struct field ConfigMap.{field} of type string (key \"{k}\")",
-                            json_type(v)
+                            json::go_kind(v)
                         )));
                     }
                 }

@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 
 use crate::config::Rejoin;
-use crate::sample::{Own, Peer, lineage_text};
+use crate::sample::{Own, Peer};
 use crate::standby::Verdict;
 use crate::state::{DecisionRecord, DivergenceRecord, State};
 use pgdr_core::contract::fence::{Fence, FenceReason, Phase, Preserve, Reclone};
@@ -14,6 +14,9 @@ use pgdr_core::contract::lsn::format as lsn_text;
 use pgdr_core::lineage::{HistoryEntry, Lineage, divergence_bytes};
 
 pub mod observe;
+mod reason;
+
+pub use reason::{Reason, RecloneWait, RewindHazard, render};
 
 /// The leader pod's readiness sidecar on WAL preservation (`/status` `divergence`).
 #[derive(Clone, Debug, PartialEq)]
@@ -66,15 +69,15 @@ pub struct FencedSample {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FencedDecision {
     pub verdict: Verdict,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub next: State,
     /// The fence to write (compare-and-set on `<scope>-config`); `None`: unchanged.
     pub fence: Option<Fence>,
     /// The divergence was recorded at this sample: announce `Diverged`.
     pub diverged: Option<DivergenceRecord>,
     /// Rejoining by rewind was found unsafe at this sample (first time): announce
-    /// `RecloneRequired` with this text.
-    pub reclone: Option<String>,
+    /// `RecloneRequired` with this reason.
+    pub reclone: Option<RewindHazard>,
     /// Every member moved its data aside: remove Patroni's `initialize` key in the same
     /// compare-and-set as the follow form, so that Patroni bootstraps the site as a standby
     /// leader cloned from the peer (with the key, an empty member waits for a leader forever).
@@ -83,38 +86,36 @@ pub struct FencedDecision {
     pub reclone_requested: bool,
 }
 
+impl FencedDecision {
+    /// The reasons as text, in order.
+    pub fn reason_texts(&self) -> Vec<String> {
+        render(&self.reasons)
+    }
+}
+
 /// The re-clone step while a request is pending (phase hold): every member of the site must
 /// have moved its data directory aside before the follow form (and no `initialize` key) lets
 /// Patroni clone: a member that still has its old data would take the leader lock and stream
-/// the peer's WAL onto it. `Ok`: switch to follow; `Err`: why it waits.
-pub fn reclone_ready(request: &Reclone, members: &MemberReports) -> Result<String, String> {
+/// the peer's WAL onto it. `Ok`: switch to follow (every member's name); `Err`: why it waits.
+pub fn reclone_ready(
+    request: &Reclone,
+    members: &MemberReports,
+) -> Result<Vec<String>, RecloneWait> {
     let members = members
         .as_ref()
-        .map_err(|why| format!("the site's member pods cannot be listed ({why})"))?;
+        .map_err(|why| RecloneWait::Unlisted(why.clone()))?;
     if members.is_empty() {
-        return Err("no member pod of this site is listed".into());
+        return Err(RecloneWait::NoMember);
     }
-    let mut waiting = Vec::new();
-    for (name, m) in members {
-        match m {
-            MemberReclone::Moved(id) if *id == request.requested_at => {}
-            MemberReclone::Moved(id) => {
-                waiting.push(format!("{name}: moved for another request ({id})"))
-            }
-            MemberReclone::NotYet(why) => waiting.push(format!("{name}: {why}")),
-        }
-    }
+    let waiting: Vec<(String, MemberReclone)> = members
+        .iter()
+        .filter(|(_, m)| !matches!(m, MemberReclone::Moved(id) if *id == request.requested_at))
+        .cloned()
+        .collect();
     if waiting.is_empty() {
-        let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
-        Ok(format!(
-            "every member moved its data directory aside ({})",
-            names.join(", ")
-        ))
+        Ok(members.iter().map(|(n, _)| n.clone()).collect())
     } else {
-        Err(format!(
-            "waiting for every member to move its data directory aside: {}",
-            waiting.join("; ")
-        ))
+        Err(RecloneWait::Members(waiting))
     }
 }
 
@@ -165,7 +166,7 @@ pub fn rejoin_fork(lineage: &Lineage, by_operator: bool) -> RejoinFork {
 /// timeline is above the peer's (Patroni rewinds; pg_rewind compares histories by position), or
 /// when our own history leaves `left` at the fork (the peer's branch: rewound or re-cloned).
 /// Without our history: before `following`, a timeline change after the fork is our own (hazard);
-/// while following it is the rewind's result (no judgement). `Some(reason)`: stay on hold.
+/// while following it is the rewind's result (no judgement). `Some(hazard)`: stay on hold.
 pub fn rewind_hazard(
     left: u32,
     fork: u64,
@@ -173,25 +174,24 @@ pub fn rewind_hazard(
     own_history: Option<&[HistoryEntry]>,
     peer: Option<u32>,
     following: bool,
-) -> Option<String> {
+) -> Option<RewindHazard> {
     let own = own?;
     if own <= left || peer.is_some_and(|p| own > p) {
         return None;
     }
-    let ours = match own_history.and_then(|h| h.iter().find(|e| e.timeline == left)) {
+    let own_left_at = match own_history.and_then(|h| h.iter().find(|e| e.timeline == left)) {
         Some(e) if e.switchpoint == fork => return None,
-        Some(e) => format!("left timeline {left} at {}", lsn_text(e.switchpoint)),
+        Some(e) => Some(e.switchpoint),
         None if following => return None,
-        None => format!("left timeline {left}; its history is unknown"),
+        None => None,
     };
-    Some(format!(
-        "this site went on to a timeline {own} of its own after the fork (it {ours}; the peer \
-         left it at {}), and the peer is on timeline {}: Patroni compares timeline numbers and \
-         would not rewind, streaming the peer's WAL onto diverged data. Stays read-only on hold: \
-         re-clone this site (chart README \"After a failover\")",
-        lsn_text(fork),
-        peer.map_or_else(|| "unknown".to_string(), |p| p.to_string())
-    ))
+    Some(RewindHazard {
+        left,
+        fork,
+        own,
+        own_left_at,
+        peer,
+    })
 }
 
 /// A run on a fenced site: contract §2's flow, one step further per sample where possible. The
@@ -215,11 +215,11 @@ struct Flow<'a> {
     s: &'a FencedSample,
     peer: String,
     next: State,
-    reasons: Vec<String>,
+    reasons: Vec<Reason>,
     /// The fence as it will be written (compared with `current` at the end).
     f: Fence,
     diverged: Option<DivergenceRecord>,
-    hazard: Option<String>,
+    hazard: Option<RewindHazard>,
     clear_initialize: bool,
     reclone_requested: bool,
 }
@@ -230,8 +230,9 @@ type Step<T = ()> = Result<T, Verdict>;
 impl<'a> Flow<'a> {
     fn new(state: &'a State, current: &'a Fence, s: &'a FencedSample) -> Flow<'a> {
         let mut next = state.clone();
-        next.fenced_at.get_or_insert(current.since);
-        next.fence_reason
+        next.fenced.fenced_at.get_or_insert(current.since);
+        next.fenced
+            .fence_reason
             .get_or_insert_with(|| current.reason.as_str().to_string());
         Flow {
             state,
@@ -239,13 +240,12 @@ impl<'a> Flow<'a> {
             s,
             peer: current.peer.clone(),
             next,
-            reasons: vec![format!(
-                "fenced since {} ({}), {} is authoritative, phase {:?}",
-                current.since,
-                current.reason.as_str(),
-                current.peer,
-                current.phase
-            )],
+            reasons: vec![Reason::Fenced {
+                since: current.since,
+                reason: current.reason,
+                peer: current.peer.clone(),
+                phase: current.phase,
+            }],
             f: current.clone(),
             diverged: None,
             hazard: None,
@@ -254,12 +254,12 @@ impl<'a> Flow<'a> {
         }
     }
 
-    fn say(&mut self, reason: impl Into<String>) {
-        self.reasons.push(reason.into());
+    fn say(&mut self, reason: Reason) {
+        self.reasons.push(reason);
     }
 
     /// Says why and stops the run as [`Verdict::Fenced`].
-    fn hold(&mut self, reason: impl Into<String>) -> Verdict {
+    fn hold(&mut self, reason: Reason) -> Verdict {
         self.say(reason);
         Verdict::Fenced
     }
@@ -300,31 +300,25 @@ impl<'a> Flow<'a> {
         else {
             return Ok(());
         };
-        self.say(format!(
-            "re-clone requested at {} (rewinding onto {peer} is unsafe)",
-            request.requested_at
-        ));
+        self.say(Reason::RecloneRequested {
+            at: request.requested_at.clone(),
+            peer: peer.clone(),
+        });
         match reclone_ready(request, &s.members) {
-            Err(why) => return Err(self.hold(why)),
-            Ok(all) => self.say(all),
+            Err(why) => return Err(self.hold(Reason::RecloneWaiting(why))),
+            Ok(all) => self.say(Reason::MembersMoved(all)),
         }
         // While Patroni holds the lock it re-writes `initialize` (a leader without the key
         // restores it): it releases the lock once it finds its data directory gone.
         if s.lock_held {
-            return Err(self.hold(
-                "Patroni still holds this site's leader lock (it releases it once it finds the \
-                 data directory gone): waiting",
-            ));
+            return Err(self.hold(Reason::LockStillHeld));
         }
         if let Err(why) = &s.target {
-            return Err(self.hold(format!("no follow target: {why}; stays on hold (empty)")));
+            return Err(self.hold(Reason::NoTargetEmpty(why.clone())));
         }
         self.f.phase = Phase::Follow;
         self.clear_initialize = true;
-        self.say(format!(
-            "re-cloning: standby_cluster follows {peer} through the tunnel and Patroni's \
-             initialize key is removed: Patroni bootstraps a standby leader from {peer}"
-        ));
+        self.say(Reason::Recloning { peer });
         Err(Verdict::Rejoining)
     }
 
@@ -347,16 +341,14 @@ impl<'a> Flow<'a> {
         {
             self.f.phase = Phase::Hold;
             self.hazard = Some(why.clone());
-            return Err(self.hold(why));
+            return Err(self.hold(Reason::RewindHazard(why)));
         }
         if s.leader_streaming {
-            self.next.rejoined_at.get_or_insert(s.at);
-            self.say(format!("the local leader streams from {peer}: rejoined"));
+            self.next.fenced.rejoined_at.get_or_insert(s.at);
+            self.say(Reason::Rejoined { peer });
             return Err(Verdict::Rejoined);
         }
-        self.say(format!(
-            "following {peer}: Patroni rewinds/clones and starts streaming (not yet)"
-        ));
+        self.say(Reason::Following { peer });
         Err(Verdict::Rejoining)
     }
 
@@ -365,8 +357,7 @@ impl<'a> Flow<'a> {
         if self.s.read_only {
             Ok(())
         } else {
-            Err(self
-                .hold("Patroni is still demoting this site's leader (not read-only yet): waiting"))
+            Err(self.hold(Reason::NotReadOnly))
         }
     }
 
@@ -380,10 +371,7 @@ impl<'a> Flow<'a> {
         let by_operator = self.current.reason == FenceReason::Operator;
         match &s.peer {
             Peer::Writable(lineage) => match rejoin_fork(lineage, by_operator) {
-                RejoinFork::Pending => Err(self.hold(format!(
-                    "{peer} is authoritative but has not yet published where its new timeline \
-                     starts (its failover agent reads it from its timeline history): waiting"
-                ))),
+                RejoinFork::Pending => Err(self.hold(Reason::ForkPending { peer })),
                 RejoinFork::At(timeline, fork_lsn) => {
                     let end = self.f.local_end_lsn.or(s.own.wal_end);
                     self.f.timeline = Some(timeline);
@@ -391,26 +379,25 @@ impl<'a> Flow<'a> {
                     self.f.local_end_lsn = end;
                     self.f.diverged_bytes = end.map(|e| divergence_bytes(e, fork_lsn));
                     if by_operator && !lineage.peer_authoritative() {
-                        self.say(format!(
-                            "a person fenced this site: {peer} is the authority by that word \
-                             ({})",
-                            lineage_text(lineage)
-                        ));
+                        self.say(Reason::OperatorAuthority {
+                            peer,
+                            lineage: *lineage,
+                        });
                     }
                     Ok((timeline, fork_lsn))
                 }
-                RejoinFork::None => Err(self.hold(format!(
-                    "{peer} is writable but {}: no automatic rejoin, stays read-only; a person \
-                     decides (`kubectl pgdr status`)",
-                    lineage_text(lineage)
-                ))),
+                RejoinFork::None => Err(self.hold(Reason::NoAuthority {
+                    peer,
+                    lineage: *lineage,
+                })),
             },
-            Peer::Standby => Err(self.hold(format!(
-                "{peer} is not a writable primary (in recovery): stays read-only"
-            ))),
-            Peer::Silent(why) | Peer::Unidentified(why) => Err(self.hold(format!(
-                "{peer} cannot be asked for its history ({why}): stays read-only"
-            ))),
+            Peer::Standby => Err(self.hold(Reason::PeerStandby { peer })),
+            Peer::Silent(why) | Peer::Unidentified(why) => {
+                Err(self.hold(Reason::PeerUnreachable {
+                    peer,
+                    why: why.clone(),
+                }))
+            }
         }
     }
 
@@ -431,27 +418,21 @@ impl<'a> Flow<'a> {
             local_end_lsn: self.f.local_end_lsn.map(lsn_text),
             diverged_bytes: self.f.diverged_bytes,
         };
-        let known = self.state.divergence.as_ref().is_some_and(|d| {
+        let known = self.state.fenced.divergence.as_ref().is_some_and(|d| {
             (d.timeline, &d.fork_lsn, d.diverged_bytes)
                 == (record.timeline, &record.fork_lsn, record.diverged_bytes)
         });
         if !known {
-            self.next.divergence = Some(record.clone());
+            self.next.fenced.divergence = Some(record.clone());
             self.diverged = Some(record);
         }
-        let peer = self.peer.clone();
-        let end = self
-            .f
-            .local_end_lsn
-            .map_or_else(|| "unknown".to_string(), lsn_text);
-        let bytes = self
-            .f
-            .diverged_bytes
-            .map_or_else(|| "unknown".to_string(), |b| b.to_string());
-        self.say(format!(
-            "fork: {peer} left our timeline {timeline} at {}; our end {end}; diverged bytes {bytes}",
-            lsn_text(fork),
-        ));
+        self.say(Reason::Fork {
+            peer: self.peer.clone(),
+            timeline,
+            fork,
+            end: self.f.local_end_lsn,
+            bytes: self.f.diverged_bytes,
+        });
     }
 
     /// Step 2: what diverged is preserved (unknown counts as diverged), and a manual rejoin is
@@ -466,22 +447,15 @@ impl<'a> Flow<'a> {
                 timeline,
                 from_lsn: fork,
             });
-            return Err(self.hold("asked the readiness sidecar to preserve the diverged WAL"));
+            return Err(self.hold(Reason::PreservationAsked));
         }
+        let preservation = Reason::Preservation(s.preservation.clone());
         match &s.preservation {
-            Preservation::Preserved(what) => self.say(format!("diverged WAL preserved: {what}")),
-            Preservation::Incomplete(what) => self.say(format!(
-                "diverged WAL preserved INCOMPLETE (segments already gone): {what}"
-            )),
-            Preservation::NotYet(what) => {
-                return Err(self.hold(format!("waiting for the WAL preservation: {what}")));
-            }
+            Preservation::Preserved(_) | Preservation::Incomplete(_) => self.say(preservation),
+            Preservation::NotYet(_) => return Err(self.hold(preservation)),
         }
         if rejoin == Rejoin::Manual && self.f.rejoin_approved_at.is_none() {
-            return Err(self.hold(format!(
-                "rejoin: manual and WAL diverged: stays read-only until `kubectl pgdr rejoin` \
-                 (then it rewinds onto {peer}, discarding the preserved range)"
-            )));
+            return Err(self.hold(Reason::ManualRejoin { peer }));
         }
         Ok(())
     }
@@ -502,17 +476,18 @@ impl<'a> Flow<'a> {
             s.peer_timeline,
             false,
         ) {
-            self.say(why.clone());
+            self.say(Reason::RewindHazard(why.clone()));
             self.hazard = Some(why);
             // Re-clone instead: the WAL past the fork is preserved (step 2) and `rejoin` let us
             // this far. Only toward a peer proven authoritative right now, reachable to clone.
             if !authoritative {
-                return self.hold(format!(
-                    "{peer} is not seen as our authoritative primary right now: no re-clone yet"
-                ));
+                return self.hold(Reason::NotAuthoritative {
+                    peer,
+                    reclone: true,
+                });
             }
             if let Err(why) = &s.target {
-                return self.hold(format!("no follow target to clone from: {why}"));
+                return self.hold(Reason::NoCloneSource(why.clone()));
             }
             let incomplete = matches!(s.preservation, Preservation::Incomplete(_));
             self.f.reclone = Some(Reclone {
@@ -520,28 +495,22 @@ impl<'a> Flow<'a> {
                 keep_data: incomplete,
             });
             self.reclone_requested = true;
-            return self.hold(format!(
-                "re-clone requested: each member's readiness sidecar moves its data directory \
-                 aside{}, then Patroni clones this site from {peer}",
-                if incomplete {
-                    " and keeps it (the WAL copy is incomplete)"
-                } else {
-                    " and deletes it once this member streams from the peer again (the WAL past the fork is preserved)"
-                }
-            ));
+            return self.hold(Reason::RecloneRequesting {
+                peer,
+                keep_data: incomplete,
+            });
         }
         if !authoritative {
-            return self.hold(format!(
-                "{peer} is not seen as our authoritative primary right now: stays on hold"
-            ));
+            return self.hold(Reason::NotAuthoritative {
+                peer,
+                reclone: false,
+            });
         }
         if let Err(why) = &s.target {
-            return self.hold(format!("no follow target: {why}; stays on hold"));
+            return self.hold(Reason::NoTarget(why.clone()));
         }
         self.f.phase = Phase::Follow;
-        self.say(format!(
-            "rejoining: standby_cluster now follows {peer} through the tunnel (pg_rewind as needed)"
-        ));
+        self.say(Reason::Rejoining { peer });
         Verdict::Rejoining
     }
 
@@ -552,21 +521,21 @@ impl<'a> Flow<'a> {
         self.next.last_decision = Some(DecisionRecord {
             at: s.at,
             verdict: verdict.to_string(),
-            reasons: self.reasons.clone(),
+            reasons: render(&self.reasons),
             run: s.run.clone(),
         });
         let reclone = match self.hazard {
             Some(why) => {
-                let first = self.state.reclone_required_at.is_none();
-                self.next.reclone_required_at.get_or_insert(s.at);
+                let first = self.state.fenced.reclone_required_at.is_none();
+                self.next.fenced.reclone_required_at.get_or_insert(s.at);
                 first.then_some(why)
             }
             None => {
                 if verdict == Verdict::Rejoined {
-                    self.next.reclone_required_at = None;
+                    self.next.fenced.reclone_required_at = None;
                     // Done: a later fence episode must not find an old request.
                     if self.f.reclone.take().is_some() {
-                        self.next.recloned_at.get_or_insert(s.at);
+                        self.next.fenced.recloned_at.get_or_insert(s.at);
                     }
                 }
                 None

@@ -6,14 +6,15 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use serde_json::json;
 
+use crate::Error;
 use crate::act::write_fence;
 use crate::act::{self, Announcement};
 use crate::config::HostMode;
 use crate::ctx::Ctx;
 use crate::fenced::{self, FencedSample, MemberReclone, Preservation};
+use crate::observe::{self, TunnelUnusable};
 use crate::role::{Local, log, own, peer, sidecar_status, status_at};
 use crate::standby::Verdict;
-use crate::{Error, observe};
 use pgdr_core::contract::fence::{Fence, Phase};
 use pgdr_core::contract::sidecar::{Divergence, DivergenceState, RecloneState, RecloneStatus};
 use pgdr_core::contract::slot::FollowTarget;
@@ -32,7 +33,8 @@ pub async fn fenced_sample(
         (d.next.clone(), d)
     })
     .await?;
-    log(&d.verdict, &d.reasons, "fenced-site sample");
+    let reasons = d.reason_texts();
+    log(&d.verdict, &reasons, "fenced-site sample");
     announce_fenced(ctx, current, &d).await;
     if let Some(f) = &d.fence {
         let target = target.ok().filter(|_| f.phase == Phase::Follow);
@@ -42,7 +44,7 @@ pub async fn fenced_sample(
             tracing::warn!(object = %kube.object(&settings.config_map()), "re-clone: Patroni's initialize key removed with the follow form; Patroni bootstraps a standby leader from the peer");
         }
     }
-    Ok((d.verdict, d.reasons))
+    Ok((d.verdict, reasons))
 }
 
 /// The fenced site's sample: the peer, the follow target, the leader's sidecar (preservation,
@@ -51,7 +53,7 @@ async fn observe_fenced(
     ctx: &Ctx<'_>,
     local: &Local,
     current: &Fence,
-) -> Result<(FencedSample, Result<FollowTarget, String>), Error> {
+) -> Result<(FencedSample, Result<FollowTarget, TunnelUnusable>), Error> {
     let (settings, kube, http, run) = (ctx.settings, &ctx.kube, &ctx.http, ctx.run.as_str());
     let c = &settings.config;
     let (peer, target, sidecar, members) = tokio::join!(
@@ -69,7 +71,7 @@ async fn observe_fenced(
     let preservation = match (&current.preserve, &sidecar) {
         (None, _) => Preservation::NotYet("not requested yet".into()),
         (Some(_), Ok(v)) => preservation_from(v.divergence.as_ref()),
-        (Some(_), Err(why)) => Preservation::NotYet(why.clone()),
+        (Some(_), Err(why)) => Preservation::NotYet(why.to_string()),
     };
     let own_history = sidecar.ok().and_then(|v| v.own_history());
     let target = target?.map(|(ip, port)| FollowTarget {
@@ -97,7 +99,7 @@ async fn observe_fenced(
             .as_ref()
             .is_some_and(|s| s.is_running() && !s.is_writable_primary()),
         leader_streaming: streaming,
-        target: target.as_ref().map(|_| ()).map_err(Clone::clone),
+        target: target.as_ref().map(|_| ()).map_err(ToString::to_string),
         lock_held: local.lock_held,
         members,
     };
@@ -194,7 +196,7 @@ async fn members_reclone(ctx: &Ctx<'_>) -> fenced::MemberReports {
             None => MemberReclone::NotYet("no pod address (not running)".into()),
             Some(ip) => match status_at(settings, http, &ip).await {
                 Ok(v) => member_reclone_from(v.reclone.as_ref()),
-                Err(why) => MemberReclone::NotYet(why),
+                Err(why) => MemberReclone::NotYet(why.to_string()),
             },
         };
         (name, answer)

@@ -75,7 +75,7 @@ fn fenced_flow_table() {
             from_lsn: 0x5000A28
         })
     );
-    let div = st.divergence.unwrap();
+    let div = st.fenced.divergence.unwrap();
     assert_eq!((div.timeline, div.diverged_bytes), (3, Some(END - FORK)));
 
     // Diverged, preservation not done: stays on hold with preserve set.
@@ -174,7 +174,9 @@ fn a_pending_fork_is_waited_for() {
     assert_eq!(d.verdict, Verdict::Fenced);
     assert_eq!(d.fence, None, "nothing written while the fork is pending");
     assert!(
-        d.reasons.iter().any(|r| r.contains("not yet published")),
+        d.reason_texts()
+            .iter()
+            .any(|r| r.contains("not yet published")),
         "{:?}",
         d.reasons
     );
@@ -197,8 +199,8 @@ fn following_becomes_rejoined_once_streaming() {
     s.leader_streaming = true;
     let d = decide_fenced(Rejoin::Auto, &State::default(), &f, &s);
     assert_eq!(d.verdict, Verdict::Rejoined);
-    assert_eq!(d.next.rejoined_at, Some(t(0)));
-    assert_eq!(d.next.fence_reason.as_deref(), Some("witness-moved"));
+    assert_eq!(d.next.fenced.rejoined_at, Some(t(0)));
+    assert_eq!(d.next.fenced.fence_reason.as_deref(), Some("witness-moved"));
     assert!(d.fence.is_none(), "pgdr_fence stays while following");
 }
 
@@ -353,7 +355,9 @@ fn rewind_hazard_table() {
         let got = rewind_hazard(3, FORK, own, history.as_deref(), peer, following);
         assert_eq!(got.is_some(), want, "{case}: {got:?}");
     }
-    let why = rewind_hazard(3, FORK, Some(4), ours(3, END).as_deref(), Some(4), false).unwrap();
+    let why = rewind_hazard(3, FORK, Some(4), ours(3, END).as_deref(), Some(4), false)
+        .unwrap()
+        .to_string();
     assert!(
         why.contains("timeline 4 of its own")
             && why.contains("0/6000000")
@@ -375,7 +379,7 @@ fn a_timeline_of_our_own_numbered_like_the_peers_is_never_followed() {
     let (v, f, st) = walk(Rejoin::Auto, hold_fence(), &s);
     assert!(v.iter().all(|v| *v == Verdict::Fenced), "{v:?}");
     assert_eq!(f.phase, Phase::Hold, "never follows");
-    assert!(st.reclone_required_at.is_some());
+    assert!(st.fenced.reclone_required_at.is_some());
     assert!(f.reclone.is_some(), "a re-clone is requested instead");
     // Announced once.
     let mut f = f.clone();
@@ -392,7 +396,7 @@ fn a_timeline_of_our_own_numbered_like_the_peers_is_never_followed() {
     let d = decide_fenced(Rejoin::Auto, &State::default(), &following, &s);
     assert_eq!(d.verdict, Verdict::Fenced);
     assert_eq!(d.fence.map(|f| f.phase), Some(Phase::Hold));
-    assert_eq!(d.next.rejoined_at, None);
+    assert_eq!(d.next.fenced.rejoined_at, None);
     // Re-cloned from the peer: our history now leaves 3 at the fork, so it follows and rejoins.
     s.own_history = Some(vec![HistoryEntry {
         timeline: 3,
@@ -400,7 +404,7 @@ fn a_timeline_of_our_own_numbered_like_the_peers_is_never_followed() {
     }]);
     let d = decide_fenced(Rejoin::Auto, &d1.next, &following, &s);
     assert_eq!(d.verdict, Verdict::Rejoined);
-    assert_eq!(d.next.reclone_required_at, None);
+    assert_eq!(d.next.fenced.reclone_required_at, None);
 }
 
 #[test]
@@ -473,7 +477,9 @@ fn a_colliding_timeline_is_recloned_once_every_member_moved_its_data() {
             assert_eq!(d.verdict, Verdict::Fenced, "{case}");
             assert_eq!(d.fence, None, "{case}: nothing changes while it waits");
             assert!(
-                d.reasons.iter().any(|r| r.contains("re-clone requested")),
+                d.reason_texts()
+                    .iter()
+                    .any(|r| r.contains("re-clone requested")),
                 "{case}"
             );
         }
@@ -483,7 +489,7 @@ fn a_colliding_timeline_is_recloned_once_every_member_moved_its_data() {
     let d = decide_fenced(Rejoin::Auto, &st, &f, &s);
     assert!(!d.clear_initialize && d.fence.is_none(), "{:?}", d.reasons);
     assert!(
-        d.reasons.iter().any(|r| r.contains("leader lock")),
+        d.reason_texts().iter().any(|r| r.contains("leader lock")),
         "{:?}",
         d.reasons
     );
@@ -509,7 +515,7 @@ fn a_colliding_timeline_is_recloned_once_every_member_moved_its_data() {
     let d = decide_fenced(Rejoin::Auto, &st, &following, &s);
     assert_eq!(d.verdict, Verdict::Rejoined, "{:?}", d.reasons);
     assert_eq!(d.fence.as_ref().and_then(|f| f.reclone.clone()), None);
-    assert!(d.next.recloned_at.is_some() && d.next.reclone_required_at.is_none());
+    assert!(d.next.fenced.recloned_at.is_some() && d.next.fenced.reclone_required_at.is_none());
 }
 
 #[test]
@@ -691,7 +697,10 @@ fn an_operator_fence_at_a_tie_records_and_preserves_before_it_follows() {
             from_lsn: FORK
         })
     );
-    assert_eq!(st.divergence.unwrap().diverged_bytes, Some(END - FORK));
+    assert_eq!(
+        st.fenced.divergence.unwrap().diverged_bytes,
+        Some(END - FORK)
+    );
     // The same tie under the agent's own fence: held, nothing asked.
     let agent = hold_fence();
     let (v, f, _) = walk(Rejoin::Auto, agent, &fenced_sample(tie, preserved()));

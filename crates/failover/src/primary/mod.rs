@@ -10,42 +10,74 @@
 
 use jiff::Timestamp;
 
-use crate::sample::{Own, Peer, Placement, lineage_text, signed};
+use crate::sample::{Own, Peer, signed};
 use crate::standby::{Fencing, Mode, Policy, Verdict};
 use crate::state::{DecisionRecord, State};
+use crate::witness::Witness;
 use pgdr_core::contract::fence::{Fence, FenceReason};
-use pgdr_core::contract::lsn::format as lsn_text;
 use pgdr_core::contract::vouch::{Vouch, VouchBy};
 use pgdr_core::lineage::{Lineage, divergence_bytes};
 
 pub mod observe;
+mod reason;
+
+pub use reason::{Reason, render};
+
+/// Why no vouch is written for this primary.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoVouch {
+    #[error("the readiness sidecar does not wait for evidence")]
+    NotAwaited,
+    #[error("the evidence ({at}) would predate the wait ({since})")]
+    Predates { at: Timestamp, since: Timestamp },
+    /// The peer's dynamic config could not be read (the witness's reason).
+    #[error("{0}")]
+    PeerUnreadable(String),
+    #[error("the peer's dynamic config is not a standby cluster: it may have promoted past us")]
+    PeerNotStandby,
+}
 
 /// The vouch a primary the readiness sidecar withholds since `awaiting` gets from a read of its
-/// peer's dynamic config (`peer_standby`, taken after `at`): only a standby cluster shows that the
-/// peer did not promote past it, and only a vouch taken since the sidecar's "since" counts.
+/// peer's dynamic config (`peer_standby`, taken after `at`; `Err`: why it could not be read): only
+/// a standby cluster shows that the peer did not promote past it, and only a vouch taken since
+/// the sidecar's "since" counts.
 pub fn vouch_from(
     awaiting: Option<Timestamp>,
     at: Timestamp,
     epoch: u64,
     peer_standby: Result<bool, String>,
-) -> Result<Vouch, String> {
-    let since = awaiting.ok_or("the readiness sidecar does not wait for evidence")?;
+) -> Result<Vouch, NoVouch> {
+    let since = awaiting.ok_or(NoVouch::NotAwaited)?;
     if at < since {
-        return Err(format!(
-            "the evidence ({at}) would predate the wait ({since})"
-        ));
+        return Err(NoVouch::Predates { at, since });
     }
-    match peer_standby? {
+    match peer_standby.map_err(NoVouch::PeerUnreadable)? {
         true => Ok(Vouch {
             at,
             by: VouchBy::PeerApi,
             epoch,
             note: "the peer's dynamic config, read through its API, is a standby cluster".into(),
         }),
-        false => Err(
-            "the peer's dynamic config is not a standby cluster: it may have promoted past us"
-                .into(),
-        ),
+        false => Err(NoVouch::PeerNotStandby),
+    }
+}
+
+/// What a witness's answer means to a writable primary: where the application runs.
+/// `Moved` only from positive evidence that it left this site; an answer naming both sites or
+/// neither is no evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Application {
+    Moved,
+    Here,
+    Unknown,
+}
+
+/// The primary's reading of a witness's answer.
+pub fn application(w: &Witness) -> Application {
+    match w {
+        Witness::Peer(_) => Application::Moved,
+        Witness::Here(_) => Application::Here,
+        Witness::NotOnlyHere(_) | Witness::Unknown(_) => Application::Unknown,
     }
 }
 
@@ -56,7 +88,8 @@ pub struct PrimarySample {
     pub run: String,
     pub peer_site: String,
     pub peer: Peer,
-    pub placements: Vec<Placement>,
+    /// Every configured witness's answer.
+    pub witnesses: Vec<Witness>,
     /// This site was promoted by the agent (durable promotion record): authoritative when both
     /// are writable and the lineage does not say otherwise.
     pub promoted_here: bool,
@@ -100,7 +133,7 @@ impl FenceOrder {
 #[derive(Clone, Debug, PartialEq)]
 pub struct GuardDecision {
     pub verdict: Verdict,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub next: State,
     /// Fence this site now (on a witness's word: auto mode only; observe mode reports `fence`
     /// without it. On the peer's lineage: every mode).
@@ -109,6 +142,13 @@ pub struct GuardDecision {
     pub split_brain: bool,
     /// Call the webhook for the split brain (rate-limited through the state).
     pub notify_webhook: bool,
+}
+
+impl GuardDecision {
+    /// The reasons as text, in order.
+    pub fn reason_texts(&self) -> Vec<String> {
+        render(&self.reasons)
+    }
 }
 
 /// A run on a writable primary site (`standby_cluster` absent, local leader primary, no fence):
@@ -134,25 +174,25 @@ pub fn decide_primary(policy: &Policy, state: &State, s: &PrimarySample) -> Guar
 /// A primary-role decision in progress.
 struct Deciding<'a> {
     next: State,
-    reasons: Vec<String>,
+    reasons: Vec<Reason>,
     fence: Option<FenceOrder>,
     peer: &'a str,
 }
 
 impl Deciding<'_> {
-    fn say(&mut self, reason: impl Into<String>) {
-        self.reasons.push(reason.into());
+    fn say(&mut self, reason: Reason) {
+        self.reasons.push(reason);
     }
 
     /// Both sites writable: the lineage says who is authoritative, or a person must.
     fn writable_peer(&mut self, s: &PrimarySample, lineage: &Lineage) -> Verdict {
-        let peer = self.peer;
+        let peer = self.peer.to_string();
         reset_moved(&mut self.next);
-        self.next.split_brain_since.get_or_insert(s.at);
-        self.say(format!(
-            "SPLIT BRAIN: {peer} is a writable primary too, {}",
-            lineage_text(lineage)
-        ));
+        self.next.primary.split_brain_since.get_or_insert(s.at);
+        self.say(Reason::SplitBrain {
+            peer: peer.clone(),
+            lineage: *lineage,
+        });
         match lineage {
             Lineage::PeerAuthoritative {
                 fork_lsn,
@@ -160,16 +200,11 @@ impl Deciding<'_> {
                 fork_pending,
                 ..
             } => {
-                self.say(format!(
-                    "{peer}'s promotion is newer: it is authoritative, this site fences itself \
-                     (hold) and keeps its WAL past {}{}",
-                    lsn_text(*fork_lsn),
-                    if *fork_pending {
-                        " (or a little later: its switchpoint is not yet published)"
-                    } else {
-                        ""
-                    }
-                ));
+                self.say(Reason::PeerNewer {
+                    peer,
+                    fork_lsn: *fork_lsn,
+                    fork_pending: *fork_pending,
+                });
                 // Everything we wrote past the peer's fork diverged. A pending fork is not
                 // recorded: the fenced run records the switchpoint once the peer published it
                 // (a rewind judged against the pre-promotion position would see a false hazard).
@@ -181,20 +216,14 @@ impl Deciding<'_> {
                 Verdict::Fence
             }
             Lineage::WeAuthoritative { .. } => {
-                self.say(format!(
-                    "this site's promotion is newer than {peer}'s: this site is authoritative \
-                     and keeps writing; {peer} must fence itself (its agent does, or `kubectl \
-                     pgdr fence {peer}`)"
-                ));
+                self.say(Reason::WeNewer { peer });
                 Verdict::SplitBrain
             }
             Lineage::ForeignNewer { epoch } => {
-                self.say(format!(
-                    "{peer} runs another database at a higher promotion epoch ({epoch}): this \
-                     site was initialised afresh beside the authority (a lost site rebuilt with \
-                     its primary values?). It fences itself (hold, read-only, nothing discarded); \
-                     rebuild it as a standby of {peer} (chart README \"Rebuild a lost site\")"
-                ));
+                self.say(Reason::ForeignNewer {
+                    peer,
+                    epoch: *epoch,
+                });
                 self.fence = Some(FenceOrder {
                     reason: FenceReason::PeerAuthoritative,
                     fork: None,
@@ -203,33 +232,20 @@ impl Deciding<'_> {
                 Verdict::Fence
             }
             Lineage::DifferentSystem => {
-                self.next.split_brain_since = None;
-                self.say(
-                    "the tunnel reaches another database, not this pair's peer: nothing done; \
-                     check the tunnel Service's target",
-                );
+                self.next.primary.split_brain_since = None;
+                self.say(Reason::DifferentSystem);
                 Verdict::Unknown
             }
             Lineage::EpochTie { epoch, .. } => {
-                self.say(format!(
-                    "both sites were promoted at epoch {epoch}: neither is authoritative and \
-                     neither is advertised; a person chooses the site to keep (`kubectl pgdr \
-                     fence SITE` on the other)"
-                ));
+                self.say(Reason::EpochTie { epoch: *epoch });
                 Verdict::SplitBrain
             }
             Lineage::SameTimeline | Lineage::Unrelated if s.promoted_here => {
-                self.say(format!(
-                    "this site holds the promotion record: it is authoritative and keeps \
-                     writing; {peer} must be fenced (`kubectl pgdr fence {peer}`)"
-                ));
+                self.say(Reason::PromotionRecordHere { peer });
                 Verdict::SplitBrain
             }
             Lineage::SameTimeline | Lineage::Unrelated => {
-                self.say(
-                    "no lineage proof of authority: nothing fenced automatically; a person must \
-                     choose the site to keep (`kubectl pgdr fence SITE` on the other)",
-                );
+                self.say(Reason::NoLineageProof);
                 Verdict::SplitBrain
             }
         }
@@ -237,11 +253,9 @@ impl Deciding<'_> {
 
     fn standby_peer(&mut self, s: &PrimarySample) -> Verdict {
         reset_moved(&mut self.next);
-        self.next.split_brain_since = None;
-        let peer = self.peer;
-        self.say(format!(
-            "{peer} is a standby (in recovery): one writable primary"
-        ));
+        self.next.primary.split_brain_since = None;
+        let peer = self.peer.to_string();
+        self.say(Reason::PeerStandby { peer });
         if s.promoted_here {
             Verdict::AlreadyPrimary
         } else {
@@ -251,11 +265,11 @@ impl Deciding<'_> {
 
     fn unidentified_peer(&mut self, why: &str) -> Verdict {
         reset_moved(&mut self.next);
-        let peer = self.peer;
-        self.say(format!(
-            "{peer} answered through the tunnel but could not be identified ({why}): alive, role \
-             unknown; nothing done"
-        ));
+        let peer = self.peer.to_string();
+        self.say(Reason::PeerUnidentified {
+            peer,
+            why: why.to_string(),
+        });
         Verdict::Unknown
     }
 
@@ -268,24 +282,26 @@ impl Deciding<'_> {
         s: &PrimarySample,
         why: &str,
     ) -> Verdict {
-        let peer = self.peer;
-        self.next.split_brain_since = None;
-        self.say(format!("{peer} gives no answer through the tunnel: {why}"));
-        let moved = s.placements.iter().any(|p| matches!(p, Placement::Peer(_)));
-        let here = s.placements.iter().any(|p| matches!(p, Placement::Here(_)));
-        for p in &s.placements {
-            let (Placement::Peer(r) | Placement::Here(r) | Placement::Unknown(r)) = p;
-            self.say(r.clone());
+        let peer = self.peer.to_string();
+        self.next.primary.split_brain_since = None;
+        self.say(Reason::PeerSilent {
+            peer: peer.clone(),
+            why: why.to_string(),
+        });
+        let read = |want| s.witnesses.iter().any(|w| application(w) == want);
+        let (moved, here) = (read(Application::Moved), read(Application::Here));
+        for w in &s.witnesses {
+            self.say(Reason::Witness(w.clone()));
         }
-        if s.placements.is_empty() {
-            self.say("no witness configured: a silent peer alone never fences");
+        if s.witnesses.is_empty() {
+            self.say(Reason::NoWitness);
         }
         if !moved || here {
             reset_moved(&mut self.next);
             if here {
-                self.say("a witness keeps the application here: warning only");
-            } else if !s.placements.is_empty() {
-                self.say("no witness says the application moved: warning only");
+                self.say(Reason::WitnessKeepsHere);
+            } else if !s.witnesses.is_empty() {
+                self.say(Reason::NoWitnessSaysMoved);
             }
             return if s.promoted_here {
                 Verdict::AlreadyPrimary
@@ -298,21 +314,19 @@ impl Deciding<'_> {
         // yield to a peer it cannot see (it is fenced once it sees a newer one).
         if s.epochs.own > s.epochs.seen {
             reset_moved(&mut self.next);
-            self.say(format!(
-                "a witness says the application runs on {peer}, but this site's promotion (epoch \
-                 {}) is the newest this site knows of ({peer} last seen at epoch {}): it does not \
-                 fence itself in favour of a peer it cannot see",
-                s.epochs.own, s.epochs.seen
-            ));
+            self.say(Reason::NewestPromotionHere {
+                peer,
+                own: s.epochs.own,
+                seen: s.epochs.seen,
+            });
             return Verdict::PeerUnreachable;
         }
         count_moved(policy, state, s.at, &mut self.next, &mut self.reasons);
-        if self.next.moved_samples >= policy.failure_threshold {
-            self.say(format!(
-                "the application runs on {peer} ({} samples in a row): this isolated primary \
-                 fences itself (hold) and stops taking writes",
-                self.next.moved_samples
-            ));
+        if self.next.primary.moved_samples >= policy.failure_threshold {
+            self.say(Reason::Moved {
+                peer,
+                count: self.next.primary.moved_samples,
+            });
             self.fence = Some(FenceOrder {
                 reason: FenceReason::WitnessMoved,
                 fork: None,
@@ -320,10 +334,11 @@ impl Deciding<'_> {
             });
             Verdict::Fence
         } else {
-            self.say(format!(
-                "a witness says the application runs on {peer}: {} of {} samples",
-                self.next.moved_samples, policy.failure_threshold
-            ));
+            self.say(Reason::MovedCounting {
+                peer,
+                count: self.next.primary.moved_samples,
+                threshold: policy.failure_threshold,
+            });
             Verdict::PeerUnreachable
         }
     }
@@ -335,13 +350,10 @@ impl Deciding<'_> {
     fn observe_mode(&mut self, policy: &Policy) {
         let Some(f) = &self.fence else { return };
         if policy.fencing == Fencing::Observe {
-            self.say(format!(
-                "FAILOVER_FENCING=observe: WOULD fence this site ({}), nothing changed",
-                f.reason.as_str()
-            ));
+            self.say(Reason::FencingObserve(f.reason));
             self.fence = None;
         } else if policy.mode == Mode::Observe && f.reason == FenceReason::WitnessMoved {
-            self.say("FAILOVER_MODE=observe: WOULD fence this site, nothing changed");
+            self.say(Reason::ModeObserve);
             self.fence = None;
         }
     }
@@ -350,19 +362,19 @@ impl Deciding<'_> {
     fn finish(mut self, policy: &Policy, s: &PrimarySample, verdict: Verdict) -> GuardDecision {
         let split_brain = matches!(s.peer, Peer::Writable(ref l) if *l != Lineage::DifferentSystem);
         let notify_webhook = split_brain
-            && self.next.split_brain_notified_at.is_none_or(|t| {
+            && self.next.primary.split_brain_notified_at.is_none_or(|t| {
                 s.at.duration_since(t) >= signed(policy.replication_broken_renotify)
             });
         if notify_webhook {
-            self.next.split_brain_notified_at = Some(s.at);
+            self.next.primary.split_brain_notified_at = Some(s.at);
         }
         if !split_brain {
-            self.next.split_brain_notified_at = None;
+            self.next.primary.split_brain_notified_at = None;
         }
         self.next.last_decision = Some(DecisionRecord {
             at: s.at,
             verdict: verdict.to_string(),
-            reasons: self.reasons.clone(),
+            reasons: render(&self.reasons),
             run: s.run.clone(),
         });
         GuardDecision {
@@ -377,8 +389,8 @@ impl Deciding<'_> {
 }
 
 fn reset_moved(next: &mut State) {
-    next.moved_samples = 0;
-    next.moved_since = None;
+    next.primary.moved_samples = 0;
+    next.primary.moved_since = None;
 }
 
 /// Counts a "moved" sample with the same spacing rules as the failover streak: an overlapping
@@ -388,22 +400,20 @@ fn count_moved(
     state: &State,
     at: Timestamp,
     next: &mut State,
-    reasons: &mut Vec<String>,
+    reasons: &mut Vec<Reason>,
 ) {
     if let Some(last) = state.last_sample_at {
         let gap = at.duration_since(last);
         if gap.is_negative() || gap > signed(policy.max_sample_gap) {
-            reasons.push(format!("{gap:#} since the last sample: the count restarts"));
+            reasons.push(Reason::GapRestartsCount(gap));
             reset_moved(next);
-        } else if state.moved_samples > 0 && gap < signed(policy.min_sample_spacing) {
-            reasons.push(format!(
-                "{gap:#} after the last sample (an overlapping run): not counted again"
-            ));
+        } else if state.primary.moved_samples > 0 && gap < signed(policy.min_sample_spacing) {
+            reasons.push(Reason::Overlapping(gap));
             return;
         }
     }
-    next.moved_samples += 1;
-    next.moved_since.get_or_insert(at);
+    next.primary.moved_samples += 1;
+    next.primary.moved_since.get_or_insert(at);
     next.last_sample_at = Some(at);
 }
 

@@ -1,25 +1,21 @@
-//! The primary role's observation: the peer (through the tunnel), every witness's placement of
-//! the application, whether this site holds the promotion record; then the decision, the
+//! The primary role's observation: the peer (through the tunnel), every witness's answer on
+//! where the application runs, whether this site holds the promotion record; then the decision, the
 //! fence it orders and the announcements.
-
-use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
 use pgdr_core::dynamic_config::{self, CONFIG_ANNOTATION};
 use pgdr_core::k8s::{self, Kube};
 
+use crate::Error;
 use crate::act::write_fence;
 use crate::act::{self, Announcement};
 use crate::config::{Settings, WitnessConfig};
 use crate::ctx::Ctx;
-use crate::observe::DnsAnswer;
 use crate::primary::{self, PrimarySample};
 use crate::role::{Local, log, own, peer};
-use crate::sample::Placement;
-use crate::standby::{Verdict, Witness};
-use crate::{Error, observe};
+use crate::standby::Verdict;
+use crate::witness::{self, Witness};
 
 /// This site was promoted and its marker's fork is still the position read before the
 /// promotion: once its timeline history says where it left that timeline (the readiness
@@ -49,53 +45,28 @@ async fn settle_fork(ctx: &Ctx<'_>, local: &Local) {
     }
 }
 
-/// Where each witness says the application runs.
-async fn placements(settings: &Settings, http: &reqwest::Client) -> Vec<Placement> {
-    let asks = settings
-        .witnesses
-        .iter()
-        .map(|w| placement(w, settings, http));
+/// Every witness's answer, asked as every role asks it; a peer-API witness's `Peer` is
+/// confirmed against the peer's dynamic config (a standby cluster holds a lock too).
+async fn witnesses(settings: &Settings, http: &reqwest::Client) -> Vec<Witness> {
+    let asks = settings.witnesses.iter().map(|w| async move {
+        let answer = witness::ask(w, settings, http).await;
+        match (w, answer) {
+            (WitnessConfig::PeerApi(peer), Witness::Peer(r)) => {
+                confirm_peer(peer, settings, r).await
+            }
+            (_, answer) => answer,
+        }
+    });
     futures_util::future::join_all(asks).await
 }
 
-async fn placement(w: &WitnessConfig, settings: &Settings, http: &reqwest::Client) -> Placement {
-    match w {
-        WitnessConfig::Dns {
-            name,
-            expected,
-            peer,
-        } => {
-            let timeout = settings.config.probe_timeout.get();
-            let lookup = tokio::net::lookup_host((name.as_str(), 0));
-            match tokio::time::timeout(timeout, lookup).await {
-                Ok(Ok(addrs)) => {
-                    dns_placement(name, &addrs.map(|a| a.ip()).collect(), expected, peer)
-                }
-                _ => Placement::Unknown(format!("DNS witness: {name} did not resolve")),
-            }
-        }
-        // The HTTP contract answers for the asking site: `alive` = the GSLB sends the
-        // application to the peer; `down` = to this site.
-        WitnessConfig::Http { .. } => match observe::witness(w, settings, http).await {
-            Witness::PrimaryAlive(r) => Placement::Peer(r),
-            Witness::PrimaryDown(r) => Placement::Here(r),
-            Witness::Unknown(r) => Placement::Unknown(r),
-        },
-        // The peer's lock fresh is not enough (a standby cluster holds one too): its dynamic
-        // config must also say it is not a standby cluster.
-        WitnessConfig::PeerApi(peer) => match observe::witness(w, settings, http).await {
-            Witness::PrimaryAlive(r) => {
-                match peer_is_standby_cluster(peer, settings.config.probe_timeout.get()).await {
-                    Ok(false) => {
-                        Placement::Peer(format!("{r}; its dynamic config is not a standby cluster"))
-                    }
-                    Ok(true) => Placement::Here(format!("{r}; it is a standby cluster")),
-                    Err(e) => Placement::Unknown(e),
-                }
-            }
-            Witness::PrimaryDown(r) => Placement::Here(r),
-            Witness::Unknown(r) => Placement::Unknown(r),
-        },
+/// The peer's lock is fresh: the application runs there only when its dynamic config is not a
+/// standby cluster.
+async fn confirm_peer(peer: &crate::config::PeerApi, settings: &Settings, r: String) -> Witness {
+    match peer_is_standby_cluster(peer, settings.config.probe_timeout.get()).await {
+        Ok(false) => Witness::Peer(format!("{r}; its dynamic config is not a standby cluster")),
+        Ok(true) => Witness::Here(format!("{r}; it is a standby cluster")),
+        Err(e) => Witness::Unknown(e),
     }
 }
 
@@ -105,9 +76,9 @@ async fn peer_is_standby_cluster(
     peer: &crate::config::PeerApi,
     timeout: std::time::Duration,
 ) -> Result<bool, String> {
-    let config = observe::config_of(&peer.leader_configmap);
-    match observe::peer_api_get(peer, timeout, &config).await? {
-        observe::PeerAnswer {
+    let config = witness::config_of(&peer.leader_configmap);
+    match witness::peer_api_get(peer, timeout, &config).await? {
+        witness::PeerAnswer {
             status: 200, body, ..
         } => serde_json::from_str::<Value>(&body)
             .ok()
@@ -119,7 +90,7 @@ async fn peer_is_standby_cluster(
             .and_then(|t| dynamic_config::parse(&t).ok())
             .map(|m| dynamic_config::is_standby_cluster(&m))
             .ok_or_else(|| format!("peer-API witness: {config} is unreadable")),
-        observe::PeerAnswer { status, .. } => Err(format!(
+        witness::PeerAnswer { status, .. } => Err(format!(
             "peer-API witness: reading {config} answered HTTP {status}"
         )),
     }
@@ -170,37 +141,6 @@ async fn vouch_if_awaited(ctx: &Ctx<'_>, local: &Local, peer: &crate::sample::Pe
     }
 }
 
-/// The application runs on the peer only when the name resolves and to none of our addresses.
-pub fn dns_placement(
-    name: &str,
-    got: &BTreeSet<IpAddr>,
-    expected: &[IpAddr],
-    peer: &[IpAddr],
-) -> Placement {
-    match DnsAnswer::read(got, expected, peer) {
-        (DnsAnswer::Empty, _) => {
-            Placement::Unknown(format!("DNS witness: {name} resolved to no address"))
-        }
-        (DnsAnswer::Here, list) => {
-            Placement::Here(format!("DNS witness: {name} resolves to {list}, this site"))
-        }
-        (DnsAnswer::Mixed, list) => Placement::Unknown(format!(
-            "DNS witness: {name} resolves to {list}, this site and another"
-        )),
-        (DnsAnswer::Peer, list) => Placement::Peer(format!(
-            "DNS witness: {name} resolves to {list}, the peer site"
-        )),
-        (DnsAnswer::Neither, list) if peer.is_empty() => Placement::Unknown(format!(
-            "DNS witness: {name} resolves to {list}, not this site; the peer's addresses are not \
-             configured (FAILOVER_WITNESS_DNS_PEER_ADDRESSES), so this says nothing"
-        )),
-        (DnsAnswer::Neither, list) => Placement::Unknown(format!(
-            "DNS witness: {name} resolves to {list}, neither this site nor the peer (a last-resort \
-             answer or a stale address list): says nothing"
-        )),
-    }
-}
-
 async fn promoted_here(settings: &Settings, kube: &Kube) -> Result<bool, Error> {
     Ok(kube
         .get_opt(
@@ -227,9 +167,9 @@ pub async fn primary_sample(
     if local.marker.as_ref().is_some_and(|m| m.fork_pending) {
         settle_fork(ctx, local).await;
     }
-    let (peer, placements, promoted) = tokio::join!(
+    let (peer, witnesses, promoted) = tokio::join!(
         peer(settings, kube, local),
-        placements(settings, http),
+        witnesses(settings, http),
         promoted_here(settings, kube)
     );
     let sample = PrimarySample {
@@ -237,7 +177,7 @@ pub async fn primary_sample(
         run: run.to_string(),
         peer_site: settings.config.peer_site.clone(),
         peer: peer?.0,
-        placements,
+        witnesses,
         promoted_here: promoted?,
         own: own(local),
         epochs: primary::Epochs {
@@ -250,7 +190,8 @@ pub async fn primary_sample(
         (d.next.clone(), d)
     })
     .await?;
-    log(&d.verdict, &d.reasons, "primary-role sample");
+    let reasons = d.reason_texts();
+    log(&d.verdict, &reasons, "primary-role sample");
     let c = &settings.config;
     if d.split_brain && !announced.split_brain {
         announced.split_brain = true;
@@ -258,9 +199,9 @@ pub async fn primary_sample(
             "PostgreSQL SPLIT BRAIN: {} and {} are both writable primaries. {}",
             c.site,
             c.peer_site,
-            d.reasons.join("; ")
+            reasons.join("; ")
         );
-        let since = d.next.split_brain_since.map(|t| t.to_string());
+        let since = d.next.primary.split_brain_since.map(|t| t.to_string());
         let spec = k8s::EventSpec {
             type_: "Warning",
             reason: "SplitBrain",
@@ -291,8 +232,8 @@ pub async fn primary_sample(
             let at = sample.at;
             let reason = order.reason.as_str().to_string();
             if let Err(e) = act::update_state(settings, kube, |s| {
-                s.fenced_at = Some(at);
-                s.fence_reason = Some(reason.clone());
+                s.fenced.fenced_at = Some(at);
+                s.fenced.fence_reason = Some(reason.clone());
             })
             .await
             {
@@ -303,7 +244,7 @@ pub async fn primary_sample(
                 c.site,
                 order.reason.as_str(),
                 c.peer_site,
-                d.reasons.join("; ")
+                reasons.join("; ")
             );
             act::announce(
                 settings,
@@ -325,37 +266,5 @@ pub async fn primary_sample(
     if d.fence.is_none() {
         vouch_if_awaited(ctx, local, &sample.peer).await;
     }
-    Ok((d.verdict, d.reasons))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dns_placement_table() {
-        let here: Vec<IpAddr> = vec!["10.9.0.1".parse().unwrap()];
-        let set = |ips: &[&str]| {
-            ips.iter()
-                .map(|i| i.parse().unwrap())
-                .collect::<BTreeSet<IpAddr>>()
-        };
-        let kind = |p: Placement| match p {
-            Placement::Peer(_) => "peer",
-            Placement::Here(_) => "here",
-            Placement::Unknown(_) => "unknown",
-        };
-        let peer: Vec<IpAddr> = vec!["10.1.0.1".parse().unwrap()];
-        let place =
-            |ips: &[&str], peer: &[IpAddr]| kind(dns_placement("a", &set(ips), &here, peer));
-        assert_eq!(place(&["10.9.0.1"], &peer), "here");
-        assert_eq!(place(&["10.1.0.1"], &peer), "peer");
-        assert_eq!(place(&["10.1.0.1", "10.9.0.1"], &peer), "unknown");
-        assert_eq!(place(&[], &peer), "unknown");
-        // Issue 20 item 9: an answer naming neither site (a GSLB's last resort, a stale list) is
-        // unknown, and so is any answer when the peer's addresses are not configured.
-        assert_eq!(place(&["10.7.0.1"], &peer), "unknown");
-        assert_eq!(place(&["10.1.0.1", "10.7.0.1"], &peer), "unknown");
-        assert_eq!(place(&["10.1.0.1"], &[]), "unknown");
-    }
+    Ok((d.verdict, reasons))
 }

@@ -2,15 +2,17 @@
 
 use super::*;
 use crate::sample::fixtures::*;
+use crate::state::PrimaryState;
 use pgdr_core::contract::fence::Phase;
+use pgdr_core::contract::lsn::format as lsn_text;
 
-fn sample(at: i64, peer: Peer, placements: Vec<Placement>) -> PrimarySample {
+fn sample(at: i64, peer: Peer, witnesses: Vec<Witness>) -> PrimarySample {
     PrimarySample {
         at: t(at),
         run: "run-a".into(),
         peer_site: "golddr".into(),
         peer,
-        placements,
+        witnesses,
         promoted_here: false,
         own: Own {
             timeline: Some(3),
@@ -20,14 +22,14 @@ fn sample(at: i64, peer: Peer, placements: Vec<Placement>) -> PrimarySample {
     }
 }
 
-fn moved() -> Placement {
-    Placement::Peer("HTTP witness: the GSLB sends the application to golddr".into())
+fn moved() -> Witness {
+    Witness::Peer("HTTP witness: the GSLB sends the application to golddr".into())
 }
-fn here() -> Placement {
-    Placement::Here("HTTP witness: the GSLB sends the application to gold".into())
+fn here() -> Witness {
+    Witness::Here("HTTP witness: the GSLB sends the application to gold".into())
 }
-fn unknown() -> Placement {
-    Placement::Unknown("DNS witness: no answer".into())
+fn unknown() -> Witness {
+    Witness::Unknown("DNS witness: no answer".into())
 }
 
 #[test]
@@ -36,7 +38,7 @@ fn primary_role_table() {
     struct Row {
         name: &'static str,
         peer: Peer,
-        placements: Vec<Placement>,
+        witnesses: Vec<Witness>,
         promoted_here: bool,
         state: State,
         verdict: Verdict,
@@ -44,8 +46,11 @@ fn primary_role_table() {
         split_brain: bool,
     }
     let counted = |n: u32| State {
-        moved_samples: n,
-        moved_since: Some(t(-20)),
+        primary: PrimaryState {
+            moved_samples: n,
+            moved_since: Some(t(-20)),
+            ..PrimaryState::default()
+        },
         last_sample_at: Some(t(-10)),
         ..State::default()
     };
@@ -53,7 +58,7 @@ fn primary_role_table() {
         Row {
             name: "peer promoted from us: fence with the fork",
             peer: Peer::Writable(forked_from_us()),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: Fence,
@@ -63,7 +68,7 @@ fn primary_role_table() {
         Row {
             name: "peer promoted from us wins over an old promotion record here",
             peer: Peer::Writable(forked_from_us()),
-            placements: vec![here()],
+            witnesses: vec![here()],
             promoted_here: true,
             state: State::default(),
             verdict: Fence,
@@ -79,7 +84,7 @@ fn primary_role_table() {
                 fork_lsn: FORK - 0x100,
                 fork_pending: true,
             }),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: Fence,
@@ -93,7 +98,7 @@ fn primary_role_table() {
                 fork_lsn: FORK,
                 timeline: 2,
             }),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: true,
             state: State::default(),
             verdict: SplitBrain,
@@ -103,7 +108,7 @@ fn primary_role_table() {
         Row {
             name: "unrelated forks: split brain, nobody fenced",
             peer: Peer::Writable(Lineage::Unrelated),
-            placements: vec![moved()],
+            witnesses: vec![moved()],
             promoted_here: false,
             state: State::default(),
             verdict: SplitBrain,
@@ -113,7 +118,7 @@ fn primary_role_table() {
         Row {
             name: "same timeline: split brain, nobody fenced",
             peer: Peer::Writable(Lineage::SameTimeline),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: SplitBrain,
@@ -129,7 +134,7 @@ fn primary_role_table() {
                 fork_lsn: 0x100,
                 fork_pending: false,
             }),
-            placements: vec![moved()],
+            witnesses: vec![moved()],
             promoted_here: true,
             state: State::default(),
             verdict: SplitBrain,
@@ -140,7 +145,7 @@ fn primary_role_table() {
             name: "another database at a higher epoch: this site was initialised afresh beside \
                    the authority; it fences itself (hold, fork unknown)",
             peer: Peer::Writable(Lineage::ForeignNewer { epoch: 2 }),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: Fence,
@@ -150,7 +155,7 @@ fn primary_role_table() {
         Row {
             name: "another database behind the tunnel: not our peer, nothing done",
             peer: Peer::Writable(Lineage::DifferentSystem),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: State::default(),
             verdict: Unknown,
@@ -160,7 +165,7 @@ fn primary_role_table() {
         Row {
             name: "peer is a standby: ok",
             peer: Peer::Standby,
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: counted(2),
             verdict: Ok,
@@ -170,7 +175,7 @@ fn primary_role_table() {
         Row {
             name: "promoted site, peer a standby: already-primary",
             peer: Peer::Standby,
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: true,
             state: State::default(),
             verdict: AlreadyPrimary,
@@ -180,7 +185,7 @@ fn primary_role_table() {
         Row {
             name: "peer answers but cannot be identified: nothing done",
             peer: Peer::Unidentified("28P01 password authentication failed".into()),
-            placements: vec![moved()],
+            witnesses: vec![moved()],
             promoted_here: false,
             state: counted(2),
             verdict: Unknown,
@@ -190,7 +195,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witness keeps the application here: warning",
             peer: silent(),
-            placements: vec![here()],
+            witnesses: vec![here()],
             promoted_here: false,
             state: State::default(),
             verdict: PeerUnreachable,
@@ -200,7 +205,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witness unknown: warning",
             peer: silent(),
-            placements: vec![unknown()],
+            witnesses: vec![unknown()],
             promoted_here: false,
             state: counted(2),
             verdict: PeerUnreachable,
@@ -210,7 +215,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, no witness: never fences",
             peer: silent(),
-            placements: vec![],
+            witnesses: vec![],
             promoted_here: false,
             state: counted(2),
             verdict: PeerUnreachable,
@@ -220,7 +225,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witnesses disagree: warning",
             peer: silent(),
-            placements: vec![moved(), here()],
+            witnesses: vec![moved(), here()],
             promoted_here: false,
             state: counted(2),
             verdict: PeerUnreachable,
@@ -230,7 +235,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witness moved, first sample: counting",
             peer: silent(),
-            placements: vec![moved(), unknown()],
+            witnesses: vec![moved(), unknown()],
             promoted_here: false,
             state: State::default(),
             verdict: PeerUnreachable,
@@ -240,7 +245,7 @@ fn primary_role_table() {
         Row {
             name: "silent peer, witness moved, third sample: fence (hold, fork unknown)",
             peer: silent(),
-            placements: vec![moved()],
+            witnesses: vec![moved()],
             promoted_here: false,
             state: counted(2),
             verdict: Fence,
@@ -250,7 +255,7 @@ fn primary_role_table() {
         Row {
             name: "promoted site, silent peer: already-primary",
             peer: silent(),
-            placements: vec![here()],
+            witnesses: vec![here()],
             promoted_here: true,
             state: State::default(),
             verdict: AlreadyPrimary,
@@ -259,7 +264,7 @@ fn primary_role_table() {
         },
     ];
     for r in rows {
-        let mut s = sample(0, r.peer, r.placements);
+        let mut s = sample(0, r.peer, r.witnesses);
         s.promoted_here = r.promoted_here;
         let d = decide_primary(&policy(Mode::Auto), &r.state, &s);
         assert_eq!(d.verdict, r.verdict, "{}: {:?}", r.name, d.reasons);
@@ -272,7 +277,7 @@ fn primary_role_table() {
         );
         assert_eq!(d.split_brain, r.split_brain, "{}", r.name);
         assert_eq!(
-            d.next.split_brain_since.is_some(),
+            d.next.primary.split_brain_since.is_some(),
             r.split_brain,
             "{}",
             r.name
@@ -317,8 +322,11 @@ fn fence_order_records_the_divergence_on_the_same_timeline_only() {
 fn isolation_never_moves_authority_down() {
     let p = policy(Mode::Auto);
     let counted = |n: u32| State {
-        moved_samples: n,
-        moved_since: Some(t(-20)),
+        primary: PrimaryState {
+            moved_samples: n,
+            moved_since: Some(t(-20)),
+            ..PrimaryState::default()
+        },
         last_sample_at: Some(t(-10)),
         ..State::default()
     };
@@ -342,9 +350,9 @@ fn isolation_never_moves_authority_down() {
         );
         if !fences {
             assert_eq!(d.verdict, Verdict::PeerUnreachable);
-            assert_eq!(d.next.moved_samples, 0, "the count restarts");
+            assert_eq!(d.next.primary.moved_samples, 0, "the count restarts");
             assert!(
-                d.reasons.iter().any(|r| r.contains("cannot see")),
+                d.reason_texts().iter().any(|r| r.contains("cannot see")),
                 "{:?}",
                 d.reasons
             );
@@ -378,7 +386,7 @@ fn observe_mode_fences_on_lineage_but_not_on_a_witness_alone() {
     assert_eq!(d.verdict, Verdict::Fence);
     assert!(d.fence.is_none());
     assert!(
-        d.reasons.iter().any(|r| r.contains("WOULD fence")),
+        d.reason_texts().iter().any(|r| r.contains("WOULD fence")),
         "{:?}",
         d.reasons
     );
@@ -400,7 +408,7 @@ fn fencing_observe_writes_no_fence_even_on_proof() {
     assert_eq!(d.verdict, Verdict::Fence);
     assert!(d.fence.is_none());
     assert!(
-        d.reasons
+        d.reason_texts()
             .iter()
             .any(|r| r.contains("FAILOVER_FENCING=observe: WOULD fence")),
         "{:?}",
@@ -416,7 +424,7 @@ fn moved_count_needs_consecutive_spaced_samples() {
     // 0 s, 2 s (overlapping run: not counted), 10 s, 20 s → third counted sample fences.
     for at in [0, 2, 10, 20] {
         let d = decide_primary(&p, &state, &sample(at, silent(), vec![moved()]));
-        verdicts.push((d.verdict, d.next.moved_samples));
+        verdicts.push((d.verdict, d.next.primary.moved_samples));
         state = d.next;
     }
     assert_eq!(
@@ -430,16 +438,19 @@ fn moved_count_needs_consecutive_spaced_samples() {
     );
     // A witness keeping the application here resets the count.
     let d = decide_primary(&p, &state, &sample(30, silent(), vec![here()]));
-    assert_eq!(d.next.moved_samples, 0);
+    assert_eq!(d.next.primary.moved_samples, 0);
     // A long gap restarts it.
     let gap = State {
-        moved_samples: 2,
+        primary: PrimaryState {
+            moved_samples: 2,
+            ..PrimaryState::default()
+        },
         last_sample_at: Some(t(-500)),
         ..State::default()
     };
     let d = decide_primary(&p, &gap, &sample(0, silent(), vec![moved()]));
     assert_eq!(
-        (d.verdict, d.next.moved_samples),
+        (d.verdict, d.next.primary.moved_samples),
         (Verdict::PeerUnreachable, 1)
     );
 }
@@ -450,22 +461,22 @@ fn split_brain_webhook_is_rate_limited_and_cleared() {
     let writable = || Peer::Writable(Lineage::Unrelated);
     let d1 = decide_primary(&p, &State::default(), &sample(0, writable(), vec![]));
     assert!(d1.notify_webhook);
-    assert_eq!(d1.next.split_brain_since, Some(t(0)));
+    assert_eq!(d1.next.primary.split_brain_since, Some(t(0)));
     let d2 = decide_primary(&p, &d1.next, &sample(60, writable(), vec![]));
     assert!(
         d2.split_brain && !d2.notify_webhook,
         "within the renotify period"
     );
     assert_eq!(
-        d2.next.split_brain_since,
+        d2.next.primary.split_brain_since,
         Some(t(0)),
         "since the first sample"
     );
     let d3 = decide_primary(&p, &d2.next, &sample(700, writable(), vec![]));
     assert!(d3.notify_webhook, "again after the renotify period");
     let d4 = decide_primary(&p, &d3.next, &sample(710, Peer::Standby, vec![]));
-    assert_eq!(d4.next.split_brain_since, None);
-    assert_eq!(d4.next.split_brain_notified_at, None);
+    assert_eq!(d4.next.primary.split_brain_since, None);
+    assert_eq!(d4.next.primary.split_brain_notified_at, None);
 }
 
 // ----- fenced site -----
@@ -502,7 +513,20 @@ fn a_vouch_needs_a_waiting_sidecar_a_later_read_and_a_standby_peer() {
             Err("HTTP 403".into()),
         ),
     ];
-    for (name, awaiting, at, answer) in rows {
-        assert!(vouch_from(awaiting, at, 4, answer).is_err(), "{name}");
+    let want = [
+        NoVouch::NotAwaited,
+        NoVouch::Predates {
+            at: t("2026-12-04T09:59:59Z"),
+            since: start,
+        },
+        NoVouch::PeerNotStandby,
+        NoVouch::PeerUnreadable("HTTP 403".into()),
+    ];
+    for ((name, awaiting, at, answer), want) in rows.into_iter().zip(want) {
+        assert!(
+            vouch_from(awaiting, at, 4, answer.clone()).is_err(),
+            "{name}"
+        );
+        assert_eq!(vouch_from(awaiting, at, 4, answer), Err(want), "{name}");
     }
 }

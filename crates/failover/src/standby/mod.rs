@@ -14,6 +14,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::state::{DecisionRecord, PromotionRecord, State, StateProblem};
+use crate::witness::Witness;
 
 mod reason;
 pub use reason::{Guard, Reason};
@@ -161,16 +162,44 @@ impl LocalLeader {
     }
 }
 
-/// The answer of one witness (a third opinion), with its reason (which names the witness).
-/// `PrimaryDown` only from explicit evidence; anything unclear is `Unknown`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Witness {
-    /// Down: the witness says the primary site is gone (e.g. the GSLB already sends traffic here).
-    PrimaryDown(String),
-    /// Alive: the witness says the primary site is alive.
-    PrimaryAlive(String),
-    /// Unknown: the witness could not be asked or gave no clear answer.
-    Unknown(String),
+/// What a witness's answer means to a standby site: whether the primary site is alive.
+/// `Down` only from explicit evidence (the application already comes here, or the primary
+/// site's lock expired); an answer that is not "here alone" counts as alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrimarySite {
+    Alive,
+    Down,
+    Unknown,
+}
+
+/// The standby's reading of a witness's answer.
+pub fn primary_site(w: &Witness) -> PrimarySite {
+    match w {
+        Witness::Peer(_) | Witness::NotOnlyHere(_) => PrimarySite::Alive,
+        Witness::Here(_) => PrimarySite::Down,
+        Witness::Unknown(_) => PrimarySite::Unknown,
+    }
+}
+
+/// A standby sample's witnesses as its log line names them, in the standby's reading:
+/// `[PrimaryAlive("…"), PrimaryDown("…"), Unknown("…")]` (the drills look for these words).
+pub struct WitnessLog<'a>(pub &'a [Witness]);
+
+impl std::fmt::Debug for WitnessLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Reading<'a>(&'a Witness);
+        impl std::fmt::Debug for Reading<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let name = match primary_site(self.0) {
+                    PrimarySite::Alive => "PrimaryAlive",
+                    PrimarySite::Down => "PrimaryDown",
+                    PrimarySite::Unknown => "Unknown",
+                };
+                f.debug_tuple(name).field(&self.0.reason()).finish()
+            }
+        }
+        f.debug_list().entries(self.0.iter().map(Reading)).finish()
+    }
 }
 
 /// Everything one sample observed, with its time and the run that took it.
@@ -342,7 +371,10 @@ pub fn decide(policy: &Policy, state: Result<&State, &StateProblem>, sample: &Sa
     Decision {
         verdict,
         reasons,
-        replication_broken: next.stream_broken_since.filter(|since| *since < sample.at),
+        replication_broken: next
+            .standby
+            .stream_broken_since
+            .filter(|since| *since < sample.at),
         notify_replication_broken,
         next: Some(next),
         failed_sample: class == Class::Failed,
@@ -431,22 +463,22 @@ fn count_streak(
     }
     if failed {
         if counted {
-            next.consecutive_failures += 1;
-            next.first_failure_at.get_or_insert(at);
+            next.standby.consecutive_failures += 1;
+            next.standby.first_failure_at.get_or_insert(at);
             next.last_sample_at = Some(at);
         }
     } else {
         // Any sign of life resets the streak, even from an overlapping run.
         reset_streak(next);
         next.last_sample_at = Some(at);
-        next.last_success_at = Some(at);
+        next.standby.last_success_at = Some(at);
         if let Probe::Accepting {
             in_recovery: Some(false),
             lsn: Some(lsn),
         } = sample.probe
         {
-            next.last_primary_lsn = Some(lsn);
-            next.last_primary_lsn_at = Some(at);
+            next.standby.last_primary_lsn = Some(lsn);
+            next.standby.last_primary_lsn_at = Some(at);
         }
     }
     counted
@@ -470,30 +502,32 @@ fn watch_stream(
     };
     let mut notify = false;
     if leader.streaming() {
-        next.last_streaming_at = Some(at);
-        next.stream_broken_since = None;
-        next.replication_broken_notified_at = None;
+        next.standby.last_streaming_at = Some(at);
+        next.standby.stream_broken_since = None;
+        next.standby.replication_broken_notified_at = None;
         if let Some(received) = leader.received_lsn {
-            next.last_primary_lsn = Some(next.last_primary_lsn.unwrap_or(0).max(received));
-            next.last_primary_lsn_at = Some(at);
+            next.standby.last_primary_lsn =
+                Some(next.standby.last_primary_lsn.unwrap_or(0).max(received));
+            next.standby.last_primary_lsn_at = Some(at);
         }
     } else if class == Class::Healthy && sample.probe.answered() {
-        let since = *next.stream_broken_since.get_or_insert(at);
+        let since = *next.standby.stream_broken_since.get_or_insert(at);
         if since < at {
             reasons.push(Reason::ReplicationBroken {
                 since,
-                last_streaming: next.last_streaming_at,
+                last_streaming: next.standby.last_streaming_at,
             });
             notify = next
+                .standby
                 .replication_broken_notified_at
                 .is_none_or(|n| at.duration_since(n) >= signed(policy.replication_broken_renotify));
             if notify {
-                next.replication_broken_notified_at = Some(at);
+                next.standby.replication_broken_notified_at = Some(at);
             }
         }
     }
-    if let Some(lag) = lag_bytes(leader, next.last_primary_lsn) {
-        next.last_known_lag_bytes = Some(lag);
+    if let Some(lag) = lag_bytes(leader, next.standby.last_primary_lsn) {
+        next.standby.last_known_lag_bytes = Some(lag);
     }
     notify
 }
@@ -508,16 +542,17 @@ fn choose_verdict(
 ) -> (Verdict, bool) {
     let at = sample.at;
     let span = next
+        .standby
         .first_failure_at
         .map(|f| at.duration_since(f))
         .unwrap_or(SignedDuration::ZERO);
     reasons.push(Reason::Streak {
-        count: next.consecutive_failures,
+        count: next.standby.consecutive_failures,
         span,
         threshold: policy.failure_threshold,
         min_span: signed(policy.min_failure_span),
     });
-    if next.consecutive_failures < policy.failure_threshold.max(1)
+    if next.standby.consecutive_failures < policy.failure_threshold.max(1)
         || span < signed(policy.min_failure_span)
     {
         return (Verdict::Waiting, false);
@@ -535,12 +570,12 @@ fn choose_verdict(
         (Verdict::Blocked, false)
     } else if policy.mode == Mode::Observe {
         reasons.push(Reason::ObserveMode);
-        let notify = state.would_promote_notified_at.is_none();
-        next.would_promote_notified_at.get_or_insert(at);
+        let notify = state.standby.would_promote_notified_at.is_none();
+        next.standby.would_promote_notified_at.get_or_insert(at);
         (Verdict::WouldPromote, notify)
     } else {
         reasons.push(Reason::Promoting);
-        next.promotion = Some(PromotionRecord {
+        next.standby.promotion = Some(PromotionRecord {
             run: sample.run.clone(),
             claimed_at: at,
             reasons: render(reasons),
@@ -586,7 +621,7 @@ fn apply_guards(policy: &Policy, next: &State, sample: &Sample) -> Vec<Reason> {
         }
     };
     witness_guards(&sample.witnesses, &forceable, &mut out);
-    out.push(match next.last_known_lag_bytes {
+    out.push(match next.standby.last_known_lag_bytes {
         None => forceable(Guard::LagUnknown),
         Some(lag) if lag > policy.max_lag_bytes => forceable(Guard::LagTooHigh {
             lag,
@@ -600,8 +635,10 @@ fn apply_guards(policy: &Policy, next: &State, sample: &Sample) -> Vec<Reason> {
     if let Some(guard) = position_age_guard(policy, next) {
         out.push(forceable(guard));
     }
-    if let (Some(since), Some(last_healthy)) = (next.stream_broken_since, next.last_success_at)
-        && last_healthy.duration_since(since) > STREAM_RECONNECT_GRACE
+    if let (Some(since), Some(last_healthy)) = (
+        next.standby.stream_broken_since,
+        next.standby.last_success_at,
+    ) && last_healthy.duration_since(since) > STREAM_RECONNECT_GRACE
     {
         out.push(forceable(Guard::StreamBrokenBeforeStreak { since }));
     }
@@ -620,19 +657,18 @@ fn witness_guards(
         out.push(Reason::NoWitness);
         return;
     }
-    let down = witnesses
-        .iter()
-        .any(|w| matches!(w, Witness::PrimaryDown(_)));
-    let alive = witnesses
-        .iter()
-        .any(|w| matches!(w, Witness::PrimaryAlive(_)));
+    let read = |want| witnesses.iter().any(|w| primary_site(w) == want);
+    let (down, alive) = (read(PrimarySite::Down), read(PrimarySite::Alive));
     let mut unknown = Vec::new();
     for w in witnesses {
-        match w {
-            Witness::PrimaryAlive(d) => out.push(Reason::Blocked(Guard::WitnessAlive(d.clone()))),
-            Witness::PrimaryDown(d) => out.push(Reason::WitnessAgrees(d.clone())),
-            Witness::Unknown(d) if down || alive => out.push(Reason::WitnessUnknown(d.clone())),
-            Witness::Unknown(d) => unknown.push(d.as_str()),
+        let d = w.reason();
+        match primary_site(w) {
+            PrimarySite::Alive => out.push(Reason::Blocked(Guard::WitnessAlive(d.to_string()))),
+            PrimarySite::Down => out.push(Reason::WitnessAgrees(d.to_string())),
+            PrimarySite::Unknown if down || alive => {
+                out.push(Reason::WitnessUnknown(d.to_string()))
+            }
+            PrimarySite::Unknown => unknown.push(d),
         }
     }
     if !unknown.is_empty() {
@@ -642,9 +678,11 @@ fn witness_guards(
 
 /// The primary position is only as good as its age at the start of the failure streak.
 fn position_age_guard(policy: &Policy, next: &State) -> Option<Guard> {
-    next.last_primary_lsn?;
-    let (Some(position_at), Some(last_healthy)) = (next.last_primary_lsn_at, next.last_success_at)
-    else {
+    next.standby.last_primary_lsn?;
+    let (Some(position_at), Some(last_healthy)) = (
+        next.standby.last_primary_lsn_at,
+        next.standby.last_success_at,
+    ) else {
         return Some(Guard::PositionAgeUnknown);
     };
     let age = last_healthy.duration_since(position_at);
@@ -660,7 +698,7 @@ fn active_claim<'a>(
     state: &'a State,
     at: Timestamp,
 ) -> Option<&'a PromotionRecord> {
-    state.promotion.as_ref().filter(|p| {
+    state.standby.promotion.as_ref().filter(|p| {
         p.confirmed_at.is_none()
             && p.failed.is_none()
             && at.duration_since(p.claimed_at) < signed(policy.claim_ttl)
@@ -679,9 +717,9 @@ fn lag_bytes(leader: &Leader, last_primary_lsn: Option<u64>) -> Option<u64> {
 }
 
 fn reset_streak(state: &mut State) {
-    state.consecutive_failures = 0;
-    state.first_failure_at = None;
-    state.would_promote_notified_at = None;
+    state.standby.consecutive_failures = 0;
+    state.standby.first_failure_at = None;
+    state.standby.would_promote_notified_at = None;
 }
 
 /// How long the stream may have been down, while the primary still answered, before the streak

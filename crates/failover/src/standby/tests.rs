@@ -1,6 +1,7 @@
 //! Decision table. Each row: a policy tweak, the stored state, one sample, and what must come out.
 
 use super::*;
+use crate::state::StandbyState;
 
 const T0: &str = "2026-03-01T12:00:00Z";
 
@@ -38,9 +39,7 @@ fn failing(secs: i64) -> Sample {
         probe: no_answer(),
         site: SiteConfig::Standby,
         leader: LocalLeader::Found(standby_leader()),
-        witnesses: vec![Witness::PrimaryDown(
-            "gslb.example resolves to 10.9.0.1".into(),
-        )],
+        witnesses: vec![Witness::Here("gslb.example resolves to 10.9.0.1".into())],
         hold: false,
         config_paused: false,
     }
@@ -50,13 +49,16 @@ fn failing(secs: i64) -> Sample {
 /// healthy sample before the streak (-10 s).
 fn streak() -> State {
     State {
-        consecutive_failures: 2,
-        first_failure_at: Some(t(0)),
         last_sample_at: Some(t(10)),
-        last_success_at: Some(t(-10)),
-        last_primary_lsn: Some(5100),
-        last_primary_lsn_at: Some(t(-10)),
-        last_known_lag_bytes: Some(100),
+        standby: StandbyState {
+            consecutive_failures: 2,
+            first_failure_at: Some(t(0)),
+            last_success_at: Some(t(-10)),
+            last_primary_lsn: Some(5100),
+            last_primary_lsn_at: Some(t(-10)),
+            last_known_lag_bytes: Some(100),
+            ..StandbyState::default()
+        },
         ..State::default()
     }
 }
@@ -64,10 +66,13 @@ fn streak() -> State {
 fn healthy_state() -> State {
     State {
         last_sample_at: Some(t(10)),
-        last_success_at: Some(t(10)),
-        last_primary_lsn: Some(5000),
-        last_primary_lsn_at: Some(t(10)),
-        last_known_lag_bytes: Some(0),
+        standby: StandbyState {
+            last_success_at: Some(t(10)),
+            last_primary_lsn: Some(5000),
+            last_primary_lsn_at: Some(t(10)),
+            last_known_lag_bytes: Some(0),
+            ..StandbyState::default()
+        },
         ..State::default()
     }
 }
@@ -222,7 +227,7 @@ fn cases() -> Vec<Case> {
             policy: p.clone(),
             state: Ok(streak()),
             sample: with(failing(20), |s| {
-                s.witnesses = vec![Witness::PrimaryAlive(
+                s.witnesses = vec![Witness::Peer(
                     "gslb.example resolves to 10.1.0.1 (primary site)".into(),
                 )]
             }),
@@ -237,7 +242,7 @@ fn cases() -> Vec<Case> {
             policy: with(p.clone(), |p| p.force = true),
             state: Ok(streak()),
             sample: with(failing(20), |s| {
-                s.witnesses = vec![Witness::PrimaryAlive("HTTP witness says alive".into())]
+                s.witnesses = vec![Witness::Peer("HTTP witness says alive".into())]
             }),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -266,7 +271,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "lag over the limit: blocked",
             policy: p.clone(),
-            state: Ok(with(streak(), |s| s.last_primary_lsn = Some(9000))),
+            state: Ok(with(streak(), |s| s.standby.last_primary_lsn = Some(9000))),
             sample: failing(20),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -275,7 +280,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "lag over the limit but force: promote",
             policy: with(p.clone(), |p| p.force = true),
-            state: Ok(with(streak(), |s| s.last_primary_lsn = Some(9000))),
+            state: Ok(with(streak(), |s| s.standby.last_primary_lsn = Some(9000))),
             sample: failing(20),
             verdict: Verdict::Promote,
             count: Some(3),
@@ -299,8 +304,8 @@ fn cases() -> Vec<Case> {
             name: "lag unknown (never saw the primary): blocked",
             policy: p.clone(),
             state: Ok(with(streak(), |s| {
-                s.last_primary_lsn = None;
-                s.last_known_lag_bytes = None;
+                s.standby.last_primary_lsn = None;
+                s.standby.last_known_lag_bytes = None;
             })),
             sample: failing(20),
             verdict: Verdict::Blocked,
@@ -376,7 +381,7 @@ fn cases() -> Vec<Case> {
             state: Ok(streak()),
             sample: with(failing(20), |s| {
                 s.hold = true;
-                s.witnesses = vec![Witness::PrimaryAlive("HTTP 200".into())];
+                s.witnesses = vec![Witness::Peer("HTTP 200".into())];
             }),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -416,7 +421,7 @@ fn cases() -> Vec<Case> {
             name: "another run claimed the promotion a moment ago: not twice",
             policy: p.clone(),
             state: Ok(with(streak(), |s| {
-                s.promotion = Some(PromotionRecord {
+                s.standby.promotion = Some(PromotionRecord {
                     run: "run-a".into(),
                     claimed_at: t(19),
                     reasons: vec![],
@@ -436,7 +441,7 @@ fn cases() -> Vec<Case> {
             name: "an abandoned claim (older than its TTL) no longer blocks",
             policy: p.clone(),
             state: Ok(with(streak(), |s| {
-                s.promotion = Some(PromotionRecord {
+                s.standby.promotion = Some(PromotionRecord {
                     run: "run-a".into(),
                     claimed_at: t(-400),
                     reasons: vec![],
@@ -455,7 +460,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "overlapping run samples 1 s after the last: not counted twice",
             policy: p.clone(),
-            state: Ok(with(streak(), |s| s.first_failure_at = Some(t(-10)))),
+            state: Ok(with(streak(), |s| {
+                s.standby.first_failure_at = Some(t(-10))
+            })),
             sample: failing(11),
             verdict: Verdict::Waiting,
             count: Some(2),
@@ -540,8 +547,8 @@ fn cases() -> Vec<Case> {
             state: Ok(streak()),
             sample: with(failing(20), |s| {
                 s.witnesses = vec![
-                    Witness::PrimaryDown("DNS witness: gslb resolves here".into()),
-                    Witness::PrimaryAlive("HTTP witness says alive".into()),
+                    Witness::Here("DNS witness: gslb resolves here".into()),
+                    Witness::Peer("HTTP witness says alive".into()),
                 ]
             }),
             verdict: Verdict::Blocked,
@@ -555,7 +562,7 @@ fn cases() -> Vec<Case> {
             sample: with(failing(20), |s| {
                 s.witnesses = vec![
                     Witness::Unknown("HTTP witness: unreachable".into()),
-                    Witness::PrimaryDown("DNS witness: gslb resolves here".into()),
+                    Witness::Here("DNS witness: gslb resolves here".into()),
                 ]
             }),
             verdict: Verdict::Promote,
@@ -591,7 +598,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "primary position expired before the streak began: blocked",
             policy: p.clone(),
-            state: Ok(with(streak(), |s| s.last_primary_lsn_at = Some(t(-400)))),
+            state: Ok(with(streak(), |s| {
+                s.standby.last_primary_lsn_at = Some(t(-400))
+            })),
             sample: failing(20),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -600,7 +609,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "primary position expired but force: promote",
             policy: with(p.clone(), |p| p.force = true),
-            state: Ok(with(streak(), |s| s.last_primary_lsn_at = Some(t(-400)))),
+            state: Ok(with(streak(), |s| {
+                s.standby.last_primary_lsn_at = Some(t(-400))
+            })),
             sample: failing(20),
             verdict: Verdict::Promote,
             count: Some(3),
@@ -630,7 +641,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "stream was down while the primary answered (password rotated), then it died: blocked",
             policy: p.clone(),
-            state: Ok(with(streak(), |s| s.stream_broken_since = Some(t(-3600)))),
+            state: Ok(with(streak(), |s| {
+                s.standby.stream_broken_since = Some(t(-3600))
+            })),
             sample: failing(20),
             verdict: Verdict::Blocked,
             count: Some(3),
@@ -639,7 +652,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "stream down at one healthy sample only (a reconnect): does not block",
             policy: p.clone(),
-            state: Ok(with(streak(), |s| s.stream_broken_since = Some(t(-10)))),
+            state: Ok(with(streak(), |s| {
+                s.standby.stream_broken_since = Some(t(-10))
+            })),
             sample: failing(20),
             verdict: Verdict::Promote,
             count: Some(3),
@@ -648,7 +663,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "stream down 30 s before the streak while the primary answered (a reconnect): does not block",
             policy: p.clone(),
-            state: Ok(with(streak(), |s| s.stream_broken_since = Some(t(-40)))),
+            state: Ok(with(streak(), |s| {
+                s.standby.stream_broken_since = Some(t(-40))
+            })),
             sample: failing(20),
             verdict: Verdict::Promote,
             count: Some(3),
@@ -658,7 +675,7 @@ fn cases() -> Vec<Case> {
             name: "primary answers, stream down at two samples: healthy, replication broken reported",
             policy: p.clone(),
             state: Ok(with(healthy_state(), |s| {
-                s.stream_broken_since = Some(t(10))
+                s.standby.stream_broken_since = Some(t(10))
             })),
             sample: with(failing(20), |s| {
                 s.probe = Probe::Rejected {
@@ -707,7 +724,7 @@ fn decision_table() {
     let mut failures = Vec::new();
     for c in &cases {
         let d = decide(&c.policy, c.state.as_ref(), &c.sample);
-        let count = d.next.as_ref().map(|s| s.consecutive_failures);
+        let count = d.next.as_ref().map(|s| s.standby.consecutive_failures);
         let has_reason = d.reasons.iter().any(|r| r.to_string().contains(c.reason));
         if d.verdict != c.verdict || count != c.count || !has_reason {
             failures.push(format!(
@@ -719,13 +736,13 @@ fn decision_table() {
         let claimed = d
             .next
             .as_ref()
-            .and_then(|s| s.promotion.as_ref())
+            .and_then(|s| s.standby.promotion.as_ref())
             .map(|p| p.claimed_at);
         let before = c
             .state
             .as_ref()
             .ok()
-            .and_then(|s| s.promotion.as_ref())
+            .and_then(|s| s.standby.promotion.as_ref())
             .map(|p| p.claimed_at);
         if claimed != before && d.verdict != Verdict::Promote {
             failures.push(format!(
@@ -740,7 +757,7 @@ fn decision_table() {
 #[test]
 fn promote_claim_records_run_reasons_and_lsn() {
     let d = decide(&policy(), Ok(&streak()), &failing(20));
-    let claim = d.next.unwrap().promotion.unwrap();
+    let claim = d.next.unwrap().standby.promotion.unwrap();
     assert_eq!(claim.run, "run-b");
     assert_eq!(claim.claimed_at, t(20));
     assert_eq!(claim.standby_lsn, Some(5000));
@@ -765,7 +782,7 @@ fn a_streak_cannot_complete_through_unknown_samples() {
         assert_eq!(d.verdict, Verdict::Unknown, "{secs}");
         state = d.next.unwrap();
     }
-    assert_eq!(state.consecutive_failures, 0);
+    assert_eq!(state.standby.consecutive_failures, 0);
     // After more than the maximal gap of unknown samples, old failures do not count either.
     let mut state = streak();
     for secs in (20..200).step_by(10) {
@@ -773,7 +790,7 @@ fn a_streak_cannot_complete_through_unknown_samples() {
     }
     let d = decide(&p, Ok(&state), &failing(200));
     assert_eq!(d.verdict, Verdict::Waiting, "{:?}", d.reasons);
-    assert_eq!(d.next.unwrap().consecutive_failures, 1);
+    assert_eq!(d.next.unwrap().standby.consecutive_failures, 1);
 }
 
 /// `ReplicationBroken` is announced when first confirmed, then at most every 10 minutes, and
@@ -802,7 +819,7 @@ fn replication_broken_is_announced_rate_limited() {
         s.leader = leader_with(|l| l.replication_state = Some("streaming".into()))
     });
     state = decide(&p, Ok(&state), &streaming).next.unwrap();
-    assert_eq!(state.stream_broken_since, None);
+    assert_eq!(state.standby.stream_broken_since, None);
     assert!(!decide(&p, Ok(&state), &answering_without_stream(1320)).notify_replication_broken);
     let again = decide(
         &p,
@@ -817,7 +834,9 @@ fn replication_broken_is_announced_rate_limited() {
 /// While streaming, what the standby received is a fresh primary position.
 #[test]
 fn streaming_refreshes_the_primary_position() {
-    let state = with(healthy_state(), |s| s.last_primary_lsn_at = Some(t(-1000)));
+    let state = with(healthy_state(), |s| {
+        s.standby.last_primary_lsn_at = Some(t(-1000))
+    });
     let sample = with(failing(20), |s| {
         s.leader = leader_with(|l| {
             l.replication_state = Some("streaming".into());
@@ -825,9 +844,9 @@ fn streaming_refreshes_the_primary_position() {
         })
     });
     let next = decide(&policy(), Ok(&state), &sample).next.unwrap();
-    assert_eq!(next.last_primary_lsn, Some(7000));
-    assert_eq!(next.last_primary_lsn_at, Some(t(20)));
-    assert_eq!(next.last_streaming_at, Some(t(20)));
+    assert_eq!(next.standby.last_primary_lsn, Some(7000));
+    assert_eq!(next.standby.last_primary_lsn_at, Some(t(20)));
+    assert_eq!(next.standby.last_streaming_at, Some(t(20)));
 }
 
 #[test]
@@ -845,7 +864,15 @@ fn observe_mode_notifies_once_per_streak() {
         }
     });
     let reset = decide(&p, Ok(second.next.as_ref().unwrap()), &healthy);
-    assert_eq!(reset.next.as_ref().unwrap().would_promote_notified_at, None);
+    assert_eq!(
+        reset
+            .next
+            .as_ref()
+            .unwrap()
+            .standby
+            .would_promote_notified_at,
+        None
+    );
 }
 
 /// A flapping link (fail, fail, ok, repeated) never reaches the threshold, however long it lasts.
@@ -885,9 +912,25 @@ fn overlapping_runs_do_not_double_count() {
             state = d.next.unwrap();
         }
     }
-    assert_eq!(state.consecutive_failures, counted);
+    assert_eq!(state.standby.consecutive_failures, counted);
     assert!(
         counted <= 8,
         "40 s of samples every 5 s at most, got {counted}"
+    );
+}
+
+/// The sample log names the witnesses in the standby's reading, as before the one vocabulary
+/// (the drills grep `PrimaryAlive` / `PrimaryDown`).
+#[test]
+fn witness_log_keeps_the_standby_words() {
+    let w = [
+        Witness::Peer("a".into()),
+        Witness::NotOnlyHere("b".into()),
+        Witness::Here("c".into()),
+        Witness::Unknown("d".into()),
+    ];
+    assert_eq!(
+        format!("{:?}", WitnessLog(&w)),
+        r#"[PrimaryAlive("a"), PrimaryAlive("b"), PrimaryDown("c"), Unknown("d")]"#
     );
 }
