@@ -438,12 +438,11 @@ fn step_demote(pair: &Pair, p: &Progress, now: Timestamp) -> Next {
     // The preflight saw one, but the target may have lost it since (pods gone, Patroni down):
     // demoting now would leave the pair without a primary until `--abort`.
     if !to.leader_member().is_some_and(|m| m.is_standby_leader()) {
-        return Next::Wait(format!(
-            "site {} has no running standby leader to take over ({}): {} stays primary",
-            to.site,
-            to.role().as_str(),
-            from.site
-        ));
+        return Next::Wait(Why::NoTakeover {
+            to: to.site.clone(),
+            role: to.role().as_str(),
+            from: from.site.clone(),
+        });
     }
     if p.source_lsn_before_demote.is_none() {
         let mut rec = p.clone();
@@ -521,12 +520,7 @@ fn step_catch_up(pair: &Pair, p: &Progress, req: &Request, now: Timestamp) -> Ne
     let to = pair.to;
     // Written with the step; a record edited by hand (or by another version) may lack it.
     let Some(token) = p.token else {
-        return Next::Stuck(format!(
-            "the recorded switchover is at step catch-up without a demotion token (record \
-             revision {}): `kubectl pgdr switchover --abort`, or `--resume` after checking both \
-             sites",
-            p.rev
-        ));
+        return Next::Stuck(Why::NoToken { rev: p.rev });
     };
     if to.writable().is_some() {
         return Next::Stuck(Why::WritableBeforeCatchUp {

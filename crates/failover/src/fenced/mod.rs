@@ -280,11 +280,7 @@ impl<'a> Flow<'a> {
     fn known_to_this_version(&mut self) -> Step {
         let c = self.current;
         if c.phase == Phase::Unknown || c.reason == FenceReason::Unknown {
-            return Err(self.hold(format!(
-                "the fence (version {}) has a phase or reason this agent does not know: a newer \
-                 version wrote it; fenced, nothing done (upgrade this site's failover agent)",
-                c.version
-            )));
+            return Err(self.hold(Reason::UnknownToThisVersion { version: c.version }));
         }
         Ok(())
     }

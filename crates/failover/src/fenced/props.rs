@@ -309,7 +309,7 @@ proptest! {
         let current = order.fence(t(-10), "golddr");
         let d = decide_fenced(rejoin, &State::default(), &current, &s);
         prop_assert!(d.verdict != Verdict::Rejoined);
-        prop_assert!(d.next.rejoined_at.is_none());
+        prop_assert!(d.next.fenced.rejoined_at.is_none());
     }
 
     /// Along any sequence of runs on one fence (each writing the fence and state it decided):

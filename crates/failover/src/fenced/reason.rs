@@ -47,6 +47,9 @@ pub enum Reason {
     Following { peer: String },
     /// Patroni is still demoting the leader.
     NotReadOnly,
+    /// The fence carries a phase or reason this version does not know (a newer writer): left
+    /// as it is.
+    UnknownToThisVersion { version: u32 },
     /// The authority has not published its switchpoint yet.
     ForkPending { peer: String },
     /// A person's fence makes the peer the authority.
@@ -217,6 +220,11 @@ impl fmt::Display for Reason {
             ),
             Reason::NotReadOnly => f.write_str(
                 "Patroni is still demoting this site's leader (not read-only yet): waiting",
+            ),
+            Reason::UnknownToThisVersion { version } => write!(
+                f,
+                "the fence (version {version}) has a phase or reason this agent does not know: a \
+                 newer version wrote it; fenced, nothing done (upgrade this site's failover agent)"
             ),
             Reason::ForkPending { peer } => write!(
                 f,

@@ -13,6 +13,8 @@ use proptest::test_runner::TestRunner;
 
 use super::*;
 use crate::standby::{Fencing, Mode, Policy, Verdict};
+use crate::state::PrimaryState;
+use crate::witness::Witness;
 use pgdr_core::contract::fence::FenceReason;
 
 const CASES: u32 = 256;
@@ -24,20 +26,20 @@ fn t(secs: i64) -> Timestamp {
 // --- the witness vocabulary, in one place -------------------------------------------------
 
 /// A witness answer: 0 the application runs on the peer, 1 here, 2 unknown.
-fn placement(kind: u8, n: usize) -> Placement {
+fn placement(kind: u8, n: usize) -> Witness {
     match kind {
-        0 => Placement::Peer(format!("witness {n}: the application runs on the peer")),
-        1 => Placement::Here(format!("witness {n}: the application runs here")),
-        _ => Placement::Unknown(format!("witness {n}: no answer")),
+        0 => Witness::Peer(format!("witness {n}: the application runs on the peer")),
+        1 => Witness::Here(format!("witness {n}: the application runs here")),
+        _ => Witness::Unknown(format!("witness {n}: no answer")),
     }
 }
 
-fn says_moved(p: &Placement) -> bool {
-    matches!(p, Placement::Peer(_))
+fn says_moved(p: &Witness) -> bool {
+    matches!(p, Witness::Peer(_))
 }
 
-fn says_here(p: &Placement) -> bool {
-    matches!(p, Placement::Here(_))
+fn says_here(p: &Witness) -> bool {
+    matches!(p, Witness::Here(_))
 }
 
 // --- generators ------------------------------------------------------------------------------
@@ -99,7 +101,7 @@ fn peer() -> impl Strategy<Value = Peer> {
     ]
 }
 
-fn placements() -> impl Strategy<Value = Vec<Placement>> {
+fn placements() -> impl Strategy<Value = Vec<Witness>> {
     prop::collection::vec(
         prop_oneof![4 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
         0..4,
@@ -133,7 +135,7 @@ fn sample_at(at: impl Strategy<Value = Timestamp>) -> impl Strategy<Value = Prim
                 run: "run-a".into(),
                 peer_site: "golddr".into(),
                 peer,
-                placements,
+                witnesses: placements,
                 promoted_here,
                 own: Own { timeline, wal_end },
                 epochs,
@@ -148,8 +150,11 @@ fn state() -> impl Strategy<Value = State> {
         prop::option::of((-200i64..0).prop_map(t)),
     )
         .prop_map(|(moved_samples, moved_since, last_sample_at)| State {
-            moved_samples,
-            moved_since,
+            primary: PrimaryState {
+                moved_samples,
+                moved_since,
+                ..PrimaryState::default()
+            },
             last_sample_at,
             ..State::default()
         })
@@ -175,8 +180,8 @@ fn samples() -> impl Strategy<Value = Vec<PrimarySample>> {
 /// it runs here, and this site's own promotion is not the newest it knows of.
 fn moved_sample(s: &PrimarySample) -> bool {
     matches!(s.peer, Peer::Silent(_))
-        && s.placements.iter().any(says_moved)
-        && !s.placements.iter().any(says_here)
+        && s.witnesses.iter().any(says_moved)
+        && !s.witnesses.iter().any(says_here)
         && s.epochs.own <= s.epochs.seen
 }
 
@@ -230,10 +235,10 @@ fn check(p: &Policy, s: &PrimarySample, d: &GuardDecision) -> Result<(), TestCas
             prop_assert!(
                 moved_sample(s),
                 "fenced on {:?} / {:?}",
-                s.placements,
+                s.witnesses,
                 s.epochs
             );
-            prop_assert!(d.next.moved_samples >= p.failure_threshold.max(1));
+            prop_assert!(d.next.primary.moved_samples >= p.failure_threshold.max(1));
             if let Some(f) = &d.fence {
                 prop_assert_eq!(f.reason, FenceReason::WitnessMoved);
                 prop_assert_eq!(f.fork, None);
@@ -286,11 +291,11 @@ proptest! {
         p in policy(), st in state(), s in sample_at(Just(t(0))), i in 0usize..4,
     ) {
         let mut s = PrimarySample { peer: Peer::Silent("timeout".into()), ..s };
-        let i = i.min(s.placements.len());
-        s.placements.insert(i, placement(1, 9));
+        let i = i.min(s.witnesses.len());
+        s.witnesses.insert(i, placement(1, 9));
         let d = decide_primary(&p, &st, &s);
         prop_assert!(d.verdict != Verdict::Fence && d.fence.is_none());
-        prop_assert_eq!(d.next.moved_samples, 0);
+        prop_assert_eq!(d.next.primary.moved_samples, 0);
     }
 
     /// Along any sequence of runs from a fresh state: every fence on a witness's word comes after

@@ -13,7 +13,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
 use super::*;
-use crate::state::{PromotionRecord, State, StateProblem};
+use crate::state::{PromotionRecord, StandbyState, State, StateProblem};
 
 const CASES: u32 = 256;
 
@@ -26,18 +26,18 @@ fn t(secs: i64) -> Timestamp {
 /// A witness answer: 0 down, 1 alive, 2 unknown.
 fn witness(kind: u8, n: usize) -> Witness {
     match kind {
-        0 => Witness::PrimaryDown(format!("witness {n}: the application runs here")),
-        1 => Witness::PrimaryAlive(format!("witness {n}: the primary site answers")),
+        0 => Witness::Here(format!("witness {n}: the application runs here")),
+        1 => Witness::Peer(format!("witness {n}: the primary site answers")),
         _ => Witness::Unknown(format!("witness {n}: no answer")),
     }
 }
 
 fn says_alive(w: &Witness) -> bool {
-    matches!(w, Witness::PrimaryAlive(_))
+    matches!(w, Witness::Peer(_) | Witness::NotOnlyHere(_))
 }
 
 fn says_down(w: &Witness) -> bool {
-    matches!(w, Witness::PrimaryDown(_))
+    matches!(w, Witness::Here(_))
 }
 
 // --- generators ------------------------------------------------------------------------------
@@ -111,16 +111,19 @@ fn state() -> impl Strategy<Value = State> {
         .prop_map(
             |((count, first, last), (success, lsn), lsn_at, broken, lag, promotion, notified)| {
                 State {
-                    consecutive_failures: count,
-                    first_failure_at: first,
                     last_sample_at: last,
-                    last_success_at: success,
-                    last_primary_lsn: lsn,
-                    last_primary_lsn_at: lsn_at,
-                    stream_broken_since: broken,
-                    last_known_lag_bytes: lag,
-                    promotion,
-                    would_promote_notified_at: notified,
+                    standby: StandbyState {
+                        consecutive_failures: count,
+                        first_failure_at: first,
+                        last_success_at: success,
+                        last_primary_lsn: lsn,
+                        last_primary_lsn_at: lsn_at,
+                        stream_broken_since: broken,
+                        last_known_lag_bytes: lag,
+                        promotion,
+                        would_promote_notified_at: notified,
+                        ..StandbyState::default()
+                    },
                     ..State::default()
                 }
             },
@@ -259,16 +262,16 @@ fn check_promotion(p: &Policy, st: &State, s: &Sample, d: &Decision) -> Result<(
     prop_assert!(!l.is_some_and(|l| l.pause) && !s.config_paused && !s.hold);
     // The debounce: N counted failures spanning T.
     let next = d.next.as_ref().expect("a promotion writes the state");
-    prop_assert!(next.consecutive_failures >= p.failure_threshold.max(1));
-    let first = next.first_failure_at.expect("a streak has a start");
+    prop_assert!(next.standby.consecutive_failures >= p.failure_threshold.max(1));
+    let first = next.standby.first_failure_at.expect("a streak has a start");
     prop_assert!(s.at.duration_since(first) >= signed(p.min_failure_span));
     // Without FAILOVER_FORCE: the lag is known and within the bound.
     if !p.force {
-        let lag = next.last_known_lag_bytes;
+        let lag = next.standby.last_known_lag_bytes;
         prop_assert!(lag.is_some_and(|l| l <= p.max_lag_bytes), "lag {lag:?}");
     }
     // No other run's claim is fresh.
-    let fresh_claim = st.promotion.as_ref().is_some_and(|c| {
+    let fresh_claim = st.standby.promotion.as_ref().is_some_and(|c| {
         c.confirmed_at.is_none()
             && c.failed.is_none()
             && s.at.duration_since(c.claimed_at) < signed(p.claim_ttl)
@@ -279,6 +282,7 @@ fn check_promotion(p: &Policy, st: &State, s: &Sample, d: &Decision) -> Result<(
         Verdict::Promote => {
             prop_assert_eq!(p.mode, Mode::Auto);
             let claim = next
+                .standby
                 .promotion
                 .as_ref()
                 .expect("a promotion carries its claim");
@@ -309,24 +313,30 @@ fn check_counting(st: &State, s: &Sample, d: &Decision) -> Result<(), TestCaseEr
     if stream_alive(s) || answered {
         // Any sign of life resets the streak.
         prop_assert_eq!(d.verdict, Verdict::Healthy);
-        prop_assert_eq!(next.consecutive_failures, 0);
-        prop_assert!(next.first_failure_at.is_none());
+        prop_assert_eq!(next.standby.consecutive_failures, 0);
+        prop_assert!(next.standby.first_failure_at.is_none());
     } else if matches!(s.probe, Probe::Unknown { .. }) {
         // An unknown sample neither counts nor resets.
         prop_assert_eq!(d.verdict, Verdict::Unknown);
         prop_assert!(!d.counted);
-        prop_assert_eq!(next.consecutive_failures, st.consecutive_failures);
-        prop_assert_eq!(next.first_failure_at, st.first_failure_at);
+        prop_assert_eq!(
+            next.standby.consecutive_failures,
+            st.standby.consecutive_failures
+        );
+        prop_assert_eq!(next.standby.first_failure_at, st.standby.first_failure_at);
     } else {
         // A failed sample adds at most one.
         prop_assert!(d.failed_sample);
-        prop_assert!(next.consecutive_failures <= st.consecutive_failures + 1);
+        prop_assert!(next.standby.consecutive_failures <= st.standby.consecutive_failures + 1);
         if d.counted {
-            prop_assert!(next.consecutive_failures >= 1);
+            prop_assert!(next.standby.consecutive_failures >= 1);
             prop_assert_eq!(next.last_sample_at, Some(s.at));
         } else {
             // An overlapping run: not counted again, nothing reset.
-            prop_assert_eq!(next.consecutive_failures, st.consecutive_failures);
+            prop_assert_eq!(
+                next.standby.consecutive_failures,
+                st.standby.consecutive_failures
+            );
         }
     }
     Ok(())

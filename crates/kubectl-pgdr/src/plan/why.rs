@@ -59,6 +59,17 @@ pub enum Why {
         from: String,
     },
     /// Step `Demote`: no running primary (its role).
+    /// Step `Demote`: the target lost its standby leader since the preflight (its role):
+    /// demoting now would leave the pair without a primary.
+    NoTakeover {
+        to: String,
+        role: &'static str,
+        from: String,
+    },
+    /// Step `CatchUp` recorded without its demotion token (a record edited by hand).
+    NoToken {
+        rev: u64,
+    },
     NothingToDemote {
         site: String,
         role: &'static str,
@@ -273,6 +284,16 @@ impl fmt::Display for Why {
             Why::WritableBeforeDemote { to, from } => {
                 write!(f, "site {to} became writable before {from} was demoted")
             }
+            Why::NoTakeover { to, role, from } => write!(
+                f,
+                "site {to} has no running standby leader to take over ({role}): {from} stays primary"
+            ),
+            Why::NoToken { rev } => write!(
+                f,
+                "the recorded switchover is at step catch-up without a demotion token (record \
+                 revision {rev}): `kubectl pgdr switchover --abort`, or `--resume` after checking \
+                 both sites"
+            ),
             Why::NothingToDemote { site, role } => {
                 write!(f, "site {site} has no running primary to demote ({role})")
             }
