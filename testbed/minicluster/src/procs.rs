@@ -268,6 +268,75 @@ pub fn kill_named_under(root: &std::path::Path, exe: &str) -> usize {
     pids.len()
 }
 
+/// The file in a site's folder naming the process that runs the site (pid and start time).
+pub const OWNER_FILE: &str = "owner";
+
+/// This process as an owner line: `<pid> <start time in clock ticks since boot>`.
+pub fn owner_line() -> String {
+    let pid = std::process::id();
+    format!("{pid} {}", stat(pid).map_or(0, |s| s.start))
+}
+
+fn owner_alive(line: &str) -> bool {
+    let mut f = line.split_whitespace().map(str::parse::<u64>);
+    match (f.next(), f.next()) {
+        (Some(Ok(pid)), Some(Ok(start))) => {
+            stat(pid as u32).is_some_and(|s| s.start == start && !s.zombie)
+        }
+        _ => true, // unreadable: never reap on a guess
+    }
+}
+
+/// SIGKILLs the processes of sites whose owner is gone: containers started by a drill that was
+/// itself killed (a test binary SIGKILLed by a timeout keeps running Patroni and PostgreSQL in
+/// their own process groups, holding the loopback addresses the next drill needs). A process is
+/// reaped only when a folder above its `DRILL_ROOT` holds an [`OWNER_FILE`] naming a process
+/// that no longer runs. Returns how many were killed.
+pub fn reap_orphans() -> usize {
+    let table = scan();
+    let mut verdicts: HashMap<std::path::PathBuf, bool> = HashMap::new();
+    let mut dead: HashSet<u32> = HashSet::new();
+    for pid in table.keys() {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let Some(root) = env
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(b"DRILL_ROOT="))
+            .map(|v| std::path::PathBuf::from(String::from_utf8_lossy(v).into_owned()))
+        else {
+            continue;
+        };
+        let orphan = root.ancestors().find_map(|dir| {
+            if let Some(v) = verdicts.get(dir) {
+                return Some(*v);
+            }
+            let line = std::fs::read_to_string(dir.join(OWNER_FILE)).ok()?;
+            let v = !owner_alive(&line);
+            verdicts.insert(dir.to_path_buf(), v);
+            Some(v)
+        });
+        if orphan == Some(true) {
+            dead.insert(*pid);
+        }
+    }
+    // Their descendants too (PostgreSQL's backends do not carry the environment marker).
+    loop {
+        let more: Vec<u32> = table
+            .iter()
+            .filter(|(pid, s)| !dead.contains(pid) && dead.contains(&s.ppid))
+            .map(|(pid, _)| *pid)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        dead.extend(more);
+    }
+    let pids: Vec<u32> = dead.into_iter().collect();
+    send(&pids, Signal::KILL);
+    pids.len()
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::process::CommandExt;
@@ -339,5 +408,45 @@ mod tests {
         procs.register(key, child.id());
         let status = child.wait().unwrap();
         assert!(!status.success());
+    }
+
+    #[test]
+    fn orphans_of_a_dead_owner_are_reaped_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let spawn = |site: &str, owner: &str| {
+            let root = dir.path().join(site).join("pods/ns/pod/ctr");
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::write(dir.path().join(site).join(OWNER_FILE), owner).unwrap();
+            std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg("sleep 300")
+                .env("DRILL_ROOT", &root)
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        // A pid that ran once and is gone: a short-lived child, reaped by us.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let mut orphan = spawn("a", &format!("{gone_pid} 1"));
+        let mut kept = spawn("b", &owner_line());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && std::fs::read(format!("/proc/{}/environ", orphan.id())).map_or(true, |e| {
+                !String::from_utf8_lossy(&e).contains("DRILL_ROOT")
+            })
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(reap_orphans() >= 1);
+        let status = orphan.wait().unwrap();
+        assert!(!status.success(), "the orphan was killed: {status:?}");
+        assert!(
+            kept.try_wait().unwrap().is_none(),
+            "a live owner's process is kept"
+        );
+        kept.kill().unwrap();
+        let _ = kept.wait();
     }
 }

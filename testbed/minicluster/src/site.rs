@@ -107,8 +107,22 @@ impl Site {
             }
         };
         mkdir(&base, 0o755)?;
+        let reaped = crate::procs::reap_orphans();
+        if reaped > 0 {
+            tracing::warn!(
+                reaped,
+                "killed processes left by a drill that was itself killed"
+            );
+        }
         let dir = base.join(&cfg.name);
         mkdir(&dir, 0o755)?;
+        io(
+            std::fs::write(
+                dir.join(crate::procs::OWNER_FILE),
+                crate::procs::owner_line(),
+            ),
+            || format!("writing {}", dir.join(crate::procs::OWNER_FILE).display()),
+        )?;
         let server = kubesim::Server::spawn(kubesim::Config {
             bind: ([127, 0, 0, 1], cfg.api_port).into(),
             cluster_ip_prefix: cfg.cluster_ip_prefix,
