@@ -93,6 +93,11 @@ pub struct FencedState {
     pub reclone_required_at: Option<Timestamp>,
     /// When a re-cloned site first streamed from the authoritative site.
     pub recloned_at: Option<Timestamp>,
+    /// Phase follow: since when the site stays on the timeline the authority left without
+    /// streaming while the authority is reachable (re-cloned after `fenced::FOLLOW_STALL`).
+    /// Written only while set: the previous version's document reads and writes back as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_stalled_since: Option<Timestamp>,
 }
 
 /// The divergence of a fenced site: its timeline, where the peer left it, and how far we wrote.

@@ -18,6 +18,13 @@ mod reason;
 
 pub use reason::{Reason, RecloneWait, RewindHazard, render};
 
+/// How long a site in phase follow may stay on the timeline it left without streaming while the
+/// authority is reachable before it is re-cloned. Patroni checks for a rewind within a loop or
+/// two of seeing the new standby_cluster target (loop_wait 10 s) and a pg_rewind of a fenced site
+/// takes seconds; a site still there after three minutes has a rewind that failed or never ran
+/// (the fault drill once left one replaying the peer's WAL onto its own diverged pages).
+pub const FOLLOW_STALL: jiff::SignedDuration = jiff::SignedDuration::from_secs(180);
+
 /// The leader pod's readiness sidecar on WAL preservation (`/status` `divergence`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Preservation {
@@ -220,6 +227,8 @@ struct Flow<'a> {
     f: Fence,
     diverged: Option<DivergenceRecord>,
     hazard: Option<RewindHazard>,
+    /// Phase follow stalled past [`FOLLOW_STALL`]: back to hold, re-clone (the same guards).
+    stalled: bool,
     clear_initialize: bool,
     reclone_requested: bool,
 }
@@ -249,6 +258,7 @@ impl<'a> Flow<'a> {
             f: current.clone(),
             diverged: None,
             hazard: None,
+            stalled: false,
             clear_initialize: false,
             reclone_requested: false,
         }
@@ -340,12 +350,42 @@ impl<'a> Flow<'a> {
             return Err(self.hold(Reason::RewindHazard(why)));
         }
         if s.leader_streaming {
+            self.next.fenced.follow_stalled_since = None;
             self.next.fenced.rejoined_at.get_or_insert(s.at);
             self.say(Reason::Rejoined { peer });
             return Err(Verdict::Rejoined);
         }
-        self.say(Reason::Following { peer });
-        Err(Verdict::Rejoining)
+        let Some(since) = self.stalled_since() else {
+            self.next.fenced.follow_stalled_since = None;
+            self.say(Reason::Following { peer });
+            return Err(Verdict::Rejoining);
+        };
+        self.next.fenced.follow_stalled_since = Some(since);
+        if s.at.duration_since(since) < FOLLOW_STALL {
+            self.say(Reason::Following { peer });
+            return Err(Verdict::Rejoining);
+        }
+        // Back to hold and on through the flow: the re-clone step keeps every guard (demoted,
+        // preserved, approved, the authority proven now, a clone source).
+        self.say(Reason::FollowStalled { peer, since });
+        self.f.phase = Phase::Hold;
+        self.stalled = true;
+        self.next.fenced.follow_stalled_since = None;
+        Ok(())
+    }
+
+    /// Since when (kept from earlier runs) phase follow has not moved this site off the timeline
+    /// the authority left, although the authority was reachable to rewind from; `None` when it
+    /// did move, streams, or the authority or the tunnel is not there (Patroni could not rewind:
+    /// no judgement).
+    fn stalled_since(&self) -> Option<Timestamp> {
+        let (s, left) = (self.s, self.current.fork()?.0);
+        let by_operator = self.current.reason == FenceReason::Operator;
+        let authoritative = matches!(&s.peer, Peer::Writable(l)
+            if rejoin_fork(l, by_operator) != RejoinFork::None);
+        let on_left = s.own.timeline.is_some_and(|t| t <= left);
+        (authoritative && s.target.is_ok() && on_left)
+            .then(|| self.state.fenced.follow_stalled_since.unwrap_or(s.at))
     }
 
     /// Our end is only final once Patroni has demoted the leader (no more writes).
@@ -464,16 +504,19 @@ impl<'a> Flow<'a> {
         let by_operator = self.current.reason == FenceReason::Operator;
         let authoritative = matches!(&s.peer, Peer::Writable(l)
             if rejoin_fork(l, by_operator) != RejoinFork::None);
-        if let Some(why) = rewind_hazard(
+        let hazard = rewind_hazard(
             timeline,
             fork,
             s.own.timeline,
             s.own_history.as_deref(),
             s.peer_timeline,
             false,
-        ) {
-            self.say(Reason::RewindHazard(why.clone()));
-            self.hazard = Some(why);
+        );
+        if hazard.is_some() || self.stalled {
+            if let Some(why) = hazard {
+                self.say(Reason::RewindHazard(why.clone()));
+                self.hazard = Some(why);
+            }
             // Re-clone instead: the WAL past the fork is preserved (step 2) and `rejoin` let us
             // this far. Only toward a peer proven authoritative right now, reachable to clone.
             if !authoritative {

@@ -45,6 +45,9 @@ pub enum Reason {
     Rejoined { peer: String },
     /// Following the peer, not streaming yet.
     Following { peer: String },
+    /// Following since `since` without leaving the timeline the peer left or streaming, although
+    /// the peer was reachable: Patroni did not rewind; back to hold for a re-clone.
+    FollowStalled { peer: String, since: Timestamp },
     /// Patroni is still demoting the leader.
     NotReadOnly,
     /// The fence carries a phase or reason this version does not know (a newer writer): left
@@ -217,6 +220,12 @@ impl fmt::Display for Reason {
             Reason::Following { peer } => write!(
                 f,
                 "following {peer}: Patroni rewinds/clones and starts streaming (not yet)"
+            ),
+            Reason::FollowStalled { peer, since } => write!(
+                f,
+                "following {peer} since {since} without streaming, still on the timeline {peer} \
+                 left although {peer} was reachable: Patroni did not rewind this site (a failed or \
+                 skipped pg_rewind); back to hold to re-clone it from {peer}"
             ),
             Reason::NotReadOnly => f.write_str(
                 "Patroni is still demoting this site's leader (not read-only yet): waiting",

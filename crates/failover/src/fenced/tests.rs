@@ -707,3 +707,111 @@ fn an_operator_fence_at_a_tie_records_and_preserves_before_it_follows() {
     assert_eq!(v, vec![Verdict::Fenced]);
     assert_eq!((f.phase, f.preserve), (Phase::Hold, None));
 }
+
+/// Runs of a site in phase follow, at these offsets from `t(0)`, each with what `adjust` makes of
+/// the sample; the state carried from run to run.
+fn follow_runs(
+    fence: &Fence,
+    at: &[i64],
+    adjust: impl Fn(i64, &mut FencedSample),
+) -> Vec<FencedDecision> {
+    let mut state = State::default();
+    at.iter()
+        .map(|&secs| {
+            let mut s = fenced_sample(Peer::Writable(forked_from_us()), preserved());
+            s.at = t(secs);
+            adjust(secs, &mut s);
+            let d = decide_fenced(Rejoin::Auto, &state, fence, &s);
+            state = d.next.clone();
+            d
+        })
+        .collect()
+}
+
+#[test]
+fn a_follow_that_never_leaves_the_forked_timeline_is_recloned_after_the_stall_bound() {
+    // The walk writes the follow form (own timeline 3 = the one the peer left: no hazard).
+    let s = fenced_sample(Peer::Writable(forked_from_us()), preserved());
+    let (_, follow, _) = walk(Rejoin::Auto, hold_fence(), &s);
+    assert_eq!(follow.phase, Phase::Follow);
+    let bound = FOLLOW_STALL.as_secs();
+
+    // Still on timeline 3, not streaming, the peer reachable: following until the bound, then
+    // back to hold with a re-clone request (the WAL past the fork was preserved).
+    let d = follow_runs(&follow, &[0, 60, bound - 1, bound], |_, _| {});
+    assert!(
+        d[..3]
+            .iter()
+            .all(|d| d.verdict == Verdict::Rejoining && d.fence.is_none())
+    );
+    assert_eq!(d[2].next.fenced.follow_stalled_since, Some(t(0)));
+    let last = &d[3];
+    assert_eq!(last.verdict, Verdict::Fenced);
+    assert!(last.reclone_requested);
+    let f = last.fence.as_ref().expect("the fence is rewritten");
+    assert_eq!(f.phase, Phase::Hold);
+    assert_eq!(
+        f.reclone
+            .as_ref()
+            .map(|r| (r.requested_at.clone(), r.keep_data)),
+        Some((t(bound).to_string(), false))
+    );
+    assert_eq!(last.next.fenced.follow_stalled_since, None);
+    assert!(
+        last.reason_texts()
+            .iter()
+            .any(|r| r.contains("did not rewind")),
+        "{:?}",
+        last.reason_texts()
+    );
+
+    // Whatever Patroni could not do restarts the clock: the peer silent, the tunnel Service
+    // gone, or a moment of streaming.
+    type Adjust = fn(&mut FencedSample);
+    let interruptions: [(&str, Adjust); 3] = [
+        ("peer silent", |s| s.peer = Peer::Silent("timeout".into())),
+        ("no target", |s| s.target = Err("no tunnel Service".into())),
+        ("streaming", |s| s.leader_streaming = true),
+    ];
+    for (what, interrupt) in interruptions {
+        let d = follow_runs(&follow, &[0, 60, 120, bound, bound + 60], |secs, s| {
+            if secs == 120 {
+                interrupt(s);
+            }
+        });
+        assert!(
+            d.iter().all(|d| !d.reclone_requested && d.fence.is_none()),
+            "{what}: {:?}",
+            d.iter().map(|d| d.verdict).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            d[4].next.fenced.follow_stalled_since,
+            Some(t(bound)),
+            "{what}"
+        );
+    }
+
+    // Off the forked timeline (rewound onto the peer's, replaying): no stall however long.
+    let d = follow_runs(&follow, &[0, bound, 3 * bound], |_, s| {
+        s.own.timeline = Some(4);
+    });
+    assert!(
+        d.iter()
+            .all(|d| d.verdict == Verdict::Rejoining && d.fence.is_none())
+    );
+    assert!(
+        d.iter()
+            .all(|d| d.next.fenced.follow_stalled_since.is_none())
+    );
+
+    // A stall whose preservation cannot be read now holds without a request (the guard of the
+    // re-clone step), rather than re-cloning blind.
+    let d = follow_runs(&follow, &[0, bound], |secs, s| {
+        if secs == bound {
+            s.preservation = Preservation::NotYet("sidecar unreachable".into());
+        }
+    });
+    assert_eq!(d[1].verdict, Verdict::Fenced);
+    assert!(!d[1].reclone_requested);
+    assert_eq!(d[1].fence.as_ref().map(|f| f.phase), Some(Phase::Hold));
+}
