@@ -27,6 +27,7 @@ logs=$(mktemp -d)
 figures_file="$logs/figures"
 rows=()
 began=$(date +%s)
+commit=$(git rev-parse --short HEAD)  # what ran, even if HEAD moves during a long run
 
 run_seed() {
   local seed=$1 log="$logs/seed-$1.log" started took rc schedule figures violations verdict
@@ -82,7 +83,7 @@ acknowledging writes (s); time from the heal to one primary with a streaming sta
     echo "# Verification: the randomized fault drill for an hour"
     echo
     echo "Written by \`make chaos-long\` ($(date -u +%Y-%m-%d), MINUTES=$minutes, $steps overlapping faults per"
-    echo "seed, seeds from ${FIRST_SEED:-1000}, $(nproc) cores, commit $(git rev-parse --short HEAD)). Each seed is a fresh pair: install, faults, heal,"
+    echo "seed, seeds from ${FIRST_SEED:-1000}, $(nproc) cores, commit $commit). Each seed is a fresh pair: install, faults, heal,"
     echo "check. A violated seed is replayed with \`PGDR_CHAOS_SEED=<seed> PGDR_CHAOS_STEPS=$steps cargo test -p"
     echo "pgdr-e2e --test drill_chaos -- --nocapture\`."
     echo
@@ -144,7 +145,7 @@ PY
   else
     echo "# Randomized fault drill"
     echo
-    echo "Written by \`make chaos\` ($(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD), $steps overlapping faults per seed, the drill's timings)."
+    echo "Written by \`make chaos\` ($(date -u +%Y-%m-%d), commit $commit, $steps overlapping faults per seed, the drill's timings)."
   fi
   echo "$legend"
   echo
