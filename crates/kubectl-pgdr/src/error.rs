@@ -54,7 +54,7 @@ pub enum Error {
         reason: String,
     },
     #[error("refused, nothing was changed: {0}")]
-    Refused(String),
+    Refused(#[from] crate::plan::Refusal),
     #[error(
         "switchover stopped at step {step}: {reason}. The holds stay in place; once resolved, run `kubectl pgdr switchover --resume`"
     )]
@@ -125,7 +125,10 @@ mod tests {
                 Error::Config(ConfigError::BadSiteFlag("x".into())),
                 crate::EXIT_CONFIG,
             ),
-            (Error::Refused("peer writable".into()), crate::EXIT_REFUSED),
+            (
+                Error::Refused(crate::plan::Refusal::FencedMeanwhile),
+                crate::EXIT_REFUSED,
+            ),
             (Error::NotConfirmed, crate::EXIT_REFUSED),
             (
                 Error::Contention {

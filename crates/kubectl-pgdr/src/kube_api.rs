@@ -228,7 +228,7 @@ impl SiteClient {
     /// version it would replace); a refusal leaves the object untouched.
     pub async fn try_edit_config(
         &self,
-        edit: impl Fn(&Map<String, Value>) -> Result<Map<String, Value>, String>,
+        edit: impl Fn(&Map<String, Value>) -> Result<Map<String, Value>, crate::plan::Refusal>,
     ) -> Result<bool, Error> {
         let name = self.site.config_map();
         for attempt in 1..=CAS_ATTEMPTS {

@@ -107,16 +107,17 @@ pub fn lag_bytes(primary: &SiteObs, standby: &SiteObs) -> Option<u64> {
 pub fn direction(
     req: &Request,
     progress: Option<&Progress>,
-) -> Result<Option<(String, String)>, String> {
+) -> Result<Option<(String, String)>, Refusal> {
     match (progress.filter(|p| !p.is_finished()), &req.to) {
-        (Some(p), Some(to)) if &p.to != to => Err(format!(
-            "a switchover from {} to {} is in progress (step {}); finish it with `kubectl pgdr switchover --resume` before starting another",
-            p.from, p.to, p.step.as_str()
-        )),
+        (Some(p), Some(to)) if &p.to != to => Err(Refusal::SwitchoverInProgress {
+            from: p.from.clone(),
+            to: p.to.clone(),
+            step: p.step.as_str(),
+        }),
         (Some(p), _) => Ok(Some((p.from.clone(), p.to.clone()))),
         (None, _) if req.resume || req.abort => Ok(None),
         (None, Some(_)) => Ok(None),
-        (None, None) => Err("say where to switch over to: --to SITE (or --resume to continue a recorded switchover)".into()),
+        (None, None) => Err(Refusal::NoSwitchoverTarget),
     }
 }
 
@@ -769,18 +770,22 @@ pub fn peer_alive(peer: &SiteObs) -> Option<String> {
 
 /// A site's `<scope>-config` when it can be read and its config annotation parsed; otherwise
 /// why not (nothing is changed on such a site).
-fn readable_config(site: &SiteObs) -> Result<&crate::model::DcsConfig, String> {
+fn readable_config(site: &SiteObs) -> Result<&crate::model::DcsConfig, Refusal> {
+    let name = || site.site.clone();
     if let Some(e) = &site.error {
-        return Err(format!("site {} cannot be read: {e}", site.site));
+        return Err(Refusal::Unreadable {
+            site: name(),
+            error: e.clone(),
+        });
     }
     let Some(cfg) = &site.config else {
-        return Err(format!(
-            "site {} has no Patroni config ConfigMap",
-            site.site
-        ));
+        return Err(Refusal::NoConfig { site: name() });
     };
     if let Err(e) = &cfg.config {
-        return Err(format!("site {}: {e}; nothing was changed", site.site));
+        return Err(Refusal::Malformed {
+            site: name(),
+            error: e.clone(),
+        });
     }
     Ok(cfg)
 }
@@ -794,36 +799,32 @@ pub fn check_promote(
     peer: &SiteObs,
     kind: PromoteKind,
     force: bool,
-) -> Result<PromoteCheck, String> {
+) -> Result<PromoteCheck, Refusal> {
     let cfg = readable_config(site)?;
+    let (name, peer_name) = (|| site.site.clone(), || peer.site.clone());
     if peer.writable().is_some() {
-        return Err(format!(
-            "site {} is a writable primary: promoting {} would make two. Use `kubectl pgdr switchover --to {}`, or fence {} first",
-            peer.site, site.site, site.site, peer.site
-        ));
+        return Err(Refusal::PeerWritable {
+            site: name(),
+            peer: peer_name(),
+        });
     }
     if kind == PromoteKind::Unfence && cfg.fence_seen().is_none() {
-        return Err(format!(
-            "site {} is not fenced: nothing to unfence. A standby site is promoted with `kubectl \
-             pgdr promote {} --force` (or `switchover --to {}` while {} runs)",
-            site.site, site.site, site.site, peer.site
-        ));
+        return Err(Refusal::NotFenced {
+            site: name(),
+            peer: peer_name(),
+        });
     }
     if kind == PromoteKind::Promote && !force {
-        return Err(format!(
-            "promoting {} by hand bypasses the failover agent's checks: rerun with --force",
-            site.site
-        ));
+        return Err(Refusal::PromoteUnforced { site: name() });
     }
     let alive = peer_alive(peer);
     if let Some(what) = &alive
         && !force
     {
-        return Err(format!(
-            "{what}: it is visibly alive. Promoting {} beside it needs --force and the site's name \
-             typed; a planned change of roles is `kubectl pgdr switchover --to {}`",
-            site.site, site.site
-        ));
+        return Err(Refusal::PeerAlive {
+            site: name(),
+            alive: what.clone(),
+        });
     }
     let mut notes = Vec::new();
     if let Some(what) = &alive {
@@ -890,9 +891,12 @@ fn written_epoch(obs: &SiteObs) -> u64 {
 /// flow (divergence recorded, WAL preserved, collision-checked rejoin); only a running standby
 /// gets the follow form at once. Fencing the site that holds the newer promotion discards its
 /// newest writes in favour of an older peer: only with `--force` and the site's name typed.
-pub fn check_fence(site: &SiteObs, peer: &SiteObs, force: bool) -> Result<FenceCheck, String> {
+pub fn check_fence(site: &SiteObs, peer: &SiteObs, force: bool) -> Result<FenceCheck, Refusal> {
     if let Some(e) = &site.error {
-        return Err(format!("site {} cannot be read: {e}", site.site));
+        return Err(Refusal::Unreadable {
+            site: site.site.clone(),
+            error: e.clone(),
+        });
     }
     let standby =
         site.writable().is_none() && site.leader_member().is_some_and(|m| m.is_standby_leader());
@@ -900,20 +904,15 @@ pub fn check_fence(site: &SiteObs, peer: &SiteObs, force: bool) -> Result<FenceC
     let (own, theirs) = (written_epoch(site), written_epoch(peer));
     let newest = own > theirs && site.writable().is_some();
     if newest {
-        let why = format!(
-            "{} holds the newer promotion (epoch {own}; {}: {theirs}): fencing it discards what \
-             it wrote since in favour of {} (recorded and preserved first)",
-            site.site, peer.site, peer.site
-        );
         if !force {
-            return Err(format!(
-                "{why}. If that is what you mean (a promotion made by mistake), repeat with \
-                 --force; to move the primary without losing writes use `kubectl pgdr \
-                 switchover --to {}`",
-                peer.site
-            ));
+            return Err(Refusal::FencesNewest {
+                site: site.site.clone(),
+                peer: peer.site.clone(),
+                own,
+                theirs,
+            });
         }
-        notes.push(why);
+        notes.push(fences_newest(&site.site, &peer.site, own, theirs));
     }
     if site.writable().is_some() && peer.writable().is_none() {
         notes.push(format!(
@@ -955,12 +954,12 @@ pub fn fenced_by_operator(
     peer: &str,
     now: Timestamp,
     hold: bool,
-) -> Result<Option<Map<String, Value>>, String> {
+) -> Result<Option<Map<String, Value>>, Refusal> {
     match pgdr_contract::fence::read(config) {
         Ok(Some(_)) => Ok(None),
-        Err(e) => Err(format!(
-            "{e}: fix or remove it first (`kubectl pgdr unfence` removes it)"
-        )),
+        Err(e) => Err(Refusal::FenceUnreadable {
+            error: e.to_string(),
+        }),
         Ok(None) => {
             let mut f = pgdr_contract::fence::Fence::hold(
                 now,
@@ -981,27 +980,24 @@ pub fn fenced_by_operator(
 /// promote past it (the peer site is down and will stay a standby), so that SITE's readiness
 /// sidecar advertises a primary that has not seen its peer since it became one. Refused unless
 /// SITE is a readable, unfenced, writable primary and its peer is not writable.
-pub fn check_advertise(site: &SiteObs, peer: &SiteObs) -> Result<Vec<String>, String> {
+pub fn check_advertise(site: &SiteObs, peer: &SiteObs) -> Result<Vec<String>, Refusal> {
     let cfg = readable_config(site)?;
     if cfg.fence_seen().is_some() {
-        return Err(format!(
-            "site {} is fenced: it must not be advertised (`kubectl pgdr status` says why)",
-            site.site
-        ));
+        return Err(Refusal::AdvertiseFenced {
+            site: site.site.clone(),
+        });
     }
     if site.writable().is_none() {
-        return Err(format!(
-            "site {} is not a writable primary (it is {}): nothing to advertise",
-            site.site,
-            site.role().as_str()
-        ));
+        return Err(Refusal::AdvertiseNotPrimary {
+            site: site.site.clone(),
+            role: site.role().as_str(),
+        });
     }
     if let Some(m) = peer.writable() {
-        return Err(format!(
-            "site {} is a writable primary too ({} runs as one): that is a split brain, not a \
-             missing peer. Settle it with `kubectl pgdr fence` on the site to discard",
-            peer.site, m.name
-        ));
+        return Err(Refusal::AdvertiseSplitBrain {
+            peer: peer.site.clone(),
+            member: m.name.clone(),
+        });
     }
     let mut notes = Vec::new();
     match (&peer.error, peer_alive(peer)) {
@@ -1030,9 +1026,9 @@ pub fn vouched_by_operator(
     config: &Map<String, Value>,
     peer: &str,
     now: Timestamp,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, Refusal> {
     if pgdr_contract::fence::read(config).map_or(true, |f| f.is_some()) {
-        return Err("the site was fenced meanwhile: it must not be advertised".into());
+        return Err(Refusal::FencedMeanwhile);
     }
     let mut c = config.clone();
     pgdr_contract::vouch::apply(
@@ -1097,7 +1093,7 @@ pub fn known_epoch(obs: &SiteObs) -> u64 {
 /// the config file); the failover agents' CronJobs (`FAILOVER_PEER_SLOT_NAME`, set by the chart
 /// from `replication.slotName`); a standby site's `standby_cluster.primary_slot_name`. Every
 /// source found must agree: a pair whose sites name different slots is refused, naming them.
-pub fn slot_name(configured: Option<&SlotName>, obs: &[SiteObs; 2]) -> Result<SlotName, String> {
+pub fn slot_name(configured: Option<&SlotName>, obs: &[SiteObs; 2]) -> Result<SlotName, Refusal> {
     if let Some(s) = configured {
         return Ok(s.clone());
     }
@@ -1116,23 +1112,21 @@ pub fn slot_name(configured: Option<&SlotName>, obs: &[SiteObs; 2]) -> Result<Sl
             found.push((format!("{}'s standby_cluster", o.site), s.to_string()));
         }
     }
-    let Some((_, first)) = found.first() else {
-        return Err(
-            "cannot tell the replication slot's name: no failover agent CronJob and no \
-             standby_cluster names it; pass --slot-name (the chart's replication.slotName, the \
-             same on both sites)"
-                .into(),
-        );
+    let Some((first_from, first)) = found.first() else {
+        return Err(Refusal::SlotUnknown);
     };
-    if let Some((where_, other)) = found.iter().find(|(_, s)| s != first) {
-        return Err(format!(
-            "the sites name different replication slots ({} says {first:?}, {where_} says \
-             {other:?}): nothing was changed; set replication.slotName to the same value on both \
-             sites, or pass --slot-name",
-            found[0].0
-        ));
+    if let Some((from, other)) = found.iter().find(|(_, s)| s != first) {
+        return Err(Refusal::SlotsDiffer {
+            first_from: first_from.clone(),
+            first: first.clone(),
+            from: from.clone(),
+            other: other.clone(),
+        });
     }
-    SlotName::parse(first).map_err(|e| format!("{}: {e}", found[0].0))
+    SlotName::parse(first).map_err(|e| Refusal::SlotInvalid {
+        from: first_from.clone(),
+        error: e.to_string(),
+    })
 }
 
 /// `rejoin SITE`: the config with `pgdr_fence.rejoin_approved_at` set, so the agent lets the
@@ -1142,47 +1136,47 @@ pub fn approve_rejoin(
     site: &str,
     config: &Map<String, Value>,
     now: Timestamp,
-) -> Result<Option<Map<String, Value>>, String> {
+) -> Result<Option<Map<String, Value>>, Refusal> {
+    let site = || site.to_string();
     let mut fence = match pgdr_contract::fence::read(config) {
         Ok(Some(f)) => f,
-        Ok(None) => {
-            return Err(format!(
-                "site {site} is not fenced (no {FENCE} in its Patroni config): nothing waits for a rejoin"
-            ));
-        }
+        Ok(None) => return Err(Refusal::RejoinNotFenced { site: site() }),
         Err(e) => {
-            return Err(format!(
-                "site {site}: {e}; nothing was changed (check the failover agent's log)"
-            ));
+            return Err(Refusal::RejoinUnreadable {
+                site: site(),
+                error: e.to_string(),
+            });
         }
     };
     if fence.rejoin_approved_at.is_some() {
         return Ok(None);
     }
     if fence.phase != Phase::Hold {
-        return Err(format!(
-            "site {site} is fenced in phase '{}': it already follows its peer, nothing waits for an approval",
-            fence.phase.as_str()
-        ));
+        return Err(Refusal::RejoinFollowing {
+            site: site(),
+            phase: fence.phase.as_str(),
+        });
     }
     if fence.fork_lsn.is_none() {
-        return Err(format!(
-            "site {site} is fenced but the fork point is not known yet (the failover agent has not reached the peer): \
-             there is nothing to approve until the divergence is recorded; see `kubectl pgdr status`"
-        ));
+        return Err(Refusal::RejoinNoFork { site: site() });
     }
     fence.rejoin_approved_at = Some(now.to_string());
     let mut c = config.clone();
     // The document as read, with the approval: keys a newer agent wrote are kept (`other`).
     c.insert(
         FENCE.into(),
-        serde_json::to_value(&fence).map_err(|e| format!("site {site}: {FENCE}: {e}"))?,
+        serde_json::to_value(&fence).map_err(|e| Refusal::FenceUnwritable {
+            site: site(),
+            error: e.to_string(),
+        })?,
     );
     Ok(Some(c))
 }
 
+mod refusal;
 mod why;
 
+pub use refusal::{Refusal, fences_newest};
 pub use why::{Preflight, Why};
 
 #[cfg(test)]

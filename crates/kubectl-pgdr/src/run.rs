@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::error::Error;
 use crate::kube_api::SiteClient;
 use crate::model::{FENCE, SiteObs, fmt_lsn};
-use crate::plan::{self, Action, Next, Pair, Request};
+use crate::plan::{self, Action, Next, Pair, Refusal, Request};
 use crate::progress::Progress;
 use crate::status;
 
@@ -357,7 +357,10 @@ pub async fn rejoin(pair: &Pair2, site: &str, yes: bool, io: &mut Io<'_>) -> Res
     let c = &pair.sites[i];
     let obs = pair.observe().await;
     if let Some(e) = &obs[i].error {
-        return Err(Error::Refused(format!("site {site} cannot be read: {e}")));
+        return Err(Error::Refused(Refusal::Unreadable {
+            site: site.to_string(),
+            error: e.clone(),
+        }));
     }
     let config = obs[i].config.as_ref().and_then(|c| c.config.as_ref().ok());
     // Checked here for the question, and again inside the compare-and-set.
@@ -439,7 +442,7 @@ pub async fn switchover(
                 Some(to) => {
                     let i = pair.index(to);
                     if pair.sites[i].site.name != *to {
-                        return Err(Error::Refused(format!("site '{to}' is not configured")));
+                        return Err(Error::Refused(Refusal::NotConfigured { site: to.clone() }));
                     }
                     (pair.sites[1 - i].site.name.clone(), to.clone())
                 }
@@ -470,7 +473,7 @@ pub async fn switchover(
                 io.say(&msg);
                 return Ok(msg);
             }
-            Next::Refuse(why) => return Err(Error::Refused(why.to_string())),
+            Next::Refuse(why) => return Err(Error::Refused(Refusal::Switchover(Box::new(why)))),
             Next::Stuck(why) => {
                 let step = progress.map_or("start", |p| p.step.as_str());
                 return Err(Error::Stuck {
@@ -617,12 +620,8 @@ async fn promote_site(
 ) -> Result<bool, Error> {
     let i = pair.index(site);
     let c = &pair.sites[i];
-    let fork = plan::fork(obs[i].leader_member()).ok_or_else(|| {
-        Error::Refused(format!(
-            "{site}'s leader reports no timeline or replayed position: not promoted (a promotion \
-             without a fresh promotion marker would let an older marker speak for {site}); check \
-             that its standby leader runs (`kubectl pgdr status`) and try again"
-        ))
+    let fork = plan::fork(obs[i].leader_member()).ok_or_else(|| Refusal::NoFork {
+        site: site.to_string(),
     })?;
     let peer_known = plan::known_epoch(&obs[1 - i]);
     if obs[1 - i].config.is_none() {

@@ -226,6 +226,7 @@ fn resume_and_direction() {
     assert!(
         direction(&other, Some(&active))
             .unwrap_err()
+            .to_string()
             .contains("in progress")
     );
     assert_eq!(direction(&other, Some(&done)).unwrap(), None);
@@ -629,7 +630,7 @@ fn promote_checks() {
     let (g, d) = healthy(100, 90);
     let r = check_promote(&d, &g, Promote, true);
     assert!(
-        r.unwrap_err().contains("writable primary"),
+        r.unwrap_err().to_string().contains("writable primary"),
         "never two primaries, even forced"
     );
     let gone = SiteObs {
@@ -640,6 +641,7 @@ fn promote_checks() {
     assert!(
         check_promote(&d, &gone, Promote, false)
             .unwrap_err()
+            .to_string()
             .contains("--force")
     );
     let mut d2 = d.clone();
@@ -658,6 +660,7 @@ fn promote_checks() {
     assert!(
         check_promote(&bad, &gone, Promote, true)
             .unwrap_err()
+            .to_string()
             .contains("not JSON")
     );
 }
@@ -674,7 +677,9 @@ fn unfence_only_ends_a_fence_and_a_live_peer_needs_force_and_the_typed_name() {
         error: Some("timeout".into()),
         ..SiteObs::default()
     };
-    let e = check_promote(&d, &gold_down, Unfence, true).unwrap_err();
+    let e = check_promote(&d, &gold_down, Unfence, true)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("not fenced") && e.contains("promote golddr --force"),
         "{e}"
@@ -688,7 +693,9 @@ fn unfence_only_ends_a_fence_and_a_live_peer_needs_force_and_the_typed_name() {
     .unwrap());
     fenced.members[0].role = Some("standby_leader".into());
     assert!(peer_alive(&d).is_some(), "{d:?}");
-    let e = check_promote(&fenced, &d, Unfence, false).unwrap_err();
+    let e = check_promote(&fenced, &d, Unfence, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("visibly alive") && e.contains("--force"), "{e}");
     // …and with it the name must be typed (--yes is not enough).
     let c = check_promote(&fenced, &d, Unfence, true).unwrap();
@@ -785,6 +792,7 @@ fn rejoin_approval_table() {
             }
             (Ok(None), Ok(false)) => {}
             (Err(e), Err(part)) => {
+                let e = e.to_string();
                 assert!(e.contains(part) && e.contains("gold"), "{name}: {e}")
             }
             (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
@@ -926,7 +934,7 @@ fn slot_name_table() {
         let got = slot_name(configured, &obs);
         match (got, want) {
             (Ok(s), Ok(w)) => assert_eq!(s.as_str(), w, "{name}"),
-            (Err(e), Err(part)) => assert!(e.contains(part), "{name}: {e}"),
+            (Err(e), Err(part)) => assert!(e.to_string().contains(part), "{name}: {e}"),
             (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
         }
     }
@@ -968,7 +976,7 @@ fn fence_checks() {
     let (mut newer, mut older) = (g.clone(), d.clone());
     newer.config.as_mut().unwrap().config = Ok(marker(3));
     older.config.as_mut().unwrap().config = Ok(marker(2));
-    let e = check_fence(&newer, &older, false).unwrap_err();
+    let e = check_fence(&newer, &older, false).unwrap_err().to_string();
     assert!(
         e.contains("newer promotion") && e.contains("--force"),
         "{e}"
