@@ -75,7 +75,7 @@ table_head() {
 legend="Invariants and bounds: testbed/drill/src/chaos.rs (both advertised ≤ 30 s, both writable ≤ 30 s,
 converged ≤ 180 s at the drill's timings: agent every 2 s, lock ttl 20 s). Columns: writes
 acknowledged by both sites; of those missing from the final primary; of those covered by a
-recorded, preserved divergence; rows the readers saw; of those missing from the final primary;
+recorded, preserved divergence and read back from that preserved WAL; rows the readers saw; of those missing from the final primary;
 the longest stretch with both sites answering \`/primary\` 200 (s); the longest with both
 acknowledging writes (s); time from the heal to one primary with a streaming standby (s)."
 {
@@ -123,7 +123,7 @@ print(f"| seeds failed (an invariant violated, or no verdict) | {len(violated)}{
 print(f"| faults injected | {sum(kinds.values())} |")
 print(f"| writes acknowledged | {acked} |")
 print(f"| rows read (per site, distinct) | {reads} |")
-print(f"| acknowledged writes missing from the final primary | {missing} (of which in a preserved divergence: {preserved}) |")
+print(f"| acknowledged writes missing from the final primary | {missing} (of which read back from a preserved divergence's WAL: {preserved}) |")
 print(f"| acknowledged writes lost (missing, not preserved) | {missing - preserved} |")
 adv = [num(r, "both_advertised_s") for r in done]
 wr = [num(r, "both_writable_s") for r in done]

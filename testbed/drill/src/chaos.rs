@@ -11,15 +11,16 @@
 //!    [`Bounds::both_writable`] in a row (the fencing bound: the time from the peer's promotion
 //!    to this site's fence).
 //! 3. **Acknowledged writes**: every write a site acknowledged is on the final primary, or that
-//!    site recorded a divergence and preserved the WAL past its fork (the rows are then in
-//!    `pgdr-diverged/`, not lost).
+//!    site recorded a divergence and preserved the WAL past its fork, and the checker reads the
+//!    row back out of that preserved WAL ([`crate::walscan`]): it is in `pgdr-diverged/`, not lost.
 //! 4. **Reads**: every row a client read on a site is on the final primary, or that site
-//!    recorded and preserved a divergence (no read observes a write that is later lost silently).
+//!    recorded and preserved a divergence and a preserved WAL holds the row (no read observes a
+//!    write that is later lost silently).
 //! 5. **Convergence**: after the faults heal, one writable primary and a streaming standby within
 //!    [`Bounds::converge`].
 //!
 //! Not checked here (the note on issue 21 says why): data directories removed while their site
-//! is the authority, the preserved WAL decoded row by row, Events for every promotion and fence.
+//! is the authority, Events for every promotion and fence.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -334,6 +335,8 @@ pub struct History {
     pub final_primary: Option<(String, BTreeSet<i64>)>,
     /// Per site: it recorded a divergence (bytes past a fork > 0) and preserved that WAL.
     pub preserved_divergence: BTreeMap<String, bool>,
+    /// Per site: the row ids read back from the WAL it preserved ([`crate::walscan`]).
+    pub preserved_rows: BTreeMap<String, BTreeSet<i64>>,
     /// Longest stretch with both sites answering `/primary` 200.
     pub longest_both_advertised: Duration,
     /// Longest stretch with both sites acknowledging writes ([`longest_both_acking`]).
@@ -352,13 +355,15 @@ pub struct Figures {
     pub acked: usize,
     /// Acknowledged writes missing from the final primary.
     pub missing: usize,
-    /// Of those, written by a site that recorded and preserved its divergence.
+    /// Of those, written by a site that recorded and preserved its divergence, and read back
+    /// from the WAL it preserved.
     pub missing_preserved: usize,
     /// Rows the readers saw (per site, summed).
     pub read: usize,
     /// Rows read on a site and missing from the final primary.
     pub read_missing: usize,
-    /// Of those, read on a site that recorded and preserved its divergence.
+    /// Of those, read on a site that recorded and preserved its divergence, and read back from
+    /// a preserved WAL.
     pub read_missing_preserved: usize,
 }
 
@@ -436,40 +441,67 @@ pub fn check(h: &History, bounds: &Bounds) -> (Figures, Vec<Violation>) {
         return (f, v);
     };
     // A site's rows may be missing from the final primary only if that site recorded and
-    // preserved a divergence: a fenced site that rejoined (and may be the primary again after a
-    // switchover) keeps them in pgdr-diverged/.
-    let excused = |site: &str| h.preserved_divergence.get(site).copied().unwrap_or(false);
+    // preserved a divergence (a fenced site that rejoined, perhaps the primary again after a
+    // switchover, keeps them in pgdr-diverged/) and the rows are read back from that WAL.
+    let recorded = |site: &str| h.preserved_divergence.get(site).copied().unwrap_or(false);
+    let empty = BTreeSet::new();
+    let kept_by = |site: &str| h.preserved_rows.get(site).unwrap_or(&empty);
+    let kept_anywhere: BTreeSet<i64> = h.preserved_rows.values().flatten().copied().collect();
     for (site, ids) in &h.acked {
-        let missing = ids.difference(rows).count();
-        f.missing += missing;
-        if missing == 0 {
-            continue;
-        }
-        if excused(site) {
-            f.missing_preserved += missing;
-        } else {
-            v.push(Violation(format!(
-                "{missing} writes {site} acknowledged are not on the final primary {primary} \
-                 and no preserved divergence of {site} covers them"
-            )));
+        let missing: Vec<i64> = ids.difference(rows).copied().collect();
+        f.missing += missing.len();
+        let (kept, lost) = split(&missing, recorded(site), kept_by(site));
+        f.missing_preserved += kept;
+        if let Some(v1) = lost_violation(&lost, recorded(site), || {
+            format!("writes {site} acknowledged are not on the final primary {primary}")
+        }) {
+            v.push(v1);
         }
     }
     for (site, ids) in &h.observed {
-        let missing = ids.difference(rows).count();
-        f.read_missing += missing;
-        if missing == 0 {
-            continue;
-        }
-        if excused(site) {
-            f.read_missing_preserved += missing;
-        } else {
-            v.push(Violation(format!(
-                "{missing} rows read on {site} are not on the final primary {primary} and no \
-                 preserved divergence of {site} covers them"
-            )));
+        let missing: Vec<i64> = ids.difference(rows).copied().collect();
+        f.read_missing += missing.len();
+        // Read on `site`, perhaps written through the other: any preserved WAL may hold it.
+        let (kept, lost) = split(&missing, recorded(site), &kept_anywhere);
+        f.read_missing_preserved += kept;
+        if let Some(v1) = lost_violation(&lost, recorded(site), || {
+            format!("rows read on {site} are not on the final primary {primary}")
+        }) {
+            v.push(v1);
         }
     }
     (f, v)
+}
+
+/// Of the ids missing from the final primary: how many a recorded divergence covers and its
+/// preserved WAL holds, and the rest.
+fn split(missing: &[i64], recorded: bool, kept: &BTreeSet<i64>) -> (usize, Vec<i64>) {
+    let lost: Vec<i64> = missing
+        .iter()
+        .filter(|id| !(recorded && kept.contains(id)))
+        .copied()
+        .collect();
+    (missing.len() - lost.len(), lost)
+}
+
+/// The violation for rows lost without a record, or recorded but not in the preserved WAL.
+fn lost_violation(lost: &[i64], recorded: bool, what: impl Fn() -> String) -> Option<Violation> {
+    if lost.is_empty() {
+        return None;
+    }
+    let sample: Vec<String> = lost.iter().take(5).map(i64::to_string).collect();
+    let why = if recorded {
+        "the site recorded and preserved a divergence, but its preserved WAL does not hold them"
+    } else {
+        "no preserved divergence of the site covers them"
+    };
+    Some(Violation(format!(
+        "{} {}: {why} (ids {}{})",
+        lost.len(),
+        what(),
+        sample.join(", "),
+        if lost.len() > 5 { ", …" } else { "" }
+    )))
 }
 
 #[cfg(test)]
@@ -548,6 +580,7 @@ mod tests {
             observed: BTreeMap::from([("gold".into(), ids(0..5)), ("golddr".into(), ids(10..15))]),
             final_primary: Some(("golddr".into(), ids(0..20))),
             preserved_divergence: BTreeMap::new(),
+            preserved_rows: BTreeMap::new(),
             longest_both_advertised: Duration::from_secs(1),
             longest_both_writable: Duration::from_secs(2),
             converged_after: Some(Duration::from_secs(20)),
@@ -574,15 +607,35 @@ mod tests {
         let (f, v) = check(&lost, &BOUNDS);
         assert_eq!(f.missing, 2);
         assert!(v[0].0.contains("2 writes gold acknowledged"), "{v:?}");
-        // The same two, written by a site that recorded and preserved its divergence: allowed.
+        assert!(v[0].0.contains("no preserved divergence"), "{v:?}");
+        // The same two, written by a site that recorded and preserved its divergence, but only
+        // one of them read back from the preserved WAL: the other is lost.
         lost.preserved_divergence.insert("gold".into(), true);
+        lost.preserved_rows
+            .insert("gold".into(), BTreeSet::from([8]));
+        let (f, v) = check(&lost, &BOUNDS);
+        assert_eq!(f.missing_preserved, 1);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].0.contains("1 writes gold acknowledged"), "{v:?}");
+        assert!(
+            v[0].0.contains("preserved WAL does not hold them (ids 9)"),
+            "{v:?}"
+        );
+        // Both in the preserved WAL: allowed.
+        lost.preserved_rows
+            .insert("gold".into(), BTreeSet::from([8, 9]));
         let (f, v) = check(&lost, &BOUNDS);
         assert!(v.is_empty(), "{v:?}");
         assert_eq!(f.missing_preserved, 2);
+        // In the WAL another site preserved, but gold wrote them: not gold's record.
+        lost.preserved_rows = BTreeMap::from([("golddr".into(), BTreeSet::from([8, 9]))]);
+        assert_eq!(check(&lost, &BOUNDS).1.len(), 1);
         // The final primary's own writes, lost without a divergence record of its own.
         let mut own = healthy();
         own.final_primary = Some(("golddr".into(), ids(0..19)));
         own.preserved_divergence.insert("gold".into(), true);
+        own.preserved_rows
+            .insert("golddr".into(), BTreeSet::from([19]));
         let (_, v) = check(&own, &BOUNDS);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].0.contains("writes golddr acknowledged"), "{v:?}");
@@ -597,6 +650,15 @@ mod tests {
         assert_eq!(f.read_missing, 1);
         assert!(v[0].0.contains("1 rows read on gold"), "{v:?}");
         read.preserved_divergence.insert("gold".into(), true);
+        assert!(
+            check(&read, &BOUNDS).1[0]
+                .0
+                .contains("does not hold them (ids 99)")
+        );
+        // Read on gold, written through golddr before golddr's own divergence: any preserved
+        // WAL that holds it will do.
+        read.preserved_rows
+            .insert("golddr".into(), BTreeSet::from([99]));
         assert!(check(&read, &BOUNDS).1.is_empty());
 
         let mut both = healthy();

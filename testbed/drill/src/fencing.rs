@@ -623,6 +623,28 @@ pub async fn divergence(site: &Site) -> Divergence {
     d
 }
 
+/// The drill's row ids (written with one of `labels`) in the WAL `site` keeps aside: every
+/// preserved divergence folder (`pgdr-diverged/<timeline>-<lsn>/`) and the `pg_wal` of a data
+/// directory a re-clone moved aside and kept (`pgdr-diverged/reclone-*/data/pg_wal`).
+pub fn preserved_row_ids(site: &Site, labels: &[&str]) -> BTreeSet<i64> {
+    let mut ids = BTreeSet::new();
+    for root in diverged_roots(site) {
+        for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let path = dir.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let folder = if dir.file_name().to_string_lossy().starts_with("reclone-") {
+                path.join("data").join("pg_wal")
+            } else {
+                path
+            };
+            ids.extend(crate::walscan::ids_in_folder(&folder, labels));
+        }
+    }
+    ids
+}
+
 /// The `pgdr-diverged` folders on the members' volumes: next to the data directory
 /// (`<volume>/pgroot/pgdr-diverged`).
 fn diverged_roots(site: &Site) -> Vec<std::path::PathBuf> {

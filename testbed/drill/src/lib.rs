@@ -33,6 +33,7 @@ pub mod rehearse;
 pub mod stage;
 pub mod switchover;
 pub mod timeline;
+pub mod walscan;
 
 pub use error::{DrillError, Result};
 pub use pgdr_minicluster as minicluster;

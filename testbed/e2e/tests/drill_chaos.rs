@@ -157,7 +157,14 @@ async fn run(stage: &mut Stage, gslb: &Gslb, schedule: &Schedule) {
         }
     }
     let mut preserved_divergence = BTreeMap::new();
+    let mut preserved_rows = BTreeMap::new();
     for site in SITES {
+        let rows = fencing::preserved_row_ids(stage.site(site).unwrap(), &SITES);
+        eprintln!(
+            "[chaos] {site}: {} row(s) read back from its preserved WAL",
+            rows.len()
+        );
+        preserved_rows.insert(site.to_string(), rows);
         let d = fencing::divergence(stage.site(site).unwrap()).await;
         let covered = d.bytes.is_some_and(|b| b > 0) && d.preserved;
         preserved_divergence.insert(site.to_string(), covered);
@@ -171,6 +178,7 @@ async fn run(stage: &mut Stage, gslb: &Gslb, schedule: &Schedule) {
         observed,
         final_primary,
         preserved_divergence,
+        preserved_rows,
         longest_both_advertised: stats.longest_both_for,
         longest_both_writable: chaos::longest_both_acking(&ack_times, ACK_GAP),
         converged_after,
