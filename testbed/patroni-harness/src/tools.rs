@@ -35,27 +35,34 @@ pub struct Tools {
 }
 
 impl Tools {
-    /// Finds PostgreSQL (newest `/usr/lib/postgresql/*/bin`, or `$PGDR_PG_BIN`), Patroni (the venv
-    /// under the workspace's `.tools`, or `$PGDR_TOOLS`) and the user to run them as.
+    /// Finds PostgreSQL (`$PGDR_PG_BIN`, else the PostgreSQL `make deps` unpacked into the tools
+    /// folder, the major the image ships, else the newest `/usr/lib/postgresql/*/bin`), Patroni
+    /// (the venv in the tools folder: the workspace's `.tools`, or `$PGDR_TOOLS`) and the user to
+    /// run them as.
     pub fn locate() -> Result<Self> {
-        let pg_bin = match std::env::var_os(ENV_PG_BIN) {
+        let tools_dir = match std::env::var_os(ENV_TOOLS) {
             Some(dir) => PathBuf::from(dir),
-            None => newest_pg_bin(Path::new("/usr/lib/postgresql")).ok_or_else(|| {
-                HarnessError::ToolMissing {
-                    what: "PostgreSQL server binaries (initdb)",
-                    looked: format!("/usr/lib/postgresql/*/bin; set {ENV_PG_BIN} to override"),
-                }
-            })?,
+            None => workspace_root()?.join(".tools"),
         };
+        let pg_bin =
+            match std::env::var_os(ENV_PG_BIN) {
+                Some(dir) => PathBuf::from(dir),
+                None => default_pg_bin(&tools_dir, Path::new("/usr/lib/postgresql")).ok_or_else(
+                    || HarnessError::ToolMissing {
+                        what: "PostgreSQL server binaries (initdb)",
+                        looked: format!(
+                            "{}/postgresql/bin (make deps) and /usr/lib/postgresql/*/bin; set \
+                         {ENV_PG_BIN} to override",
+                            tools_dir.display()
+                        ),
+                    },
+                )?,
+            };
         require_file(&pg_bin.join("initdb"), "initdb")?;
         require_file(&pg_bin.join("pg_ctl"), "pg_ctl")?;
         let psql = pg_bin.join("psql");
         require_file(&psql, "psql")?;
 
-        let tools_dir = match std::env::var_os(ENV_TOOLS) {
-            Some(dir) => PathBuf::from(dir),
-            None => workspace_root()?.join(".tools"),
-        };
         let venv_bin = tools_dir.join("venv").join("bin");
         let patroni = venv_bin.join("patroni");
         let patronictl = venv_bin.join("patronictl");
@@ -156,6 +163,16 @@ fn require_file(path: &Path, what: &'static str) -> Result<()> {
     }
 }
 
+/// The PostgreSQL `make deps` unpacked into the tools folder (`<tools>/postgresql/bin`, the major
+/// the image ships) when it has `initdb`, else the newest under `packages` (Debian's).
+fn default_pg_bin(tools: &Path, packages: &Path) -> Option<PathBuf> {
+    let unpacked = tools.join("postgresql").join("bin");
+    if unpacked.join("initdb").is_file() {
+        return Some(unpacked);
+    }
+    newest_pg_bin(packages)
+}
+
 /// The `bin` folder of the highest PostgreSQL major version under `base` that has `initdb`.
 fn newest_pg_bin(base: &Path) -> Option<PathBuf> {
     let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(base)
@@ -217,6 +234,24 @@ mod tests {
         assert_eq!(
             newest_pg_bin(dir.path()),
             Some(dir.path().join("15").join("bin"))
+        );
+    }
+
+    #[test]
+    fn prefers_the_postgresql_make_deps_unpacked() {
+        let packages = tempfile::tempdir().unwrap();
+        let debian = packages.path().join("15").join("bin");
+        std::fs::create_dir_all(&debian).unwrap();
+        std::fs::write(debian.join("initdb"), "").unwrap();
+        let tools = tempfile::tempdir().unwrap();
+        let unpacked = tools.path().join("postgresql").join("bin");
+        // Not unpacked (yet, or half): Debian's.
+        std::fs::create_dir_all(&unpacked).unwrap();
+        assert_eq!(default_pg_bin(tools.path(), packages.path()), Some(debian));
+        std::fs::write(unpacked.join("initdb"), "").unwrap();
+        assert_eq!(
+            default_pg_bin(tools.path(), packages.path()),
+            Some(unpacked)
         );
     }
 }
