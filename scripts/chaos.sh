@@ -28,6 +28,10 @@ figures_file="$logs/figures"
 rows=()
 began=$(date +%s)
 commit=$(git rev-parse --short HEAD)  # what ran, even if HEAD moves during a long run
+# The PostgreSQL the drill runs (the harness's choice: PGDR_PG_BIN, make deps' 18, Debian's).
+pg_bin=${PGDR_PG_BIN:-$root/.tools/postgresql/bin}
+[ -x "$pg_bin/postgres" ] || pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+pg_version=$("$pg_bin/postgres" --version 2>/dev/null | awk '{print $NF}')
 
 run_seed() {
   local seed=$1 log="$logs/seed-$1.log" started took rc schedule figures violations verdict
@@ -83,7 +87,7 @@ acknowledging writes (s); time from the heal to one primary with a streaming sta
     echo "# Verification: the randomized fault drill for an hour"
     echo
     echo "Written by \`make chaos-long\` ($(date -u +%Y-%m-%d), MINUTES=$minutes, $steps overlapping faults per"
-    echo "seed, seeds from ${FIRST_SEED:-1000}, $(nproc) cores, commit $commit). Each seed is a fresh pair: install, faults, heal,"
+    echo "seed, seeds from ${FIRST_SEED:-1000}, $(nproc) cores, PostgreSQL $pg_version, commit $commit). Each seed is a fresh pair: install, faults, heal,"
     echo "check. A violated seed is replayed with \`PGDR_CHAOS_SEED=<seed> PGDR_CHAOS_STEPS=$steps cargo test -p"
     echo "pgdr-e2e --test drill_chaos -- --nocapture\`."
     echo
@@ -145,7 +149,7 @@ PY
   else
     echo "# Randomized fault drill"
     echo
-    echo "Written by \`make chaos\` ($(date -u +%Y-%m-%d), commit $commit, $steps overlapping faults per seed, the drill's timings)."
+    echo "Written by \`make chaos\` ($(date -u +%Y-%m-%d), PostgreSQL $pg_version, commit $commit, $steps overlapping faults per seed, the drill's timings)."
   fi
   echo "$legend"
   echo
