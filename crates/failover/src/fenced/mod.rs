@@ -18,12 +18,14 @@ mod reason;
 
 pub use reason::{Reason, RecloneWait, RewindHazard, render};
 
-/// How long a site in phase follow may stay on the timeline it left without streaming while the
-/// authority is reachable before it is re-cloned. Patroni checks for a rewind within a loop or
-/// two of seeing the new standby_cluster target (loop_wait 10 s) and a pg_rewind of a fenced site
-/// takes seconds; a site still there after three minutes has a rewind that failed or never ran
-/// (the fault drill once left one replaying the peer's WAL onto its own diverged pages).
-pub const FOLLOW_STALL: jiff::SignedDuration = jiff::SignedDuration::from_secs(180);
+/// How long a site in phase follow may keep diverged data (on the timeline the authority left,
+/// past the fork) without streaming while the authority is reachable before it is re-cloned.
+/// Patroni checks for a rewind within a loop or two of seeing the new standby_cluster target
+/// (loop_wait 10 s) and a pg_rewind of a fenced site takes seconds; a site still there after a
+/// minute has a rewind that failed or was skipped (the fault drill left sites replaying their own
+/// WAL past the fork after a crash, which Patroni's check, made while replay was still short of
+/// the fork, took for "no rewind needed"; such a site can never stream).
+pub const FOLLOW_STALL: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// The leader pod's readiness sidecar on WAL preservation (`/status` `divergence`).
 #[derive(Clone, Debug, PartialEq)]
@@ -374,17 +376,19 @@ impl<'a> Flow<'a> {
         Ok(())
     }
 
-    /// Since when (kept from earlier runs) phase follow has not moved this site off the timeline
-    /// the authority left, although the authority was reachable to rewind from; `None` when it
-    /// did move, streams, or the authority or the tunnel is not there (Patroni could not rewind:
-    /// no judgement).
+    /// Since when (kept from earlier runs) phase follow has left this site's diverged data in
+    /// place (the timeline the authority left, past the fork) although the authority was
+    /// reachable to rewind from; `None` when it moved, streams, its position is unknown, or the
+    /// authority or the tunnel is not there (Patroni could not rewind: no judgement).
     fn stalled_since(&self) -> Option<Timestamp> {
-        let (s, left) = (self.s, self.current.fork()?.0);
+        let (s, (left, fork)) = (self.s, self.current.fork()?);
         let by_operator = self.current.reason == FenceReason::Operator;
         let authoritative = matches!(&s.peer, Peer::Writable(l)
             if rejoin_fork(l, by_operator) != RejoinFork::None);
-        let on_left = s.own.timeline.is_some_and(|t| t <= left);
-        (authoritative && s.target.is_ok() && on_left)
+        // Still the diverged data: on the timeline the authority left, and past the fork.
+        let diverged = s.own.timeline.is_some_and(|t| t <= left)
+            && s.own.wal_end.is_some_and(|end| end > fork);
+        (authoritative && s.target.is_ok() && diverged)
             .then(|| self.state.fenced.follow_stalled_since.unwrap_or(s.at))
     }
 

@@ -738,7 +738,7 @@ fn a_follow_that_never_leaves_the_forked_timeline_is_recloned_after_the_stall_bo
 
     // Still on timeline 3, not streaming, the peer reachable: following until the bound, then
     // back to hold with a re-clone request (the WAL past the fork was preserved).
-    let d = follow_runs(&follow, &[0, 60, bound - 1, bound], |_, _| {});
+    let d = follow_runs(&follow, &[0, bound / 2, bound - 1, bound], |_, _| {});
     assert!(
         d[..3]
             .iter()
@@ -774,11 +774,16 @@ fn a_follow_that_never_leaves_the_forked_timeline_is_recloned_after_the_stall_bo
         ("streaming", |s| s.leader_streaming = true),
     ];
     for (what, interrupt) in interruptions {
-        let d = follow_runs(&follow, &[0, 60, 120, bound, bound + 60], |secs, s| {
-            if secs == 120 {
-                interrupt(s);
-            }
-        });
+        let half = bound / 2;
+        let d = follow_runs(
+            &follow,
+            &[0, half, bound - 1, bound, bound + half],
+            |secs, s| {
+                if secs == bound - 1 {
+                    interrupt(s);
+                }
+            },
+        );
         assert!(
             d.iter().all(|d| !d.reclone_requested && d.fence.is_none()),
             "{what}: {:?}",
@@ -788,6 +793,16 @@ fn a_follow_that_never_leaves_the_forked_timeline_is_recloned_after_the_stall_bo
             d[4].next.fenced.follow_stalled_since,
             Some(t(bound)),
             "{what}"
+        );
+    }
+
+    // Not past the fork (rewound: replaying the peer's WAL from before it), or the position
+    // unknown: no stall however long.
+    for end in [Some(FORK), None] {
+        let d = follow_runs(&follow, &[0, bound, 3 * bound], |_, s| s.own.wal_end = end);
+        assert!(
+            d.iter().all(|d| !d.reclone_requested && d.fence.is_none()),
+            "{end:?}"
         );
     }
 
