@@ -359,12 +359,12 @@ impl<'a> Flow<'a> {
         }
         let Some(since) = self.stalled_since() else {
             self.next.fenced.follow_stalled_since = None;
-            self.say(Reason::Following { peer });
+            self.say(Reason::Following { peer, own: s.own });
             return Err(Verdict::Rejoining);
         };
         self.next.fenced.follow_stalled_since = Some(since);
         if s.at.duration_since(since) < FOLLOW_STALL {
-            self.say(Reason::Following { peer });
+            self.say(Reason::Following { peer, own: s.own });
             return Err(Verdict::Rejoining);
         }
         // Back to hold and on through the flow: the re-clone step keeps every guard (demoted,
@@ -377,17 +377,19 @@ impl<'a> Flow<'a> {
     }
 
     /// Since when (kept from earlier runs) phase follow has left this site's diverged data in
-    /// place (the timeline the authority left, past the fork) although the authority was
+    /// place (past the fork, not streaming) although the authority was
     /// reachable to rewind from; `None` when it moved, streams, its position is unknown, or the
     /// authority or the tunnel is not there (Patroni could not rewind: no judgement).
     fn stalled_since(&self) -> Option<Timestamp> {
-        let (s, (left, fork)) = (self.s, self.current.fork()?);
+        let (s, (_, fork)) = (self.s, self.current.fork()?);
         let by_operator = self.current.reason == FenceReason::Operator;
         let authoritative = matches!(&s.peer, Peer::Writable(l)
             if rejoin_fork(l, by_operator) != RejoinFork::None);
-        // Still the diverged data: on the timeline the authority left, and past the fork.
-        let diverged = s.own.timeline.is_some_and(|t| t <= left)
-            && s.own.wal_end.is_some_and(|end| end > fork);
+        // Past the fork. Neither the timeline number nor our history proves a rewind: a crashed
+        // site may report the peer's number, and the WAL receiver fetches the peer's history
+        // files, while the pages are still our own (chaos seed 1017: "invalid resource manager
+        // ID" replaying the peer's WAL on top of ours). Only streaming proves the rejoin.
+        let diverged = s.own.wal_end.is_some_and(|end| end > fork);
         (authoritative && s.target.is_ok() && diverged)
             .then(|| self.state.fenced.follow_stalled_since.unwrap_or(s.at))
     }

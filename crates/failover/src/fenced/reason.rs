@@ -43,8 +43,11 @@ pub enum Reason {
     RewindHazard(RewindHazard),
     /// The local leader streams from the peer.
     Rejoined { peer: String },
-    /// Following the peer, not streaming yet.
-    Following { peer: String },
+    /// Following the peer, not streaming yet (`own`: where this site's leader is).
+    Following {
+        peer: String,
+        own: crate::sample::Own,
+    },
     /// Following since `since` without leaving the timeline the peer left or streaming, although
     /// the peer was reachable: Patroni did not rewind; back to hold for a re-clone.
     FollowStalled { peer: String, since: Timestamp },
@@ -217,9 +220,12 @@ impl fmt::Display for Reason {
             Reason::Rejoined { peer } => {
                 write!(f, "the local leader streams from {peer}: rejoined")
             }
-            Reason::Following { peer } => write!(
+            Reason::Following { peer, own } => write!(
                 f,
-                "following {peer}: Patroni rewinds/clones and starts streaming (not yet)"
+                "following {peer}: Patroni rewinds/clones and starts streaming (not yet; this \
+                 site's leader is on timeline {} at {})",
+                own.timeline.map_or("?".into(), |t| t.to_string()),
+                own.wal_end.map_or("?".into(), lsn_text)
             ),
             Reason::FollowStalled { peer, since } => write!(
                 f,

@@ -796,6 +796,11 @@ fn a_follow_that_never_leaves_the_forked_timeline_is_recloned_after_the_stall_bo
         );
     }
 
+    // On the peer's timeline number with no history of ours to prove the rewind (a crashed
+    // site reporting the number it was asked to follow, chaos seed 1017): re-cloned too.
+    let d = follow_runs(&follow, &[0, bound], |_, s| s.own.timeline = Some(4));
+    assert!(d[1].reclone_requested, "{:?}", d[1].reason_texts());
+
     // Not past the fork (rewound: replaying the peer's WAL from before it), or the position
     // unknown: no stall however long.
     for end in [Some(FORK), None] {
@@ -806,18 +811,16 @@ fn a_follow_that_never_leaves_the_forked_timeline_is_recloned_after_the_stall_bo
         );
     }
 
-    // Off the forked timeline (rewound onto the peer's, replaying): no stall however long.
-    let d = follow_runs(&follow, &[0, bound, 3 * bound], |_, s| {
+    // A history that leaves 3 at the fork proves nothing (the WAL receiver fetches the peer's
+    // history files): not streaming after the bound, it is re-cloned as well.
+    let d = follow_runs(&follow, &[0, bound], |_, s| {
         s.own.timeline = Some(4);
+        s.own_history = Some(vec![HistoryEntry {
+            timeline: 3,
+            switchpoint: FORK,
+        }]);
     });
-    assert!(
-        d.iter()
-            .all(|d| d.verdict == Verdict::Rejoining && d.fence.is_none())
-    );
-    assert!(
-        d.iter()
-            .all(|d| d.next.fenced.follow_stalled_since.is_none())
-    );
+    assert!(d[1].reclone_requested, "{:?}", d[1].reason_texts());
 
     // A stall whose preservation cannot be read now holds without a request (the guard of the
     // re-clone step), rather than re-cloning blind.
