@@ -1449,14 +1449,22 @@ async fn scenario_e(stage: &mut Stage, _gslb: &Gslb) {
     // leader ("had the session lock"), so no in-site failover happens.
     let gold = stage.gold().unwrap();
     let old = Stage::leader(gold).expect("e: gold has a leader");
+    let uid = |pod: &str| {
+        gold.get(api::PODS, pod)
+            .and_then(|p| p["metadata"]["uid"].as_str().map(String::from))
+    };
+    let old_uid = uid(&old);
     let killed = Instant::now();
     gold.api()
         .delete(api::PODS, gold.namespace(), &old)
         .expect("e: delete gold's leader pod");
     eprintln!("[e] gold leader pod {old} deleted");
     let new = gold
+        // Another member, or the StatefulSet's new pod of the same name: when it starts before
+        // the old lock expires, Patroni resumes under the name on the lock (a real cluster does
+        // the same when the pod comes back fast); either way the site must serve again.
         .wait_for("a new gold leader", Duration::from_secs(90), |_| {
-            Stage::leader(gold).filter(|l| *l != old)
+            Stage::leader(gold).filter(|l| *l != old || uid(l).is_some_and(|u| Some(u) != old_uid))
         })
         .await
         .unwrap_or_else(|e| panic!("e: {e}\n{}", stage.diagnostics()));
