@@ -12,6 +12,14 @@
 //! new epoch on the site it demotes. It lives in the site's own dynamic config
 //! ([`crate::keys::EPOCH_SEEN`]) beside the marker, so a promotion reads both in the object it
 //! writes.
+//!
+//! A person's promotion made while the peer's config cannot be read ([`PeerEpoch::Unread`]) is
+//! numbered at least the current Unix time in seconds. The peer may have promoted meanwhile at
+//! `1 + what it knew`, which can equal this site's `1 + what it knew` (a tie that only a person
+//! settles; chaos seed 1015: the standby site's agent promoted during a tunnel cut and a person
+//! unfenced the old primary with the standby site's API down, both at epoch 1). Agents number by
+//! one from what they know, so the clock-numbered promotion outranks every promotion that did
+//! not know of it, and of two such promotions the later one wins.
 
 use serde_json::{Map, Value};
 
@@ -36,10 +44,22 @@ pub fn known(config: &Map<String, Value>) -> u64 {
     written(config).max(seen(config))
 }
 
-/// The epoch a promotion of this site writes, given what is known of the peer right now (0 when
-/// it cannot be asked).
-pub fn next(config: &Map<String, Value>, peer_known: u64) -> u64 {
-    known(config).max(peer_known) + 1
+/// What a promotion knows of the peer's epoch beyond what this site recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerEpoch {
+    /// Read from the peer's config just now (0: none there). The failover agent passes 0: it
+    /// goes by what its probes recorded ([`seen`]).
+    Read(u64),
+    /// A person promotes while the peer's config cannot be read; `now`: Unix seconds.
+    Unread { now: u64 },
+}
+
+/// The epoch a promotion of this site writes, given what is known of the peer right now.
+pub fn next(config: &Map<String, Value>, peer: PeerEpoch) -> u64 {
+    match peer {
+        PeerEpoch::Read(peer_known) => known(config).max(peer_known) + 1,
+        PeerEpoch::Unread { now } => (known(config) + 1).max(now),
+    }
 }
 
 /// Records `epoch` as seen at the peer when it is higher than what this site knew; `true` when
@@ -64,14 +84,21 @@ mod tests {
     #[test]
     fn next_is_above_everything_known() {
         let fresh = config(json!({"ttl": 30}));
-        assert_eq!((written(&fresh), seen(&fresh), next(&fresh, 0)), (0, 0, 1));
-        assert_eq!(next(&fresh, 4), 5);
+        assert_eq!(
+            (
+                written(&fresh),
+                seen(&fresh),
+                next(&fresh, PeerEpoch::Read(0))
+            ),
+            (0, 0, 1)
+        );
+        assert_eq!(next(&fresh, PeerEpoch::Read(4)), 5);
         let promoted = config(json!({"postgresql": {"parameters": {
             "pgdr.promoted_from": "epoch=3 timeline=2 fork_lsn=0/300"}}}));
-        assert_eq!(next(&promoted, 0), 4);
+        assert_eq!(next(&promoted, PeerEpoch::Read(0)), 4);
         let mut both = promoted.clone();
         assert!(record_seen(&mut both, 7));
-        assert_eq!(next(&both, 2), 8);
+        assert_eq!(next(&both, PeerEpoch::Read(2)), 8);
         // Never lowered, and nothing to write when nothing is new.
         assert!(!record_seen(&mut both, 5));
         assert!(!record_seen(&mut both, 7));
@@ -79,6 +106,6 @@ mod tests {
         // An unreadable marker counts as no epoch; the recorded peer still counts.
         let broken = config(json!({"pgdr_epoch_seen": 2, "postgresql": {"parameters": {
             "pgdr.promoted_from": "garbage"}}}));
-        assert_eq!(next(&broken, 0), 3);
+        assert_eq!(next(&broken, PeerEpoch::Read(0)), 3);
     }
 }

@@ -6,6 +6,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::epoch::PeerEpoch;
 use crate::keys::{FENCE, STANDBY_CLUSTER};
 use crate::marker::PromotionMarker;
 use crate::slot::{self, SlotName};
@@ -18,12 +19,12 @@ pub struct Fork {
     pub replayed: u64,
 }
 
-/// Who promotes, and what is known of the peer's epoch right now (0: it cannot be asked).
+/// Who promotes, and what is known of the peer's epoch right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Promotion<'a> {
     pub site: &'a str,
     pub at: String,
-    pub peer_known: u64,
+    pub peer: PeerEpoch,
 }
 
 /// The promotion applied to a whole config object (every other key kept); the marker written.
@@ -36,7 +37,7 @@ pub fn apply(
     who: &Promotion<'_>,
 ) -> PromotionMarker {
     let marker = PromotionMarker {
-        epoch: crate::epoch::next(config, who.peer_known),
+        epoch: crate::epoch::next(config, who.peer),
         timeline: fork.timeline,
         fork_lsn: fork.replayed,
         fork_pending: true,
@@ -69,7 +70,7 @@ mod tests {
         let who = Promotion {
             site: "golddr",
             at: "2026-12-04T00:00:00Z".into(),
-            peer_known: 3,
+            peer: PeerEpoch::Read(3),
         };
         let fork = Fork {
             timeline: 5,
@@ -92,10 +93,24 @@ mod tests {
             &slot,
             fork,
             &Promotion {
-                peer_known: 9,
-                ..who
+                peer: PeerEpoch::Read(9),
+                ..who.clone()
             },
         );
         assert_eq!(again.epoch, 10);
+        // A person's promotion with the peer unread is numbered by the clock, never below what
+        // the site knows.
+        let blind = |now| Promotion {
+            peer: PeerEpoch::Unread { now },
+            ..who.clone()
+        };
+        assert_eq!(
+            apply(&mut config, &slot, fork, &blind(1_800_000_000)).epoch,
+            1_800_000_000
+        );
+        assert_eq!(
+            apply(&mut config, &slot, fork, &blind(5)).epoch,
+            1_800_000_001
+        );
     }
 }

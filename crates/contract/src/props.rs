@@ -9,7 +9,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use crate::epoch;
+use crate::epoch::{self, PeerEpoch};
 use crate::lineage::{Identity, Lineage, lineage};
 use crate::marker::{self, PromotionMarker};
 use crate::promote::{self, Fork, Promotion};
@@ -188,11 +188,14 @@ proptest! {
         peer_known in 0u64..8,
     ) {
         let c = config_with(own.clone(), seen);
-        let n = epoch::next(&c, peer_known);
+        let n = epoch::next(&c, PeerEpoch::Read(peer_known));
         prop_assert!(n > own.map_or(0, |m| m.epoch));
         prop_assert!(n > seen.unwrap_or(0));
         prop_assert!(n > peer_known);
         prop_assert_eq!(n, epoch::known(&c).max(peer_known) + 1);
+        // Unread: above what the site knows and not below the clock.
+        let u = epoch::next(&c, PeerEpoch::Unread { now: peer_known * 3 });
+        prop_assert!(u > epoch::known(&c) && u >= peer_known * 3);
     }
 
     /// `record_seen` never lowers what a site has seen, and reports a change exactly when it
@@ -225,7 +228,7 @@ proptest! {
     ) {
         let mut c = config_with(own, seen);
         let peer_epoch = peer_marker.as_ref().map_or(0, |m| m.epoch);
-        let who = Promotion { site: "golddr", at: String::new(), peer_known: peer_epoch + slack };
+        let who = Promotion { site: "golddr", at: String::new(), peer: PeerEpoch::Read(peer_epoch + slack) };
         let slot = SlotName::parse("pgdr_gold").unwrap();
         let written = promote::apply(&mut c, &slot, Fork { timeline: fork_tl, replayed: fork_lsn }, &who);
         prop_assert_eq!(marker::get(&c).unwrap(), Some(written.clone()));

@@ -293,7 +293,7 @@ pub async fn promote(
     let who = promote::Promotion {
         site: &settings.config.site,
         at: Timestamp::now().to_string(),
-        peer_known: 0,
+        peer: pgdr_core::contract::epoch::PeerEpoch::Read(0),
     };
     let marker = edit_config(settings, kube, false, |map| {
         if !dynamic_config::is_standby_cluster(map) {

@@ -55,6 +55,11 @@ pub async fn connect(site: &Site, timeout: Duration) -> Result<SiteClient, Error
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
+    // kube's own retries (up to 15 tries of 429/503/504, backing off towards minutes) would keep
+    // a person waiting on a failing API server far past `--timeout` (chaos: a plugin run against
+    // a site answering 503 took six minutes to say it could not read it). One try per read; the
+    // waits and compare-and-set loops above retry within their own budgets.
+    config.default_retry = false;
     let namespace = site
         .namespace
         .clone()

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::model::{FENCE, Member, Role, STANDBY_CLUSTER, SiteObs, fmt_lsn};
 use crate::progress::{LAST_ABORTABLE, LogEntry, PROGRESS_VERSION, Progress, Step, Token};
 use pgdr_contract::dynamic_config;
+use pgdr_contract::epoch::PeerEpoch;
 use pgdr_contract::fence::Phase;
 use pgdr_contract::promote::{self, Fork, Promotion};
 use pgdr_contract::slot::{FollowTarget, SlotName};
@@ -836,7 +837,9 @@ pub fn check_promote(
     }
     if let Some(e) = &peer.error {
         notes.push(format!(
-            "site {} cannot be read ({e}): make sure it is really down or fenced",
+            "site {} cannot be read ({e}): make sure it is really down or fenced. If it was \
+             promoted meanwhile, this promotion outranks it (its epoch is numbered by the \
+             clock): its writes since are fenced there and preserved, not kept",
             peer.site
         ));
     }
@@ -1081,12 +1084,16 @@ pub fn fork(leader: Option<&Member>) -> Option<Fork> {
     Some(Fork { timeline, replayed })
 }
 
-/// The highest epoch a site's observed config knows (0 when it could not be read).
-pub fn known_epoch(obs: &SiteObs) -> u64 {
-    obs.config
-        .as_ref()
-        .and_then(|c| c.config.as_ref().ok())
-        .map_or(0, pgdr_contract::epoch::known)
+/// What a promotion of the other site knows of this site's epoch: the highest its observed
+/// config knows, or `Unread` (numbered by the clock, `pgdr_contract::epoch`) when the config
+/// could not be read or parsed.
+pub fn peer_epoch(obs: &SiteObs, now: Timestamp) -> PeerEpoch {
+    match obs.config.as_ref().and_then(|c| c.config.as_ref().ok()) {
+        Some(config) => PeerEpoch::Read(pgdr_contract::epoch::known(config)),
+        None => PeerEpoch::Unread {
+            now: u64::try_from(now.as_second()).unwrap_or(0),
+        },
+    }
 }
 
 /// Where the one replication slot's name comes from, in order: `--slot-name` (or `slotName` in

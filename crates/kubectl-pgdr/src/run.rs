@@ -1,6 +1,7 @@
 //! The commands: observe, decide (pure, in `plan`/`status`), act, repeat. Human progress goes to
 //! stderr, results to stdout.
 
+use pgdr_contract::epoch::PeerEpoch;
 use pgdr_contract::slot::SlotName;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
@@ -623,18 +624,19 @@ async fn promote_site(
     let fork = plan::fork(obs[i].leader_member()).ok_or_else(|| Refusal::NoFork {
         site: site.to_string(),
     })?;
-    let peer_known = plan::known_epoch(&obs[1 - i]);
-    if obs[1 - i].config.is_none() {
+    let now = Timestamp::now();
+    let peer = plan::peer_epoch(&obs[1 - i], now);
+    if let PeerEpoch::Unread { .. } = peer {
         io.say(format!(
-            "note: {}'s config could not be read: the new epoch is numbered from what {site} \
-             knows",
-            c.site.peer
+            "note: {}'s config could not be read: the new epoch is numbered by the clock, above \
+             any promotion {} made without knowing of this one",
+            c.site.peer, c.site.peer
         ));
     }
     let who = pgdr_contract::promote::Promotion {
         site,
-        at: Timestamp::now().to_string(),
-        peer_known,
+        at: now.to_string(),
+        peer,
     };
     let changed = c
         .edit_config(|m| plan::without_standby(m, slot, fork, &who))

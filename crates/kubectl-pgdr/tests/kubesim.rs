@@ -293,6 +293,69 @@ async fn fence_and_unfence_keep_every_other_key_and_survive_a_409() {
     );
 }
 
+/// Chaos seed 1015: a person unfences gold while golddr's API cannot be read, and golddr's agent
+/// may have promoted meanwhile at `1 + what it knew`. The unfence is numbered by the clock, so it
+/// outranks that promotion instead of tying with it (a tie leaves both sites writable and
+/// neither advertised until a person settles it).
+#[tokio::test]
+async fn an_unfence_with_the_peer_unreadable_is_numbered_by_the_clock() {
+    let s = fixture();
+    let _patroni = patroni_stand_in(&s.gold, "patroni-gold-0");
+    let (code, _, err) = s
+        .run(&["fence", "gold", "--yes", "--timeout", "20"], "")
+        .await;
+    assert_eq!(code, 0, "{err}");
+    s.golddr.faults().add(Rule::new(Action::Fail {
+        status: 503,
+        retry_after: None,
+    }));
+    let before = jiff::Timestamp::now().as_second();
+    let (code, _, err) = s
+        .run(
+            &[
+                "unfence",
+                "gold",
+                "--force",
+                "--yes",
+                "--slot-name",
+                "pgdr_golddr",
+                "--timeout",
+                "20",
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("numbered by the clock"), "{err}");
+    let config = dynamic_config(&s.gold);
+    let marker = config["postgresql"]["parameters"]["pgdr.promoted_from"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no promotion marker: {config}"));
+    let epoch: i64 = marker
+        .strip_prefix("epoch=")
+        .and_then(|m| m.split(' ').next())
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_else(|| panic!("{marker}"));
+    assert!(
+        (before..before + 120).contains(&epoch),
+        "epoch {epoch} not from the clock ({before}): {marker}"
+    );
+    assert!(
+        err.contains(&format!("gold: promotion epoch {epoch}")),
+        "{err}"
+    );
+    assert!(err.contains("golddr was not told of epoch"), "{err}");
+    // Each read of the failing site (one per observation: before, after, and the seen-epoch
+    // record) is tried once, not retried by kube for minutes (15 tries each).
+    let reads = s
+        .golddr
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("configmaps/patroni-config") && r.status == 503)
+        .count();
+    assert!((1..=8).contains(&reads), "{reads} reads of golddr's config");
+}
+
 #[tokio::test]
 async fn a_config_that_keeps_changing_is_never_overwritten() {
     let s = fixture();

@@ -827,7 +827,7 @@ fn who(peer_known: u64) -> Promotion<'static> {
     Promotion {
         site: "golddr",
         at: t(0).to_string(),
-        peer_known,
+        peer: pgdr_contract::epoch::PeerEpoch::Read(peer_known),
     }
 }
 
