@@ -7,8 +7,9 @@
 //! 200 ms; then everything heals and the checker ([`pgdr_drill::chaos::check`]) judges the
 //! invariants on what was recorded.
 //!
-//! `PGDR_CHAOS_SEED` (default 1) and `PGDR_CHAOS_STEPS` (default 4) choose the schedule; CI runs
-//! the default, `make chaos` runs more seeds and writes the table in docs/chaos.md, `make
+//! `PGDR_CHAOS_SEED` and `PGDR_CHAOS_STEPS` (default 4) choose one schedule. Without them CI runs
+//! [`CI_SEEDS`]: a small default and every seed that once found a bug, replayed as a regression
+//! scenario. `make chaos` runs more seeds and writes the table in docs/chaos.md, `make
 //! chaos-long` runs seeds for an hour and writes docs/verification.md.
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
@@ -44,10 +45,34 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The schedules CI runs, one pair each, one after the other: (seed, steps).
+const CI_SEEDS: &[(u64, usize)] = &[
+    (1, 4),
+    // chaos-long 2026-12-04: the standby site's agent promoted during a tunnel cut and a person
+    // unfenced Gold with GoldDR's API down; both wrote epoch 1, a tie: both writable for 263 s,
+    // neither advertised, no convergence (a blind promotion is now numbered by the clock).
+    (1015, 10),
+    // chaos-long 2026-12-04: a fenced Gold crashed while following and reported the peer's
+    // timeline while replaying the peer's WAL onto its own pages, never streaming (a follow that
+    // does not stream for a minute is now re-cloned).
+    (1017, 10),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_chaos() {
-    let seed = env_u64("PGDR_CHAOS_SEED", 1);
-    let steps = env_u64("PGDR_CHAOS_STEPS", 4) as usize;
+    let runs = match std::env::var("PGDR_CHAOS_SEED") {
+        Ok(_) => vec![(
+            env_u64("PGDR_CHAOS_SEED", 1),
+            env_u64("PGDR_CHAOS_STEPS", 4) as usize,
+        )],
+        Err(_) => CI_SEEDS.to_vec(),
+    };
+    for (seed, steps) in runs {
+        one_schedule(seed, steps).await;
+    }
+}
+
+async fn one_schedule(seed: u64, steps: usize) {
     let schedule = Schedule::generate(seed, steps);
     eprintln!("[chaos] {schedule}");
     let (gslb, mut stage) = pgdr_e2e::pair::start(CRON_EVERY, None, &[]).await;
