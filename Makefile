@@ -6,7 +6,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build bins plugin fmt lint layering test test-unit test-e2e chart-test drill drill-up chaos chaos-long bench-apiserver bench-failover bench-failover-prod apiserver images images-check deny clean-tools
+.PHONY: help deps build bins plugin fmt lint layering test test-unit test-e2e chart-test drill drill-up chaos chaos-long bench-apiserver bench-failover bench-failover-prod bench-upgrade plugin-release apiserver images images-check deny clean-tools
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -76,6 +76,13 @@ bench-failover: deps bins ## Benchmark at drill timings (a few minutes): failove
 
 bench-failover-prod: deps bins ## Benchmark at the chart's default timings (about an hour): 6 losses, 24 short cuts, a 10-minute partition per policy; writes docs/benchmarks.md
 	$(CARGO) run -q -p pgdr-drill --example bench_failover -- --production --out docs/benchmarks.md
+
+plugin-release: ## Release archive of the kubectl plugin for this machine's architecture (static) and the krew manifest, in dist/
+	bash scripts/plugin-release.sh
+
+bench-upgrade: deps bins ## Benchmark (a few minutes): Gold's write unavailability during a chart upgrade that rolls its pods, one and two members; writes docs/upgrade-benchmark.md
+	PGDR_BENCH_OUT=docs/upgrade-benchmark.md PGDR_BENCH_WHEN="$$(date -u '+%Y-%m-%d %H:%M UTC')" \
+	  $(CARGO) test -q -p pgdr-e2e --test bench_upgrade -- --ignored --nocapture
 
 images: ## Build the four Rust images here (static binaries, FROM scratch, buildah vfs) and smoke-run each
 	bash scripts/images.sh

@@ -54,6 +54,15 @@ pub enum Output {
     Yaml,
 }
 
+/// Which of a site's pieces `logs` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Component {
+    Patroni,
+    Readiness,
+    Agent,
+    All,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Both sites side by side; exits 1 when the pair is unhealthy.
@@ -63,6 +72,53 @@ pub enum Command {
         /// Lag (bytes) above which the pair counts as unhealthy.
         #[arg(long, default_value_t = 16 * 1024 * 1024)]
         max_lag_bytes: u64,
+        /// Show the pair again every --interval seconds until interrupted (or --count views);
+        /// the exit code is the last view's.
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// Seconds between two views with --watch.
+        #[arg(long, default_value_t = 5, requires = "watch")]
+        interval: u64,
+        /// Stop after this many views with --watch.
+        #[arg(long, requires = "watch")]
+        count: Option<u64>,
+    },
+    /// psql on a member of SITE (default its leader: the primary, or the read-only standby
+    /// leader), through `kubectl exec` with the site's context. The superuser's password is
+    /// read inside the pod and never passes through this command. Arguments after `--` go to
+    /// psql (e.g. `-- -c 'select 1'`).
+    Psql {
+        site: String,
+        /// The member Pod (default: the site's leader).
+        #[arg(long)]
+        member: Option<String>,
+        /// Database to connect to.
+        #[arg(long, short = 'd', default_value = "postgres")]
+        dbname: String,
+        /// Print the kubectl command instead of running it.
+        #[arg(long)]
+        print: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Logs of SITE's pieces through `kubectl logs` with the site's context: Patroni and the
+    /// readiness sidecar of a member (default the leader), and the failover agent's latest run.
+    Logs {
+        site: String,
+        #[arg(long, value_enum, default_value = "all")]
+        component: Component,
+        /// The member Pod (default: the site's leader).
+        #[arg(long)]
+        member: Option<String>,
+        /// Lines from the end of each log.
+        #[arg(long, default_value_t = 100)]
+        tail: u64,
+        /// Keep streaming (one component only).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Print the kubectl commands instead of running them.
+        #[arg(long)]
+        print: bool,
     },
     /// Hold the failover agent (one site, or both): it decides nothing until released.
     Hold { site: Option<String> },

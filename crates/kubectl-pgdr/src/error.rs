@@ -70,6 +70,10 @@ pub enum Error {
     },
     #[error("not confirmed; nothing was changed")]
     NotConfirmed,
+    #[error("site {site} {reason}")]
+    NoMember { site: String, reason: String },
+    #[error("cannot run kubectl ({0}); `psql` and `logs` run it: put it on PATH, or use --print")]
+    Kubectl(String),
     #[error("cannot write the output: {0}")]
     Output(String),
 }
@@ -83,11 +87,13 @@ impl Error {
             | Error::NotConfirmed
             | Error::Malformed { .. }
             | Error::Contention { .. }
-            | Error::Missing { .. } => crate::EXIT_REFUSED,
+            | Error::Missing { .. }
+            | Error::NoMember { .. } => crate::EXIT_REFUSED,
             Error::Stuck { .. } | Error::Timeout { .. } => crate::EXIT_UNFINISHED,
             Error::Kubeconfig { .. }
             | Error::Api { .. }
             | Error::Tunnel { .. }
+            | Error::Kubectl(_)
             | Error::Output(_) => crate::EXIT_API,
         }
     }

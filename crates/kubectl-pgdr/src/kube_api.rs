@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -175,6 +175,33 @@ impl SiteClient {
             }
         }
         obs
+    }
+
+    /// The failover agent's latest run: the newest Job its CronJob owns (`None`: none kept).
+    pub async fn latest_agent_job(&self) -> Result<Option<String>, Error> {
+        let cronjob = self.site.agent_cronjob();
+        let jobs = self
+            .api::<Job>()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| self.api_err("listing Jobs", &cronjob, e))?;
+        let owned = |j: &Job| {
+            j.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "CronJob" && o.name == cronjob)
+        };
+        Ok(jobs
+            .items
+            .into_iter()
+            .filter(owned)
+            .filter_map(|j| {
+                let at = j.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                j.metadata.name.map(|n| (at, n))
+            })
+            .max()
+            .map(|(_, name)| name))
     }
 
     /// Sets or removes the hold annotation on the agent's state ConfigMap. `Ok(false)`: this

@@ -14,6 +14,7 @@ pub mod model;
 pub mod plan;
 pub mod progress;
 pub mod run;
+pub mod shell;
 pub mod status;
 
 use std::time::{Duration, Instant};
@@ -52,9 +53,52 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, Error> {
         Command::Status {
             output,
             max_lag_bytes,
+            watch,
+            interval,
+            count,
         } => {
-            let healthy = run::status(&pair, &settings, *output, *max_lag_bytes, io).await?;
-            Ok(if healthy { EXIT_OK } else { EXIT_UNHEALTHY })
+            let mut shown = 0u64;
+            loop {
+                if *watch {
+                    run::watch_header(shown, *interval, *output, io)?;
+                }
+                let healthy = run::status(&pair, &settings, *output, *max_lag_bytes, io).await?;
+                shown += 1;
+                if !*watch || count.is_some_and(|c| shown >= c) {
+                    return Ok(if healthy { EXIT_OK } else { EXIT_UNHEALTHY });
+                }
+                tokio::time::sleep(Duration::from_secs((*interval).max(1))).await;
+            }
+        }
+        Command::Psql {
+            site,
+            member,
+            dbname,
+            print,
+            args,
+        } => {
+            site_ok(site)?;
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            let how = run::Shell {
+                member: member.as_deref(),
+                print: *print,
+            };
+            run::psql(&pair, site, &how, dbname, tty, args, io).await
+        }
+        Command::Logs {
+            site,
+            component,
+            member,
+            tail,
+            follow,
+            print,
+        } => {
+            site_ok(site)?;
+            let how = run::Shell {
+                member: member.as_deref(),
+                print: *print,
+            };
+            run::logs(&pair, site, &how, *component, *tail, *follow, io).await
         }
         Command::Hold { site } => {
             run::hold(&pair, &settings, site.as_deref(), true, io).await?;

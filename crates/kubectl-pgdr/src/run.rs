@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use crate::cli::Output;
+use crate::cli::{Component, Output};
 use crate::config::Settings;
 use crate::error::Error;
 use crate::kube_api::SiteClient;
 use crate::model::{FENCE, SiteObs, fmt_lsn};
 use crate::plan::{self, Action, Next, Pair, Refusal, Request};
 use crate::progress::Progress;
+use crate::shell;
 use crate::status;
 
 /// How often waits re-observe the sites.
@@ -104,6 +105,127 @@ pub async fn status(
         .write_all(text.as_bytes())
         .map_err(|e| Error::Output(e.to_string()))?;
     Ok(r.healthy)
+}
+
+/// With `status --watch`: a line before each view (a blank line between text views; a YAML
+/// document separator between YAML ones; JSON views follow each other as a stream).
+pub fn watch_header(
+    shown: u64,
+    interval: u64,
+    output: Output,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
+    let line = match output {
+        Output::Text => format!(
+            "{}--- {} (every {interval}s; Ctrl-C to stop)\n",
+            if shown > 0 { "\n" } else { "" },
+            Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        Output::Yaml => "---\n".to_string(),
+        Output::Json => String::new(),
+    };
+    io.out
+        .write_all(line.as_bytes())
+        .map_err(|e| Error::Output(e.to_string()))
+}
+
+/// How `psql` and `logs` reach a site: which member, and whether to run kubectl or print it.
+pub struct Shell<'a> {
+    pub member: Option<&'a str>,
+    pub print: bool,
+}
+
+/// `psql SITE`: `kubectl exec` into the member's Patroni container (`shell`). Returns psql's
+/// exit code.
+pub async fn psql(
+    pair: &Pair2,
+    site: &str,
+    how: &Shell<'_>,
+    dbname: &str,
+    tty: bool,
+    extra: &[String],
+    io: &mut Io<'_>,
+) -> Result<i32, Error> {
+    let c = &pair.sites[pair.index(site)];
+    let pod =
+        shell::pick_member(&c.observe().await, how.member).map_err(|reason| Error::NoMember {
+            site: site.to_string(),
+            reason,
+        })?;
+    let args = shell::psql_args(&c.site, &c.namespace, &pod, dbname, tty, extra);
+    kubectl(&args, how.print, io)
+}
+
+/// `logs SITE`: `kubectl logs` of the member's Patroni and sidecar containers and of the
+/// failover agent's latest Job, one after the other under a title. Returns the last non-zero
+/// kubectl exit code (0 when all succeeded).
+pub async fn logs(
+    pair: &Pair2,
+    site: &str,
+    how: &Shell<'_>,
+    component: Component,
+    tail: u64,
+    follow: bool,
+    io: &mut Io<'_>,
+) -> Result<i32, Error> {
+    let c = &pair.sites[pair.index(site)];
+    let no_member = |reason| Error::NoMember {
+        site: site.to_string(),
+        reason,
+    };
+    let pod = match component {
+        Component::Agent => String::new(),
+        _ => shell::pick_member(&c.observe().await, how.member).map_err(no_member)?,
+    };
+    let job = match component {
+        Component::Agent | Component::All => c.latest_agent_job().await?,
+        _ => None,
+    };
+    let sources = shell::log_sources(component, &pod, job.as_deref());
+    if sources.is_empty() {
+        return Err(no_member(format!(
+            "has no failover agent run to show (no Job of CronJob {})",
+            c.site.agent_cronjob()
+        )));
+    }
+    if follow && sources.len() > 1 {
+        return Err(no_member(
+            "--follow streams one log: pick it with --component".to_string(),
+        ));
+    }
+    if job.is_none() && component == Component::All {
+        io.say(format!(
+            "{site}: no failover agent run found (no Job of CronJob {})",
+            c.site.agent_cronjob()
+        ));
+    }
+    let mut code = 0;
+    for source in &sources {
+        if !how.print {
+            let _ = writeln!(io.out, "==> {} <==", source.title(site));
+            let _ = io.out.flush();
+        }
+        let args = shell::logs_args(&c.site, &c.namespace, source, tail, follow);
+        match kubectl(&args, how.print, io)? {
+            0 => {}
+            failed => code = failed,
+        }
+    }
+    Ok(code)
+}
+
+/// Prints the command, or runs kubectl with the terminal's streams and returns its exit code.
+fn kubectl(args: &[String], print: bool, io: &mut Io<'_>) -> Result<i32, Error> {
+    if print {
+        writeln!(io.out, "{}", shell::render(args)).map_err(|e| Error::Output(e.to_string()))?;
+        return Ok(crate::EXIT_OK);
+    }
+    let _ = io.out.flush();
+    let status = std::process::Command::new("kubectl")
+        .args(args)
+        .status()
+        .map_err(|e| Error::Kubectl(e.to_string()))?;
+    Ok(status.code().unwrap_or(crate::EXIT_API))
 }
 
 /// `hold` / `release`.

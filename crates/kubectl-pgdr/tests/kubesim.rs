@@ -788,3 +788,90 @@ async fn advertise_vouches_only_for_an_unfenced_writable_primary() {
     let original: Value = serde_json::from_str(GOLD_CONFIG).unwrap();
     assert_eq!(config["postgresql"], original["postgresql"]);
 }
+
+/// `status --watch` shows the pair again until its count; `psql` and `logs` reach the right
+/// site, member and container through kubectl (printed here: exec and log streaming need a
+/// kubelet, which the test bed has not).
+#[tokio::test]
+async fn watch_psql_and_logs_reach_the_right_site_and_member() {
+    let s = fixture();
+    let (code, out, err) = s
+        .run(
+            &["status", "--watch", "--interval", "1", "--count", "2"],
+            "",
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.matches("(every 1s; Ctrl-C to stop)").count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(out.matches("health: OK").count(), 2, "{out}");
+
+    let (code, out, err) = s
+        .run(&["psql", "golddr", "--print", "--", "-c", "select 1"], "")
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("--context golddr --namespace {NS} exec -i"))
+            && out.contains(" patroni-golddr-0 -c patroni -- sh -c "),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("postgres -c 'select 1'"), "{out}");
+    let (code, _, err) = s
+        .run(
+            &["psql", "golddr", "--member", "patroni-gold-0", "--print"],
+            "",
+        )
+        .await;
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED, "{err}");
+    assert!(
+        err.contains("site golddr has no member patroni-gold-0 (members: patroni-golddr-0)"),
+        "{err}"
+    );
+
+    // No agent run kept yet: the member's two logs, and a note.
+    let (code, out, err) = s.run(&["logs", "golddr", "--print"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.contains("logs patroni-golddr-0 -c readiness --tail 100"),
+        "{out}"
+    );
+    assert!(err.contains("no failover agent run found"), "{err}");
+    // Two runs of the agent's CronJob and one Job of something else: the newest run is shown.
+    for (name, owner) in [
+        ("patroni-failover-29000001", "patroni-failover"),
+        ("patroni-failover-29000002", "patroni-failover"),
+        ("backup-29000003", "backup"),
+    ] {
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name,
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": owner,
+                "uid": "u1", "controller": true}]},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "failover", "image": "x"}]}}}});
+        let (code, body) = s.golddr.request(
+            "POST",
+            &format!("/apis/batch/v1/namespaces/{NS}/jobs"),
+            None,
+            Some(&job),
+        );
+        assert_eq!(code, 201, "{body}");
+    }
+    let (code, out, err) = s
+        .run(
+            &["logs", "golddr", "--component", "agent", "-f", "--print"],
+            "",
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.trim_end()
+            .ends_with("logs job/patroni-failover-29000002 -c failover --tail 100 --follow"),
+        "{out}"
+    );
+    let (code, _, err) = s.run(&["logs", "golddr", "-f", "--print"], "").await;
+    assert_eq!(code, kubectl_pgdr::EXIT_REFUSED, "{err}");
+    assert!(err.contains("--follow streams one log"), "{err}");
+}

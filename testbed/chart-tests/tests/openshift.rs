@@ -636,6 +636,19 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
     assert!(g.contains(&"PgdrPrimaryWithheld".to_string()), "{g:?}");
     // The agent runs on both sites, so both watch its runs; without the agent, neither does.
     assert!(g.contains(&"PgdrFailoverRunsFailing".to_string()), "{g:?}");
+    // ... and whether runs still complete at all (suspended or unschedulable runs fail nothing).
+    let stale = gold_on.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == "PgdrFailoverAgentStale")
+        .unwrap_or_else(|| panic!("gold: no PgdrFailoverAgentStale: {g:?}"))
+        .clone();
+    let expr = stale["expr"].as_str().unwrap();
+    assert!(
+        expr.contains(r#"cronjob="patroni-failover""#) && expr.ends_with(") > 600"),
+        "{expr}"
+    );
     // Both sites watch their own data volumes (the StatefulSet's claims), at the threshold.
     for (site, objs) in [("golddr", &d), ("gold", &gold_on)] {
         let rule = objs.one("PrometheusRule")["spec"]["groups"][0]["rules"]
@@ -660,6 +673,7 @@ fn monitoring_is_optional_and_alerts_cover_dr() {
         .set("failover.enabled=false")
         .render();
     assert!(!alerts(&no_agent).contains(&"PgdrFailoverRunsFailing".to_string()));
+    assert!(!alerts(&no_agent).contains(&"PgdrFailoverAgentStale".to_string()));
 
     // Every alert links its section of docs/runbooks/alerts.md, under the repository's URL.
     let cargo = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();

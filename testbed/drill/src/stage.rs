@@ -609,11 +609,6 @@ impl Stage {
             .await
     }
 
-    /// Logs of GoldDR's failover runs, oldest first: (pod, text).
-    pub fn failover_logs(&self) -> Vec<(String, String)> {
-        pod_logs(&self.golddr, "failover")
-    }
-
     /// Tails of the logs of every pod of every live site, for a failure report.
     pub fn diagnostics(&self) -> String {
         let mut out = match &self.log_file {
@@ -732,6 +727,17 @@ pub fn members(site: &Site) -> Vec<(String, SocketAddr)> {
         .collect();
     out.sort();
     out
+}
+
+/// The failover agent's log lines on a site (all runs so far, oldest first) that contain every
+/// one of `needles`.
+pub fn failover_lines(site: &Site, needles: &[&str]) -> Vec<String> {
+    pod_logs(site, "failover")
+        .iter()
+        .flat_map(|(_, text)| text.lines())
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .map(String::from)
+        .collect()
 }
 
 /// Container logs of a site's pods whose name contains `-<component>-`, oldest first.

@@ -7,8 +7,9 @@
 //! 200 ms; then everything heals and the checker ([`pgdr_drill::chaos::check`]) judges the
 //! invariants on what was recorded.
 //!
-//! `PGDR_CHAOS_SEED` (default 1) and `PGDR_CHAOS_STEPS` (default 4) choose the schedule; CI runs
-//! the default, `make chaos` runs more seeds and writes the table in docs/chaos.md, `make
+//! `PGDR_CHAOS_SEED` and `PGDR_CHAOS_STEPS` (default 4) choose one schedule. Without them CI runs
+//! [`CI_SEEDS`]: a small default and every seed that once found a bug, replayed as a regression
+//! scenario. `make chaos` runs more seeds and writes the table in docs/chaos.md, `make
 //! chaos-long` runs seeds for an hour and writes docs/verification.md.
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
@@ -44,10 +45,34 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The schedules CI runs, one pair each, one after the other: (seed, steps).
+const CI_SEEDS: &[(u64, usize)] = &[
+    (1, 4),
+    // chaos-long 2026-12-04: the standby site's agent promoted during a tunnel cut and a person
+    // unfenced Gold with GoldDR's API down; both wrote epoch 1, a tie: both writable for 263 s,
+    // neither advertised, no convergence (a blind promotion is now numbered by the clock).
+    (1015, 10),
+    // chaos-long 2026-12-04: a fenced Gold crashed while following and reported the peer's
+    // timeline while replaying the peer's WAL onto its own pages, never streaming (a follow that
+    // does not stream for a minute is now re-cloned).
+    (1017, 10),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_chaos() {
-    let seed = env_u64("PGDR_CHAOS_SEED", 1);
-    let steps = env_u64("PGDR_CHAOS_STEPS", 4) as usize;
+    let runs = match std::env::var("PGDR_CHAOS_SEED") {
+        Ok(_) => vec![(
+            env_u64("PGDR_CHAOS_SEED", 1),
+            env_u64("PGDR_CHAOS_STEPS", 4) as usize,
+        )],
+        Err(_) => CI_SEEDS.to_vec(),
+    };
+    for (seed, steps) in runs {
+        one_schedule(seed, steps).await;
+    }
+}
+
+async fn one_schedule(seed: u64, steps: usize) {
     let schedule = Schedule::generate(seed, steps);
     eprintln!("[chaos] {schedule}");
     let (gslb, mut stage) = pgdr_e2e::pair::start(CRON_EVERY, None, &[]).await;
@@ -133,9 +158,10 @@ async fn run(stage: &mut Stage, gslb: &Gslb, schedule: &Schedule) {
         }
     }
     let healed = Instant::now();
+    // From the heal to the start of the settled state.
     let converged_after = converge(stage, BOUNDS.converge)
         .await
-        .map(|_| healed.elapsed());
+        .map(|at| at.saturating_duration_since(healed));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acks = writers.stop().await;
     let observed = readers.stop().await;
@@ -481,29 +507,71 @@ impl Operator {
     }
 }
 
-/// Waits until exactly one site is a writable primary and the other site's leader streams from
-/// it; `Some(())` then, `None` after `within`.
-async fn converge(stage: &Stage, within: Duration) -> Option<()> {
+/// How long the converged state must last before it counts: a promotion written but not yet
+/// acted on can still turn it over (seed 1005).
+const SETTLED: Duration = Duration::from_secs(15);
+
+/// Waits until the pair has settled: exactly one site is a writable primary, the other site's
+/// leader streams from it, each site's dynamic config says the same (the primary's site is not a
+/// standby cluster, the other is), and all of it still holds [`SETTLED`] later. `Some(when it
+/// began)` then, `None` after `within`.
+///
+/// Seed 1005: GoldDR's API answered 503 while its agent's promotion sat in its config; Gold came
+/// back as the primary and GoldDR's leader still streamed from it, which looked converged, until
+/// GoldDR's Patroni read the config 8 s later and promoted.
+async fn converge(stage: &Stage, within: Duration) -> Option<Instant> {
     let deadline = Instant::now() + within;
+    let mut since: Option<(&str, Instant)> = None;
     while Instant::now() < deadline {
-        let mut writable = Vec::new();
-        for site in SITES {
-            if leader_writable(stage, site).await == Some(true) {
-                writable.push(site);
+        let now = match one_primary_streaming(stage, deadline).await {
+            Some(primary) => primary,
+            None => {
+                since = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-        }
-        if let [primary] = writable[..] {
-            let other = SITES.iter().find(|s| **s != primary).unwrap();
-            let left = deadline.saturating_duration_since(Instant::now());
-            let streaming = stage
-                .wait_site_streaming(stage.site(other).unwrap(), left.min(Duration::from_secs(5)))
-                .await;
-            if streaming.is_ok() {
-                eprintln!("[chaos] converged: {primary} primary, {other} streams from it");
-                return Some(());
+        };
+        match since {
+            Some((p, at)) if p == now && at.elapsed() >= SETTLED => {
+                let other = SITES.iter().find(|s| **s != now).unwrap();
+                eprintln!(
+                    "[chaos] converged: {now} primary, {other} streams from it (settled for {}s)",
+                    SETTLED.as_secs()
+                );
+                return Some(at);
             }
+            Some((p, _)) if p == now => {}
+            _ => since = Some((now, Instant::now())),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     None
+}
+
+/// The one writable primary's site when the other site's leader streams from it and both
+/// sites' configs agree with that.
+async fn one_primary_streaming(stage: &Stage, deadline: Instant) -> Option<&'static str> {
+    let mut writable = Vec::new();
+    for site in SITES {
+        if leader_writable(stage, site).await == Some(true) {
+            writable.push(site);
+        }
+    }
+    let [primary] = writable[..] else {
+        return None;
+    };
+    let other = SITES.iter().find(|s| **s != primary).unwrap();
+    let standby_cluster = |site: &str| {
+        fencing::dynamic_config(stage.site(site).ok()?)
+            .map(|c| c.get("standby_cluster").is_some_and(|v| !v.is_null()))
+    };
+    if standby_cluster(primary) != Some(false) || standby_cluster(other) != Some(true) {
+        return None;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    stage
+        .wait_site_streaming(stage.site(other).unwrap(), left.min(Duration::from_secs(5)))
+        .await
+        .ok()
+        .map(|_| primary)
 }

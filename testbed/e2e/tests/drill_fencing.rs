@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 use pgdr_drill::fencing::{self, ACK_STRETCH_GAP, Ack, Figures, PrimarySampler, Writers};
 use pgdr_drill::gslb::Gslb;
 use pgdr_drill::minicluster::api;
-use pgdr_drill::stage::{Stage, member, pod_logs};
+use pgdr_drill::stage::{Stage, failover_lines, member};
 use pgdr_drill::switchover::Plugin;
 use pgdr_e2e::pair::{SITES, acked_rows_reach, leader_writable, prepare_table, rows_on, watched};
 
@@ -118,15 +118,6 @@ fn longest_gap(acks: &[Ack], site: &str, from: Instant, to: Instant) -> Duration
         .map(|w| w[1].saturating_duration_since(w[0]))
         .max()
         .unwrap_or_default()
-}
-
-/// Failover log lines of a site's runs (all so far) containing every one of `needles`.
-fn failover_lines(site: &pgdr_drill::minicluster::Site, needles: &[&str]) -> Vec<String> {
-    pod_logs(site, "failover")
-        .iter()
-        .flat_map(|(_, text)| text.lines().map(String::from).collect::<Vec<_>>())
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .collect()
 }
 
 /// Whether the chart rendered the failover CronJob on a site (issue 12 renders it on both).

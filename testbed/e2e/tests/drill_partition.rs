@@ -20,7 +20,7 @@ use pgdr_drill::cronjob;
 use pgdr_drill::gslb::{Gslb, GslbConfig};
 use pgdr_drill::minicluster::api;
 use pgdr_drill::options::Options;
-use pgdr_drill::stage::{Stage, member};
+use pgdr_drill::stage::{Stage, failover_lines, member};
 
 /// The drill's failover runs fire every few seconds.
 const CRON_EVERY: u64 = 2;
@@ -59,16 +59,6 @@ async fn drill_partition() {
         Ok(Err(e)) => std::panic::resume_unwind(e),
         Err(_) => panic!("the partition scenario did not finish within 6 minutes"),
     }
-}
-
-/// Failover log lines (all runs so far) that contain every one of `needles`.
-fn failover_lines(stage: &Stage, needles: &[&str]) -> Vec<String> {
-    stage
-        .failover_logs()
-        .iter()
-        .flat_map(|(_, text)| text.lines().map(String::from).collect::<Vec<_>>())
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .collect()
 }
 
 async fn scenario(stage: &mut Stage, gslb: &Gslb) {
@@ -116,7 +106,7 @@ async fn scenario(stage: &mut Stage, gslb: &Gslb) {
     let acked_count = || acked.lock().unwrap().len();
 
     // The partition: the tunnel blackholed both ways, both sites alive.
-    let blocked_before = failover_lines(stage, &["PrimaryAlive", "verdict=blocked"]).len();
+    let blocked_before = failover_lines(&stage.golddr, &["PrimaryAlive", "verdict=blocked"]).len();
     let partitioned = Instant::now();
     stage.platform.blackhole();
     eprintln!("[partition] tunnel blackholed for {PARTITION:?}");
@@ -186,7 +176,7 @@ async fn scenario(stage: &mut Stage, gslb: &Gslb) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let blocked =
-        failover_lines(stage, &["PrimaryAlive", "verdict=blocked"]).len() - blocked_before;
+        failover_lines(&stage.golddr, &["PrimaryAlive", "verdict=blocked"]).len() - blocked_before;
     assert!(
         blocked > 0,
         "no failover sample was blocked by the GSLB witness during the partition"
@@ -233,7 +223,7 @@ async fn scenario(stage: &mut Stage, gslb: &Gslb) {
     assert_eq!(stage.golddr_is_standby_cluster(), Some(false));
     assert!(
         !failover_lines(
-            stage,
+            &stage.golddr,
             &["PrimaryDown", "the GSLB sends the application to golddr"]
         )
         .is_empty(),

@@ -23,7 +23,7 @@ use pgdr_drill::images::RESTRICTED_V2_FS_GROUP;
 use pgdr_drill::minicluster::api;
 use pgdr_drill::options::Options;
 use pgdr_drill::rbac::{Calls, service_account_user};
-use pgdr_drill::stage::{Stage, member};
+use pgdr_drill::stage::{Stage, failover_lines, member};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a failover run says when GoldDR's API server cannot be reached (pgdr-core's hint).
@@ -318,16 +318,6 @@ async fn assert_pods_call_as_their_service_accounts(stage: &Stage) {
     );
 }
 
-/// Failover log lines (all runs so far) that contain every one of `needles`.
-fn failover_lines(stage: &Stage, needles: &[&str]) -> Vec<String> {
-    stage
-        .failover_logs()
-        .iter()
-        .flat_map(|(_, text)| text.lines().map(String::from).collect::<Vec<_>>())
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_scenarios() {
     let witness = Witness::start().await;
@@ -394,7 +384,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     stage.platform.heal();
     tokio::time::sleep(cycle).await;
-    let failed_samples = failover_lines(stage, &["failed=true"]).len();
+    let failed_samples = failover_lines(&stage.golddr, &["failed=true"]).len();
     eprintln!("[short cut] failover samples counted as failed so far: {failed_samples}");
     assert_gold_primary_golddr_following(stage, &mut rows, "short cut").await;
 
@@ -403,7 +393,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     let hits = witness.hits();
     stage.platform.blackhole();
     tokio::time::sleep(Duration::from_secs(18)).await;
-    let vetoes = failover_lines(stage, &["PrimaryAlive", "verdict=blocked"]).len();
+    let vetoes = failover_lines(&stage.golddr, &["PrimaryAlive", "verdict=blocked"]).len();
     stage.platform.heal();
     assert!(
         witness.hits() > hits,
@@ -422,7 +412,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     // 3. GoldDR's API server refuses connections while the link is down: no decision can be
     //    taken, so no promotion, and the runs say why. The link comes back before the API does.
     witness.set_alive(false);
-    let before = failover_lines(stage, &[API_UNREACHABLE]).len();
+    let before = failover_lines(&stage.golddr, &[API_UNREACHABLE]).len();
     stage
         .golddr
         .server()
@@ -432,7 +422,7 @@ async fn run_scenarios(stage: &mut Stage, witness: &Witness) {
     tokio::time::sleep(Duration::from_secs(15)).await;
     stage.platform.heal();
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let api_errors = failover_lines(stage, &[API_UNREACHABLE]);
+    let api_errors = failover_lines(&stage.golddr, &[API_UNREACHABLE]);
     assert!(
         api_errors.len() > before,
         "API outage: no failover run reported that it could not decide"
