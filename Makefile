@@ -81,7 +81,7 @@ plugin-release: ## Release archive of the kubectl plugin for this machine's arch
 	bash scripts/plugin-release.sh
 
 bench-upgrade: deps bins ## Benchmark (a few minutes): Gold's write unavailability during a chart upgrade that rolls its pods, one and two members; writes docs/upgrade-benchmark.md
-	PGDR_BENCH_OUT=docs/upgrade-benchmark.md PGDR_BENCH_WHEN="$$(date -u '+%Y-%m-%d %H:%M UTC')" \
+	PGDR_BENCH_OUT=$(CURDIR)/docs/upgrade-benchmark.md PGDR_BENCH_WHEN="$$(date -u '+%Y-%m-%d %H:%M UTC')" \
 	  $(CARGO) test -q -p pgdr-e2e --test bench_upgrade -- --ignored --nocapture
 
 images: ## Build the four Rust images here (static binaries, FROM scratch, buildah vfs) and smoke-run each

@@ -101,12 +101,16 @@ async fn one(members: u32) -> Row {
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let leader_before = leader(gold).unwrap_or_else(|| "-".into());
+    let revision_before = sts_status(gold)["updateRevision"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let started = Instant::now();
     stage
         .upgrade_gold(&["postgresql.parameters.work_mem=8MB".to_string()])
         .await
         .unwrap_or_else(|e| panic!("helm upgrade of gold: {e:?}"));
-    let roll = wait_rolled(gold, members, started).await;
+    let roll = wait_rolled(gold, members, &revision_before, started).await;
     tokio::time::sleep(Duration::from_secs(15)).await;
     let until = Instant::now();
     stage
@@ -171,24 +175,25 @@ fn leader(site: &Site) -> Option<String> {
         .map(String::from)
 }
 
-/// Waits until the site's StatefulSet has replaced every pod with the new template and all are
-/// ready; returns the time since `started`.
-async fn wait_rolled(site: &Site, members: u32, started: Instant) -> Duration {
-    // The upgrade has begun the roll once the StatefulSet reports a new update revision.
-    let mut seen_outdated = false;
+/// The site's StatefulSet status (the chart renders one per site).
+fn sts_status(site: &Site) -> Value {
+    let sts: Vec<Value> = site
+        .api()
+        .list(api::STATEFULSETS, Some(site.namespace()))
+        .unwrap_or_default();
+    sts.first().map(|s| s["status"].clone()).unwrap_or_default()
+}
+
+/// Waits until the site's StatefulSet reports a template revision other than `before` and has
+/// replaced every pod with it, all ready; returns the time since `started`. (The revision, not
+/// "current != update": with one member the old pod is gone at once and the two never differ.)
+async fn wait_rolled(site: &Site, members: u32, before: &str, started: Instant) -> Duration {
     loop {
-        let sts: Vec<Value> = site
-            .api()
-            .list(api::STATEFULSETS, Some(site.namespace()))
-            .unwrap_or_default();
-        let status = sts.first().map(|s| s["status"].clone()).unwrap_or_default();
+        let status = sts_status(site);
         let n = |k: &str| status[k].as_u64().unwrap_or(0);
         let current = status["currentRevision"].as_str().unwrap_or("");
-        let update = status["updateRevision"].as_str().unwrap_or("-");
-        if current != update {
-            seen_outdated = true;
-        }
-        if seen_outdated
+        let update = status["updateRevision"].as_str().unwrap_or("");
+        if update != before
             && current == update
             && n("updatedReplicas") == u64::from(members)
             && n("readyReplicas") == u64::from(members)
@@ -197,7 +202,7 @@ async fn wait_rolled(site: &Site, members: u32, started: Instant) -> Duration {
         }
         assert!(
             started.elapsed() < ROLL_TIMEOUT,
-            "gold's pods were not replaced within {ROLL_TIMEOUT:?}: {status}"
+            "gold's pods were not replaced within {ROLL_TIMEOUT:?} (revision before: {before}): {status}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
