@@ -173,6 +173,12 @@ pub async fn logs(
         site: site.to_string(),
         reason,
     };
+    // Decided by the flags alone, before asking the API anything.
+    if follow && component == Component::All {
+        return Err(no_member(
+            "--follow streams one log: pick it with --component".to_string(),
+        ));
+    }
     let pod = match component {
         Component::Agent => String::new(),
         _ => shell::pick_member(&c.observe().await, how.member).map_err(no_member)?,
@@ -187,11 +193,6 @@ pub async fn logs(
             "has no failover agent run to show (no Job of CronJob {})",
             c.site.agent_cronjob()
         )));
-    }
-    if follow && sources.len() > 1 {
-        return Err(no_member(
-            "--follow streams one log: pick it with --component".to_string(),
-        ));
     }
     if job.is_none() && component == Component::All {
         io.say(format!(
